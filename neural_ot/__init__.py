@@ -1,0 +1,45 @@
+"""neural_ot: regularised optimal-transport duals, keypoint-masked OT and the compatibility function.
+
+A standalone toolkit (numpy, scipy, torch) used by :mod:`otpr_sb3`. See the paper's Eq. 3-6 and 12-15.
+"""
+
+from neural_ot.costs import L1, CallableCost, Cosine, CostFn, Euclidean, SqEuclidean, get_cost
+from neural_ot.discrete import solve_discrete
+from neural_ot.duals import density, dual_objective, plan, plan_marginals, potential_values
+from neural_ot.keypoints import (
+    KeypointRelationCost,
+    MixedCost,
+    js_divergence_matrix,
+    keypoint_mask,
+    relation_vectors,
+)
+from neural_ot.regularizers import Entropic, Regularizer, SquaredL2, get_regularizer
+from neural_ot.results import OTResult
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "L1",
+    "CallableCost",
+    "Cosine",
+    "CostFn",
+    "Entropic",
+    "Euclidean",
+    "KeypointRelationCost",
+    "MixedCost",
+    "OTResult",
+    "Regularizer",
+    "SqEuclidean",
+    "SquaredL2",
+    "density",
+    "dual_objective",
+    "get_cost",
+    "get_regularizer",
+    "js_divergence_matrix",
+    "keypoint_mask",
+    "plan",
+    "plan_marginals",
+    "potential_values",
+    "relation_vectors",
+    "solve_discrete",
+]

@@ -1,0 +1,196 @@
+r"""Dual objectives, compatibility density and plan recovery as pure functions.
+
+These are the primitives of the paper's Eq. 5, 6, 14 and 15, for any potentials: tensors of values,
+or ``torch.nn.Module`` potentials evaluated on the points ``x`` and ``y``. They are differentiable,
+so a training loop can maximise :func:`dual_objective` directly (cf. POT's ``loss_dual_entropic``).
+"""
+
+from __future__ import annotations
+
+import torch as th
+from torch import nn
+
+from neural_ot._arrays import ArrayLike, is_numpy, to_output, to_tensor
+from neural_ot.regularizers import get_regularizer
+
+
+def potential_values(potential: th.Tensor | nn.Module, points: th.Tensor | None, name: str) -> th.Tensor:
+    """Values of a potential: the tensor itself, or the module evaluated on ``points``.
+
+    Parameters
+    ----------
+    potential : torch.Tensor or torch.nn.Module
+        Vector of values, or a module mapping points ``(n, d)`` to values ``(n,)`` or ``(n, 1)``.
+    points : torch.Tensor or None
+        Required when ``potential`` is a module.
+    name : str
+        Argument name used in error messages.
+
+    Returns
+    -------
+    torch.Tensor of shape (n,)
+    """
+    if isinstance(potential, nn.Module):
+        if points is None:
+            raise ValueError(f"`{name}` is a module: pass the points it is evaluated on")
+        values = potential(points)
+    elif isinstance(potential, th.Tensor):
+        values = potential
+    else:
+        raise TypeError(f"`{name}` must be a tensor or a torch.nn.Module, got {type(potential).__name__}")
+    return values.reshape(values.shape[0], -1).squeeze(1) if values.ndim > 1 else values
+
+
+def _uniform(n: int, like: th.Tensor) -> th.Tensor:
+    return th.full((n,), 1.0 / n, dtype=like.dtype, device=like.device)
+
+
+def _z(u: th.Tensor, v: th.Tensor, M: th.Tensor) -> th.Tensor:
+    if u.shape[0] != M.shape[0] or v.shape[0] != M.shape[1]:
+        raise ValueError(f"potentials of lengths {u.shape[0]}, {v.shape[0]} do not match `M` of shape {tuple(M.shape)}")
+    return u[:, None] + v[None, :] - M
+
+
+def dual_objective(
+    u: th.Tensor | nn.Module,
+    v: th.Tensor | nn.Module,
+    M: th.Tensor,
+    reg: float,
+    a: th.Tensor | None = None,
+    b: th.Tensor | None = None,
+    mask: th.Tensor | None = None,
+    reg_type: str = "l2",
+    x: th.Tensor | None = None,
+    y: th.Tensor | None = None,
+) -> th.Tensor:
+    r"""Regularised (and optionally masked) dual objective, to be maximised.
+
+    .. math:: \sum_i a_i u_i + \sum_j b_j v_j - \sum_{ij} a_i b_j m_{ij} \phi^*(u_i + v_j - M_{ij})
+
+    with :math:`\phi^*(z) = z_+^2 / (4\varepsilon)` for ``"l2"`` (Eq. 5, 14) and
+    :math:`\varepsilon(e^{z/\varepsilon} - 1)` for ``"entropic"``.
+
+    Parameters
+    ----------
+    u, v : torch.Tensor or torch.nn.Module
+        Potentials (values, or modules evaluated on ``x`` and ``y``).
+    M : torch.Tensor of shape (n, m)
+        Cost matrix.
+    reg : float
+        Regularisation strength :math:`\varepsilon`.
+    a, b : torch.Tensor, optional
+        Weights; uniform when omitted. On minibatches, uniform weights give the Monte-Carlo estimate.
+    mask : torch.Tensor of shape (n, m), optional
+        0/1 mask; masked-out pairs carry no mass.
+    reg_type : {"l2", "entropic"}
+    x, y : torch.Tensor, optional
+        Points for module potentials.
+
+    Returns
+    -------
+    torch.Tensor
+        Scalar objective.
+    """
+    regularizer = get_regularizer(reg, reg_type)
+    uu, vv = potential_values(u, x, "u"), potential_values(v, y, "v")
+    a = _uniform(M.shape[0], M) if a is None else a
+    b = _uniform(M.shape[1], M) if b is None else b
+    penalty = regularizer.conjugate(_z(uu, vv, M))
+    if mask is not None:
+        penalty = penalty * mask
+    return a @ uu + b @ vv - a @ penalty @ b
+
+
+def density(
+    u: ArrayLike,
+    v: ArrayLike,
+    M: ArrayLike,
+    reg: float,
+    reg_type: str = "l2",
+    mask: ArrayLike | None = None,
+) -> ArrayLike:
+    r"""Compatibility function :math:`H = (u_i + v_j - M_{ij})_+ / (2\varepsilon)` (Eq. 6, 15), masked if asked.
+
+    Parameters
+    ----------
+    u, v : array-like of shape (n,), (m,)
+    M : array-like of shape (n, m)
+    reg : float
+    reg_type : {"l2", "entropic"}
+        For ``"entropic"``, :math:`H = \exp((u_i + v_j - M_{ij})/\varepsilon)`.
+    mask : array-like of shape (n, m), optional
+
+    Returns
+    -------
+    array of shape (n, m)
+        Same kind (numpy or torch) and dtype as ``M``.
+    """
+    Mt = to_tensor(M, "M")
+    ut, vt = to_tensor(u, "u", Mt.dtype, Mt.device), to_tensor(v, "v", Mt.dtype, Mt.device)
+    H = get_regularizer(reg, reg_type).density(_z(ut, vt, Mt))
+    if mask is not None:
+        H = H * to_tensor(mask, "mask", Mt.dtype, Mt.device)
+    return to_output(H, is_numpy(M), Mt.dtype)
+
+
+def plan(
+    u: ArrayLike,
+    v: ArrayLike,
+    M: ArrayLike,
+    reg: float,
+    a: ArrayLike | None = None,
+    b: ArrayLike | None = None,
+    reg_type: str = "l2",
+    mask: ArrayLike | None = None,
+) -> ArrayLike:
+    """Transport plan :math:`T_{ij} = a_i b_j H_{ij}` recovered from potentials.
+
+    Parameters are as in :func:`density`, with weights ``a`` and ``b`` (uniform when omitted).
+
+    Returns
+    -------
+    array of shape (n, m)
+    """
+    Mt = to_tensor(M, "M")
+    H = to_tensor(density(u, v, Mt, reg, reg_type, mask), "H")
+    at = _uniform(Mt.shape[0], Mt) if a is None else to_tensor(a, "a", Mt.dtype, Mt.device)
+    bt = _uniform(Mt.shape[1], Mt) if b is None else to_tensor(b, "b", Mt.dtype, Mt.device)
+    return to_output(at[:, None] * H * bt[None, :], is_numpy(M), Mt.dtype)
+
+
+def plan_marginals(
+    u: ArrayLike,
+    v: ArrayLike,
+    M: ArrayLike,
+    reg: float,
+    a: ArrayLike | None = None,
+    b: ArrayLike | None = None,
+    reg_type: str = "l2",
+    mask: ArrayLike | None = None,
+    chunk_size: int = 4096,
+) -> tuple[ArrayLike, ArrayLike]:
+    """Row and column sums of the plan, computed over row chunks without forming the whole plan.
+
+    Parameters are as in :func:`plan`; ``chunk_size`` rows are processed at a time.
+
+    Returns
+    -------
+    (array of shape (n,), array of shape (m,))
+    """
+    regularizer = get_regularizer(reg, reg_type)
+    Mt = to_tensor(M, "M")
+    ut, vt = to_tensor(u, "u", Mt.dtype, Mt.device), to_tensor(v, "v", Mt.dtype, Mt.device)
+    at = _uniform(Mt.shape[0], Mt) if a is None else to_tensor(a, "a", Mt.dtype, Mt.device)
+    bt = _uniform(Mt.shape[1], Mt) if b is None else to_tensor(b, "b", Mt.dtype, Mt.device)
+    maskt = None if mask is None else to_tensor(mask, "mask", Mt.dtype, Mt.device)
+    rows = th.empty_like(at)
+    cols = th.zeros_like(bt)
+    for i in range(0, Mt.shape[0], chunk_size):
+        sl = slice(i, i + chunk_size)
+        H = regularizer.density(_z(ut[sl], vt, Mt[sl]))
+        if maskt is not None:
+            H = H * maskt[sl]
+        rows[sl] = at[sl] * (H @ bt)
+        cols += bt * (at[sl] @ H)
+    as_numpy = is_numpy(M)
+    return to_output(rows, as_numpy, Mt.dtype), to_output(cols, as_numpy, Mt.dtype)
