@@ -3,6 +3,7 @@
 A standalone toolkit (numpy, scipy, torch) used by :mod:`otpr_sb3`. See the paper's Eq. 3-6 and 12-15.
 """
 
+from neural_ot.compatibility import Compatibility, Resampled, resample_from_scores
 from neural_ot.costs import L1, CallableCost, Cosine, CostFn, Euclidean, SqEuclidean, get_cost
 from neural_ot.discrete import solve_discrete
 from neural_ot.duals import density, dual_objective, plan, plan_marginals, potential_values
@@ -13,14 +14,25 @@ from neural_ot.keypoints import (
     keypoint_mask,
     relation_vectors,
 )
+from neural_ot.potentials import MLPPotential, TabularPotential
 from neural_ot.regularizers import Entropic, Regularizer, SquaredL2, get_regularizer
 from neural_ot.results import OTResult
+from neural_ot.stochastic import DualResult, EntropicDual, L2Dual, MaskedL2Dual, StochasticDual
 
 __version__ = "0.1.0"
 
 __all__ = [
     "L1",
     "CallableCost",
+    "Compatibility",
+    "DualResult",
+    "EntropicDual",
+    "L2Dual",
+    "MLPPotential",
+    "MaskedL2Dual",
+    "Resampled",
+    "StochasticDual",
+    "TabularPotential",
     "Cosine",
     "CostFn",
     "Entropic",
@@ -41,5 +53,6 @@ __all__ = [
     "plan_marginals",
     "potential_values",
     "relation_vectors",
+    "resample_from_scores",
     "solve_discrete",
 ]

@@ -84,7 +84,9 @@ class CostFn(ABC):
         ``"mean"`` the scale must first be frozen by :meth:`fit_scale`.
         """
         if self.scale is None and self.normalize is not None:
-            raise ValueError(f"{type(self).__name__}: call `fit_scale` before evaluating paired costs with normalize={self.normalize!r}")
+            raise ValueError(
+                f"{type(self).__name__}: call `fit_scale` before evaluating paired costs with normalize={self.normalize!r}"
+            )
         return self.paired(x, y) / (self.scale or 1.0)
 
     def __call__(self, x: ArrayLike, y: ArrayLike) -> ArrayLike:

@@ -140,9 +140,7 @@ def _l2_block_solution(thresholds: th.Tensor, w: th.Tensor, active: th.Tensor | 
     return _breakpoint_solution(ts, th.gather(wt, 1, order), None, target)[0]
 
 
-def _breakpoint_solution(
-    ts: th.Tensor, ws: th.Tensor, next_t: th.Tensor | None, target: float
-) -> tuple[th.Tensor, th.Tensor]:
+def _breakpoint_solution(ts: th.Tensor, ws: th.Tensor, next_t: th.Tensor | None, target: float) -> tuple[th.Tensor, th.Tensor]:
     """Root of the increasing piecewise-linear ``s -> sum_j w_j (s - t_j)_+ - target`` on sorted ``ts``."""
     finite = th.isfinite(ts)
     ws = th.where(finite, ws, th.zeros_like(ws))
@@ -237,9 +235,7 @@ class _HessianOperator:
         return th.from_numpy(np.asarray(x)).to(rhs)
 
 
-def _pcg(
-    op: Callable[[th.Tensor], th.Tensor], rhs: th.Tensor, diag: th.Tensor, rtol: float, max_iter: int
-) -> th.Tensor:
+def _pcg(op: Callable[[th.Tensor], th.Tensor], rhs: th.Tensor, diag: th.Tensor, rtol: float, max_iter: int) -> th.Tensor:
     """Jacobi-preconditioned conjugate gradients for the SPD system ``op(x) = rhs``."""
     x = th.zeros_like(rhs)
     r = rhs.clone()

@@ -72,7 +72,7 @@ def keypoint_mask(n: int, m: int, pairs: ArrayLike, dtype: type = np.float64) ->
     if int(n) < 1 or int(m) < 1:
         raise ValueError(f"`n` and `m` must be positive, got {n} and {m}")
     arr = check_pairs(pairs, int(n), int(m))
-    mask = np.ones((int(n), int(m)), dtype=dtype)
+    mask: np.ndarray = np.ones((int(n), int(m)), dtype=dtype)
     mask[arr[:, 0], :] = 0
     mask[:, arr[:, 1]] = 0
     mask[arr[:, 0], arr[:, 1]] = 1

@@ -50,7 +50,7 @@ class Regularizer(ABC):
 
     @abstractmethod
     def curvature(self, z: th.Tensor) -> th.Tensor:
-        """Derivative of :meth:`density` with respect to ``z``."""
+        """Return the derivative of :meth:`density` with respect to ``z``."""
 
     @abstractmethod
     def primal(self, density: th.Tensor) -> th.Tensor:

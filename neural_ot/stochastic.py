@@ -1,0 +1,588 @@
+r"""Stochastic minibatch solvers of the regularised (and keypoint-masked) OT dual.
+
+The dual (Eq. 5, 14) is an expectation over :math:`\mu \times \nu`, so it can be maximised by
+stochastic gradient ascent on minibatches, with tabular potentials on finite sets or neural
+potentials on continuous measures (Seguy et al. 2018; the paper's Algorithm 2). Memory grows with the
+batch, not with the data.
+
+With keypoints, every minibatch also contains all matched keypoint pairs (Algorithm 2), and the batch
+is weighted so the estimate stays unbiased: keypoints enter with their own mass and the other points
+share the remaining mass; the mask keeps keypoints matched only to each other.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch as th
+from torch import nn
+from tqdm.auto import tqdm
+
+from neural_ot._arrays import ArrayLike, resolve_device, to_tensor
+from neural_ot._validation import check_positive_int, check_reg
+from neural_ot.compatibility import Compatibility
+from neural_ot.costs import CostFn, get_cost
+from neural_ot.keypoints import check_pairs
+from neural_ot.potentials import MLPPotential, TabularPotential, make_potential
+from neural_ot.regularizers import Regularizer, get_regularizer
+from neural_ot.sources import PointSource, Source, as_source
+
+Callback = Callable[[dict[str, Any]], bool | None]
+
+
+@dataclass
+class DualResult:
+    """Potentials fitted by a stochastic solver, with the training history.
+
+    Attributes
+    ----------
+    u, v : torch.nn.Module
+        The potentials (the EMA copies when EMA was enabled), in eval mode.
+    cost : CostFn
+        The cost, with its normalisation scale frozen.
+    reg : float
+    reg_type : str
+    n_steps : int
+        Gradient steps taken by this fit.
+    converged : bool
+        Whether the estimated marginal error reached ``tol`` (``False`` when no ``tol`` was set).
+    marginal_error : float
+        Last estimate of the relative marginal error (NaN if never evaluated).
+    history : dict of lists
+        ``step``, ``objective``, ``marginal_error``, ``reg`` and ``lr`` at each evaluation.
+    """
+
+    u: nn.Module
+    v: nn.Module
+    cost: CostFn
+    reg: float
+    reg_type: str
+    n_steps: int
+    converged: bool
+    marginal_error: float
+    history: dict[str, list[float]] = field(default_factory=dict)
+
+    def compatibility(self) -> Compatibility:
+        """Build the compatibility function :math:`H` of these potentials (neural potentials only)."""
+        return Compatibility(self.u, self.v, self.cost, self.reg, self.reg_type)
+
+    def potential_values(self, x: th.Tensor | None = None, y: th.Tensor | None = None) -> tuple[th.Tensor, th.Tensor]:
+        """Values of ``u`` and ``v``: the whole table for tabular potentials, else at ``x`` and ``y``."""
+        with th.no_grad():
+            vals = []
+            for pot, pts in ((self.u, x), (self.v, y)):
+                if isinstance(pot, TabularPotential):
+                    vals.append(pot.values.detach().clone())
+                else:
+                    if pts is None:
+                        raise ValueError("neural potentials need the points to evaluate them on")
+                    vals.append(pot(pts))
+        return vals[0], vals[1]
+
+
+@dataclass
+class _Batch:
+    x_idx: th.Tensor | None
+    x: th.Tensor
+    y_idx: th.Tensor | None
+    y: th.Tensor
+    wx: th.Tensor
+    wy: th.Tensor
+    mask: th.Tensor | None
+
+
+class _Measure:
+    """One side of the problem: keypoints (always in the batch) plus a source for the rest of the mass."""
+
+    def __init__(self, rest: Source, kp_idx: th.Tensor | None, kp_pts: th.Tensor | None, kp_w: th.Tensor | None):
+        self.rest, self.kp_idx, self.kp_pts, self.kp_w = rest, kp_idx, kp_pts, kp_w
+        self.rest_mass = 1.0 - (float(kp_w.sum()) if kp_w is not None else 0.0)
+
+    @property
+    def n_keypoints(self) -> int:
+        return 0 if self.kp_pts is None else self.kp_pts.shape[0]
+
+    def draw(self, batch_size: int, gen: th.Generator, device: th.device, dtype: th.dtype) -> tuple[Any, th.Tensor, th.Tensor]:
+        idx, pts = self.rest.sample(batch_size, gen)
+        pts = pts.to(device=device, dtype=dtype)
+        w = th.full((batch_size,), self.rest_mass / batch_size, device=device, dtype=dtype)
+        if self.kp_pts is None:
+            return (None if idx is None else idx.to(device)), pts, w
+        assert self.kp_w is not None
+        pts = th.cat([self.kp_pts.to(device=device, dtype=dtype), pts])
+        w = th.cat([self.kp_w.to(device=device, dtype=dtype), w])
+        if idx is not None and self.kp_idx is not None:
+            idx = th.cat([self.kp_idx.to(idx.device), idx]).to(device)
+        return idx, pts, w
+
+
+def _keypoint_block_mask(K: int, bx: int, by: int, device: th.device, dtype: th.dtype) -> th.Tensor:
+    mask = th.ones((K + bx, K + by), device=device, dtype=dtype)
+    mask[:K, :] = 0
+    mask[:, :K] = 0
+    mask[:K, :K] = th.eye(K, device=device, dtype=dtype)
+    return mask
+
+
+class StochasticDual:
+    r"""Stochastic solver of the regularised OT dual with tabular or neural potentials.
+
+    Parameters
+    ----------
+    reg : float
+        :math:`\varepsilon`, in the density-based convention (the paper's :math:`\lambda`).
+    reg_type : {"l2", "entropic"}
+    cost : str, CostFn or callable
+        Ground cost; ``"sqeuclidean"`` by default. A cost with ``normalize="max"``/``"mean"`` has its scale
+        frozen on the first batch so every minibatch sees the same problem.
+    potentials : {"mlp", "tabular"} or (Module, Module)
+        Kind of potentials, or the two modules themselves.
+    hidden_sizes : sequence of int
+        Hidden widths of MLP potentials (the paper: two layers).
+    learning_rate : float
+        Adam step size.
+    lr_schedule : {"constant", "cosine"} or callable
+        Multiplier of the learning rate as a function of progress in ``[0, 1]``.
+    batch_size : int
+        Points drawn from each measure per step (keypoints come on top).
+    max_steps : int
+        Default number of steps of :meth:`fit`.
+    ema_decay : float, optional
+        Keep an exponential moving average of the potentials (used for evaluation and the result).
+    reg_init : float, optional
+        Start of eps-continuation: eps decays geometrically from ``reg_init`` to ``reg`` over the first
+        ``continuation_fraction`` of the steps.
+    continuation_fraction : float
+    eval_every : int
+        Steps between estimates of the marginal error (on fresh batches of ``eval_batch_size``).
+    eval_batch_size : int
+    tol : float, optional
+        Stop once the estimated relative marginal error is at most ``tol`` (after continuation ends).
+    device : str
+        ``"auto"`` picks CUDA when available.
+    dtype : torch.dtype
+    seed : int, optional
+        Seeds the potentials' initialisation and the minibatch sampling.
+    progress_bar : bool
+        Show a tqdm progress bar.
+    """
+
+    keypoints_required = False
+
+    def __init__(
+        self,
+        reg: float,
+        reg_type: str = "l2",
+        cost: str | CostFn | Callable[[th.Tensor, th.Tensor], th.Tensor] = "sqeuclidean",
+        potentials: str | tuple[nn.Module, nn.Module] = "mlp",
+        hidden_sizes: Sequence[int] = (128, 128),
+        learning_rate: float = 1e-3,
+        lr_schedule: str | Callable[[float], float] = "constant",
+        batch_size: int = 256,
+        max_steps: int = 5000,
+        ema_decay: float | None = None,
+        reg_init: float | None = None,
+        continuation_fraction: float = 0.5,
+        eval_every: int = 250,
+        eval_batch_size: int = 1024,
+        tol: float | None = None,
+        device: str = "auto",
+        dtype: th.dtype = th.float32,
+        seed: int | None = None,
+        progress_bar: bool = False,
+    ) -> None:
+        self.regularizer: Regularizer = get_regularizer(reg, reg_type)
+        self.cost = get_cost(cost)
+        if isinstance(potentials, tuple):
+            if len(potentials) != 2 or not all(isinstance(p, nn.Module) for p in potentials):
+                raise TypeError("`potentials` as a tuple must hold two torch.nn.Module")
+        elif potentials not in ("mlp", "tabular"):
+            raise ValueError(f"`potentials` must be 'mlp', 'tabular' or a pair of modules, got {potentials!r}")
+        self.potentials_spec = potentials
+        self.hidden_sizes = tuple(int(h) for h in hidden_sizes)
+        self.learning_rate = check_reg(learning_rate, "learning_rate")
+        if not (callable(lr_schedule) or lr_schedule in ("constant", "cosine")):
+            raise ValueError(f"`lr_schedule` must be 'constant', 'cosine' or a callable, got {lr_schedule!r}")
+        self.lr_schedule = lr_schedule
+        self.batch_size = check_positive_int(batch_size, "batch_size")
+        self.max_steps = check_positive_int(max_steps, "max_steps")
+        if ema_decay is not None and not 0.0 < ema_decay < 1.0:
+            raise ValueError(f"`ema_decay` must be in (0, 1) or None, got {ema_decay!r}")
+        self.ema_decay = ema_decay
+        self.reg_init = None if reg_init is None else check_reg(reg_init, "reg_init")
+        if self.reg_init is not None and self.reg_init < self.regularizer.reg:
+            raise ValueError(f"`reg_init` ({reg_init}) must be >= `reg` ({reg}) for continuation")
+        if not 0.0 < continuation_fraction <= 1.0:
+            raise ValueError(f"`continuation_fraction` must be in (0, 1], got {continuation_fraction!r}")
+        self.continuation_fraction = continuation_fraction
+        self.eval_every = check_positive_int(eval_every, "eval_every")
+        self.eval_batch_size = check_positive_int(eval_batch_size, "eval_batch_size")
+        if tol is not None and not tol > 0:
+            raise ValueError(f"`tol` must be positive or None, got {tol!r}")
+        self.tol = tol
+        self.device = resolve_device(device)
+        self.dtype = dtype
+        self.seed = seed
+        self.progress_bar = progress_bar
+        self.u: nn.Module | None = None
+        self.v: nn.Module | None = None
+        self.u_ema: nn.Module | None = None
+        self.v_ema: nn.Module | None = None
+        self.optimizer: th.optim.Optimizer | None = None
+        self.total_steps = 0
+        self._generator = th.Generator(device="cpu")
+        if seed is not None:
+            self._generator.manual_seed(seed)
+
+    @property
+    def reg(self) -> float:
+        """Target regularisation strength."""
+        return self.regularizer.reg
+
+    # ---- data -------------------------------------------------------------------------------------------
+
+    def _measures(
+        self,
+        x: Any,
+        y: Any,
+        a: ArrayLike | None,
+        b: ArrayLike | None,
+        pairs: ArrayLike | None,
+        keypoints: tuple[ArrayLike, ArrayLike] | None,
+        keypoint_mass: float | None,
+    ) -> tuple[_Measure, _Measure]:
+        if pairs is not None and keypoints is not None:
+            raise ValueError("give either `pairs` (indices into x and y) or `keypoints` (extra points), not both")
+        if self.keypoints_required and pairs is None and keypoints is None:
+            raise ValueError(f"{type(self).__name__} needs keypoints: pass `pairs` or `keypoints`")
+        xs = self._source(x, a, "x", "a")
+        ys = self._source(y, b, "y", "b")
+        if pairs is not None:
+            return self._measures_from_pairs(xs, ys, pairs)
+        if keypoints is not None:
+            return self._measures_from_keypoints(xs, ys, keypoints, keypoint_mass)
+        return _Measure(xs, None, None, None), _Measure(ys, None, None, None)
+
+    def _source(self, data: Any, weights: ArrayLike | None, name: str, wname: str) -> Source:
+        if isinstance(data, np.ndarray | th.Tensor | list):
+            pts = to_tensor(data, name, dtype=self.dtype)
+            w = None
+            if weights is not None:
+                w = to_tensor(weights, wname, dtype=th.float64)
+                if w.ndim != 1 or w.shape[0] != pts.shape[0]:
+                    raise ValueError(f"`{wname}` must have one weight per point of `{name}` ({pts.shape[0]})")
+                if not bool(th.isfinite(w).all()) or bool((w < 0).any()) or float(w.sum()) <= 0:
+                    raise ValueError(f"`{wname}` must be finite, non-negative, with positive total mass")
+            return PointSource(pts, w)
+        if weights is not None:
+            raise ValueError(f"`{wname}` applies only when `{name}` is a finite set of points")
+        return as_source(data, name)
+
+    def _measures_from_pairs(self, xs: Source, ys: Source, pairs: ArrayLike) -> tuple[_Measure, _Measure]:
+        if not (isinstance(xs, PointSource) and isinstance(ys, PointSource)):
+            raise ValueError("`pairs` index into finite point sets: pass tensors for x and y")
+        assert xs.size is not None and ys.size is not None
+        pr = th.as_tensor(check_pairs(pairs, xs.size, ys.size))
+        if pr.shape[0] == 0:
+            raise ValueError("`pairs` is empty")
+        wx = xs.weights if xs.weights is not None else th.full((xs.size,), 1.0 / xs.size, dtype=th.float64)
+        wy = ys.weights if ys.weights is not None else th.full((ys.size,), 1.0 / ys.size, dtype=th.float64)
+        kx, ky = wx[pr[:, 0]], wy[pr[:, 1]]
+        if not th.allclose(kx, ky, rtol=1e-6, atol=0):
+            raise ValueError("matched keypoints must carry equal mass on both sides (weights of `pairs` differ)")
+        rest_x, rest_y = wx.clone(), wy.clone()
+        rest_x[pr[:, 0]] = 0
+        rest_y[pr[:, 1]] = 0
+        if float(rest_x.sum()) <= 0 or float(rest_y.sum()) <= 0:
+            raise ValueError("every point is a keypoint: nothing is left to transport by the solver")
+        mx = _Measure(PointSource(xs.points, rest_x), pr[:, 0], xs.points[pr[:, 0]], kx)
+        my = _Measure(PointSource(ys.points, rest_y), pr[:, 1], ys.points[pr[:, 1]], kx)
+        return mx, my
+
+    def _measures_from_keypoints(
+        self, xs: Source, ys: Source, keypoints: tuple[ArrayLike, ArrayLike], keypoint_mass: float | None
+    ) -> tuple[_Measure, _Measure]:
+        kx = to_tensor(keypoints[0], "keypoints[0]", dtype=self.dtype)
+        ky = to_tensor(keypoints[1], "keypoints[1]", dtype=self.dtype)
+        kx = kx[:, None] if kx.ndim == 1 else kx
+        ky = ky[:, None] if ky.ndim == 1 else ky
+        K = kx.shape[0]
+        if K == 0 or ky.shape[0] != K:
+            raise ValueError(
+                f"`keypoints` must be two arrays with the same positive number of rows, got {K} and {ky.shape[0]}"
+            )
+        if kx.shape[1] != xs.dim or ky.shape[1] != ys.dim:
+            raise ValueError(f"`keypoints` have dimensions {kx.shape[1]}, {ky.shape[1]}; the data have {xs.dim}, {ys.dim}")
+        if keypoint_mass is None:
+            if xs.size is None or ys.size is None:
+                raise ValueError("with sampled data, give `keypoint_mass` (the share of mass on the keypoints)")
+            keypoint_mass = K / (min(xs.size, ys.size) + K)
+        if not 0.0 < keypoint_mass < 1.0:
+            raise ValueError(f"`keypoint_mass` must be in (0, 1), got {keypoint_mass!r}")
+        if isinstance(self.potentials_spec, str) and self.potentials_spec == "tabular":
+            raise ValueError("with tabular potentials, keypoints must be part of x and y: pass `pairs`")
+        w = th.full((K,), keypoint_mass / K, dtype=th.float64)
+        return _Measure(xs, None, kx, w), _Measure(ys, None, ky, w)
+
+    def _draw(self, mx: _Measure, my: _Measure, batch_size: int) -> _Batch:
+        gen = self._generator
+        xi, x, wx = mx.draw(batch_size, gen, self.device, self.dtype)
+        yi, y, wy = my.draw(batch_size, gen, self.device, self.dtype)
+        K = mx.n_keypoints
+        mask = _keypoint_block_mask(K, batch_size, batch_size, self.device, self.dtype) if K else None
+        return _Batch(xi, x, yi, y, wx, wy, mask)
+
+    # ---- potentials -------------------------------------------------------------------------------------
+
+    def _build(self, mx: _Measure, my: _Measure) -> None:
+        gen_state = th.random.get_rng_state()
+        if self.seed is not None:
+            th.manual_seed(self.seed)
+        if isinstance(self.potentials_spec, tuple):
+            u, v = self.potentials_spec
+        else:
+            u = make_potential(self.potentials_spec, mx.rest.dim, mx.rest.size, self.hidden_sizes)
+            v = make_potential(self.potentials_spec, my.rest.dim, my.rest.size, self.hidden_sizes)
+        th.random.set_rng_state(gen_state)
+        self.u, self.v = u.to(self.device, self.dtype), v.to(self.device, self.dtype)
+        for pot, m in ((self.u, mx), (self.v, my)):
+            if isinstance(pot, MLPPotential):
+                _, pts = m.rest.sample(min(4096, 16 * self.batch_size), self._generator)
+                pot.set_input_statistics(pts.to(self.device, self.dtype))
+        self.optimizer = th.optim.Adam([*self.u.parameters(), *self.v.parameters()], lr=self.learning_rate)
+        if self.ema_decay is not None:
+            self.u_ema, self.v_ema = copy.deepcopy(self.u), copy.deepcopy(self.v)
+
+    def _values(self, pot: nn.Module, idx: th.Tensor | None, pts: th.Tensor) -> th.Tensor:
+        if isinstance(pot, TabularPotential):
+            if idx is None:
+                raise ValueError("tabular potentials need finite point sets")
+            return pot(idx)
+        return pot(pts)
+
+    def _objective(self, u: nn.Module, v: nn.Module, batch: _Batch, reg: Regularizer) -> th.Tensor:
+        uu, vv = self._values(u, batch.x_idx, batch.x), self._values(v, batch.y_idx, batch.y)
+        C = self.cost.matrix(batch.x, batch.y)
+        pen = reg.conjugate(uu[:, None] + vv[None, :] - C)
+        if batch.mask is not None:
+            pen = pen * batch.mask
+        return batch.wx @ uu + batch.wy @ vv - batch.wx @ pen @ batch.wy
+
+    @th.no_grad()
+    def _marginal_error(self, u: nn.Module, v: nn.Module, mx: _Measure, my: _Measure, reg: Regularizer) -> float:
+        batch = self._draw(mx, my, self.eval_batch_size)
+        uu, vv = self._values(u, batch.x_idx, batch.x), self._values(v, batch.y_idx, batch.y)
+        H = reg.density(uu[:, None] + vv[None, :] - self.cost.matrix(batch.x, batch.y))
+        if batch.mask is not None:
+            H = H * batch.mask
+        # Densities of the plan's marginals w.r.t. mu and nu should be 1 everywhere.
+        err_x = float(batch.wx @ (H @ batch.wy - 1.0).abs())
+        err_y = float(batch.wy @ (batch.wx @ H - 1.0).abs())
+        return max(err_x, err_y)
+
+    def _lr_factor(self, progress: float) -> float:
+        if callable(self.lr_schedule):
+            return float(self.lr_schedule(progress))
+        if self.lr_schedule == "cosine":
+            return 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
+        return 1.0
+
+    def _reg_at(self, step: int, n_steps: int) -> Regularizer:
+        if self.reg_init is None:
+            return self.regularizer
+        frac = min(1.0, step / max(1.0, self.continuation_fraction * n_steps))
+        eps = self.reg_init * (self.reg / self.reg_init) ** frac
+        return type(self.regularizer)(eps) if frac < 1.0 else self.regularizer
+
+    # ---- training ---------------------------------------------------------------------------------------
+
+    def fit(
+        self,
+        x: Any,
+        y: Any,
+        a: ArrayLike | None = None,
+        b: ArrayLike | None = None,
+        pairs: ArrayLike | None = None,
+        keypoints: tuple[ArrayLike, ArrayLike] | None = None,
+        keypoint_mass: float | None = None,
+        max_steps: int | None = None,
+        warm_start: bool = True,
+        callback: Callback | None = None,
+    ) -> DualResult:
+        """Maximise the dual by minibatch Adam and return the potentials.
+
+        Parameters
+        ----------
+        x, y : tensor, array, sampling function or Dataset
+            Source and target measures: finite point sets ``(n, d)`` (optionally weighted by ``a``, ``b``),
+            functions ``f(batch_size, generator) -> (batch_size, d)`` or map-style datasets.
+        a, b : array-like, optional
+            Weights of finite point sets.
+        pairs : array-like of shape (K, 2), optional
+            Matched keypoints as indices into ``x`` and ``y`` (they must carry equal mass).
+        keypoints : (array-like (K, d), array-like (K, d')), optional
+            Matched keypoints as extra points, carrying ``keypoint_mass`` in total.
+        keypoint_mass : float, optional
+            Share of the total mass on ``keypoints``; defaults to ``K / (n + K)`` for finite sets.
+        max_steps : int, optional
+            Steps for this call (default: the solver's ``max_steps``).
+        warm_start : bool
+            Continue from the potentials of the previous call (``False`` re-initialises them).
+        callback : callable, optional
+            Called at each evaluation with a dict (``step``, ``objective``, ``marginal_error``, ``reg``,
+            ``solver``); returning ``False`` stops training.
+
+        Returns
+        -------
+        DualResult
+        """
+        n_steps = check_positive_int(max_steps if max_steps is not None else self.max_steps, "max_steps")
+        mx, my = self._measures(x, y, a, b, pairs, keypoints, keypoint_mass)
+        if self.u is None or not warm_start:
+            self._build(mx, my)
+        assert self.u is not None and self.v is not None and self.optimizer is not None
+        if self.cost.scale is None and self.cost.normalize is not None:
+            _, xs = mx.rest.sample(self.eval_batch_size, self._generator)
+            _, ys = my.rest.sample(self.eval_batch_size, self._generator)
+            self.cost.fit_scale(xs.to(self.device, self.dtype), ys.to(self.device, self.dtype))
+        history: dict[str, list[float]] = {k: [] for k in ("step", "objective", "marginal_error", "reg", "lr")}
+        converged, err, objective = False, float("nan"), float("nan")
+        self.u.train()
+        self.v.train()
+        bar = tqdm(total=n_steps, disable=not self.progress_bar, desc=type(self).__name__, leave=False)
+        step = 0
+        for step in range(1, n_steps + 1):
+            reg = self._reg_at(step, n_steps)
+            lr = self.learning_rate * self._lr_factor(step / n_steps)
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
+            batch = self._draw(mx, my, self.batch_size)
+            obj = self._objective(self.u, self.v, batch, reg)
+            if not bool(th.isfinite(obj.detach())):
+                raise FloatingPointError(
+                    f"the dual objective became {float(obj)} at step {step}: lower `learning_rate`, normalise the "
+                    "cost (normalize='max') or raise `reg`"
+                )
+            self.optimizer.zero_grad(set_to_none=True)
+            (-obj).backward()
+            self.optimizer.step()
+            self._update_ema()
+            objective = float(obj.detach())
+            bar.update(1)
+            if step % self.eval_every == 0 or step == n_steps:
+                u_eval, v_eval = self._eval_potentials()
+                err = self._marginal_error(u_eval, v_eval, mx, my, reg)
+                for key, val in (
+                    ("step", step),
+                    ("objective", objective),
+                    ("marginal_error", err),
+                    ("reg", reg.reg),
+                    ("lr", lr),
+                ):
+                    history[key].append(float(val))
+                bar.set_postfix(objective=f"{objective:.4g}", marginal_error=f"{err:.3g}")
+                info = {"step": step, "objective": objective, "marginal_error": err, "reg": reg.reg, "solver": self}
+                if callback is not None and callback(info) is False:
+                    break
+                if self.tol is not None and reg is self.regularizer and err <= self.tol:
+                    converged = True
+                    break
+        bar.close()
+        self.total_steps += step
+        u_out, v_out = self._eval_potentials()
+        u_out.eval()
+        v_out.eval()
+        return DualResult(u_out, v_out, self.cost, self.reg, self.regularizer.name, step, converged, err, history)
+
+    def _eval_potentials(self) -> tuple[nn.Module, nn.Module]:
+        if self.u_ema is not None and self.v_ema is not None:
+            return self.u_ema, self.v_ema
+        assert self.u is not None and self.v is not None
+        return self.u, self.v
+
+    @th.no_grad()
+    def _update_ema(self) -> None:
+        if self.u_ema is None or self.v_ema is None or self.ema_decay is None:
+            return
+        assert self.u is not None and self.v is not None
+        for src, dst in ((self.u, self.u_ema), (self.v, self.v_ema)):
+            for p, q in zip(src.parameters(), dst.parameters()):
+                q.lerp_(p, 1.0 - self.ema_decay)
+            for bsrc, bdst in zip(src.buffers(), dst.buffers()):
+                bdst.copy_(bsrc)
+
+    def compatibility(self) -> Compatibility:
+        """Compatibility function of the current potentials."""
+        if self.u is None or self.v is None:
+            raise RuntimeError("call `fit` first")
+        u, v = self._eval_potentials()
+        return Compatibility(u, v, self.cost, self.reg, self.regularizer.name)
+
+    def state_dict(self) -> dict[str, Any]:
+        """Potentials, EMA copies and optimiser state, for checkpoints."""
+        if self.u is None or self.v is None or self.optimizer is None:
+            raise RuntimeError("nothing to save before the first `fit`")
+        state = {
+            "u": self.u.state_dict(),
+            "v": self.v.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "total_steps": self.total_steps,
+            "cost_scale": self.cost.scale,
+            "generator": self._generator.get_state(),
+        }
+        if self.u_ema is not None and self.v_ema is not None:
+            state["u_ema"], state["v_ema"] = self.u_ema.state_dict(), self.v_ema.state_dict()
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict` into potentials already built (by a first ``fit`` or :meth:`build`)."""
+        if self.u is None or self.v is None or self.optimizer is None:
+            raise RuntimeError("build the potentials first (call `build` or `fit`)")
+        self.u.load_state_dict(state["u"])
+        self.v.load_state_dict(state["v"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.total_steps = int(state["total_steps"])
+        self.cost.scale = state["cost_scale"]
+        self._generator.set_state(state["generator"])
+        if self.u_ema is not None and self.v_ema is not None and "u_ema" in state:
+            self.u_ema.load_state_dict(state["u_ema"])
+            self.v_ema.load_state_dict(state["v_ema"])
+
+    def build(self, x_dim: int, y_dim: int) -> None:
+        """Create MLP potentials for points of the given dimensions without training (e.g. before loading)."""
+        dummy_x = PointSource(th.zeros(2, x_dim, dtype=self.dtype))
+        dummy_y = PointSource(th.zeros(2, y_dim, dtype=self.dtype))
+        self._build(_Measure(dummy_x, None, None, None), _Measure(dummy_y, None, None, None))
+
+
+class L2Dual(StochasticDual):
+    """Stochastic solver of the L2-regularised dual (Eq. 5). See :class:`StochasticDual` for parameters."""
+
+    def __init__(self, reg: float, **kwargs: Any) -> None:
+        kwargs.setdefault("reg_type", "l2")
+        if kwargs["reg_type"] != "l2":
+            raise ValueError("L2Dual solves the L2 dual; use EntropicDual or StochasticDual for other regularisers")
+        super().__init__(reg, **kwargs)
+
+
+class MaskedL2Dual(L2Dual):
+    """Keypoint-masked L2 dual (Eq. 14): every minibatch carries the keypoints (Algorithm 2).
+
+    :meth:`fit` requires ``pairs`` or ``keypoints``. Use a :class:`~neural_ot.MixedCost` with a
+    :class:`~neural_ot.KeypointRelationCost` for the relation-preserving cost of KPG.
+    """
+
+    keypoints_required = True
+
+
+class EntropicDual(StochasticDual):
+    """Stochastic solver of the entropic dual. See :class:`StochasticDual` for parameters."""
+
+    def __init__(self, reg: float, **kwargs: Any) -> None:
+        kwargs["reg_type"] = "entropic"
+        super().__init__(reg, **kwargs)
