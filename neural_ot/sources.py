@@ -61,7 +61,7 @@ class SamplerSource(Source):
         self.dim = dim
 
     def sample(self, batch_size: int, generator: th.Generator) -> tuple[th.Tensor | None, th.Tensor]:  # noqa: D102
-        pts = self.sampler(batch_size, generator)
+        pts = th.as_tensor(self.sampler(batch_size, generator))
         if pts.ndim == 1:
             pts = pts[:, None]
         if pts.shape != (batch_size, self.dim):

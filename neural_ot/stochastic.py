@@ -537,7 +537,8 @@ class StochasticDual:
         }
         if self.u_ema is not None and self.v_ema is not None:
             state["u_ema"], state["v_ema"] = self.u_ema.state_dict(), self.v_ema.state_dict()
-        return state
+        # A snapshot: the optimiser's state tensors are updated in place by later steps.
+        return copy.deepcopy(state)
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore :meth:`state_dict` into potentials already built (by a first ``fit`` or :meth:`build`)."""

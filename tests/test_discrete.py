@@ -1,0 +1,191 @@
+"""The exact solver against independent references: POT, a QP solver and closed forms."""
+
+import numpy as np
+import ot
+import pytest
+import torch as th
+from conftest import normalized_cost, point_clouds
+from scipy.optimize import minimize
+
+import neural_ot as no
+
+POT_TIGHT = {"stopThr": 1e-13, "numItermax": 20000}
+
+
+@pytest.mark.parametrize("n,m", [(30, 30), (40, 25), (15, 60)])
+@pytest.mark.parametrize("kind", ["spread", "clustered"])
+@pytest.mark.parametrize("eps", [1e-1, 1e-3, 1e-5])
+def test_l2_uniform_matches_pot(rng, n, m, kind, eps):
+    x, y = point_clouds(rng, n, m, kind=kind)
+    M = normalized_cost(x, y)
+    a, b = np.full(n, 1 / n), np.full(m, 1 / m)
+    res = no.solve_discrete(a, b, M, eps)
+    ref = ot.smooth.smooth_ot_dual(a, b, M, 2 * eps * n * m, reg_type="l2", **POT_TIGHT)
+    assert res.converged and res.marginal_error <= 1e-9
+    pot_err = max(np.abs(ref.sum(1) - a).sum(), np.abs(ref.sum(0) - b).sum())
+    # POT's L-BFGS stops at its own accuracy: agreement is bounded by POT's marginal error.
+    np.testing.assert_allclose(res.plan, ref, atol=max(1e-9, 5 * pot_err / min(n, m)))
+    assert abs(res.duality_gap) <= 1e-9 * max(1.0, abs(res.value))
+
+
+def _l2_qp(a, b, M, eps, mask=None):
+    """Independent reference: the primal QP solved by SLSQP on the plan entries."""
+    n, m = M.shape
+    keep = np.ones((n, m), bool) if mask is None else mask.astype(bool)
+    idx = np.flatnonzero(keep)
+    ab = np.outer(a, b).ravel()[idx]
+    c = M.ravel()[idx]
+
+    def f(t):
+        return c @ t + eps * np.sum(t**2 / ab)
+
+    def g(t):
+        return c + 2 * eps * t / ab
+
+    rows, cols = np.unravel_index(idx, (n, m))
+    A = np.zeros((n + m - 1, idx.size))
+    A[rows, np.arange(idx.size)] = 1
+    for k in range(m - 1):
+        A[n + k, cols == k] = 1
+    rhs = np.concatenate([a, b[:-1]])
+    cons = {"type": "eq", "fun": lambda t: A @ t - rhs, "jac": lambda t: A}
+    t0 = ab.copy() if mask is None else np.full(idx.size, a.sum() / idx.size)
+    sol = minimize(
+        f,
+        t0,
+        jac=g,
+        constraints=[cons],
+        bounds=[(0, None)] * idx.size,
+        method="SLSQP",
+        options={"ftol": 1e-15, "maxiter": 2000},
+    )
+    T = np.zeros(n * m)
+    T[idx] = sol.x
+    return T.reshape(n, m), sol.fun
+
+
+@pytest.mark.parametrize("eps", [0.5, 0.05, 0.005])
+def test_l2_nonuniform_matches_qp(rng, eps):
+    n, m = 7, 6
+    x, y = point_clouds(rng, n, m)
+    M = normalized_cost(x, y)
+    a, b = rng.dirichlet(np.ones(n)), rng.dirichlet(np.ones(m))
+    res = no.solve_discrete(a, b, M, eps)
+    T, value = _l2_qp(a, b, M, eps)
+    assert res.converged
+    np.testing.assert_allclose(res.plan, T, atol=1e-6)
+    np.testing.assert_allclose(res.value, value, rtol=1e-7)
+
+
+def test_l2_nonuniform_matches_pot_conditional_gradient(rng):
+    n, m, eps = 20, 15, 0.02
+    x, y = point_clouds(rng, n, m)
+    M = normalized_cost(x, y)
+    a, b = rng.dirichlet(np.ones(n)), rng.dirichlet(np.ones(m))
+    ab = np.outer(a, b)
+    G = ot.optim.cg(
+        a, b, M, eps, lambda G: np.sum(G**2 / ab), lambda G: 2 * G / ab, numItermax=5000, stopThr=1e-12, stopThr2=1e-14
+    )
+    res = no.solve_discrete(a, b, M, eps)
+    # Frank-Wolfe converges sublinearly: compare objectives tightly and plans loosely.
+    value_cg = np.sum(M * G) + eps * np.sum(G**2 / ab)
+    assert res.value <= value_cg + 1e-12
+    np.testing.assert_allclose(res.value, value_cg, rtol=1e-3)
+    np.testing.assert_allclose(res.plan, G, atol=2e-3)
+
+
+@pytest.mark.parametrize("eps", [1.0, 0.1, 0.01])
+def test_entropic_matches_sinkhorn(rng, eps):
+    n, m = 30, 40
+    x, y = point_clouds(rng, n, m)
+    M = normalized_cost(x, y)
+    a, b = rng.dirichlet(np.ones(n)), rng.dirichlet(np.ones(m))
+    res = no.solve_discrete(a, b, M, eps, reg_type="entropic")
+    ref = ot.sinkhorn(a, b, M, eps, method="sinkhorn_log", stopThr=1e-14, numItermax=100000)
+    assert res.converged
+    np.testing.assert_allclose(res.plan, ref, atol=1e-10)
+    # KL(T | a b^T) form of the primal.
+    kl = np.sum(ref * np.log(ref / np.outer(a, b))) - ref.sum() + 1.0
+    np.testing.assert_allclose(res.value, np.sum(M * ref) + eps * kl, rtol=1e-8)
+
+
+@pytest.mark.parametrize("reg_type,rel_gap", [("l2", 1e-3), ("entropic", 1e-2)])
+def test_small_eps_approaches_emd(rng, reg_type, rel_gap):
+    n, m = 30, 30
+    x, y = point_clouds(rng, n, m)
+    M = normalized_cost(x, y)
+    emd_cost = ot.emd2(np.full(n, 1 / n), np.full(m, 1 / m), M)
+    gaps = []
+    for eps in [1e-2, 1e-4, 1e-6] if reg_type == "l2" else [1e-1, 1e-2, 1e-3]:
+        res = no.solve_discrete(None, None, M, eps, reg_type=reg_type)
+        assert res.transport_cost >= emd_cost - 1e-10
+        gaps.append(res.transport_cost - emd_cost)
+    assert gaps[0] > gaps[1] > gaps[2]
+    assert gaps[2] < rel_gap * emd_cost
+
+
+@pytest.mark.parametrize("eps", [1e-2, 1e-4])
+def test_masked_equals_big_cost(rng, eps):
+    n, m = 40, 40
+    x, y = point_clouds(rng, n, m)
+    M = normalized_cost(x, y)
+    pairs = [(0, 5), (3, 3), (10, 20), (39, 0)]
+    mask = no.keypoint_mask(n, m, pairs)
+    res = no.solve_discrete(None, None, M, eps, mask=mask)
+    big = no.solve_discrete(None, None, M + 10.0 * (1 - mask), eps)
+    ref = ot.smooth.smooth_ot_dual(
+        np.full(n, 1 / n), np.full(m, 1 / m), M + 10.0 * (1 - mask), 2 * eps * n * m, reg_type="l2", **POT_TIGHT
+    )
+    assert res.converged
+    np.testing.assert_allclose(res.plan, big.plan, atol=1e-12)
+    np.testing.assert_allclose(res.plan, ref, atol=1e-5)
+    for i, j in pairs:  # matched keypoints carry exactly their mass
+        assert res.plan[i, j] == pytest.approx(1 / n, rel=1e-9)
+    assert np.all(res.plan[mask == 0] == 0)
+    assert np.all(res.density[mask == 0] == 0)
+
+
+def test_weights_with_zeros_are_supported(rng):
+    n, m = 10, 12
+    x, y = point_clouds(rng, n, m)
+    M = normalized_cost(x, y)
+    a = rng.dirichlet(np.ones(n))
+    a[[2, 5]] = 0
+    a /= a.sum()
+    b = rng.dirichlet(np.ones(m))
+    res = no.solve_discrete(a, b, M, 0.05)
+    assert res.converged
+    assert np.all(res.plan[[2, 5]] == 0)
+    np.testing.assert_allclose(res.plan.sum(0), b, atol=1e-10)
+
+
+def test_torch_inputs_and_dtypes(rng):
+    x, y = point_clouds(rng, 12, 9)
+    M = normalized_cost(x, y)
+    r64 = no.solve_discrete(None, None, M, 0.01)
+    assert isinstance(r64.plan, np.ndarray) and r64.plan.dtype == np.float64
+    r32 = no.solve_discrete(None, None, M.astype(np.float32), 0.01)
+    assert r32.plan.dtype == np.float32 and r32.u.dtype == np.float32
+    rt = no.solve_discrete(None, None, th.tensor(M, dtype=th.float32), 0.01)
+    assert isinstance(rt.plan, th.Tensor) and rt.plan.dtype == th.float32
+    np.testing.assert_allclose(rt.plan.numpy(), r64.plan, atol=1e-7)
+
+
+@pytest.mark.parametrize("reg_type", ["l2", "entropic"])
+def test_q_value_scale_costs_with_paper_eps(rng, reg_type):
+    """eps = 1e-5 (the paper's lambda) with costs of Q-value scale: no overflow, no NaN."""
+    M = rng.uniform(10.0, 1000.0, size=(50, 60))
+    res = no.solve_discrete(None, None, M, 1e-5, reg_type=reg_type)
+    for arr in (res.plan, res.u, res.v, res.density):
+        assert np.all(np.isfinite(arr))
+    assert res.converged and res.marginal_error <= 1e-9
+
+
+def test_large_problem_reaches_tolerance(rng):
+    n = 400
+    x, y = point_clouds(rng, n, n)
+    M = normalized_cost(x, y)
+    res = no.solve_discrete(None, None, M, 1e-2 / (2 * n * n))  # POT reg = 1e-2
+    assert res.converged and res.marginal_error <= 1e-9
+    emd = ot.emd2(np.full(n, 1 / n), np.full(n, 1 / n), M)
+    assert res.transport_cost == pytest.approx(emd, rel=1e-3)

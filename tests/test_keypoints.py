@@ -1,0 +1,81 @@
+"""Keypoint mask, relation vectors and the Jensen-Shannon relation cost."""
+
+import numpy as np
+import pytest
+import torch as th
+from scipy.spatial.distance import jensenshannon
+from scipy.special import softmax
+
+import neural_ot as no
+
+
+def test_keypoint_mask_structure():
+    mask = no.keypoint_mask(5, 6, [(0, 2), (3, 5)])
+    assert mask.shape == (5, 6)
+    assert mask[0].tolist() == [0, 0, 1, 0, 0, 0]
+    assert mask[3].tolist() == [0, 0, 0, 0, 0, 1]
+    assert mask[:, 2].tolist() == [1, 0, 0, 0, 0]
+    assert mask[:, 5].tolist() == [0, 0, 0, 1, 0]
+    others = np.delete(np.delete(mask, [0, 3], axis=0), [2, 5], axis=1)
+    assert np.all(others == 1)
+    assert no.keypoint_mask(3, 3, np.zeros((0, 2), int)).sum() == 9
+
+
+def test_relation_vectors_row_stable_softmax():
+    C = np.array([[1e4, 1e4 + 1.0, 2e4], [0.0, 0.5, 3.0]])
+    R = no.relation_vectors(C, rho=0.1)
+    np.testing.assert_allclose(R, softmax(-C / 0.1, axis=1))
+    assert np.all(np.isfinite(R)) and np.allclose(R.sum(1), 1)
+
+
+def test_js_matches_scipy_and_is_chunk_independent(rng):
+    P = rng.dirichlet(np.ones(5), size=7)
+    Q = rng.dirichlet(np.ones(5), size=9)
+    P[0, :2] = 0  # zeros are handled with 0 log 0 = 0
+    P[0] /= P[0].sum()
+    J = no.js_divergence_matrix(P, Q)
+    ref = np.array([[jensenshannon(p, q) ** 2 for q in Q] for p in P])
+    np.testing.assert_allclose(J, ref, atol=1e-12)
+    np.testing.assert_allclose(no.js_divergence_matrix(P, Q, chunk_size=2), J, atol=1e-15)
+    assert np.all(J >= 0) and np.all(J <= np.log(2) + 1e-15)
+    assert np.allclose(np.diag(no.js_divergence_matrix(P, P)), 0, atol=1e-12)
+
+
+def test_relation_cost_preserves_keypoint_relations(rng):
+    kx = rng.normal(size=(4, 2))
+    ky = kx @ np.array([[0.0, -1.0], [1.0, 0.0]]) * 2 + 3  # a similarity transform of the keypoints
+    cost = no.KeypointRelationCost(kx, ky, rho=0.1)
+    G = cost(kx, ky)
+    # Each keypoint is closest, in relation space, to its own match.
+    assert np.all(np.argmin(G, axis=1) == np.arange(4))
+    np.testing.assert_allclose(np.diag(G), 0, atol=1e-12)
+    x = rng.normal(size=(6, 2))
+    y = rng.normal(size=(5, 2))
+    np.testing.assert_allclose(cost.paired(th.tensor(x[:5]), th.tensor(y)).numpy(), np.diag(cost(x[:5], y)), atol=1e-12)
+
+
+def test_mixed_cost_weights(rng):
+    kx, ky = rng.normal(size=(3, 2)), rng.normal(size=(3, 2))
+    base = no.SqEuclidean()
+    rel = no.KeypointRelationCost(kx, ky)
+    x, y = rng.normal(size=(4, 2)), rng.normal(size=(5, 2))
+    np.testing.assert_allclose(no.MixedCost(base, rel, 0.0)(x, y), base(x, y))
+    np.testing.assert_allclose(no.MixedCost(base, rel, 1.0)(x, y), rel(x, y))
+    np.testing.assert_allclose(no.MixedCost(base, rel, 0.3)(x, y), 0.7 * base(x, y) + 0.3 * rel(x, y))
+    with pytest.raises(ValueError, match="weight"):
+        no.MixedCost(base, rel, 1.5)
+
+
+@pytest.mark.parametrize(
+    "pairs,match",
+    [
+        ([(0, 0), (5, 1)], "source index 5 out of range"),
+        ([(0, 0), (0, 1)], "repeats source index 0"),
+        ([(0, 1), (2, 1)], "repeats target index 1"),
+        ([(0, -1)], "out of range"),
+        ([[0, 1, 2]], "shape"),
+    ],
+)
+def test_bad_pairs(pairs, match):
+    with pytest.raises(ValueError, match=match):
+        no.keypoint_mask(4, 4, pairs)

@@ -1,0 +1,54 @@
+"""Property tests: marginals, transpose symmetry, invariance under scaling the cost and eps together."""
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import neural_ot as no
+
+problems = st.tuples(st.integers(2, 12), st.integers(2, 12), st.integers(0, 10_000), st.sampled_from([1e-3, 1e-2, 1e-1, 1.0]))
+
+
+def _problem(n, m, seed):
+    rng = np.random.default_rng(seed)
+    M = rng.uniform(0, 1, size=(n, m))
+    a = rng.dirichlet(np.ones(n))
+    b = rng.dirichlet(np.ones(m))
+    return a, b, M
+
+
+@settings(max_examples=40, deadline=None)
+@given(problems, st.sampled_from(["l2", "entropic"]))
+def test_marginals_and_positivity(problem, reg_type):
+    n, m, seed, eps = problem
+    a, b, M = _problem(n, m, seed)
+    res = no.solve_discrete(a, b, M, eps, reg_type=reg_type)
+    assert res.converged
+    assert np.all(res.plan >= 0)
+    np.testing.assert_allclose(res.plan.sum(1), a, atol=1e-9)
+    np.testing.assert_allclose(res.plan.sum(0), b, atol=1e-9)
+    assert res.duality_gap == np.float64(res.duality_gap)
+    assert abs(res.duality_gap) <= 1e-8 * max(1.0, abs(res.value))
+
+
+@settings(max_examples=30, deadline=None)
+@given(problems)
+def test_transpose_symmetry(problem):
+    n, m, seed, eps = problem
+    a, b, M = _problem(n, m, seed)
+    res = no.solve_discrete(a, b, M, eps)
+    res_t = no.solve_discrete(b, a, M.T, eps)
+    np.testing.assert_allclose(res_t.plan, res.plan.T, atol=1e-9)
+    assert res_t.value == np.float64(res_t.value)
+    np.testing.assert_allclose(res_t.value, res.value, rtol=1e-8, atol=1e-12)
+
+
+@settings(max_examples=30, deadline=None)
+@given(problems, st.sampled_from([0.01, 7.0, 300.0]), st.sampled_from(["l2", "entropic"]))
+def test_scaling_cost_and_eps_together(problem, s, reg_type):
+    n, m, seed, eps = problem
+    a, b, M = _problem(n, m, seed)
+    res = no.solve_discrete(a, b, M, eps, reg_type=reg_type)
+    res_s = no.solve_discrete(a, b, s * M, s * eps, reg_type=reg_type)
+    np.testing.assert_allclose(res_s.plan, res.plan, atol=1e-9)
+    np.testing.assert_allclose(res_s.value, s * res.value, rtol=1e-7, atol=1e-12 * s)

@@ -1,0 +1,207 @@
+"""Stochastic solvers converge to the exact discrete plan; options behave as documented."""
+
+import numpy as np
+import pytest
+import torch as th
+from conftest import point_clouds
+
+import neural_ot as no
+
+EPS = 0.05
+TOL_TABULAR = 0.05  # L1 distance between plans (total mass 1)
+TOL_NEURAL = 0.1
+
+
+def _problem(rng, n=30, m=30):
+    x, y = point_clouds(rng, n, m)
+    scale = float(((x[:, None] - y[None]) ** 2).sum(-1).max())
+    return x, y, no.SqEuclidean(normalize=scale), scale
+
+
+def _plan_from(result, x, y, cost, mask=None):
+    u, v = result.potential_values(th.tensor(x, dtype=th.float64), th.tensor(y, dtype=th.float64))
+    M = cost(x, y)
+    return no.plan(u.double().numpy(), v.double().numpy(), M, EPS, mask=mask)
+
+
+def test_tabular_converges_to_exact(rng):
+    x, y, cost, _ = _problem(rng)
+    exact = no.solve_discrete(None, None, cost(x, y), EPS)
+    solver = no.L2Dual(
+        EPS,
+        cost=cost,
+        potentials="tabular",
+        batch_size=30,
+        learning_rate=1e-2,
+        lr_schedule="cosine",
+        max_steps=3000,
+        seed=0,
+        dtype=th.float64,
+    )
+    res = solver.fit(x, y)
+    assert np.abs(_plan_from(res, x, y, cost) - exact.plan).sum() < TOL_TABULAR
+    assert res.marginal_error < 0.1
+
+
+def test_neural_converges_to_exact(rng):
+    x, y, cost, _ = _problem(rng)
+    exact = no.solve_discrete(None, None, cost(x, y), EPS)
+    solver = no.L2Dual(
+        EPS,
+        cost=cost,
+        potentials="mlp",
+        hidden_sizes=(64, 64),
+        batch_size=30,
+        learning_rate=3e-3,
+        lr_schedule="cosine",
+        max_steps=3000,
+        seed=0,
+        dtype=th.float64,
+    )
+    res = solver.fit(x, y)
+    assert np.abs(_plan_from(res, x, y, cost) - exact.plan).sum() < TOL_NEURAL
+
+
+def test_masked_tabular_converges_and_keeps_keypoints(rng):
+    x, y, cost, _ = _problem(rng)
+    pairs = [(0, 0), (1, 5), (2, 9)]
+    mask = no.keypoint_mask(30, 30, pairs)
+    exact = no.solve_discrete(None, None, cost(x, y), EPS, mask=mask)
+    solver = no.MaskedL2Dual(
+        EPS,
+        cost=cost,
+        potentials="tabular",
+        batch_size=30,
+        learning_rate=1e-2,
+        lr_schedule="cosine",
+        max_steps=3000,
+        seed=0,
+        dtype=th.float64,
+    )
+    res = solver.fit(x, y, pairs=pairs)
+    plan = _plan_from(res, x, y, cost, mask=mask)
+    assert np.abs(plan - exact.plan).sum() < TOL_TABULAR
+    assert np.all(plan[mask == 0] == 0)
+
+
+def test_entropic_tabular_converges(rng):
+    x, y, cost, _ = _problem(rng, 20, 25)
+    exact = no.solve_discrete(None, None, cost(x, y), EPS, reg_type="entropic")
+    solver = no.EntropicDual(
+        EPS,
+        cost=cost,
+        potentials="tabular",
+        batch_size=25,
+        learning_rate=1e-2,
+        lr_schedule="cosine",
+        max_steps=3000,
+        seed=0,
+        dtype=th.float64,
+    )
+    res = solver.fit(x, y)
+    u, v = res.potential_values()
+    plan = no.plan(u.numpy(), v.numpy(), cost(x, y), EPS, reg_type="entropic")
+    assert np.abs(plan - exact.plan).sum() < TOL_TABULAR
+
+
+def test_keypoints_as_extra_points_with_sampler(rng):
+    """Continuous measures given by samplers, keypoints joining every batch with a stated mass."""
+
+    def sample_x(n, gen):
+        return th.randn(n, 2, generator=gen)
+
+    def sample_y(n, gen):
+        return th.randn(n, 2, generator=gen) + 2.0
+
+    kx, ky = th.tensor([[0.0, 0.0], [1.0, 1.0]]), th.tensor([[2.0, 2.0], [3.0, 3.0]])
+    solver = no.MaskedL2Dual(0.1, cost=no.SqEuclidean(normalize="max"), batch_size=64, max_steps=300, seed=1)
+    res = solver.fit(sample_x, sample_y, keypoints=(kx, ky), keypoint_mass=0.1)
+    H = res.compatibility()
+    assert np.isfinite(res.marginal_error)
+    assert H.paired(kx, ky).min() > 0  # matched keypoints are compatible
+
+
+def test_tol_stops_early_and_callback_can_stop(rng):
+    x, y, cost, _ = _problem(rng)
+    solver = no.L2Dual(
+        0.5,
+        cost=cost,
+        potentials="tabular",
+        batch_size=30,
+        learning_rate=5e-2,
+        max_steps=5000,
+        eval_every=50,
+        eval_batch_size=256,
+        tol=0.1,
+        seed=0,
+    )
+    res = solver.fit(x, y)
+    assert res.converged and res.n_steps < 5000 and res.marginal_error <= 0.1
+    seen = []
+    solver2 = no.L2Dual(EPS, cost=cost, potentials="tabular", max_steps=1000, eval_every=10, seed=0)
+    res2 = solver2.fit(x, y, callback=lambda info: seen.append(info["step"]) or len(seen) < 3)
+    assert res2.n_steps == 30 and seen == [10, 20, 30]
+
+
+def test_warm_start_continues_and_reset_restarts(rng):
+    x, y, cost, _ = _problem(rng)
+    solver = no.L2Dual(EPS, cost=cost, potentials="tabular", batch_size=30, learning_rate=1e-2, max_steps=500, seed=0)
+    first = solver.fit(x, y)
+    u_before = first.u.values.detach().clone()
+    solver.fit(x, y, max_steps=10)
+    assert th.allclose(solver.u.values, u_before, atol=1.0) and not th.equal(solver.u.values, u_before)
+    solver.fit(x, y, max_steps=1, warm_start=False)
+    assert solver.u.values.abs().max() < u_before.abs().max()
+    assert solver.total_steps == 511
+
+
+def test_ema_and_continuation_history(rng):
+    x, y, cost, _ = _problem(rng)
+    solver = no.L2Dual(
+        EPS,
+        cost=cost,
+        potentials="mlp",
+        hidden_sizes=(32,),
+        batch_size=30,
+        max_steps=200,
+        ema_decay=0.9,
+        reg_init=1.0,
+        continuation_fraction=0.5,
+        eval_every=50,
+        seed=0,
+    )
+    res = solver.fit(x, y)
+    regs = res.history["reg"]
+    assert regs[0] == pytest.approx(1.0 * (EPS / 1.0) ** 0.5) and regs[-1] == EPS
+    assert res.u is solver.u_ema and not any(th.equal(p, q) for p, q in zip(solver.u.parameters(), solver.u_ema.parameters()))
+
+
+def test_seed_reproducibility_and_state_dict_round_trip(rng):
+    x, y, cost, _ = _problem(rng)
+    kwargs = dict(cost=cost, hidden_sizes=(16,), batch_size=16, max_steps=50, seed=3)
+    r1 = no.L2Dual(EPS, **kwargs).fit(x, y)
+    r2 = no.L2Dual(EPS, **kwargs).fit(x, y)
+    pts = th.tensor(x, dtype=th.float32)
+    th.testing.assert_close(r1.u(pts), r2.u(pts), rtol=0, atol=0)
+    solver = no.L2Dual(EPS, **kwargs)
+    solver.fit(x, y)
+    state = solver.state_dict()
+    clone = no.L2Dual(EPS, **kwargs)
+    clone.build(2, 2)
+    clone.load_state_dict(state)
+    th.testing.assert_close(clone.u(pts), solver.u(pts))
+    a = solver.fit(x, y, max_steps=5)
+    b = clone.fit(x, y, max_steps=5)
+    th.testing.assert_close(a.u(pts), b.u(pts))
+
+
+def test_memory_is_per_batch_for_a_million_points():
+    """10^6 points in 25-D: a step touches only the batch (the data tensor itself is the only O(N) memory)."""
+    gen = th.Generator().manual_seed(0)
+    x = th.randn(1_000_000, 25, generator=gen)
+    y = th.randn(1_000_000, 25, generator=gen) + 0.5
+    solver = no.L2Dual(
+        0.1, cost=no.SqEuclidean(normalize="mean"), batch_size=256, max_steps=20, eval_every=10, eval_batch_size=512, seed=0
+    )
+    res = solver.fit(x, y)
+    assert np.isfinite(res.history["objective"]).all() and res.n_steps == 20

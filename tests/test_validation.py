@@ -1,0 +1,64 @@
+"""Bad input raises a clear error naming the argument."""
+
+import numpy as np
+import pytest
+
+import neural_ot as no
+
+M = np.random.default_rng(0).uniform(size=(4, 5))
+
+
+@pytest.mark.parametrize(
+    "kwargs,error,match",
+    [
+        ({"a": np.ones(3) / 3}, ValueError, "`a` has length 3"),
+        ({"b": np.ones(4) / 4}, ValueError, "`b` has length 4"),
+        ({"a": np.array([0.5, 0.6, -0.1, 0.0])}, ValueError, "`a` has negative weights"),
+        ({"a": np.array([0.5, np.nan, 0.25, 0.25])}, ValueError, "`a` contains NaN"),
+        ({"a": np.ones(4)}, ValueError, "equal total mass"),
+        ({"M": np.where(np.eye(4, 5) > 0, np.nan, M)}, ValueError, "`M` contains NaN"),
+        ({"M": np.where(np.eye(4, 5) > 0, np.inf, M)}, ValueError, "`M` contains NaN or infinite"),
+        ({"M": M[0]}, ValueError, "`M` must be a 2-D"),
+        ({"reg": 0.0}, ValueError, "`reg` must be positive"),
+        ({"reg": -1.0}, ValueError, "`reg` must be positive"),
+        ({"reg": "big"}, TypeError, "`reg` must be a positive float"),
+        ({"reg_type": "tsallis"}, ValueError, "`reg_type` must be one of"),
+        ({"mask": np.ones((4, 4))}, ValueError, "`mask` must have shape"),
+        (
+            {"mask": np.where(np.arange(5) == 0, 0.0, 1.0)[None].repeat(4, 0) * (np.arange(4) != 2)[:, None]},
+            ValueError,
+            "all-zero rows",
+        ),
+        ({"mask": np.full((4, 5), 0.5)}, ValueError, "only 0 and 1"),
+        ({"tol": 0}, ValueError, "`tol` must be positive"),
+        ({"max_iter": 0}, ValueError, "`max_iter` must be >= 1"),
+    ],
+)
+def test_solve_discrete_bad_input(kwargs, error, match):
+    args = {"a": None, "b": None, "M": M, "reg": 0.1}
+    args.update(kwargs)
+    with pytest.raises(error, match=match):
+        no.solve_discrete(**args)
+
+
+def test_keypoint_mass_mismatch_is_infeasible():
+    mask = no.keypoint_mask(4, 5, [(0, 0)])
+    with pytest.raises(ValueError, match="infeasible"):
+        no.solve_discrete(None, None, M, 0.1, mask=mask)  # 1/4 != 1/5
+
+
+def test_stochastic_solver_bad_config():
+    with pytest.raises(ValueError, match="`batch_size` must be >= 1"):
+        no.L2Dual(0.1, batch_size=0)
+    with pytest.raises(ValueError, match="`reg_init`"):
+        no.L2Dual(0.1, reg_init=0.01)
+    with pytest.raises(ValueError, match="`potentials`"):
+        no.L2Dual(0.1, potentials="spline")
+    with pytest.raises(ValueError, match="needs keypoints"):
+        no.MaskedL2Dual(0.1, max_steps=1).fit(np.zeros((3, 2)), np.ones((3, 2)))
+    with pytest.raises(ValueError, match="equal mass"):
+        no.MaskedL2Dual(0.1, max_steps=1).fit(np.zeros((3, 2)), np.ones((4, 2)), pairs=[(0, 0)])
+    with pytest.raises(ValueError, match="`keypoint_mass`"):
+        no.MaskedL2Dual(0.1, max_steps=1).fit(
+            lambda n, g: np.zeros((n, 2)), np.ones((4, 2)), keypoints=(np.zeros((1, 2)), np.ones((1, 2)))
+        )
