@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# One entry point for a fresh machine: creates .venv, installs the project with every extra, then
+#   demo   runs the main job on its built-in default
+#   test   runs lint (ruff), types (mypy), the test suite (pytest) and the docs build (Sphinx, -W)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+job="${1:-demo}"
+shift || true
+venv=".venv"
+py="$venv/bin/python"
+
+if [ ! -x "$py" ]; then
+    python3 -m venv "$venv"
+fi
+# torch first and pinned: the 2.13.0 CPU wheel is available offline; an unpinned torch pulls a multi-GB CUDA build.
+if ! "$py" -c "import torch, sys; sys.exit(torch.__version__.split('+')[0] != '2.13.0')" 2>/dev/null; then
+    "$py" -m pip install --quiet --disable-pip-version-check "torch==2.13.0"
+fi
+"$py" -m pip install --quiet --disable-pip-version-check -e ".[all]"
+
+case "$job" in
+    demo)
+        "$py" examples/keypoint_ot_demo.py "$@"
+        ;;
+    test)
+        "$venv/bin/ruff" check neural_ot otpr_sb3 tests examples docs
+        "$venv/bin/ruff" format --check neural_ot otpr_sb3 tests examples docs
+        "$venv/bin/mypy"
+        "$py" -m pytest "$@"
+        rm -rf docs/_build
+        "$venv/bin/sphinx-build" -W --keep-going -q -b html docs docs/_build/html
+        echo "docs built in docs/_build/html"
+        ;;
+    *)
+        echo "usage: scripts/run.sh [demo|test] [extra args]" >&2
+        exit 2
+        ;;
+esac
