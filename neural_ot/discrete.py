@@ -38,6 +38,10 @@ from neural_ot.results import OTResult
 _DENSE_FRACTION = 0.2  # above this fraction of active pairs, dense products beat index scatter
 _DELTA = 1e-2  # Levenberg term relative to the mean diagonal, times the marginal error
 _CONTINUATION = 30.0  # ratio between successive eps of the continuation
+_WORKING_SET_K = 8  # candidates per row and per column kept in the L2 working set
+_WORKING_SET_FRACTION = 0.05  # above this fraction of active pairs, the full matrix is used directly
+_WORKING_SET_ROUNDS = 50
+_SINKHORN_SWEEPS = 1000  # at most this many Sinkhorn iterations before Newton (entropic problems)
 
 
 class _Problem:
@@ -45,6 +49,7 @@ class _Problem:
 
     def __init__(self, a: th.Tensor, b: th.Tensor, C: th.Tensor, mask: th.Tensor | None, regularizer: Regularizer):
         self.a, self.b, self.C, self.mask, self.r = a, b, C, mask, regularizer
+        self.shape = C.shape
 
     def z(self, u: th.Tensor, v: th.Tensor) -> th.Tensor:
         return u[:, None] + v[None, :] - self.C
@@ -117,6 +122,56 @@ class _Problem:
         return out
 
 
+class _SparseProblem:
+    """The L2 problem restricted to a working set of pairs (``rows``, ``cols``); O(|set|) per evaluation.
+
+    Used for small eps, where few pairs are active: Newton iterations run on the working set, and the
+    driver checks on the full matrix that no pair outside it has become active.
+    """
+
+    def __init__(self, full: _Problem, rows: th.Tensor, cols: th.Tensor) -> None:
+        self.full, self.a, self.b, self.r = full, full.a, full.b, full.r
+        self.rows, self.cols = rows, cols
+        self.c = full.C[rows, cols]
+        self.ab = self.a[rows] * self.b[cols]
+        self.shape = full.C.shape
+
+    def z(self, u: th.Tensor, v: th.Tensor) -> th.Tensor:
+        return u[self.rows] + v[self.cols] - self.c
+
+    def loss(self, u: th.Tensor, v: th.Tensor) -> float:
+        value = float(self.ab @ self.r.conjugate(self.z(u, v)) - self.a @ u - self.b @ v)
+        return value if value == value else float("inf")
+
+    def line_loss(
+        self, u: th.Tensor, v: th.Tensor, du: th.Tensor, dv: th.Tensor, z: th.Tensor, active: th.Tensor | None
+    ) -> Callable[[float], float]:
+        s = du[self.rows] + dv[self.cols]
+        lin0, lin1 = float(self.a @ u + self.b @ v), float(self.a @ du + self.b @ dv)
+
+        def f(t: float) -> float:
+            return float(self.ab @ self.r.conjugate(z + t * s)) - lin0 - t * lin1
+
+        return f
+
+    def block_maximize(self, u: th.Tensor, v: th.Tensor, rows: th.Tensor | None = None, side: str = "u") -> th.Tensor:
+        """Exact block maximisation over the working set, for the selected rows (or columns)."""
+        n, m = self.shape
+        own, other_idx, size, other_size = (self.rows, self.cols, n, m) if side == "u" else (self.cols, self.rows, m, n)
+        current, other, w = (u, v, self.b) if side == "u" else (v, u, self.a)
+        sel = th.arange(size, device=u.device) if rows is None else rows
+        if sel.numel() == 0:
+            return current
+        local = th.full((size,), -1, dtype=th.long, device=u.device)
+        local[sel] = th.arange(sel.numel(), device=u.device)
+        pick = local[own] >= 0
+        thresholds = th.full((sel.numel(), other_size), float("inf"), dtype=u.dtype, device=u.device)
+        thresholds[local[own[pick]], other_idx[pick]] = self.c[pick] - other[other_idx[pick]]
+        out = current.clone()
+        out[sel] = _l2_block_solution(thresholds, w, None, 2.0 * self.r.reg)
+        return out
+
+
 def _l2_block_solution(thresholds: th.Tensor, w: th.Tensor, active: th.Tensor | None, target: float) -> th.Tensor:
     """Solve ``sum_j w_j (s - t_j)_+ = target`` for ``s`` on each row, by sorting the thresholds ``t``.
 
@@ -157,24 +212,26 @@ def _breakpoint_solution(ts: th.Tensor, ws: th.Tensor, next_t: th.Tensor | None,
 class _Curvature:
     """Marginals of the plan and Hessian weights ``W`` at one point, sparse for L2, dense otherwise."""
 
-    def __init__(self, prob: _Problem, z: th.Tensor) -> None:
-        n, m = z.shape
+    def __init__(self, prob: _Problem | _SparseProblem, z: th.Tensor) -> None:
+        n, m = prob.shape
         self.n, self.m = n, m
         a, b = prob.a, prob.b
-        if isinstance(prob.r, SquaredL2):
+        self.active: th.Tensor | None = None
+        if isinstance(prob, _SparseProblem):
+            active = z > 0
+            self.active = active
+            self.rows, self.cols = prob.rows[active], prob.cols[active]
+            zc, ab = z[active], prob.ab[active]
+            self._from_active(prob, zc, ab)
+            self.dense = False
+        elif isinstance(prob.r, SquaredL2):
             active = z > 0
             if prob.mask is not None:
                 active &= prob.mask > 0
-            self.active: th.Tensor | None = active
+            self.active = active
             self.rows, self.cols = th.nonzero(active, as_tuple=True)
             zc = z[self.rows, self.cols]
-            ab = a[self.rows] * b[self.cols]
-            self.w = ab * prob.r.curvature(zc)
-            t = ab * prob.r.density(zc)
-            self.row_mass = th.zeros_like(a).index_add_(0, self.rows, t)
-            self.col_mass = th.zeros_like(b).index_add_(0, self.cols, t)
-            self.d1 = th.zeros_like(a).index_add_(0, self.rows, self.w)
-            self.d2 = th.zeros_like(b).index_add_(0, self.cols, self.w)
+            self._from_active(prob, zc, a[self.rows] * b[self.cols])
             self.dense = self.w.numel() > _DENSE_FRACTION * n * m
             if self.dense:
                 self.W = th.zeros_like(z).index_put_((self.rows, self.cols), self.w)
@@ -185,8 +242,15 @@ class _Curvature:
             self.W = T / prob.r.reg  # entropic: curvature = density / eps
             self.d1, self.d2 = self.row_mass / prob.r.reg, self.col_mass / prob.r.reg
             self.dense = True
-            self.active = None
         self.direct = not self.dense and self.w.numel() <= 4 * (n + m)
+
+    def _from_active(self, prob: _Problem | _SparseProblem, zc: th.Tensor, ab: th.Tensor) -> None:
+        self.w = ab * prob.r.curvature(zc)
+        t = ab * prob.r.density(zc)
+        self.row_mass = th.zeros_like(prob.a).index_add_(0, self.rows, t)
+        self.col_mass = th.zeros_like(prob.b).index_add_(0, self.cols, t)
+        self.d1 = th.zeros_like(prob.a).index_add_(0, self.rows, self.w)
+        self.d2 = th.zeros_like(prob.b).index_add_(0, self.cols, self.w)
 
 
 class _HessianOperator:
@@ -197,6 +261,11 @@ class _HessianOperator:
         self.n, self.m = curv.n, curv.m
         self.delta = delta
         self.free = th.cat([free_u, free_v]).to(curv.d1.dtype)
+        self.csr: sp.csr_matrix | None = None
+        if not curv.dense and curv.w.device.type == "cpu":
+            # Pairs come row-major from nonzero(), so the CSR row pointer is a cumulative count (no sort).
+            indptr = np.concatenate([[0], np.cumsum(np.bincount(curv.rows.numpy(), minlength=self.n))])
+            self.csr = sp.csr_matrix((curv.w.numpy(), curv.cols.numpy(), indptr), shape=(self.n, self.m))
 
     @property
     def diagonal(self) -> th.Tensor:
@@ -208,6 +277,9 @@ class _HessianOperator:
         xu, xv = x[: self.n], x[self.n :]
         if c.dense:
             ou, ov = c.W @ xv, c.W.T @ xu
+        elif self.csr is not None:
+            ou = th.from_numpy(self.csr @ xv.numpy())
+            ov = th.from_numpy(self.csr.T @ xu.numpy())
         else:
             ou = th.zeros_like(xu).index_add_(0, c.rows, c.w * xv[c.cols])
             ov = th.zeros_like(xv).index_add_(0, c.cols, c.w * xu[c.rows])
@@ -269,7 +341,7 @@ def _newton(
     Solving a sequence of problems with eps decreasing by ``_CONTINUATION``, from the scale of the
     costs' spread, warm-starts each stage close to its solution.
     """
-    n, m = prob.C.shape
+    n, m = prob.shape
     u = th.zeros(n, dtype=prob.C.dtype, device=prob.C.device)
     v = th.zeros(m, dtype=prob.C.dtype, device=prob.C.device)
     target = prob.r
@@ -282,9 +354,8 @@ def _newton(
     for k, reg in enumerate(reversed(schedule)):
         last = k == len(schedule) - 1
         prob.r = target if last else type(target)(reg)
-        u, v, it, converged = _newton_stage(
-            prob, u, v, tol if last else max(tol, 1e-6), max_iter - total, cg_max_iter, verbose
-        )
+        stage = _working_set_stage if isinstance(prob.r, SquaredL2) else _newton_stage
+        u, v, it, converged = stage(prob, u, v, tol if last else max(tol, 1e-4), max_iter - total, cg_max_iter, verbose)
         total += it
         if total >= max_iter:
             break
@@ -292,13 +363,92 @@ def _newton(
     return u, v, total, converged and prob.r is target
 
 
-def _newton_stage(
+def _sinkhorn_sweeps(prob: _Problem, u: th.Tensor, v: th.Tensor, tol: float) -> tuple[th.Tensor, th.Tensor]:
+    """Sinkhorn iterations in the scaling domain around ``(u, v)`` (a stabilised kernel), while they converge fast.
+
+    The kernel ``exp((u + v - C) / eps)`` is bounded after the exact block steps, so scalings stay finite;
+    Newton takes over when Sinkhorn slows down (small eps), which is where it is slow.
+    """
+    eps = prob.r.reg
+    K = prob.masked(th.exp(prob.z(u, v) / eps))
+    alpha, beta = th.ones_like(u), th.ones_like(v)
+    last_err = float("inf")
+    for it in range(1, _SINKHORN_SWEEPS + 1):
+        alpha_new = 1.0 / (K @ (beta * prob.b))
+        beta_new = 1.0 / (K.T @ (alpha_new * prob.a))
+        if not (bool(th.isfinite(alpha_new).all()) and bool(th.isfinite(beta_new).all())):
+            break
+        alpha, beta = alpha_new, beta_new
+        if it % 10 == 0:
+            err = float((prob.a * alpha * (K @ (beta * prob.b)) - prob.a).abs().sum() / prob.a.sum())
+            if err <= tol or err > 0.5 * last_err:
+                break
+            last_err = err
+    return u + eps * th.log(alpha), v + eps * th.log(beta)
+
+
+def _working_set_stage(
     prob: _Problem, u: th.Tensor, v: th.Tensor, tol: float, max_iter: int, cg_max_iter: int, verbose: bool
 ) -> tuple[th.Tensor, th.Tensor, int, bool]:
-    """Newton iterations at a fixed eps from ``(u, v)``."""
-    n = prob.C.shape[0]
+    """L2 stage on a working set of pairs when few are active, checked against the full matrix.
+
+    The working set holds the active pairs plus the ``_WORKING_SET_K`` best candidates of every row and
+    column. Newton runs on it; a pass over the full matrix then either confirms that no other pair is
+    active (the solution is exact for the full problem) or enlarges the set and continues.
+    """
     u = prob.block_maximize(u, v, side="u")
     v = prob.block_maximize(u, v, side="v")
+    n, m = prob.shape
+    total = 0
+    work: th.Tensor | None = None
+    k = _WORKING_SET_K
+    for _ in range(_WORKING_SET_ROUNDS):
+        z = prob.z(u, v)
+        if prob.mask is not None:
+            z.masked_fill_(prob.mask == 0, -float("inf"))
+        if float((z > 0).sum()) > _WORKING_SET_FRACTION * n * m:
+            u, v, it, conv = _newton_stage(prob, u, v, tol, max_iter - total, cg_max_iter, verbose, initial_block=False)
+            return u, v, total + it, conv
+        # The set only grows (no cycling), and the candidates per row double after each miss.
+        work = z > 0 if work is None else work | (z > 0)
+        work.scatter_(1, th.topk(z, min(k, m), dim=1).indices, True)
+        work.scatter_(0, th.topk(z, min(k, n), dim=0).indices, True)
+        k *= 2
+        if prob.mask is not None:
+            work &= prob.mask > 0
+        rows, cols = th.nonzero(work, as_tuple=True)
+        del z
+        sub = _SparseProblem(prob, rows, cols)
+        u, v, it, conv = _newton_stage(sub, u, v, tol, max_iter - total, cg_max_iter, verbose, initial_block=False)
+        total += it
+        z = prob.z(u, v)
+        outside = (z > 0) & ~work
+        if prob.mask is not None:
+            outside &= prob.mask > 0
+        if conv and not bool(outside.any()):
+            return u, v, total, True
+        if total >= max_iter:
+            break
+    return u, v, total, False
+
+
+def _newton_stage(
+    prob: _Problem | _SparseProblem,
+    u: th.Tensor,
+    v: th.Tensor,
+    tol: float,
+    max_iter: int,
+    cg_max_iter: int,
+    verbose: bool,
+    initial_block: bool = True,
+) -> tuple[th.Tensor, th.Tensor, int, bool]:
+    """Newton iterations at a fixed eps from ``(u, v)``."""
+    n = prob.shape[0]
+    if initial_block:
+        u = prob.block_maximize(u, v, side="u")
+        v = prob.block_maximize(u, v, side="v")
+        if isinstance(prob, _Problem) and isinstance(prob.r, Entropic):
+            u, v = _sinkhorn_sweeps(prob, u, v, tol)
     loss = prob.loss(u, v)
     converged, it = False, 0
     for it in range(1, max_iter + 1):
@@ -432,10 +582,12 @@ def solve_discrete(
         check_masked_feasibility(at, bt, maskt)
     # Points of zero weight carry no mass; the solver works on the support and fills the rest.
     keep_a, keep_b = at > 0, bt > 0
-    sub_mask = None if maskt is None else maskt[keep_a][:, keep_b]
-    if sub_mask is not None:
+    full_support = bool(keep_a.all()) and bool(keep_b.all())
+    sub_C = C if full_support else C[keep_a][:, keep_b]
+    sub_mask = None if maskt is None else (maskt if full_support else maskt[keep_a][:, keep_b])
+    if sub_mask is not None and not full_support:
         check_mask(sub_mask, tuple(sub_mask.shape))  # type: ignore[arg-type]
-    prob = _Problem(at[keep_a], bt[keep_b] * (at.sum() / bt.sum()), C[keep_a][:, keep_b], sub_mask, regularizer)
+    prob = _Problem(at[keep_a], bt[keep_b] * (at.sum() / bt.sum()), sub_C, sub_mask, regularizer)
     u_s, v_s, n_iter, converged = _newton(prob, tol, max_iter, cg_max_iter, verbose)
     if not converged:
         warnings.warn(
