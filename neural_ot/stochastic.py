@@ -339,7 +339,7 @@ class StochasticDual:
 
     # ---- potentials -------------------------------------------------------------------------------------
 
-    def _build(self, mx: _Measure, my: _Measure) -> None:
+    def _build(self, mx: _Measure, my: _Measure, fit_statistics: bool = True) -> None:
         gen_state = th.random.get_rng_state()
         if self.seed is not None:
             th.manual_seed(self.seed)
@@ -351,7 +351,7 @@ class StochasticDual:
         th.random.set_rng_state(gen_state)
         self.u, self.v = u.to(self.device, self.dtype), v.to(self.device, self.dtype)
         for pot, m in ((self.u, mx), (self.v, my)):
-            if isinstance(pot, MLPPotential):
+            if fit_statistics and isinstance(pot, MLPPotential):
                 _, pts = m.rest.sample(min(4096, 16 * self.batch_size), self._generator)
                 pot.set_input_statistics(pts.to(self.device, self.dtype))
         self.optimizer = th.optim.Adam([*self.u.parameters(), *self.v.parameters()], lr=self.learning_rate)
@@ -555,10 +555,13 @@ class StochasticDual:
             self.v_ema.load_state_dict(state["v_ema"])
 
     def build(self, x_dim: int, y_dim: int) -> None:
-        """Create MLP potentials for points of the given dimensions without training (e.g. before loading)."""
+        """Create the potentials and the optimiser without data (before loading a state, or to warm-start).
+
+        MLP potentials keep identity input standardisation (or the statistics in their loaded state).
+        """
         dummy_x = PointSource(th.zeros(2, x_dim, dtype=self.dtype))
         dummy_y = PointSource(th.zeros(2, y_dim, dtype=self.dtype))
-        self._build(_Measure(dummy_x, None, None, None), _Measure(dummy_y, None, None, None))
+        self._build(_Measure(dummy_x, None, None, None), _Measure(dummy_y, None, None, None), fit_statistics=False)
 
 
 class L2Dual(StochasticDual):

@@ -1,8 +1,13 @@
 """otpr_sb3: OT-guided diffusion policies (OTPR) for Stable-Baselines3.
 
-The algorithm itself arrives with the next milestone; this package depends on :mod:`neural_ot`,
-never the other way round.
+``OTPR("MlpPolicy", env).pretrain(demos).learn(total_timesteps)``; depends on :mod:`neural_ot`, never the
+other way round.
 """
 
+from otpr_sb3.demonstrations import Demonstrations
+from otpr_sb3.otpr import OTPR
+from otpr_sb3.policies import MlpPolicy, MultiInputPolicy, OTPRPolicy
+from otpr_sb3.wrappers import ActionChunkWrapper
+
 __version__ = "0.1.0"
-__all__: list[str] = []
+__all__ = ["OTPR", "ActionChunkWrapper", "Demonstrations", "MlpPolicy", "MultiInputPolicy", "OTPRPolicy"]

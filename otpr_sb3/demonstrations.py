@@ -1,0 +1,166 @@
+"""Expert demonstrations: from a Minari dataset (object or local id) or plain arrays."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from gymnasium import spaces
+
+Obs = np.ndarray | dict[str, np.ndarray]
+
+
+def _take(obs: Obs, idx: np.ndarray | slice) -> Obs:
+    return {k: v[idx] for k, v in obs.items()} if isinstance(obs, dict) else obs[idx]
+
+
+def _concat(parts: list[Obs]) -> Obs:
+    if isinstance(parts[0], dict):
+        return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    return np.concatenate(parts)  # type: ignore[arg-type]
+
+
+def _length(obs: Obs) -> int:
+    return len(next(iter(obs.values()))) if isinstance(obs, dict) else len(obs)
+
+
+@dataclass
+class Demonstrations:
+    """Transitions ``(s, a, r, s', terminated, truncated)`` of expert episodes.
+
+    Attributes
+    ----------
+    observations, next_observations : array or dict of arrays, first dimension N
+    actions : array of shape (N, act_dim), in the environment's action units
+    rewards, terminations, truncations : arrays of shape (N,)
+    """
+
+    observations: Obs
+    actions: np.ndarray
+    rewards: np.ndarray
+    next_observations: Obs
+    terminations: np.ndarray
+    truncations: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.actions)
+
+    @classmethod
+    def from_arrays(
+        cls,
+        observations: Obs,
+        actions: np.ndarray,
+        rewards: np.ndarray | None = None,
+        terminations: np.ndarray | None = None,
+        truncations: np.ndarray | None = None,
+        next_observations: Obs | None = None,
+    ) -> Demonstrations:
+        """Build from per-transition arrays.
+
+        Without ``next_observations``, the next observation is the following row within an episode (episodes
+        end where ``terminations | truncations``); the last transition of each episode then has no successor
+        and is dropped, since its next state is unknown.
+        """
+        actions = np.asarray(actions, dtype=np.float32)
+        if actions.ndim == 1:
+            actions = actions[:, None]
+        n = len(actions)
+        if _length(observations) != n:
+            raise ValueError(f"`observations` has {_length(observations)} rows but `actions` has {n}")
+        rewards = np.zeros(n, np.float32) if rewards is None else np.asarray(rewards, np.float32).reshape(-1)
+        term = np.zeros(n, bool) if terminations is None else np.asarray(terminations, bool).reshape(-1)
+        trunc = np.zeros(n, bool) if truncations is None else np.asarray(truncations, bool).reshape(-1)
+        for name, arr in (("rewards", rewards), ("terminations", term), ("truncations", trunc)):
+            if len(arr) != n:
+                raise ValueError(f"`{name}` has {len(arr)} entries, expected {n}")
+        if next_observations is None:
+            end = term | trunc
+            end[-1] = True
+            keep = ~end
+            nxt = _take(observations, np.flatnonzero(keep) + 1)
+            observations = _take(observations, keep)
+            actions, rewards, term, trunc = actions[keep], rewards[keep], term[keep], trunc[keep]
+            next_observations = nxt
+        elif _length(next_observations) != n:
+            raise ValueError(f"`next_observations` has {_length(next_observations)} rows, expected {n}")
+        demos = cls(observations, actions, rewards, next_observations, term, trunc)
+        demos._check_finite()
+        return demos
+
+    @classmethod
+    def from_minari(cls, dataset: Any, data_path: str | None = None) -> Demonstrations:
+        """Load every episode of a Minari dataset (a ``MinariDataset`` or a dataset id).
+
+        Parameters
+        ----------
+        dataset : minari.MinariDataset or str
+            The dataset, or its id in the local Minari directory (no download is attempted).
+        data_path : str, optional
+            Directory of local datasets (default: Minari's, i.e. ``$MINARI_DATASETS_PATH``).
+        """
+        import minari
+
+        if isinstance(dataset, str):
+            previous = os.environ.get("MINARI_DATASETS_PATH")
+            if data_path is not None:
+                os.environ["MINARI_DATASETS_PATH"] = data_path
+            try:
+                dataset = minari.load_dataset(dataset, download=False)
+            finally:
+                if data_path is not None:
+                    if previous is None:
+                        os.environ.pop("MINARI_DATASETS_PATH", None)
+                    else:
+                        os.environ["MINARI_DATASETS_PATH"] = previous
+        parts: dict[str, list[Any]] = {k: [] for k in ("obs", "next", "act", "rew", "term", "trunc")}
+        for ep in dataset.iterate_episodes():
+            T = len(ep.actions)
+            parts["obs"].append(_take(ep.observations, slice(0, T)))
+            parts["next"].append(_take(ep.observations, slice(1, T + 1)))
+            parts["act"].append(np.asarray(ep.actions, np.float32).reshape(T, -1))
+            parts["rew"].append(np.asarray(ep.rewards, np.float32))
+            parts["term"].append(np.asarray(ep.terminations, bool))
+            parts["trunc"].append(np.asarray(ep.truncations, bool))
+        if not parts["act"]:
+            raise ValueError("the Minari dataset has no episodes")
+        demos = cls(
+            _concat(parts["obs"]),
+            np.concatenate(parts["act"]),
+            np.concatenate(parts["rew"]),
+            _concat(parts["next"]),
+            np.concatenate(parts["term"]),
+            np.concatenate(parts["trunc"]),
+        )
+        demos._check_finite()
+        return demos
+
+    def _check_finite(self) -> None:
+        for name, arr in (("observations", self.observations), ("actions", self.actions), ("rewards", self.rewards)):
+            values = arr.values() if isinstance(arr, dict) else [arr]
+            if not all(np.isfinite(np.asarray(v, dtype=np.float64)).all() for v in values):
+                raise ValueError(f"demonstration {name} contain NaN or infinite values")
+
+    def check_spaces(self, observation_space: spaces.Space, action_space: spaces.Box) -> None:
+        """Raise ``ValueError`` if the demonstrations do not match the environment's spaces."""
+        if self.actions.shape[1:] != (int(np.prod(action_space.shape)),):
+            raise ValueError(
+                f"demonstration actions have shape {self.actions.shape[1:]}, the environment's are {action_space.shape}"
+            )
+        if isinstance(observation_space, spaces.Dict):
+            if not isinstance(self.observations, dict) or set(self.observations) != set(observation_space.spaces):
+                raise ValueError(f"demonstration observations must be a dict with keys {sorted(observation_space.spaces)}")
+            for k, sub in observation_space.spaces.items():
+                if self.observations[k].shape[1:] != sub.shape:
+                    raise ValueError(
+                        f"demonstration observations[{k!r}] have shape {self.observations[k].shape[1:]}, expected {sub.shape}"
+                    )
+        else:
+            if isinstance(self.observations, dict):
+                raise ValueError("demonstration observations are a dict but the environment's are not")
+            if self.observations.shape[1:] != observation_space.shape:
+                raise ValueError(
+                    f"demonstration observations have shape {self.observations.shape[1:]}, "
+                    f"the environment's are {observation_space.shape}"
+                )
