@@ -116,6 +116,9 @@ class OTPR(OffPolicyAlgorithm):
             raise ValueError(f"`relation_weight` must be in [0, 1], got {relation_weight}")
         if not 0.0 < actor_ema < 1.0:
             raise ValueError(f"`actor_ema` must be in (0, 1), got {actor_ema}")
+        action_space = getattr(env, "action_space", None)
+        if action_space is not None and not isinstance(action_space, spaces.Box):
+            raise ValueError(f"OTPR needs a continuous (Box) action space, got {action_space}")
         super().__init__(
             policy,
             env,

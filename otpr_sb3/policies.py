@@ -29,9 +29,9 @@ def flat_obs_dim(space: spaces.Space) -> int:
     """Dimension of a Box or Dict-of-Box observation space once flattened."""
     if isinstance(space, spaces.Dict):
         return sum(flat_obs_dim(space.spaces[k]) for k in sorted(space.spaces))
-    if isinstance(space, spaces.Box):
+    if isinstance(space, spaces.Box | spaces.MultiBinary):
         return int(np.prod(space.shape))
-    raise TypeError(f"OTPR supports Box and Dict-of-Box observations, got {type(space).__name__}")
+    raise TypeError(f"OTPR supports Box, MultiBinary and Dict observations of those, got {type(space).__name__}")
 
 
 class OTPRPolicy(BasePolicy):

@@ -1,0 +1,89 @@
+"""Smoke tests in the shape of SB3's test_run.py."""
+
+import numpy as np
+import pytest
+from otpr_helpers import FAST, IdentityEnvBox, PointGoalEnv, identity_demos, point_goal_demos
+from stable_baselines3.common.callbacks import CheckpointCallback, EvalCallback
+from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.evaluation import evaluate_policy
+
+from otpr_sb3 import OTPR, ActionChunkWrapper
+
+
+@pytest.mark.parametrize("n_envs", [1, 2])
+@pytest.mark.parametrize("train_freq", [1, (2, "step")])
+def test_run_box(n_envs, train_freq):
+    env = make_vec_env(lambda: IdentityEnvBox(ep_length=20), n_envs=n_envs, seed=0)
+    model = OTPR("MlpPolicy", env, train_freq=train_freq, seed=0, **FAST)
+    model.pretrain(identity_demos(), n_steps=20)
+    model.learn(60)
+    assert model.num_timesteps >= 60 and model._n_updates > 0
+
+
+def test_run_dict_observations_with_callbacks(tmp_path):
+    env = PointGoalEnv()
+    model = OTPR("MultiInputPolicy", env, seed=0, **FAST)
+    model.pretrain(point_goal_demos(5), n_steps=20)
+    checkpoint = CheckpointCallback(save_freq=25, save_path=str(tmp_path), name_prefix="otpr", save_replay_buffer=True)
+    evaluation = EvalCallback(PointGoalEnv(), eval_freq=40, n_eval_episodes=2)
+    model.learn(80, callback=[checkpoint, evaluation], progress_bar=True)
+    assert sorted(p.name for p in tmp_path.glob("otpr_*_steps.zip"))
+    assert evaluation.last_mean_reward <= 0
+    mean, std = evaluate_policy(model, PointGoalEnv(), n_eval_episodes=2)
+    assert np.isfinite(mean)
+
+
+@pytest.mark.parametrize("guidance", ["compatibility", "q", "advantage"])
+@pytest.mark.parametrize("use_mask", [True, False])
+def test_ablation_switches(guidance, use_mask):
+    kwargs = dict(FAST)
+    kwargs["policy_kwargs"] = dict(FAST["policy_kwargs"], guidance=guidance)
+    model = OTPR("MlpPolicy", IdentityEnvBox(ep_length=20), use_mask=use_mask, seed=0, **kwargs)
+    model.pretrain(identity_demos(), n_steps=10)
+    model.learn(40)
+    assert model._n_updates > 0
+
+
+def test_relation_cost_mixing():
+    model = OTPR("MlpPolicy", IdentityEnvBox(ep_length=20), relation_weight=0.5, seed=0, **FAST)
+    model.pretrain(identity_demos(), n_steps=10)
+    model.learn(30)
+    assert type(model.dual_solver.cost).__name__ == "MixedCost"
+
+
+def test_action_chunking_wrapper():
+    env = ActionChunkWrapper(PointGoalEnv(max_steps=7), chunk_size=3)
+    assert env.action_space.shape == (6,)
+    env.reset(seed=0)
+    total_steps, done = 0, False
+    while not done:
+        _, reward, term, trunc, info = env.step(np.zeros(6, np.float32))
+        total_steps += info["chunk_steps"]
+        assert reward == -info["chunk_steps"]  # rewards summed over the executed actions
+        done = term or trunc
+    assert total_steps == 7  # the last chunk stopped early at truncation
+    model = OTPR("MultiInputPolicy", env, use_mask=False, seed=0, **FAST)  # OTPR-U needs no demonstrations
+    model.learn(40)
+    assert model._n_updates > 0
+
+
+def test_bad_configuration():
+    from gymnasium.spaces import Discrete
+    from stable_baselines3.common.envs import IdentityEnv
+
+    with pytest.raises(ValueError, match="Box"):
+        OTPR("MlpPolicy", IdentityEnv(space=Discrete(3)))
+    with pytest.raises(ValueError, match="n_candidates"):
+        OTPR("MlpPolicy", IdentityEnvBox(), policy_kwargs=dict(n_candidates=0))
+    with pytest.raises(ValueError, match="guidance"):
+        OTPR("MlpPolicy", IdentityEnvBox(), policy_kwargs=dict(guidance="magic"))
+    model = OTPR("MlpPolicy", IdentityEnvBox(), **FAST)
+    with pytest.raises(ValueError, match="demonstration actions have shape"):
+        model.pretrain(point_goal_demos(1), n_steps=1)
+    bad = identity_demos()
+    bad.rewards[3] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        bad._check_finite()
+    with pytest.raises(RuntimeError, match="pretrain"):
+        fresh = OTPR("MlpPolicy", IdentityEnvBox(ep_length=20), **FAST)
+        fresh.learn(40)
