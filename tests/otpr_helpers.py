@@ -65,8 +65,9 @@ def point_goal_demos(n_episodes=20, seed=0):
             trunc.append(tr)
             obs, done = nxt, te or tr
     stack = lambda ds: {k: np.stack([d[k] for d in ds]) for k in ds[0]}  # noqa: E731
-    return Demonstrations.from_arrays(stack(obs_list), np.array(act_list), np.array(rew), np.array(term), np.array(trunc),
-                                      stack(next_list))
+    return Demonstrations.from_arrays(
+        stack(obs_list), np.array(act_list), np.array(rew), np.array(term), np.array(trunc), stack(next_list)
+    )
 
 
 __all__ = ["FAST", "SMALL", "IdentityEnvBox", "PointGoalEnv", "identity_demos", "point_goal_demos"]
