@@ -413,6 +413,7 @@ class StochasticDual:
         max_steps: int | None = None,
         warm_start: bool = True,
         callback: Callback | None = None,
+        evaluate: bool = True,
     ) -> DualResult:
         """Maximise the dual by minibatch Adam and return the potentials.
 
@@ -436,6 +437,10 @@ class StochasticDual:
         callback : callable, optional
             Called at each evaluation with a dict (``step``, ``objective``, ``marginal_error``, ``reg``,
             ``solver``); returning ``False`` stops training.
+        evaluate : bool
+            Estimate the marginal error every ``eval_every`` steps and at the end. ``False`` skips every
+            estimate (for many short warm-started calls, as in RL loops): the history then records the
+            objective of the last step only, and ``marginal_error`` is NaN.
 
         Returns
         -------
@@ -474,6 +479,8 @@ class StochasticDual:
             self._update_ema()
             objective = float(obj.detach())
             bar.update(1)
+            if not evaluate:
+                continue
             if step % self.eval_every == 0 or step == n_steps:
                 u_eval, v_eval = self._eval_potentials()
                 err = self._marginal_error(u_eval, v_eval, mx, my, reg)
@@ -493,6 +500,9 @@ class StochasticDual:
                     converged = True
                     break
         bar.close()
+        if not evaluate:
+            history["step"].append(float(step))
+            history["objective"].append(objective)
         self.total_steps += step
         u_out, v_out = self._eval_potentials()
         u_out.eval()

@@ -25,6 +25,7 @@ from otpr_sb3.demonstrations import Demonstrations
 from otpr_sb3.policies import MultiInputPolicy, OTPRPolicy
 
 SelfOTPR = TypeVar("SelfOTPR", bound="OTPR")
+_DUAL_EVAL_EVERY = 100
 
 
 class OTPR(OffPolicyAlgorithm):
@@ -51,8 +52,13 @@ class OTPR(OffPolicyAlgorithm):
         ``mean |Q|``), so that small values stay numerically safe.
     dual_learning_rate, dual_batch_size, dual_steps : float, int, int
         Adam step size, minibatch and steps per training iteration of the potentials (warm-started).
+    dual_freq : int
+        Train the potentials every ``dual_freq`` gradient steps (each update evaluates Q on all
+        ``(dual_batch_size + n_keypoints)^2`` pairs, the costliest part of OTPR).
     dual_start : int
         Dual updates before H is used for collection and actor weights (the fallback is used before).
+    policy_delay : int
+        Update the actor every ``policy_delay`` gradient steps (as TD3 delays its actor).
     use_mask : bool
         OTPR-M (keypoint mask from the expert pairs) if True, OTPR-U if False.
     n_keypoints : int
@@ -85,9 +91,11 @@ class OTPR(OffPolicyAlgorithm):
         actor_ema: float = 0.995,
         reg: float = 0.05,
         dual_learning_rate: float = 1e-3,
-        dual_batch_size: int = 64,
+        dual_batch_size: int = 48,
         dual_steps: int = 1,
+        dual_freq: int = 2,
         dual_start: int = 1000,
+        policy_delay: int = 2,
         use_mask: bool = True,
         n_keypoints: int = 16,
         relation_weight: float = 0.0,
@@ -146,6 +154,7 @@ class OTPR(OffPolicyAlgorithm):
         self.actor_batch_size, self.actor_ema = actor_batch_size, actor_ema
         self.reg, self.dual_learning_rate = reg, dual_learning_rate
         self.dual_batch_size, self.dual_steps, self.dual_start = dual_batch_size, dual_steps, dual_start
+        self.dual_freq, self.policy_delay = dual_freq, policy_delay
         self.use_mask, self.n_keypoints, self.relation_weight = use_mask, n_keypoints, relation_weight
         self.random_warmup = random_warmup
         self.dual_updates = 0
@@ -298,13 +307,14 @@ class OTPR(OffPolicyAlgorithm):
         policy = self.policy
         with th.no_grad():
             q_target = policy.critic_target.min(obs, act)
-        v = policy.value(obs)
+        # One forward pass for V(s) and V(s'); as in IQL, both losses use the networks before this step.
+        v, v_next = policy.value(th.cat([obs, next_obs])).split(obs.shape[0])
         diff = q_target - v
         weight = th.where(diff < 0, 1.0 - policy.expectile, policy.expectile)
         value_loss = (weight * diff.square()).mean()
         self._optimize(policy.value.optimizer, value_loss)
         with th.no_grad():
-            target = rew + (1.0 - done) * self.gamma * policy.value(next_obs)
+            target = rew + (1.0 - done) * self.gamma * v_next.detach()
         q1, q2 = policy.critic(obs, act)
         critic_loss = 0.5 * ((q1 - target).square().mean() + (q2 - target).square().mean())
         self._optimize(policy.critic.optimizer, critic_loss)
@@ -345,13 +355,21 @@ class OTPR(OffPolicyAlgorithm):
                 keypoints=(self.expert_obs[pick.to(self.expert_obs.device)], self.expert_actions[pick.to(self.device)]),
                 keypoint_mass=self.n_keypoints / (self.n_keypoints + self.dual_batch_size),
             )
+        evaluate = self.dual_updates % _DUAL_EVAL_EVERY == 0  # a marginal-error estimate costs a batch of Q pairs
         result = self.dual_solver.fit(
-            self._replay_sampler("obs"), self._replay_sampler("actions"), max_steps=self.dual_steps, **kwargs
+            self._replay_sampler("obs"),
+            self._replay_sampler("actions"),
+            max_steps=self.dual_steps,
+            evaluate=evaluate,
+            **kwargs,
         )
         self.dual_updates += 1
         if self.dual_updates >= self.dual_start:
             policy.dual_ready.fill_(True)
-        return {"dual_objective": result.history["objective"][-1], "marginal_error": result.marginal_error}
+        stats = {"dual_objective": result.history["objective"][-1]}
+        if evaluate:
+            stats["marginal_error"] = result.marginal_error
+        return stats
 
     def train(self, gradient_steps: int, batch_size: int = 64) -> None:
         """IQL critic, dual potentials and H-weighted actor updates on replay minibatches (Algorithm 1)."""
@@ -370,9 +388,10 @@ class OTPR(OffPolicyAlgorithm):
                 q_abs = policy.critic.min(obs, data.actions).abs().mean().clamp_min(1e-3)
                 policy.cost_scale.mul_(0.99).add_(0.01 * q_abs) if self._n_updates > 0 else policy.cost_scale.copy_(q_abs)
             stats = {"critic_loss": critic_loss, "value_loss": value_loss}
-            if policy.guidance == "compatibility":
+            if policy.guidance == "compatibility" and self._n_updates % self.dual_freq == 0:
                 stats.update(self._dual_update())
-            stats.update(self._actor_update())
+            if self._n_updates % self.policy_delay == 0:
+                stats.update(self._actor_update())
             for k, v in stats.items():
                 logs.setdefault(k, []).append(v)
             self._n_updates += 1

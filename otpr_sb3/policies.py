@@ -237,9 +237,11 @@ class OTPRPolicy(BasePolicy):
         return self._predict(obs, deterministic)
 
     def set_training_mode(self, mode: bool) -> None:  # noqa: D102
+        if getattr(self, "_mode", None) == mode:  # called at every predict: skip the module walk
+            return
         for m in (self.actor, self.critic, self.value, self.u, self.v):
             m.train(mode)
-        self.training = mode
+        self.training = self._mode = mode
 
 
 MlpPolicy = OTPRPolicy
