@@ -64,8 +64,9 @@ class OTPRPolicy(BasePolicy):
     actor_learning_rate, value_learning_rate : float
     optimizer_class, optimizer_kwargs
         As in SB3.
-    eval_noise_seed : int
-        Seed of the fixed noise used by deterministic predictions.
+    eval_noise_seed : int or None
+        Fixed noise of deterministic predictions: zeros by default (the DDIM image of the noise mode, which
+        avoids the systematic offset a random fixed vector adds to every action), or a seeded draw.
     """
 
     def __init__(
@@ -88,7 +89,7 @@ class OTPRPolicy(BasePolicy):
         value_learning_rate: float | None = None,
         optimizer_class: type[th.optim.Optimizer] = th.optim.Adam,
         optimizer_kwargs: dict[str, Any] | None = None,
-        eval_noise_seed: int = 0,
+        eval_noise_seed: int | None = None,
     ) -> None:
         if not isinstance(action_space, spaces.Box):
             raise ValueError(f"OTPR needs a continuous (Box) action space, got {type(action_space).__name__}")
@@ -150,8 +151,11 @@ class OTPRPolicy(BasePolicy):
         self.register_buffer("cost_scale", th.ones(()))
         self.register_buffer("reg", th.full((), 0.1))
         self.register_buffer("dual_ready", th.zeros((), dtype=th.bool))
-        gen = th.Generator().manual_seed(a["eval_noise_seed"])
-        self.register_buffer("eval_noise", th.randn(self.act_dim, generator=gen))
+        if a["eval_noise_seed"] is None:
+            eval_noise = th.zeros(self.act_dim)
+        else:
+            eval_noise = th.randn(self.act_dim, generator=th.Generator().manual_seed(a["eval_noise_seed"]))
+        self.register_buffer("eval_noise", eval_noise)
         opt = self.optimizer_class
         self.actor.optimizer = opt(self.actor.parameters(), lr=actor_lr, **self.optimizer_kwargs)  # type: ignore[call-arg]
         self.critic.optimizer = opt(self.critic.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs)  # type: ignore[call-arg]

@@ -21,7 +21,8 @@ fi
 
 case "$job" in
     demo)
-        "$py" examples/keypoint_ot_demo.py "$@"
+        "$py" examples/keypoint_ot_demo.py
+        "$py" examples/train_fetch.py --quick "$@"
         ;;
     test)
         "$venv/bin/ruff" check neural_ot otpr_sb3 tests examples docs
