@@ -67,7 +67,8 @@ def main() -> None:
     dataset_id, expert_rate = record(args.env, args.demos, args.noise, args.seed, data_path)
     print(f"[{time.time() - t0:6.0f}s] recorded {args.demos} demos ({dataset_id}), noisy expert success {expert_rate:.2f}")
     demos = Demonstrations.from_minari(dataset_id, data_path=data_path)
-    name = f"{args.algo}{'-u' if args.no_mask else ''}{'' if args.guidance == 'compatibility' else '-' + args.guidance}-{args.env.split('-')[0]}-s{args.seed}"
+    variant = ("-u" if args.no_mask else "") + ("" if args.guidance == "compatibility" else "-" + args.guidance)
+    name = f"{args.algo}{variant}-{args.env.split('-')[0]}-s{args.seed}"
     run_dir = os.path.join(args.out, name)
     os.makedirs(run_dir, exist_ok=True)
     env = gym.make(args.env)
