@@ -37,7 +37,8 @@ class PointSource(Source):
             points = points[:, None]
         if points.ndim != 2 or points.shape[0] == 0:
             raise ValueError(f"points must have shape (n, d) with n >= 1, got {tuple(points.shape)}")
-        if not bool(th.isfinite(points).all()):
+        rows = max(1, (1 << 20) // max(1, points.shape[1]))  # chunked: the check must not copy the data
+        if not all(bool(th.isfinite(points[i : i + rows]).all()) for i in range(0, points.shape[0], rows)):
             raise ValueError("points contain NaN or infinite values")
         self.points = points
         self.size, self.dim = points.shape
