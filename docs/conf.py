@@ -39,5 +39,5 @@ sphinx_gallery_conf = {
 
 html_theme = "furo"
 html_title = "neural_ot & otpr_sb3"
-exclude_patterns = ["_build", "tutorials/README.rst"]
+exclude_patterns = ["_build", "tutorials/README.rst", "*.inc"]
 suppress_warnings = ["config.cache"]
