@@ -45,6 +45,11 @@ def _uniform(n: int, like: th.Tensor) -> th.Tensor:
     return th.full((n,), 1.0 / n, dtype=like.dtype, device=like.device)
 
 
+def _weights(w: ArrayLike | None, n: int, like: th.Tensor, name: str) -> th.Tensor:
+    """Weights as a tensor like ``like``, uniform when ``w`` is None."""
+    return _uniform(n, like) if w is None else to_tensor(w, name, like.dtype, like.device)
+
+
 def _z(u: th.Tensor, v: th.Tensor, M: th.Tensor) -> th.Tensor:
     if u.shape[0] != M.shape[0] or v.shape[0] != M.shape[1]:
         raise ValueError(f"potentials of lengths {u.shape[0]}, {v.shape[0]} do not match `M` of shape {tuple(M.shape)}")
@@ -153,8 +158,7 @@ def plan(
     """
     Mt = to_tensor(M, "M")
     H = to_tensor(density(u, v, Mt, reg, reg_type, mask), "H")
-    at = _uniform(Mt.shape[0], Mt) if a is None else to_tensor(a, "a", Mt.dtype, Mt.device)
-    bt = _uniform(Mt.shape[1], Mt) if b is None else to_tensor(b, "b", Mt.dtype, Mt.device)
+    at, bt = _weights(a, Mt.shape[0], Mt, "a"), _weights(b, Mt.shape[1], Mt, "b")
     return to_output(at[:, None] * H * bt[None, :], is_numpy(M), Mt.dtype)
 
 
@@ -180,8 +184,7 @@ def plan_marginals(
     regularizer = get_regularizer(reg, reg_type)
     Mt = to_tensor(M, "M")
     ut, vt = to_tensor(u, "u", Mt.dtype, Mt.device), to_tensor(v, "v", Mt.dtype, Mt.device)
-    at = _uniform(Mt.shape[0], Mt) if a is None else to_tensor(a, "a", Mt.dtype, Mt.device)
-    bt = _uniform(Mt.shape[1], Mt) if b is None else to_tensor(b, "b", Mt.dtype, Mt.device)
+    at, bt = _weights(a, Mt.shape[0], Mt, "a"), _weights(b, Mt.shape[1], Mt, "b")
     maskt = None if mask is None else to_tensor(mask, "mask", Mt.dtype, Mt.device)
     rows = th.empty_like(at)
     cols = th.zeros_like(bt)
