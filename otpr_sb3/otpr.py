@@ -169,6 +169,7 @@ class OTPR(OffPolicyAlgorithm):
         self.expert_obs = th.zeros((0, self.policy.obs_dim), device=self.device)
         self.expert_actions = th.zeros((0, self.policy.act_dim), device=self.device)
         self._build_dual_solver()
+        self.policy.pair_cost = self._pair_cost
 
     def _create_aliases(self) -> None:
         self.actor = self.policy.actor
@@ -195,6 +196,12 @@ class OTPR(OffPolicyAlgorithm):
     def _neg_q(self, obs_n: th.Tensor, act: th.Tensor) -> th.Tensor:
         with th.no_grad():
             return -self.policy.critic.min(obs_n, act) / self.policy.cost_scale
+
+    def _pair_cost(self, obs_n: th.Tensor, act: th.Tensor) -> th.Tensor:
+        """Evaluate the dual's cost on aligned pairs (what H must use)."""
+        if self.relation_weight > 0 and not isinstance(self.dual_solver.cost, MixedCost) and len(self.expert_actions):
+            self.dual_solver.cost = self._dual_cost()  # the expert keypoints arrived after the solver was built
+        return self.dual_solver.cost.paired_matrix(obs_n, act)
 
     def _dual_cost(self) -> CostFn:
         base = CallableCost(self._neg_q, kind="paired")
@@ -345,7 +352,7 @@ class OTPR(OffPolicyAlgorithm):
     def _dual_update(self) -> dict[str, float]:
         policy = self.policy
         if self.relation_weight > 0 and not isinstance(self.dual_solver.cost, MixedCost):
-            self.dual_solver.cost = self._dual_cost()  # the expert keypoints arrived after the solver was built
+            self.dual_solver.cost = self._dual_cost()
         kwargs: dict[str, Any] = {}
         if self.use_mask:
             if len(self.expert_actions) == 0:

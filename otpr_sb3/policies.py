@@ -9,7 +9,7 @@ from the demonstrations.
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -127,6 +127,9 @@ class OTPRPolicy(BasePolicy):
             eval_noise_seed=eval_noise_seed,
         )
         self.ddim_steps, self.n_candidates, self.guidance = ddim_steps, n_candidates, guidance
+        # The dual's cost c(s, a) on aligned pairs, set by the algorithm so that H uses the very cost the
+        # potentials were trained with; -Q / cost_scale when unset.
+        self.pair_cost: Callable[[th.Tensor, th.Tensor], th.Tensor] | None = None
         self.expectile, self.temperature = expectile, temperature
         self._build(lr_schedule, actor_learning_rate, value_learning_rate)
 
@@ -198,7 +201,8 @@ class OTPRPolicy(BasePolicy):
     def candidate_scores(self, obs_n: th.Tensor, actions: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
         """Scores ``z`` and non-negative weights for aligned (state, action) pairs, per the guidance.
 
-        - ``"compatibility"``: ``z = u(s) + v(a) - c(s, a)`` with ``c = -Q / cost_scale`` and weight
+        - ``"compatibility"``: ``z = u(s) + v(a) - c(s, a)`` with the dual's cost (``c = -Q / cost_scale``, possibly
+          mixed with the keypoint relation cost) and weight
           ``H = z_+ / (2 eps)`` (Eq. 15). Before the dual is trained (``dual_ready`` false) the weights are
           IDQL's expectile weights ``|tau - 1(Q < V)|``, documented fallback.
         - ``"q"``: ``exp(temperature * Q / cost_scale)``; ``"advantage"``: ``exp(temperature * (Q - V) / cost_scale)``,
@@ -207,7 +211,8 @@ class OTPRPolicy(BasePolicy):
         q = self.critic.min(obs_n, actions)
         if self.guidance == "compatibility":
             if bool(self.dual_ready):
-                z = self.u(obs_n) + self.v(actions) + q / self.cost_scale
+                cost = self.pair_cost(obs_n, actions) if self.pair_cost is not None else -q / self.cost_scale
+                z = self.u(obs_n) + self.v(actions) - cost
                 return z, th.relu(z) / (2.0 * self.reg)
             adv = q - self.value(obs_n)
             return adv, th.where(adv < 0, 1.0 - self.expectile, self.expectile).to(q.dtype)

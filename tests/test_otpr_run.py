@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+import torch as th
 from otpr_helpers import FAST, IdentityEnvBox, PointGoalEnv, identity_demos, point_goal_demos
 from stable_baselines3.common.callbacks import CheckpointCallback, EvalCallback
 from stable_baselines3.common.env_util import make_vec_env
@@ -48,7 +49,16 @@ def test_relation_cost_mixing():
     model = OTPR("MlpPolicy", IdentityEnvBox(ep_length=20), relation_weight=0.5, seed=0, **FAST)
     model.pretrain(identity_demos(), n_steps=10)
     model.learn(30)
-    assert type(model.dual_solver.cost).__name__ == "MixedCost"
+    cost = model.dual_solver.cost
+    assert type(cost).__name__ == "MixedCost"
+    # H during collection uses exactly the cost the potentials were trained with.
+    policy = model.policy
+    policy.dual_ready.fill_(True)
+    obs, act = th.linspace(-1, 1, 5)[:, None], th.linspace(1, -1, 5)[:, None]
+    z, _ = policy.candidate_scores(obs, act)
+    with th.no_grad():
+        expected = policy.u(obs) + policy.v(act) - cost.paired_matrix(obs, act)
+    th.testing.assert_close(z, expected)
 
 
 def test_action_chunking_wrapper():
