@@ -39,5 +39,6 @@ sphinx_gallery_conf = {
 
 html_theme = "furo"
 html_title = "neural_ot & otpr_sb3"
+html_static_path = ["_static"]
 exclude_patterns = ["_build", "tutorials/README.rst", "*.inc"]
 suppress_warnings = ["config.cache"]
