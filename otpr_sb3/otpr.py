@@ -393,7 +393,10 @@ class OTPR(OffPolicyAlgorithm):
             critic_loss, value_loss = self._iql_update(obs, data.actions, rewards, next_obs, data.dones.reshape(-1))
             with th.no_grad():
                 q_abs = policy.critic.min(obs, data.actions).abs().mean().clamp_min(1e-3)
-                policy.cost_scale.mul_(0.99).add_(0.01 * q_abs) if self._n_updates > 0 else policy.cost_scale.copy_(q_abs)
+                if self._n_updates > 0:  # EMA of mean |Q|: the cost -Q / scale keeps a stable unit
+                    policy.cost_scale.mul_(0.99).add_(0.01 * q_abs)
+                else:
+                    policy.cost_scale.copy_(q_abs)
             stats = {"critic_loss": critic_loss, "value_loss": value_loss}
             if policy.guidance == "compatibility" and self._n_updates % self.dual_freq == 0:
                 stats.update(self._dual_update())
