@@ -97,3 +97,15 @@ def test_bad_configuration():
     with pytest.raises(RuntimeError, match="pretrain"):
         fresh = OTPR("MlpPolicy", IdentityEnvBox(ep_length=20), **FAST)
         fresh.learn(40)
+
+
+class _NaNRewardEnv(IdentityEnvBox):
+    def step(self, action):
+        obs, _, terminated, truncated, info = super().step(action)
+        return obs, float("nan"), terminated, truncated, info
+
+
+def test_nan_from_the_environment_raises():
+    model = OTPR("MlpPolicy", _NaNRewardEnv(ep_length=20), use_mask=False, seed=0, **FAST)
+    with pytest.raises(ValueError, match="NaN or infinite observations or rewards"):
+        model.learn(10)
