@@ -244,6 +244,12 @@ class _Curvature:
             self.dense = True
         self.direct = not self.dense and self.w.numel() <= 4 * (n + m)
 
+    def marginal_error(self, prob: _Problem | _SparseProblem) -> tuple[float, float]:
+        """Relative L1 errors of the row and column marginals."""
+        ea = float((self.row_mass - prob.a).abs().sum() / prob.a.sum())
+        eb = float((self.col_mass - prob.b).abs().sum() / prob.b.sum())
+        return ea, eb
+
     def _from_active(self, prob: _Problem | _SparseProblem, zc: th.Tensor, ab: th.Tensor) -> None:
         self.w = ab * prob.r.curvature(zc)
         t = ab * prob.r.density(zc)
@@ -454,8 +460,7 @@ def _newton_stage(
     for it in range(1, max_iter + 1):
         z = prob.z(u, v)
         curv = _Curvature(prob, z)
-        ea = float((curv.row_mass - prob.a).abs().sum() / prob.a.sum())
-        eb = float((curv.col_mass - prob.b).abs().sum() / prob.b.sum())
+        ea, eb = curv.marginal_error(prob)
         if verbose:
             print(f"eps {prob.r.reg:.2e}  newton {it:3d}  dual {-loss:.12e}  marginal error {max(ea, eb):.3e}")
         if max(ea, eb) <= tol:
@@ -482,10 +487,7 @@ def _newton_stage(
             # accept meaningless steps; near the optimum the marginal error is the merit function instead.
             for _ in range(10):
                 trial = _Curvature(prob, prob.z(u + t * step[:n], v + t * step[n:]))
-                trial_err = max(
-                    float((trial.row_mass - prob.a).abs().sum() / prob.a.sum()),
-                    float((trial.col_mass - prob.b).abs().sum() / prob.b.sum()),
-                )
+                trial_err = max(trial.marginal_error(prob))
                 if trial_err < max(ea, eb):
                     accepted, cand = True, prob.loss(u + t * step[:n], v + t * step[n:])
                     break

@@ -199,9 +199,13 @@ class OTPR(OffPolicyAlgorithm):
 
     def _pair_cost(self, obs_n: th.Tensor, act: th.Tensor) -> th.Tensor:
         """Evaluate the dual's cost on aligned pairs (what H must use)."""
-        if self.relation_weight > 0 and not isinstance(self.dual_solver.cost, MixedCost) and len(self.expert_actions):
-            self.dual_solver.cost = self._dual_cost()  # the expert keypoints arrived after the solver was built
+        self._sync_dual_cost()
         return self.dual_solver.cost.paired_matrix(obs_n, act)
+
+    def _sync_dual_cost(self) -> None:
+        """Mix in the relation cost once expert keypoints exist (they may arrive after the solver is built)."""
+        if self.relation_weight > 0 and not isinstance(self.dual_solver.cost, MixedCost) and len(self.expert_actions):
+            self.dual_solver.cost = self._dual_cost()
 
     def _dual_cost(self) -> CostFn:
         base = CallableCost(self._neg_q, kind="paired")
@@ -351,8 +355,7 @@ class OTPR(OffPolicyAlgorithm):
 
     def _dual_update(self) -> dict[str, float]:
         policy = self.policy
-        if self.relation_weight > 0 and not isinstance(self.dual_solver.cost, MixedCost):
-            self.dual_solver.cost = self._dual_cost()
+        self._sync_dual_cost()
         kwargs: dict[str, Any] = {}
         if self.use_mask:
             if len(self.expert_actions) == 0:
