@@ -550,19 +550,27 @@ class StochasticDual:
         # A snapshot: the optimiser's state tensors are updated in place by later steps.
         return copy.deepcopy(state)
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore :meth:`state_dict` into potentials already built (by a first ``fit`` or :meth:`build`)."""
+    def load_state_dict(self, state: dict[str, Any], strict: bool = True) -> None:
+        """Restore :meth:`state_dict` into potentials already built (by a first ``fit`` or :meth:`build`).
+
+        Parameters
+        ----------
+        state : dict
+            From :meth:`state_dict`.
+        strict : bool
+            Passed to the potentials' ``load_state_dict`` (torch's meaning).
+        """
         if self.u is None or self.v is None or self.optimizer is None:
             raise RuntimeError("build the potentials first (call `build` or `fit`)")
-        self.u.load_state_dict(state["u"])
-        self.v.load_state_dict(state["v"])
+        self.u.load_state_dict(state["u"], strict=strict)
+        self.v.load_state_dict(state["v"], strict=strict)
         self.optimizer.load_state_dict(state["optimizer"])
         self.total_steps = int(state["total_steps"])
         self.cost.scale = state["cost_scale"]
         self._generator.set_state(state["generator"])
         if self.u_ema is not None and self.v_ema is not None and "u_ema" in state:
-            self.u_ema.load_state_dict(state["u_ema"])
-            self.v_ema.load_state_dict(state["v_ema"])
+            self.u_ema.load_state_dict(state["u_ema"], strict=strict)
+            self.v_ema.load_state_dict(state["v_ema"], strict=strict)
 
     def build(self, x_dim: int, y_dim: int) -> None:
         """Create the potentials and the optimiser without data (before loading a state, or to warm-start).

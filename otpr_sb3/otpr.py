@@ -17,10 +17,10 @@ from stable_baselines3.common.buffers import DictReplayBuffer, ReplayBuffer
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule
-from stable_baselines3.common.utils import polyak_update
+from stable_baselines3.common.utils import FloatSchedule, polyak_update
 from tqdm.auto import tqdm
 
-from neural_ot import CallableCost, CostFn, KeypointRelationCost, L2Dual, MaskedL2Dual, MixedCost
+from neural_ot import CallableCost, L2Dual
 from otpr_sb3.demonstrations import Demonstrations
 from otpr_sb3.policies import MultiInputPolicy, OTPRPolicy
 
@@ -31,18 +31,24 @@ _DUAL_EVAL_EVERY = 100
 class OTPR(OffPolicyAlgorithm):
     """OTPR for Stable-Baselines3: a diffusion actor fine-tuned online with optimal-transport guidance.
 
+    Demonstrations are optional. Without :meth:`pretrain` the actor starts untrained, acts uniformly at random
+    for the first ``learning_starts`` steps (as SAC does), and the dual solves the unmasked problem: with no
+    expert keypoints the keypoint mask is all ones. Keypoints from a later :meth:`pretrain` (or from a loaded
+    model) switch the mask on from the next dual update.
+
     Parameters
     ----------
     policy : str or type
         ``"MlpPolicy"`` or ``"MultiInputPolicy"`` (dict observations).
     env : gymnasium env, VecEnv or str
     learning_rate : float or schedule
-        Critic (Q and V) learning rate.
+        Critic (Q, and V unless ``value_learning_rate`` is set in ``policy_kwargs``) learning rate; a schedule
+        is evaluated at every :meth:`train` call, as in SB3, and logged as ``train/learning_rate``.
     buffer_size, batch_size, tau, gamma, train_freq, gradient_steps
         As in SAC; ``batch_size`` is the critic batch (256 in the paper).
     learning_starts : int
-        Steps before training starts. The pretrained actor acts from the first step: uniform random actions
-        are used only if ``random_warmup=True``.
+        Steps collected before training starts (100, as in SAC). Without demonstrations the observation
+        statistics are fitted on the replay data at the first training step.
     actor_batch_size : int
         Batch of the H-weighted score-matching update.
     actor_ema : float
@@ -60,13 +66,16 @@ class OTPR(OffPolicyAlgorithm):
     policy_delay : int
         Update the actor every ``policy_delay`` gradient steps (as TD3 delays its actor).
     use_mask : bool
-        OTPR-M (keypoint mask from the expert pairs) if True, OTPR-U if False.
+        OTPR-M (keypoint mask from the expert pairs) if True, OTPR-U if False. Without expert pairs the
+        mask has no keypoints and both are the same unmasked problem.
     n_keypoints : int
         Expert pairs joining every dual minibatch.
     relation_weight : float
-        Weight of the keypoint relation cost mixed with ``-Q / scale`` (0 keeps the paper's ``-Q``).
-    random_warmup : bool
-        Use uniform random actions for the first ``learning_starts`` steps (as SAC does).
+        Weight of the keypoint relation cost mixed with ``-Q / scale`` (0 keeps the paper's ``-Q``); it
+        takes effect once expert keypoints exist.
+    random_warmup : bool or None
+        Act uniformly at random for the first ``learning_starts`` steps. ``None`` (default): only if the
+        actor was not pretrained; a pretrained actor acts from the first step.
     policy_kwargs : dict
         Passed to :class:`~otpr_sb3.policies.OTPRPolicy` (``n_candidates``, ``ddim_steps``, ``guidance``,
         ``expectile``, network sizes, ...).
@@ -81,7 +90,7 @@ class OTPR(OffPolicyAlgorithm):
         env: GymEnv | str,
         learning_rate: float | Schedule = 3e-4,
         buffer_size: int = 1_000_000,
-        learning_starts: int = 0,
+        learning_starts: int = 100,
         batch_size: int = 256,
         tau: float = 0.005,
         gamma: float = 0.99,
@@ -99,7 +108,7 @@ class OTPR(OffPolicyAlgorithm):
         use_mask: bool = True,
         n_keypoints: int = 16,
         relation_weight: float = 0.0,
-        random_warmup: bool = False,
+        random_warmup: bool | None = None,
         replay_buffer_class: type[ReplayBuffer] | None = None,
         replay_buffer_kwargs: dict[str, Any] | None = None,
         policy_kwargs: dict[str, Any] | None = None,
@@ -158,6 +167,7 @@ class OTPR(OffPolicyAlgorithm):
         self.use_mask, self.n_keypoints, self.relation_weight = use_mask, n_keypoints, relation_weight
         self.random_warmup = random_warmup
         self.dual_updates = 0
+        self.pretrained = False  # set by `pretrain`; saved with the model
         if _init_setup_model:
             self._setup_model()
 
@@ -165,11 +175,15 @@ class OTPR(OffPolicyAlgorithm):
         super()._setup_model()
         self._create_aliases()
         self.policy.reg.fill_(self.reg)
+        self.policy.relation_weight.fill_(self.relation_weight)
         # Expert keypoints (set by `pretrain`); empty tensors rather than None so that `load` can restore them.
         self.expert_obs = th.zeros((0, self.policy.obs_dim), device=self.device)
         self.expert_actions = th.zeros((0, self.policy.act_dim), device=self.device)
         self._build_dual_solver()
-        self.policy.pair_cost = self._pair_cost
+        self._told_unmasked = False
+        self._actor_lr = FloatSchedule(self.policy.arch["actor_learning_rate"])
+        value_lr = self.policy.arch["value_learning_rate"]
+        self._value_lr = None if value_lr is None else FloatSchedule(value_lr)
 
     def _create_aliases(self) -> None:
         self.actor = self.policy.actor
@@ -178,10 +192,10 @@ class OTPR(OffPolicyAlgorithm):
         self.value = self.policy.value
 
     def _build_dual_solver(self) -> None:
-        solver_cls = MaskedL2Dual if self.use_mask else L2Dual
-        self.dual_solver = solver_cls(
+        # One solver for OTPR-M and OTPR-U: the keypoint mask is applied whenever keypoints are passed.
+        self.dual_solver = L2Dual(
             self.reg,
-            cost=self._dual_cost(),
+            cost=CallableCost(self.policy.pair_cost, kind="paired"),
             potentials=(self.policy.u, self.policy.v),
             learning_rate=self.dual_learning_rate,
             batch_size=self.dual_batch_size,
@@ -193,28 +207,11 @@ class OTPR(OffPolicyAlgorithm):
         )
         self.dual_solver.build(self.policy.obs_dim, self.policy.act_dim)
 
-    def _neg_q(self, obs_n: th.Tensor, act: th.Tensor) -> th.Tensor:
-        with th.no_grad():
-            return -self.policy.critic.min(obs_n, act) / self.policy.cost_scale
-
-    def _pair_cost(self, obs_n: th.Tensor, act: th.Tensor) -> th.Tensor:
-        """Evaluate the dual's cost on aligned pairs (what H must use)."""
-        self._sync_dual_cost()
-        return self.dual_solver.cost.paired_matrix(obs_n, act)
-
-    def _sync_dual_cost(self) -> None:
-        """Mix in the relation cost once expert keypoints exist (they may arrive after the solver is built)."""
-        if self.relation_weight > 0 and not isinstance(self.dual_solver.cost, MixedCost) and len(self.expert_actions):
-            self.dual_solver.cost = self._dual_cost()
-
-    def _dual_cost(self) -> CostFn:
-        base = CallableCost(self._neg_q, kind="paired")
-        if self.relation_weight == 0.0 or len(self.expert_actions) == 0:
-            return base
+    def _set_relation_keypoints(self) -> None:
+        """Give the policy a fixed, seeded set of expert keypoints for the relation cost."""
         gen = th.Generator().manual_seed(0 if self.seed is None else self.seed)
-        pick = th.randperm(len(self.expert_actions), generator=gen)[: self.n_keypoints]
-        relation = KeypointRelationCost(self.expert_obs[pick], self.expert_actions[pick], rho=0.1)
-        return MixedCost(base, relation, self.relation_weight)
+        pick = th.randperm(len(self.expert_actions), generator=gen)[: self.n_keypoints].to(self.expert_obs.device)
+        self.policy.set_relation_keypoints(self.expert_obs[pick], self.expert_actions[pick])
 
     # ---- demonstrations ---------------------------------------------------------------------------------
 
@@ -259,7 +256,8 @@ class OTPR(OffPolicyAlgorithm):
         rewards = th.as_tensor(demos.rewards, device=self.device).float()
         dones = th.as_tensor(demos.terminations, device=self.device).float()
         self.expert_obs, self.expert_actions = obs_n, actions
-        self.dual_solver.cost = self._dual_cost()
+        self._set_relation_keypoints()
+        self.pretrained = True
         gen = th.Generator(device="cpu").manual_seed(0 if self.seed is None else self.seed)
         critic_steps = n_steps // 2 if critic_steps is None else critic_steps
         policy.set_training_mode(True)
@@ -344,22 +342,35 @@ class OTPR(OffPolicyAlgorithm):
             env_idx = th.randint(buf.n_envs, (n,), generator=gen).numpy()
             if kind == "actions":
                 return th.as_tensor(buf.actions[idx, env_idx], device=self.device).float()
-            obs: th.Tensor | dict[str, th.Tensor]
+            raw: np.ndarray | dict[str, np.ndarray]
             if isinstance(buf, DictReplayBuffer):
-                obs = {k: th.as_tensor(v[idx, env_idx], device=self.device) for k, v in buf.observations.items()}
+                raw = {k: v[idx, env_idx] for k, v in buf.observations.items()}
             else:
-                obs = th.as_tensor(buf.observations[idx, env_idx], device=self.device)
+                raw = buf.observations[idx, env_idx]
+            # As `ReplayBuffer.sample` does: observations through VecNormalize when the env has one.
+            normalized = buf._normalize_obs(raw, self._vec_normalize_env)  # type: ignore[arg-type]
+            obs: th.Tensor | dict[str, th.Tensor]
+            if isinstance(normalized, dict):
+                obs = {k: th.as_tensor(v, device=self.device) for k, v in normalized.items()}
+            else:
+                obs = th.as_tensor(normalized, device=self.device)
             return policy.prepare_obs(obs)
 
         return sample
 
     def _dual_update(self) -> dict[str, float]:
         policy = self.policy
-        self._sync_dual_cost()
         kwargs: dict[str, Any] = {}
-        if self.use_mask:
-            if len(self.expert_actions) == 0:
-                raise RuntimeError("OTPR with use_mask=True needs expert keypoints: call `pretrain(demonstrations)` first")
+        if self.use_mask and len(self.expert_actions) == 0 and not self._told_unmasked:
+            self._told_unmasked = True
+            if self.verbose >= 1:
+                print(
+                    "OTPR: no expert keypoints (no `pretrain`), so the keypoint mask is all ones: the dual solves "
+                    "unmasked OT"
+                    + (" and the relation cost is off" if self.relation_weight > 0 else "")
+                    + " until demonstrations provide keypoints."
+                )
+        if self.use_mask and len(self.expert_actions) > 0:
             pick = th.randint(len(self.expert_actions), (self.n_keypoints,), generator=self.dual_solver._generator)
             kwargs = dict(
                 keypoints=(self.expert_obs[pick.to(self.expert_obs.device)], self.expert_actions[pick.to(self.device)]),
@@ -386,6 +397,9 @@ class OTPR(OffPolicyAlgorithm):
         policy = self.policy
         policy.set_training_mode(True)
         assert self.replay_buffer is not None
+        if not bool(policy.obs_stats_ready):
+            self._fit_obs_statistics()
+        self._update_learning_rates()
         logs: dict[str, list[float]] = {}
         for _ in range(gradient_steps):
             data = self.replay_buffer.sample(batch_size, env=self._vec_normalize_env)
@@ -414,6 +428,30 @@ class OTPR(OffPolicyAlgorithm):
         for key, values in logs.items():
             self.logger.record(f"train/{key}", float(np.mean(values)))
 
+    def _fit_obs_statistics(self, max_samples: int = 100_000) -> None:
+        """Standardise observations with statistics of the replay data (when no demonstrations set them)."""
+        assert self.replay_buffer is not None
+        n = min(self.replay_buffer.size() * self.n_envs, max_samples)
+        data = self.replay_buffer.sample(max(n, 2), env=self._vec_normalize_env)
+        self.policy.set_obs_statistics(self.policy.flatten_obs(data.observations))
+
+    def _update_learning_rates(self) -> None:
+        # Critic (and V without its own rate) follow `learning_rate`, logged as train/learning_rate (SB3).
+        policy = self.policy
+        self._update_learning_rate(
+            [policy.critic.optimizer] + ([policy.value.optimizer] if self._value_lr is None else [])
+        )
+        for name, schedule, optimizer in (
+            ("actor_learning_rate", self._actor_lr, policy.actor.optimizer),
+            ("value_learning_rate", self._value_lr, policy.value.optimizer),
+        ):
+            if schedule is None:
+                continue
+            lr = schedule(self._current_progress_remaining)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            self.logger.record(f"train/{name}", lr)
+
     def _actor_update(self) -> dict[str, float]:
         policy = self.policy
         assert self.replay_buffer is not None
@@ -435,10 +473,9 @@ class OTPR(OffPolicyAlgorithm):
     # ---- SB3 hooks --------------------------------------------------------------------------------------
 
     def _sample_action(self, learning_starts: int, action_noise: Any = None, n_envs: int = 1) -> tuple[np.ndarray, np.ndarray]:
-        if self.random_warmup and self.num_timesteps < learning_starts:
-            return super()._sample_action(learning_starts, action_noise, n_envs)
-        # The pretrained diffusion actor acts from the first step (no uniform warm-up).
-        return super()._sample_action(0, action_noise, n_envs)
+        warmup = (not self.pretrained) if self.random_warmup is None else self.random_warmup
+        # Uniform warm-up as in SAC for an untrained actor; a pretrained actor acts from the first step.
+        return super()._sample_action(learning_starts if warmup else 0, action_noise, n_envs)
 
     def _store_transition(
         self,
@@ -483,8 +520,12 @@ class OTPR(OffPolicyAlgorithm):
             "dual_solver",
             "expert_obs",
             "expert_actions",
+            "_actor_lr",
+            "_value_lr",
+            "_told_unmasked",
         ]
 
     def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
-        state_dicts = ["policy", "actor.optimizer", "critic.optimizer", "value.optimizer", "dual_solver.optimizer"]
+        # `dual_solver` holds the dual's optimiser and its minibatch generator, so a resumed run draws the same batches.
+        state_dicts = ["policy", "actor.optimizer", "critic.optimizer", "value.optimizer", "dual_solver"]
         return state_dicts, ["expert_obs", "expert_actions"]

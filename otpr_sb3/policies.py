@@ -9,7 +9,7 @@ from the demonstrations.
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -17,8 +17,9 @@ import torch as th
 from gymnasium import spaces
 from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
+from stable_baselines3.common.utils import FloatSchedule
 
-from neural_ot import MLPPotential, resample_from_scores
+from neural_ot import KeypointRelationCost, MLPPotential, resample_from_scores
 from otpr_sb3.diffusion import VPSchedule
 from otpr_sb3.networks import ResidualMLPDenoiser, TwinQ, ValueNet
 
@@ -61,12 +62,22 @@ class OTPRPolicy(BasePolicy):
         IQL expectile; also used by the fallback weights before the dual is trained.
     temperature : float
         Inverse temperature of the "q" and "advantage" weights (on normalised values).
-    actor_learning_rate, value_learning_rate : float
+    actor_learning_rate, value_learning_rate : float or schedule
+        Rates of the actor and of V (V follows the critic's ``learning_rate`` when ``None``); a schedule is a
+        function of the remaining progress, as SB3's ``learning_rate``.
     optimizer_class, optimizer_kwargs
         As in SB3.
     eval_noise_seed : int or None
         Fixed noise of deterministic predictions: zeros by default (the DDIM image of the noise mode, which
         avoids the systematic offset a random fixed vector adds to every action), or a seeded draw.
+    relation_rho : float
+        Softmax temperature of the keypoint relation vectors (KPG's 0.1).
+
+    Notes
+    -----
+    The policy holds everything :math:`H` needs, so that a policy saved and loaded on its own, or deep-copied,
+    acts exactly as inside the algorithm: the potentials, ``reg``, the cost scale, the mixing weight of the
+    relation cost and the relation keypoints are buffers of this module.
     """
 
     def __init__(
@@ -85,11 +96,12 @@ class OTPRPolicy(BasePolicy):
         guidance: str = "compatibility",
         expectile: float = 0.7,
         temperature: float = 3.0,
-        actor_learning_rate: float = 1e-4,
-        value_learning_rate: float | None = None,
+        actor_learning_rate: float | Schedule = 1e-4,
+        value_learning_rate: float | Schedule | None = None,
         optimizer_class: type[th.optim.Optimizer] = th.optim.Adam,
         optimizer_kwargs: dict[str, Any] | None = None,
         eval_noise_seed: int | None = None,
+        relation_rho: float = 0.1,
     ) -> None:
         if not isinstance(action_space, spaces.Box):
             raise ValueError(f"OTPR needs a continuous (Box) action space, got {type(action_space).__name__}")
@@ -101,6 +113,8 @@ class OTPRPolicy(BasePolicy):
             raise ValueError(f"`guidance` must be one of {GUIDANCE}, got {guidance!r}")
         if not 0.0 < expectile < 1.0:
             raise ValueError(f"`expectile` must be in (0, 1), got {expectile}")
+        if not relation_rho > 0:
+            raise ValueError(f"`relation_rho` must be positive, got {relation_rho}")
         super().__init__(
             observation_space,
             action_space,
@@ -125,15 +139,14 @@ class OTPRPolicy(BasePolicy):
             actor_learning_rate=actor_learning_rate,
             value_learning_rate=value_learning_rate,
             eval_noise_seed=eval_noise_seed,
+            relation_rho=relation_rho,
         )
         self.ddim_steps, self.n_candidates, self.guidance = ddim_steps, n_candidates, guidance
-        # The dual's cost c(s, a) on aligned pairs, set by the algorithm so that H uses the very cost the
-        # potentials were trained with; -Q / cost_scale when unset.
-        self.pair_cost: Callable[[th.Tensor, th.Tensor], th.Tensor] | None = None
-        self.expectile, self.temperature = expectile, temperature
+        self.expectile, self.temperature, self.relation_rho = expectile, temperature, relation_rho
+        self._relation: KeypointRelationCost | None = None  # built lazily from the keypoint buffers
         self._build(lr_schedule, actor_learning_rate, value_learning_rate)
 
-    def _build(self, lr_schedule: Schedule, actor_lr: float, value_lr: float | None) -> None:
+    def _build(self, lr_schedule: Schedule, actor_lr: float | Schedule, value_lr: float | Schedule | None) -> None:
         a = self.arch
         self.schedule = VPSchedule(a["n_timesteps"])
         self.actor = ResidualMLPDenoiser(self.obs_dim, self.act_dim, a["actor_hidden_dim"], a["actor_n_blocks"], a["time_dim"])
@@ -154,21 +167,79 @@ class OTPRPolicy(BasePolicy):
         self.register_buffer("cost_scale", th.ones(()))
         self.register_buffer("reg", th.full((), 0.1))
         self.register_buffer("dual_ready", th.zeros((), dtype=th.bool))
+        # Whether obs_mean / obs_std were set (from demonstrations, or from the first replay data).
+        self.obs_stats_ready: th.Tensor
+        self.register_buffer("obs_stats_ready", th.zeros((), dtype=th.bool))
+        # Mixing weight of the keypoint relation cost and the keypoints it is relative to (resized on load).
+        self.relation_weight: th.Tensor
+        self.keypoint_obs: th.Tensor
+        self.keypoint_actions: th.Tensor
+        self.register_buffer("relation_weight", th.zeros(()))
+        self.register_buffer("keypoint_obs", th.zeros(0, self.obs_dim))
+        self.register_buffer("keypoint_actions", th.zeros(0, self.act_dim))
         if a["eval_noise_seed"] is None:
             eval_noise = th.zeros(self.act_dim)
         else:
             eval_noise = th.randn(self.act_dim, generator=th.Generator().manual_seed(a["eval_noise_seed"]))
         self.register_buffer("eval_noise", eval_noise)
         opt = self.optimizer_class
-        self.actor.optimizer = opt(self.actor.parameters(), lr=actor_lr, **self.optimizer_kwargs)  # type: ignore[call-arg]
+        # Initial rates; the algorithm updates them from their schedules at every `train` call.
+        actor_lr0 = FloatSchedule(actor_lr)(1.0)
+        value_lr0 = lr_schedule(1) if value_lr is None else FloatSchedule(value_lr)(1.0)
+        self.actor.optimizer = opt(self.actor.parameters(), lr=actor_lr0, **self.optimizer_kwargs)  # type: ignore[call-arg]
         self.critic.optimizer = opt(self.critic.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs)  # type: ignore[call-arg]
-        self.value.optimizer = opt(self.value.parameters(), lr=value_lr or lr_schedule(1), **self.optimizer_kwargs)  # type: ignore[call-arg]
+        self.value.optimizer = opt(self.value.parameters(), lr=value_lr0, **self.optimizer_kwargs)  # type: ignore[call-arg]
 
     def _get_constructor_parameters(self) -> dict[str, Any]:
         data = super()._get_constructor_parameters()
+        data.pop("normalize_images", None)  # observations are standardised by the policy's own statistics
         data.update(self.arch)
-        data.update(optimizer_class=self.optimizer_class, optimizer_kwargs=self.optimizer_kwargs)
+        data.update(
+            lr_schedule=self._dummy_schedule,  # the algorithm owns the schedule; not needed for a policy alone
+            optimizer_class=self.optimizer_class,
+            optimizer_kwargs=self.optimizer_kwargs,
+        )
         return data
+
+    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any, **kwargs: Any) -> None:
+        # The keypoint buffers change size when keypoints arrive: take the saved shape before copying.
+        for name in ("keypoint_obs", "keypoint_actions"):
+            saved = state_dict.get(prefix + name)
+            if saved is not None and saved.shape != getattr(self, name).shape:
+                setattr(self, name, th.empty(saved.shape, dtype=saved.dtype, device=getattr(self, name).device))
+        self._relation = None
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    # ---- the dual's cost --------------------------------------------------------------------------------
+
+    @th.no_grad()
+    def set_relation_keypoints(self, obs_n: th.Tensor, actions: th.Tensor) -> None:
+        """Keypoints (standardised observations, scaled actions) of the relation cost; empty tensors remove it."""
+        if obs_n.shape[0] != actions.shape[0]:
+            raise ValueError(f"`obs_n` and `actions` must have as many rows, got {obs_n.shape[0]} and {actions.shape[0]}")
+        self.keypoint_obs = obs_n.detach().to(self.obs_mean.device, th.float32).reshape(-1, self.obs_dim).clone()
+        self.keypoint_actions = actions.detach().to(self.obs_mean.device, th.float32).reshape(-1, self.act_dim).clone()
+        self._relation = None
+
+    @property
+    def uses_relation_cost(self) -> bool:
+        """True when the relation cost is mixed in (positive weight and keypoints present)."""
+        return float(self.relation_weight) > 0 and self.keypoint_obs.shape[0] > 0
+
+    def pair_cost(self, obs_n: th.Tensor, actions: th.Tensor) -> th.Tensor:
+        """The dual's cost ``c(s_i, a_i)`` on aligned pairs: ``-Q / cost_scale``, mixed with the relation cost.
+
+        With relation weight ``w`` and keypoints set, ``c = (1 - w) (-Q / cost_scale) + w JS(R_s, R_a)``
+        (Eq. 13); otherwise ``c = -Q / cost_scale``. The potentials are trained on this very cost.
+        """
+        with th.no_grad():
+            cost = -self.critic.min(obs_n, actions) / self.cost_scale
+            if not self.uses_relation_cost:
+                return cost
+            if self._relation is None:
+                self._relation = KeypointRelationCost(self.keypoint_obs, self.keypoint_actions, rho=self.relation_rho)
+            w = self.relation_weight
+            return (1.0 - w) * cost + w * self._relation.paired(obs_n, actions)
 
     # ---- observations -----------------------------------------------------------------------------------
 
@@ -185,9 +256,12 @@ class OTPRPolicy(BasePolicy):
     @th.no_grad()
     def set_obs_statistics(self, flat_obs: th.Tensor) -> None:
         """Standardise observations with the mean and std of ``flat_obs`` (constant features keep std 1)."""
+        if flat_obs.ndim != 2 or flat_obs.shape[1] != self.obs_dim or flat_obs.shape[0] < 2:
+            raise ValueError(f"`flat_obs` must have shape (n >= 2, {self.obs_dim}), got {tuple(flat_obs.shape)}")
         std = flat_obs.std(0)
         self.obs_mean.copy_(flat_obs.mean(0))
         self.obs_std.copy_(th.where(std > 1e-6, std, th.ones_like(std)))
+        self.obs_stats_ready.fill_(True)
 
     # ---- acting -----------------------------------------------------------------------------------------
 
@@ -211,8 +285,7 @@ class OTPRPolicy(BasePolicy):
         q = self.critic.min(obs_n, actions)
         if self.guidance == "compatibility":
             if bool(self.dual_ready):
-                cost = self.pair_cost(obs_n, actions) if self.pair_cost is not None else -q / self.cost_scale
-                z = self.u(obs_n) + self.v(actions) - cost
+                z = self.u(obs_n) + self.v(actions) - self.pair_cost(obs_n, actions)
                 return z, th.relu(z) / (2.0 * self.reg)
             adv = q - self.value(obs_n)
             return adv, th.where(adv < 0, 1.0 - self.expectile, self.expectile).to(q.dtype)

@@ -8,6 +8,7 @@ from stable_baselines3.common.callbacks import CheckpointCallback, EvalCallback
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.evaluation import evaluate_policy
 
+from neural_ot import KeypointRelationCost
 from otpr_sb3 import OTPR, ActionChunkWrapper
 
 
@@ -49,16 +50,18 @@ def test_relation_cost_mixing():
     model = OTPR("MlpPolicy", IdentityEnvBox(ep_length=20), relation_weight=0.5, seed=0, **FAST)
     model.pretrain(identity_demos(), n_steps=10)
     model.learn(30)
-    cost = model.dual_solver.cost
-    assert type(cost).__name__ == "MixedCost"
-    # H during collection uses exactly the cost the potentials were trained with.
     policy = model.policy
+    assert policy.uses_relation_cost and policy.keypoint_obs.shape == (FAST["n_keypoints"], 1)
+    # H during collection uses exactly the cost the potentials were trained with: (1 - w)(-Q / scale) + w g.
     policy.dual_ready.fill_(True)
     obs, act = th.linspace(-1, 1, 5)[:, None], th.linspace(1, -1, 5)[:, None]
     z, _ = policy.candidate_scores(obs, act)
+    relation = KeypointRelationCost(policy.keypoint_obs, policy.keypoint_actions, rho=0.1)
     with th.no_grad():
-        expected = policy.u(obs) + policy.v(act) - cost.paired_matrix(obs, act)
+        cost = 0.5 * (-policy.critic.min(obs, act) / policy.cost_scale) + 0.5 * relation.paired(obs, act)
+        expected = policy.u(obs) + policy.v(act) - cost
     th.testing.assert_close(z, expected)
+    th.testing.assert_close(model.dual_solver.cost.matrix(obs, act).diagonal(), cost)
 
 
 def test_action_chunking_wrapper():
@@ -94,9 +97,6 @@ def test_bad_configuration():
     bad.rewards[3] = np.nan
     with pytest.raises(ValueError, match="NaN"):
         bad._check_finite()
-    with pytest.raises(RuntimeError, match="pretrain"):
-        fresh = OTPR("MlpPolicy", IdentityEnvBox(ep_length=20), **FAST)
-        fresh.learn(40)
 
 
 class _NaNRewardEnv(IdentityEnvBox):
