@@ -20,7 +20,7 @@ from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedul
 from stable_baselines3.common.utils import FloatSchedule, polyak_update
 from tqdm.auto import tqdm
 
-from neural_ot import CallableCost, L2Dual
+from neural_ot import L2Dual
 from otpr_sb3.demonstrations import Demonstrations
 from otpr_sb3.policies import MultiInputPolicy, OTPRPolicy
 
@@ -167,6 +167,7 @@ class OTPR(OffPolicyAlgorithm):
         self.use_mask, self.n_keypoints, self.relation_weight = use_mask, n_keypoints, relation_weight
         self.random_warmup = random_warmup
         self.dual_updates = 0
+        self.scale_updates = 0
         self.pretrained = False  # set by `pretrain`; saved with the model
         if _init_setup_model:
             self._setup_model()
@@ -195,7 +196,7 @@ class OTPR(OffPolicyAlgorithm):
         # One solver for OTPR-M and OTPR-U: the keypoint mask is applied whenever keypoints are passed.
         self.dual_solver = L2Dual(
             self.reg,
-            cost=CallableCost(self.policy.pair_cost, kind="paired"),
+            cost=self.policy.dual_cost,
             potentials=(self.policy.u, self.policy.v),
             learning_rate=self.dual_learning_rate,
             batch_size=self.dual_batch_size,
@@ -322,6 +323,7 @@ class OTPR(OffPolicyAlgorithm):
         weight = th.where(diff < 0, 1.0 - policy.expectile, policy.expectile)
         value_loss = (weight * diff.square()).mean()
         self._optimize(policy.value.optimizer, value_loss)
+        self._update_scales(q_target, diff.detach())
         with th.no_grad():
             target = rew + (1.0 - done) * self.gamma * v_next.detach()
         q1, q2 = policy.critic(obs, act)
@@ -329,6 +331,21 @@ class OTPR(OffPolicyAlgorithm):
         self._optimize(policy.critic.optimizer, critic_loss)
         polyak_update(policy.critic.parameters(), policy.critic_target.parameters(), self.tau)
         return float(critic_loss.detach()), float(value_loss.detach())
+
+    @th.no_grad()
+    def _update_scales(self, q: th.Tensor, adv: th.Tensor) -> None:
+        """EMAs of the cost scale and of the spreads of Q and Q - V, from the critic update's own passes."""
+        policy = self.policy
+        adv_spread = adv.std().clamp_min(1e-3)
+        stats = {
+            "cost_scale": adv_spread if policy.cost == "advantage" else q.abs().mean().clamp_min(1e-3),
+            "q_spread": q.std().clamp_min(1e-3),
+            "adv_spread": adv_spread,
+        }
+        rate = 1.0 if self.scale_updates == 0 else 0.01
+        for name, value in stats.items():
+            getattr(policy, name).lerp_(value, rate)
+        self.scale_updates += 1
 
     def _replay_sampler(self, kind: str) -> Any:
         """Return a sampler of normalised states or scaled actions from the replay buffer (for the dual)."""
@@ -408,12 +425,6 @@ class OTPR(OffPolicyAlgorithm):
             if not (bool(th.isfinite(obs).all()) and bool(th.isfinite(rewards).all())):
                 raise ValueError("NaN or infinite values in replay observations or rewards")
             critic_loss, value_loss = self._iql_update(obs, data.actions, rewards, next_obs, data.dones.reshape(-1))
-            with th.no_grad():
-                q_abs = policy.critic.min(obs, data.actions).abs().mean().clamp_min(1e-3)
-                if self._n_updates > 0:  # EMA of mean |Q|: the cost -Q / scale keeps a stable unit
-                    policy.cost_scale.mul_(0.99).add_(0.01 * q_abs)
-                else:
-                    policy.cost_scale.copy_(q_abs)
             stats = {"critic_loss": critic_loss, "value_loss": value_loss}
             if policy.guidance == "compatibility" and self._n_updates % self.dual_freq == 0:
                 stats.update(self._dual_update())

@@ -19,7 +19,8 @@ from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
 from stable_baselines3.common.utils import FloatSchedule
 
-from neural_ot import KeypointRelationCost, MLPPotential, resample_from_scores
+from neural_ot import MLPPotential, resample_from_scores
+from otpr_sb3.critic_cost import COSTS, CriticCost
 from otpr_sb3.diffusion import VPSchedule
 from otpr_sb3.networks import ResidualMLPDenoiser, TwinQ, ValueNet
 
@@ -58,10 +59,14 @@ class OTPRPolicy(BasePolicy):
         L, the candidates drawn per state during collection (8 in the paper).
     guidance : {"compatibility", "q", "advantage"}
         How candidates are weighted: by H (OTPR), by exp(Q) or by exp(advantage).
+    cost : {"advantage", "q"}
+        The dual's cost: ``-(Q - V) / spread(Q - V)`` (default; same plan as ``-Q``, see
+        :mod:`otpr_sb3.critic_cost`) or the paper's ``-Q / mean|Q|``.
     expectile : float
         IQL expectile; also used by the fallback weights before the dual is trained.
     temperature : float
-        Inverse temperature of the "q" and "advantage" weights (on normalised values).
+        Inverse temperature of the "q" and "advantage" weights, which are ``exp(temperature * score / spread)``
+        with the running spread (standard deviation) of the score over critic batches.
     actor_learning_rate, value_learning_rate : float or schedule
         Rates of the actor and of V (V follows the critic's ``learning_rate`` when ``None``); a schedule is a
         function of the remaining progress, as SB3's ``learning_rate``.
@@ -94,6 +99,7 @@ class OTPRPolicy(BasePolicy):
         ddim_steps: int = 5,
         n_candidates: int = 8,
         guidance: str = "compatibility",
+        cost: str = "advantage",
         expectile: float = 0.7,
         temperature: float = 3.0,
         actor_learning_rate: float | Schedule = 1e-4,
@@ -111,6 +117,8 @@ class OTPRPolicy(BasePolicy):
             raise ValueError(f"`ddim_steps` must be in [1, n_timesteps={n_timesteps}], got {ddim_steps}")
         if guidance not in GUIDANCE:
             raise ValueError(f"`guidance` must be one of {GUIDANCE}, got {guidance!r}")
+        if cost not in COSTS:
+            raise ValueError(f"`cost` must be one of {COSTS}, got {cost!r}")
         if not 0.0 < expectile < 1.0:
             raise ValueError(f"`expectile` must be in (0, 1), got {expectile}")
         if not relation_rho > 0:
@@ -134,6 +142,7 @@ class OTPRPolicy(BasePolicy):
             ddim_steps=ddim_steps,
             n_candidates=n_candidates,
             guidance=guidance,
+            cost=cost,
             expectile=expectile,
             temperature=temperature,
             actor_learning_rate=actor_learning_rate,
@@ -141,9 +150,8 @@ class OTPRPolicy(BasePolicy):
             eval_noise_seed=eval_noise_seed,
             relation_rho=relation_rho,
         )
-        self.ddim_steps, self.n_candidates, self.guidance = ddim_steps, n_candidates, guidance
+        self.ddim_steps, self.n_candidates, self.guidance, self.cost = ddim_steps, n_candidates, guidance, cost
         self.expectile, self.temperature, self.relation_rho = expectile, temperature, relation_rho
-        self._relation: KeypointRelationCost | None = None  # built lazily from the keypoint buffers
         self._build(lr_schedule, actor_learning_rate, value_learning_rate)
 
     def _build(self, lr_schedule: Schedule, actor_lr: float | Schedule, value_lr: float | Schedule | None) -> None:
@@ -165,6 +173,12 @@ class OTPRPolicy(BasePolicy):
         self.register_buffer("obs_mean", th.zeros(self.obs_dim))
         self.register_buffer("obs_std", th.ones(self.obs_dim))
         self.register_buffer("cost_scale", th.ones(()))
+        # Running spreads of Q and of Q - V (standard deviations over critic batches) for the "q" and
+        # "advantage" guidance weights.
+        self.q_spread: th.Tensor
+        self.adv_spread: th.Tensor
+        self.register_buffer("q_spread", th.ones(()))
+        self.register_buffer("adv_spread", th.ones(()))
         self.register_buffer("reg", th.full((), 0.1))
         self.register_buffer("dual_ready", th.zeros((), dtype=th.bool))
         # Whether obs_mean / obs_std were set (from demonstrations, or from the first replay data).
@@ -182,6 +196,7 @@ class OTPRPolicy(BasePolicy):
         else:
             eval_noise = th.randn(self.act_dim, generator=th.Generator().manual_seed(a["eval_noise_seed"]))
         self.register_buffer("eval_noise", eval_noise)
+        self._cost = CriticCost(self)
         opt = self.optimizer_class
         # Initial rates; the algorithm updates them from their schedules at every `train` call.
         actor_lr0 = FloatSchedule(actor_lr)(1.0)
@@ -207,7 +222,6 @@ class OTPRPolicy(BasePolicy):
             saved = state_dict.get(prefix + name)
             if saved is not None and saved.shape != getattr(self, name).shape:
                 setattr(self, name, th.empty(saved.shape, dtype=saved.dtype, device=getattr(self, name).device))
-        self._relation = None
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     # ---- the dual's cost --------------------------------------------------------------------------------
@@ -219,27 +233,24 @@ class OTPRPolicy(BasePolicy):
             raise ValueError(f"`obs_n` and `actions` must have as many rows, got {obs_n.shape[0]} and {actions.shape[0]}")
         self.keypoint_obs = obs_n.detach().to(self.obs_mean.device, th.float32).reshape(-1, self.obs_dim).clone()
         self.keypoint_actions = actions.detach().to(self.obs_mean.device, th.float32).reshape(-1, self.act_dim).clone()
-        self._relation = None
 
     @property
     def uses_relation_cost(self) -> bool:
         """True when the relation cost is mixed in (positive weight and keypoints present)."""
         return float(self.relation_weight) > 0 and self.keypoint_obs.shape[0] > 0
 
-    def pair_cost(self, obs_n: th.Tensor, actions: th.Tensor) -> th.Tensor:
-        """The dual's cost ``c(s_i, a_i)`` on aligned pairs: ``-Q / cost_scale``, mixed with the relation cost.
+    @property
+    def dual_cost(self) -> CriticCost:
+        """The dual's ground cost as a :class:`neural_ot.CostFn` (see :mod:`otpr_sb3.critic_cost`)."""
+        return self._cost
 
-        With relation weight ``w`` and keypoints set, ``c = (1 - w) (-Q / cost_scale) + w JS(R_s, R_a)``
-        (Eq. 13); otherwise ``c = -Q / cost_scale``. The potentials are trained on this very cost.
+    def pair_cost(self, obs_n: th.Tensor, actions: th.Tensor) -> th.Tensor:
+        """The dual's cost ``c(s_i, a_i)`` on aligned pairs; the potentials are trained on this very cost.
+
+        ``c = -(Q - V) / cost_scale`` (or ``-Q / cost_scale`` with ``cost="q"``); with relation weight ``w``
+        and keypoints set, ``(1 - w) c + w JS(R_s, R_a)`` (Eq. 13).
         """
-        with th.no_grad():
-            cost = -self.critic.min(obs_n, actions) / self.cost_scale
-            if not self.uses_relation_cost:
-                return cost
-            if self._relation is None:
-                self._relation = KeypointRelationCost(self.keypoint_obs, self.keypoint_actions, rho=self.relation_rho)
-            w = self.relation_weight
-            return (1.0 - w) * cost + w * self._relation.paired(obs_n, actions)
+        return self._cost.paired(obs_n, actions)
 
     # ---- observations -----------------------------------------------------------------------------------
 
@@ -279,8 +290,8 @@ class OTPRPolicy(BasePolicy):
           mixed with the keypoint relation cost) and weight
           ``H = z_+ / (2 eps)`` (Eq. 15). Before the dual is trained (``dual_ready`` false) the weights are
           IDQL's expectile weights ``|tau - 1(Q < V)|``, documented fallback.
-        - ``"q"``: ``exp(temperature * Q / cost_scale)``; ``"advantage"``: ``exp(temperature * (Q - V) / cost_scale)``,
-          both shifted by their maximum over the batch for stability.
+        - ``"q"``: ``exp(temperature * Q / spread(Q))``; ``"advantage"``: ``exp(temperature * (Q - V) / spread(Q - V))``,
+          with running spreads over critic batches, both shifted by their maximum over the batch for stability.
         """
         q = self.critic.min(obs_n, actions)
         if self.guidance == "compatibility":
@@ -289,8 +300,10 @@ class OTPRPolicy(BasePolicy):
                 return z, th.relu(z) / (2.0 * self.reg)
             adv = q - self.value(obs_n)
             return adv, th.where(adv < 0, 1.0 - self.expectile, self.expectile).to(q.dtype)
-        score = q if self.guidance == "q" else q - self.value(obs_n)
-        score = self.temperature * score / self.cost_scale
+        if self.guidance == "q":
+            score = self.temperature * q / self.q_spread
+        else:
+            score = self.temperature * (q - self.value(obs_n)) / self.adv_spread
         return score, th.exp(score - score.max())
 
     @th.no_grad()

@@ -58,7 +58,8 @@ def test_relation_cost_mixing():
     z, _ = policy.candidate_scores(obs, act)
     relation = KeypointRelationCost(policy.keypoint_obs, policy.keypoint_actions, rho=0.1)
     with th.no_grad():
-        cost = 0.5 * (-policy.critic.min(obs, act) / policy.cost_scale) + 0.5 * relation.paired(obs, act)
+        advantage = policy.critic.min(obs, act) - policy.value(obs)
+        cost = 0.5 * (-advantage / policy.cost_scale) + 0.5 * relation.paired(obs, act)
         expected = policy.u(obs) + policy.v(act) - cost
     th.testing.assert_close(z, expected)
     th.testing.assert_close(model.dual_solver.cost.matrix(obs, act).diagonal(), cost)

@@ -1,0 +1,242 @@
+"""OTPR without demonstrations, and SB3 conformance: learn, save/load, seeds, schedules, VecNormalize."""
+
+import copy
+import io
+import pickle
+
+import numpy as np
+import pytest
+import torch as th
+from otpr_helpers import FAST, SMALL, IdentityEnvBox, PointGoalEnv, identity_demos
+from stable_baselines3.common.buffers import ReplayBuffer
+from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.evaluation import evaluate_policy
+from stable_baselines3.common.vec_env import VecNormalize
+
+from otpr_sb3 import OTPR
+from otpr_sb3.policies import OTPRPolicy
+
+
+def _spy_dual(model):
+    """Record the keyword arguments of every dual update."""
+    calls = []
+    fit = model.dual_solver.fit
+
+    def spy(*args, **kwargs):
+        calls.append(kwargs)
+        return fit(*args, **kwargs)
+
+    model.dual_solver.fit = spy
+    return calls
+
+
+@pytest.mark.parametrize("n_envs", [1, 2])
+def test_learn_without_pretrain(n_envs, capsys):
+    env = make_vec_env(lambda: IdentityEnvBox(ep_length=20), n_envs=n_envs, seed=0)
+    model = OTPR("MlpPolicy", env, gradient_steps=-1, verbose=1, seed=0, **FAST)
+    calls = _spy_dual(model)
+    model.learn(80)
+    assert model.num_timesteps >= 80 and model._n_updates > 0
+    assert calls and all("keypoints" not in c for c in calls)  # no keypoints: the unmasked problem
+    assert bool(model.policy.dual_ready)
+    out = capsys.readouterr().out
+    assert out.count("keypoint mask is all ones") == 1  # said once
+
+
+def test_dict_observations_without_pretrain():
+    model = OTPR("MultiInputPolicy", PointGoalEnv(), seed=0, **FAST)
+    model.learn(60)
+    assert model._n_updates > 0
+    mean, _ = evaluate_policy(model, PointGoalEnv(), n_eval_episodes=2)
+    assert np.isfinite(mean)
+
+
+def test_relation_weight_without_keypoints_runs_unmixed():
+    model = OTPR("MlpPolicy", IdentityEnvBox(ep_length=20), relation_weight=0.5, seed=0, **FAST)
+    model.learn(40)
+    assert not model.policy.uses_relation_cost
+    model.pretrain(identity_demos(), n_steps=5)
+    assert model.policy.uses_relation_cost
+
+
+def test_mask_switches_on_when_keypoints_arrive(tmp_path):
+    env = IdentityEnvBox(ep_length=20)
+    model = OTPR("MlpPolicy", env, seed=0, **FAST)
+    calls = _spy_dual(model)
+    model.learn(30)
+    n_before = len(calls)
+    assert n_before and all("keypoints" not in c for c in calls)
+    model.pretrain(identity_demos(), n_steps=5)
+    model.learn(30, reset_num_timesteps=False)
+    assert len(calls) > n_before and all("keypoints" in c for c in calls[n_before:])
+    model.save(tmp_path / "m")
+    loaded = OTPR.load(tmp_path / "m", env=env)
+    calls = _spy_dual(loaded)
+    loaded.learn(20, reset_num_timesteps=False)
+    assert calls and all("keypoints" in c for c in calls)  # keypoints survive save/load
+
+
+def test_warmup_is_uniform_only_for_an_untrained_actor():
+    def count_policy_calls(model):
+        calls = []
+        select = model.policy.select_action
+        model.policy.select_action = lambda *a, **k: calls.append(1) or select(*a, **k)
+        return calls
+
+    scratch = OTPR("MlpPolicy", IdentityEnvBox(ep_length=20), seed=0, **dict(FAST, learning_starts=30))
+    calls = count_policy_calls(scratch)
+    scratch.learn(30)
+    assert not calls  # uniform random actions during warm-up, as SAC
+    actions = scratch.replay_buffer.actions[:30, 0, 0]
+    assert actions.min() < -0.5 and actions.max() > 0.5
+
+    pretrained = OTPR("MlpPolicy", IdentityEnvBox(ep_length=20), seed=0, **dict(FAST, learning_starts=30))
+    pretrained.pretrain(identity_demos(), n_steps=5)
+    calls = count_policy_calls(pretrained)
+    pretrained.learn(30)
+    assert len(calls) == 30  # a pretrained actor acts from the first step
+
+    forced = OTPR("MlpPolicy", IdentityEnvBox(ep_length=20), random_warmup=False, seed=0, **dict(FAST, learning_starts=30))
+    calls = count_policy_calls(forced)
+    forced.learn(30)
+    assert len(calls) == 30
+
+
+def test_observation_statistics_from_replay_data():
+    env = make_vec_env(lambda: PointGoalEnv(), n_envs=1, seed=0)
+    model = OTPR("MultiInputPolicy", env, seed=0, **dict(FAST, learning_starts=40))
+    assert not bool(model.policy.obs_stats_ready)
+    model.learn(41)
+    policy = model.policy
+    assert bool(policy.obs_stats_ready)
+    stored = {k: th.as_tensor(v[:40, 0]) for k, v in model.replay_buffer.observations.items()}
+    flat = policy.flatten_obs(stored)
+    # fitted on a sample of the warm-up data: close to its statistics, and no longer the identity
+    th.testing.assert_close(policy.obs_mean, flat.mean(0), atol=0.35, rtol=0)
+    assert not th.allclose(policy.obs_std, th.ones_like(policy.obs_std))
+
+
+def test_save_load_without_pretrain(tmp_path):
+    env = IdentityEnvBox(ep_length=20)
+    model = OTPR("MlpPolicy", env, seed=0, **FAST)
+    model.learn(60)
+    obs = np.linspace(-1, 1, 9, dtype=np.float32)[:, None]
+    before, _ = model.predict(obs, deterministic=True)
+    model.save(tmp_path / "m")
+    loaded = OTPR.load(tmp_path / "m", env=env)
+    np.testing.assert_array_equal(before, loaded.predict(obs, deterministic=True)[0])
+    assert loaded.pretrained is False and bool(loaded.policy.obs_stats_ready)
+    loaded.learn(20, reset_num_timesteps=False)
+
+
+def test_same_seed_same_result_without_pretrain():
+    def run():
+        model = OTPR("MlpPolicy", IdentityEnvBox(ep_length=20), seed=7, **FAST)
+        model.learn(60)
+        return model
+
+    m1, m2 = run(), run()
+    for (name, p), (_, q) in zip(m1.policy.state_dict().items(), m2.policy.state_dict().items()):
+        th.testing.assert_close(p, q, rtol=0, atol=0, msg=name)
+
+
+def test_policy_saves_and_loads_alone(tmp_path):
+    model = OTPR("MlpPolicy", IdentityEnvBox(ep_length=20), relation_weight=0.5, seed=0, **FAST)
+    model.pretrain(identity_demos(), n_steps=10)
+    model.learn(40)
+    assert bool(model.policy.dual_ready) and model.policy.uses_relation_cost
+    model.policy.save(tmp_path / "policy.pt")
+    policy = OTPRPolicy.load(tmp_path / "policy.pt")
+    obs = np.linspace(-1, 1, 9, dtype=np.float32)[:, None]
+    np.testing.assert_array_equal(model.predict(obs, deterministic=True)[0], policy.predict(obs, deterministic=True)[0])
+    # H of the loaded policy uses the same mixed cost: same scores on the same pairs.
+    obs_t, act_t = th.linspace(-1, 1, 7)[:, None], th.linspace(1, -1, 7)[:, None]
+    z_model, h_model = model.policy.candidate_scores(obs_t, act_t)
+    z_alone, h_alone = policy.candidate_scores(obs_t, act_t)
+    assert policy.uses_relation_cost
+    th.testing.assert_close(z_alone, z_model)
+    th.testing.assert_close(h_alone, h_model)
+
+
+class _FlagAlgorithmObjects(pickle.Pickler):
+    def __init__(self, file):
+        super().__init__(file)
+        self.found = []
+
+    def persistent_id(self, obj):
+        if isinstance(obj, OTPR | ReplayBuffer):
+            self.found.append(type(obj).__name__)
+            return id(obj)
+        return None
+
+
+def test_policy_copy_does_not_reach_the_algorithm():
+    model = OTPR("MlpPolicy", IdentityEnvBox(ep_length=20), relation_weight=0.5, seed=0, **FAST)
+    model.pretrain(identity_demos(), n_steps=5)
+    model.learn(30)
+    pickler = _FlagAlgorithmObjects(io.BytesIO())
+    pickler.dump(model.policy)
+    assert pickler.found == []  # no path from the policy to the algorithm or its replay buffer
+    copied = copy.deepcopy(model.policy)
+    obs_t, act_t = th.linspace(-1, 1, 5)[:, None], th.zeros(5, 1)
+    th.testing.assert_close(copied.pair_cost(obs_t, act_t), model.policy.pair_cost(obs_t, act_t))
+
+
+def test_learning_rate_schedules_are_applied_and_logged():
+    schedule = lambda progress: 1e-3 * progress  # noqa: E731
+    actor_schedule = lambda progress: 2e-4 * progress  # noqa: E731
+    kwargs = dict(FAST, policy_kwargs=dict(SMALL, actor_learning_rate=actor_schedule))
+    model = OTPR("MlpPolicy", IdentityEnvBox(ep_length=20), learning_rate=schedule, seed=0, **kwargs)
+    seen = []
+    train = model.train
+
+    def spy_train(*args, **kwargs):
+        train(*args, **kwargs)
+        seen.append(
+            (
+                model._current_progress_remaining,
+                model.critic.optimizer.param_groups[0]["lr"],
+                model.value.optimizer.param_groups[0]["lr"],
+                model.actor.optimizer.param_groups[0]["lr"],
+                model.logger.name_to_value.get("train/learning_rate"),
+            )
+        )
+
+    model.train = spy_train
+    model.learn(60)
+    assert len(seen) > 10
+    for progress, critic_lr, value_lr, actor_lr, logged in seen:
+        assert critic_lr == pytest.approx(schedule(progress)) and value_lr == critic_lr
+        assert actor_lr == pytest.approx(actor_schedule(progress))
+        assert logged == pytest.approx(critic_lr)
+    assert seen[-1][1] < 0.5 * seen[0][1]  # the rate decays as progress runs out
+
+
+def test_dual_sampler_goes_through_vecnormalize():
+    venv = VecNormalize(make_vec_env(lambda: IdentityEnvBox(ep_length=20), n_envs=2, seed=0), norm_reward=False)
+    model = OTPR("MlpPolicy", venv, seed=0, **FAST)
+    model.learn(60)
+    buf = model.replay_buffer
+    sample = model._replay_sampler("obs")
+    got = sample(16, th.Generator().manual_seed(5))
+    gen = th.Generator().manual_seed(5)
+    idx = th.randint(buf.pos, (16,), generator=gen).numpy()
+    env_idx = th.randint(buf.n_envs, (16,), generator=gen).numpy()
+    raw = buf.observations[idx, env_idx]
+    expected = model.policy.prepare_obs(th.as_tensor(venv.normalize_obs(raw)))
+    th.testing.assert_close(got, expected)
+    assert not th.allclose(got, model.policy.prepare_obs(th.as_tensor(raw)))  # VecNormalize did change them
+
+
+def test_dual_generator_is_restored_on_load(tmp_path):
+    env = IdentityEnvBox(ep_length=20)
+    model = OTPR("MlpPolicy", env, seed=0, **FAST)
+    model.learn(40)
+    model.save(tmp_path / "m")
+    loaded = OTPR.load(tmp_path / "m", env=env)
+    assert th.equal(model.dual_solver._generator.get_state(), loaded.dual_solver._generator.get_state())
+    loaded.replay_buffer = model.replay_buffer
+    # the next dual minibatch of the resumed run is the one the original run would draw
+    a = model._replay_sampler("actions")(8, model.dual_solver._generator)
+    b = loaded._replay_sampler("actions")(8, loaded.dual_solver._generator)
+    th.testing.assert_close(a, b)
