@@ -365,7 +365,7 @@ class OTPR(OffPolicyAlgorithm):
             else:
                 raw = buf.observations[idx, env_idx]
             # As `ReplayBuffer.sample` does: observations through VecNormalize when the env has one.
-            normalized = buf._normalize_obs(raw, self._vec_normalize_env)  # type: ignore[arg-type]
+            normalized = buf._normalize_obs(raw, self._vec_normalize_env)
             obs: th.Tensor | dict[str, th.Tensor]
             if isinstance(normalized, dict):
                 obs = {k: th.as_tensor(v, device=self.device) for k, v in normalized.items()}

@@ -245,7 +245,7 @@ class OTPRPolicy(BasePolicy):
         return self._cost
 
     def pair_cost(self, obs_n: th.Tensor, actions: th.Tensor) -> th.Tensor:
-        """The dual's cost ``c(s_i, a_i)`` on aligned pairs; the potentials are trained on this very cost.
+        """Evaluate the dual's cost ``c(s_i, a_i)`` on aligned pairs (the cost the potentials are trained on).
 
         ``c = -(Q - V) / cost_scale`` (or ``-Q / cost_scale`` with ``cost="q"``); with relation weight ``w``
         and keypoints set, ``(1 - w) c + w JS(R_s, R_a)`` (Eq. 13).

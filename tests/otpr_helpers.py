@@ -8,7 +8,15 @@ from stable_baselines3.common.envs import IdentityEnvBox
 from otpr_sb3 import Demonstrations
 
 SMALL = dict(actor_hidden_dim=32, actor_n_blocks=1, time_dim=8, critic_hidden=(32, 32), potential_hidden=(16,))
-FAST = dict(learning_starts=10, batch_size=32, actor_batch_size=32, dual_batch_size=16, n_keypoints=4, dual_start=5, policy_kwargs=SMALL)
+FAST = dict(
+    learning_starts=10,
+    batch_size=32,
+    actor_batch_size=32,
+    dual_batch_size=16,
+    n_keypoints=4,
+    dual_start=5,
+    policy_kwargs=SMALL,
+)
 
 
 class PointGoalEnv(gym.Env):
