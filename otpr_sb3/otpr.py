@@ -63,6 +63,10 @@ class OTPR(OffPolicyAlgorithm):
         ``(dual_batch_size + n_keypoints)^2`` pairs, the costliest part of OTPR).
     dual_start : int
         Dual updates before H is used for collection and actor weights (the fallback is used before).
+    dual_method : {"exact", "gradient"}
+        How each dual update moves the potentials: regression onto the exact potentials of the minibatch
+        problem (solved by :func:`neural_ot.solve_discrete`), or one Adam step of gradient ascent on the
+        minibatch dual (the paper). See :mod:`neural_ot.stochastic`.
     policy_delay : int
         Update the actor every ``policy_delay`` gradient steps (as TD3 delays its actor).
     use_mask : bool
@@ -104,6 +108,7 @@ class OTPR(OffPolicyAlgorithm):
         dual_steps: int = 1,
         dual_freq: int = 2,
         dual_start: int = 1000,
+        dual_method: str = "exact",
         policy_delay: int = 2,
         use_mask: bool = True,
         n_keypoints: int = 16,
@@ -163,7 +168,7 @@ class OTPR(OffPolicyAlgorithm):
         self.actor_batch_size, self.actor_ema = actor_batch_size, actor_ema
         self.reg, self.dual_learning_rate = reg, dual_learning_rate
         self.dual_batch_size, self.dual_steps, self.dual_start = dual_batch_size, dual_steps, dual_start
-        self.dual_freq, self.policy_delay = dual_freq, policy_delay
+        self.dual_freq, self.policy_delay, self.dual_method = dual_freq, policy_delay, dual_method
         self.use_mask, self.n_keypoints, self.relation_weight = use_mask, n_keypoints, relation_weight
         self.random_warmup = random_warmup
         self.dual_updates = 0
@@ -205,6 +210,7 @@ class OTPR(OffPolicyAlgorithm):
             eval_batch_size=32,
             device=str(self.device),
             seed=self.seed,
+            method=self.dual_method,
         )
         self.dual_solver.build(self.policy.obs_dim, self.policy.act_dim)
 

@@ -205,3 +205,45 @@ def test_memory_is_per_batch_for_a_million_points():
     )
     res = solver.fit(x, y)
     assert np.isfinite(res.history["objective"]).all() and res.n_steps == 20
+
+
+@pytest.mark.parametrize("keypoints", [False, True])
+def test_exact_minibatch_targets_match_solve_discrete(rng, keypoints):
+    """method='exact' regresses onto the exact minibatch potentials: they are solve_discrete's, shift balanced."""
+    x, y, cost, _ = _problem(rng, 40, 35)
+    solver = no.L2Dual(EPS, cost=cost, batch_size=16, seed=0, method="exact", dtype=th.float64)
+    kp = (x[:3] + 0.01, y[:3] - 0.01) if keypoints else None
+    mx, my = solver._measures(x, y, None, None, None, kp, 0.2 if keypoints else None)
+    batch = solver._draw(mx, my, 16)
+    u_star, v_star, C = solver.exact_targets(batch, solver.regularizer)
+    mask = None if batch.mask is None else batch.mask.numpy()
+    ref = no.solve_discrete(batch.wx.numpy(), batch.wy.numpy(), C.numpy(), EPS, mask=mask, tol=1e-9)
+    ours = no.plan(u_star.numpy(), v_star.numpy(), C.numpy(), EPS, a=batch.wx.numpy(), b=batch.wy.numpy(), mask=mask)
+    np.testing.assert_allclose(ours, ref.plan, atol=1e-6, rtol=0)
+    assert float(batch.wx @ u_star) == pytest.approx(float(batch.wy @ v_star), abs=1e-9)  # the balanced shift
+    if keypoints:  # each keypoint carries its mass to its own partner only
+        np.testing.assert_allclose(np.diag(ours[:3, :3]), batch.wx[:3].numpy(), rtol=1e-6)
+
+
+def test_exact_method_recovers_the_exact_potentials(rng):
+    x, y, cost, _ = _problem(rng, 30, 30)
+    exact = no.solve_discrete(None, None, cost(x, y), EPS)
+    solver = no.L2Dual(
+        EPS,
+        cost=cost,
+        potentials="tabular",
+        batch_size=30,
+        learning_rate=0.05,
+        lr_schedule="cosine",
+        max_steps=1500,
+        seed=0,
+        method="exact",
+        dtype=th.float64,
+    )
+    result = solver.fit(x, y)
+    assert np.abs(_plan_from(result, x, y, cost) - exact.plan).sum() < TOL_TABULAR
+
+
+def test_unknown_method_is_rejected():
+    with pytest.raises(ValueError, match="method"):
+        no.L2Dual(EPS, method="newton")
