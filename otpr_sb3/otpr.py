@@ -455,9 +455,7 @@ class OTPR(OffPolicyAlgorithm):
     def _update_learning_rates(self) -> None:
         # Critic (and V without its own rate) follow `learning_rate`, logged as train/learning_rate (SB3).
         policy = self.policy
-        self._update_learning_rate(
-            [policy.critic.optimizer] + ([policy.value.optimizer] if self._value_lr is None else [])
-        )
+        self._update_learning_rate([policy.critic.optimizer] + ([policy.value.optimizer] if self._value_lr is None else []))
         for name, schedule, optimizer in (
             ("actor_learning_rate", self._actor_lr, policy.actor.optimizer),
             ("value_learning_rate", self._value_lr, policy.value.optimizer),

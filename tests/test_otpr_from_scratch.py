@@ -245,9 +245,8 @@ def test_dual_generator_is_restored_on_load(tmp_path):
 def test_learns_from_scratch_on_a_tiny_task():
     """A contextual bandit (act = observation): an untrained actor hits it ~5% of the time; OTPR must learn it."""
     kwargs = dict(batch_size=64, actor_batch_size=64, dual_batch_size=32, dual_start=50, learning_starts=200, gamma=0.5)
-    model = OTPR(
-        "MlpPolicy", IdentityEnvBox(ep_length=50, eps=0.1), seed=0, policy_kwargs=dict(SMALL, actor_learning_rate=1e-3), **kwargs
-    )
+    env = IdentityEnvBox(ep_length=50, eps=0.1)
+    model = OTPR("MlpPolicy", env, seed=0, policy_kwargs=dict(SMALL, actor_learning_rate=1e-3), **kwargs)
     obs = np.random.default_rng(1).uniform(-1, 1, (500, 1)).astype(np.float32)
 
     def hit_rate():
