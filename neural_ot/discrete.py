@@ -42,6 +42,8 @@ _WORKING_SET_K = 8  # candidates per row and per column kept in the L2 working s
 _WORKING_SET_FRACTION = 0.05  # above this fraction of active pairs, the full matrix is used directly
 _WORKING_SET_ROUNDS = 50
 _SINKHORN_SWEEPS = 1000  # at most this many Sinkhorn iterations before Newton (entropic problems)
+_DENSE_SOLVE_MAX = 600  # up to this many unknowns (n + m), Newton systems are solved by dense Cholesky
+_WORKING_SET_MIN_PAIRS = 250_000  # below this many pairs the full matrix is cheaper than a working set
 
 
 class _Problem:
@@ -292,6 +294,20 @@ class _HessianOperator:
         out = th.cat([c.d1 * xu + ou, c.d2 * xv + ov]) + self.delta * x
         return out * self.free
 
+    def solve_dense(self, rhs: th.Tensor) -> th.Tensor:
+        """Direct dense solve (Cholesky) of the Newton system on the free nodes, for small problems."""
+        c, n = self.c, self.n
+        W = c.W if c.dense else th.zeros(n, self.m, dtype=rhs.dtype, device=rhs.device).index_put_((c.rows, c.cols), c.w)
+        A = th.diag(self.diagonal)
+        A[:n, n:] = W
+        A[n:, :n] = W.T
+        free = self.free > 0
+        x = th.zeros_like(rhs)
+        A_free = A[free][:, free]
+        L, info = th.linalg.cholesky_ex(A_free)
+        x[free] = th.cholesky_solve(rhs[free][:, None], L).squeeze(1) if int(info) == 0 else th.linalg.solve(A_free, rhs[free])
+        return x
+
     def solve_sparse(self, rhs: th.Tensor) -> th.Tensor:
         """Direct sparse solve (SuperLU on the CPU); the active graph is nearly a forest for small eps."""
         n, m = self.n, self.m
@@ -360,7 +376,8 @@ def _newton(
     for k, reg in enumerate(reversed(schedule)):
         last = k == len(schedule) - 1
         prob.r = target if last else type(target)(reg)
-        stage = _working_set_stage if isinstance(prob.r, SquaredL2) else _newton_stage
+        small = n * m < _WORKING_SET_MIN_PAIRS
+        stage = _working_set_stage if isinstance(prob.r, SquaredL2) and not small else _newton_stage
         u, v, it, converged = stage(prob, u, v, tol if last else max(tol, 1e-4), max_iter - total, cg_max_iter, verbose)
         total += it
         if total >= max_iter:
@@ -474,7 +491,9 @@ def _newton_stage(
         delta = max(1e-12 * scale, _DELTA * min(1.0, max(ea, eb)) * float(th.cat([d1, d2]).mean()))
         op = _HessianOperator(curv, delta, free_u, free_v)
         rhs = -g * op.free
-        if curv.direct:
+        if sum(prob.shape) <= _DENSE_SOLVE_MAX:
+            step = op.solve_dense(rhs)
+        elif curv.direct:
             step = op.solve_sparse(rhs)
         else:
             step = _pcg(op, rhs, op.diagonal, rtol=min(0.1, max(ea, eb) ** 0.5), max_iter=cg_max_iter)

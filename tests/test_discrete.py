@@ -22,9 +22,9 @@ def test_l2_uniform_matches_pot(rng, n, m, kind, eps):
     res = no.solve_discrete(a, b, M, eps)
     ref = ot.smooth.smooth_ot_dual(a, b, M, 2 * eps * n * m, reg_type="l2", **POT_TIGHT)
     assert res.converged and res.marginal_error <= 1e-9
-    pot_err = max(np.abs(ref.sum(1) - a).sum(), np.abs(ref.sum(0) - b).sum())
-    # POT's L-BFGS stops at its own accuracy: agreement is bounded by POT's marginal error.
-    np.testing.assert_allclose(res.plan, ref, atol=max(1e-9, 5 * pot_err / min(n, m)))
+    # A tolerance from the problem, not from the reference: 1% of an entry of the uniform plan 1 / (n m).
+    # (POT's L-BFGS stops with marginal errors up to ~1e-5 at eps = 1e-5; the duality gap below certifies ours.)
+    np.testing.assert_allclose(res.plan, ref, atol=0.01 / (n * m), rtol=0)
     assert abs(res.duality_gap) <= 1e-9 * max(1.0, abs(res.value))
 
 
