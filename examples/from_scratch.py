@@ -47,18 +47,26 @@ def evaluate(model, env_id: str, episodes: int, seed: int = 10_000) -> tuple[flo
     return float(np.mean(returns)), float(np.std(returns))
 
 
-def make_model(algo: str, env_id: str, seed: int):
-    """Both algorithms with their library defaults (SB3's SAC, this project's OTPR)."""
+# OTPR's defaults suit fine-tuning a pretrained actor (small, delayed actor steps). From scratch the actor
+# must learn everything online: it is updated at every step with SAC's learning rate, the potentials too,
+# and collection draws L = 16 candidates (selection is OTPR's policy-improvement step). See docs/from_scratch.rst.
+FROM_SCRATCH: dict = dict(policy_delay=1, dual_freq=1, policy_kwargs=dict(actor_learning_rate=3e-4, n_candidates=16))
+
+
+def make_model(algo: str, env_id: str, seed: int, config: str = "scratch"):
+    """SAC with SB3's defaults; OTPR with ``FROM_SCRATCH`` (``config="scratch"``) or its library defaults."""
     env = gym.make(env_id)
     if algo == "sac":
         return SAC("MlpPolicy", env, seed=seed, device="auto")
-    return OTPR("MlpPolicy", env, seed=seed, device="auto")
+    kwargs = FROM_SCRATCH if config == "scratch" else {}
+    return OTPR("MlpPolicy", env, seed=seed, device="auto", **kwargs)
 
 
 def run(args: argparse.Namespace) -> None:
     """Train one (algo, seed), resuming from its last checkpoint if there is one."""
     th.set_num_threads(args.threads)
-    out = os.path.join(args.out, f"{args.env}-{args.algo}-s{args.seed}")
+    name = args.algo if args.algo == "sac" or args.config == "scratch" else f"{args.algo}_{args.config}"
+    out = os.path.join(args.out, f"{args.env}-{name}-s{args.seed}")
     os.makedirs(out, exist_ok=True)
     curve_path, ckpt = os.path.join(out, "curve.csv"), os.path.join(out, "last.zip")
     cls = SAC if args.algo == "sac" else OTPR
@@ -71,7 +79,7 @@ def run(args: argparse.Namespace) -> None:
         rows = [r for r in rows if r["timesteps"] <= model.num_timesteps]  # drop evaluations past the checkpoint
         print(f"resuming {out} at {model.num_timesteps} steps")
     else:
-        model = make_model(args.algo, args.env, args.seed)
+        model = make_model(args.algo, args.env, args.seed, args.config)
     elapsed = rows[-1]["wall_clock_s"] if rows else 0.0
     while model.num_timesteps < args.timesteps:
         start = time.perf_counter()
@@ -87,8 +95,9 @@ def run(args: argparse.Namespace) -> None:
             writer.writeheader()
             writer.writerows(rows)
         print(f"{args.algo} seed {args.seed}: {model.num_timesteps} steps, return {mean:.1f} +- {std:.1f}, {elapsed:.0f} s")
+    summary = dict(env=args.env, algo=args.algo, config=args.config, seed=args.seed, **rows[-1])
     with open(os.path.join(out, "summary.json"), "w") as f:
-        json.dump(dict(env=args.env, algo=args.algo, seed=args.seed, timesteps=model.num_timesteps, **rows[-1]), f)
+        json.dump(summary, f)
 
 
 def report(args: argparse.Namespace) -> None:
@@ -99,7 +108,7 @@ def report(args: argparse.Namespace) -> None:
     import matplotlib.pyplot as plt
 
     curves: dict[str, list[np.ndarray]] = {}
-    for algo in ("otpr", "sac"):
+    for algo in ("otpr", "otpr_defaults", "sac"):
         for name in sorted(os.listdir(args.out)):
             path = os.path.join(args.out, name, "curve.csv")
             if name.startswith(f"{args.env}-{algo}-s") and os.path.exists(os.path.join(args.out, name, "summary.json")):
@@ -159,6 +168,7 @@ def main() -> None:
     p_run = sub.add_parser("run", help="train and evaluate one (algo, seed); resumes from its last checkpoint")
     p_run.add_argument("--algo", choices=["otpr", "sac"], default="otpr")
     p_run.add_argument("--seed", type=int, default=0)
+    p_run.add_argument("--config", choices=["scratch", "defaults"], default="scratch", help="OTPR hyperparameters")
     p_run.add_argument("--timesteps", type=int, default=20_000)
     p_run.add_argument("--eval-freq", type=int, default=1_000)
     p_run.add_argument("--eval-episodes", type=int, default=10)

@@ -1,9 +1,10 @@
 """OTPR: Optimal-Transport-guided Policy Refinement of a diffusion policy (Algorithm 1 of the paper).
 
 Sun et al., "Score-Based Diffusion Policy Compatible with Reinforcement Learning via Optimal Transport",
-arXiv 2502.12631. The critic is IQL (twin Q, expectile V); the dual potentials come from
-:class:`neural_ot.MaskedL2Dual` with cost ``-Q / scale`` (optionally mixed with a keypoint relation
-cost) and expert pairs as keypoints; the actor is trained by H-weighted denoising score matching.
+arXiv 2502.12631. The critic is IQL (twin Q, expectile V); the dual potentials come from a
+:mod:`neural_ot` stochastic L2 dual with the critic cost of :mod:`otpr_sb3.critic_cost` (by default the
+advantage ``-(Q - V)`` over its running spread, optionally mixed with a keypoint relation cost) and expert
+pairs as keypoints (the mask); the actor is trained by H-weighted denoising score matching.
 """
 
 from __future__ import annotations
@@ -54,8 +55,8 @@ class OTPR(OffPolicyAlgorithm):
     actor_ema : float
         EMA rate of the acting copy of the actor.
     reg : float
-        eps of the L2-regularised dual, on the normalised cost ``-Q / scale`` (``scale`` is an EMA of
-        ``mean |Q|``), so that small values stay numerically safe.
+        eps of the L2-regularised dual, on the normalised cost (by default ``-(Q - V)`` divided by a running
+        spread of ``Q - V``, so ``reg`` has the same meaning on every task; see ``policy_kwargs["cost"]``).
     dual_learning_rate, dual_batch_size, dual_steps : float, int, int
         Adam step size, minibatch and steps per training iteration of the potentials (warm-started).
     dual_freq : int
@@ -75,7 +76,7 @@ class OTPR(OffPolicyAlgorithm):
     n_keypoints : int
         Expert pairs joining every dual minibatch.
     relation_weight : float
-        Weight of the keypoint relation cost mixed with ``-Q / scale`` (0 keeps the paper's ``-Q``); it
+        Weight of the keypoint relation cost mixed with the critic cost (0 keeps the critic cost alone); it
         takes effect once expert keypoints exist.
     random_warmup : bool or None
         Act uniformly at random for the first ``learning_starts`` steps. ``None`` (default): only if the
@@ -108,7 +109,7 @@ class OTPR(OffPolicyAlgorithm):
         dual_steps: int = 1,
         dual_freq: int = 2,
         dual_start: int = 1000,
-        dual_method: str = "exact",
+        dual_method: str = "gradient",
         policy_delay: int = 2,
         use_mask: bool = True,
         n_keypoints: int = 16,
