@@ -21,12 +21,11 @@ from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedul
 from stable_baselines3.common.utils import FloatSchedule, polyak_update
 from tqdm.auto import tqdm
 
-from neural_ot import L2Dual
+from neural_ot import L2Dual, dual_objective, solve_discrete
 from otpr_sb3.demonstrations import Demonstrations
 from otpr_sb3.policies import MultiInputPolicy, OTPRPolicy
 
 SelfOTPR = TypeVar("SelfOTPR", bound="OTPR")
-_DUAL_EVAL_EVERY = 100
 
 
 class OTPR(OffPolicyAlgorithm):
@@ -68,6 +67,12 @@ class OTPR(OffPolicyAlgorithm):
         How each dual update moves the potentials: regression onto the exact potentials of the minibatch
         problem (solved by :func:`neural_ot.solve_discrete`), or one Adam step of gradient ascent on the
         minibatch dual (the paper). See :mod:`neural_ot.stochastic`.
+    dual_eval_freq : int
+        Every this many dual updates, :meth:`dual_diagnostics` on a held-out replay minibatch is logged as
+        ``train/marginal_error`` and ``train/dual_gap`` (0 disables it; each costs one exact solve and
+        ``dual_eval_batch_size^2`` critic pairs).
+    dual_eval_batch_size : int
+        States and actions of that held-out minibatch.
     policy_delay : int
         Update the actor every ``policy_delay`` gradient steps (as TD3 delays its actor).
     use_mask : bool
@@ -110,6 +115,8 @@ class OTPR(OffPolicyAlgorithm):
         dual_freq: int = 2,
         dual_start: int = 1000,
         dual_method: str = "gradient",
+        dual_eval_freq: int = 500,
+        dual_eval_batch_size: int = 256,
         policy_delay: int = 2,
         use_mask: bool = True,
         n_keypoints: int = 16,
@@ -130,6 +137,7 @@ class OTPR(OffPolicyAlgorithm):
             ("dual_batch_size", dual_batch_size),
             ("dual_steps", dual_steps),
             ("n_keypoints", n_keypoints),
+            ("dual_eval_batch_size", dual_eval_batch_size),
         ):
             if int(value) < 1:
                 raise ValueError(f"`{name}` must be >= 1, got {value}")
@@ -170,6 +178,9 @@ class OTPR(OffPolicyAlgorithm):
         self.reg, self.dual_learning_rate = reg, dual_learning_rate
         self.dual_batch_size, self.dual_steps, self.dual_start = dual_batch_size, dual_steps, dual_start
         self.dual_freq, self.policy_delay, self.dual_method = dual_freq, policy_delay, dual_method
+        if int(dual_eval_freq) < 0:
+            raise ValueError(f"`dual_eval_freq` must be >= 0, got {dual_eval_freq}")
+        self.dual_eval_freq, self.dual_eval_batch_size = int(dual_eval_freq), int(dual_eval_batch_size)
         self.use_mask, self.n_keypoints, self.relation_weight = use_mask, n_keypoints, relation_weight
         self.random_warmup = random_warmup
         self.dual_updates = 0
@@ -188,6 +199,8 @@ class OTPR(OffPolicyAlgorithm):
         self.expert_actions = th.zeros((0, self.policy.act_dim), device=self.device)
         self._build_dual_solver()
         self._told_unmasked = False
+        # Held-out diagnostics draw from their own stream, so evaluating never changes training.
+        self._eval_generator = th.Generator().manual_seed(1 + (0 if self.seed is None else self.seed))
         self._actor_lr = FloatSchedule(self.policy.arch["actor_learning_rate"])
         value_lr = self.policy.arch["value_learning_rate"]
         self._value_lr = None if value_lr is None else FloatSchedule(value_lr)
@@ -400,21 +413,87 @@ class OTPR(OffPolicyAlgorithm):
                 keypoints=(self.expert_obs[pick.to(self.expert_obs.device)], self.expert_actions[pick.to(self.device)]),
                 keypoint_mass=self.n_keypoints / (self.n_keypoints + self.dual_batch_size),
             )
-        evaluate = self.dual_updates % _DUAL_EVAL_EVERY == 0  # a marginal-error estimate costs a batch of Q pairs
         result = self.dual_solver.fit(
             self._replay_sampler("obs"),
             self._replay_sampler("actions"),
             max_steps=self.dual_steps,
-            evaluate=evaluate,
+            evaluate=False,
             **kwargs,
         )
         self.dual_updates += 1
         if self.dual_updates >= self.dual_start:
             policy.dual_ready.fill_(True)
         stats = {"dual_objective": result.history["objective"][-1]}
-        if evaluate:
-            stats["marginal_error"] = result.marginal_error
+        if self.dual_eval_freq and self.dual_updates % self.dual_eval_freq == 0:
+            stats.update(self.dual_diagnostics())
         return stats
+
+    @th.no_grad()
+    def dual_diagnostics(self, batch_size: int | None = None) -> dict[str, float]:
+        """How well the potentials solve the OT problem on a held-out replay minibatch.
+
+        The minibatch (``batch_size`` states and actions, plus ``n_keypoints`` distinct expert pairs with the
+        mask when the mask is in use, keypoints carrying the share of mass they have in training) gets its
+        cost matrix from the current critics. Then:
+
+        - ``marginal_error``: relative L1 error of the marginals of the plan ``a_i b_j H_ij`` implied by the
+          potentials (0 when they solve this minibatch problem; a Monte-Carlo quantity with a floor of
+          order ``1 / sqrt(batch_size * fraction of non-zero H)`` for potentials of the population problem);
+        - ``dual_gap``: ``(D* - D(u, v)) / |D*|`` with ``D*`` the exact optimum of the same minibatch problem
+          from :func:`neural_ot.solve_discrete` (>= 0 up to the solver's tolerance);
+        - ``h_nonzero_frac_heldout``: the fraction of pairs with ``H > 0``.
+
+        Parameters
+        ----------
+        batch_size : int, optional
+            Defaults to ``dual_eval_batch_size``.
+
+        Returns
+        -------
+        dict of str to float
+        """
+        assert self.replay_buffer is not None
+        policy = self.policy
+        n = int(batch_size or self.dual_eval_batch_size)
+        gen = self._eval_generator
+        x, y = self._replay_sampler("obs")(n, gen), self._replay_sampler("actions")(n, gen)
+        wx = th.full((n,), 1.0 / n, device=self.device)
+        wy = wx.clone()
+        mask = None
+        if self.use_mask and len(self.expert_actions) > 0:
+            K = min(self.n_keypoints, len(self.expert_actions))
+            pick = th.randperm(len(self.expert_actions), generator=gen)[:K].to(self.device)
+            x, y = th.cat([self.expert_obs[pick], x]), th.cat([self.expert_actions[pick], y])
+            km = K / (K + self.dual_batch_size)
+            wx = th.cat([th.full((K,), km / K, device=self.device), (1.0 - km) * wx])
+            wy = wx.clone()
+            mask = th.ones(K + n, K + n, device=self.device)
+            mask[:K, :] = 0
+            mask[:, :K] = 0
+            mask[:K, :K] = th.eye(K, device=self.device)
+        C = policy.dual_cost.matrix(x, y)
+        u, v = policy.u(x), policy.v(y)
+        reg = float(policy.reg)
+        H = th.relu(u[:, None] + v[None, :] - C) / (2.0 * reg)
+        if mask is not None:
+            H = H * mask
+        T = wx[:, None] * H * wy[None, :]
+        marginal_error = max(float((T.sum(1) - wx).abs().sum()), float((T.sum(0) - wy).abs().sum()))
+        value = float(dual_objective(u, v, C, reg, wx, wy, mask))
+        exact = solve_discrete(
+            wx.double().cpu(),
+            wy.double().cpu(),
+            C.double().cpu(),
+            reg,
+            mask=None if mask is None else mask.double().cpu(),
+            tol=1e-7,
+        )
+        best = float(exact.value_dual)
+        return {
+            "marginal_error": marginal_error,
+            "dual_gap": (best - value) / max(abs(best), 1e-12),
+            "h_nonzero_frac_heldout": float((H > 0).float().mean()),
+        }
 
     def train(self, gradient_steps: int, batch_size: int = 64) -> None:
         """IQL critic, dual potentials and H-weighted actor updates on replay minibatches (Algorithm 1)."""
@@ -488,6 +567,14 @@ class OTPR(OffPolicyAlgorithm):
 
     # ---- SB3 hooks --------------------------------------------------------------------------------------
 
+    def dump_logs(self) -> None:  # noqa: D102
+        # Share of collected states whose action was not chosen by H, since the last dump.
+        counts = self.policy.selection_counts
+        if counts["states"]:
+            self.logger.record("rollout/h_fallback_frac", counts["fallback"] / counts["states"])
+            counts["states"] = counts["fallback"] = 0
+        super().dump_logs()
+
     def _sample_action(self, learning_starts: int, action_noise: Any = None, n_envs: int = 1) -> tuple[np.ndarray, np.ndarray]:
         warmup = (not self.pretrained) if self.random_warmup is None else self.random_warmup
         # Uniform warm-up as in SAC for an untrained actor; a pretrained actor acts from the first step.
@@ -539,6 +626,7 @@ class OTPR(OffPolicyAlgorithm):
             "_actor_lr",
             "_value_lr",
             "_told_unmasked",
+            "_eval_generator",
         ]
 
     def _get_torch_save_params(self) -> tuple[list[str], list[str]]:

@@ -197,6 +197,8 @@ class OTPRPolicy(BasePolicy):
             eval_noise = th.randn(self.act_dim, generator=th.Generator().manual_seed(a["eval_noise_seed"]))
         self.register_buffer("eval_noise", eval_noise)
         self._cost = CriticCost(self)
+        # States selected by collection, and how many of them by a fallback rather than by H.
+        self.selection_counts = {"states": 0, "fallback": 0}
         opt = self.optimizer_class
         # Initial rates; the algorithm updates them from their schedules at every `train` call.
         actor_lr0 = FloatSchedule(actor_lr)(1.0)
@@ -318,6 +320,10 @@ class OTPRPolicy(BasePolicy):
         z, w = self.candidate_scores(obs_rep, cand)
         out = resample_from_scores(z.reshape(n, L), w.reshape(n, L), generator)
         chosen = cand.reshape(n, L, self.act_dim)[th.arange(n, device=obs_n.device), out.index]
+        self.selection_counts["states"] += n
+        if self.guidance == "compatibility":
+            # Before the dual is ready every state uses the expectile fallback; after, those where all H are 0.
+            self.selection_counts["fallback"] += n if not bool(self.dual_ready) else int(out.fallback.sum())
         return chosen, {"fallback": out.fallback, "probs": out.probs}
 
     def _predict(self, observation: PyTorchObs, deterministic: bool = False) -> th.Tensor:

@@ -11,6 +11,7 @@ from otpr_helpers import FAST, SMALL, IdentityEnvBox, PointGoalEnv, identity_dem
 from stable_baselines3.common.buffers import ReplayBuffer
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.evaluation import evaluate_policy
+from stable_baselines3.common.logger import Logger
 from stable_baselines3.common.vec_env import VecNormalize
 
 from otpr_sb3 import OTPR
@@ -257,3 +258,63 @@ def test_learns_from_scratch_on_a_tiny_task():
     after = hit_rate()
     assert before < 0.2
     assert after > 0.4 and after > 3 * before
+
+
+class _RecordingLogger(Logger):
+    def __init__(self):
+        super().__init__(folder=None, output_formats=[])
+        self.history = []
+
+    def record(self, key, value, exclude=None):
+        self.history.append((key, value))
+        super().record(key, value, exclude)
+
+    def values(self, key):
+        return [v for k, v in self.history if k == key]
+
+
+def test_dual_diagnostics_are_logged():
+    model = OTPR("MlpPolicy", IdentityEnvBox(ep_length=20), seed=0, **dict(FAST, dual_eval_freq=10, dual_eval_batch_size=32))
+    model.pretrain(identity_demos(), n_steps=5)
+    model.set_logger(_RecordingLogger())
+    model.learn(80, log_interval=1)
+    errors, gaps = model.logger.values("train/marginal_error"), model.logger.values("train/dual_gap")
+    assert len(errors) == model.dual_updates // 10 >= 3 and len(gaps) == len(errors)
+    assert all(np.isfinite(e) and e >= 0 for e in errors)
+    assert all(g >= -1e-5 for g in gaps)  # the exact minibatch optimum bounds any potentials from above
+
+
+def test_dual_diagnostics_match_an_independent_computation():
+    import neural_ot as no
+
+    model = OTPR("MlpPolicy", IdentityEnvBox(ep_length=20), use_mask=False, seed=0, **FAST)
+    model.learn(40)
+    state = model._eval_generator.get_state()
+    diag = model.dual_diagnostics(24)
+    model._eval_generator.set_state(state)
+    x, y = model._replay_sampler("obs")(24, model._eval_generator), model._replay_sampler("actions")(24, model._eval_generator)
+    policy = model.policy
+    with th.no_grad():
+        C = policy.dual_cost.matrix(x, y).double().numpy()
+        u, v = policy.u(x).double().numpy(), policy.v(y).double().numpy()
+    reg = float(policy.reg)
+    row, col = no.plan_marginals(u, v, C, reg)
+    expected_error = max(np.abs(row - 1 / 24).sum(), np.abs(col - 1 / 24).sum())
+    assert diag["marginal_error"] == pytest.approx(expected_error, rel=1e-4, abs=1e-6)
+    exact = no.solve_discrete(None, None, C, reg)
+    ours = float(no.dual_objective(th.as_tensor(u), th.as_tensor(v), th.as_tensor(C), reg))
+    assert diag["dual_gap"] == pytest.approx((exact.value_dual - ours) / abs(exact.value_dual), rel=1e-3, abs=1e-5)
+
+
+@pytest.mark.parametrize("dual_start", [10**6, 1])
+def test_fallback_rate_is_logged(dual_start):
+    model = OTPR("MlpPolicy", IdentityEnvBox(ep_length=10), seed=0, **dict(FAST, learning_starts=0, dual_start=dual_start))
+    model.pretrain(identity_demos(), n_steps=5)
+    model.set_logger(_RecordingLogger())
+    model.learn(40, log_interval=1)
+    rates = model.logger.values("rollout/h_fallback_frac")
+    assert rates and all(0.0 <= r <= 1.0 for r in rates)
+    if dual_start > 1:  # the dual never becomes ready: every collected state used the expectile fallback
+        assert all(r == 1.0 for r in rates)
+    else:
+        assert bool(model.policy.dual_ready) and rates[-1] < 1.0
