@@ -79,7 +79,8 @@ class OTPR(OffPolicyAlgorithm):
         OTPR-M (keypoint mask from the expert pairs) if True, OTPR-U if False. Without expert pairs the
         mask has no keypoints and both are the same unmasked problem.
     n_keypoints : int
-        Expert pairs joining every dual minibatch.
+        Expert pairs used as keypoints: one fixed set of distinct pairs, drawn (seeded) by :meth:`pretrain`,
+        that joins every dual minibatch under the mask and defines the relation cost.
     relation_weight : float
         Weight of the keypoint relation cost mixed with the critic cost (0 keeps the critic cost alone); it
         takes effect once expert keypoints exist.
@@ -228,11 +229,11 @@ class OTPR(OffPolicyAlgorithm):
         )
         self.dual_solver.build(self.policy.obs_dim, self.policy.act_dim)
 
-    def _set_relation_keypoints(self) -> None:
-        """Give the policy a fixed, seeded set of expert keypoints for the relation cost."""
+    def _set_keypoints(self) -> None:
+        """Choose the keypoints: distinct expert pairs, seeded, shared by the mask and the relation cost."""
         gen = th.Generator().manual_seed(0 if self.seed is None else self.seed)
         pick = th.randperm(len(self.expert_actions), generator=gen)[: self.n_keypoints].to(self.expert_obs.device)
-        self.policy.set_relation_keypoints(self.expert_obs[pick], self.expert_actions[pick])
+        self.policy.set_keypoints(self.expert_obs[pick], self.expert_actions[pick])
 
     # ---- demonstrations ---------------------------------------------------------------------------------
 
@@ -277,7 +278,7 @@ class OTPR(OffPolicyAlgorithm):
         rewards = th.as_tensor(demos.rewards, device=self.device).float()
         dones = th.as_tensor(demos.terminations, device=self.device).float()
         self.expert_obs, self.expert_actions = obs_n, actions
-        self._set_relation_keypoints()
+        self._set_keypoints()
         self.pretrained = True
         gen = th.Generator(device="cpu").manual_seed(0 if self.seed is None else self.seed)
         critic_steps = n_steps // 2 if critic_steps is None else critic_steps
@@ -398,7 +399,7 @@ class OTPR(OffPolicyAlgorithm):
     def _dual_update(self) -> dict[str, float]:
         policy = self.policy
         kwargs: dict[str, Any] = {}
-        if self.use_mask and len(self.expert_actions) == 0 and not self._told_unmasked:
+        if self.use_mask and len(policy.keypoint_obs) == 0 and not self._told_unmasked:
             self._told_unmasked = True
             if self.verbose >= 1:
                 print(
@@ -407,12 +408,10 @@ class OTPR(OffPolicyAlgorithm):
                     + (" and the relation cost is off" if self.relation_weight > 0 else "")
                     + " until demonstrations provide keypoints."
                 )
-        if self.use_mask and len(self.expert_actions) > 0:
-            pick = th.randint(len(self.expert_actions), (self.n_keypoints,), generator=self.dual_solver._generator)
-            kwargs = dict(
-                keypoints=(self.expert_obs[pick.to(self.expert_obs.device)], self.expert_actions[pick.to(self.device)]),
-                keypoint_mass=self.n_keypoints / (self.n_keypoints + self.dual_batch_size),
-            )
+        keypoints = policy.keypoint_obs, policy.keypoint_actions
+        if self.use_mask and len(keypoints[0]) > 0:
+            K = len(keypoints[0])
+            kwargs = dict(keypoints=keypoints, keypoint_mass=K / (K + self.dual_batch_size))
         result = self.dual_solver.fit(
             self._replay_sampler("obs"),
             self._replay_sampler("actions"),
@@ -432,8 +431,8 @@ class OTPR(OffPolicyAlgorithm):
     def dual_diagnostics(self, batch_size: int | None = None) -> dict[str, float]:
         """How well the potentials solve the OT problem on a held-out replay minibatch.
 
-        The minibatch (``batch_size`` states and actions, plus ``n_keypoints`` distinct expert pairs with the
-        mask when the mask is in use, keypoints carrying the share of mass they have in training) gets its
+        The minibatch (``batch_size`` states and actions, plus the keypoints with the mask when the mask is in
+        use, carrying the share of mass they have in training) gets its
         cost matrix from the current critics. Then:
 
         - ``marginal_error``: relative L1 error of the marginals of the plan ``a_i b_j H_ij`` implied by the
@@ -460,10 +459,9 @@ class OTPR(OffPolicyAlgorithm):
         wx = th.full((n,), 1.0 / n, device=self.device)
         wy = wx.clone()
         mask = None
-        if self.use_mask and len(self.expert_actions) > 0:
-            K = min(self.n_keypoints, len(self.expert_actions))
-            pick = th.randperm(len(self.expert_actions), generator=gen)[:K].to(self.device)
-            x, y = th.cat([self.expert_obs[pick], x]), th.cat([self.expert_actions[pick], y])
+        if self.use_mask and len(policy.keypoint_obs) > 0:
+            K = len(policy.keypoint_obs)
+            x, y = th.cat([policy.keypoint_obs, x]), th.cat([policy.keypoint_actions, y])
             km = K / (K + self.dual_batch_size)
             wx = th.cat([th.full((K,), km / K, device=self.device), (1.0 - km) * wx])
             wy = wx.clone()

@@ -184,7 +184,7 @@ class OTPRPolicy(BasePolicy):
         # Whether obs_mean / obs_std were set (from demonstrations, or from the first replay data).
         self.obs_stats_ready: th.Tensor
         self.register_buffer("obs_stats_ready", th.zeros((), dtype=th.bool))
-        # Mixing weight of the keypoint relation cost and the keypoints it is relative to (resized on load).
+        # Mixing weight of the relation cost, and the keypoints (mask and relation cost; resized on load).
         self.relation_weight: th.Tensor
         self.keypoint_obs: th.Tensor
         self.keypoint_actions: th.Tensor
@@ -229,8 +229,12 @@ class OTPRPolicy(BasePolicy):
     # ---- the dual's cost --------------------------------------------------------------------------------
 
     @th.no_grad()
-    def set_relation_keypoints(self, obs_n: th.Tensor, actions: th.Tensor) -> None:
-        """Keypoints (standardised observations, scaled actions) of the relation cost; empty tensors remove it."""
+    def set_keypoints(self, obs_n: th.Tensor, actions: th.Tensor) -> None:
+        """Set the keypoints: standardised observations and scaled actions of matched expert pairs.
+
+        They are the matched pairs of the keypoint mask and the anchors of the relation cost; empty tensors
+        remove them.
+        """
         if obs_n.shape[0] != actions.shape[0]:
             raise ValueError(f"`obs_n` and `actions` must have as many rows, got {obs_n.shape[0]} and {actions.shape[0]}")
         self.keypoint_obs = obs_n.detach().to(self.obs_mean.device, th.float32).reshape(-1, self.obs_dim).clone()

@@ -79,3 +79,32 @@ def test_mixed_cost_weights(rng):
 def test_bad_pairs(pairs, match):
     with pytest.raises(ValueError, match=match):
         no.keypoint_mask(4, 4, pairs)
+
+
+def _masked_with_relation(rng, weight, K=4, n=30, m=25, km=0.2, eps=0.05):
+    x, y = rng.normal(size=(n, 2)), rng.normal(size=(m, 2)) + 0.7
+    kx, ky = rng.normal(size=(K, 2)), rng.normal(size=(K, 2)) + 0.7
+    base = no.SqEuclidean(normalize=10.0)
+    X, Y = np.vstack([kx, x]), np.vstack([ky, y])
+    cost = no.MixedCost(base, no.KeypointRelationCost(kx, ky), weight)
+    a = np.concatenate([np.full(K, km / K), np.full(n, (1 - km) / n)])
+    b = np.concatenate([np.full(K, km / K), np.full(m, (1 - km) / m)])
+    mask = no.keypoint_mask(K + n, K + m, [(k, k) for k in range(K)])
+    res = no.solve_discrete(a, b, cost(X, Y), eps, mask=mask)
+    regular = res.plan[K:, K:] / (1 - km)
+    # OTPR-U on the same replay points: no keypoints, the base cost, eps / (1 - km) (the L2 term scales with the mass)
+    unmasked = no.solve_discrete(None, None, base(x, y), eps / (1 - km)).plan
+    return regular, unmasked, res.plan[:K, :K], km / K
+
+
+def test_mask_without_relation_cost_leaves_the_regular_coupling_unchanged(rng):
+    regular, unmasked, kp_block, kp_mass = _masked_with_relation(rng, weight=0.0)
+    np.testing.assert_allclose(regular, unmasked, atol=1e-9)  # the blocks decouple: keypoints change nothing
+    np.testing.assert_allclose(kp_block, kp_mass * np.eye(len(kp_block)), atol=1e-12)
+
+
+@pytest.mark.parametrize("weight", [0.3, 0.7])
+def test_mask_with_relation_cost_changes_the_regular_coupling(rng, weight):
+    regular, unmasked, kp_block, kp_mass = _masked_with_relation(rng, weight=weight)
+    assert np.abs(regular - unmasked).sum() > 0.05  # keypoints reach the other pairs through g
+    np.testing.assert_allclose(kp_block, kp_mass * np.eye(len(kp_block)), atol=1e-12)

@@ -318,3 +318,19 @@ def test_fallback_rate_is_logged(dual_start):
         assert all(r == 1.0 for r in rates)
     else:
         assert bool(model.policy.dual_ready) and rates[-1] < 1.0
+
+
+def test_mask_and_relation_cost_share_one_keypoint_set():
+    model = OTPR("MlpPolicy", IdentityEnvBox(ep_length=20), relation_weight=0.5, seed=0, **FAST)
+    model.pretrain(identity_demos(), n_steps=5)
+    policy = model.policy
+    kx, ky = policy.keypoint_obs, policy.keypoint_actions
+    assert kx.shape[0] == FAST["n_keypoints"]
+    assert th.unique(th.cat([kx, ky], 1), dim=0).shape[0] == kx.shape[0]  # distinct expert pairs
+    calls = _spy_dual(model)
+    model.learn(30)
+    assert calls
+    for c in calls:
+        th.testing.assert_close(c["keypoints"][0], kx)
+        th.testing.assert_close(c["keypoints"][1], ky)
+    assert th.equal(policy.dual_cost._relation_cost().keypoints_x, kx)
