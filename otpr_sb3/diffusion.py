@@ -51,12 +51,16 @@ class VPSchedule(nn.Module):
         condition: th.Tensor,
         weights: th.Tensor | None = None,
         generator: th.Generator | None = None,
+        normalize: bool = True,
     ) -> th.Tensor:
         """Denoising score-matching loss with epsilon prediction, optionally weighted per sample (Eq. 10).
 
         With ``weights`` (non-negative, e.g. the compatibility ``H``) the loss is
-        ``sum_i w_i ||eps_i - eps_theta||^2 / sum_i w_i``; a sample with zero weight contributes nothing.
-        If every weight is zero the loss is zero (and has zero gradient).
+        ``sum_i w_i ||eps_i - eps_theta||^2 / sum_i w_i`` (``normalize=True``: every batch makes a full step,
+        however few weights are non-zero) or ``mean_i w_i ||eps_i - eps_theta||^2`` (``normalize=False``: the
+        Monte-Carlo estimate of Eq. 10, faithful when the weights have mean 1, as H has when the plan's
+        marginals are right). A sample with zero weight contributes nothing; if every weight is zero the
+        loss is zero (and has zero gradient).
         """
         n = a0.shape[0]
         k = th.randint(1, self.n_timesteps + 1, (n,), device=a0.device, generator=generator)
@@ -66,6 +70,8 @@ class VPSchedule(nn.Module):
             return err.mean()
         if weights.shape != (n,):
             raise ValueError(f"`weights` must have shape ({n},), got {tuple(weights.shape)}")
+        if not normalize:
+            return (weights * err).mean()
         total = weights.sum()
         return (weights * err).sum() / total.clamp_min(th.finfo(err.dtype).tiny)
 

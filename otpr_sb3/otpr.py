@@ -53,6 +53,10 @@ class OTPR(OffPolicyAlgorithm):
         Batch of the H-weighted score-matching update.
     actor_ema : float
         EMA rate of the acting copy of the actor.
+    actor_loss : {"normalized", "mean"}
+        Weighted score matching divided by the sum of the weights (each batch makes a full step), or the
+        plain mean of ``w * err`` (Eq. 10's estimate: with H of a solved dual the weights average 1, and a
+        batch where the dual gives little mass makes a small step instead of hiding it).
     reg : float
         eps of the L2-regularised dual, on the normalised cost (by default ``-(Q - V)`` divided by a running
         spread of ``Q - V``, so ``reg`` has the same meaning on every task; see ``policy_kwargs["cost"]``).
@@ -109,6 +113,7 @@ class OTPR(OffPolicyAlgorithm):
         gradient_steps: int = 1,
         actor_batch_size: int = 256,
         actor_ema: float = 0.995,
+        actor_loss: str = "normalized",
         reg: float = 0.05,
         dual_learning_rate: float = 1e-3,
         dual_batch_size: int = 48,
@@ -146,6 +151,8 @@ class OTPR(OffPolicyAlgorithm):
             raise ValueError(f"`reg` must be positive, got {reg}")
         if not 0.0 <= relation_weight <= 1.0:
             raise ValueError(f"`relation_weight` must be in [0, 1], got {relation_weight}")
+        if actor_loss not in ("normalized", "mean"):
+            raise ValueError(f"`actor_loss` must be 'normalized' or 'mean', got {actor_loss!r}")
         if not 0.0 < actor_ema < 1.0:
             raise ValueError(f"`actor_ema` must be in (0, 1), got {actor_ema}")
         action_space = getattr(env, "action_space", None)
@@ -175,7 +182,7 @@ class OTPR(OffPolicyAlgorithm):
             supported_action_spaces=(spaces.Box,),
             sde_support=False,
         )
-        self.actor_batch_size, self.actor_ema = actor_batch_size, actor_ema
+        self.actor_batch_size, self.actor_ema, self.actor_loss = actor_batch_size, actor_ema, actor_loss
         self.reg, self.dual_learning_rate = reg, dual_learning_rate
         self.dual_batch_size, self.dual_steps, self.dual_start = dual_batch_size, dual_steps, dual_start
         self.dual_freq, self.policy_delay, self.dual_method = dual_freq, policy_delay, dual_method
@@ -551,7 +558,8 @@ class OTPR(OffPolicyAlgorithm):
         data = self.replay_buffer.sample(self.actor_batch_size, env=self._vec_normalize_env)
         obs = policy.prepare_obs(data.observations)
         _, weights = policy.candidate_scores(obs, data.actions)
-        loss = policy.schedule.epsilon_loss(policy.actor, data.actions, obs, weights)
+        normalize = self.actor_loss == "normalized"
+        loss = policy.schedule.epsilon_loss(policy.actor, data.actions, obs, weights, normalize=normalize)
         if float(weights.sum()) > 0:
             self._optimize(policy.actor.optimizer, loss)
             polyak_update(policy.actor.parameters(), policy.actor_ema.parameters(), 1.0 - self.actor_ema)

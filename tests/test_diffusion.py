@@ -55,6 +55,23 @@ def test_weighted_loss_ignores_zero_weights():
     assert all(p.grad is None or p.grad.abs().max() == 0 for p in model.parameters())
 
 
+def test_weighted_loss_normalized_or_mean():
+    sched = VPSchedule(10)
+    model = ResidualMLPDenoiser(3, 2, hidden_dim=16, n_blocks=1)
+    a0, cond = th.randn(8, 2), th.randn(8, 3)
+    w = th.tensor([1.0, 0.0, 2.0, 0.0, 0.5, 1.0, 0.0, 3.0])
+
+    def loss(weights, normalize):
+        return sched.epsilon_loss(model, a0, cond, weights, generator=th.Generator().manual_seed(2), normalize=normalize)
+
+    unweighted = sched.epsilon_loss(model, a0, cond, generator=th.Generator().manual_seed(2))
+    th.testing.assert_close(loss(th.ones(8), True), unweighted)
+    th.testing.assert_close(loss(th.ones(8), False), unweighted)
+    th.testing.assert_close(loss(5 * w, True), loss(w, True))  # normalised: invariant to the weights' scale
+    th.testing.assert_close(loss(5 * w, False), 5 * loss(w, False))  # mean: a batch with little mass moves less
+    th.testing.assert_close(loss(w, False), loss(w, True) * w.sum() / 8)
+
+
 def test_denoiser_shapes_and_clipped_sampling():
     sched = VPSchedule(20)
     model = ResidualMLPDenoiser(obs_dim=5, act_dim=3, hidden_dim=32, n_blocks=2)

@@ -334,3 +334,11 @@ def test_mask_and_relation_cost_share_one_keypoint_set():
         th.testing.assert_close(c["keypoints"][0], kx)
         th.testing.assert_close(c["keypoints"][1], ky)
     assert th.equal(policy.dual_cost._relation_cost().keypoints_x, kx)
+
+
+def test_actor_loss_choice():
+    with pytest.raises(ValueError, match="actor_loss"):
+        OTPR("MlpPolicy", IdentityEnvBox(), actor_loss="sum", **FAST)
+    model = OTPR("MlpPolicy", IdentityEnvBox(ep_length=20), actor_loss="mean", seed=0, **FAST)
+    model.learn(40)
+    assert model._n_updates > 0
