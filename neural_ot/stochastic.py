@@ -253,6 +253,7 @@ class StochasticDual:
         self.v_ema: nn.Module | None = None
         self.optimizer: th.optim.Optimizer | None = None
         self.total_steps = 0
+        self._problem: tuple[_Measure, _Measure] | None = None
         self._generator = th.Generator(device="cpu")
         if seed is not None:
             self._generator.manual_seed(seed)
@@ -441,6 +442,84 @@ class StochasticDual:
 
     # ---- training ---------------------------------------------------------------------------------------
 
+    def setup(
+        self,
+        x: Any,
+        y: Any,
+        a: ArrayLike | None = None,
+        b: ArrayLike | None = None,
+        pairs: ArrayLike | None = None,
+        keypoints: tuple[ArrayLike, ArrayLike] | None = None,
+        keypoint_mass: float | None = None,
+        warm_start: bool = True,
+    ) -> None:
+        """Fix the measures for later :meth:`step` calls (and build the potentials if needed).
+
+        Parameters are those of :meth:`fit`. Sampling functions are kept, not copied, so a replay buffer that
+        grows between steps is sampled as it is at each step.
+        """
+        mx, my = self._measures(x, y, a, b, pairs, keypoints, keypoint_mass)
+        if self.u is None or not warm_start:
+            self._build(mx, my)
+        if self.cost.scale is None and self.cost.normalize is not None:
+            _, xs = mx.rest.sample(self.eval_batch_size, self._generator)
+            _, ys = my.rest.sample(self.eval_batch_size, self._generator)
+            self.cost.fit_scale(xs.to(self.device, self.dtype), ys.to(self.device, self.dtype))
+        self._problem = (mx, my)
+
+    def step(self, reg: Regularizer | None = None, learning_rate: float | None = None) -> th.Tensor:
+        """One minibatch update of the potentials on the measures fixed by :meth:`setup` (or the last :meth:`fit`).
+
+        Parameters
+        ----------
+        reg : Regularizer, optional
+            The regulariser of this step (eps-continuation); the solver's own by default.
+        learning_rate : float, optional
+            Step size of this step; unchanged by default.
+
+        Returns
+        -------
+        torch.Tensor
+            The minibatch dual objective before the step (a detached scalar: no host synchronisation).
+        """
+        if self._problem is None or self.u is None or self.v is None or self.optimizer is None:
+            raise RuntimeError("call `setup` (or `fit`) before `step`")
+        mx, my = self._problem
+        reg = self.regularizer if reg is None else reg
+        if learning_rate is not None:
+            for group in self.optimizer.param_groups:
+                group["lr"] = learning_rate
+        self.u.train()
+        self.v.train()
+        batch = self._draw(mx, my, self.batch_size)
+        if self.method == "exact":
+            loss, obj = self._regression_loss(batch, reg)
+        else:
+            obj = self._objective(self.u, self.v, batch, reg)
+            loss = -obj
+        if not bool(th.isfinite(loss.detach())):
+            raise FloatingPointError(
+                f"the dual objective became {float(obj)} at step {self.total_steps + 1}: lower `learning_rate`, "
+                "normalise the cost (normalize='max') or raise `reg`"
+            )
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        self._update_ema()
+        self.total_steps += 1
+        return obj.detach()
+
+    def evaluate(self, reg: Regularizer | None = None) -> float:
+        """Monte-Carlo estimate of the relative marginal error of the current potentials.
+
+        Drawn on fresh batches of ``eval_batch_size`` points: even exact potentials of the population problem
+        show an error of order ``1 / sqrt(eval_batch_size * fraction of non-zero H)`` (the noise floor).
+        """
+        if self._problem is None:
+            raise RuntimeError("call `setup` (or `fit`) before `evaluate`")
+        u_eval, v_eval = self._eval_potentials()
+        return self._marginal_error(u_eval, v_eval, *self._problem, self.regularizer if reg is None else reg)
+
     def fit(
         self,
         x: Any,
@@ -455,7 +534,7 @@ class StochasticDual:
         callback: Callback | None = None,
         evaluate: bool = True,
     ) -> DualResult:
-        """Maximise the dual by minibatch Adam and return the potentials.
+        """Maximise the dual by minibatch steps (:meth:`setup`, then :meth:`step`) and return the potentials.
 
         Parameters
         ----------
@@ -478,56 +557,29 @@ class StochasticDual:
             Called at each evaluation with a dict (``step``, ``objective``, ``marginal_error``, ``reg``,
             ``solver``); returning ``False`` stops training.
         evaluate : bool
-            Estimate the marginal error every ``eval_every`` steps and at the end. ``False`` skips every
-            estimate (for many short warm-started calls, as in RL loops): the history then records the
-            objective of the last step only, and ``marginal_error`` is NaN.
+            Estimate the marginal error (:meth:`evaluate`) every ``eval_every`` steps and at the end.
+            ``False`` skips every estimate: the history then records the objective of the last step only, and
+            ``marginal_error`` is NaN. For many short warm-started updates (RL loops) use :meth:`step`.
 
         Returns
         -------
         DualResult
         """
         n_steps = check_positive_int(max_steps if max_steps is not None else self.max_steps, "max_steps")
-        mx, my = self._measures(x, y, a, b, pairs, keypoints, keypoint_mass)
-        if self.u is None or not warm_start:
-            self._build(mx, my)
-        assert self.u is not None and self.v is not None and self.optimizer is not None
-        if self.cost.scale is None and self.cost.normalize is not None:
-            _, xs = mx.rest.sample(self.eval_batch_size, self._generator)
-            _, ys = my.rest.sample(self.eval_batch_size, self._generator)
-            self.cost.fit_scale(xs.to(self.device, self.dtype), ys.to(self.device, self.dtype))
+        self.setup(x, y, a, b, pairs, keypoints, keypoint_mass, warm_start)
         history: dict[str, list[float]] = {k: [] for k in ("step", "objective", "marginal_error", "reg", "lr")}
         converged, err, objective = False, float("nan"), float("nan")
-        self.u.train()
-        self.v.train()
         bar = tqdm(total=n_steps, disable=not self.progress_bar, desc=type(self).__name__, leave=False)
         step = 0
         for step in range(1, n_steps + 1):
             reg = self._reg_at(step, n_steps)
             lr = self.learning_rate * self._lr_factor(step / n_steps)
-            for group in self.optimizer.param_groups:
-                group["lr"] = lr
-            batch = self._draw(mx, my, self.batch_size)
-            if self.method == "exact":
-                loss, obj = self._regression_loss(batch, reg)
-            else:
-                obj = self._objective(self.u, self.v, batch, reg)
-                loss = -obj
-            if not bool(th.isfinite(loss.detach())):
-                raise FloatingPointError(
-                    f"the dual objective became {float(obj)} at step {step}: lower `learning_rate`, normalise the "
-                    "cost (normalize='max') or raise `reg`"
-                )
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            self.optimizer.step()
-            self._update_ema()
-            objective = float(obj.detach())
+            objective = float(self.step(reg, lr))
             bar.update(1)
             if not evaluate:
                 continue
             if step % self.eval_every == 0 or step == n_steps:
-                u_eval, v_eval = self._eval_potentials()
-                err = self._marginal_error(u_eval, v_eval, mx, my, reg)
+                err = self.evaluate(reg)
                 for key, val in (
                     ("step", step),
                     ("objective", objective),
@@ -547,11 +599,20 @@ class StochasticDual:
         if not evaluate:
             history["step"].append(float(step))
             history["objective"].append(objective)
-        self.total_steps += step
+        return self.result(step, converged, err, history)
+
+    def result(
+        self, n_steps: int = 0, converged: bool = False, marginal_error: float = float("nan"), history: dict | None = None
+    ) -> DualResult:
+        """Return the current potentials as a :class:`DualResult` (the EMA copies when EMA is enabled)."""
+        if self.u is None or self.v is None:
+            raise RuntimeError("call `fit` (or `setup` and `step`) first")
         u_out, v_out = self._eval_potentials()
         u_out.eval()
         v_out.eval()
-        return DualResult(u_out, v_out, self.cost, self.reg, self.regularizer.name, step, converged, err, history)
+        return DualResult(
+            u_out, v_out, self.cost, self.reg, self.regularizer.name, n_steps, converged, marginal_error, history or {}
+        )
 
     def _eval_potentials(self) -> tuple[nn.Module, nn.Module]:
         if self.u_ema is not None and self.v_ema is not None:

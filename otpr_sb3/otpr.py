@@ -207,6 +207,7 @@ class OTPR(OffPolicyAlgorithm):
         self.expert_actions = th.zeros((0, self.policy.act_dim), device=self.device)
         self._build_dual_solver()
         self._told_unmasked = False
+        self._dual_setup_key: tuple | None = None
         # Held-out diagnostics draw from their own stream, so evaluating never changes training.
         self._eval_generator = th.Generator().manual_seed(1 + (0 if self.seed is None else self.seed))
         self._actor_lr = FloatSchedule(self.policy.arch["actor_learning_rate"])
@@ -377,11 +378,11 @@ class OTPR(OffPolicyAlgorithm):
 
     def _replay_sampler(self, kind: str) -> Any:
         """Return a sampler of normalised states or scaled actions from the replay buffer (for the dual)."""
-        assert self.replay_buffer is not None
-        buf = self.replay_buffer
         policy = self.policy
 
         def sample(n: int, gen: th.Generator) -> th.Tensor:
+            buf = self.replay_buffer  # looked up at each call: `load_replay_buffer` replaces it
+            assert buf is not None
             upper = buf.buffer_size if buf.full else buf.pos
             idx = th.randint(upper, (n,), generator=gen).numpy()
             env_idx = th.randint(buf.n_envs, (n,), generator=gen).numpy()
@@ -416,20 +417,21 @@ class OTPR(OffPolicyAlgorithm):
                     + " until demonstrations provide keypoints."
                 )
         keypoints = policy.keypoint_obs, policy.keypoint_actions
-        if self.use_mask and len(keypoints[0]) > 0:
-            K = len(keypoints[0])
-            kwargs = dict(keypoints=keypoints, keypoint_mass=K / (K + self.dual_batch_size))
-        result = self.dual_solver.fit(
-            self._replay_sampler("obs"),
-            self._replay_sampler("actions"),
-            max_steps=self.dual_steps,
-            evaluate=False,
-            **kwargs,
-        )
+        masked = self.use_mask and len(keypoints[0]) > 0
+        setup_key = (masked, keypoints[0].data_ptr(), keypoints[0]._version, keypoints[0].shape[0])
+        if setup_key != self._dual_setup_key:  # first update, new keypoints (pretrain, load)
+            if masked:
+                K = len(keypoints[0])
+                kwargs = dict(keypoints=keypoints, keypoint_mass=K / (K + self.dual_batch_size))
+            self.dual_solver.setup(self._replay_sampler("obs"), self._replay_sampler("actions"), **kwargs)
+            self._dual_setup_key = setup_key
+        objective = th.zeros(())
+        for _ in range(self.dual_steps):
+            objective = self.dual_solver.step()
         self.dual_updates += 1
         if self.dual_updates >= self.dual_start:
             policy.dual_ready.fill_(True)
-        stats = {"dual_objective": result.history["objective"][-1]}
+        stats = {"dual_objective": float(objective)}
         if self.dual_eval_freq and self.dual_updates % self.dual_eval_freq == 0:
             stats.update(self.dual_diagnostics())
         return stats
@@ -633,6 +635,7 @@ class OTPR(OffPolicyAlgorithm):
             "_value_lr",
             "_told_unmasked",
             "_eval_generator",
+            "_dual_setup_key",
         ]
 
     def _get_torch_save_params(self) -> tuple[list[str], list[str]]:

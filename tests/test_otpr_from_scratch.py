@@ -19,15 +19,16 @@ from otpr_sb3.policies import OTPRPolicy
 
 
 def _spy_dual(model):
-    """Record the keyword arguments of every dual update."""
+    """Record, for every dual step, the keypoints of the problem it steps on (no key: unmasked)."""
     calls = []
-    fit = model.dual_solver.fit
+    step = model.dual_solver.step
 
     def spy(*args, **kwargs):
-        calls.append(kwargs)
-        return fit(*args, **kwargs)
+        mx, my = model.dual_solver._problem
+        calls.append({} if mx.kp_pts is None else {"keypoints": (mx.kp_pts, my.kp_pts)})
+        return step(*args, **kwargs)
 
-    model.dual_solver.fit = spy
+    model.dual_solver.step = spy
     return calls
 
 

@@ -247,3 +247,23 @@ def test_exact_method_recovers_the_exact_potentials(rng):
 def test_unknown_method_is_rejected():
     with pytest.raises(ValueError, match="method"):
         no.L2Dual(EPS, method="newton")
+
+
+def test_setup_and_step_equal_fit(rng):
+    x, y, cost, _ = _problem(rng, 40, 40)
+
+    def solver():
+        return no.L2Dual(EPS, cost=cost, batch_size=16, max_steps=25, seed=3, dtype=th.float64)
+
+    fitted = solver()
+    fitted.fit(x, y, evaluate=False)
+    stepped = solver()
+    with pytest.raises(RuntimeError, match="setup"):
+        stepped.step()
+    stepped.setup(x, y)
+    objectives = [stepped.step() for _ in range(25)]
+    assert all(isinstance(o, th.Tensor) and o.ndim == 0 for o in objectives)
+    assert stepped.total_steps == fitted.total_steps == 25
+    for p, q in zip([*fitted.u.parameters(), *fitted.v.parameters()], [*stepped.u.parameters(), *stepped.v.parameters()]):
+        th.testing.assert_close(p, q, rtol=0, atol=0)
+    assert np.isfinite(stepped.evaluate())
