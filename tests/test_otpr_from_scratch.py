@@ -343,3 +343,33 @@ def test_actor_loss_choice():
     model = OTPR("MlpPolicy", IdentityEnvBox(ep_length=20), actor_loss="mean", seed=0, **FAST)
     model.learn(40)
     assert model._n_updates > 0
+
+
+@pytest.mark.parametrize("guidance,cost", [("q", "advantage"), ("advantage", "advantage"), ("compatibility", "advantage")])
+def test_weights_are_invariant_to_a_reward_offset(guidance, cost):
+    """A constant added to the rewards shifts Q and V by the same constant: the weights must not change."""
+    kwargs = dict(FAST, policy_kwargs=dict(SMALL, guidance=guidance, cost=cost))
+    model = OTPR("MlpPolicy", IdentityEnvBox(ep_length=20), seed=0, **kwargs)
+    model.learn(60)
+    policy = model.policy.to(th.float64)  # float64: the invariance, not float32 round-off of a large shift
+    policy.dual_ready.fill_(True)
+    obs, act = th.linspace(-1, 1, 16, dtype=th.float64)[:, None], th.linspace(1, -1, 16, dtype=th.float64)[:, None]
+    before = policy.candidate_scores(obs, act)[1]
+    with th.no_grad():  # the same critics for rewards + c: Q and V shifted by c / (1 - gamma)
+        shift = 5.0 / (1.0 - model.gamma)
+        for net in (policy.critic.q1, policy.critic.q2, policy.value.net):
+            net[-1].bias += shift
+    after = policy.candidate_scores(obs, act)[1]
+    th.testing.assert_close(after, before, rtol=1e-9, atol=1e-9)
+
+
+def test_the_papers_q_cost_depends_on_the_reward_offset():
+    """With cost='q' the cost is -Q / mean|Q|: an offset changes the scale, hence the effective reg (documented)."""
+    model = OTPR("MlpPolicy", IdentityEnvBox(ep_length=20), seed=0, **dict(FAST, policy_kwargs=dict(SMALL, cost="q")))
+    model.learn(60)
+    policy = model.policy
+    obs, act = th.linspace(-1, 1, 8)[:, None], th.zeros(8, 1)
+    spread_before = float(policy.dual_cost.matrix(obs, act).std())
+    with th.no_grad():
+        policy.cost_scale.mul_(100.0)  # what a large reward offset does to mean |Q|
+    assert float(policy.dual_cost.matrix(obs, act).std()) < 0.05 * spread_before
