@@ -38,6 +38,7 @@ class VPSchedule(nn.Module):
         h = -0.5 * t**2 * (beta_max - beta_min) - t * beta_min
         self.alphas_cumprod: th.Tensor
         self.register_buffer("alphas_cumprod", th.exp(h).float())  # index 0 is the clean sample
+        self._ddim_cache: dict[tuple[int, th.device], list[tuple[int, th.Tensor, th.Tensor, th.Tensor, th.Tensor]]] = {}
 
     def q_sample(self, a0: th.Tensor, k: th.Tensor, noise: th.Tensor) -> th.Tensor:
         """Noised actions ``a_k`` for integer steps ``k`` in ``[1, T]`` (shape ``(n,)``)."""
@@ -106,15 +107,24 @@ class VPSchedule(nn.Module):
             Clip the predicted clean action to ``[-clip, clip]`` at every step (SB3's scaled action space).
         """
         a = noise
-        steps = self.ddim_timesteps(n_steps)
-        for i, k in enumerate(steps):
-            k_prev = steps[i + 1] if i + 1 < len(steps) else 0
-            ab, ab_prev = self.alphas_cumprod[k], self.alphas_cumprod[k_prev]
+        for k, sqrt_ab, sqrt_1m_ab, sqrt_ab_prev, sqrt_1m_ab_prev in self._ddim_coefficients(n_steps):
             kk = th.full((a.shape[0],), k, device=a.device, dtype=th.long)
             eps = model(a, kk, condition)
-            a0 = (a - (1.0 - ab).sqrt() * eps) / ab.sqrt()
+            a0 = (a - sqrt_1m_ab * eps) / sqrt_ab
             if clip is not None:
                 a0 = a0.clamp(-clip, clip)
-                eps = (a - ab.sqrt() * a0) / (1.0 - ab).sqrt()
-            a = ab_prev.sqrt() * a0 + (1.0 - ab_prev).sqrt() * eps
+                eps = (a - sqrt_ab * a0) / sqrt_1m_ab
+            a = sqrt_ab_prev * a0 + sqrt_1m_ab_prev * eps
         return a
+
+    def _ddim_coefficients(self, n_steps: int) -> list[tuple[int, th.Tensor, th.Tensor, th.Tensor, th.Tensor]]:
+        """Per DDIM step: ``k`` and the square roots of ``ab_k``, ``1 - ab_k``, ``ab_prev``, ``1 - ab_prev`` (cached)."""
+        key = (n_steps, self.alphas_cumprod.device)
+        if key not in self._ddim_cache:
+            steps = self.ddim_timesteps(n_steps)
+            coeffs = []
+            for i, k in enumerate(steps):
+                ab, ab_prev = self.alphas_cumprod[k], self.alphas_cumprod[steps[i + 1] if i + 1 < len(steps) else 0]
+                coeffs.append((k, ab.sqrt(), (1.0 - ab).sqrt(), ab_prev.sqrt(), (1.0 - ab_prev).sqrt()))
+            self._ddim_cache[key] = coeffs
+        return self._ddim_cache[key]

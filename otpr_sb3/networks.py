@@ -17,12 +17,15 @@ class SinusoidalEmbedding(nn.Module):
         if dim < 2 or dim % 2:
             raise ValueError(f"embedding dim must be even and >= 2, got {dim}")
         self.dim = dim
+        half = dim // 2
+        self.freqs: th.Tensor
+        # Computed once (not saved: a function of `dim`).
+        freqs = th.exp(-math.log(10000.0) * th.arange(half, dtype=th.float32) / max(half - 1, 1))
+        self.register_buffer("freqs", freqs, persistent=False)
 
     def forward(self, k: th.Tensor) -> th.Tensor:
         """Embed steps ``k`` of shape ``(n,)`` into ``(n, dim)``."""
-        half = self.dim // 2
-        freqs = th.exp(-math.log(10000.0) * th.arange(half, device=k.device, dtype=th.float32) / max(half - 1, 1))
-        args = k.float()[:, None] * freqs[None]
+        args = k.float()[:, None] * self.freqs[None]
         return th.cat([args.sin(), args.cos()], dim=-1)
 
 

@@ -299,11 +299,12 @@ class OTPRPolicy(BasePolicy):
         - ``"q"``: ``exp(temperature * Q / spread(Q))``; ``"advantage"``: ``exp(temperature * (Q - V) / spread(Q - V))``,
           with running spreads over critic batches, both shifted by their maximum over the batch for stability.
         """
+        if self.guidance == "compatibility" and bool(self.dual_ready):
+            # The cost already holds the critics: no separate Q pass.
+            z = self.u(obs_n) + self.v(actions) - self.pair_cost(obs_n, actions)
+            return z, th.relu(z) / (2.0 * self.reg)
         q = self.critic.min(obs_n, actions)
         if self.guidance == "compatibility":
-            if bool(self.dual_ready):
-                z = self.u(obs_n) + self.v(actions) - self.pair_cost(obs_n, actions)
-                return z, th.relu(z) / (2.0 * self.reg)
             adv = q - self.value(obs_n)
             return adv, th.where(adv < 0, 1.0 - self.expectile, self.expectile).to(q.dtype)
         if self.guidance == "q":
