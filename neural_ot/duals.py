@@ -96,8 +96,18 @@ def dual_objective(
     torch.Tensor
         Scalar objective.
     """
+    if not isinstance(M, th.Tensor):
+        raise TypeError(
+            f"`M` must be a torch.Tensor (dual_objective is differentiable), got {type(M).__name__}: "
+            "convert it with torch.as_tensor"
+        )
     regularizer = get_regularizer(reg, reg_type)
     uu, vv = potential_values(u, x, "u"), potential_values(v, y, "v")
+    for name, t in (("u", uu), ("v", vv), ("a", a), ("b", b), ("mask", mask)):
+        if t is not None and not isinstance(t, th.Tensor):
+            raise TypeError(f"`{name}` must be a torch.Tensor like `M`, got {type(t).__name__}")
+        if t is not None and t.dtype != M.dtype:
+            raise TypeError(f"`{name}` has dtype {t.dtype} but `M` has {M.dtype}: use one floating dtype")
     a = _uniform(M.shape[0], M) if a is None else a
     b = _uniform(M.shape[1], M) if b is None else b
     penalty = regularizer.conjugate(_z(uu, vv, M))
@@ -133,6 +143,11 @@ def density(
     Mt = to_tensor(M, "M")
     ut, vt = to_tensor(u, "u", Mt.dtype, Mt.device), to_tensor(v, "v", Mt.dtype, Mt.device)
     H = get_regularizer(reg, reg_type).density(_z(ut, vt, Mt))
+    if not bool(th.isfinite(H).all()):
+        raise FloatingPointError(
+            f"the density overflowed (exp((u + v - M) / reg) with reg={reg}): the potentials are far from a "
+            "solution of this problem, or `reg` is too small for this cost scale"
+        )
     if mask is not None:
         H = H * to_tensor(mask, "mask", Mt.dtype, Mt.device)
     return to_output(H, is_numpy(M), Mt.dtype)

@@ -130,6 +130,8 @@ def js_divergence_matrix(P: ArrayLike, Q: ArrayLike, chunk_size: int | None = No
         raise ValueError(f"`P` and `Q` must be (n, K) and (m, K), got {tuple(Pt.shape)} and {tuple(Qt.shape)}")
     n, K = Pt.shape
     m = Qt.shape[0]
+    if chunk_size is not None and (isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1):
+        raise ValueError(f"`chunk_size` must be a positive int or None, got {chunk_size!r}")
     if chunk_size is None:
         chunk_size = max(1, (1 << 24) // max(1, m * K))
     # 0 log 0 = 0 handled by xlogy.

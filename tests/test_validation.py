@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+import torch as th
 
 import neural_ot as no
 
@@ -62,3 +63,29 @@ def test_stochastic_solver_bad_config():
         no.MaskedL2Dual(0.1, max_steps=1).fit(
             lambda n, g: np.zeros((n, 2)), np.ones((4, 2)), keypoints=(np.zeros((1, 2)), np.ones((1, 2)))
         )
+
+
+def test_dual_objective_names_bad_arguments():
+    M = th.rand(4, 3, dtype=th.float64)
+    u, v = th.zeros(4, dtype=th.float64), th.zeros(3, dtype=th.float64)
+    with pytest.raises(TypeError, match="`M` must be a torch.Tensor"):
+        no.dual_objective(u, v, M.numpy(), 0.1)
+    with pytest.raises(TypeError, match="`u` has dtype torch.float32"):
+        no.dual_objective(u.float(), v, M, 0.1)
+    with pytest.raises(TypeError, match="`a` must be a torch.Tensor"):
+        no.dual_objective(u, v, M, 0.1, a=np.full(4, 0.25))
+    assert th.isfinite(no.dual_objective(u, v, M, 0.1))
+
+
+def test_js_divergence_chunk_size_is_validated():
+    P = np.full((3, 2), 0.5)
+    for bad in (0, -2, 1.5):
+        with pytest.raises(ValueError, match="chunk_size"):
+            no.js_divergence_matrix(P, P, chunk_size=bad)
+    np.testing.assert_allclose(no.js_divergence_matrix(P, P, chunk_size=1), 0.0, atol=1e-12)
+
+
+def test_entropic_density_overflow_raises():
+    M = np.zeros((2, 2))
+    with pytest.raises(FloatingPointError, match="reg"):
+        no.density(np.array([800.0, 0.0]), np.zeros(2), M, 1.0, reg_type="entropic")
