@@ -52,6 +52,7 @@ class _Problem:
     def __init__(self, a: th.Tensor, b: th.Tensor, C: th.Tensor, mask: th.Tensor | None, regularizer: Regularizer):
         self.a, self.b, self.C, self.mask, self.r = a, b, C, mask, regularizer
         self.shape = C.shape
+        self.sinkhorn_sweeps = 0  # counted for the result
 
     def z(self, u: th.Tensor, v: th.Tensor) -> th.Tensor:
         return u[:, None] + v[None, :] - self.C
@@ -402,6 +403,7 @@ def _sinkhorn_sweeps(prob: _Problem, u: th.Tensor, v: th.Tensor, tol: float) -> 
         if not (bool(th.isfinite(alpha_new).all()) and bool(th.isfinite(beta_new).all())):
             break
         alpha, beta = alpha_new, beta_new
+        prob.sinkhorn_sweeps += 1
         if it % 10 == 0:
             err = float((prob.a * alpha * (K @ (beta * prob.b)) - prob.a).abs().sum() / prob.a.sum())
             if err <= tol or err > 0.9 * last_err:
@@ -656,6 +658,7 @@ def solve_discrete(
         transport_cost=transport,
         marginal_errors=full.errors(T),
         n_iter=n_iter,
+        n_sinkhorn=prob.sinkhorn_sweeps,
         converged=converged,
         reg=regularizer.reg,
         reg_type=regularizer.name,

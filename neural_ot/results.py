@@ -29,7 +29,10 @@ class OTResult:
     marginal_errors : tuple of float
         Relative L1 errors ``(||T 1 - a||_1 / ||a||_1, ||T^T 1 - b||_1 / ||b||_1)``.
     n_iter : int
-        Newton iterations.
+        Newton iterations (over all eps-continuation stages).
+    n_sinkhorn : int
+        Sinkhorn sweeps run before Newton (entropic problems; 0 for L2). A problem solved by the sweeps alone
+        reports ``n_iter = 0``.
     converged : bool
         Whether ``max(marginal_errors) <= tol``.
     reg : float
@@ -48,6 +51,7 @@ class OTResult:
     converged: bool
     reg: float
     reg_type: str
+    n_sinkhorn: int = 0
 
     @property
     def potentials(self) -> tuple[Any, Any]:

@@ -200,3 +200,12 @@ def test_entropic_small_eps_reaches_tol_where_armijo_cannot_resolve():
     res = no.solve_discrete(a, b, M, 1e-3, reg_type="entropic")
     assert res.converged and res.marginal_error <= 1e-9
     assert abs(res.duality_gap) <= 1e-9 * max(1.0, abs(res.value))
+
+
+def test_iteration_counts_report_sinkhorn_sweeps(rng):
+    x, y = point_clouds(rng, 60, 60)
+    M = normalized_cost(x, y)
+    entropic = no.solve_discrete(None, None, M, 0.05, reg_type="entropic")
+    assert entropic.converged and entropic.n_sinkhorn > 0  # solved by the warm-start sweeps, counted
+    l2 = no.solve_discrete(None, None, M, 0.05)
+    assert l2.n_sinkhorn == 0 and l2.n_iter > 0
