@@ -564,7 +564,9 @@ def solve_discrete(
     a : array-like of shape (n,) or None
         Source weights, non-negative; uniform when ``None``.
     b : array-like of shape (m,) or None
-        Target weights, same total mass as ``a``; uniform when ``None``.
+        Target weights, same total mass as ``a`` up to a relative ``tol`` (a larger mismatch raises
+        ``ValueError``: it could never converge); uniform when ``None``. The solver rescales ``b`` to the mass
+        of ``a``; ``marginal_errors`` are measured against the weights as given.
     M : array-like of shape (n, m)
         Cost matrix, finite.
     reg : float
@@ -611,12 +613,14 @@ def solve_discrete(
     bt = C.new_full((m,), 1.0 / m) if b is None else to_tensor(b, "b", th.float64, C.device)
     check_weights(at, n, "a")
     check_weights(bt, m, "b")
-    check_equal_mass(at, bt)
+    # `b` is rescaled to the mass of `a`, which leaves the relative mismatch in the marginal errors: more than
+    # `tol` could never converge.
+    check_equal_mass(at, bt, rtol=tol)
     maskt = None
     if mask is not None:
         maskt = to_tensor(mask, "mask", th.float64, C.device)
         check_mask(maskt, (n, m))
-        check_masked_feasibility(at, bt, maskt)
+        check_masked_feasibility(at, bt, maskt, rtol=tol)
     # Points of zero weight carry no mass; the solver works on the support and fills the rest.
     keep_a, keep_b = at > 0, bt > 0
     full_support = bool(keep_a.all()) and bool(keep_b.all())
@@ -626,12 +630,6 @@ def solve_discrete(
         check_mask(sub_mask, tuple(sub_mask.shape))  # type: ignore[arg-type]
     prob = _Problem(at[keep_a], bt[keep_b] * (at.sum() / bt.sum()), sub_C, sub_mask, regularizer)
     u_s, v_s, n_iter, converged = _newton(prob, tol, max_iter, cg_max_iter, verbose)
-    if not converged:
-        warnings.warn(
-            f"solve_discrete did not reach tol={tol:g} in {max_iter} iterations; see `marginal_errors`",
-            RuntimeWarning,
-            stacklevel=2,
-        )
     u = C.new_zeros(n)
     v = C.new_zeros(m)
     u[keep_a], v[keep_b] = u_s, v_s
@@ -644,6 +642,16 @@ def solve_discrete(
     value_dual = -prob.loss(u_s, v_s)
     if not (value == value and value_dual == value_dual):
         raise FloatingPointError("solve_discrete produced NaN; the problem is badly scaled (check `M` and `reg`)")
+    # `converged` means what OTResult says: the errors against the weights as given (not rescaled) are <= tol.
+    errors = full.errors(T)
+    converged = converged and max(errors) <= tol
+    if not converged:
+        warnings.warn(
+            f"solve_discrete did not reach tol={tol:g} (marginal errors {errors[0]:.3g}, {errors[1]:.3g}) in "
+            f"{n_iter} Newton iterations; see `marginal_errors`",
+            RuntimeWarning,
+            stacklevel=2,
+        )
 
     def out(t: th.Tensor) -> ArrayLike:
         return to_output(t, as_numpy, out_dtype)
@@ -656,7 +664,7 @@ def solve_discrete(
         value=value,
         value_dual=value_dual,
         transport_cost=transport,
-        marginal_errors=full.errors(T),
+        marginal_errors=errors,
         n_iter=n_iter,
         n_sinkhorn=prob.sinkhorn_sweeps,
         converged=converged,

@@ -397,7 +397,9 @@ class StochasticDual:
         with th.no_grad():
             C = self.cost.matrix(batch.x, batch.y)
             mask = None if batch.mask is None else batch.mask.double()
-            res = solve_discrete(batch.wx.double(), batch.wy.double(), C.double(), reg.reg, reg.name, mask=mask, tol=1e-6)
+            wx, wy = batch.wx.double(), batch.wy.double()
+            wy = wy * (wx.sum() / wy.sum())  # float32 weights: equal masses in float64
+            res = solve_discrete(wx, wy, C.double(), reg.reg, reg.name, mask=mask, tol=1e-6)
             u_star, v_star = th.as_tensor(res.u), th.as_tensor(res.v)
             shift = 0.5 * (batch.wx.double() @ u_star - batch.wy.double() @ v_star)
             return (u_star - shift).to(C.dtype), (v_star + shift).to(C.dtype), C

@@ -1,6 +1,9 @@
 """Property tests: marginals, transpose symmetry, invariance under scaling the cost and eps together."""
 
+import warnings
+
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -52,3 +55,26 @@ def test_scaling_cost_and_eps_together(problem, s, reg_type):
     res_s = no.solve_discrete(a, b, s * M, s * eps, reg_type=reg_type)
     np.testing.assert_allclose(res_s.plan, res.plan, atol=1e-9)
     np.testing.assert_allclose(res_s.value, s * res.value, rtol=1e-7, atol=1e-12 * s)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    mismatch=st.floats(min_value=0.0, max_value=1e-6),
+    tol=st.sampled_from([1e-9, 1e-7, 1e-5]),
+    seed=st.integers(0, 10_000),
+)
+def test_converged_means_marginal_errors_within_tol(mismatch, tol, seed):
+    """The OTResult contract: converged <=> max(marginal_errors) <= tol, whatever the weights' mass mismatch."""
+    rng = np.random.default_rng(seed)
+    n, m = 7, 5
+    a, b = rng.uniform(0.5, 1.5, n), rng.uniform(0.5, 1.5, m)
+    a, b = a / a.sum(), b / b.sum() * (1 + mismatch)
+    M = rng.uniform(size=(n, m))
+    if mismatch > tol:
+        with pytest.raises(ValueError, match="equal total mass"):
+            no.solve_discrete(a, b, M, 0.05, tol=tol)
+        return
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        res = no.solve_discrete(a, b, M, 0.05, tol=tol)
+    assert res.converged == (max(res.marginal_errors) <= tol)
