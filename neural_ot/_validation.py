@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+import scipy.sparse as sp
 import torch as th
+from scipy.sparse.csgraph import maximum_flow
 
 
 def check_matrix(M: th.Tensor, name: str = "M") -> None:
@@ -76,26 +79,62 @@ def check_positive_int(value: int, name: str, minimum: int = 1) -> int:
 
 
 def check_masked_feasibility(a: th.Tensor, b: th.Tensor, mask: th.Tensor, rtol: float = 1e-6) -> None:
-    """Check the masses of exclusive pairs (a row and a column allowed only to each other) agree.
+    """Check that a transport plan supported on ``mask`` exists (up to a relative mass error ``rtol``).
 
-    A keypoint mask makes each matched pair exclusive, so the transport problem is feasible only if
-    each source keypoint and its target carry the same mass.
+    Exclusive pairs (a row and a column allowed only to each other, as the keypoint pairs of a KPG mask)
+    must carry equal masses; beyond those, a max-flow through the mask's support must carry all the mass.
     """
     row_single = mask.sum(1) == 1
     col_single = mask.sum(0) == 1
-    if not bool(row_single.any()):
-        return
     rows = th.nonzero(row_single).flatten()
-    cols = mask[rows].argmax(1)
-    exclusive = col_single[cols]
+    cols = mask[rows].argmax(1) if rows.numel() else rows
+    exclusive = col_single[cols] if rows.numel() else row_single[rows]
     rows, cols = rows[exclusive], cols[exclusive]
     diff = (a[rows] - b[cols]).abs()
     # Each exclusive pair's mismatch stays in the marginal error, relative to the total mass.
-    bad = diff > 0
-    if bool(bad.any()) and float(diff.sum()) > rtol * float(a.sum()):
+    if diff.numel() and float(diff.sum()) > rtol * float(a.sum()):
         k = int(diff.argmax())
         i, j = int(rows[k]), int(cols[k])
         raise ValueError(
             f"`mask` pairs source {i} only with target {j} (a keypoint pair), but a[{i}]={float(a[i]):.6g} "
             f"!= b[{j}]={float(b[j]):.6g}: the masked problem is infeasible; give matched keypoints equal mass"
+        )
+    _check_mask_carries_the_mass(a, b, mask, rows, cols, rtol)
+
+
+def _check_mask_carries_the_mass(
+    a: th.Tensor, b: th.Tensor, mask: th.Tensor, ex_rows: th.Tensor, ex_cols: th.Tensor, rtol: float
+) -> None:
+    """Raise unless a max-flow through the mask's support carries all the mass (a plan exists iff it does)."""
+    keep_r = th.ones(mask.shape[0], dtype=th.bool, device=mask.device)
+    keep_c = th.ones(mask.shape[1], dtype=th.bool, device=mask.device)
+    keep_r[ex_rows], keep_c[ex_cols] = False, False
+    if bool((mask[keep_r][:, keep_c] > 0).all()):
+        return  # exclusive pairs (checked above) plus a full block: KPG masks, feasible by inspection
+    n, m = mask.shape
+    scale = 2.0**30 / max(float(a.sum()), float(b.sum()))
+    ca = np.floor(a.detach().cpu().numpy() * scale).astype(np.int64)
+    cb = np.floor(b.detach().cpu().numpy() * scale).astype(np.int64)
+    rows, cols = np.nonzero(mask.detach().cpu().numpy() > 0)
+    src, sink = n + m, n + m + 1
+    graph = sp.csr_matrix(
+        (
+            np.concatenate([ca, np.full(len(rows), 2**30), cb]).astype(np.int32),
+            (
+                np.concatenate([np.full(n, src), rows, n + np.arange(m)]),
+                np.concatenate([np.arange(n), n + cols, np.full(m, sink)]),
+            ),
+        ),
+        shape=(n + m + 2, n + m + 2),
+    )
+    result = maximum_flow(graph, src, sink)
+    need = min(int(ca.sum()), int(cb.sum()))
+    # Integer capacities lose at most one unit per node; beyond that (and `rtol`) mass is stuck.
+    if need - int(result.flow_value) > (n + m) + rtol * need:
+        sent = np.asarray(result.flow[src, :n].todense()).ravel()
+        blocked = np.flatnonzero(sent < ca - 1)[:5].tolist()
+        raise ValueError(
+            f"`mask` admits no transport plan: at most {result.flow_value / scale:.6g} of the mass "
+            f"{need / scale:.6g} can move along its allowed pairs; rows {blocked} cannot send all their mass "
+            "(too many rows share too few allowed columns)"
         )

@@ -89,3 +89,28 @@ def test_entropic_density_overflow_raises():
     M = np.zeros((2, 2))
     with pytest.raises(FloatingPointError, match="reg"):
         no.density(np.array([800.0, 0.0]), np.zeros(2), M, 1.0, reg_type="entropic")
+
+
+@pytest.mark.parametrize("reg_type", ["l2", "entropic"])
+def test_infeasible_mask_is_rejected_up_front(reg_type):
+    # Rows 0 and 1 may only use column 0: no row or column is empty, no pair is exclusive, yet no plan exists.
+    mask = np.array([[1, 0, 0], [1, 0, 0], [1, 1, 1]], dtype=float)
+    M = np.random.default_rng(0).uniform(size=(3, 3))
+    with pytest.raises(ValueError, match="`mask` admits no transport plan"):
+        no.solve_discrete(None, None, M, 0.1, mask=mask, reg_type=reg_type)
+
+
+def test_feasible_irregular_mask_is_accepted_and_solved():
+    n = 12
+    mask = np.zeros((n, n))
+    for i in range(n):  # a band: not a KPG mask, so the max-flow decides
+        mask[i, [i, (i + 1) % n]] = 1
+    M = np.random.default_rng(1).uniform(size=(n, n))
+    res = no.solve_discrete(None, None, M, 0.1, mask=mask)
+    assert res.converged and np.all(res.plan[mask == 0] == 0)
+    # a non-uniform b that the band cannot carry: rows i and i-1 are the only sources of column i
+    b = np.full(n, 1.0 / n)
+    b[0], b[1] = 3.0 / n, 0.5 / n
+    b[2:] = (1 - b[0] - b[1]) / (n - 2)
+    with pytest.raises(ValueError, match="admits no transport plan"):
+        no.solve_discrete(None, b, M, 0.1, mask=mask)
