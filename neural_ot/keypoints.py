@@ -109,8 +109,9 @@ def js_divergence_matrix(P: ArrayLike, Q: ArrayLike, chunk_size: int | None = No
     r"""Jensen-Shannon divergences between every row of ``P`` and every row of ``Q``.
 
     :math:`\mathrm{JS}(p, q) = \tfrac12 \mathrm{KL}(p \| \tfrac{p+q}{2}) + \tfrac12 \mathrm{KL}(q \| \tfrac{p+q}{2})`,
-    in nats, in :math:`[0, \log 2]`. The mixed term cannot be factored, so rows are processed in chunks
-    sized to keep the intermediate ``chunk x m x K`` tensor under about 2**24 entries.
+    in nats, in :math:`[0, \log 2]`. The mixed term cannot be factored; it is accumulated one keypoint
+    coordinate at a time into the ``(n, m)`` result, so temporaries have the size of the output (or of a
+    ``chunk_size x m`` block), never ``n x m x K``.
 
     Parameters
     ----------
@@ -118,7 +119,7 @@ def js_divergence_matrix(P: ArrayLike, Q: ArrayLike, chunk_size: int | None = No
     Q : array-like of shape (m, K)
         Rows are probability vectors.
     chunk_size : int, optional
-        Rows per chunk; chosen from the memory budget when ``None``.
+        Rows per chunk (bounds the temporaries to ``chunk_size x m``); all rows at once when ``None``.
 
     Returns
     -------
@@ -132,15 +133,17 @@ def js_divergence_matrix(P: ArrayLike, Q: ArrayLike, chunk_size: int | None = No
     m = Qt.shape[0]
     if chunk_size is not None and (isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1):
         raise ValueError(f"`chunk_size` must be a positive int or None, got {chunk_size!r}")
-    if chunk_size is None:
-        chunk_size = max(1, (1 << 24) // max(1, m * K))
+    chunk_size = n if chunk_size is None else chunk_size
     # 0 log 0 = 0 handled by xlogy.
     hp = th.xlogy(Pt, Pt).sum(1)
     hq = th.xlogy(Qt, Qt).sum(1)
     out = th.empty((n, m), dtype=Pt.dtype, device=Pt.device)
-    for i in range(0, n, chunk_size):
-        mid = 0.5 * (Pt[i : i + chunk_size, None, :] + Qt[None, :, :])
-        out[i : i + chunk_size] = 0.5 * (hp[i : i + chunk_size, None] + hq[None, :]) - th.xlogy(mid, mid).sum(2)
+    for i in range(0, n, max(chunk_size, 1)):
+        block = out[i : i + chunk_size]
+        block.copy_(0.5 * (hp[i : i + chunk_size, None] + hq[None, :]))
+        for k in range(K):
+            mid = 0.5 * (Pt[i : i + chunk_size, k, None] + Qt[None, :, k])
+            block.sub_(th.xlogy(mid, mid))
     out.clamp_(0.0, math.log(2.0))
     return to_output(out, True, out.dtype) if (is_numpy(P) and is_numpy(Q)) else out
 
@@ -190,6 +193,12 @@ class KeypointRelationCost(CostFn):
             )
         self.keypoints_x, self.keypoints_y = kx, ky
         self.rho = float(rho)
+        for name, c in (("source_cost", source_cost), ("target_cost", target_cost)):
+            if c is not None and c.normalize is not None:
+                raise ValueError(
+                    f"`{name}` has normalize={c.normalize!r}, which the relation vectors would ignore: they divide "
+                    "by the largest keypoint-to-keypoint cost; pass the cost without `normalize`"
+                )
         self.source_cost = source_cost or SqEuclidean()
         self.target_cost = target_cost or SqEuclidean()
         self._scale_x = self._keypoint_scale(self.source_cost, kx)

@@ -108,3 +108,20 @@ def test_mask_with_relation_cost_changes_the_regular_coupling(rng, weight):
     regular, unmasked, kp_block, kp_mass = _masked_with_relation(rng, weight=weight)
     assert np.abs(regular - unmasked).sum() > 0.05  # keypoints reach the other pairs through g
     np.testing.assert_allclose(kp_block, kp_mass * np.eye(len(kp_block)), atol=1e-12)
+
+
+def test_relation_cost_rejects_normalized_within_space_costs():
+    k = np.zeros((3, 2))
+    k[:, 0] = [0.0, 1.0, 2.0]
+    with pytest.raises(ValueError, match="source_cost"):
+        no.KeypointRelationCost(k, k, source_cost=no.SqEuclidean(normalize="max"))
+    no.KeypointRelationCost(k, k, source_cost=no.Euclidean())  # un-normalised costs are fine
+
+
+def test_js_matrix_is_independent_of_chunking():
+    rng = np.random.default_rng(0)
+    P = rng.dirichlet(np.ones(6), size=17)
+    Q = rng.dirichlet(np.ones(6), size=11)
+    full = no.js_divergence_matrix(P, Q)
+    for chunk in (1, 4, 17, 100):
+        np.testing.assert_allclose(no.js_divergence_matrix(P, Q, chunk_size=chunk), full, atol=1e-14)
