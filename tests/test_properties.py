@@ -4,7 +4,7 @@ import warnings
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 import neural_ot as no
@@ -30,7 +30,7 @@ def test_marginals_and_positivity(problem, reg_type):
     assert np.all(res.plan >= 0)
     np.testing.assert_allclose(res.plan.sum(1), a, atol=1e-9)
     np.testing.assert_allclose(res.plan.sum(0), b, atol=1e-9)
-    assert res.duality_gap == np.float64(res.duality_gap)
+    assert np.isfinite(res.duality_gap) and np.isfinite(res.value)
     assert abs(res.duality_gap) <= 1e-8 * max(1.0, abs(res.value))
 
 
@@ -42,7 +42,7 @@ def test_transpose_symmetry(problem):
     res = no.solve_discrete(a, b, M, eps)
     res_t = no.solve_discrete(b, a, M.T, eps)
     np.testing.assert_allclose(res_t.plan, res.plan.T, atol=1e-9)
-    assert res_t.value == np.float64(res_t.value)
+    assert res_t.value == pytest.approx(res.value, rel=1e-9, abs=1e-12)  # the same problem, transposed
     np.testing.assert_allclose(res_t.value, res.value, rtol=1e-8, atol=1e-12)
 
 
@@ -65,6 +65,7 @@ def test_scaling_cost_and_eps_together(problem, s, reg_type):
 )
 def test_converged_means_marginal_errors_within_tol(mismatch, tol, seed):
     """The OTResult contract: converged <=> max(marginal_errors) <= tol, whatever the weights' mass mismatch."""
+    assume(abs(mismatch - tol) > 1e-3 * tol)  # at the boundary itself, float rounding decides
     rng = np.random.default_rng(seed)
     n, m = 7, 5
     a, b = rng.uniform(0.5, 1.5, n), rng.uniform(0.5, 1.5, m)

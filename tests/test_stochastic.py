@@ -81,7 +81,11 @@ def test_masked_tabular_converges_and_keeps_keypoints(rng):
     res = solver.fit(x, y, pairs=pairs)
     plan = _plan_from(res, x, y, cost, mask=mask)
     assert np.abs(plan - exact.plan).sum() < TOL_TABULAR
-    assert np.all(plan[mask == 0] == 0)
+    # The mask matters: the unmasked optimum is far from this plan, and the keypoints carry their mass.
+    unmasked = no.solve_discrete(None, None, cost(x, y), EPS)
+    assert np.abs(unmasked.plan - exact.plan).sum() > 5 * TOL_TABULAR
+    for i, j in pairs:
+        assert plan[i, j] == pytest.approx(1 / 30, rel=0.05)
 
 
 def test_entropic_tabular_converges(rng):
@@ -149,7 +153,8 @@ def test_warm_start_continues_and_reset_restarts(rng):
     first = solver.fit(x, y)
     u_before = first.u.values.detach().clone()
     solver.fit(x, y, max_steps=10)
-    assert th.allclose(solver.u.values, u_before, atol=1.0) and not th.equal(solver.u.values, u_before)
+    # 10 more Adam steps of size <= lr move each value by at most about 10 lr (warm start), not a re-initialisation
+    assert float((solver.u.values - u_before).abs().max()) <= 12 * 1e-2 and not th.equal(solver.u.values, u_before)
     solver.fit(x, y, max_steps=1, warm_start=False)
     assert solver.u.values.abs().max() < u_before.abs().max()
     assert solver.total_steps == 511
