@@ -19,6 +19,7 @@ import argparse
 import csv
 import json
 import os
+import shutil
 import time
 
 import gymnasium as gym
@@ -115,6 +116,14 @@ def report(args: argparse.Namespace) -> None:
                 curves.setdefault(algo, []).append(np.loadtxt(path, delimiter=",", skiprows=1, ndmin=2))
     if not curves:
         raise SystemExit(f"no finished runs for {args.env} in {args.out}")
+    if args.copy_to:  # the small result files, for committing beside the docs (checkpoints stay behind)
+        for name in sorted(os.listdir(args.out)):
+            src = os.path.join(args.out, name)
+            if name.startswith(f"{args.env}-") and os.path.exists(os.path.join(src, "curve.csv")):
+                os.makedirs(os.path.join(args.copy_to, name), exist_ok=True)
+                for fname in ("curve.csv", "summary.json"):
+                    if os.path.exists(os.path.join(src, fname)):
+                        shutil.copy(os.path.join(src, fname), os.path.join(args.copy_to, name, fname))
     lines = [
         ".. list-table::",
         "   :header-rows: 1",
@@ -178,6 +187,7 @@ def main() -> None:
     p_rep.add_argument("--threshold", type=float, default=-300.0)
     p_rep.add_argument("--table", default="docs/from_scratch_table.inc")
     p_rep.add_argument("--plot", default="docs/_static/from_scratch.png")
+    p_rep.add_argument("--copy-to", default=None, help="also copy each finished run's curve.csv and summary.json here")
     for p in (p_run, p_rep):
         p.add_argument("--env", default="Pendulum-v1")
         p.add_argument("--out", default="outputs/from_scratch")
