@@ -24,7 +24,9 @@ def _plan_from(result, x, y, cost, mask=None):
     return no.plan(u.double().numpy(), v.double().numpy(), M, EPS, mask=mask)
 
 
-def test_tabular_converges_to_exact(rng):
+@pytest.mark.parametrize("method,lr,steps", [("gradient", 1e-2, 3000), ("exact", 5e-2, 1500)])
+def test_tabular_converges_to_exact(rng, method, lr, steps):
+    """Gradient ascent, or regression onto exact minibatch potentials, recovers the exact plan."""
     x, y, cost, _ = _problem(rng)
     exact = no.solve_discrete(None, None, cost(x, y), EPS)
     solver = no.L2Dual(
@@ -32,11 +34,12 @@ def test_tabular_converges_to_exact(rng):
         cost=cost,
         potentials="tabular",
         batch_size=30,
-        learning_rate=1e-2,
+        learning_rate=lr,
         lr_schedule="cosine",
-        max_steps=3000,
+        max_steps=steps,
         seed=0,
         dtype=th.float64,
+        method=method,
     )
     res = solver.fit(x, y)
     assert np.abs(_plan_from(res, x, y, cost) - exact.plan).sum() < TOL_TABULAR
@@ -228,25 +231,6 @@ def test_exact_minibatch_targets_match_solve_discrete(rng, keypoints):
     assert float(batch.wx @ u_star) == pytest.approx(float(batch.wy @ v_star), abs=1e-9)  # the balanced shift
     if keypoints:  # each keypoint carries its mass to its own partner only
         np.testing.assert_allclose(np.diag(ours[:3, :3]), batch.wx[:3].numpy(), rtol=1e-6)
-
-
-def test_exact_method_recovers_the_exact_potentials(rng):
-    x, y, cost, _ = _problem(rng, 30, 30)
-    exact = no.solve_discrete(None, None, cost(x, y), EPS)
-    solver = no.L2Dual(
-        EPS,
-        cost=cost,
-        potentials="tabular",
-        batch_size=30,
-        learning_rate=0.05,
-        lr_schedule="cosine",
-        max_steps=1500,
-        seed=0,
-        method="exact",
-        dtype=th.float64,
-    )
-    result = solver.fit(x, y)
-    assert np.abs(_plan_from(result, x, y, cost) - exact.plan).sum() < TOL_TABULAR
 
 
 def test_unknown_method_is_rejected():
