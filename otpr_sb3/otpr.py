@@ -151,6 +151,8 @@ class OTPR(OffPolicyAlgorithm):
             raise ValueError(f"`reg` must be positive, got {reg}")
         if not 0.0 <= relation_weight <= 1.0:
             raise ValueError(f"`relation_weight` must be in [0, 1], got {relation_weight}")
+        if dual_method not in ("exact", "gradient"):
+            raise ValueError(f"`dual_method` must be 'exact' or 'gradient', got {dual_method!r}")
         if actor_loss not in ("normalized", "mean"):
             raise ValueError(f"`actor_loss` must be 'normalized' or 'mean', got {actor_loss!r}")
         if not 0.0 < actor_ema < 1.0:

@@ -340,6 +340,8 @@ def test_mask_and_relation_cost_share_one_keypoint_set():
 def test_actor_loss_choice():
     with pytest.raises(ValueError, match="actor_loss"):
         OTPR("MlpPolicy", IdentityEnvBox(), actor_loss="sum", **FAST)
+    with pytest.raises(ValueError, match="dual_method"):
+        OTPR("MlpPolicy", IdentityEnvBox(), dual_method="newton", **FAST)
     model = OTPR("MlpPolicy", IdentityEnvBox(ep_length=20), actor_loss="mean", seed=0, **FAST)
     model.learn(40)
     assert model._n_updates > 0
