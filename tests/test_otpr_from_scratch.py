@@ -375,3 +375,14 @@ def test_the_papers_q_cost_depends_on_the_reward_offset():
     with th.no_grad():
         policy.cost_scale.mul_(100.0)  # what a large reward offset does to mean |Q|
     assert float(policy.dual_cost.matrix(obs, act).std()) < 0.05 * spread_before
+
+
+@pytest.mark.parametrize("pretrained", [False, True])
+def test_exact_dual_method_runs_in_the_loop(pretrained):
+    model = OTPR("MlpPolicy", IdentityEnvBox(ep_length=20), dual_method="exact", seed=0, **dict(FAST, dual_eval_freq=5))
+    if pretrained:
+        model.pretrain(identity_demos(), n_steps=5)  # masked problems with keypoints
+    model.set_logger(_RecordingLogger())
+    model.learn(40)
+    assert model.dual_updates > 0 and model.dual_solver.method == "exact"
+    assert all(np.isfinite(v) for v in model.logger.values("train/dual_objective"))
