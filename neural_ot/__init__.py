@@ -17,7 +17,7 @@ from neural_ot.keypoints import (
 from neural_ot.potentials import MLPPotential, TabularPotential
 from neural_ot.regularizers import Entropic, Regularizer, SquaredL2, get_regularizer
 from neural_ot.results import OTResult
-from neural_ot.stochastic import DualResult, EntropicDual, L2Dual, MaskedL2Dual, StochasticDual
+from neural_ot.stochastic import DualResult, EntropicDual, L2Dual, MaskedL2Dual, Minibatch, StochasticDual
 
 __version__ = "0.1.0"
 
@@ -26,6 +26,7 @@ __all__ = [
     "CallableCost",
     "Compatibility",
     "DualResult",
+    "Minibatch",
     "EntropicDual",
     "L2Dual",
     "MLPPotential",

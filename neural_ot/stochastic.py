@@ -97,7 +97,21 @@ class DualResult:
 
 
 @dataclass
-class _Batch:
+class Minibatch:
+    """One minibatch of a stochastic dual problem (keypoints first, when there are any).
+
+    Attributes
+    ----------
+    x_idx, y_idx : torch.Tensor or None
+        Indices into finite point sets (``None`` for sampled data).
+    x, y : torch.Tensor
+        The points.
+    wx, wy : torch.Tensor
+        Their weights (each sums to 1: keypoints carry their share, the other points the rest).
+    mask : torch.Tensor or None
+        The keypoint mask of this minibatch (``None`` without keypoints).
+    """
+
     x_idx: th.Tensor | None
     x: th.Tensor
     y_idx: th.Tensor | None
@@ -348,13 +362,13 @@ class StochasticDual:
         w = th.full((K,), keypoint_mass / K, dtype=th.float64)
         return _Measure(xs, None, kx, w), _Measure(ys, None, ky, w)
 
-    def _draw(self, mx: _Measure, my: _Measure, batch_size: int) -> _Batch:
-        gen = self._generator
+    def _draw(self, mx: _Measure, my: _Measure, batch_size: int, generator: th.Generator | None = None) -> Minibatch:
+        gen = self._generator if generator is None else generator
         xi, x, wx = mx.draw(batch_size, gen, self.device, self.dtype)
         yi, y, wy = my.draw(batch_size, gen, self.device, self.dtype)
         K = mx.n_keypoints
         mask = _keypoint_block_mask(K, batch_size, batch_size, self.device, self.dtype) if K else None
-        return _Batch(xi, x, yi, y, wx, wy, mask)
+        return Minibatch(xi, x, yi, y, wx, wy, mask)
 
     # ---- potentials -------------------------------------------------------------------------------------
 
@@ -384,7 +398,7 @@ class StochasticDual:
             return pot(idx)
         return pot(pts)
 
-    def _objective(self, u: nn.Module, v: nn.Module, batch: _Batch, reg: Regularizer) -> th.Tensor:
+    def _objective(self, u: nn.Module, v: nn.Module, batch: Minibatch, reg: Regularizer) -> th.Tensor:
         uu, vv = self._values(u, batch.x_idx, batch.x), self._values(v, batch.y_idx, batch.y)
         C = self.cost.matrix(batch.x, batch.y)
         pen = reg.conjugate(uu[:, None] + vv[None, :] - C)
@@ -392,7 +406,7 @@ class StochasticDual:
             pen = pen * batch.mask
         return batch.wx @ uu + batch.wy @ vv - batch.wx @ pen @ batch.wy
 
-    def exact_targets(self, batch: _Batch, reg: Regularizer) -> tuple[th.Tensor, th.Tensor, th.Tensor]:
+    def exact_targets(self, batch: Minibatch, reg: Regularizer) -> tuple[th.Tensor, th.Tensor, th.Tensor]:
         """Exact minibatch potentials ``(u*, v*)`` (balanced shift) and the cost matrix of ``batch``."""
         with th.no_grad():
             C = self.cost.matrix(batch.x, batch.y)
@@ -404,7 +418,7 @@ class StochasticDual:
             shift = 0.5 * (batch.wx.double() @ u_star - batch.wy.double() @ v_star)
             return (u_star - shift).to(C.dtype), (v_star + shift).to(C.dtype), C
 
-    def _regression_loss(self, batch: _Batch, reg: Regularizer) -> tuple[th.Tensor, th.Tensor]:
+    def _regression_loss(self, batch: Minibatch, reg: Regularizer) -> tuple[th.Tensor, th.Tensor]:
         assert self.u is not None and self.v is not None
         u_star, v_star, C = self.exact_targets(batch, reg)
         uu, vv = self._values(self.u, batch.x_idx, batch.x), self._values(self.v, batch.y_idx, batch.y)
@@ -510,6 +524,20 @@ class StochasticDual:
         self._update_ema()
         self.total_steps += 1
         return obj.detach()
+
+    def sample_batch(self, batch_size: int, generator: th.Generator | None = None) -> Minibatch:
+        """Draw a minibatch of the problem fixed by :meth:`setup` (or the last :meth:`fit`), as training does.
+
+        Parameters
+        ----------
+        batch_size : int
+            Points drawn from each measure (keypoints come on top).
+        generator : torch.Generator, optional
+            Defaults to the solver's own (training) generator; pass another one to leave training unchanged.
+        """
+        if self._problem is None:
+            raise RuntimeError("call `setup` (or `fit`) before `sample_batch`")
+        return self._draw(*self._problem, check_positive_int(batch_size, "batch_size"), generator)
 
     def evaluate(self, reg: Regularizer | None = None) -> float:
         """Monte-Carlo estimate of the relative marginal error of the current potentials.

@@ -10,6 +10,7 @@ With keypoints and a positive relation weight the cost is mixed with the keypoin
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import torch as th
@@ -46,6 +47,15 @@ class CriticCost(CostFn):
             self._relation_key = key
         return self._relation
 
+    def _mix(self, value: th.Tensor, relation: Callable[[KeypointRelationCost], th.Tensor]) -> th.Tensor:
+        """``-value / cost_scale``, mixed with the relation cost when it is in use."""
+        p = self.policy
+        cost = -value / p.cost_scale
+        if p.uses_relation_cost:
+            w = p.relation_weight
+            cost = (1.0 - w) * cost + w * relation(self._relation_cost())
+        return cost
+
     @th.no_grad()
     def pairwise(self, x: th.Tensor, y: th.Tensor) -> th.Tensor:
         """Cost matrix ``(n, m)``: the critics on all pairs, ``V`` on the ``n`` states only."""
@@ -54,11 +64,7 @@ class CriticCost(CostFn):
         q = p.critic.min(x.repeat_interleave(m, dim=0), y.repeat(n, 1)).reshape(n, m)
         if p.cost == "advantage":
             q = q - p.value(x)[:, None]
-        cost = -q / p.cost_scale
-        if p.uses_relation_cost:
-            w = p.relation_weight
-            cost = (1.0 - w) * cost + w * self._relation_cost().pairwise(x, y)
-        return cost
+        return self._mix(q, lambda g: g.pairwise(x, y))
 
     @th.no_grad()
     def paired(self, x: th.Tensor, y: th.Tensor) -> th.Tensor:
@@ -67,8 +73,4 @@ class CriticCost(CostFn):
         q = p.critic.min(x, y)
         if p.cost == "advantage":
             q = q - p.value(x)
-        cost = -q / p.cost_scale
-        if p.uses_relation_cost:
-            w = p.relation_weight
-            cost = (1.0 - w) * cost + w * self._relation_cost().paired(x, y)
-        return cost
+        return self._mix(q, lambda g: g.paired(x, y))

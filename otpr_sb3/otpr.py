@@ -21,7 +21,7 @@ from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedul
 from stable_baselines3.common.utils import FloatSchedule, polyak_update
 from tqdm.auto import tqdm
 
-from neural_ot import L2Dual, dual_objective, solve_discrete
+from neural_ot import L2Dual, dual_objective, plan, solve_discrete
 from otpr_sb3.demonstrations import Demonstrations
 from otpr_sb3.policies import MultiInputPolicy, OTPRPolicy
 
@@ -406,7 +406,8 @@ class OTPR(OffPolicyAlgorithm):
 
         return sample
 
-    def _dual_update(self) -> dict[str, float]:
+    def _setup_dual(self) -> None:
+        """Fix the dual's problem (replay samplers, and the keypoints under the mask) when it changed."""
         policy = self.policy
         kwargs: dict[str, Any] = {}
         if self.use_mask and len(policy.keypoint_obs) == 0 and not self._told_unmasked:
@@ -427,6 +428,10 @@ class OTPR(OffPolicyAlgorithm):
                 kwargs = dict(keypoints=keypoints, keypoint_mass=K / (K + self.dual_batch_size))
             self.dual_solver.setup(self._replay_sampler("obs"), self._replay_sampler("actions"), **kwargs)
             self._dual_setup_key = setup_key
+
+    def _dual_update(self) -> dict[str, float]:
+        policy = self.policy
+        self._setup_dual()
         objective = th.zeros(())
         for _ in range(self.dual_steps):
             objective = self.dual_solver.step()
@@ -464,29 +469,14 @@ class OTPR(OffPolicyAlgorithm):
         """
         assert self.replay_buffer is not None
         policy = self.policy
-        n = int(batch_size or self.dual_eval_batch_size)
-        gen = self._eval_generator
-        x, y = self._replay_sampler("obs")(n, gen), self._replay_sampler("actions")(n, gen)
-        wx = th.full((n,), 1.0 / n, device=self.device)
-        wy = wx.clone()
-        mask = None
-        if self.use_mask and len(policy.keypoint_obs) > 0:
-            K = len(policy.keypoint_obs)
-            x, y = th.cat([policy.keypoint_obs, x]), th.cat([policy.keypoint_actions, y])
-            km = K / (K + self.dual_batch_size)
-            wx = th.cat([th.full((K,), km / K, device=self.device), (1.0 - km) * wx])
-            wy = wx.clone()
-            mask = th.ones(K + n, K + n, device=self.device)
-            mask[:K, :] = 0
-            mask[:, :K] = 0
-            mask[:K, :K] = th.eye(K, device=self.device)
-        C = policy.dual_cost.matrix(x, y)
-        u, v = policy.u(x), policy.v(y)
+        self._setup_dual()
+        # The training problem's own minibatch (keypoints and mask included), from the evaluation stream.
+        batch = self.dual_solver.sample_batch(int(batch_size or self.dual_eval_batch_size), self._eval_generator)
+        wx, wy, mask = batch.wx, batch.wy, batch.mask
+        C = policy.dual_cost.matrix(batch.x, batch.y)
+        u, v = policy.u(batch.x), policy.v(batch.y)
         reg = float(policy.reg)
-        H = th.relu(u[:, None] + v[None, :] - C) / (2.0 * reg)
-        if mask is not None:
-            H = H * mask
-        T = wx[:, None] * H * wy[None, :]
+        T = plan(u, v, C, reg, wx, wy, mask=mask)
         marginal_error = max(float((T.sum(1) - wx).abs().sum()), float((T.sum(0) - wy).abs().sum()))
         value = float(dual_objective(u, v, C, reg, wx, wy, mask))
         exact = solve_discrete(
@@ -501,7 +491,7 @@ class OTPR(OffPolicyAlgorithm):
         return {
             "marginal_error": marginal_error,
             "dual_gap": (best - value) / max(abs(best), 1e-12),
-            "h_nonzero_frac_heldout": float((H > 0).float().mean()),
+            "h_nonzero_frac_heldout": float((T > 0).float().mean()),  # weights are positive: T > 0 iff H > 0
         }
 
     def train(self, gradient_steps: int, batch_size: int = 64) -> None:

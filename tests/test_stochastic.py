@@ -256,3 +256,17 @@ def test_setup_and_step_equal_fit(rng):
     for p, q in zip([*fitted.u.parameters(), *fitted.v.parameters()], [*stepped.u.parameters(), *stepped.v.parameters()]):
         th.testing.assert_close(p, q, rtol=0, atol=0)
     assert np.isfinite(stepped.evaluate())
+
+
+def test_sample_batch_with_its_own_generator_leaves_training_unchanged(rng):
+    x, y, cost, _ = _problem(rng, 40, 40)
+    solver = no.L2Dual(EPS, cost=cost, batch_size=8, seed=0, dtype=th.float64)
+    with pytest.raises(RuntimeError, match="setup"):
+        solver.sample_batch(4)
+    solver.setup(x, y, keypoints=(x[:2], y[:2]), keypoint_mass=0.2)
+    state = solver._generator.get_state()
+    batch = solver.sample_batch(6, th.Generator().manual_seed(1))
+    assert th.equal(solver._generator.get_state(), state)
+    assert batch.x.shape == (8, 2) and batch.mask.shape == (8, 8)  # keypoints first, under the mask
+    th.testing.assert_close(batch.wx.sum(), th.tensor(1.0, dtype=th.float64))
+    th.testing.assert_close(batch.wx[:2].sum(), th.tensor(0.2, dtype=th.float64))
