@@ -88,7 +88,7 @@ def check_masked_feasibility(a: th.Tensor, b: th.Tensor, mask: th.Tensor, rtol: 
     col_single = mask.sum(0) == 1
     rows = th.nonzero(row_single).flatten()
     cols = mask[rows].argmax(1) if rows.numel() else rows
-    exclusive = col_single[cols] if rows.numel() else row_single[rows]
+    exclusive = col_single[cols]
     rows, cols = rows[exclusive], cols[exclusive]
     diff = (a[rows] - b[cols]).abs()
     # Each exclusive pair's mismatch stays in the marginal error, relative to the total mass.

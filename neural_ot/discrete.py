@@ -270,11 +270,17 @@ class _HessianOperator:
         self.n, self.m = curv.n, curv.m
         self.delta = delta
         self.free = th.cat([free_u, free_v]).to(curv.d1.dtype)
-        self.csr: sp.csr_matrix | None = None
-        if not curv.dense and curv.w.device.type == "cpu":
+        self._csr: sp.csr_matrix | None = None
+
+    @property
+    def csr(self) -> sp.csr_matrix | None:
+        """The sparse curvature as CSR (CPU, sparse case), built at the first product: direct solves never need it."""
+        c = self.c
+        if self._csr is None and not c.dense and c.w.device.type == "cpu":
             # Pairs come row-major from nonzero(), so the CSR row pointer is a cumulative count (no sort).
-            indptr = np.concatenate([[0], np.cumsum(np.bincount(curv.rows.numpy(), minlength=self.n))])
-            self.csr = sp.csr_matrix((curv.w.numpy(), curv.cols.numpy(), indptr), shape=(self.n, self.m))
+            indptr = np.concatenate([[0], np.cumsum(np.bincount(c.rows.numpy(), minlength=self.n))])
+            self._csr = sp.csr_matrix((c.w.numpy(), c.cols.numpy(), indptr), shape=(self.n, self.m))
+        return self._csr
 
     @property
     def diagonal(self) -> th.Tensor:
@@ -286,9 +292,9 @@ class _HessianOperator:
         xu, xv = x[: self.n], x[self.n :]
         if c.dense:
             ou, ov = c.W @ xv, c.W.T @ xu
-        elif self.csr is not None:
-            ou = th.from_numpy(self.csr @ xv.numpy())
-            ov = th.from_numpy(self.csr.T @ xu.numpy())
+        elif (csr := self.csr) is not None:
+            ou = th.from_numpy(csr @ xv.numpy())
+            ov = th.from_numpy(csr.T @ xu.numpy())
         else:
             ou = th.zeros_like(xu).index_add_(0, c.rows, c.w * xv[c.cols])
             ov = th.zeros_like(xv).index_add_(0, c.cols, c.w * xu[c.rows])
