@@ -48,25 +48,36 @@ def evaluate(model, env_id: str, episodes: int, seed: int = 10_000) -> tuple[flo
     return float(np.mean(returns)), float(np.std(returns))
 
 
-# OTPR's defaults suit fine-tuning a pretrained actor (small, delayed actor steps). From scratch the actor
-# must learn everything online: it is updated at every step with SAC's learning rate, the potentials too,
-# and collection draws L = 16 candidates (selection is OTPR's policy-improvement step). See docs/from_scratch.rst.
-FROM_SCRATCH: dict = dict(policy_delay=1, dual_freq=1, policy_kwargs=dict(actor_learning_rate=3e-4, n_candidates=16))
+# OTPR's defaults suit fine-tuning a pretrained actor (small, delayed actor steps on H-weighted replay pairs).
+# From scratch the actor must learn everything online; each named setting below is one row of the docs table.
+CONFIGS: dict[str, dict] = {
+    # The actor fits the intended policy (L candidates and the replay action, resampled by H; paper Sec. 4.4).
+    "scratch": dict(
+        actor_targets="candidates",
+        candidate_batch_size=64,
+        policy_kwargs=dict(actor_learning_rate=3e-4, n_candidates=16),
+    ),
+    # The previous from-scratch setting: H-weighted replay pairs, actor and dual updated at every step.
+    "replay": dict(policy_delay=1, dual_freq=1, policy_kwargs=dict(actor_learning_rate=3e-4, n_candidates=16)),
+    "defaults": {},
+}
+FROM_SCRATCH = CONFIGS["scratch"]
+# Run directories: <env>-<label>-s<seed>; the first "scratch" runs were made with what is now "replay".
+LABELS = {"scratch": "otpr_candidates", "replay": "otpr", "defaults": "otpr_defaults"}
 
 
 def make_model(algo: str, env_id: str, seed: int, config: str = "scratch"):
-    """SAC with SB3's defaults; OTPR with ``FROM_SCRATCH`` (``config="scratch"``) or its library defaults."""
+    """SAC with SB3's defaults; OTPR with one of ``CONFIGS``."""
     env = gym.make(env_id)
     if algo == "sac":
         return SAC("MlpPolicy", env, seed=seed, device="auto")
-    kwargs = FROM_SCRATCH if config == "scratch" else {}
-    return OTPR("MlpPolicy", env, seed=seed, device="auto", **kwargs)
+    return OTPR("MlpPolicy", env, seed=seed, device="auto", **CONFIGS[config])
 
 
 def run(args: argparse.Namespace) -> None:
     """Train one (algo, seed), resuming from its last checkpoint if there is one."""
     th.set_num_threads(args.threads)
-    name = args.algo if args.algo == "sac" or args.config == "scratch" else f"{args.algo}_{args.config}"
+    name = "sac" if args.algo == "sac" else LABELS[args.config]
     out = os.path.join(args.out, f"{args.env}-{name}-s{args.seed}")
     os.makedirs(out, exist_ok=True)
     curve_path, ckpt = os.path.join(out, "curve.csv"), os.path.join(out, "last.zip")
@@ -109,7 +120,7 @@ def report(args: argparse.Namespace) -> None:
     import matplotlib.pyplot as plt
 
     curves: dict[str, list[np.ndarray]] = {}
-    for algo in ("otpr", "otpr_defaults", "sac"):
+    for algo in (*LABELS.values(), "sac"):
         for name in sorted(os.listdir(args.out)):
             path = os.path.join(args.out, name, "curve.csv")
             if name.startswith(f"{args.env}-{algo}-s") and os.path.exists(os.path.join(args.out, name, "summary.json")):
@@ -177,7 +188,7 @@ def main() -> None:
     p_run = sub.add_parser("run", help="train and evaluate one (algo, seed); resumes from its last checkpoint")
     p_run.add_argument("--algo", choices=["otpr", "sac"], default="otpr")
     p_run.add_argument("--seed", type=int, default=0)
-    p_run.add_argument("--config", choices=["scratch", "defaults"], default="scratch", help="OTPR hyperparameters")
+    p_run.add_argument("--config", choices=sorted(CONFIGS), default="scratch", help="OTPR hyperparameters")
     p_run.add_argument("--timesteps", type=int, default=20_000)
     p_run.add_argument("--eval-freq", type=int, default=1_000)
     p_run.add_argument("--eval-episodes", type=int, default=10)

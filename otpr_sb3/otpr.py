@@ -53,6 +53,16 @@ class OTPR(OffPolicyAlgorithm):
         Batch of the H-weighted score-matching update.
     actor_ema : float
         EMA rate of the acting copy of the actor.
+    actor_targets : {"replay", "candidates"}
+        What the actor's score matching fits. ``"replay"``: replay pairs ``(s, a)`` weighted by ``H(s, a)``
+        (Eq. 10 estimated on replay minibatches). ``"candidates"``: the paper's remedy in Sec. 4.4 for
+        minibatches where few replay pairs carry weight: for ``candidate_batch_size`` replay states, one action
+        drawn from the L candidates of the acting actor and the replay action, with probabilities ``H / sum H``
+        (the intended policy), fitted unweighted. It moves the actor towards the improved policy it collects
+        with instead of towards old replay actions, and is the setting that learns from scratch (see
+        docs/from_scratch.rst); it costs ``candidate_batch_size * L`` DDIM samples per actor update.
+    candidate_batch_size : int
+        States per actor update with ``actor_targets="candidates"``.
     actor_loss : {"normalized", "mean"}
         Weighted score matching divided by the sum of the weights (each batch makes a full step), or the
         plain mean of ``w * err`` (Eq. 10's estimate: with H of a solved dual the weights average 1, and a
@@ -114,6 +124,8 @@ class OTPR(OffPolicyAlgorithm):
         actor_batch_size: int = 256,
         actor_ema: float = 0.995,
         actor_loss: str = "normalized",
+        actor_targets: str = "replay",
+        candidate_batch_size: int = 64,
         reg: float = 0.05,
         dual_learning_rate: float = 1e-3,
         dual_batch_size: int = 48,
@@ -144,6 +156,7 @@ class OTPR(OffPolicyAlgorithm):
             ("dual_steps", dual_steps),
             ("n_keypoints", n_keypoints),
             ("dual_eval_batch_size", dual_eval_batch_size),
+            ("candidate_batch_size", candidate_batch_size),
         ):
             if int(value) < 1:
                 raise ValueError(f"`{name}` must be >= 1, got {value}")
@@ -155,6 +168,8 @@ class OTPR(OffPolicyAlgorithm):
             raise ValueError(f"`dual_method` must be 'exact' or 'gradient', got {dual_method!r}")
         if actor_loss not in ("normalized", "mean"):
             raise ValueError(f"`actor_loss` must be 'normalized' or 'mean', got {actor_loss!r}")
+        if actor_targets not in ("replay", "candidates"):
+            raise ValueError(f"`actor_targets` must be 'replay' or 'candidates', got {actor_targets!r}")
         if not 0.0 < actor_ema < 1.0:
             raise ValueError(f"`actor_ema` must be in (0, 1), got {actor_ema}")
         action_space = getattr(env, "action_space", None)
@@ -185,6 +200,7 @@ class OTPR(OffPolicyAlgorithm):
             sde_support=False,
         )
         self.actor_batch_size, self.actor_ema, self.actor_loss = actor_batch_size, actor_ema, actor_loss
+        self.actor_targets, self.candidate_batch_size = actor_targets, int(candidate_batch_size)
         self.reg, self.dual_learning_rate = reg, dual_learning_rate
         self.dual_batch_size, self.dual_steps, self.dual_start = dual_batch_size, dual_steps, dual_start
         self.dual_freq, self.policy_delay, self.dual_method = dual_freq, policy_delay, dual_method
@@ -547,6 +563,8 @@ class OTPR(OffPolicyAlgorithm):
             self.logger.record(f"train/{name}", lr)
 
     def _actor_update(self) -> dict[str, float]:
+        if self.actor_targets == "candidates":
+            return self._actor_update_candidates()
         policy = self.policy
         assert self.replay_buffer is not None
         data = self.replay_buffer.sample(self.actor_batch_size, env=self._vec_normalize_env)
@@ -555,8 +573,7 @@ class OTPR(OffPolicyAlgorithm):
         normalize = self.actor_loss == "normalized"
         loss = policy.schedule.epsilon_loss(policy.actor, data.actions, obs, weights, normalize=normalize)
         if float(weights.sum()) > 0:
-            self._optimize(policy.actor.optimizer, loss)
-            polyak_update(policy.actor.parameters(), policy.actor_ema.parameters(), 1.0 - self.actor_ema)
+            self._step_actor(loss)
         p = weights / weights.sum().clamp_min(1e-12)
         entropy = float(-(th.xlogy(p, p)).sum())
         return {
@@ -564,6 +581,27 @@ class OTPR(OffPolicyAlgorithm):
             "h_nonzero_frac": float((weights > 0).float().mean()),
             "h_entropy": entropy,
         }
+
+    def _actor_update_candidates(self) -> dict[str, float]:
+        """Fit the intended policy: per replay state, one of L actor candidates and the replay action, drawn by weight."""
+        policy = self.policy
+        assert self.replay_buffer is not None
+        data = self.replay_buffer.sample(self.candidate_batch_size, env=self._vec_normalize_env)
+        obs = policy.prepare_obs(data.observations)
+        targets, out = policy.resample_candidates(obs, extra_actions=data.actions)
+        loss = policy.schedule.epsilon_loss(policy.actor, targets, obs)
+        self._step_actor(loss)
+        L = policy.n_candidates
+        return {
+            "actor_loss": float(loss.detach()),
+            "target_replay_frac": float((out.index == L).float().mean()),
+            "target_fallback_frac": float(out.fallback.float().mean()),
+            "h_nonzero_frac": float((out.density > 0).float().mean()),
+        }
+
+    def _step_actor(self, loss: th.Tensor) -> None:
+        self._optimize(self.policy.actor.optimizer, loss)
+        polyak_update(self.policy.actor.parameters(), self.policy.actor_ema.parameters(), 1.0 - self.actor_ema)
 
     # ---- SB3 hooks --------------------------------------------------------------------------------------
 

@@ -19,7 +19,7 @@ from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
 from stable_baselines3.common.utils import FloatSchedule
 
-from neural_ot import MLPPotential, resample_from_scores
+from neural_ot import MLPPotential, Resampled, resample_from_scores
 from otpr_sb3.critic_cost import COSTS, CriticCost
 from otpr_sb3.diffusion import VPSchedule
 from otpr_sb3.networks import ResidualMLPDenoiser, TwinQ, ValueNet
@@ -314,21 +314,51 @@ class OTPRPolicy(BasePolicy):
         return score, th.exp(score - score.max())
 
     @th.no_grad()
-    def select_action(self, obs_n: th.Tensor, generator: th.Generator | None = None) -> tuple[th.Tensor, dict[str, th.Tensor]]:
-        """Algorithm 1's collection step: L candidates by DDIM, weighted, one drawn per state."""
+    def resample_candidates(
+        self, obs_n: th.Tensor, extra_actions: th.Tensor | None = None, generator: th.Generator | None = None
+    ) -> tuple[th.Tensor, Resampled]:
+        """Draw one action per state from L DDIM candidates (and optionally one more given action), by weight.
+
+        This is the "intended policy" of the paper's Sec. 4.4: candidates from the actor, reweighted by the
+        guidance (:meth:`candidate_scores`) and resampled.
+
+        Parameters
+        ----------
+        obs_n : torch.Tensor of shape (n, obs_dim)
+            Standardised observations.
+        extra_actions : torch.Tensor of shape (n, act_dim), optional
+            One more candidate per state (the replay action, for the actor's targets), weighted like the others.
+        generator : torch.Generator, optional
+
+        Returns
+        -------
+        actions : torch.Tensor of shape (n, act_dim)
+        resampled : neural_ot.Resampled
+            Index of the chosen candidate (``L`` for ``extra_actions``), probabilities and fallback flags.
+        """
         n, L = obs_n.shape[0], self.n_candidates
         noise = th.randn(n * L, self.act_dim, device=obs_n.device, generator=generator)
-        obs_rep = obs_n.repeat_interleave(L, dim=0)
-        cand = self.sample_actions(obs_rep, noise)
-        if L == 1:
-            return cand, {}
-        z, w = self.candidate_scores(obs_rep, cand)
-        out = resample_from_scores(z.reshape(n, L), w.reshape(n, L), generator)
-        chosen = cand.reshape(n, L, self.act_dim)[th.arange(n, device=obs_n.device), out.index]
-        self.selection_counts["states"] += n
+        cand = self.sample_actions(obs_n.repeat_interleave(L, dim=0), noise).reshape(n, L, self.act_dim)
+        if extra_actions is not None:
+            if extra_actions.shape != (n, self.act_dim):
+                raise ValueError(f"`extra_actions` must have shape ({n}, {self.act_dim}), got {tuple(extra_actions.shape)}")
+            cand = th.cat([cand, extra_actions.to(cand.dtype).unsqueeze(1)], dim=1)
+        n_cand = cand.shape[1]
+        z, w = self.candidate_scores(obs_n.repeat_interleave(n_cand, dim=0), cand.reshape(n * n_cand, self.act_dim))
+        out = resample_from_scores(z.reshape(n, n_cand), w.reshape(n, n_cand), generator)
+        return cand[th.arange(n, device=obs_n.device), out.index], out
+
+    @th.no_grad()
+    def select_action(self, obs_n: th.Tensor, generator: th.Generator | None = None) -> tuple[th.Tensor, dict[str, th.Tensor]]:
+        """Algorithm 1's collection step: L candidates by DDIM, weighted, one drawn per state."""
+        if self.n_candidates == 1:
+            noise = th.randn(obs_n.shape[0], self.act_dim, device=obs_n.device, generator=generator)
+            return self.sample_actions(obs_n, noise), {}
+        chosen, out = self.resample_candidates(obs_n, generator=generator)
+        self.selection_counts["states"] += obs_n.shape[0]
         if self.guidance == "compatibility":
             # Before the dual is ready every state uses the expectile fallback; after, those where all H are 0.
-            self.selection_counts["fallback"] += n if not bool(self.dual_ready) else int(out.fallback.sum())
+            self.selection_counts["fallback"] += obs_n.shape[0] if not bool(self.dual_ready) else int(out.fallback.sum())
         return chosen, {"fallback": out.fallback, "probs": out.probs}
 
     def _predict(self, observation: PyTorchObs, deterministic: bool = False) -> th.Tensor:

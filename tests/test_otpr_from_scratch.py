@@ -244,9 +244,11 @@ def test_dual_generator_is_restored_on_load(tmp_path):
     th.testing.assert_close(a, b)
 
 
-def test_learns_from_scratch_on_a_tiny_task():
+@pytest.mark.parametrize("actor_targets", ["replay", "candidates"])
+def test_learns_from_scratch_on_a_tiny_task(actor_targets):
     """A contextual bandit (act = observation): an untrained actor hits it ~5% of the time; OTPR must learn it."""
     kwargs = dict(batch_size=64, actor_batch_size=64, dual_batch_size=32, dual_start=50, learning_starts=200, gamma=0.5)
+    kwargs.update(actor_targets=actor_targets, candidate_batch_size=32)
     env = IdentityEnvBox(ep_length=50, eps=0.1)
     model = OTPR("MlpPolicy", env, seed=0, policy_kwargs=dict(SMALL, actor_learning_rate=1e-3), **kwargs)
     obs = np.random.default_rng(1).uniform(-1, 1, (500, 1)).astype(np.float32)
@@ -335,6 +337,53 @@ def test_mask_and_relation_cost_share_one_keypoint_set():
         th.testing.assert_close(c["keypoints"][0], kx)
         th.testing.assert_close(c["keypoints"][1], ky)
     assert th.equal(policy.dual_cost._relation_cost().keypoints_x, kx)
+
+
+def test_candidate_targets_validation():
+    with pytest.raises(ValueError, match="actor_targets"):
+        OTPR("MlpPolicy", IdentityEnvBox(), actor_targets="policy", **FAST)
+    with pytest.raises(ValueError, match="candidate_batch_size"):
+        OTPR("MlpPolicy", IdentityEnvBox(), actor_targets="candidates", candidate_batch_size=0, **FAST)
+    model = OTPR("MlpPolicy", IdentityEnvBox(), **FAST)
+    with pytest.raises(ValueError, match="extra_actions"):
+        model.policy.resample_candidates(th.zeros(3, 1), extra_actions=th.zeros(2, 1))
+
+
+@pytest.mark.parametrize("extra_weight", [0.0, 1.0])
+def test_candidate_targets_draw_by_weight_among_candidates_and_the_replay_action(extra_weight, monkeypatch):
+    """The actor's targets are drawn from the L DDIM candidates plus the replay action, in proportion to the weights."""
+    model = OTPR("MlpPolicy", IdentityEnvBox(), seed=0, **dict(FAST, policy_kwargs=dict(SMALL, n_candidates=4)))
+    policy = model.policy
+    replay = th.full((50, 1), 7.0)  # outside [-1, 1]: no DDIM candidate can equal it
+
+    def scores(obs_n, actions):
+        is_replay = (actions == 7.0).all(1)
+        w = th.where(is_replay, extra_weight, 1.0 - extra_weight).float()
+        return w, w
+
+    monkeypatch.setattr(policy, "candidate_scores", scores)
+    chosen, out = policy.resample_candidates(th.randn(50, 1), extra_actions=replay)
+    assert out.probs.shape == (50, 5)
+    if extra_weight == 1.0:
+        assert bool((out.index == 4).all()) and th.equal(chosen, replay)
+    else:
+        assert bool((out.index < 4).all()) and bool((chosen.abs() <= 1).all())
+        th.testing.assert_close(out.probs, th.tensor([[0.25] * 4 + [0.0]]).expand(50, 5))
+
+
+def test_candidate_targets_train_reproducibly_and_log():
+    def run():
+        kwargs = dict(FAST, actor_targets="candidates", candidate_batch_size=8)
+        model = OTPR("MlpPolicy", IdentityEnvBox(ep_length=20), seed=3, **kwargs)
+        model.set_logger(_RecordingLogger())
+        model.learn(60, log_interval=1)
+        return model
+
+    m1, m2 = run(), run()
+    for (name, p), (_, q) in zip(m1.policy.state_dict().items(), m2.policy.state_dict().items()):
+        th.testing.assert_close(p, q, rtol=0, atol=0, msg=name)
+    shares = m1.logger.values("train/target_replay_frac")
+    assert shares and all(0.0 <= x <= 1.0 for x in shares)
 
 
 def test_actor_loss_choice():
