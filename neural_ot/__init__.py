@@ -5,7 +5,7 @@ A standalone toolkit (numpy, scipy, torch) used by :mod:`otpr_sb3`. See the pape
 
 from neural_ot.compatibility import Compatibility, Resampled, resample_from_scores
 from neural_ot.costs import L1, CallableCost, Cosine, CostFn, Euclidean, SqEuclidean, get_cost
-from neural_ot.discrete import solve_discrete
+from neural_ot.discrete import solve, solve_discrete
 from neural_ot.duals import density, dual_objective, plan, plan_marginals, potential_values
 from neural_ot.keypoints import (
     KeypointRelationCost,
@@ -16,8 +16,8 @@ from neural_ot.keypoints import (
 )
 from neural_ot.potentials import MLPPotential, TabularPotential
 from neural_ot.regularizers import Entropic, Regularizer, SquaredL2, get_regularizer
-from neural_ot.results import OTResult
-from neural_ot.stochastic import DualResult, EntropicDual, L2Dual, MaskedL2Dual, Minibatch, StochasticDual
+from neural_ot.results import DualResult, OTResult
+from neural_ot.stochastic import EntropicDual, L2Dual, MaskedL2Dual, Minibatch, StochasticDual
 
 __version__ = "0.1.0"
 
@@ -55,5 +55,6 @@ __all__ = [
     "potential_values",
     "relation_vectors",
     "resample_from_scores",
+    "solve",
     "solve_discrete",
 ]

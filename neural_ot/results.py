@@ -1,14 +1,27 @@
-"""Result objects returned by the solvers."""
+"""Result objects returned by the solvers: :class:`OTResult` (discrete problems) and :class:`DualResult` (stochastic).
+
+:class:`OTResult` uses the field names of POT's ``ot.utils.OTResult`` where the meaning is the same
+(``plan``, ``potentials``, ``potential_a``/``potential_b``, ``value``, ``value_linear``, ``marginal_a``/
+``marginal_b``, ``status``, ``log``), and keeps its own where POT has no counterpart (``density``,
+``value_dual``, ``marginal_errors``, ``converged``, ...).
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
+
+import torch as th
+from torch import nn
+
+from neural_ot.compatibility import Compatibility
+from neural_ot.costs import CostFn
+from neural_ot.potentials import TabularPotential
 
 
 @dataclass(frozen=True)
 class OTResult:
-    """Solution of a discrete regularised OT problem, as returned by :func:`~neural_ot.solve_discrete`.
+    """Solution of a discrete regularised OT problem (from :func:`~neural_ot.solve` or :func:`~neural_ot.solve_discrete`).
 
     Arrays are numpy arrays or torch tensors, matching the inputs, with the inputs' floating dtype.
 
@@ -21,11 +34,11 @@ class OTResult:
     density : array of shape (n, m)
         Compatibility :math:`H` (Eq. 6), zero on masked-out pairs.
     value : float
-        Primal objective :math:`\\langle C, T\\rangle + \\varepsilon \\sum_{ij} a_i b_j \\phi(H_{ij})`.
+        Primal objective :math:`\\langle C, T\\rangle + \\varepsilon \\sum_{ij} a_i b_j \\phi(H_{ij})` (POT's ``value``).
     value_dual : float
         Dual objective at ``(u, v)``; equals ``value`` at convergence.
-    transport_cost : float
-        Linear part :math:`\\langle C, T\\rangle`.
+    value_linear : float
+        Linear part :math:`\\langle C, T\\rangle` (POT's ``value_linear``; also ``transport_cost``).
     marginal_errors : tuple of float
         Relative L1 errors ``(||T 1 - a||_1 / ||a||_1, ||T^T 1 - b||_1 / ||b||_1)``.
     n_iter : int
@@ -45,7 +58,7 @@ class OTResult:
     density: Any
     value: float
     value_dual: float
-    transport_cost: float
+    value_linear: float
     marginal_errors: tuple[float, float]
     n_iter: int
     converged: bool
@@ -59,6 +72,53 @@ class OTResult:
         return self.u, self.v
 
     @property
+    def potential_a(self) -> Any:
+        """``u``, the source potential (POT's name)."""
+        return self.u
+
+    @property
+    def potential_b(self) -> Any:
+        """``v``, the target potential (POT's name)."""
+        return self.v
+
+    @property
+    def transport_cost(self) -> float:
+        """Alias of ``value_linear`` (the name used before 0.2)."""
+        return self.value_linear
+
+    @property
+    def marginal_a(self) -> Any:
+        """Row sums of the plan, ``T 1`` (POT's name)."""
+        return self.plan.sum(1)
+
+    @property
+    def marginal_b(self) -> Any:
+        """Column sums of the plan, ``T^T 1`` (POT's name)."""
+        return self.plan.sum(0)
+
+    @property
+    def marginals(self) -> tuple[Any, Any]:
+        """``(marginal_a, marginal_b)``."""
+        return self.marginal_a, self.marginal_b
+
+    @property
+    def status(self) -> str:
+        """``"converged"`` or ``"max_iter"`` (the iteration budget ran out before ``tol``)."""
+        return "converged" if self.converged else "max_iter"
+
+    @property
+    def log(self) -> dict[str, Any]:
+        """Solver diagnostics as a dict, like POT's ``log``."""
+        return {
+            "n_iter": self.n_iter,
+            "n_sinkhorn": self.n_sinkhorn,
+            "marginal_errors": self.marginal_errors,
+            "value_dual": self.value_dual,
+            "duality_gap": self.duality_gap,
+            "status": self.status,
+        }
+
+    @property
     def marginal_error(self) -> float:
         """Largest of the two relative marginal errors."""
         return max(self.marginal_errors)
@@ -67,3 +127,53 @@ class OTResult:
     def duality_gap(self) -> float:
         """``value - value_dual`` (non-negative up to rounding; zero at the optimum)."""
         return self.value - self.value_dual
+
+
+@dataclass
+class DualResult:
+    """Potentials fitted by a stochastic solver, with the training history.
+
+    Attributes
+    ----------
+    u, v : torch.nn.Module
+        The potentials (the EMA copies when EMA was enabled), in eval mode.
+    cost : CostFn
+        The cost, with its normalisation scale frozen.
+    reg : float
+    reg_type : str
+    n_steps : int
+        Gradient steps taken by this fit.
+    converged : bool
+        Whether the estimated marginal error reached ``tol`` (``False`` when no ``tol`` was set).
+    marginal_error : float
+        Last estimate of the relative marginal error (NaN if never evaluated).
+    history : dict of lists
+        ``step``, ``objective``, ``marginal_error``, ``reg`` and ``lr`` at each evaluation.
+    """
+
+    u: nn.Module
+    v: nn.Module
+    cost: CostFn
+    reg: float
+    reg_type: str
+    n_steps: int
+    converged: bool
+    marginal_error: float
+    history: dict[str, list[float]] = field(default_factory=dict)
+
+    def compatibility(self) -> Compatibility:
+        """Build the compatibility function :math:`H` of these potentials (neural potentials only)."""
+        return Compatibility(self.u, self.v, self.cost, self.reg, self.reg_type)
+
+    def potential_values(self, x: th.Tensor | None = None, y: th.Tensor | None = None) -> tuple[th.Tensor, th.Tensor]:
+        """Values of ``u`` and ``v``: the whole table for tabular potentials, else at ``x`` and ``y``."""
+        with th.no_grad():
+            vals = []
+            for pot, pts in ((self.u, x), (self.v, y)):
+                if isinstance(pot, TabularPotential):
+                    vals.append(pot.values.detach().clone())
+                else:
+                    if pts is None:
+                        raise ValueError("neural potentials need the points to evaluate them on")
+                    vals.append(pot(pts))
+        return vals[0], vals[1]

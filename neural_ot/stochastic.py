@@ -25,7 +25,7 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -41,59 +41,10 @@ from neural_ot.discrete import solve_discrete
 from neural_ot.keypoints import check_pairs
 from neural_ot.potentials import MLPPotential, TabularPotential, make_potential
 from neural_ot.regularizers import Regularizer, get_regularizer
+from neural_ot.results import DualResult
 from neural_ot.sources import PointSource, Source, as_source
 
 Callback = Callable[[dict[str, Any]], bool | None]
-
-
-@dataclass
-class DualResult:
-    """Potentials fitted by a stochastic solver, with the training history.
-
-    Attributes
-    ----------
-    u, v : torch.nn.Module
-        The potentials (the EMA copies when EMA was enabled), in eval mode.
-    cost : CostFn
-        The cost, with its normalisation scale frozen.
-    reg : float
-    reg_type : str
-    n_steps : int
-        Gradient steps taken by this fit.
-    converged : bool
-        Whether the estimated marginal error reached ``tol`` (``False`` when no ``tol`` was set).
-    marginal_error : float
-        Last estimate of the relative marginal error (NaN if never evaluated).
-    history : dict of lists
-        ``step``, ``objective``, ``marginal_error``, ``reg`` and ``lr`` at each evaluation.
-    """
-
-    u: nn.Module
-    v: nn.Module
-    cost: CostFn
-    reg: float
-    reg_type: str
-    n_steps: int
-    converged: bool
-    marginal_error: float
-    history: dict[str, list[float]] = field(default_factory=dict)
-
-    def compatibility(self) -> Compatibility:
-        """Build the compatibility function :math:`H` of these potentials (neural potentials only)."""
-        return Compatibility(self.u, self.v, self.cost, self.reg, self.reg_type)
-
-    def potential_values(self, x: th.Tensor | None = None, y: th.Tensor | None = None) -> tuple[th.Tensor, th.Tensor]:
-        """Values of ``u`` and ``v``: the whole table for tabular potentials, else at ``x`` and ``y``."""
-        with th.no_grad():
-            vals = []
-            for pot, pts in ((self.u, x), (self.v, y)):
-                if isinstance(pot, TabularPotential):
-                    vals.append(pot.values.detach().clone())
-                else:
-                    if pts is None:
-                        raise ValueError("neural potentials need the points to evaluate them on")
-                    vals.append(pot(pts))
-        return vals[0], vals[1]
 
 
 @dataclass

@@ -6,7 +6,8 @@ import torch as th
 from conftest import normalized_cost, point_clouds
 
 import neural_ot as no
-from neural_ot.discrete import _Curvature, _HessianOperator, _Problem
+from neural_ot._dual_problem import _Problem
+from neural_ot._newton import _Curvature, _HessianOperator
 from neural_ot.regularizers import get_regularizer
 
 

@@ -1,0 +1,180 @@
+"""The discrete regularised OT dual as an objective with gradient and curvature (used by the Newton solver).
+
+:class:`_Problem` holds one dense problem (weights, cost, optional mask, regulariser); :class:`_SparseProblem`
+restricts it to a working set of pairs. Both give the dual loss, its gradient, the plan of given potentials
+and the exact block maximisation used to repair isolated points.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch as th
+
+from neural_ot.regularizers import Entropic, Regularizer, SquaredL2
+
+
+class _Problem:
+    """Float64 data of one discrete problem, with the dual objective and its derivatives."""
+
+    def __init__(self, a: th.Tensor, b: th.Tensor, C: th.Tensor, mask: th.Tensor | None, regularizer: Regularizer):
+        self.a, self.b, self.C, self.mask, self.r = a, b, C, mask, regularizer
+        self.shape = C.shape
+        self.sinkhorn_sweeps = 0  # counted for the result
+
+    def z(self, u: th.Tensor, v: th.Tensor) -> th.Tensor:
+        return u[:, None] + v[None, :] - self.C
+
+    def masked(self, X: th.Tensor) -> th.Tensor:
+        return X if self.mask is None else X * self.mask
+
+    def loss(self, u: th.Tensor, v: th.Tensor) -> float:
+        """Negative dual objective (minimised); ``inf`` on overflow."""
+        pen = self.masked(self.r.conjugate(self.z(u, v)))
+        value = float(self.a @ pen @ self.b - self.a @ u - self.b @ v)
+        return value if value == value else float("inf")
+
+    def line_loss(
+        self, u: th.Tensor, v: th.Tensor, du: th.Tensor, dv: th.Tensor, z: th.Tensor, active: th.Tensor | None
+    ) -> Callable[[float], float]:
+        """Loss along ``(u, v) + t (du, dv)`` for ``t`` in ``[0, 1]``, with ``z`` the current ``u + v - C``.
+
+        The L2 penalty vanishes where ``z + t s <= 0`` for every such ``t``, so only the pairs active now
+        (``active``, a boolean matrix) or at ``t = 1`` are kept: one dense pass per line search.
+        """
+        if not isinstance(self.r, SquaredL2) or active is None:
+            return lambda t: self.loss(u + t * du, v + t * dv)
+        keep = th.add(z, du[:, None]).add_(dv[None, :]) > 0
+        keep |= active
+        if self.mask is not None:
+            keep &= self.mask > 0
+        rows, cols = th.nonzero(keep, as_tuple=True)
+        zc, sc = z[rows, cols], du[rows] + dv[cols]
+        wc = self.a[rows] * self.b[cols]
+        lin0, lin1 = float(self.a @ u + self.b @ v), float(self.a @ du + self.b @ dv)
+
+        def f(t: float) -> float:
+            return float(wc @ self.r.conjugate(zc + t * sc)) - lin0 - t * lin1
+
+        return f
+
+    def plan(self, u: th.Tensor, v: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
+        H = self.masked(self.r.density(self.z(u, v)))
+        return H, self.a[:, None] * H * self.b[None, :]
+
+    def errors(self, T: th.Tensor) -> tuple[float, float]:
+        ea = float((T.sum(1) - self.a).abs().sum() / self.a.sum())
+        eb = float((T.sum(0) - self.b).abs().sum() / self.b.sum())
+        return ea, eb
+
+    def block_maximize(self, u: th.Tensor, v: th.Tensor, rows: th.Tensor | None = None, side: str = "u") -> th.Tensor:
+        """Exact maximisation of the dual over ``u`` (or ``v``) on the selected rows, the other fixed."""
+        if side == "u":
+            C, other, w, mask = self.C, v, self.b, self.mask
+            current = u
+        else:
+            C, other, w = self.C.T, u, self.a
+            mask = None if self.mask is None else self.mask.T
+            current = v
+        sel = th.arange(C.shape[0], device=C.device) if rows is None else rows
+        if sel.numel() == 0:
+            return current
+        Cs = C[sel] - other[None, :]  # c_ij - v_j: the row's thresholds
+        ms = None if mask is None else mask[sel] > 0
+        if isinstance(self.r, Entropic):
+            logits = -Cs / self.r.reg + th.log(w)[None, :]
+            if ms is not None:
+                logits = logits.masked_fill(~ms, -float("inf"))
+            new = -self.r.reg * th.logsumexp(logits, dim=1)
+        else:
+            new = _l2_block_solution(Cs, w, ms, 2.0 * self.r.reg)
+        out = current.clone()
+        out[sel] = new
+        return out
+
+
+class _SparseProblem:
+    """The L2 problem restricted to a working set of pairs (``rows``, ``cols``); O(|set|) per evaluation.
+
+    Used for small eps, where few pairs are active: Newton iterations run on the working set, and the
+    driver checks on the full matrix that no pair outside it has become active.
+    """
+
+    def __init__(self, full: _Problem, rows: th.Tensor, cols: th.Tensor) -> None:
+        self.full, self.a, self.b, self.r = full, full.a, full.b, full.r
+        self.rows, self.cols = rows, cols
+        self.c = full.C[rows, cols]
+        self.ab = self.a[rows] * self.b[cols]
+        self.shape = full.C.shape
+
+    def z(self, u: th.Tensor, v: th.Tensor) -> th.Tensor:
+        return u[self.rows] + v[self.cols] - self.c
+
+    def loss(self, u: th.Tensor, v: th.Tensor) -> float:
+        value = float(self.ab @ self.r.conjugate(self.z(u, v)) - self.a @ u - self.b @ v)
+        return value if value == value else float("inf")
+
+    def line_loss(
+        self, u: th.Tensor, v: th.Tensor, du: th.Tensor, dv: th.Tensor, z: th.Tensor, active: th.Tensor | None
+    ) -> Callable[[float], float]:
+        s = du[self.rows] + dv[self.cols]
+        lin0, lin1 = float(self.a @ u + self.b @ v), float(self.a @ du + self.b @ dv)
+
+        def f(t: float) -> float:
+            return float(self.ab @ self.r.conjugate(z + t * s)) - lin0 - t * lin1
+
+        return f
+
+    def block_maximize(self, u: th.Tensor, v: th.Tensor, rows: th.Tensor | None = None, side: str = "u") -> th.Tensor:
+        """Exact block maximisation over the working set, for the selected rows (or columns)."""
+        n, m = self.shape
+        own, other_idx, size, other_size = (self.rows, self.cols, n, m) if side == "u" else (self.cols, self.rows, m, n)
+        current, other, w = (u, v, self.b) if side == "u" else (v, u, self.a)
+        sel = th.arange(size, device=u.device) if rows is None else rows
+        if sel.numel() == 0:
+            return current
+        local = th.full((size,), -1, dtype=th.long, device=u.device)
+        local[sel] = th.arange(sel.numel(), device=u.device)
+        pick = local[own] >= 0
+        thresholds = th.full((sel.numel(), other_size), float("inf"), dtype=u.dtype, device=u.device)
+        thresholds[local[own[pick]], other_idx[pick]] = self.c[pick] - other[other_idx[pick]]
+        out = current.clone()
+        out[sel] = _l2_block_solution(thresholds, w, None, 2.0 * self.r.reg)
+        return out
+
+
+def _l2_block_solution(thresholds: th.Tensor, w: th.Tensor, active: th.Tensor | None, target: float) -> th.Tensor:
+    """Solve ``sum_j w_j (s - t_j)_+ = target`` for ``s`` on each row, by sorting the thresholds ``t``.
+
+    Only the smallest thresholds matter when few pairs are active, so a partial sort (``topk``) is
+    tried first and rows whose solution lies beyond it fall back to a full sort.
+    """
+    inf = th.tensor(float("inf"), dtype=thresholds.dtype, device=thresholds.device)
+    t = thresholds if active is None else th.where(active, thresholds, inf)
+    wt = w[None, :].expand_as(t)
+    k = min(t.shape[1], 64)
+    if k < t.shape[1]:
+        ts, order = th.topk(t, k + 1, dim=1, largest=False, sorted=True)
+        sol, ok = _breakpoint_solution(ts[:, :k], th.gather(wt, 1, order[:, :k]), ts[:, k], target)
+        if bool(ok.all()):
+            return sol
+        rest = th.nonzero(~ok).flatten()
+        ts, order = th.sort(t[rest], dim=1)
+        sol[rest] = _breakpoint_solution(ts, th.gather(wt[rest], 1, order), None, target)[0]
+        return sol
+    ts, order = th.sort(t, dim=1)
+    return _breakpoint_solution(ts, th.gather(wt, 1, order), None, target)[0]
+
+
+def _breakpoint_solution(ts: th.Tensor, ws: th.Tensor, next_t: th.Tensor | None, target: float) -> tuple[th.Tensor, th.Tensor]:
+    """Root of the increasing piecewise-linear ``s -> sum_j w_j (s - t_j)_+ - target`` on sorted ``ts``."""
+    finite = th.isfinite(ts)
+    ws = th.where(finite, ws, th.zeros_like(ws))
+    tw = th.where(finite, ts * ws, th.zeros_like(ts))
+    cw, ctw = ws.cumsum(1), tw.cumsum(1)
+    cand = (target + ctw) / cw.clamp_min(th.finfo(ts.dtype).tiny)
+    tail = th.full_like(ts[:, :1], float("inf")) if next_t is None else next_t[:, None]
+    upper = th.cat([ts[:, 1:], tail], dim=1)
+    valid = (cw > 0) & (cand >= ts) & (cand <= upper)
+    k = th.argmax(valid.to(th.int8), dim=1)  # first valid breakpoint (the function is increasing)
+    return th.gather(cand, 1, k[:, None]).squeeze(1), valid.any(1)

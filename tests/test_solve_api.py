@@ -1,0 +1,79 @@
+"""`neural_ot.solve`, POT's call form, and the POT-aligned fields of `OTResult`, against POT itself."""
+
+import numpy as np
+import ot
+import pytest
+import torch as th
+
+import neural_ot
+
+
+@pytest.fixture
+def problem():
+    rng = np.random.default_rng(0)
+    a, b = rng.random(7) + 0.1, rng.random(9) + 0.1
+    a, b = a / a.sum(), b / b.sum()
+    return rng.random((7, 9)), a, b
+
+
+def test_entropic_matches_pot_solve(problem):
+    M, a, b = problem
+    ref = ot.solve(M, a, b, reg=0.05, reg_type="KL", tol=1e-13, max_iter=100_000)
+    res = neural_ot.solve(M, a, b, reg=0.05, reg_type="KL", tol=1e-12)
+    assert res.status == "converged"
+    np.testing.assert_allclose(res.plan, ref.plan, atol=1e-9)
+    assert res.value == pytest.approx(float(ref.value), abs=1e-9)
+    assert res.value_linear == pytest.approx(float(ref.value_linear), abs=1e-9)
+    # Potentials are unique up to (u + t, v - t): compare the sums. POT's are log-scalings, plan exp(f + g - M / reg);
+    # ours are in cost units with densities relative to a b, plan a b exp((u + v - M) / reg).
+    ours = (res.potential_a[:, None] + res.potential_b[None, :]) / 0.05 + np.log(a[:, None] * b[None, :])
+    theirs = ref.potential_a[:, None] + ref.potential_b[None, :]
+    np.testing.assert_allclose(ours, theirs, atol=1e-7)
+
+
+def test_l2_matches_pot_smooth_with_the_documented_scaling():
+    rng = np.random.default_rng(1)
+    n, m, r = 6, 8, 0.5
+    M = rng.random((n, m))
+    ref = ot.smooth.smooth_ot_dual(np.full(n, 1 / n), np.full(m, 1 / m), M, r, reg_type="l2", stopThr=1e-14, numItermax=20_000)
+    res = neural_ot.solve(M, reg=r / (2 * n * m), reg_type="l2", tol=1e-11)
+    np.testing.assert_allclose(res.plan, ref, atol=1e-7)
+
+
+def test_pot_field_names(problem):
+    M, a, b = problem
+    res = neural_ot.solve(M, a, b, reg=0.1)
+    np.testing.assert_allclose(res.marginal_a, res.plan.sum(1))
+    np.testing.assert_allclose(res.marginal_b, res.plan.sum(0))
+    np.testing.assert_allclose(res.marginal_a, a, atol=1e-8)
+    assert res.marginals[0] is not None and len(res.marginals) == 2
+    assert res.potentials == (res.potential_a, res.potential_b)
+    assert res.transport_cost == res.value_linear == pytest.approx(float((M * res.plan).sum()))
+    log = res.log
+    assert log["n_iter"] == res.n_iter and log["status"] == res.status and log["marginal_errors"] == res.marginal_errors
+
+
+def test_solve_is_solve_discrete_with_pot_argument_order(problem):
+    M, a, b = problem
+    mask = np.ones_like(M)
+    mask[0, :3] = 0
+    res, ref = neural_ot.solve(M, a, b, reg=0.1, mask=mask), neural_ot.solve_discrete(a, b, M, 0.1, mask=mask)
+    np.testing.assert_array_equal(res.plan, ref.plan)
+    assert float(np.abs(res.plan[0, :3]).max()) == 0.0
+
+
+def test_status_reports_an_exhausted_budget(problem):
+    M, a, b = problem
+    with pytest.warns(RuntimeWarning, match="did not reach"):
+        res = neural_ot.solve(M, a, b, reg=1e-4, tol=1e-14, max_iter=1)
+    assert res.status == "max_iter" and not res.converged
+
+
+def test_solve_errors_and_torch_inputs(problem):
+    M, a, b = problem
+    with pytest.raises(ValueError, match="reg"):
+        neural_ot.solve(M, a, b)
+    with pytest.raises(ValueError, match="reg_type"):
+        neural_ot.solve(M, reg=0.1, reg_type="tsallis")
+    res = neural_ot.solve(th.as_tensor(M), reg=0.1)
+    assert isinstance(res.plan, th.Tensor) and isinstance(res.marginal_a, th.Tensor)
