@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 import torch as th
 
+from neural_ot.duals import _relative_errors
 from neural_ot.regularizers import Entropic, Regularizer, SquaredL2
 
 
@@ -63,9 +64,7 @@ class _Problem:
         return H, self.a[:, None] * H * self.b[None, :]
 
     def errors(self, T: th.Tensor) -> tuple[float, float]:
-        ea = float((T.sum(1) - self.a).abs().sum() / self.a.sum())
-        eb = float((T.sum(0) - self.b).abs().sum() / self.b.sum())
-        return ea, eb
+        return _relative_errors(T.sum(1), T.sum(0), self.a, self.b)
 
     def block_maximize(self, u: th.Tensor, v: th.Tensor, rows: th.Tensor | None = None, side: str = "u") -> th.Tensor:
         """Exact maximisation of the dual over ``u`` (or ``v``) on the selected rows, the other fixed."""

@@ -20,12 +20,15 @@ def check_matrix(M: th.Tensor, name: str = "M") -> None:
         raise ValueError(f"`{name}` contains NaN or infinite values")
 
 
-def check_weights(w: th.Tensor, n: int, name: str) -> None:
-    """Check that ``w`` is a finite, non-negative vector of length ``n`` with positive mass."""
+def check_weights(w: th.Tensor, n: int, name: str, what: str = "the cost matrix has") -> None:
+    """Check that ``w`` is a finite, non-negative vector of length ``n`` with positive mass.
+
+    ``what`` names what fixes ``n`` in the length error (by default, the cost matrix's side).
+    """
     if w.ndim != 1:
         raise ValueError(f"`{name}` must be a 1-D vector, got shape {tuple(w.shape)}")
     if w.shape[0] != n:
-        raise ValueError(f"`{name}` has length {w.shape[0]} but the cost matrix has {n} entries on that side")
+        raise ValueError(f"`{name}` has length {w.shape[0]} but {what} {n} points")
     if not bool(th.isfinite(w).all()):
         raise ValueError(f"`{name}` contains NaN or infinite values")
     if bool((w < 0).any()):

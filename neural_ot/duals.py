@@ -11,7 +11,7 @@ import torch as th
 from torch import nn
 
 from neural_ot._arrays import ArrayLike, is_numpy, to_output, to_tensor
-from neural_ot.regularizers import get_regularizer
+from neural_ot.regularizers import Regularizer, get_regularizer
 
 
 def potential_values(potential: th.Tensor | nn.Module, points: th.Tensor | None, name: str) -> th.Tensor:
@@ -110,10 +110,34 @@ def dual_objective(
             raise TypeError(f"`{name}` has dtype {t.dtype} but `M` has {M.dtype}: use one floating dtype")
     a = _uniform(M.shape[0], M) if a is None else a
     b = _uniform(M.shape[1], M) if b is None else b
-    penalty = regularizer.conjugate(_z(uu, vv, M))
+    return _dual_value(uu, vv, M, regularizer, a, b, mask)
+
+
+def _dual_value(
+    u: th.Tensor, v: th.Tensor, M: th.Tensor, regularizer: Regularizer, a: th.Tensor, b: th.Tensor, mask: th.Tensor | None
+) -> th.Tensor:
+    """Evaluate the dual objective of :func:`dual_objective` on validated tensors (values, weights, regulariser)."""
+    penalty = regularizer.conjugate(_z(u, v, M))
     if mask is not None:
         penalty = penalty * mask
-    return a @ uu + b @ vv - a @ penalty @ b
+    return a @ u + b @ v - a @ penalty @ b
+
+
+def _relative_errors(rows: th.Tensor, cols: th.Tensor, a: th.Tensor, b: th.Tensor) -> tuple[float, float]:
+    """Relative L1 errors ``(||rows - a||_1 / ||a||_1, ||cols - b||_1 / ||b||_1)`` of a plan's marginals.
+
+    Parameters
+    ----------
+    rows, cols : torch.Tensor of shape (n,), (m,)
+        Row and column sums of the plan.
+    a, b : torch.Tensor of shape (n,), (m,)
+        The target marginals.
+
+    Returns
+    -------
+    tuple of float
+    """
+    return float((rows - a).abs().sum() / a.sum()), float((cols - b).abs().sum() / b.sum())
 
 
 def density(

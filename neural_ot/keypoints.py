@@ -71,11 +71,19 @@ def keypoint_mask(n: int, m: int, pairs: ArrayLike, dtype: type = np.float64) ->
     """
     if int(n) < 1 or int(m) < 1:
         raise ValueError(f"`n` and `m` must be positive, got {n} and {m}")
-    arr = check_pairs(pairs, int(n), int(m))
-    mask: np.ndarray = np.ones((int(n), int(m)), dtype=dtype)
-    mask[arr[:, 0], :] = 0
-    mask[:, arr[:, 1]] = 0
-    mask[arr[:, 0], arr[:, 1]] = 1
+    arr = th.as_tensor(check_pairs(pairs, int(n), int(m)))
+    mask = keypoint_mask_tensor(int(n), int(m), arr[:, 0], arr[:, 1], th.device("cpu"), th.float64)
+    return mask.numpy().astype(dtype)
+
+
+def keypoint_mask_tensor(
+    n: int, m: int, rows: th.Tensor, cols: th.Tensor, device: th.device | str, dtype: th.dtype
+) -> th.Tensor:
+    """:func:`keypoint_mask` as a tensor, for validated keypoint ``rows`` and matching ``cols``."""
+    mask = th.ones((n, m), device=device, dtype=dtype)
+    mask[rows, :] = 0
+    mask[:, cols] = 0
+    mask[rows, cols] = 1
     return mask
 
 
@@ -129,23 +137,28 @@ def js_divergence_matrix(P: ArrayLike, Q: ArrayLike, chunk_size: int | None = No
     Qt = Qt.to(dtype=Pt.dtype, device=Pt.device)
     if Pt.ndim != 2 or Qt.ndim != 2 or Pt.shape[1] != Qt.shape[1]:
         raise ValueError(f"`P` and `Q` must be (n, K) and (m, K), got {tuple(Pt.shape)} and {tuple(Qt.shape)}")
-    n, K = Pt.shape
+    n = Pt.shape[0]
     m = Qt.shape[0]
     if chunk_size is not None and (isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1):
         raise ValueError(f"`chunk_size` must be a positive int or None, got {chunk_size!r}")
     chunk_size = n if chunk_size is None else chunk_size
-    # 0 log 0 = 0 handled by xlogy.
-    hp = th.xlogy(Pt, Pt).sum(1)
-    hq = th.xlogy(Qt, Qt).sum(1)
     out = th.empty((n, m), dtype=Pt.dtype, device=Pt.device)
     for i in range(0, n, max(chunk_size, 1)):
-        block = out[i : i + chunk_size]
-        block.copy_(0.5 * (hp[i : i + chunk_size, None] + hq[None, :]))
-        for k in range(K):
-            mid = 0.5 * (Pt[i : i + chunk_size, k, None] + Qt[None, :, k])
-            block.sub_(th.xlogy(mid, mid))
-    out.clamp_(0.0, math.log(2.0))
+        out[i : i + chunk_size] = _js(Pt[i : i + chunk_size], Qt, outer=True)
     return to_output(out, True, out.dtype) if (is_numpy(P) and is_numpy(Q)) else out
+
+
+def _js(P: th.Tensor, Q: th.Tensor, outer: bool) -> th.Tensor:
+    """JS divergences between all rows of ``P`` and ``Q`` (``outer``) or between aligned rows.
+
+    The mixed term is accumulated one coordinate at a time, so temporaries have the size of the result.
+    """
+    hp, hq = th.xlogy(P, P).sum(1), th.xlogy(Q, Q).sum(1)  # 0 log 0 = 0
+    out = 0.5 * (hp[:, None] + hq[None, :]) if outer else 0.5 * (hp + hq)
+    for k in range(P.shape[1]):
+        mid = 0.5 * (P[:, k, None] + Q[None, :, k]) if outer else 0.5 * (P[:, k] + Q[:, k])
+        out.sub_(th.xlogy(mid, mid))
+    return out.clamp_(0.0, math.log(2.0))
 
 
 class KeypointRelationCost(CostFn):
@@ -215,8 +228,9 @@ class KeypointRelationCost(CostFn):
             cost, k, scale = self.source_cost, self.keypoints_x, self._scale_x
         else:
             cost, k, scale = self.target_cost, self.keypoints_y, self._scale_y
-        C = cost.pairwise(z, k.to(dtype=z.dtype, device=z.device)) / scale
-        return th.softmax(-C / self.rho, dim=1)
+        R = relation_vectors(cost.pairwise(z, k.to(dtype=z.dtype, device=z.device)) / scale, self.rho)
+        assert isinstance(R, th.Tensor)
+        return R
 
     def pairwise(self, x: th.Tensor, y: th.Tensor) -> th.Tensor:  # noqa: D102
         out = js_divergence_matrix(self.relations(x, "source"), self.relations(y, "target"))
@@ -224,10 +238,7 @@ class KeypointRelationCost(CostFn):
         return out
 
     def paired(self, x: th.Tensor, y: th.Tensor) -> th.Tensor:  # noqa: D102
-        P, Q = self.relations(x, "source"), self.relations(y, "target")
-        mid = 0.5 * (P + Q)
-        js = 0.5 * (th.xlogy(P, P).sum(1) + th.xlogy(Q, Q).sum(1)) - th.xlogy(mid, mid).sum(1)
-        return js.clamp(0.0, math.log(2.0))
+        return _js(self.relations(x, "source"), self.relations(y, "target"), outer=False)
 
 
 class MixedCost(CostFn):

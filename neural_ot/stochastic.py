@@ -34,11 +34,12 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from neural_ot._arrays import ArrayLike, resolve_device, to_tensor
-from neural_ot._validation import check_positive_int, check_reg
+from neural_ot._validation import check_positive_int, check_reg, check_weights
 from neural_ot.compatibility import Compatibility
 from neural_ot.costs import CostFn, get_cost
 from neural_ot.discrete import solve_discrete
-from neural_ot.keypoints import check_pairs
+from neural_ot.duals import _dual_value, _relative_errors
+from neural_ot.keypoints import check_pairs, keypoint_mask_tensor
 from neural_ot.potentials import MLPPotential, TabularPotential, make_potential
 from neural_ot.regularizers import Regularizer, get_regularizer
 from neural_ot.results import DualResult
@@ -98,11 +99,9 @@ class _Measure:
 
 
 def _keypoint_block_mask(K: int, bx: int, by: int, device: th.device, dtype: th.dtype) -> th.Tensor:
-    mask = th.ones((K + bx, K + by), device=device, dtype=dtype)
-    mask[:K, :] = 0
-    mask[:, :K] = 0
-    mask[:K, :K] = th.eye(K, device=device, dtype=dtype)
-    return mask
+    # Minibatches hold the K keypoints first, matched in order.
+    idx = th.arange(K, device=device)
+    return keypoint_mask_tensor(K + bx, K + by, idx, idx, device, dtype)
 
 
 class StochasticDual:
@@ -258,10 +257,7 @@ class StochasticDual:
             w = None
             if weights is not None:
                 w = to_tensor(weights, wname, dtype=th.float64)
-                if w.ndim != 1 or w.shape[0] != pts.shape[0]:
-                    raise ValueError(f"`{wname}` must have one weight per point of `{name}` ({pts.shape[0]})")
-                if not bool(th.isfinite(w).all()) or bool((w < 0).any()) or float(w.sum()) <= 0:
-                    raise ValueError(f"`{wname}` must be finite, non-negative, with positive total mass")
+                check_weights(w, pts.shape[0], wname, what=f"`{name}` has")
             return PointSource(pts, w)
         if weights is not None:
             raise ValueError(f"`{wname}` applies only when `{name}` is a finite set of points")
@@ -351,11 +347,7 @@ class StochasticDual:
 
     def _objective(self, u: nn.Module, v: nn.Module, batch: Minibatch, reg: Regularizer) -> th.Tensor:
         uu, vv = self._values(u, batch.x_idx, batch.x), self._values(v, batch.y_idx, batch.y)
-        C = self.cost.matrix(batch.x, batch.y)
-        pen = reg.conjugate(uu[:, None] + vv[None, :] - C)
-        if batch.mask is not None:
-            pen = pen * batch.mask
-        return batch.wx @ uu + batch.wy @ vv - batch.wx @ pen @ batch.wy
+        return _dual_value(uu, vv, self.cost.matrix(batch.x, batch.y), reg, batch.wx, batch.wy, batch.mask)
 
     def exact_targets(self, batch: Minibatch, reg: Regularizer) -> tuple[th.Tensor, th.Tensor, th.Tensor]:
         """Exact minibatch potentials ``(u*, v*)`` (balanced shift) and the cost matrix of ``batch``."""
@@ -375,10 +367,7 @@ class StochasticDual:
         uu, vv = self._values(self.u, batch.x_idx, batch.x), self._values(self.v, batch.y_idx, batch.y)
         loss = batch.wx @ (uu - u_star).square() + batch.wy @ (vv - v_star).square()
         with th.no_grad():
-            pen = reg.conjugate(uu[:, None] + vv[None, :] - C)
-            if batch.mask is not None:
-                pen = pen * batch.mask
-            obj = batch.wx @ uu + batch.wy @ vv - batch.wx @ pen @ batch.wy
+            obj = _dual_value(uu, vv, C, reg, batch.wx, batch.wy, batch.mask)
         return loss, obj
 
     @th.no_grad()
@@ -388,10 +377,8 @@ class StochasticDual:
         H = reg.density(uu[:, None] + vv[None, :] - self.cost.matrix(batch.x, batch.y))
         if batch.mask is not None:
             H = H * batch.mask
-        # Densities of the plan's marginals w.r.t. mu and nu should be 1 everywhere.
-        err_x = float(batch.wx @ (H @ batch.wy - 1.0).abs())
-        err_y = float(batch.wy @ (batch.wx @ H - 1.0).abs())
-        return max(err_x, err_y)
+        T = batch.wx[:, None] * H * batch.wy[None, :]
+        return max(_relative_errors(T.sum(1), T.sum(0), batch.wx, batch.wy))
 
     def _lr_factor(self, progress: float) -> float:
         if callable(self.lr_schedule):

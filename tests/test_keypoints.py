@@ -125,3 +125,19 @@ def test_js_matrix_is_independent_of_chunking():
     full = no.js_divergence_matrix(P, Q)
     for chunk in (1, 4, 17, 100):
         np.testing.assert_allclose(no.js_divergence_matrix(P, Q, chunk_size=chunk), full, atol=1e-14)
+
+
+def test_paired_relation_cost_is_the_diagonal_of_the_matrix():
+    """One JS formula: the aligned-pair cost equals the diagonal of the pairwise cost."""
+    rng = np.random.default_rng(0)
+    cost = no.KeypointRelationCost(rng.normal(size=(5, 3)), rng.normal(size=(5, 2)), rho=0.3)
+    x, y = th.as_tensor(rng.normal(size=(40, 3))), th.as_tensor(rng.normal(size=(40, 2)))
+    th.testing.assert_close(cost.paired(x, y), th.diagonal(cost.pairwise(x, y)), rtol=0, atol=1e-12)
+
+
+def test_minibatch_mask_is_the_kpg_mask_of_its_keypoints():
+    from neural_ot.stochastic import _keypoint_block_mask
+
+    K, bx, by = 3, 5, 4
+    block = _keypoint_block_mask(K, bx, by, th.device("cpu"), th.float64)
+    np.testing.assert_array_equal(block.numpy(), no.keypoint_mask(K + bx, K + by, [(k, k) for k in range(K)]))
