@@ -23,6 +23,10 @@ class _Problem:
         self.shape = C.shape
         self.sinkhorn_sweeps = 0  # counted for the result
 
+    def with_regularizer(self, regularizer: Regularizer) -> _Problem:
+        """Return the same data with another regulariser (a continuation stage), leaving this problem unchanged."""
+        return _Problem(self.a, self.b, self.C, self.mask, regularizer)
+
     def z(self, u: th.Tensor, v: th.Tensor) -> th.Tensor:
         return u[:, None] + v[None, :] - self.C
 

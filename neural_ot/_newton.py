@@ -196,15 +196,18 @@ def _newton(
     converged = False
     for k, reg in enumerate(reversed(schedule)):
         last = k == len(schedule) - 1
-        prob.r = target if last else type(target)(reg)
+        # Each stage is its own problem: `prob` keeps the target regulariser throughout.
+        stage_prob = prob if last else prob.with_regularizer(type(target)(reg))
         small = n * m < _WORKING_SET_MIN_PAIRS
-        stage = _working_set_stage if isinstance(prob.r, SquaredL2) and not small else _newton_stage
-        u, v, it, converged = stage(prob, u, v, tol if last else max(tol, 1e-4), max_iter - total, cg_max_iter, verbose)
+        stage = _working_set_stage if isinstance(target, SquaredL2) and not small else _newton_stage
+        u, v, it, converged = stage(stage_prob, u, v, tol if last else max(tol, 1e-4), max_iter - total, cg_max_iter, verbose)
+        if stage_prob is not prob:
+            prob.sinkhorn_sweeps += stage_prob.sinkhorn_sweeps
         total += it
         if total >= max_iter:
             break
-    prob.r = target
-    return u, v, total, converged and prob.r is target
+    # Converged only if the target stage was reached and met `tol`.
+    return u, v, total, converged and last
 
 
 def _sinkhorn_sweeps(prob: _Problem, u: th.Tensor, v: th.Tensor, tol: float) -> tuple[th.Tensor, th.Tensor]:

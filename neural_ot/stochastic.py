@@ -114,7 +114,8 @@ class StochasticDual:
     reg_type : {"l2", "entropic"}
     cost : str, CostFn or callable
         Ground cost; ``"sqeuclidean"`` by default. A cost with ``normalize="max"``/``"mean"`` has its scale
-        frozen on the first batch so every minibatch sees the same problem.
+        frozen on the first batch so every minibatch sees the same problem; that happens on a copy
+        (``solver.cost``), never on the object passed in.
     potentials : {"mlp", "tabular"} or (Module, Module)
         Kind of potentials, or the two modules themselves.
     hidden_sizes : sequence of int
@@ -180,6 +181,9 @@ class StochasticDual:
         self.method = method
         self.regularizer: Regularizer = get_regularizer(reg, reg_type)
         self.cost = get_cost(cost)
+        if isinstance(self.cost.normalize, str) and self.cost is cost:
+            # The scale gets frozen on the first batch: on a copy, so the caller's cost object is never modified.
+            self.cost = copy.copy(self.cost)
         if isinstance(potentials, tuple):
             if len(potentials) != 2 or not all(isinstance(p, nn.Module) for p in potentials):
                 raise TypeError("`potentials` as a tuple must hold two torch.nn.Module")

@@ -209,3 +209,45 @@ def test_iteration_counts_report_sinkhorn_sweeps(rng):
     assert entropic.converged and entropic.n_sinkhorn > 0  # solved by the warm-start sweeps, counted
     l2 = no.solve_discrete(None, None, M, 0.05)
     assert l2.n_sinkhorn == 0 and l2.n_iter > 0
+
+
+def test_continuation_leaves_the_problem_regulariser_alone():
+    """Each eps-continuation stage is its own problem: the target problem keeps its regulariser throughout."""
+    from neural_ot._dual_problem import _Problem
+    from neural_ot._newton import _newton
+    from neural_ot.regularizers import SquaredL2
+
+    rng = np.random.default_rng(0)
+    C = th.as_tensor(rng.random((30, 40)) * 10)
+    target = SquaredL2(1e-4)
+    prob = _Problem(th.full((30,), 1 / 30, dtype=th.float64), th.full((40,), 1 / 40, dtype=th.float64), C, None, target)
+    seen = []
+    original = _Problem.with_regularizer
+
+    def spy(self, r):
+        seen.append(r.reg)
+        assert prob.r is target
+        return original(self, r)
+
+    _Problem.with_regularizer = spy
+    try:
+        u, v, n_iter, converged = _newton(prob, 1e-9, 500, 1000, False)
+    finally:
+        _Problem.with_regularizer = original
+    assert seen and all(r > 1e-4 for r in seen)  # the stages ran at larger eps
+    assert prob.r is target and converged
+    _, T = prob.plan(u, v)
+    assert max(prob.errors(T)) <= 1e-9
+
+
+def test_newton_is_not_converged_when_the_budget_ends_before_the_target_stage():
+    from neural_ot._dual_problem import _Problem
+    from neural_ot._newton import _newton
+    from neural_ot.regularizers import SquaredL2
+
+    C = th.as_tensor(np.random.default_rng(1).random((30, 40)) * 10)
+    prob = _Problem(
+        th.full((30,), 1 / 30, dtype=th.float64), th.full((40,), 1 / 40, dtype=th.float64), C, None, SquaredL2(1e-4)
+    )
+    *_, converged = _newton(prob, 1e-9, 2, 1000, False)
+    assert not converged

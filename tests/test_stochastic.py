@@ -270,3 +270,12 @@ def test_sample_batch_with_its_own_generator_leaves_training_unchanged(rng):
     assert batch.x.shape == (8, 2) and batch.mask.shape == (8, 8)  # keypoints first, under the mask
     th.testing.assert_close(batch.wx.sum(), th.tensor(1.0, dtype=th.float64))
     th.testing.assert_close(batch.wx[:2].sum(), th.tensor(0.2, dtype=th.float64))
+
+
+def test_fit_leaves_the_callers_cost_unchanged():
+    cost = no.SqEuclidean(normalize="max")
+    solver = no.L2Dual(0.1, cost=cost, potentials="tabular", max_steps=5, batch_size=8, seed=0, device="cpu")
+    x = th.randn(20, 2, dtype=th.float64)
+    solver.fit(x, x + 1)
+    assert cost.scale is None  # the caller's object is not frozen
+    assert solver.cost.scale is not None and solver.cost is not cost
