@@ -49,6 +49,10 @@ class Regularizer(ABC):
         """Plan density ``H`` (the compatibility function) for ``z = u + v - C``."""
 
     @abstractmethod
+    def inverse_density(self, h: th.Tensor) -> th.Tensor:
+        """Return the ``z`` at which :meth:`density` equals ``h > 0``."""
+
+    @abstractmethod
     def curvature(self, z: th.Tensor) -> th.Tensor:
         """Return the derivative of :meth:`density` with respect to ``z``."""
 
@@ -71,6 +75,9 @@ class SquaredL2(Regularizer):
     def density(self, z: th.Tensor) -> th.Tensor:  # noqa: D102
         return th.relu(z) / (2.0 * self.reg)
 
+    def inverse_density(self, h: th.Tensor) -> th.Tensor:  # noqa: D102
+        return 2.0 * self.reg * h
+
     def curvature(self, z: th.Tensor) -> th.Tensor:  # noqa: D102
         return (z > 0).to(z.dtype) / (2.0 * self.reg)
 
@@ -88,6 +95,9 @@ class Entropic(Regularizer):
 
     def density(self, z: th.Tensor) -> th.Tensor:  # noqa: D102
         return th.exp(z / self.reg)
+
+    def inverse_density(self, h: th.Tensor) -> th.Tensor:  # noqa: D102
+        return self.reg * th.log(h)
 
     def curvature(self, z: th.Tensor) -> th.Tensor:  # noqa: D102
         return th.exp(z / self.reg) / self.reg

@@ -7,7 +7,11 @@ batch, not with the data.
 
 With keypoints, every minibatch also contains all matched keypoint pairs (Algorithm 2), and the batch
 is weighted so the estimate stays unbiased: keypoints enter with their own mass and the other points
-share the remaining mass; the mask keeps keypoints matched only to each other.
+share the remaining mass; the mask keeps keypoints matched only to each other. Under that mask each
+keypoint pair is a block of its own, whose optimum is known in closed form (the pair carries its whole
+mass, :meth:`StochasticDual.potentials_on`): neural potentials are trained on the other points only, so
+they stay smooth instead of bending to reach ``H = 1 / w_k`` at isolated atoms. The keypoints still shape
+the coupling of the other points through a relation cost (:class:`~neural_ot.KeypointRelationCost`).
 
 Two ways to move the potentials on a minibatch (``method``):
 
@@ -62,6 +66,8 @@ class Minibatch:
         Their weights (each sums to 1: keypoints carry their share, the other points the rest).
     mask : torch.Tensor or None
         The keypoint mask of this minibatch (``None`` without keypoints).
+    n_keypoints : int
+        Number of matched keypoint pairs at the head of ``x`` and ``y``.
     """
 
     x_idx: th.Tensor | None
@@ -71,6 +77,22 @@ class Minibatch:
     wx: th.Tensor
     wy: th.Tensor
     mask: th.Tensor | None
+    n_keypoints: int = 0
+
+    def regular(self) -> Minibatch:
+        """Return the minibatch without its keypoints (the block of the masked problem that neural potentials solve)."""
+        K = self.n_keypoints
+        if K == 0:
+            return self
+        return Minibatch(
+            None if self.x_idx is None else self.x_idx[K:],
+            self.x[K:],
+            None if self.y_idx is None else self.y_idx[K:],
+            self.y[K:],
+            self.wx[K:],
+            self.wy[K:],
+            None,
+        )
 
 
 class _Measure:
@@ -319,7 +341,7 @@ class StochasticDual:
         yi, y, wy = my.draw(batch_size, gen, self.device, self.dtype)
         K = mx.n_keypoints
         mask = _keypoint_block_mask(K, batch_size, batch_size, self.device, self.dtype) if K else None
-        return Minibatch(xi, x, yi, y, wx, wy, mask)
+        return Minibatch(xi, x, yi, y, wx, wy, mask, K)
 
     # ---- potentials -------------------------------------------------------------------------------------
 
@@ -349,9 +371,51 @@ class StochasticDual:
             return pot(idx)
         return pot(pts)
 
+    def _trained_block(self, batch: Minibatch) -> Minibatch:
+        # Under the mask each keypoint row and column holds one pair, a block of its own with a closed-form
+        # optimum (see `potentials_on`): neural potentials are trained on the rest only, so they never have to
+        # bend to the keypoint atoms. Tabular potentials have a free entry per point and keep the whole batch.
+        return batch if isinstance(self.u, TabularPotential) else batch.regular()
+
     def _objective(self, u: nn.Module, v: nn.Module, batch: Minibatch, reg: Regularizer) -> th.Tensor:
+        batch = self._trained_block(batch)
         uu, vv = self._values(u, batch.x_idx, batch.x), self._values(v, batch.y_idx, batch.y)
         return _dual_value(uu, vv, self.cost.matrix(batch.x, batch.y), reg, batch.wx, batch.wy, batch.mask)
+
+    @th.no_grad()
+    def potentials_on(
+        self, batch: Minibatch, reg: Regularizer | None = None, potentials: tuple[nn.Module, nn.Module] | None = None
+    ) -> tuple[th.Tensor, th.Tensor]:
+        """Potential values on the points of a minibatch, with the keypoint pairs at their exact optimum.
+
+        A matched keypoint pair ``k`` of mass ``w_k`` is alone in its row and column of the masked problem, so
+        its dual block is maximised when its plan entry carries the whole mass: ``H_kk = 1 / w_k``, i.e.
+        ``u_k + v_k = c(x_k, y_k) + z`` with ``density(z) = 1 / w_k``. Only the sum matters; ``u_k`` keeps the
+        learned value and ``v_k`` takes the rest.
+
+        Parameters
+        ----------
+        batch : Minibatch
+            From :meth:`sample_batch`.
+        reg : Regularizer, optional
+            Defaults to the solver's.
+        potentials : (Module, Module), optional
+            Defaults to the potentials used for evaluation (the EMA copies when enabled).
+
+        Returns
+        -------
+        (torch.Tensor, torch.Tensor)
+            ``u`` and ``v`` at ``batch.x`` and ``batch.y``.
+        """
+        u, v = self._eval_potentials() if potentials is None else potentials
+        reg = self.regularizer if reg is None else reg
+        uu, vv = self._values(u, batch.x_idx, batch.x), self._values(v, batch.y_idx, batch.y)
+        K = batch.n_keypoints
+        if K and not isinstance(u, TabularPotential):
+            c_kk = self.cost.paired_matrix(batch.x[:K], batch.y[:K])
+            vv = vv.clone()
+            vv[:K] = c_kk + reg.inverse_density(1.0 / batch.wx[:K]) - uu[:K]
+        return uu, vv
 
     def exact_targets(self, batch: Minibatch, reg: Regularizer) -> tuple[th.Tensor, th.Tensor, th.Tensor]:
         """Exact minibatch potentials ``(u*, v*)`` (balanced shift) and the cost matrix of ``batch``."""
@@ -367,6 +431,7 @@ class StochasticDual:
 
     def _regression_loss(self, batch: Minibatch, reg: Regularizer) -> tuple[th.Tensor, th.Tensor]:
         assert self.u is not None and self.v is not None
+        batch = self._trained_block(batch)
         u_star, v_star, C = self.exact_targets(batch, reg)
         uu, vv = self._values(self.u, batch.x_idx, batch.x), self._values(self.v, batch.y_idx, batch.y)
         loss = batch.wx @ (uu - u_star).square() + batch.wy @ (vv - v_star).square()
@@ -377,7 +442,7 @@ class StochasticDual:
     @th.no_grad()
     def _marginal_error(self, u: nn.Module, v: nn.Module, mx: _Measure, my: _Measure, reg: Regularizer) -> float:
         batch = self._draw(mx, my, self.eval_batch_size)
-        uu, vv = self._values(u, batch.x_idx, batch.x), self._values(v, batch.y_idx, batch.y)
+        uu, vv = self.potentials_on(batch, reg, (u, v))
         H = reg.density(uu[:, None] + vv[None, :] - self.cost.matrix(batch.x, batch.y))
         if batch.mask is not None:
             H = H * batch.mask

@@ -490,7 +490,8 @@ class OTPR(OffPolicyAlgorithm):
         batch = self.dual_solver.sample_batch(int(batch_size or self.dual_eval_batch_size), self._eval_generator)
         wx, wy, mask = batch.wx, batch.wy, batch.mask
         C = policy.dual_cost.matrix(batch.x, batch.y)
-        u, v = policy.u(batch.x), policy.v(batch.y)
+        # Keypoint pairs (under the mask) at their closed-form optimum, as the solver defines them.
+        u, v = self.dual_solver.potentials_on(batch, potentials=(policy.u, policy.v))
         reg = float(policy.reg)
         T = plan(u, v, C, reg, wx, wy, mask=mask)
         marginal_error = max(float((T.sum(1) - wx).abs().sum()), float((T.sum(0) - wy).abs().sum()))

@@ -89,3 +89,34 @@ def test_module_potentials_and_plan_functions(rng):
     assert float(obj_tab) == pytest.approx(res.value_dual, rel=1e-12)
     with pytest.raises(ValueError, match="`u` is a module"):
         no.dual_objective(Table(res.u), th.tensor(res.v), Mt, 0.05)
+
+
+@pytest.mark.parametrize("path", ["dense", "csr", "index_add"])
+@pytest.mark.parametrize("masked", [False, True])
+def test_sparse_and_masked_hessian_products_match_autograd(rng, path, masked, monkeypatch):
+    """Every product path of the L2 Newton matrix (dense W, scipy CSR, torch index_add), masked or not."""
+    n, m, reg = 60, 50, 0.05
+    x, y = point_clouds(rng, n, m)
+    C = th.tensor(normalized_cost(x, y))
+    a, b = th.tensor(rng.dirichlet(np.ones(n))), th.tensor(rng.dirichlet(np.ones(m)))
+    mask = th.tensor(no.keypoint_mask(n, m, [(0, 1), (5, 7)])) if masked else None
+    # Potentials that activate most pairs (dense path) or about 10% of them (sparse paths).
+    offset = float(C.quantile(0.9 if path == "dense" else 0.1))
+    u = th.tensor(rng.normal(scale=1e-3, size=n)) + offset
+    v = th.tensor(rng.normal(scale=1e-3, size=m))
+    if path == "index_add":
+        monkeypatch.setattr(_HessianOperator, "csr", property(lambda self: None))
+    prob = _Problem(a, b, C, mask, get_regularizer(reg, "l2"))
+    curv = _Curvature(prob, prob.z(u, v))
+    assert curv.dense == (path == "dense")
+    assert 0 < curv.w.numel() < n * m
+    op = _HessianOperator(curv, 0.0, th.ones(n, dtype=th.bool), th.ones(m, dtype=th.bool))
+    if path == "csr":
+        assert op.csr is not None
+    d = th.tensor(rng.normal(size=n + m))
+
+    def loss(w):
+        return -no.dual_objective(w[:n], w[n:], C, reg, a, b, mask, "l2")
+
+    _, hvp = th.autograd.functional.hvp(loss, th.cat([u, v]), d)
+    th.testing.assert_close(op(d), hvp)

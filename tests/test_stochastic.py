@@ -279,3 +279,27 @@ def test_fit_leaves_the_callers_cost_unchanged():
     solver.fit(x, x + 1)
     assert cost.scale is None  # the caller's object is not frozen
     assert solver.cost.scale is not None and solver.cost is not cost
+
+
+@pytest.mark.parametrize("method", ["gradient", "exact"])
+def test_each_keypoint_pair_carries_its_mass(method):
+    """With neural potentials and the mask, every matched keypoint pair holds exactly its own mass in the plan."""
+
+    def sample_x(n, gen):
+        return th.randn(n, 2, generator=gen)
+
+    def sample_y(n, gen):
+        return th.randn(n, 2, generator=gen) + 2.0
+
+    kx, ky = th.tensor([[0.0, 0.0], [1.0, 1.0]]), th.tensor([[2.0, 2.0], [3.0, 3.0]])
+    solver = no.MaskedL2Dual(0.1, cost=no.SqEuclidean(normalize="max"), batch_size=64, max_steps=300, seed=1, method=method)
+    solver.fit(sample_x, sample_y, keypoints=(kx, ky), keypoint_mass=0.1)
+    batch = solver.sample_batch(256, th.Generator().manual_seed(5))
+    assert batch.n_keypoints == 2
+    u, v = solver.potentials_on(batch)
+    T = no.plan(u, v, solver.cost.matrix(batch.x, batch.y), 0.1, batch.wx, batch.wy, mask=batch.mask)
+    th.testing.assert_close(T[:2].sum(1), th.full((2,), 0.05), rtol=1e-5, atol=0)  # each keypoint: mass 0.1 / 2
+    th.testing.assert_close(th.diagonal(T[:2, :2]), th.full((2,), 0.05), rtol=1e-5, atol=0)
+    assert float(T[:2, 2:].abs().sum()) == 0.0 and float(T[2:, :2].abs().sum()) == 0.0
+    # The regular block carries the rest of the mass (up to the Monte-Carlo error of a 256-point batch).
+    assert float(T[2:].sum()) == pytest.approx(0.9, rel=0.3)
