@@ -1,5 +1,7 @@
 """Stochastic solvers converge to the exact discrete plan; options behave as documented."""
 
+import os
+
 import numpy as np
 import pytest
 import torch as th
@@ -18,21 +20,28 @@ def _problem(rng, n=30, m=30):
     return x, y, no.SqEuclidean(normalize=scale), scale
 
 
-def _plan_from(result, x, y, cost, mask=None):
-    u, v = result.potential_values(th.tensor(x, dtype=th.float64), th.tensor(y, dtype=th.float64))
-    M = cost(x, y)
-    return no.plan(u.double().numpy(), v.double().numpy(), M, EPS, mask=mask)
+CONVERGENCE_CASES = {
+    # name: (solver class, potentials, reg_type, method, learning rate, steps, plan tolerance, keypoint pairs)
+    "tabular-gradient": (no.L2Dual, "tabular", "l2", "gradient", 1e-2, 3000, TOL_TABULAR, None),
+    "tabular-exact": (no.L2Dual, "tabular", "l2", "exact", 5e-2, 1500, TOL_TABULAR, None),
+    "neural": (no.L2Dual, "mlp", "l2", "gradient", 3e-3, 3000, TOL_NEURAL, None),
+    "masked-tabular": (no.MaskedL2Dual, "tabular", "l2", "gradient", 1e-2, 3000, TOL_TABULAR, [(0, 0), (1, 5), (2, 9)]),
+    "entropic-tabular": (no.EntropicDual, "tabular", "entropic", "gradient", 1e-2, 3000, TOL_TABULAR, None),
+}
 
 
-@pytest.mark.parametrize("method,lr,steps", [("gradient", 1e-2, 3000), ("exact", 5e-2, 1500)])
-def test_tabular_converges_to_exact(rng, method, lr, steps):
-    """Gradient ascent, or regression onto exact minibatch potentials, recovers the exact plan."""
+@pytest.mark.parametrize("case", sorted(CONVERGENCE_CASES))
+def test_stochastic_solver_converges_to_the_exact_plan(rng, case):
+    """Each solver (gradient ascent, or regression onto exact minibatch potentials) recovers solve_discrete's plan."""
+    cls, potentials, reg_type, method, lr, steps, tol, pairs = CONVERGENCE_CASES[case]
     x, y, cost, _ = _problem(rng)
-    exact = no.solve_discrete(None, None, cost(x, y), EPS)
-    solver = no.L2Dual(
+    mask = None if pairs is None else no.keypoint_mask(30, 30, pairs)
+    exact = no.solve_discrete(None, None, cost(x, y), EPS, reg_type=reg_type, mask=mask)
+    solver = cls(
         EPS,
         cost=cost,
-        potentials="tabular",
+        potentials=potentials,
+        hidden_sizes=(64, 64),
         batch_size=30,
         learning_rate=lr,
         lr_schedule="cosine",
@@ -41,91 +50,18 @@ def test_tabular_converges_to_exact(rng, method, lr, steps):
         dtype=th.float64,
         method=method,
     )
-    res = solver.fit(x, y)
-    assert np.abs(_plan_from(res, x, y, cost) - exact.plan).sum() < TOL_TABULAR
-    assert res.marginal_error < 0.1
-
-
-def test_neural_converges_to_exact(rng):
-    x, y, cost, _ = _problem(rng)
-    exact = no.solve_discrete(None, None, cost(x, y), EPS)
-    solver = no.L2Dual(
-        EPS,
-        cost=cost,
-        potentials="mlp",
-        hidden_sizes=(64, 64),
-        batch_size=30,
-        learning_rate=3e-3,
-        lr_schedule="cosine",
-        max_steps=3000,
-        seed=0,
-        dtype=th.float64,
-    )
-    res = solver.fit(x, y)
-    assert np.abs(_plan_from(res, x, y, cost) - exact.plan).sum() < TOL_NEURAL
-
-
-def test_masked_tabular_converges_and_keeps_keypoints(rng):
-    x, y, cost, _ = _problem(rng)
-    pairs = [(0, 0), (1, 5), (2, 9)]
-    mask = no.keypoint_mask(30, 30, pairs)
-    exact = no.solve_discrete(None, None, cost(x, y), EPS, mask=mask)
-    solver = no.MaskedL2Dual(
-        EPS,
-        cost=cost,
-        potentials="tabular",
-        batch_size=30,
-        learning_rate=1e-2,
-        lr_schedule="cosine",
-        max_steps=3000,
-        seed=0,
-        dtype=th.float64,
-    )
     res = solver.fit(x, y, pairs=pairs)
-    plan = _plan_from(res, x, y, cost, mask=mask)
-    assert np.abs(plan - exact.plan).sum() < TOL_TABULAR
-    # The mask matters: the unmasked optimum is far from this plan, and the keypoints carry their mass.
-    unmasked = no.solve_discrete(None, None, cost(x, y), EPS)
-    assert np.abs(unmasked.plan - exact.plan).sum() > 5 * TOL_TABULAR
-    for i, j in pairs:
-        assert plan[i, j] == pytest.approx(1 / 30, rel=0.05)
-
-
-def test_entropic_tabular_converges(rng):
-    x, y, cost, _ = _problem(rng, 20, 25)
-    exact = no.solve_discrete(None, None, cost(x, y), EPS, reg_type="entropic")
-    solver = no.EntropicDual(
-        EPS,
-        cost=cost,
-        potentials="tabular",
-        batch_size=25,
-        learning_rate=1e-2,
-        lr_schedule="cosine",
-        max_steps=3000,
-        seed=0,
-        dtype=th.float64,
-    )
-    res = solver.fit(x, y)
-    u, v = res.potential_values()
-    plan = no.plan(u.numpy(), v.numpy(), cost(x, y), EPS, reg_type="entropic")
-    assert np.abs(plan - exact.plan).sum() < TOL_TABULAR
-
-
-def test_keypoints_as_extra_points_with_sampler(rng):
-    """Continuous measures given by samplers, keypoints joining every batch with a stated mass."""
-
-    def sample_x(n, gen):
-        return th.randn(n, 2, generator=gen)
-
-    def sample_y(n, gen):
-        return th.randn(n, 2, generator=gen) + 2.0
-
-    kx, ky = th.tensor([[0.0, 0.0], [1.0, 1.0]]), th.tensor([[2.0, 2.0], [3.0, 3.0]])
-    solver = no.MaskedL2Dual(0.1, cost=no.SqEuclidean(normalize="max"), batch_size=64, max_steps=300, seed=1)
-    res = solver.fit(sample_x, sample_y, keypoints=(kx, ky), keypoint_mass=0.1)
-    H = res.compatibility()
-    assert np.isfinite(res.marginal_error)
-    assert H.paired(kx, ky).min() > 0  # matched keypoints are compatible
+    u, v = res.potential_values(th.tensor(x, dtype=th.float64), th.tensor(y, dtype=th.float64))
+    plan = no.plan(u.double().numpy(), v.double().numpy(), cost(x, y), EPS, reg_type=reg_type, mask=mask)
+    assert np.abs(plan - exact.plan).sum() < tol
+    if potentials == "tabular":
+        assert res.marginal_error < 0.1
+    if pairs is not None:
+        # The mask matters: the unmasked optimum is far from this plan, and the keypoints carry their mass.
+        unmasked = no.solve_discrete(None, None, cost(x, y), EPS)
+        assert np.abs(unmasked.plan - exact.plan).sum() > 5 * TOL_TABULAR
+        for i, j in pairs:
+            assert plan[i, j] == pytest.approx(1 / 30, rel=0.05)
 
 
 def test_tol_stops_early_and_callback_can_stop(rng):
@@ -203,16 +139,34 @@ def test_seed_reproducibility_and_state_dict_round_trip(rng):
     th.testing.assert_close(a.u(pts), b.u(pts))
 
 
+def _peak_rss_bytes() -> int:
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmHWM"))
+
+
+def _reset_peak_rss() -> None:
+    with open("/proc/self/clear_refs", "w") as f:  # "5" resets the peak resident set size (Linux)
+        f.write("5")
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/clear_refs"), reason="needs Linux /proc to measure peak memory")
 def test_memory_is_per_batch_for_a_million_points():
-    """10^6 points in 25-D: a step touches only the batch (the data tensor itself is the only O(N) memory)."""
+    """10^6 points in 25-D (200 MB of data): fitting adds memory of the order of a batch, not of the data."""
     gen = th.Generator().manual_seed(0)
     x = th.randn(1_000_000, 25, generator=gen)
     y = th.randn(1_000_000, 25, generator=gen) + 0.5
+    data_bytes = x.nbytes + y.nbytes
     solver = no.L2Dual(
         0.1, cost=no.SqEuclidean(normalize="mean"), batch_size=256, max_steps=20, eval_every=10, eval_batch_size=512, seed=0
     )
-    res = solver.fit(x, y)
+    solver.fit(x[:1000], y[:1000])  # warm-up: allocator pools, lazy imports
+    _reset_peak_rss()
+    before = _peak_rss_bytes()
+    res = solver.fit(x, y, warm_start=False)
+    extra = _peak_rss_bytes() - before
     assert np.isfinite(res.history["objective"]).all() and res.n_steps == 20
+    # A copy of the data (e.g. a dtype conversion) would add >= 200 MB; the batches need a few MB.
+    assert extra < 0.1 * data_bytes, f"fit used {extra / 2**20:.0f} MiB on top of {data_bytes / 2**20:.0f} MiB of data"
 
 
 @pytest.mark.parametrize("keypoints", [False, True])
