@@ -6,7 +6,7 @@ A standalone toolkit (numpy, scipy, torch) used by :mod:`otpr_sb3`. See the pape
 from neural_ot.compatibility import Compatibility, Resampled, resample_from_scores
 from neural_ot.costs import L1, CallableCost, Cosine, CostFn, Euclidean, SqEuclidean, get_cost
 from neural_ot.discrete import solve, solve_discrete
-from neural_ot.duals import density, dual_objective, plan, plan_marginals, potential_values
+from neural_ot.duals import density, dual_objective, plan, plan_marginals, potential_values, relative_marginal_errors
 from neural_ot.keypoints import (
     KeypointRelationCost,
     MixedCost,
@@ -54,6 +54,7 @@ __all__ = [
     "plan_marginals",
     "potential_values",
     "relation_vectors",
+    "relative_marginal_errors",
     "resample_from_scores",
     "solve",
     "solve_discrete",

@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 import torch as th
 
-from neural_ot.duals import _relative_errors
+from neural_ot.duals import relative_marginal_errors
 from neural_ot.regularizers import Entropic, Regularizer, SquaredL2
 
 
@@ -68,7 +68,7 @@ class _Problem:
         return H, self.a[:, None] * H * self.b[None, :]
 
     def errors(self, T: th.Tensor) -> tuple[float, float]:
-        return _relative_errors(T.sum(1), T.sum(0), self.a, self.b)
+        return relative_marginal_errors(T.sum(1), T.sum(0), self.a, self.b)
 
     def block_maximize(self, u: th.Tensor, v: th.Tensor, rows: th.Tensor | None = None, side: str = "u") -> th.Tensor:
         """Exact maximisation of the dual over ``u`` (or ``v``) on the selected rows, the other fixed."""

@@ -14,7 +14,7 @@ import scipy.sparse.linalg as spla
 import torch as th
 
 from neural_ot._dual_problem import _Problem, _SparseProblem
-from neural_ot.duals import _relative_errors
+from neural_ot.duals import relative_marginal_errors
 from neural_ot.regularizers import Entropic, SquaredL2
 
 _DENSE_FRACTION = 0.2  # above this fraction of active pairs, dense products beat index scatter
@@ -65,7 +65,7 @@ class _Curvature:
 
     def marginal_error(self, prob: _Problem | _SparseProblem) -> tuple[float, float]:
         """Relative L1 errors of the row and column marginals."""
-        return _relative_errors(self.row_mass, self.col_mass, prob.a, prob.b)
+        return relative_marginal_errors(self.row_mass, self.col_mass, prob.a, prob.b)
 
     def _from_active(self, prob: _Problem | _SparseProblem, zc: th.Tensor, ab: th.Tensor) -> None:
         self.w = ab * prob.r.curvature(zc)

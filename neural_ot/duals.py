@@ -123,7 +123,7 @@ def _dual_value(
     return a @ u + b @ v - a @ penalty @ b
 
 
-def _relative_errors(rows: th.Tensor, cols: th.Tensor, a: th.Tensor, b: th.Tensor) -> tuple[float, float]:
+def relative_marginal_errors(rows: th.Tensor, cols: th.Tensor, a: th.Tensor, b: th.Tensor) -> tuple[float, float]:
     """Relative L1 errors ``(||rows - a||_1 / ||a||_1, ||cols - b||_1 / ||b||_1)`` of a plan's marginals.
 
     Parameters

@@ -146,7 +146,9 @@ class DualResult:
     converged : bool
         Whether the estimated marginal error reached ``tol`` (``False`` when no ``tol`` was set).
     marginal_error : float
-        Last estimate of the relative marginal error (NaN if never evaluated).
+        Last estimate of the relative marginal error (NaN if never evaluated): a Monte-Carlo estimate on
+        ``eval_batch_size`` points, with a noise floor of order ``1 / sqrt(eval_batch_size * fraction of
+        pairs with H > 0)``.
     history : dict of lists
         ``step``, ``objective``, ``marginal_error``, ``reg`` and ``lr`` at each evaluation.
     """

@@ -21,7 +21,7 @@ from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedul
 from stable_baselines3.common.utils import FloatSchedule, polyak_update
 from tqdm.auto import tqdm
 
-from neural_ot import L2Dual, dual_objective, plan, solve_discrete
+from neural_ot import L2Dual, dual_objective, plan, relative_marginal_errors, solve_discrete
 from otpr_sb3.demonstrations import Demonstrations
 from otpr_sb3.policies import MultiInputPolicy, OTPRPolicy
 
@@ -494,7 +494,7 @@ class OTPR(OffPolicyAlgorithm):
         u, v = self.dual_solver.potentials_on(batch, potentials=(policy.u, policy.v))
         reg = float(policy.reg)
         T = plan(u, v, C, reg, wx, wy, mask=mask)
-        marginal_error = max(float((T.sum(1) - wx).abs().sum()), float((T.sum(0) - wy).abs().sum()))
+        marginal_error = max(relative_marginal_errors(T.sum(1), T.sum(0), wx, wy))
         value = float(dual_objective(u, v, C, reg, wx, wy, mask))
         exact = solve_discrete(
             wx.double().cpu(),
