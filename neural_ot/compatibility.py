@@ -180,10 +180,8 @@ def resample_from_scores(z: th.Tensor, H: th.Tensor, generator: th.Generator | N
     probs = th.where(
         total > 0, H / total.clamp_min(th.finfo(H.dtype).tiny), th.nn.functional.one_hot(best, H.shape[1]).to(H.dtype)
     )
-    u = (
-        th.rand(H.shape[0], 1, generator=generator, device=H.device, dtype=H.dtype)
-        if generator is None or generator.device == H.device
-        else th.rand(H.shape[0], 1, generator=generator, dtype=H.dtype).to(H.device)
-    )
-    index = (probs.cumsum(1) < u).sum(1).clamp_max(H.shape[1] - 1)
+    if generator is None or generator.device == H.device:
+        index = th.multinomial(probs, 1, generator=generator).squeeze(1)
+    else:  # a CPU generator for data on another device: draw on the CPU
+        index = th.multinomial(probs.cpu(), 1, generator=generator).squeeze(1).to(H.device)
     return Resampled(index=index, probs=probs, density=H, fallback=fallback)

@@ -35,6 +35,8 @@ from typing import Any
 import numpy as np
 import torch as th
 from torch import nn
+from torch.optim.lr_scheduler import LambdaLR
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm.auto import tqdm
 
 from neural_ot._arrays import ArrayLike, resolve_device, to_tensor
@@ -242,8 +244,8 @@ class StochasticDual:
         self.progress_bar = progress_bar
         self.u: nn.Module | None = None
         self.v: nn.Module | None = None
-        self.u_ema: nn.Module | None = None
-        self.v_ema: nn.Module | None = None
+        self.u_ema: AveragedModel | None = None
+        self.v_ema: AveragedModel | None = None
         self.optimizer: th.optim.Optimizer | None = None
         self.total_steps = 0
         self._problem: tuple[_Measure, _Measure] | None = None
@@ -365,7 +367,9 @@ class StochasticDual:
                 pot.set_input_statistics(pts.to(self.device, self.dtype))
         self.optimizer = th.optim.Adam([*self.u.parameters(), *self.v.parameters()], lr=self.learning_rate)
         if self.ema_decay is not None:
-            self.u_ema, self.v_ema = copy.deepcopy(self.u), copy.deepcopy(self.v)
+            avg = get_ema_multi_avg_fn(self.ema_decay)
+            self.u_ema = AveragedModel(self.u, multi_avg_fn=avg, use_buffers=True)
+            self.v_ema = AveragedModel(self.v, multi_avg_fn=avg, use_buffers=True)
 
     def _values(self, pot: nn.Module, idx: th.Tensor | None, pts: th.Tensor) -> th.Tensor:
         if isinstance(pot, TabularPotential):
@@ -610,11 +614,16 @@ class StochasticDual:
         history: dict[str, list[float]] = {k: [] for k in ("step", "objective", "marginal_error", "reg", "lr")}
         converged, err, objective = False, float("nan"), float("nan")
         bar = tqdm(total=n_steps, disable=not self.progress_bar, desc=type(self).__name__, leave=False)
+        assert self.optimizer is not None
+        for group in self.optimizer.param_groups:
+            group["initial_lr"] = self.learning_rate  # each fit restarts its schedule from `learning_rate`
+        scheduler = LambdaLR(self.optimizer, lambda k: self._lr_factor((k + 1) / n_steps))
         step = 0
         for step in range(1, n_steps + 1):
             reg = self._reg_at(step, n_steps)
-            lr = self.learning_rate * self._lr_factor(step / n_steps)
-            objective = float(self.step(reg, lr))
+            lr = self.optimizer.param_groups[0]["lr"]
+            objective = float(self.step(reg))
+            scheduler.step()
             bar.update(1)
             if not evaluate:
                 continue
@@ -656,20 +665,17 @@ class StochasticDual:
 
     def _eval_potentials(self) -> tuple[nn.Module, nn.Module]:
         if self.u_ema is not None and self.v_ema is not None:
-            return self.u_ema, self.v_ema
+            return self.u_ema.module, self.v_ema.module
         assert self.u is not None and self.v is not None
         return self.u, self.v
 
     @th.no_grad()
     def _update_ema(self) -> None:
-        if self.u_ema is None or self.v_ema is None or self.ema_decay is None:
+        if self.u_ema is None or self.v_ema is None:
             return
         assert self.u is not None and self.v is not None
-        for src, dst in ((self.u, self.u_ema), (self.v, self.v_ema)):
-            for p, q in zip(src.parameters(), dst.parameters()):
-                q.lerp_(p, 1.0 - self.ema_decay)
-            for bsrc, bdst in zip(src.buffers(), dst.buffers()):
-                bdst.copy_(bsrc)
+        self.u_ema.update_parameters(self.u)
+        self.v_ema.update_parameters(self.v)
 
     def compatibility(self) -> Compatibility:
         """Compatibility function of the current potentials."""
@@ -714,8 +720,12 @@ class StochasticDual:
         self.cost.scale = state["cost_scale"]
         self._generator.set_state(state["generator"])
         if self.u_ema is not None and self.v_ema is not None and "u_ema" in state:
-            self.u_ema.load_state_dict(state["u_ema"], strict=strict)
-            self.v_ema.load_state_dict(state["v_ema"], strict=strict)
+            for ema, saved in ((self.u_ema, state["u_ema"]), (self.v_ema, state["v_ema"])):
+                if "n_averaged" in saved:
+                    ema.load_state_dict(saved, strict=strict)
+                else:  # states saved before 0.2 hold the averaged module alone
+                    ema.module.load_state_dict(saved, strict=strict)
+                    ema.n_averaged.fill_(max(1, self.total_steps))
 
     def build(self, x_dim: int, y_dim: int) -> None:
         """Create the potentials and the optimiser without data (before loading a state, or to warm-start).

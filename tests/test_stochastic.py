@@ -117,7 +117,21 @@ def test_ema_and_continuation_history(rng):
     res = solver.fit(x, y)
     regs = res.history["reg"]
     assert regs[0] == pytest.approx(1.0 * (EPS / 1.0) ** 0.5) and regs[-1] == EPS
-    assert res.u is solver.u_ema and not any(th.equal(p, q) for p, q in zip(solver.u.parameters(), solver.u_ema.parameters()))
+    assert res.u is solver.u_ema.module
+    assert not any(th.equal(p, q) for p, q in zip(solver.u.parameters(), res.u.parameters()))
+
+
+def test_ema_is_the_exponential_average_of_the_iterates(rng):
+    x, y, cost, _ = _problem(rng)
+    solver = no.L2Dual(EPS, cost=cost, hidden_sizes=(16,), batch_size=30, ema_decay=0.8, seed=0, dtype=th.float64)
+    solver.setup(x, y)
+    expected = None
+    for _ in range(5):
+        solver.step()
+        current = [p.detach().clone() for p in solver.u.parameters()]
+        expected = current if expected is None else [0.8 * e + 0.2 * c for e, c in zip(expected, current)]
+    for e, q in zip(expected, solver.result().u.parameters()):
+        th.testing.assert_close(q, e)
 
 
 def test_seed_reproducibility_and_state_dict_round_trip(rng):
@@ -257,3 +271,17 @@ def test_each_keypoint_pair_carries_its_mass(method):
     assert float(T[:2, 2:].abs().sum()) == 0.0 and float(T[2:, :2].abs().sum()) == 0.0
     # The regular block carries the rest of the mass (up to the Monte-Carlo error of a 256-point batch).
     assert float(T[2:].sum()) == pytest.approx(0.9, rel=0.3)
+
+
+@pytest.mark.parametrize("schedule", ["cosine", "constant", "callable"])
+def test_learning_rate_schedule_per_step(rng, schedule):
+    x, y, cost, _ = _problem(rng)
+    lr_schedule = (lambda progress: 1.0 - progress) if schedule == "callable" else schedule
+    solver = no.L2Dual(
+        EPS, cost=cost, potentials="tabular", batch_size=10, learning_rate=0.1, lr_schedule=lr_schedule, eval_every=1, seed=0
+    )
+    for _ in range(2):  # a second fit restarts the schedule
+        res = solver.fit(x, y, max_steps=8)
+        k = np.arange(1, 9) / 8
+        expected = {"cosine": 0.5 * (1 + np.cos(np.pi * k)), "constant": np.ones(8), "callable": 1.0 - k}[schedule]
+        np.testing.assert_allclose(res.history["lr"], 0.1 * expected, atol=1e-12)
