@@ -120,3 +120,25 @@ def test_sparse_and_masked_hessian_products_match_autograd(rng, path, masked, mo
 
     _, hvp = th.autograd.functional.hvp(loss, th.cat([u, v]), d)
     th.testing.assert_close(op(d), hvp)
+
+
+def test_conjugate_gradients_solve_the_newton_system(rng):
+    """The CG loop of the Newton solver reaches the requested rtol and the dense solution."""
+    from neural_ot._newton import _pcg
+
+    n, m, reg = 120, 100, 0.05
+    x, y = point_clouds(rng, n, m)
+    C = th.tensor(normalized_cost(x, y))
+    a, b = th.tensor(rng.dirichlet(np.ones(n))), th.tensor(rng.dirichlet(np.ones(m)))
+    u, v = th.full((n,), float(C.quantile(0.3))), th.zeros(m, dtype=th.float64)
+    curv = _Curvature(
+        _Problem(a, b, C, None, get_regularizer(reg, "l2")),
+        _Problem(a, b, C, None, get_regularizer(reg, "l2")).z(u.double(), v),
+    )
+    op = _HessianOperator(curv, 1e-6, th.ones(n, dtype=th.bool), th.ones(m, dtype=th.bool))
+    rhs = th.tensor(rng.normal(size=n + m))
+    A = th.stack([op(e) for e in th.eye(n + m, dtype=th.float64)], 1)
+    exact = th.linalg.solve(A, rhs)
+    sol = _pcg(op, rhs, op.diagonal, 1e-10, 5000)
+    assert float((op(sol) - rhs).norm() / rhs.norm()) <= 1e-9
+    th.testing.assert_close(sol, exact, rtol=1e-6, atol=1e-8)
