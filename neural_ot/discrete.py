@@ -30,7 +30,7 @@ from neural_ot._validation import (
     check_positive_int,
     check_weights,
 )
-from neural_ot.regularizers import get_regularizer
+from neural_ot.regularizers import Regularizer, get_regularizer
 from neural_ot.results import OTResult
 
 
@@ -101,8 +101,15 @@ def solve_discrete(
         raise ValueError(f"`tol` must be positive, got {tol!r}")
     check_positive_int(max_iter, "max_iter")
     check_positive_int(cg_max_iter, "cg_max_iter")
-    out_dtype = result_dtype(M, a, b)
-    as_numpy = is_numpy(M)
+    full = _validated_problem(a, b, M, mask, regularizer, tol)
+    u, v, value_dual, n_iter, converged, sweeps = _solve_on_support(full, tol, max_iter, cg_max_iter, verbose)
+    return _result(full, u, v, value_dual, n_iter, sweeps, converged, tol, is_numpy(M), result_dtype(M, a, b))
+
+
+def _validated_problem(
+    a: ArrayLike | None, b: ArrayLike | None, M: ArrayLike, mask: ArrayLike | None, regularizer: Regularizer, tol: float
+) -> _Problem:
+    """Build the float64 problem after every check of :func:`solve_discrete`'s contract."""
     C = to_tensor(M, "M", dtype=th.float64)
     check_matrix(C, "M")
     n, m = C.shape
@@ -118,28 +125,51 @@ def solve_discrete(
         maskt = to_tensor(mask, "mask", th.float64, C.device)
         check_mask(maskt, (n, m))
         check_masked_feasibility(at, bt, maskt, rtol=tol)
-    # Points of zero weight carry no mass; the solver works on the support and fills the rest.
+    return _Problem(at, bt, C, maskt, regularizer)
+
+
+def _solve_on_support(
+    full: _Problem, tol: float, max_iter: int, cg_max_iter: int, verbose: bool
+) -> tuple[th.Tensor, th.Tensor, float, int, bool, int]:
+    """Run Newton on the points of positive weight (zero-weight points carry no mass); potentials are 0 elsewhere.
+
+    Returns the potentials, the dual value, the iterations, whether they converged and the Sinkhorn sweeps.
+    """
+    at, bt, C, maskt = full.a, full.b, full.C, full.mask
     keep_a, keep_b = at > 0, bt > 0
     full_support = bool(keep_a.all()) and bool(keep_b.all())
     sub_C = C if full_support else C[keep_a][:, keep_b]
     sub_mask = None if maskt is None else (maskt if full_support else maskt[keep_a][:, keep_b])
     if sub_mask is not None and not full_support:
         check_mask(sub_mask, tuple(sub_mask.shape))  # type: ignore[arg-type]
-    prob = _Problem(at[keep_a], bt[keep_b] * (at.sum() / bt.sum()), sub_C, sub_mask, regularizer)
+    prob = _Problem(at[keep_a], bt[keep_b] * (at.sum() / bt.sum()), sub_C, sub_mask, full.r)
     u_s, v_s, n_iter, converged = _newton(prob, tol, max_iter, cg_max_iter, verbose)
-    u = C.new_zeros(n)
-    v = C.new_zeros(m)
+    u, v = C.new_zeros(C.shape[0]), C.new_zeros(C.shape[1])
     u[keep_a], v[keep_b] = u_s, v_s
-    full = _Problem(at, bt, C, maskt, regularizer)
-    H, T = full.plan(u, v)
-    H = H * keep_a[:, None] * keep_b[None, :]
+    return u, v, -prob.loss(u_s, v_s), n_iter, converged, prob.sinkhorn_sweeps
+
+
+def _result(
+    full: _Problem,
+    u: th.Tensor,
+    v: th.Tensor,
+    value_dual: float,
+    n_iter: int,
+    sweeps: int,
+    converged: bool,
+    tol: float,
+    as_numpy: bool,
+    out_dtype: th.dtype,
+) -> OTResult:
+    """Assemble the result: plan, values and the convergence verdict against the weights as given (not rescaled)."""
+    at, bt, C, regularizer = full.a, full.b, full.C, full.r
+    H, _ = full.plan(u, v)
+    H = H * (at > 0)[:, None] * (bt > 0)[None, :]
     T = at[:, None] * H * bt[None, :]
     transport = float((C * T).sum())
     value = transport + float(at @ full.masked(regularizer.primal(H)) @ bt)
-    value_dual = -prob.loss(u_s, v_s)
     if not (value == value and value_dual == value_dual):
         raise FloatingPointError("solve_discrete produced NaN; the problem is badly scaled (check `M` and `reg`)")
-    # `converged` means what OTResult says: the errors against the weights as given (not rescaled) are <= tol.
     errors = full.errors(T)
     converged = converged and max(errors) <= tol
     if not converged:
@@ -147,7 +177,7 @@ def solve_discrete(
             f"solve_discrete did not reach tol={tol:g} (marginal errors {errors[0]:.3g}, {errors[1]:.3g}) in "
             f"{n_iter} Newton iterations; see `marginal_errors`",
             RuntimeWarning,
-            stacklevel=2,
+            stacklevel=3,
         )
 
     def out(t: th.Tensor) -> ArrayLike:
@@ -163,7 +193,7 @@ def solve_discrete(
         value_linear=transport,
         marginal_errors=errors,
         n_iter=n_iter,
-        n_sinkhorn=prob.sinkhorn_sweeps,
+        n_sinkhorn=sweeps,
         converged=converged,
         reg=regularizer.reg,
         reg_type=regularizer.name,
