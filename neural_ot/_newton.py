@@ -285,6 +285,64 @@ def _working_set_stage(
     return u, v, total, False
 
 
+def _newton_direction(
+    prob: _Problem | _SparseProblem, curv: _Curvature, g: th.Tensor, error: float, cg_max_iter: int
+) -> tuple[th.Tensor, th.Tensor, th.Tensor]:
+    """Levenberg-regularised Newton step on the non-isolated nodes: dense Cholesky, sparse direct or CG.
+
+    Returns the step and the masks of free (non-isolated) ``u`` and ``v`` nodes.
+    """
+    d1, d2 = curv.d1, curv.d2
+    scale = float(th.cat([d1, d2]).max())
+    free_u, free_v = d1 > 1e-14 * scale, d2 > 1e-14 * scale
+    delta = max(1e-12 * scale, _DELTA * min(1.0, error) * float(th.cat([d1, d2]).mean()))
+    op = _HessianOperator(curv, delta, free_u, free_v)
+    rhs = -g * op.free
+    if sum(prob.shape) <= _DENSE_SOLVE_MAX:
+        step = op.solve_dense(rhs)
+    elif curv.direct:
+        step = op.solve_sparse(rhs)
+    else:
+        step = _pcg(op, rhs, op.diagonal, rtol=min(0.1, error**0.5), max_iter=cg_max_iter)
+    return step, free_u, free_v
+
+
+def _line_search(
+    prob: _Problem | _SparseProblem,
+    u: th.Tensor,
+    v: th.Tensor,
+    step: th.Tensor,
+    z: th.Tensor,
+    curv: _Curvature,
+    g: th.Tensor,
+    loss: float,
+    error: float,
+) -> tuple[float, bool, float]:
+    """Backtracking along ``step``: Armijo on the dual, or the marginal error where the dual cannot resolve it.
+
+    Returns the step length, whether it was accepted, and the loss there.
+    """
+    n = prob.shape[0]
+    slope = float(g @ step)
+    t, cand = 1.0, loss
+    if abs(slope) < 1e-13 * max(1.0, abs(loss)):
+        # The expected decrease is below the float64 resolution of the objective, where Armijo would
+        # accept meaningless steps; near the optimum the marginal error is the merit function instead.
+        for _ in range(10):
+            trial = _Curvature(prob, prob.z(u + t * step[:n], v + t * step[n:]))
+            if max(trial.marginal_error(prob)) < error:
+                return t, True, prob.loss(u + t * step[:n], v + t * step[n:])
+            t *= 0.5
+        return t, False, cand
+    along = prob.line_loss(u, v, step[:n], step[n:], z, curv.active)
+    for _ in range(50):
+        cand = along(t)
+        if cand <= loss + 1e-4 * t * slope:
+            return t, True, cand
+        t *= 0.5
+    return t, False, cand
+
+
 def _newton_stage(
     prob: _Problem | _SparseProblem,
     u: th.Tensor,
@@ -315,39 +373,9 @@ def _newton_stage(
             it -= 1
             break
         g = th.cat([curv.row_mass - prob.a, curv.col_mass - prob.b])
-        d1, d2 = curv.d1, curv.d2
-        scale = float(th.cat([d1, d2]).max())
-        free_u, free_v = d1 > 1e-14 * scale, d2 > 1e-14 * scale
-        delta = max(1e-12 * scale, _DELTA * min(1.0, max(ea, eb)) * float(th.cat([d1, d2]).mean()))
-        op = _HessianOperator(curv, delta, free_u, free_v)
-        rhs = -g * op.free
-        if sum(prob.shape) <= _DENSE_SOLVE_MAX:
-            step = op.solve_dense(rhs)
-        elif curv.direct:
-            step = op.solve_sparse(rhs)
-        else:
-            step = _pcg(op, rhs, op.diagonal, rtol=min(0.1, max(ea, eb) ** 0.5), max_iter=cg_max_iter)
-        slope = float(g @ step)
-        along = prob.line_loss(u, v, step[:n], step[n:], z, curv.active)
+        step, free_u, free_v = _newton_direction(prob, curv, g, max(ea, eb), cg_max_iter)
+        t, accepted, cand = _line_search(prob, u, v, step, z, curv, g, loss, max(ea, eb))
         del z
-        t, accepted = 1.0, False
-        if abs(slope) < 1e-13 * max(1.0, abs(loss)):
-            # The expected decrease is below the float64 resolution of the objective, where Armijo would
-            # accept meaningless steps; near the optimum the marginal error is the merit function instead.
-            for _ in range(10):
-                trial = _Curvature(prob, prob.z(u + t * step[:n], v + t * step[n:]))
-                trial_err = max(trial.marginal_error(prob))
-                if trial_err < max(ea, eb):
-                    accepted, cand = True, prob.loss(u + t * step[:n], v + t * step[n:])
-                    break
-                t *= 0.5
-        else:
-            for _ in range(50):
-                cand = along(t)
-                if cand <= loss + 1e-4 * t * slope:
-                    accepted = True
-                    break
-                t *= 0.5
         if accepted:
             u, v = u + t * step[:n], v + t * step[n:]
         # Exact block steps never decrease the dual: they repair isolated points, or replace a failed step.
