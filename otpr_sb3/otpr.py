@@ -53,7 +53,7 @@ class OTPR(OffPolicyAlgorithm):
         Batch of the H-weighted score-matching update.
     actor_ema : float
         EMA rate of the acting copy of the actor.
-    actor_targets : {"replay", "candidates"}
+    actor_targets : {"replay", "candidates"} or None
         What the actor's score matching fits. ``"replay"``: replay pairs ``(s, a)`` weighted by ``H(s, a)``
         (Eq. 10 estimated on replay minibatches). ``"candidates"``: the paper's remedy in Sec. 4.4 for
         minibatches where few replay pairs carry weight: for ``candidate_batch_size`` replay states, one action
@@ -61,6 +61,8 @@ class OTPR(OffPolicyAlgorithm):
         (the intended policy), fitted unweighted. It moves the actor towards the improved policy it collects
         with instead of towards old replay actions, and is the setting that learns from scratch (see
         docs/from_scratch.rst); it costs ``candidate_batch_size * L`` DDIM samples per actor update.
+        ``None`` (default): ``"candidates"`` for an actor that was not pretrained, ``"replay"`` after
+        :meth:`pretrain` (fine-tuning, where the replay holds the demonstrations).
     candidate_batch_size : int
         States per actor update with ``actor_targets="candidates"``.
     actor_loss : {"normalized", "mean"}
@@ -124,7 +126,7 @@ class OTPR(OffPolicyAlgorithm):
         actor_batch_size: int = 256,
         actor_ema: float = 0.995,
         actor_loss: str = "normalized",
-        actor_targets: str = "replay",
+        actor_targets: str | None = None,
         candidate_batch_size: int = 64,
         reg: float = 0.05,
         dual_learning_rate: float = 1e-3,
@@ -168,8 +170,8 @@ class OTPR(OffPolicyAlgorithm):
             raise ValueError(f"`dual_method` must be 'exact' or 'gradient', got {dual_method!r}")
         if actor_loss not in ("normalized", "mean"):
             raise ValueError(f"`actor_loss` must be 'normalized' or 'mean', got {actor_loss!r}")
-        if actor_targets not in ("replay", "candidates"):
-            raise ValueError(f"`actor_targets` must be 'replay' or 'candidates', got {actor_targets!r}")
+        if actor_targets not in ("replay", "candidates", None):
+            raise ValueError(f"`actor_targets` must be 'replay', 'candidates' or None, got {actor_targets!r}")
         if not 0.0 < actor_ema < 1.0:
             raise ValueError(f"`actor_ema` must be in (0, 1), got {actor_ema}")
         action_space = getattr(env, "action_space", None)
@@ -563,8 +565,15 @@ class OTPR(OffPolicyAlgorithm):
                 group["lr"] = lr
             self.logger.record(f"train/{name}", lr)
 
+    @property
+    def actor_targets_in_use(self) -> str:
+        """``actor_targets``, with ``None`` resolved (``"candidates"`` unless the actor was pretrained)."""
+        if self.actor_targets is not None:
+            return self.actor_targets
+        return "replay" if self.pretrained else "candidates"
+
     def _actor_update(self) -> dict[str, float]:
-        if self.actor_targets == "candidates":
+        if self.actor_targets_in_use == "candidates":
             return self._actor_update_candidates()
         policy = self.policy
         assert self.replay_buffer is not None

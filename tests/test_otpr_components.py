@@ -12,7 +12,7 @@ from otpr_sb3 import OTPR, Demonstrations
 
 
 def test_zero_compatibility_pairs_do_not_train_the_actor():
-    model = OTPR("MlpPolicy", IdentityEnvBox(ep_length=20), seed=0, **FAST)
+    model = OTPR("MlpPolicy", IdentityEnvBox(ep_length=20), seed=0, actor_targets="replay", **FAST)
     policy = model.policy
     policy.dual_ready.fill_(True)
     obs = th.linspace(-1, 1, 8)[:, None]

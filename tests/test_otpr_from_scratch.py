@@ -435,3 +435,17 @@ def test_exact_dual_method_runs_in_the_loop(pretrained):
     model.learn(40)
     assert model.dual_updates > 0 and model.dual_solver.method == "exact"
     assert all(np.isfinite(v) for v in model.logger.values("train/dual_objective"))
+
+
+def test_default_actor_targets_follow_pretraining():
+    """Without pretraining the actor fits its resampled candidates; after `pretrain`, H-weighted replay pairs."""
+    scratch = OTPR("MlpPolicy", IdentityEnvBox(ep_length=20), seed=0, **FAST)
+    scratch.set_logger(_RecordingLogger())
+    scratch.learn(40, log_interval=1)
+    assert scratch.actor_targets_in_use == "candidates" and scratch.logger.values("train/target_replay_frac")
+    tuned = OTPR("MlpPolicy", IdentityEnvBox(ep_length=20), seed=0, **FAST)
+    tuned.pretrain(identity_demos(), n_steps=5)
+    tuned.set_logger(_RecordingLogger())
+    tuned.learn(40, log_interval=1)
+    assert tuned.actor_targets_in_use == "replay" and not tuned.logger.values("train/target_replay_frac")
+    assert tuned.logger.values("train/h_entropy")
