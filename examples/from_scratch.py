@@ -58,12 +58,22 @@ CONFIGS: dict[str, dict] = {
         policy_kwargs=dict(actor_learning_rate=3e-4, n_candidates=16),
     ),
     # The previous from-scratch setting: H-weighted replay pairs, actor and dual updated at every step.
-    "replay": dict(policy_delay=1, dual_freq=1, policy_kwargs=dict(actor_learning_rate=3e-4, n_candidates=16)),
+    "replay": dict(
+        actor_targets="replay", policy_delay=1, dual_freq=1, policy_kwargs=dict(actor_learning_rate=3e-4, n_candidates=16)
+    ),
+    # The library's defaults (candidate targets for an untrained actor, actor learning rate 1e-4, L = 8).
     "defaults": {},
 }
 FROM_SCRATCH = CONFIGS["scratch"]
-# Run directories: <env>-<label>-s<seed>; the first "scratch" runs were made with what is now "replay".
-LABELS = {"scratch": "otpr_candidates", "replay": "otpr", "defaults": "otpr_defaults"}
+# Run directories are <env>-<label>-s<seed>; the first runs of this page were made with what is now "replay"
+# (label "otpr"), and one with the defaults of that time, H-weighted replay targets ("otpr_replay_defaults").
+LABELS = {"scratch": "otpr_candidates", "defaults": "otpr_defaults", "replay": "otpr"}
+NAMES = {
+    "otpr_candidates": "OTPR, from-scratch setting (candidate targets, actor lr 3e-4, L = 16)",
+    "otpr_defaults": "OTPR, library defaults (candidate targets, actor lr 1e-4, L = 8)",
+    "otpr": "OTPR, replay targets (actor lr 3e-4, L = 16, every step)",
+    "sac": "SAC, SB3 defaults",
+}
 
 
 def make_model(algo: str, env_id: str, seed: int, config: str = "scratch"):
@@ -120,7 +130,7 @@ def report(args: argparse.Namespace) -> None:
     import matplotlib.pyplot as plt
 
     curves: dict[str, list[np.ndarray]] = {}
-    for algo in (*LABELS.values(), "sac"):
+    for algo in NAMES:
         for name in sorted(os.listdir(args.out)):
             path = os.path.join(args.out, name, "curve.csv")
             if name.startswith(f"{args.env}-{algo}-s") and os.path.exists(os.path.join(args.out, name, "summary.json")):
@@ -156,7 +166,7 @@ def report(args: argparse.Namespace) -> None:
         best = np.array([c[:, 1].max() for c in runs])
         wall = np.array([c[-1, 3] for c in runs])
         lines += [
-            f"   * - {algo.upper()}",
+            f"   * - {NAMES[algo]}",
             f"     - {len(runs)}",
             f"     - {', '.join(reached)}",
             f"     - {final.mean():.0f} +- {final.std():.0f}",
@@ -166,7 +176,7 @@ def report(args: argparse.Namespace) -> None:
         n = min(len(c) for c in runs)
         steps = runs[0][:n, 0]
         values = np.stack([c[:n, 1] for c in runs])
-        ax.plot(steps, values.mean(0), label=f"{algo.upper()} ({len(runs)} seeds)")
+        ax.plot(steps, values.mean(0), label=f"{NAMES[algo].split(' (')[0]} ({len(runs)} seeds)")
         ax.fill_between(steps, values.min(0), values.max(0), alpha=0.2)
     ax.axhline(args.threshold, color="grey", lw=0.8, ls="--")
     ax.set_xlabel("env steps")
