@@ -1,0 +1,93 @@
+"""Where the milliseconds of one OTPR environment step go: collection, critic, dual, actor, the rest.
+
+Run: ``python examples/benchmarks/profile_otpr_step.py [--env Pendulum-v1] [--steps 500] [--config scratch]``.
+OTPR trains from scratch with one gradient step per environment step; after a warm-up, the named
+components are timed by wrapping the methods that do them, and the torch operators that take the most
+time are listed (cProfile). Prints markdown tables.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import os
+import pstats
+import sys
+import time
+from collections import defaultdict
+
+import gymnasium as gym
+import torch as th
+
+from otpr_sb3 import OTPR
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from from_scratch import CONFIGS  # noqa: E402
+
+
+def _timed(totals: dict[str, float], name: str, fn):
+    def wrapper(*args, **kwargs):
+        start = time.perf_counter()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            totals[name] += time.perf_counter() - start
+
+    return wrapper
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--env", default="Pendulum-v1")
+    parser.add_argument("--config", default="scratch", choices=sorted(CONFIGS))
+    parser.add_argument("--steps", type=int, default=500)
+    parser.add_argument("--warmup", type=int, default=400)
+    args = parser.parse_args()
+    th.set_num_threads(1)
+    env = gym.make(args.env)
+    model = OTPR(
+        "MultiInputPolicy" if isinstance(env.observation_space, gym.spaces.Dict) else "MlpPolicy",
+        env,
+        seed=0,
+        dual_start=50,
+        dual_eval_freq=0,
+        **CONFIGS[args.config],
+    )
+    model.learn(args.warmup)
+    names = (
+        "collection: L candidates, DDIM, H, draw",
+        "critic: IQL (twin Q, V)",
+        "dual: potentials step",
+        "  of which: cost matrix (critic on all pairs)",
+        "actor: score-matching step (with its targets)",
+    )
+    totals: dict[str, float] = defaultdict(float, {name: 0.0 for name in names})
+    policy = model.policy
+    policy.select_action = _timed(totals, names[0], policy.select_action)
+    model._iql_update = _timed(totals, names[1], model._iql_update)
+    model._dual_update = _timed(totals, names[2], model._dual_update)
+    policy.dual_cost.pairwise = _timed(totals, names[3], policy.dual_cost.pairwise)
+    model._actor_update = _timed(totals, names[4], model._actor_update)
+    profiler = cProfile.Profile()
+    start = time.perf_counter()
+    profiler.enable()
+    model.learn(args.steps, reset_num_timesteps=False)
+    profiler.disable()
+    total = time.perf_counter() - start
+    per_step = 1e3 / args.steps
+    print(f"{args.env}, config {args.config!r}, {args.steps} env steps: {total / args.steps * 1e3:.1f} ms per env step\n")
+    print("| component | ms per env step | share |\n|---|---|---|")
+    named = sum(v for k, v in totals.items() if not k.startswith("  "))
+    for name, seconds in list(totals.items()) + [("other (env, buffer, SB3 loop, logging)", total - named)]:
+        print(f"| {name} | {seconds * per_step:.1f} | {seconds / total:.0%} |")
+    print("\nTop functions by own time:\n")
+    stats = pstats.Stats(profiler)
+    rows = sorted(stats.stats.items(), key=lambda kv: kv[1][2], reverse=True)[:10]  # type: ignore[attr-defined]
+    print("| function | calls per env step | ms per env step |\n|---|---|---|")
+    for (filename, line, func), (_, ncalls, tottime, _, _) in rows:
+        where = func if filename.startswith("~") else f"{func} ({os.path.basename(filename)}:{line})"
+        print(f"| {where} | {ncalls / args.steps:.1f} | {tottime * per_step:.2f} |")
+
+
+if __name__ == "__main__":
+    main()
