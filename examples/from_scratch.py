@@ -192,6 +192,22 @@ def report(args: argparse.Namespace) -> None:
     print(f"wrote {args.table} and {args.plot}")
 
 
+def speed(args: argparse.Namespace) -> None:
+    """Env steps per second of SAC and each OTPR setting, side by side in this process (one torch thread)."""
+    th.set_num_threads(1)
+    rates = {}
+    for label in ["sac", *LABELS.values()]:
+        config = next((c for c, name in LABELS.items() if name == label), "scratch")
+        model = make_model("sac" if label == "sac" else "otpr", args.env, 0, config)
+        model.learn(args.warmup)
+        start = time.perf_counter()
+        model.learn(args.steps, reset_num_timesteps=False)
+        rates[label] = args.steps / (time.perf_counter() - start)
+    print("| method | env steps/s | wall-clock per step vs SAC |\n|---|---|---|")
+    for label, rate in rates.items():
+        print(f"| {NAMES[label]} | {rate:.1f} | {rates['sac'] / rate:.1f}x |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -204,16 +220,19 @@ def main() -> None:
     p_run.add_argument("--eval-episodes", type=int, default=10)
     p_run.add_argument("--threads", type=int, default=1, help="torch threads (1 when two runs share 2 cores)")
     p_run.add_argument("--progress-bar", action="store_true")
+    p_speed = sub.add_parser("speed", help="env steps/s of SAC and each OTPR setting, side by side")
+    p_speed.add_argument("--steps", type=int, default=500)
+    p_speed.add_argument("--warmup", type=int, default=1_000)
     p_rep = sub.add_parser("report", help="table and plot over seeds from finished runs")
     p_rep.add_argument("--threshold", type=float, default=-300.0)
     p_rep.add_argument("--table", default="docs/from_scratch_table.inc")
     p_rep.add_argument("--plot", default="docs/_static/from_scratch.png")
     p_rep.add_argument("--copy-to", default=None, help="also copy each finished run's curve.csv and summary.json here")
-    for p in (p_run, p_rep):
+    for p in (p_run, p_rep, p_speed):
         p.add_argument("--env", default="Pendulum-v1")
         p.add_argument("--out", default="outputs/from_scratch")
     args = parser.parse_args()
-    run(args) if args.command == "run" else report(args)
+    {"run": run, "report": report, "speed": speed}[args.command](args)
 
 
 if __name__ == "__main__":
