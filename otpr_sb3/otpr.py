@@ -78,7 +78,9 @@ class OTPR(OffPolicyAlgorithm):
         Train the potentials every ``dual_freq`` gradient steps (each update evaluates Q on all
         ``(dual_batch_size + n_keypoints)^2`` pairs, the costliest part of OTPR).
     dual_start : int
-        Dual updates before H is used for collection and actor weights (the fallback is used before).
+        Dual updates before H is used for collection and actor weights (the fallback is used before). The
+        Q and advantage guidances wait as long (counting the dual updates they would make), so every
+        guidance has the same fallback period.
     dual_method : {"exact", "gradient"}
         How each dual update moves the potentials: regression onto the exact potentials of the minibatch
         problem (solved by :func:`neural_ot.solve_discrete`), or one Adam step of gradient ascent on the
@@ -530,8 +532,13 @@ class OTPR(OffPolicyAlgorithm):
                 raise ValueError("NaN or infinite values in replay observations or rewards")
             critic_loss, value_loss = self._iql_update(obs, data.actions, rewards, next_obs, data.dones.reshape(-1))
             stats = {"critic_loss": critic_loss, "value_loss": value_loss}
-            if policy.guidance == "compatibility" and self._n_updates % self.dual_freq == 0:
-                stats.update(self._dual_update())
+            if self._n_updates % self.dual_freq == 0:
+                if policy.guidance == "compatibility":
+                    stats.update(self._dual_update())
+                else:  # no dual to train: the Q / advantage ablations still wait the same number of updates
+                    self.dual_updates += 1
+                    if self.dual_updates >= self.dual_start:
+                        policy.dual_ready.fill_(True)
             if self._n_updates % self.policy_delay == 0:
                 stats.update(self._actor_update())
             for k, v in stats.items():

@@ -293,18 +293,20 @@ class OTPRPolicy(BasePolicy):
         """Scores ``z`` and non-negative weights for aligned (state, action) pairs, per the guidance.
 
         - ``"compatibility"``: ``z = u(s) + v(a) - c(s, a)`` with the dual's cost (``c = -Q / cost_scale``, possibly
-          mixed with the keypoint relation cost) and weight
-          ``H = z_+ / (2 eps)`` (Eq. 15). Before the dual is trained (``dual_ready`` false) the weights are
-          IDQL's expectile weights ``|tau - 1(Q < V)|``, documented fallback.
+          mixed with the keypoint relation cost) and weight ``H = z_+ / (2 eps)`` (Eq. 15).
         - ``"q"``: ``exp(temperature * Q / spread(Q))``; ``"advantage"``: ``exp(temperature * (Q - V) / spread(Q - V))``,
           with running spreads over critic batches, both shifted by their maximum over the batch for stability.
+
+        Until ``dual_ready`` (set after ``dual_start`` updates, whatever the guidance, so the ablations share the
+        H guidance's start), every guidance uses IDQL's expectile weights ``|tau - 1(Q < V)|``, the documented
+        fallback, with ``z`` the advantage.
         """
         if self.guidance == "compatibility" and bool(self.dual_ready):
             # The cost already holds the critics: no separate Q pass.
             z = self.u(obs_n) + self.v(actions) - self.pair_cost(obs_n, actions)
             return z, th.relu(z) / (2.0 * self.reg)
         q = self.critic.min(obs_n, actions)
-        if self.guidance == "compatibility":
+        if not bool(self.dual_ready):
             adv = q - self.value(obs_n)
             return adv, th.where(adv < 0, 1.0 - self.expectile, self.expectile).to(q.dtype)
         if self.guidance == "q":
@@ -356,9 +358,8 @@ class OTPRPolicy(BasePolicy):
             return self.sample_actions(obs_n, noise), {}
         chosen, out = self.resample_candidates(obs_n, generator=generator)
         self.selection_counts["states"] += obs_n.shape[0]
-        if self.guidance == "compatibility":
-            # Before the dual is ready every state uses the expectile fallback; after, those where all H are 0.
-            self.selection_counts["fallback"] += obs_n.shape[0] if not bool(self.dual_ready) else int(out.fallback.sum())
+        # Before the guidance is ready every state uses the expectile fallback; after, those where all H are 0.
+        self.selection_counts["fallback"] += obs_n.shape[0] if not bool(self.dual_ready) else int(out.fallback.sum())
         return chosen, {"fallback": out.fallback, "probs": out.probs}
 
     def _predict(self, observation: PyTorchObs, deterministic: bool = False) -> th.Tensor:

@@ -449,3 +449,19 @@ def test_default_actor_targets_follow_pretraining():
     tuned.learn(40, log_interval=1)
     assert tuned.actor_targets_in_use == "replay" and not tuned.logger.values("train/target_replay_frac")
     assert tuned.logger.values("train/h_entropy")
+
+
+@pytest.mark.parametrize("guidance", ["q", "advantage", "compatibility"])
+def test_every_guidance_has_the_same_fallback_period(guidance):
+    """Q and advantage ablations wait dual_start (would-be) dual updates with the expectile fallback, like H."""
+    model = OTPR("MlpPolicy", IdentityEnvBox(ep_length=20), seed=0, **dict(FAST, policy_kwargs=dict(SMALL, guidance=guidance)))
+    policy = model.policy
+    obs, act = th.linspace(-1, 1, 16)[:, None], th.linspace(1, -1, 16)[:, None]
+    model.learn(FAST["learning_starts"] + 2)
+    assert not bool(policy.dual_ready)
+    with th.no_grad():
+        adv = policy.critic.min(obs, act) - policy.value(obs)
+    th.testing.assert_close(policy.candidate_scores(obs, act)[1], th.where(adv < 0, 0.3, 0.7))
+    model.learn(2 * model.dual_freq * FAST["dual_start"], reset_num_timesteps=False)
+    assert bool(policy.dual_ready) and model.dual_updates >= FAST["dual_start"]
+    assert not th.allclose(policy.candidate_scores(obs, act)[1], th.where(adv < 0, 0.3, 0.7))
