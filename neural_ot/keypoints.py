@@ -154,10 +154,16 @@ def _js(P: th.Tensor, Q: th.Tensor, outer: bool) -> th.Tensor:
     The mixed term is accumulated one coordinate at a time, so temporaries have the size of the result.
     """
     hp, hq = th.xlogy(P, P).sum(1), th.xlogy(Q, Q).sum(1)  # 0 log 0 = 0
-    out = 0.5 * (hp[:, None] + hq[None, :]) if outer else 0.5 * (hp + hq)
+    out = (hp[:, None] + hq[None, :]) if outer else (hp + hq)
+    out.mul_(0.5)
+    mid, term = th.empty_like(out), th.empty_like(out)  # two buffers reused for every coordinate
     for k in range(P.shape[1]):
-        mid = 0.5 * (P[:, k, None] + Q[None, :, k]) if outer else 0.5 * (P[:, k] + Q[:, k])
-        out.sub_(th.xlogy(mid, mid))
+        if outer:
+            th.add(P[:, k, None], Q[None, :, k], out=mid)
+        else:
+            th.add(P[:, k], Q[:, k], out=mid)
+        mid.mul_(0.5)
+        out.sub_(th.xlogy(mid, mid, out=term))
     return out.clamp_(0.0, math.log(2.0))
 
 

@@ -1,5 +1,7 @@
 """Keypoint mask, relation vectors and the Jensen-Shannon relation cost."""
 
+import os
+
 import numpy as np
 import pytest
 import torch as th
@@ -141,3 +143,19 @@ def test_minibatch_mask_is_the_kpg_mask_of_its_keypoints():
     K, bx, by = 3, 5, 4
     block = _keypoint_block_mask(K, bx, by, th.device("cpu"), th.float64)
     np.testing.assert_array_equal(block.numpy(), no.keypoint_mask(K + bx, K + by, [(k, k) for k in range(K)]))
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/clear_refs"), reason="needs Linux /proc to measure peak memory")
+def test_js_matrix_memory_is_of_the_order_of_its_output():
+    """No n x m x K intermediate (512 MB per float64 temporary at n = m = 2000, K = 16): a few n x m buffers."""
+    from test_stochastic import _peak_rss_bytes, _reset_peak_rss
+
+    rng = np.random.default_rng(0)
+    P = th.softmax(th.as_tensor(rng.normal(size=(2000, 16))), 1)
+    Q = th.softmax(th.as_tensor(rng.normal(size=(2000, 16))), 1)
+    no.js_divergence_matrix(P[:10], Q[:10])  # warm-up
+    _reset_peak_rss()
+    before = _peak_rss_bytes()
+    out = no.js_divergence_matrix(P, Q)
+    extra = _peak_rss_bytes() - before
+    assert extra < 5 * out.nbytes, f"{extra / 2**20:.0f} MiB for a {out.nbytes / 2**20:.0f} MiB result"
