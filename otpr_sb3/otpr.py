@@ -75,8 +75,8 @@ class OTPR(OffPolicyAlgorithm):
     dual_learning_rate, dual_batch_size, dual_steps : float, int, int
         Adam step size, minibatch and steps per training iteration of the potentials (warm-started).
     dual_freq : int
-        Train the potentials every ``dual_freq`` gradient steps (each update evaluates Q on all
-        ``(dual_batch_size + n_keypoints)^2`` pairs, the costliest part of OTPR).
+        Train the potentials every ``dual_freq`` gradient steps (each update evaluates the critics on all
+        ``dual_batch_size^2`` replay pairs; under the mask the keypoint pairs are solved in closed form).
     dual_start : int
         Dual updates before H is used for collection and actor weights (the fallback is used before). The
         Q and advantage guidances wait as long (counting the dual updates they would make), so every
