@@ -168,7 +168,12 @@ class DualResult:
         return Compatibility(self.u, self.v, self.cost, self.reg, self.reg_type)
 
     def potential_values(self, x: th.Tensor | None = None, y: th.Tensor | None = None) -> tuple[th.Tensor, th.Tensor]:
-        """Values of ``u`` and ``v``: the whole table for tabular potentials, else at ``x`` and ``y``."""
+        """Values of ``u`` and ``v``: the whole table for tabular potentials, else at ``x`` and ``y``.
+
+        With neural potentials and keypoints under the mask, the potentials are trained on the other points
+        and the keypoint pairs have a closed-form optimum that these values do not hold: for plans that
+        include keypoint pairs use :meth:`StochasticDual.potentials_on` on a minibatch.
+        """
         with th.no_grad():
             vals = []
             for pot, pts in ((self.u, x), (self.v, y)):
