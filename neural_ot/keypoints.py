@@ -72,8 +72,9 @@ def keypoint_mask(n: int, m: int, pairs: ArrayLike, dtype: type = np.float64) ->
     if int(n) < 1 or int(m) < 1:
         raise ValueError(f"`n` and `m` must be positive, got {n} and {m}")
     arr = th.as_tensor(check_pairs(pairs, int(n), int(m)))
-    mask = keypoint_mask_tensor(int(n), int(m), arr[:, 0], arr[:, 1], th.device("cpu"), th.float64)
-    return mask.numpy().astype(dtype)
+    # Built directly in the requested dtype (torch's equivalent of it): no float64 copy of an n x m mask.
+    tdtype = th.from_numpy(np.zeros(0, dtype=dtype)).dtype
+    return keypoint_mask_tensor(int(n), int(m), arr[:, 0], arr[:, 1], th.device("cpu"), tdtype).numpy()
 
 
 def keypoint_mask_tensor(

@@ -23,6 +23,13 @@ def test_keypoint_mask_structure():
     assert no.keypoint_mask(3, 3, np.zeros((0, 2), int)).sum() == 9
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32, bool, np.int8])
+def test_keypoint_mask_dtype(dtype):
+    mask = no.keypoint_mask(5, 6, [(0, 2), (3, 5)], dtype=dtype)
+    assert mask.dtype == np.dtype(dtype)
+    np.testing.assert_array_equal(mask.astype(np.float64), no.keypoint_mask(5, 6, [(0, 2), (3, 5)]))
+
+
 def test_relation_vectors_row_stable_softmax():
     C = np.array([[1e4, 1e4 + 1.0, 2e4], [0.0, 0.5, 3.0]])
     R = no.relation_vectors(C, rho=0.1)
