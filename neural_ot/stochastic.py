@@ -150,6 +150,10 @@ class StochasticDual:
         Multiplier of the learning rate as a function of progress in ``[0, 1]``.
     batch_size : int
         Points drawn from each measure per step (keypoints come on top).
+    steps_per_batch : int
+        Optimiser steps on each minibatch: its cost matrix (and, with ``method="exact"``, its exact potentials)
+        is computed once and reused. Worth more than 1 when the cost is expensive (a critic network evaluated
+        on every pair) and cheap steps are what is missing.
     max_steps : int
         Default number of steps of :meth:`fit`.
     ema_decay : float, optional
@@ -190,6 +194,7 @@ class StochasticDual:
         learning_rate: float = 1e-3,
         lr_schedule: str | Callable[[float], float] = "constant",
         batch_size: int = 256,
+        steps_per_batch: int = 1,
         max_steps: int = 5000,
         ema_decay: float | None = None,
         reg_init: float | None = None,
@@ -223,6 +228,7 @@ class StochasticDual:
             raise ValueError(f"`lr_schedule` must be 'constant', 'cosine' or a callable, got {lr_schedule!r}")
         self.lr_schedule = lr_schedule
         self.batch_size = check_positive_int(batch_size, "batch_size")
+        self.steps_per_batch = check_positive_int(steps_per_batch, "steps_per_batch")
         self.max_steps = check_positive_int(max_steps, "max_steps")
         if ema_decay is not None and not 0.0 < ema_decay < 1.0:
             raise ValueError(f"`ema_decay` must be in (0, 1) or None, got {ema_decay!r}")
@@ -384,11 +390,6 @@ class StochasticDual:
         # bend to the keypoint atoms. Tabular potentials have a free entry per point and keep the whole batch.
         return batch if isinstance(self.u, TabularPotential) else batch.regular()
 
-    def _objective(self, u: nn.Module, v: nn.Module, batch: Minibatch, reg: Regularizer) -> th.Tensor:
-        batch = self._trained_block(batch)
-        uu, vv = self._values(u, batch.x_idx, batch.x), self._values(v, batch.y_idx, batch.y)
-        return _dual_value(uu, vv, self.cost.matrix(batch.x, batch.y), reg, batch.wx, batch.wy, batch.mask)
-
     @th.no_grad()
     def potentials_on(
         self, batch: Minibatch, reg: Regularizer | None = None, potentials: tuple[nn.Module, nn.Module] | None = None
@@ -424,10 +425,15 @@ class StochasticDual:
             vv[:K] = c_kk + reg.inverse_density(1.0 / batch.wx[:K]) - uu[:K]
         return uu, vv
 
-    def exact_targets(self, batch: Minibatch, reg: Regularizer) -> tuple[th.Tensor, th.Tensor, th.Tensor]:
-        """Exact minibatch potentials ``(u*, v*)`` (balanced shift) and the cost matrix of ``batch``."""
+    def exact_targets(
+        self, batch: Minibatch, reg: Regularizer, C: th.Tensor | None = None
+    ) -> tuple[th.Tensor, th.Tensor, th.Tensor]:
+        """Exact minibatch potentials ``(u*, v*)`` (balanced shift) and the cost matrix of ``batch``.
+
+        ``C``, when given, is the cost matrix of ``batch`` already computed.
+        """
         with th.no_grad():
-            C = self.cost.matrix(batch.x, batch.y)
+            C = self.cost.matrix(batch.x, batch.y) if C is None else C
             mask = None if batch.mask is None else batch.mask.double()
             wx, wy = batch.wx.double(), batch.wy.double()
             wy = wy * (wx.sum() / wy.sum())  # float32 weights: equal masses in float64
@@ -435,16 +441,6 @@ class StochasticDual:
             u_star, v_star = th.as_tensor(res.u), th.as_tensor(res.v)
             shift = 0.5 * (batch.wx.double() @ u_star - batch.wy.double() @ v_star)
             return (u_star - shift).to(C.dtype), (v_star + shift).to(C.dtype), C
-
-    def _regression_loss(self, batch: Minibatch, reg: Regularizer) -> tuple[th.Tensor, th.Tensor]:
-        assert self.u is not None and self.v is not None
-        batch = self._trained_block(batch)
-        u_star, v_star, C = self.exact_targets(batch, reg)
-        uu, vv = self._values(self.u, batch.x_idx, batch.x), self._values(self.v, batch.y_idx, batch.y)
-        loss = batch.wx @ (uu - u_star).square() + batch.wy @ (vv - v_star).square()
-        with th.no_grad():
-            obj = _dual_value(uu, vv, C, reg, batch.wx, batch.wy, batch.mask)
-        return loss, obj
 
     @th.no_grad()
     def _marginal_error(self, u: nn.Module, v: nn.Module, mx: _Measure, my: _Measure, reg: Regularizer) -> float:
@@ -500,6 +496,9 @@ class StochasticDual:
     def step(self, reg: Regularizer | None = None, learning_rate: float | None = None) -> th.Tensor:
         """One minibatch update of the potentials on the measures fixed by :meth:`setup` (or the last :meth:`fit`).
 
+        One minibatch is drawn and its cost matrix computed; the potentials take ``steps_per_batch`` optimiser
+        steps on it.
+
         Parameters
         ----------
         reg : Regularizer, optional
@@ -521,23 +520,35 @@ class StochasticDual:
                 group["lr"] = learning_rate
         self.u.train()
         self.v.train()
-        batch = self._draw(mx, my, self.batch_size)
-        if self.method == "exact":
-            loss, obj = self._regression_loss(batch, reg)
-        else:
-            obj = self._objective(self.u, self.v, batch, reg)
-            loss = -obj
-        if not bool(th.isfinite(loss.detach())):
-            raise FloatingPointError(
-                f"the dual objective became {float(obj)} at step {self.total_steps + 1}: lower `learning_rate`, "
-                "normalise the cost (normalize='max') or raise `reg`"
-            )
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
-        self._update_ema()
+        batch = self._trained_block(self._draw(mx, my, self.batch_size))
+        # The cost matrix (the expensive part when the cost is a network) and the exact targets are computed
+        # once per minibatch and shared by its `steps_per_batch` optimiser steps.
+        with th.no_grad():
+            C = self.cost.matrix(batch.x, batch.y)
+        targets = self.exact_targets(batch, reg, C)[:2] if self.method == "exact" else None
+        first = None
+        for _ in range(self.steps_per_batch):
+            uu, vv = self._values(self.u, batch.x_idx, batch.x), self._values(self.v, batch.y_idx, batch.y)
+            if targets is not None:
+                loss = batch.wx @ (uu - targets[0]).square() + batch.wy @ (vv - targets[1]).square()
+                with th.no_grad():
+                    obj = _dual_value(uu, vv, C, reg, batch.wx, batch.wy, batch.mask)
+            else:
+                obj = _dual_value(uu, vv, C, reg, batch.wx, batch.wy, batch.mask)
+                loss = -obj
+            if not bool(th.isfinite(loss.detach())):
+                raise FloatingPointError(
+                    f"the dual objective became {float(obj)} at step {self.total_steps + 1}: lower `learning_rate`, "
+                    "normalise the cost (normalize='max') or raise `reg`"
+                )
+            first = obj.detach() if first is None else first
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            self._update_ema()
         self.total_steps += 1
-        return obj.detach()
+        assert first is not None
+        return first
 
     def sample_batch(self, batch_size: int, generator: th.Generator | None = None) -> Minibatch:
         """Draw a minibatch of the problem fixed by :meth:`setup` (or the last :meth:`fit`), as training does.

@@ -73,7 +73,10 @@ class OTPR(OffPolicyAlgorithm):
         eps of the L2-regularised dual, on the normalised cost (by default ``-(Q - V)`` divided by a running
         spread of ``Q - V``, so ``reg`` has the same meaning on every task; see ``policy_kwargs["cost"]``).
     dual_learning_rate, dual_batch_size, dual_steps : float, int, int
-        Adam step size, minibatch and steps per training iteration of the potentials (warm-started).
+        Adam step size, minibatch and minibatches per training iteration of the potentials (warm-started).
+    dual_steps_per_batch : int
+        Adam steps on each dual minibatch. Its cost matrix (``dual_batch_size^2`` critic pairs, the expensive
+        part) and, with ``dual_method="exact"``, its exact potentials are computed once and reused.
     dual_freq : int
         Train the potentials every ``dual_freq`` gradient steps (each update evaluates the critics on all
         ``dual_batch_size^2`` replay pairs; under the mask the keypoint pairs are solved in closed form).
@@ -134,6 +137,7 @@ class OTPR(OffPolicyAlgorithm):
         dual_learning_rate: float = 1e-3,
         dual_batch_size: int = 48,
         dual_steps: int = 1,
+        dual_steps_per_batch: int = 1,
         dual_freq: int = 2,
         dual_start: int = 1000,
         dual_method: str = "gradient",
@@ -158,6 +162,7 @@ class OTPR(OffPolicyAlgorithm):
             ("actor_batch_size", actor_batch_size),
             ("dual_batch_size", dual_batch_size),
             ("dual_steps", dual_steps),
+            ("dual_steps_per_batch", dual_steps_per_batch),
             ("n_keypoints", n_keypoints),
             ("dual_eval_batch_size", dual_eval_batch_size),
             ("candidate_batch_size", candidate_batch_size),
@@ -207,6 +212,7 @@ class OTPR(OffPolicyAlgorithm):
         self.actor_targets, self.candidate_batch_size = actor_targets, int(candidate_batch_size)
         self.reg, self.dual_learning_rate = reg, dual_learning_rate
         self.dual_batch_size, self.dual_steps, self.dual_start = dual_batch_size, dual_steps, dual_start
+        self.dual_steps_per_batch = int(dual_steps_per_batch)
         self.dual_freq, self.policy_delay, self.dual_method = dual_freq, policy_delay, dual_method
         if int(dual_eval_freq) < 0:
             raise ValueError(f"`dual_eval_freq` must be >= 0, got {dual_eval_freq}")
@@ -250,6 +256,7 @@ class OTPR(OffPolicyAlgorithm):
             potentials=(self.policy.u, self.policy.v),
             learning_rate=self.dual_learning_rate,
             batch_size=self.dual_batch_size,
+            steps_per_batch=getattr(self, "dual_steps_per_batch", 1),  # models saved before it existed
             max_steps=self.dual_steps,
             eval_every=10**9,
             eval_batch_size=32,

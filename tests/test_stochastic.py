@@ -285,3 +285,47 @@ def test_learning_rate_schedule_per_step(rng, schedule):
         k = np.arange(1, 9) / 8
         expected = {"cosine": 0.5 * (1 + np.cos(np.pi * k)), "constant": np.ones(8), "callable": 1.0 - k}[schedule]
         np.testing.assert_allclose(res.history["lr"], 0.1 * expected, atol=1e-12)
+
+
+@pytest.mark.parametrize("method", ["gradient", "exact"])
+def test_steps_per_batch_reuse_one_cost_matrix(rng, method):
+    """steps_per_batch=k: one minibatch and one cost matrix per step, k optimiser steps on it, closer to its optimum."""
+    x, y, cost, _ = _problem(rng, 40, 40)
+    calls = []
+
+    class Counting(no.SqEuclidean):
+        def matrix(self, a, b):
+            calls.append(len(a))
+            return super().matrix(a, b)
+
+    counted = Counting(normalize=cost.normalize)
+    gaps = {}
+    for k in (1, 20):
+        solver = no.L2Dual(
+            EPS,
+            cost=counted,
+            potentials="tabular",
+            batch_size=40,
+            steps_per_batch=k,
+            seed=0,
+            dtype=th.float64,
+            method=method,
+            learning_rate=5e-2,
+        )
+        solver.setup(x, y)
+        calls.clear()
+        batch = solver.sample_batch(40, th.Generator().manual_seed(7))
+        solver._generator = th.Generator().manual_seed(7)  # the step draws exactly `batch`
+        solver.step()
+        assert len(calls) == 1 and solver.total_steps == 1
+        assert solver.optimizer.state[next(iter(solver.u.parameters()))]["step"] == k
+        C = cost.matrix(batch.x, batch.y)
+        best = no.solve_discrete(batch.wx, batch.wy, C, EPS, tol=1e-9).value_dual
+        uu, vv = solver.u(batch.x_idx), solver.v(batch.y_idx)
+        gaps[k] = best - float(no.dual_objective(uu.detach(), vv.detach(), C, EPS, batch.wx, batch.wy))
+    assert 0 <= gaps[20] < 0.5 * gaps[1]
+
+
+def test_steps_per_batch_is_validated():
+    with pytest.raises(ValueError, match="steps_per_batch"):
+        no.L2Dual(EPS, steps_per_batch=0)

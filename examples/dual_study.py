@@ -1,0 +1,256 @@
+"""How well OTPR's dual solves its OT problem during fine-tuning, per dual setting, on a Fetch task.
+
+Every setting starts from the same pretrained policy (same seed, same demonstrations, same pretraining) and
+fine-tunes for the same number of env steps. Every ``--eval-every`` dual updates the held-out diagnostics of
+:meth:`otpr_sb3.OTPR.dual_diagnostics` are recorded (relative marginal error of the potentials' plan and gap
+to the exact minibatch optimum, on ``--heldout`` fresh replay states and actions); the report gives their
+median after ``dual_start``, the collection fallback rate, the wall-clock per env step (diagnostics
+excluded) and the success rate before and after (deterministic, ``--eval-episodes`` episodes).
+
+Run::
+
+    python examples/dual_study.py run --settings defaults exact256     # results in outputs/dual_study/
+    python examples/dual_study.py report                               # table (rst) of every finished setting
+
+A setting that finished is skipped on the next ``run``, so an interrupted study resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from typing import Any
+
+import gymnasium as gym
+import gymnasium_robotics
+import numpy as np
+import torch as th
+from fetch_experts import record
+from train_fetch import success_rate
+
+from otpr_sb3 import OTPR, Demonstrations
+
+gym.register_envs(gymnasium_robotics)
+
+# OTPR keyword arguments of each setting (policy_kwargs under "policy").
+SETTINGS: dict[str, dict[str, Any]] = {
+    "v1-dual": dict(dual_method="gradient", dual_batch_size=48, dual_steps=1, dual_learning_rate=1e-3),
+    "exact256": dict(dual_method="exact", dual_batch_size=256, dual_steps=1, dual_learning_rate=1e-3),
+    "exact128": dict(dual_method="exact", dual_batch_size=128, dual_steps=1, dual_learning_rate=1e-3),
+    "gradient256x4": dict(dual_method="gradient", dual_batch_size=256, dual_steps=4, dual_learning_rate=1e-3),
+    "exact256-reg0.2": dict(dual_method="exact", dual_batch_size=256, dual_steps=1, reg=0.2),
+    "exact256-reg0.5": dict(dual_method="exact", dual_batch_size=256, dual_steps=1, reg=0.5),
+    "exact256-rel0.3": dict(dual_method="exact", dual_batch_size=256, dual_steps=1, relation_weight=0.3),
+    "exact256-rel0.1": dict(dual_method="exact", dual_batch_size=256, dual_steps=1, relation_weight=0.1),
+    "exact256-nomask": dict(dual_method="exact", dual_batch_size=256, dual_steps=1, use_mask=False),
+    "gradient48x8": dict(dual_method="gradient", dual_batch_size=48, dual_steps_per_batch=8),
+    "gradient128x8": dict(dual_method="gradient", dual_batch_size=128, dual_steps_per_batch=8),
+    "exact64x8": dict(dual_method="exact", dual_batch_size=64, dual_steps_per_batch=8),
+    "exact128x8": dict(dual_method="exact", dual_batch_size=128, dual_steps_per_batch=8),
+    "exact128x8-reg0.2": dict(dual_method="exact", dual_batch_size=128, dual_steps_per_batch=8, reg=0.2),
+    "exact128x16": dict(dual_method="exact", dual_batch_size=128, dual_steps_per_batch=16),
+    "exact128x16-reg0.2": dict(dual_method="exact", dual_batch_size=128, dual_steps_per_batch=16, reg=0.2),
+    "gradient128x16": dict(dual_method="gradient", dual_batch_size=128, dual_steps_per_batch=16),
+    "defaults": dict(),
+}
+
+
+def _model(env_id: str, seed: int, setting: dict[str, Any], dual_eval_freq: int, heldout: int) -> OTPR:
+    kwargs = dict(setting)
+    policy_kwargs = kwargs.pop("policy", {})
+    return OTPR(
+        "MultiInputPolicy",
+        gym.make(env_id),
+        seed=seed,
+        dual_eval_freq=dual_eval_freq,
+        dual_eval_batch_size=heldout,
+        policy_kwargs=policy_kwargs,
+        **kwargs,
+    )
+
+
+def pretrained(model: OTPR, demos: Demonstrations, args: argparse.Namespace) -> None:
+    """Pretrain ``model``, or load the pretraining every setting shares (it does not depend on the dual)."""
+    cache = os.path.join(args.out, f"pretrained-{args.demos}-{args.pretrain_steps}-s{args.seed}.pt")
+    parts = ("actor", "critic", "value")
+    if not os.path.exists(cache):
+        model.pretrain(demos, n_steps=args.pretrain_steps, add_to_replay_buffer=True, progress_bar=True)
+        state = {f"{k}.optimizer": getattr(model.policy, k).optimizer.state_dict() for k in parts}
+        state.update(policy=model.policy.state_dict(), expert_obs=model.expert_obs, expert_actions=model.expert_actions)
+        state.update(scale_updates=model.scale_updates)
+        th.save(state, cache + ".tmp")
+        os.replace(cache + ".tmp", cache)
+        return
+    state = th.load(cache, weights_only=False)
+    model.policy.load_state_dict(state["policy"])
+    for k in parts:
+        getattr(model.policy, k).optimizer.load_state_dict(state[f"{k}.optimizer"])
+    model.policy.reg.fill_(model.reg)  # the setting's own dual parameters, not the cached ones
+    model.policy.relation_weight.fill_(model.relation_weight)
+    model.expert_obs, model.expert_actions = state["expert_obs"], state["expert_actions"]
+    model.scale_updates, model.pretrained = state["scale_updates"], True
+    model._add_demos_to_buffer(demos)
+
+
+def run_setting(name: str, args: argparse.Namespace, demos: Demonstrations, path: str) -> None:
+    th.manual_seed(args.seed)
+    model = _model(args.env, args.seed, SETTINGS[name], args.eval_every, args.heldout)
+    pretrained(model, demos, args)
+    before = success_rate(model, args.env, args.eval_episodes)
+    records: list[dict[str, float]] = []
+    diag_time = [0.0]
+    original = model.dual_diagnostics
+
+    def recorded(batch_size: int | None = None) -> dict[str, float]:
+        t = time.perf_counter()
+        out = original(batch_size)
+        diag_time[0] += time.perf_counter() - t
+        records.append({"dual_updates": model.dual_updates, "timesteps": model.num_timesteps, **out})
+        print(f"{name} step {model.num_timesteps}: " + ", ".join(f"{k} {v:.3f}" for k, v in out.items()), flush=True)
+        return out
+
+    model.dual_diagnostics = recorded  # type: ignore[method-assign]
+    counts = {"states": 0, "fallback": 0}
+    dump = model.dump_logs
+
+    def counting_dump() -> None:
+        for key in counts:
+            counts[key] += model.policy.selection_counts[key]
+        dump()
+
+    model.dump_logs = counting_dump  # type: ignore[method-assign]
+    t0 = time.perf_counter()
+    model.learn(args.timesteps, log_interval=1)
+    wall = time.perf_counter() - t0 - diag_time[0]
+    for key in counts:  # states since the last dump
+        counts[key] += model.policy.selection_counts[key]
+    after = success_rate(model, args.env, args.eval_episodes)
+    # The snapshot that examples/what_h_does.py reads: model and replay buffer.
+    model.save(path[: -len(".json")] + "-model")
+    model.save_replay_buffer(path[: -len(".json")] + "-replay")
+    ready = [r for r in records if r["dual_updates"] >= model.dual_start]
+    result = {
+        "setting": name,
+        "kwargs": SETTINGS[name],
+        "success_before": before,
+        "success_after": after,
+        "eval_episodes": args.eval_episodes,
+        "timesteps": args.timesteps,
+        "s_per_env_step": wall / args.timesteps,
+        "h_fallback_frac_after_start": None,
+        "median_marginal_error": float(np.median([r["marginal_error"] for r in ready])) if ready else None,
+        "median_dual_gap": float(np.median([r["dual_gap"] for r in ready])) if ready else None,
+        "median_h_nonzero": float(np.median([r["h_nonzero_frac_heldout"] for r in ready])) if ready else None,
+        "fallback_frac": counts["fallback"] / max(counts["states"], 1),
+        "records": records,
+        "args": vars(args),
+    }
+    with open(path + ".tmp", "w") as f:
+        json.dump(result, f, indent=1)
+    os.replace(path + ".tmp", path)
+    print(
+        f"{name}: success {before:.2f} -> {after:.2f}; median marginal error {result['median_marginal_error']}, "
+        f"gap {result['median_dual_gap']}; {1000 * result['s_per_env_step']:.1f} ms/env step"
+    )
+
+
+def refit(args: argparse.Namespace) -> None:
+    """Each setting's dual alone on the frozen critic of a snapshot, warm-started from the run's potentials."""
+    env = gym.make(args.env)
+    for name in args.settings:
+        kwargs = {k: v for k, v in SETTINGS[name].items() if k != "policy"}
+        model = OTPR.load(args.snapshot + "-model.zip", env=env, dual_eval_freq=0, **kwargs)
+        model.load_replay_buffer(args.snapshot + "-replay.pkl")
+        model.policy.reg.fill_(model.reg)
+        model.policy.relation_weight.fill_(model.relation_weight)
+        model._build_dual_solver()  # this setting's solver and optimiser; the potentials stay the run's
+        model._dual_setup_key = None
+        line, spent, k, marks = [], 0.0, 0, [0.0, args.refit / 10, args.refit / 3, args.refit]
+        while marks:
+            if spent >= marks[0]:
+                marks.pop(0)
+                d = [model.dual_diagnostics(args.heldout) for _ in range(3)]
+                err, gap = (float(np.mean([x[key] for x in d])) for key in ("marginal_error", "dual_gap"))
+                line.append(f"{spent:4.0f}s ({k}): {err:.2f}/{gap:.2f}")
+                continue
+            t = time.perf_counter()
+            model._dual_update()
+            spent += time.perf_counter() - t
+            k += 1
+        ms = 1000 * spent / max(k, 1)
+        print(f"{name:>18}: {ms:6.1f} ms/update | seconds (updates): marginal error/gap " + " | ".join(line), flush=True)
+
+
+def report(out: str) -> str:
+    rows = []
+    for fname in sorted(os.listdir(out)):
+        if fname.endswith(".json"):
+            with open(os.path.join(out, fname)) as f:
+                rows.append(json.load(f))
+    lines = [
+        ".. list-table::",
+        "   :header-rows: 1",
+        "",
+        "   * - setting",
+        "     - held-out marginal error (median)",
+        "     - dual gap (median)",
+        "     - H > 0 (median share of pairs)",
+        "     - collection fallback",
+        "     - ms / env step",
+        "     - success before -> after",
+    ]
+    for r in rows:
+        lines += [
+            f"   * - ``{r['setting']}``",
+            f"     - {r['median_marginal_error']:.3f}",
+            f"     - {r['median_dual_gap']:.3f}",
+            f"     - {r['median_h_nonzero']:.2f}",
+            f"     - {r['fallback_frac']:.2f}",
+            f"     - {1000 * r['s_per_env_step']:.1f}",
+            f"     - {r['success_before']:.2f} -> {r['success_after']:.2f}",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("command", choices=["run", "report", "refit"])
+    parser.add_argument("--snapshot", default="outputs/dual_study/defaults", help="refit: model and replay prefix")
+    parser.add_argument("--refit", type=float, default=60.0, help="refit: seconds of dual updates per setting")
+    parser.add_argument("--settings", nargs="+", default=list(SETTINGS))
+    parser.add_argument("--env", default="FetchPickAndPlace-v4")
+    parser.add_argument("--demos", type=int, default=100)
+    parser.add_argument("--noise", type=float, default=0.3)
+    parser.add_argument("--pretrain-steps", type=int, default=5_000)
+    parser.add_argument("--timesteps", type=int, default=6_000)
+    parser.add_argument("--eval-every", type=int, default=50, help="dual updates between held-out diagnostics")
+    parser.add_argument("--heldout", type=int, default=256, help="states and actions of the held-out minibatch")
+    parser.add_argument("--eval-episodes", type=int, default=50)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--out", default="outputs/dual_study")
+    args = parser.parse_args()
+    os.makedirs(args.out, exist_ok=True)
+    if args.command == "report":
+        print(report(args.out), end="")
+        return
+    th.set_num_threads(args.threads)
+    if args.command == "refit":
+        refit(args)
+        return
+    # One dataset directory per process: `record` rewrites its dataset, and studies may run side by side.
+    data_path = os.path.abspath(os.path.join(args.out, f"minari-{os.getpid()}"))
+    dataset_id, _ = record(args.env, args.demos, args.noise, args.seed, data_path)
+    demos = Demonstrations.from_minari(dataset_id, data_path=data_path)
+    for name in args.settings:
+        path = os.path.join(args.out, f"{name}.json")
+        if os.path.exists(path):
+            print(f"{name}: done already ({path})")
+            continue
+        run_setting(name, args, demos, path)
+
+
+if __name__ == "__main__":
+    main()
