@@ -53,6 +53,15 @@ SETTINGS: dict[str, dict[str, Any]] = {
     "exact128x16": dict(dual_method="exact", dual_batch_size=128, dual_steps_per_batch=16),
     "exact128x16-reg0.2": dict(dual_method="exact", dual_batch_size=128, dual_steps_per_batch=16, reg=0.2),
     "gradient128x16": dict(dual_method="gradient", dual_batch_size=128, dual_steps_per_batch=16),
+    "exact128x16-f16": dict(dual_method="exact", dual_batch_size=128, dual_steps_per_batch=16, dual_freq=16, dual_start=125),
+    "exact128x16-f16-reg0.1": dict(
+        dual_method="exact", dual_batch_size=128, dual_steps_per_batch=16, dual_freq=16, dual_start=125, reg=0.1
+    ),
+    "v1-dual-reg0.2": dict(dual_method="gradient", dual_batch_size=48, dual_steps=1, reg=0.2),
+    "v1-dual-reg0.5": dict(dual_method="gradient", dual_batch_size=48, dual_steps=1, reg=0.5),
+    "gradient128x16-reg0.2": dict(dual_method="gradient", dual_batch_size=128, dual_steps_per_batch=16, reg=0.2),
+    "reg0.5": dict(reg=0.5),
+    "reg0.5-candidates": dict(reg=0.5, actor_targets="candidates"),
     "defaults": dict(),
 }
 
@@ -127,6 +136,7 @@ def run_setting(name: str, args: argparse.Namespace, demos: Demonstrations, path
     for key in counts:  # states since the last dump
         counts[key] += model.policy.selection_counts[key]
     after = success_rate(model, args.env, args.eval_episodes)
+    del model.dual_diagnostics, model.dump_logs  # the wrappers above must not be saved with the model
     # The snapshot that examples/what_h_does.py reads: model and replay buffer.
     model.save(path[: -len(".json")] + "-model")
     model.save_replay_buffer(path[: -len(".json")] + "-replay")
@@ -163,6 +173,8 @@ def refit(args: argparse.Namespace) -> None:
         kwargs = {k: v for k, v in SETTINGS[name].items() if k != "policy"}
         model = OTPR.load(args.snapshot + "-model.zip", env=env, dual_eval_freq=0, **kwargs)
         model.load_replay_buffer(args.snapshot + "-replay.pkl")
+        for attr in ("dual_diagnostics", "dump_logs"):  # snapshots saved before the fix above carry wrappers
+            model.__dict__.pop(attr, None)
         model.policy.reg.fill_(model.reg)
         model.policy.relation_weight.fill_(model.relation_weight)
         model._build_dual_solver()  # this setting's solver and optimiser; the potentials stay the run's

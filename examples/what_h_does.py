@@ -26,7 +26,7 @@ import numpy as np
 import torch as th
 from scipy.stats import kendalltau
 
-from neural_ot import keypoint_mask_tensor, solve_discrete
+from neural_ot import keypoint_mask, solve_discrete
 from otpr_sb3 import OTPR
 
 matplotlib.use("Agg")
@@ -38,6 +38,8 @@ gym.register_envs(gymnasium_robotics)
 def load(snapshot: str, env_id: str) -> OTPR:
     model = OTPR.load(snapshot + "-model.zip", env=gym.make(env_id))
     model.load_replay_buffer(snapshot + "-replay.pkl")
+    for attr in ("dual_diagnostics", "dump_logs"):  # wrappers that early dual_study snapshots carried
+        model.__dict__.pop(attr, None)
     return model
 
 
@@ -86,10 +88,9 @@ def figure_candidates(model: OTPR, rng: np.random.Generator, path: str, n_states
         for j, (name, off) in enumerate((("H", -0.27), ("exp(T Q / spread)", 0.0), ("exp(T A / spread)", 0.27))):
             ax.bar(x + off, w[name][k][order], width=0.27, label=name, color=f"C{j}")
         replay_pos = int(np.where(order == L)[0][0])
-        ax.annotate("replay", (replay_pos, 0), xytext=(replay_pos, -0.08), ha="center", fontsize=7)
         ax.set_xticks([])
         ax.set_xlabel("candidates, ordered by Q")
-        ax.set_title(f"replay state {idx[k]}", fontsize=9)
+        ax.set_title(f"replay state {idx[k]} (replay action: bar {replay_pos + 1})", fontsize=8)
         nz = int((w["H"][k] > 0).sum())
         print(
             f"   state {idx[k]}: H > 0 on {nz}/{L + 1}; largest weight H {w['H'][k].max():.2f}, "
@@ -122,7 +123,7 @@ def exact_plan(model: OTPR, batch: dict[str, th.Tensor], reg: float, masked: boo
     C = policy.dual_cost.matrix(x, y).double()
     n = len(x)
     a = th.full((n,), 1.0 / n, dtype=th.float64)
-    mask = keypoint_mask_tensor(n, n, th.arange(K).repeat(2, 1).T, dtype=th.float64) if K else None
+    mask = th.as_tensor(keypoint_mask(n, n, np.c_[np.arange(K), np.arange(K)])) if K else None
     res = solve_discrete(a, a, C, reg, mask=mask, tol=1e-8)
     T = th.as_tensor(res.plan)
     return {"T": T[K:, K:] * n, "u": th.as_tensor(res.u)[K:], "v": th.as_tensor(res.v)[K:], "C": C[K:, K:]}

@@ -481,6 +481,8 @@ class OTPR(OffPolicyAlgorithm):
         - ``marginal_error``: relative L1 error of the marginals of the plan ``a_i b_j H_ij`` implied by the
           potentials (0 when they solve this minibatch problem; a Monte-Carlo quantity with a floor of
           order ``1 / sqrt(batch_size * fraction of non-zero H)`` for potentials of the population problem);
+        - ``marginal_error_states`` and ``marginal_error_actions``: the same error for each marginal alone (the
+          state marginal is the one that ``u`` controls, the action marginal ``v``);
         - ``dual_gap``: ``(D* - D(u, v)) / |D*|`` with ``D*`` the exact optimum of the same minibatch problem
           from :func:`neural_ot.solve_discrete` (>= 0 up to the solver's tolerance);
         - ``h_nonzero_frac_heldout``: the fraction of pairs with ``H > 0``.
@@ -505,7 +507,7 @@ class OTPR(OffPolicyAlgorithm):
         u, v = self.dual_solver.potentials_on(batch, potentials=(policy.u, policy.v))
         reg = float(policy.reg)
         T = plan(u, v, C, reg, wx, wy, mask=mask)
-        marginal_error = max(relative_marginal_errors(T.sum(1), T.sum(0), wx, wy))
+        error_states, error_actions = relative_marginal_errors(T.sum(1), T.sum(0), wx, wy)
         value = float(dual_objective(u, v, C, reg, wx, wy, mask))
         exact = solve_discrete(
             wx.double().cpu(),
@@ -517,7 +519,9 @@ class OTPR(OffPolicyAlgorithm):
         )
         best = float(exact.value_dual)
         return {
-            "marginal_error": marginal_error,
+            "marginal_error": max(error_states, error_actions),
+            "marginal_error_states": error_states,
+            "marginal_error_actions": error_actions,
             "dual_gap": (best - value) / max(abs(best), 1e-12),
             "h_nonzero_frac_heldout": float((T > 0).float().mean()),  # weights are positive: T > 0 iff H > 0
         }
