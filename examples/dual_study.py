@@ -62,7 +62,8 @@ SETTINGS: dict[str, dict[str, Any]] = {
     "gradient128x16-reg0.2": dict(dual_method="gradient", dual_batch_size=128, dual_steps_per_batch=16, reg=0.2),
     "reg0.5": dict(reg=0.5),
     "reg0.5-candidates": dict(reg=0.5, actor_targets="candidates"),
-    "defaults": dict(),
+    "defaults": dict(reg=0.05, relation_weight=0.0),  # the defaults before this study (same as v1-dual)
+    "new-defaults": dict(),
 }
 
 
@@ -144,6 +145,8 @@ def run_setting(name: str, args: argparse.Namespace, demos: Demonstrations, path
     result = {
         "setting": name,
         "kwargs": SETTINGS[name],
+        "reg": float(model.reg),
+        "relation_weight": float(model.relation_weight),
         "success_before": before,
         "success_after": after,
         "eval_episodes": args.eval_episodes,
@@ -195,11 +198,12 @@ def refit(args: argparse.Namespace) -> None:
         print(f"{name:>18}: {ms:6.1f} ms/update | seconds (updates): marginal error/gap " + " | ".join(line), flush=True)
 
 
-def report(out: str) -> str:
+def report(out: str, settings: list[str]) -> str:
     rows = []
-    for fname in sorted(os.listdir(out)):
-        if fname.endswith(".json"):
-            with open(os.path.join(out, fname)) as f:
+    for name in settings:
+        path = os.path.join(out, f"{name}.json")
+        if os.path.exists(path):
+            with open(path) as f:
                 rows.append(json.load(f))
     lines = [
         ".. list-table::",
@@ -208,6 +212,7 @@ def report(out: str) -> str:
         "   * - setting",
         "     - held-out marginal error (median)",
         "     - dual gap (median)",
+        "     - reg",
         "     - H > 0 (median share of pairs)",
         "     - collection fallback",
         "     - ms / env step",
@@ -218,6 +223,7 @@ def report(out: str) -> str:
             f"   * - ``{r['setting']}``",
             f"     - {r['median_marginal_error']:.3f}",
             f"     - {r['median_dual_gap']:.3f}",
+            f"     - {r['kwargs'].get('reg', r.get('reg', 0.05))}",
             f"     - {r['median_h_nonzero']:.2f}",
             f"     - {r['fallback_frac']:.2f}",
             f"     - {1000 * r['s_per_env_step']:.1f}",
@@ -246,7 +252,7 @@ def main() -> None:
     args = parser.parse_args()
     os.makedirs(args.out, exist_ok=True)
     if args.command == "report":
-        print(report(args.out), end="")
+        print(report(args.out, args.settings), end="")
         return
     th.set_num_threads(args.threads)
     if args.command == "refit":
