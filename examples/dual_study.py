@@ -11,6 +11,8 @@ Run::
 
     python examples/dual_study.py run --settings defaults exact256     # results in outputs/dual_study/
     python examples/dual_study.py report                               # table (rst) of every finished setting
+    python examples/dual_study.py refit --snapshot outputs/dual_study/defaults   # dual alone, frozen critic
+    python examples/dual_study.py sides --snapshot outputs/dual_study/defaults   # state vs action marginal errors
 
 A setting that finished is skipped on the next ``run``, so an interrupted study resumes where it stopped.
 """
@@ -30,6 +32,7 @@ import torch as th
 from fetch_experts import record
 from train_fetch import success_rate
 
+from neural_ot import plan, relative_marginal_errors
 from otpr_sb3 import OTPR, Demonstrations
 
 gym.register_envs(gymnasium_robotics)
@@ -198,6 +201,51 @@ def refit(args: argparse.Namespace) -> None:
         print(f"{name:>18}: {ms:6.1f} ms/update | seconds (updates): marginal error/gap " + " | ".join(line), flush=True)
 
 
+def l2_c_transform(v: th.Tensor, C: th.Tensor, b: th.Tensor, reg: float) -> th.Tensor:
+    """``u_i`` with ``sum_j b_j (u_i + v_j - C_ij)_+ = 2 reg``: the state potential that gives every row of the
+    L2 plan its mass exactly, given ``v`` and the action weights ``b`` (a piecewise-linear root per row)."""
+    w, order = th.sort(C - v[None, :], dim=1)
+    bs = b[order]
+    mass, first = th.cumsum(bs, 1), th.cumsum(bs * w, 1)
+    root = (2 * reg + first) / mass  # the root if exactly the k smallest w_j are active
+    upper = th.cat([w[:, 1:], th.full_like(w[:, :1], float("inf"))], 1)
+    k = ((root >= w) & (root <= upper)).float().argmax(1, keepdim=True)
+    return root.gather(1, k).squeeze(1)
+
+
+def sides(args: argparse.Namespace) -> None:
+    """State- and action-side marginal errors on held-out batches after ``--updates`` more dual updates per reg."""
+    env = gym.make(args.env)
+    for reg in args.regs:
+        model = OTPR.load(args.snapshot + "-model.zip", env=env, reg=reg, dual_eval_freq=0)
+        model.load_replay_buffer(args.snapshot + "-replay.pkl")
+        for attr in ("dual_diagnostics", "dump_logs"):
+            model.__dict__.pop(attr, None)
+        policy = model.policy
+        policy.reg.fill_(reg)
+        model._build_dual_solver()
+        model._dual_setup_key = None
+        for _ in range(args.updates):
+            model._dual_update()
+        for seed in range(3):
+            batch = model.dual_solver.sample_batch(args.heldout, th.Generator().manual_seed(seed))
+            C = policy.dual_cost.matrix(batch.x, batch.y)
+            u, v = model.dual_solver.potentials_on(batch, potentials=(policy.u, policy.v))
+            K = batch.n_keypoints
+            learned = plan(u, v, C, reg, batch.wx, batch.wy, mask=batch.mask)
+            semi = u.clone()
+            semi[K:] = l2_c_transform(v[K:], C[K:, K:], batch.wy[K:], reg)  # regular rows see regular columns only
+            semi_plan = plan(semi, v, C, reg, batch.wx, batch.wy, mask=batch.mask)
+            e_learned = relative_marginal_errors(learned.sum(1), learned.sum(0), batch.wx, batch.wy)
+            e_semi = relative_marginal_errors(semi_plan.sum(1), semi_plan.sum(0), batch.wx, batch.wy)
+            print(
+                f"reg {reg}: H > 0 on {float((learned > 0).float().mean()):.2f} of pairs | learned u: states "
+                f"{e_learned[0]:.3f}, actions {e_learned[1]:.3f} | u = c-transform of v: states {e_semi[0]:.3f}, "
+                f"actions {e_semi[1]:.3f}",
+                flush=True,
+            )
+
+
 def report(out: str, settings: list[str]) -> str:
     rows = []
     for name in settings:
@@ -234,7 +282,9 @@ def report(out: str, settings: list[str]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("command", choices=["run", "report", "refit"])
+    parser.add_argument("command", choices=["run", "report", "refit", "sides"])
+    parser.add_argument("--regs", type=float, nargs="+", default=[0.05, 0.2, 0.5], help="sides: reg values")
+    parser.add_argument("--updates", type=int, default=600, help="sides: dual updates before measuring")
     parser.add_argument("--snapshot", default="outputs/dual_study/defaults", help="refit: model and replay prefix")
     parser.add_argument("--refit", type=float, default=60.0, help="refit: seconds of dual updates per setting")
     parser.add_argument("--settings", nargs="+", default=list(SETTINGS))
@@ -257,6 +307,9 @@ def main() -> None:
     th.set_num_threads(args.threads)
     if args.command == "refit":
         refit(args)
+        return
+    if args.command == "sides":
+        sides(args)
         return
     # One dataset directory per process: `record` rewrites its dataset, and studies may run side by side.
     data_path = os.path.abspath(os.path.join(args.out, f"minari-{os.getpid()}"))
