@@ -3,7 +3,7 @@ r"""The dual's ground cost between states and actions, built from the critics of
 The paper's cost is :math:`c(s, a) = -Q(s, a)` (Eq. 8). A function of the state alone added to the cost
 leaves the OT plan unchanged (it is absorbed by :math:`u(s)`), so the advantage cost
 :math:`-(Q(s, a) - V(s))` gives the same coupling while sparing :math:`u` from re-learning :math:`V`.
-Either is divided by a running scale so that ``reg`` has a fixed meaning: the spread of the advantage
+Either is divided by a running scale so that ``reg`` does not depend on the reward scale: the spread of the advantage
 for ``"advantage"``, ``mean |Q|`` for ``"q"`` (where reward offsets then change the effective ``reg``).
 With keypoints and a positive relation weight the cost is mixed with the keypoint relation cost (Eq. 13).
 """
