@@ -172,19 +172,24 @@ def run_setting(name: str, args: argparse.Namespace, demos: Demonstrations, path
     )
 
 
+def load_snapshot(snapshot: str, env: gym.Env, **kwargs: Any) -> OTPR:
+    """A snapshot's model and replay buffer, with a fresh dual solver for ``kwargs`` (the run's potentials)."""
+    model = OTPR.load(snapshot + "-model.zip", env=env, dual_eval_freq=0, **kwargs)
+    model.load_replay_buffer(snapshot + "-replay.pkl")
+    for attr in ("dual_diagnostics", "dump_logs"):  # snapshots saved before `run_setting` removed its wrappers
+        model.__dict__.pop(attr, None)
+    model.policy.reg.fill_(model.reg)  # the saved policy state holds the run's reg and relation weight
+    model.policy.relation_weight.fill_(model.relation_weight)
+    model._build_dual_solver()
+    model._dual_setup_key = None
+    return model
+
+
 def refit(args: argparse.Namespace) -> None:
     """Each setting's dual alone on the frozen critic of a snapshot, warm-started from the run's potentials."""
     env = gym.make(args.env)
     for name in args.settings:
-        kwargs = {k: v for k, v in SETTINGS[name].items() if k != "policy"}
-        model = OTPR.load(args.snapshot + "-model.zip", env=env, dual_eval_freq=0, **kwargs)
-        model.load_replay_buffer(args.snapshot + "-replay.pkl")
-        for attr in ("dual_diagnostics", "dump_logs"):  # snapshots saved before the fix above carry wrappers
-            model.__dict__.pop(attr, None)
-        model.policy.reg.fill_(model.reg)
-        model.policy.relation_weight.fill_(model.relation_weight)
-        model._build_dual_solver()  # this setting's solver and optimiser; the potentials stay the run's
-        model._dual_setup_key = None
+        model = load_snapshot(args.snapshot, env, **{k: v for k, v in SETTINGS[name].items() if k != "policy"})
         line, spent, k, marks = [], 0.0, 0, [0.0, args.refit / 10, args.refit / 3, args.refit]
         while marks:
             if spent >= marks[0]:
@@ -217,14 +222,8 @@ def sides(args: argparse.Namespace) -> None:
     """State- and action-side marginal errors on held-out batches after ``--updates`` more dual updates per reg."""
     env = gym.make(args.env)
     for reg in args.regs:
-        model = OTPR.load(args.snapshot + "-model.zip", env=env, reg=reg, dual_eval_freq=0)
-        model.load_replay_buffer(args.snapshot + "-replay.pkl")
-        for attr in ("dual_diagnostics", "dump_logs"):
-            model.__dict__.pop(attr, None)
+        model = load_snapshot(args.snapshot, env, reg=reg)
         policy = model.policy
-        policy.reg.fill_(reg)
-        model._build_dual_solver()
-        model._dual_setup_key = None
         for _ in range(args.updates):
             model._dual_update()
         for seed in range(3):
