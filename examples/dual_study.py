@@ -65,6 +65,10 @@ SETTINGS: dict[str, dict[str, Any]] = {
     "gradient128x16-reg0.2": dict(dual_method="gradient", dual_batch_size=128, dual_steps_per_batch=16, reg=0.2),
     "reg0.5": dict(reg=0.5),
     "reg0.5-candidates": dict(reg=0.5, actor_targets="candidates"),
+    # The ablations' temperatures, on the same budget (guidance "advantage": exp(T (Q - V) / spread)).
+    "advantage-T1": dict(policy=dict(guidance="advantage", temperature=1.0)),
+    "advantage-T3": dict(policy=dict(guidance="advantage", temperature=3.0)),
+    "advantage-T10": dict(policy=dict(guidance="advantage", temperature=10.0)),
     "defaults": dict(reg=0.05, relation_weight=0.0),  # the defaults before this study (same as v1-dual)
     "new-defaults": dict(),
 }
@@ -245,6 +249,10 @@ def sides(args: argparse.Namespace) -> None:
             )
 
 
+def _fmt(value: float | None, spec: str) -> str:
+    return "n/a (no dual)" if value is None else format(value, spec)
+
+
 def report(out: str, settings: list[str]) -> str:
     rows = []
     for name in settings:
@@ -268,10 +276,10 @@ def report(out: str, settings: list[str]) -> str:
     for r in rows:
         lines += [
             f"   * - ``{r['setting']}``",
-            f"     - {r['median_marginal_error']:.3f}",
-            f"     - {r['median_dual_gap']:.3f}",
+            f"     - {_fmt(r['median_marginal_error'], '.3f')}",
+            f"     - {_fmt(r['median_dual_gap'], '.3f')}",
             f"     - {r['kwargs'].get('reg', r.get('reg', 0.05))}",
-            f"     - {r['median_h_nonzero']:.2f}",
+            f"     - {_fmt(r['median_h_nonzero'], '.2f')}",
             f"     - {r['fallback_frac']:.2f}",
             f"     - {1000 * r['s_per_env_step']:.1f}",
             f"     - {r['success_before']:.2f} -> {r['success_after']:.2f}",
