@@ -77,7 +77,7 @@ class OTPR(OffPolicyAlgorithm):
         spread of ``Q - V`` on replay pairs; see ``policy_kwargs["cost"]``). Over all state-action pairs the
         cost is wider (about 4x on Fetch), so the default 0.5 is about 0.12 of the pairwise spread: chosen in
         docs/dual_study.rst, where it brings the dual gap from about 2.6 to 0.06 (held-out marginal error
-        0.94 -> 0.38) at the same cost per step. The from-scratch results (docs/from_scratch.rst) used 0.05.
+        0.94 -> 0.37) at the same cost per step. The from-scratch results (docs/from_scratch.rst) used 0.05.
     dual_learning_rate, dual_batch_size, dual_steps : float, int, int
         Adam step size, minibatch and minibatches per training iteration of the potentials (warm-started).
     dual_steps_per_batch : int
@@ -111,8 +111,9 @@ class OTPR(OffPolicyAlgorithm):
     relation_weight : float
         Weight of the keypoint relation cost mixed with the critic cost (Eq. 13); it takes effect once expert
         keypoints exist. At 0 the mask cannot change the coupling of the replay pairs (OTPR-M = OTPR-U), at 1
-        Q leaves the coupling (the authors' code). The default 0.1 keeps the mask active at a small, measured
-        cost (docs/what_h_does.rst; whether it helps is open).
+        Q leaves the coupling (the authors' code). The default 0.1 keeps the mask active; on the Fetch snapshot
+        of docs/what_h_does.rst no weight moved the expert states' mass towards their own actions, so whether
+        it helps is open.
     random_warmup : bool or None
         Act uniformly at random for the first ``learning_starts`` steps. ``None`` (default): only if the
         actor was not pretrained; a pretrained actor acts from the first step.
