@@ -101,11 +101,8 @@ def pretrained(model: OTPR, demos: Demonstrations, args: argparse.Namespace) -> 
         os.replace(cache + ".tmp", cache)
         return
     state = th.load(cache, weights_only=False)
-    model.policy.load_state_dict(state["policy"])
-    for k in parts:
-        getattr(model.policy, k).optimizer.load_state_dict(state[f"{k}.optimizer"])
-    model.policy.reg.fill_(model.reg)  # the setting's own dual parameters, not the cached ones
-    model.policy.relation_weight.fill_(model.relation_weight)
+    # set_parameters keeps this setting's reg and relation weight, not the cached policy's.
+    model.set_parameters({k: state[k] for k in ("policy", *(f"{p}.optimizer" for p in parts))}, exact_match=False)
     model.expert_obs, model.expert_actions = state["expert_obs"], state["expert_actions"]
     model.scale_updates, model.pretrained = state["scale_updates"], True
     model._add_demos_to_buffer(demos)
@@ -159,7 +156,6 @@ def run_setting(name: str, args: argparse.Namespace, demos: Demonstrations, path
         "eval_episodes": args.eval_episodes,
         "timesteps": args.timesteps,
         "s_per_env_step": wall / args.timesteps,
-        "h_fallback_frac_after_start": None,
         "median_marginal_error": float(np.median([r["marginal_error"] for r in ready])) if ready else None,
         "median_dual_gap": float(np.median([r["dual_gap"] for r in ready])) if ready else None,
         "median_h_nonzero": float(np.median([r["h_nonzero_frac_heldout"] for r in ready])) if ready else None,
@@ -182,10 +178,7 @@ def load_snapshot(snapshot: str, env: gym.Env, **kwargs: Any) -> OTPR:
     model.load_replay_buffer(snapshot + "-replay.pkl")
     for attr in ("dual_diagnostics", "dump_logs"):  # snapshots saved before `run_setting` removed its wrappers
         model.__dict__.pop(attr, None)
-    model.policy.reg.fill_(model.reg)  # the saved policy state holds the run's reg and relation weight
-    model.policy.relation_weight.fill_(model.relation_weight)
-    model._build_dual_solver()
-    model._dual_setup_key = None
+    model._build_dual_solver()  # a fresh optimiser for this setting; the potentials stay the run's
     return model
 
 

@@ -17,7 +17,7 @@ from gymnasium import spaces
 from stable_baselines3.common.buffers import DictReplayBuffer, ReplayBuffer
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.policies import BasePolicy
-from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule
+from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule, TensorDict
 from stable_baselines3.common.utils import FloatSchedule, polyak_update
 from tqdm.auto import tqdm
 
@@ -237,14 +237,12 @@ class OTPR(OffPolicyAlgorithm):
     def _setup_model(self) -> None:
         super()._setup_model()
         self._create_aliases()
-        self.policy.reg.fill_(self.reg)
-        self.policy.relation_weight.fill_(self.relation_weight)
         # Expert keypoints (set by `pretrain`); empty tensors rather than None so that `load` can restore them.
         self.expert_obs = th.zeros((0, self.policy.obs_dim), device=self.device)
         self.expert_actions = th.zeros((0, self.policy.act_dim), device=self.device)
         self._build_dual_solver()
+        self._sync_dual_settings()
         self._told_unmasked = False
-        self._dual_setup_key: tuple | None = None
         # Held-out diagnostics draw from their own stream, so evaluating never changes training.
         self._eval_generator = th.Generator().manual_seed(1 + (0 if self.seed is None else self.seed))
         self._actor_lr = FloatSchedule(self.policy.arch["actor_learning_rate"])
@@ -257,8 +255,27 @@ class OTPR(OffPolicyAlgorithm):
         self.critic_target = self.policy.critic_target
         self.value = self.policy.value
 
+    def _sync_dual_settings(self) -> None:
+        """Give the policy's H and the dual's optimiser this algorithm's ``reg``, relation weight and dual rate.
+
+        Called after set-up and after every :meth:`set_parameters`: a loaded policy state holds the saved
+        values, which must not override those passed to ``OTPR.load(..., reg=...)`` (SB3's override semantics).
+        """
+        self.policy.reg.fill_(self.reg)
+        self.policy.relation_weight.fill_(self.relation_weight)
+        assert self.dual_solver.optimizer is not None
+        for group in self.dual_solver.optimizer.param_groups:
+            group["lr"] = self.dual_learning_rate
+
+    def set_parameters(  # noqa: D102
+        self, load_path_or_dict: str | TensorDict, exact_match: bool = True, device: th.device | str = "auto"
+    ) -> None:
+        super().set_parameters(load_path_or_dict, exact_match=exact_match, device=device)
+        self._sync_dual_settings()
+
     def _build_dual_solver(self) -> None:
         # One solver for OTPR-M and OTPR-U: the keypoint mask is applied whenever keypoints are passed.
+        self._dual_setup_key: tuple | None = None  # a new solver needs its problem set up
         self.dual_solver = L2Dual(
             self.reg,
             cost=self.policy.dual_cost,

@@ -59,3 +59,17 @@ def test_replay_buffer_round_trip(tmp_path):
     assert a.pos == b.pos and a.full == b.full
     for field in ("observations", "actions", "rewards", "next_observations", "dones"):
         np.testing.assert_array_equal(getattr(a, field), getattr(b, field))
+
+
+def test_load_overrides_the_dual_settings_everywhere(tmp_path):
+    """`OTPR.load(..., reg=..)` (SB3's override) reaches the policy's H and the dual, not only the attribute."""
+    env = IdentityEnvBox(ep_length=20)
+    model = _trained(env)
+    model.save(tmp_path / "otpr.zip")
+    loaded = OTPR.load(tmp_path / "otpr.zip", env=env, reg=0.2, relation_weight=0.3, dual_learning_rate=5e-4)
+    assert float(loaded.policy.reg) == np.float32(0.2) and loaded.dual_solver.reg == 0.2
+    assert float(loaded.policy.relation_weight) == np.float32(0.3)
+    assert all(g["lr"] == 5e-4 for g in loaded.dual_solver.optimizer.param_groups)
+    plain = OTPR.load(tmp_path / "otpr.zip", env=env)  # without overrides: the saved values
+    assert float(plain.policy.reg) == np.float32(model.reg) and float(plain.policy.relation_weight) == np.float32(0.1)
+    loaded.learn(20)  # the overridden model still trains
