@@ -24,6 +24,7 @@ import gymnasium_robotics
 import matplotlib
 import numpy as np
 import torch as th
+from dual_study import load_snapshot
 from scipy.stats import kendalltau
 
 from neural_ot import keypoint_mask, solve_discrete
@@ -33,14 +34,6 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 gym.register_envs(gymnasium_robotics)
-
-
-def load(snapshot: str, env_id: str) -> OTPR:
-    model = OTPR.load(snapshot + "-model.zip", env=gym.make(env_id))
-    model.load_replay_buffer(snapshot + "-replay.pkl")
-    for attr in ("dual_diagnostics", "dump_logs"):  # wrappers that early dual_study snapshots carried
-        model.__dict__.pop(attr, None)
-    return model
 
 
 def replay_pairs(model: OTPR, idx: np.ndarray) -> tuple[th.Tensor, th.Tensor]:
@@ -145,8 +138,9 @@ def main() -> None:
     parser.add_argument("--out", default="docs/_static")
     args = parser.parse_args()
     th.set_num_threads(1)
+    os.makedirs(args.out, exist_ok=True)
     rng = np.random.default_rng(0)
-    model = load(args.snapshot, args.env)
+    model = load_snapshot(args.snapshot, gym.make(args.env))
     policy = model.policy
     policy.dual_ready.fill_(True)
     reg, weight0 = float(policy.reg), float(policy.relation_weight)
