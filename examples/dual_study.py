@@ -234,8 +234,12 @@ def sides(args: argparse.Namespace) -> None:
             semi_plan = plan(semi, v, C, reg, batch.wx, batch.wy, mask=batch.mask)
             e_learned = relative_marginal_errors(learned.sum(1), learned.sum(0), batch.wx, batch.wy)
             e_semi = relative_marginal_errors(semi_plan.sum(1), semi_plan.sum(0), batch.wx, batch.wy)
+            # The cost is scaled by the spread of Q - V on replay pairs; over all pairs it is wider.
+            data = model.replay_buffer.sample(args.heldout)  # matched (state, action) pairs
+            paired = policy.pair_cost(policy.prepare_obs(data.observations), data.actions)
             print(
-                f"reg {reg}: H > 0 on {float((learned > 0).float().mean()):.2f} of pairs | learned u: states "
+                f"reg {reg}: cost std over all pairs {float(C[K:, K:].std()):.2f}, over replay pairs "
+                f"{float(paired.std()):.2f} | H > 0 on {float((learned > 0).float().mean()):.2f} of pairs | learned u: states "
                 f"{e_learned[0]:.3f}, actions {e_learned[1]:.3f} | u = c-transform of v: states {e_semi[0]:.3f}, "
                 f"actions {e_semi[1]:.3f}",
                 flush=True,

@@ -75,7 +75,7 @@ class OTPR(OffPolicyAlgorithm):
     reg : float
         eps of the L2-regularised dual, on the normalised cost (by default ``-(Q - V)`` divided by a running
         spread of ``Q - V`` on replay pairs; see ``policy_kwargs["cost"]``). Over all state-action pairs the
-        cost is wider (about 4x on Fetch), so the default 0.5 is about 0.12 of the pairwise spread: chosen in
+        cost is wider (about 3x on Fetch), so the default 0.5 is about 0.12 of the pairwise spread: chosen in
         docs/dual_study.rst, where it brings the dual gap from about 2.6 to 0.06 (held-out marginal error
         0.94 -> 0.37) at the same cost per step. The from-scratch results (docs/from_scratch.rst) used 0.05.
     dual_learning_rate, dual_batch_size, dual_steps : float, int, int
