@@ -6,7 +6,15 @@ A standalone toolkit (numpy, scipy, torch) used by :mod:`otpr_sb3`. See the pape
 from neural_ot.compatibility import Compatibility, Resampled, resample_from_scores
 from neural_ot.costs import L1, CallableCost, Cosine, CostFn, Euclidean, SqEuclidean, get_cost
 from neural_ot.discrete import solve, solve_discrete
-from neural_ot.duals import density, dual_objective, plan, plan_marginals, potential_values, relative_marginal_errors
+from neural_ot.duals import (
+    c_transform,
+    density,
+    dual_objective,
+    plan,
+    plan_marginals,
+    potential_values,
+    relative_marginal_errors,
+)
 from neural_ot.keypoints import (
     KeypointRelationCost,
     MixedCost,
@@ -44,6 +52,7 @@ __all__ = [
     "Regularizer",
     "SqEuclidean",
     "SquaredL2",
+    "c_transform",
     "density",
     "dual_objective",
     "get_cost",

@@ -60,6 +60,18 @@ class Regularizer(ABC):
     def primal(self, density: th.Tensor) -> th.Tensor:
         """Per-pair primal penalty :math:`\\varepsilon \\phi(H)`."""
 
+    @abstractmethod
+    def row_potential(self, w: th.Tensor, b: th.Tensor) -> th.Tensor:
+        """Return the ``u_i`` with ``sum_j b_ij density(u_i - w_ij) = 1`` for every row (the smooth c-transform).
+
+        Parameters
+        ----------
+        w : torch.Tensor of shape (n, m)
+            ``C_ij - v_j``.
+        b : torch.Tensor of shape (n, m)
+            Non-negative column weights per row (``b_j``, times a 0/1 mask); each row must have positive mass.
+        """
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}(reg={self.reg:g})"
 
@@ -84,6 +96,18 @@ class SquaredL2(Regularizer):
     def primal(self, density: th.Tensor) -> th.Tensor:  # noqa: D102
         return self.reg * density.square()
 
+    def row_potential(self, w: th.Tensor, b: th.Tensor) -> th.Tensor:  # noqa: D102
+        # f(u) = sum_j b_j (u - w_j)_+ is increasing and piecewise linear: with the w_j sorted, the root lies past
+        # the k breakpoints where f < 2 eps, and there u = (2 eps + sum_{<=k} b w) / sum_{<=k} b. Zero-weight
+        # entries (masked) change neither sum, so they need no special case wherever they sort.
+        w_sorted, order = th.sort(w, dim=1)
+        bs = b.gather(1, order)
+        mass = th.cumsum(bs, 1)
+        first = th.cumsum(bs * w_sorted, 1)
+        below = (w_sorted * mass - first < 2.0 * self.reg).sum(1, keepdim=True).clamp_min(1)
+        k = below - 1
+        return ((2.0 * self.reg + first.gather(1, k)) / mass.gather(1, k)).squeeze(1)
+
 
 class Entropic(Regularizer):
     """Relative entropy to the product measure :math:`a b^\\top` (Cuturi 2013)."""
@@ -104,6 +128,10 @@ class Entropic(Regularizer):
 
     def primal(self, density: th.Tensor) -> th.Tensor:  # noqa: D102
         return self.reg * (th.xlogy(density, density) - density + 1.0)
+
+    def row_potential(self, w: th.Tensor, b: th.Tensor) -> th.Tensor:  # noqa: D102
+        # sum_j b_j exp((u - w_j) / eps) = 1, in the log domain (log 0 = -inf drops masked entries).
+        return -self.reg * th.logsumexp(th.log(b) - w / self.reg, dim=1)
 
 
 _REGULARIZERS: dict[str, type[Regularizer]] = {"l2": SquaredL2, "entropic": Entropic}

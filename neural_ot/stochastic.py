@@ -13,15 +13,10 @@ mass, :meth:`StochasticDual.potentials_on`): neural potentials are trained on th
 they stay smooth instead of bending to reach ``H = 1 / w_k`` at isolated atoms. The keypoints still shape
 the coupling of the other points through a relation cost (:class:`~neural_ot.KeypointRelationCost`).
 
-Two ways to move the potentials on a minibatch (``method``):
-
-- ``"gradient"``: one Adam step of gradient ascent on the minibatch dual (Seguy et al. 2018).
-- ``"exact"``: the minibatch problem is solved exactly by :func:`~neural_ot.solve_discrete` (a few
-  milliseconds at 64-256 points) and the potentials take an Adam step on the weighted squared distance
-  to the exact minibatch potentials (amortisation). The exact potentials are defined up to
-  :math:`(u + t, v - t)`; the target fixes :math:`t` so that both sides have the same weighted mean.
-  This tracks a moving cost (as in RL, where the cost comes from a critic) much more closely than
-  gradient steps, at the price of the minibatch (not population) optimum as the target.
+How the potentials move on a minibatch (``method``) is a rule of :mod:`neural_ot.dual_updates`: gradient
+ascent on the minibatch dual (``"gradient"``, Seguy et al. 2018), regression onto the exact minibatch
+potentials (``"exact"``) or semi-dual ascent with ``u`` regressed onto the c-transform of ``v``
+(``"semi-dual"``). The measures and minibatches are those of :mod:`neural_ot.minibatch`.
 """
 
 from __future__ import annotations
@@ -29,103 +24,27 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import torch as th
 from torch import nn
 from torch.optim.lr_scheduler import LambdaLR
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm.auto import tqdm
 
-from neural_ot._arrays import ArrayLike, resolve_device, to_tensor
-from neural_ot._validation import check_positive_int, check_reg, check_weights
+from neural_ot._arrays import ArrayLike, resolve_device
+from neural_ot._validation import check_positive_int, check_reg
 from neural_ot.compatibility import Compatibility
 from neural_ot.costs import CostFn, get_cost
-from neural_ot.discrete import solve_discrete
-from neural_ot.duals import _dual_value, relative_marginal_errors
-from neural_ot.keypoints import check_pairs, keypoint_mask_tensor
+from neural_ot.dual_updates import exact_minibatch_potentials, get_update
+from neural_ot.duals import relative_marginal_errors
+from neural_ot.minibatch import Measure, Minibatch, build_measures, draw_minibatch
 from neural_ot.potentials import MLPPotential, TabularPotential, make_potential
 from neural_ot.regularizers import Regularizer, get_regularizer
 from neural_ot.results import DualResult
-from neural_ot.sources import PointSource, Source, as_source
+from neural_ot.sources import PointSource
 
 Callback = Callable[[dict[str, Any]], bool | None]
-
-
-@dataclass
-class Minibatch:
-    """One minibatch of a stochastic dual problem (keypoints first, when there are any).
-
-    Attributes
-    ----------
-    x_idx, y_idx : torch.Tensor or None
-        Indices into finite point sets (``None`` for sampled data).
-    x, y : torch.Tensor
-        The points.
-    wx, wy : torch.Tensor
-        Their weights (each sums to 1: keypoints carry their share, the other points the rest).
-    mask : torch.Tensor or None
-        The keypoint mask of this minibatch (``None`` without keypoints).
-    n_keypoints : int
-        Number of matched keypoint pairs at the head of ``x`` and ``y``.
-    """
-
-    x_idx: th.Tensor | None
-    x: th.Tensor
-    y_idx: th.Tensor | None
-    y: th.Tensor
-    wx: th.Tensor
-    wy: th.Tensor
-    mask: th.Tensor | None
-    n_keypoints: int = 0
-
-    def regular(self) -> Minibatch:
-        """Return the minibatch without its keypoints (the block of the masked problem that neural potentials solve)."""
-        K = self.n_keypoints
-        if K == 0:
-            return self
-        return Minibatch(
-            None if self.x_idx is None else self.x_idx[K:],
-            self.x[K:],
-            None if self.y_idx is None else self.y_idx[K:],
-            self.y[K:],
-            self.wx[K:],
-            self.wy[K:],
-            None,
-        )
-
-
-class _Measure:
-    """One side of the problem: keypoints (always in the batch) plus a source for the rest of the mass."""
-
-    def __init__(self, rest: Source, kp_idx: th.Tensor | None, kp_pts: th.Tensor | None, kp_w: th.Tensor | None):
-        self.rest, self.kp_idx, self.kp_pts, self.kp_w = rest, kp_idx, kp_pts, kp_w
-        self.rest_mass = 1.0 - (float(kp_w.sum()) if kp_w is not None else 0.0)
-
-    @property
-    def n_keypoints(self) -> int:
-        return 0 if self.kp_pts is None else self.kp_pts.shape[0]
-
-    def draw(self, batch_size: int, gen: th.Generator, device: th.device, dtype: th.dtype) -> tuple[Any, th.Tensor, th.Tensor]:
-        idx, pts = self.rest.sample(batch_size, gen)
-        pts = pts.to(device=device, dtype=dtype)
-        w = th.full((batch_size,), self.rest_mass / batch_size, device=device, dtype=dtype)
-        if self.kp_pts is None:
-            return (None if idx is None else idx.to(device)), pts, w
-        assert self.kp_w is not None
-        pts = th.cat([self.kp_pts.to(device=device, dtype=dtype), pts])
-        w = th.cat([self.kp_w.to(device=device, dtype=dtype), w])
-        if idx is not None and self.kp_idx is not None:
-            idx = th.cat([self.kp_idx.to(idx.device), idx]).to(device)
-        return idx, pts, w
-
-
-def _keypoint_block_mask(K: int, bx: int, by: int, device: th.device, dtype: th.dtype) -> th.Tensor:
-    # Minibatches hold the K keypoints first, matched in order.
-    idx = th.arange(K, device=device)
-    return keypoint_mask_tensor(K + bx, K + by, idx, idx, device, dtype)
 
 
 class StochasticDual:
@@ -177,9 +96,10 @@ class StochasticDual:
         Seeds the potentials' initialisation and the minibatch sampling.
     progress_bar : bool
         Show a tqdm progress bar.
-    method : {"gradient", "exact"}
-        Gradient ascent on the minibatch dual, or regression onto the exact minibatch potentials (see the
-        module docstring).
+    method : {"gradient", "exact", "semi-dual"}
+        Gradient ascent on the minibatch dual, regression onto the exact minibatch potentials, or semi-dual
+        ascent in ``v`` with ``u`` regressed onto the minibatch c-transform of ``v`` (see
+        :mod:`neural_ot.dual_updates`).
     """
 
     keypoints_required = False
@@ -208,8 +128,7 @@ class StochasticDual:
         progress_bar: bool = False,
         method: str = "gradient",
     ) -> None:
-        if method not in ("gradient", "exact"):
-            raise ValueError(f"`method` must be 'gradient' or 'exact', got {method!r}")
+        self.update_rule = get_update(method)
         self.method = method
         self.regularizer: Regularizer = get_regularizer(reg, reg_type)
         self.cost = get_cost(cost)
@@ -254,7 +173,7 @@ class StochasticDual:
         self.v_ema: AveragedModel | None = None
         self.optimizer: th.optim.Optimizer | None = None
         self.total_steps = 0
-        self._problem: tuple[_Measure, _Measure] | None = None
+        self._problem: tuple[Measure, Measure] | None = None
         self._generator = th.Generator(device="cpu")
         if seed is not None:
             self._generator.manual_seed(seed)
@@ -266,97 +185,13 @@ class StochasticDual:
 
     # ---- data -------------------------------------------------------------------------------------------
 
-    def _measures(
-        self,
-        x: Any,
-        y: Any,
-        a: ArrayLike | None,
-        b: ArrayLike | None,
-        pairs: ArrayLike | None,
-        keypoints: tuple[ArrayLike, ArrayLike] | None,
-        keypoint_mass: float | None,
-    ) -> tuple[_Measure, _Measure]:
-        if pairs is not None and keypoints is not None:
-            raise ValueError("give either `pairs` (indices into x and y) or `keypoints` (extra points), not both")
-        if self.keypoints_required and pairs is None and keypoints is None:
-            raise ValueError(f"{type(self).__name__} needs keypoints: pass `pairs` or `keypoints`")
-        xs = self._source(x, a, "x", "a")
-        ys = self._source(y, b, "y", "b")
-        if pairs is not None:
-            return self._measures_from_pairs(xs, ys, pairs)
-        if keypoints is not None:
-            return self._measures_from_keypoints(xs, ys, keypoints, keypoint_mass)
-        return _Measure(xs, None, None, None), _Measure(ys, None, None, None)
-
-    def _source(self, data: Any, weights: ArrayLike | None, name: str, wname: str) -> Source:
-        if isinstance(data, np.ndarray | th.Tensor | list):
-            pts = to_tensor(data, name, dtype=self.dtype)
-            w = None
-            if weights is not None:
-                w = to_tensor(weights, wname, dtype=th.float64)
-                check_weights(w, pts.shape[0], wname, what=f"`{name}` has")
-            return PointSource(pts, w)
-        if weights is not None:
-            raise ValueError(f"`{wname}` applies only when `{name}` is a finite set of points")
-        return as_source(data, name)
-
-    def _measures_from_pairs(self, xs: Source, ys: Source, pairs: ArrayLike) -> tuple[_Measure, _Measure]:
-        if not (isinstance(xs, PointSource) and isinstance(ys, PointSource)):
-            raise ValueError("`pairs` index into finite point sets: pass tensors for x and y")
-        assert xs.size is not None and ys.size is not None
-        pr = th.as_tensor(check_pairs(pairs, xs.size, ys.size))
-        if pr.shape[0] == 0:
-            raise ValueError("`pairs` is empty")
-        wx = xs.weights if xs.weights is not None else th.full((xs.size,), 1.0 / xs.size, dtype=th.float64)
-        wy = ys.weights if ys.weights is not None else th.full((ys.size,), 1.0 / ys.size, dtype=th.float64)
-        kx, ky = wx[pr[:, 0]], wy[pr[:, 1]]
-        if not th.allclose(kx, ky, rtol=1e-6, atol=0):
-            raise ValueError("matched keypoints must carry equal mass on both sides (weights of `pairs` differ)")
-        rest_x, rest_y = wx.clone(), wy.clone()
-        rest_x[pr[:, 0]] = 0
-        rest_y[pr[:, 1]] = 0
-        if float(rest_x.sum()) <= 0 or float(rest_y.sum()) <= 0:
-            raise ValueError("every point is a keypoint: nothing is left to transport by the solver")
-        mx = _Measure(PointSource(xs.points, rest_x), pr[:, 0], xs.points[pr[:, 0]], kx)
-        my = _Measure(PointSource(ys.points, rest_y), pr[:, 1], ys.points[pr[:, 1]], kx)
-        return mx, my
-
-    def _measures_from_keypoints(
-        self, xs: Source, ys: Source, keypoints: tuple[ArrayLike, ArrayLike], keypoint_mass: float | None
-    ) -> tuple[_Measure, _Measure]:
-        kx = to_tensor(keypoints[0], "keypoints[0]", dtype=self.dtype)
-        ky = to_tensor(keypoints[1], "keypoints[1]", dtype=self.dtype)
-        kx = kx[:, None] if kx.ndim == 1 else kx
-        ky = ky[:, None] if ky.ndim == 1 else ky
-        K = kx.shape[0]
-        if K == 0 or ky.shape[0] != K:
-            raise ValueError(
-                f"`keypoints` must be two arrays with the same positive number of rows, got {K} and {ky.shape[0]}"
-            )
-        if kx.shape[1] != xs.dim or ky.shape[1] != ys.dim:
-            raise ValueError(f"`keypoints` have dimensions {kx.shape[1]}, {ky.shape[1]}; the data have {xs.dim}, {ys.dim}")
-        if keypoint_mass is None:
-            if xs.size is None or ys.size is None:
-                raise ValueError("with sampled data, give `keypoint_mass` (the share of mass on the keypoints)")
-            keypoint_mass = K / (min(xs.size, ys.size) + K)
-        if not 0.0 < keypoint_mass < 1.0:
-            raise ValueError(f"`keypoint_mass` must be in (0, 1), got {keypoint_mass!r}")
-        if isinstance(self.potentials_spec, str) and self.potentials_spec == "tabular":
-            raise ValueError("with tabular potentials, keypoints must be part of x and y: pass `pairs`")
-        w = th.full((K,), keypoint_mass / K, dtype=th.float64)
-        return _Measure(xs, None, kx, w), _Measure(ys, None, ky, w)
-
-    def _draw(self, mx: _Measure, my: _Measure, batch_size: int, generator: th.Generator | None = None) -> Minibatch:
+    def _draw(self, mx: Measure, my: Measure, batch_size: int, generator: th.Generator | None = None) -> Minibatch:
         gen = self._generator if generator is None else generator
-        xi, x, wx = mx.draw(batch_size, gen, self.device, self.dtype)
-        yi, y, wy = my.draw(batch_size, gen, self.device, self.dtype)
-        K = mx.n_keypoints
-        mask = _keypoint_block_mask(K, batch_size, batch_size, self.device, self.dtype) if K else None
-        return Minibatch(xi, x, yi, y, wx, wy, mask, K)
+        return draw_minibatch(mx, my, batch_size, gen, self.device, self.dtype)
 
     # ---- potentials -------------------------------------------------------------------------------------
 
-    def _build(self, mx: _Measure, my: _Measure, fit_statistics: bool = True) -> None:
+    def _build(self, mx: Measure, my: Measure, fit_statistics: bool = True) -> None:
         gen_state = th.random.get_rng_state()
         if self.seed is not None:
             th.manual_seed(self.seed)
@@ -434,16 +269,10 @@ class StochasticDual:
         """
         with th.no_grad():
             C = self.cost.matrix(batch.x, batch.y) if C is None else C
-            mask = None if batch.mask is None else batch.mask.double()
-            wx, wy = batch.wx.double(), batch.wy.double()
-            wy = wy * (wx.sum() / wy.sum())  # float32 weights: equal masses in float64
-            res = solve_discrete(wx, wy, C.double(), reg.reg, reg.name, mask=mask, tol=1e-6)
-            u_star, v_star = th.as_tensor(res.u), th.as_tensor(res.v)
-            shift = 0.5 * (batch.wx.double() @ u_star - batch.wy.double() @ v_star)
-            return (u_star - shift).to(C.dtype), (v_star + shift).to(C.dtype), C
+        return (*exact_minibatch_potentials(batch, C, reg), C)
 
     @th.no_grad()
-    def _marginal_error(self, u: nn.Module, v: nn.Module, mx: _Measure, my: _Measure, reg: Regularizer) -> float:
+    def _marginal_error(self, u: nn.Module, v: nn.Module, mx: Measure, my: Measure, reg: Regularizer) -> float:
         batch = self._draw(mx, my, self.eval_batch_size)
         uu, vv = self.potentials_on(batch, reg, (u, v))
         H = reg.density(uu[:, None] + vv[None, :] - self.cost.matrix(batch.x, batch.y))
@@ -484,7 +313,10 @@ class StochasticDual:
         Parameters are those of :meth:`fit`. Sampling functions are kept, not copied, so a replay buffer that
         grows between steps is sampled as it is at each step.
         """
-        mx, my = self._measures(x, y, a, b, pairs, keypoints, keypoint_mass)
+        if self.keypoints_required and pairs is None and keypoints is None:
+            raise ValueError(f"{type(self).__name__} needs keypoints: pass `pairs` or `keypoints`")
+        tabular = isinstance(self.potentials_spec, str) and self.potentials_spec == "tabular"
+        mx, my = build_measures(x, y, a, b, pairs, keypoints, keypoint_mass, self.dtype, tabular)
         if self.u is None or not warm_start:
             self._build(mx, my)
         if self.cost.scale is None and self.cost.normalize is not None:
@@ -521,21 +353,15 @@ class StochasticDual:
         self.u.train()
         self.v.train()
         batch = self._trained_block(self._draw(mx, my, self.batch_size))
-        # The cost matrix (the expensive part when the cost is a network) and the exact targets are computed
-        # once per minibatch and shared by its `steps_per_batch` optimiser steps.
+        # The cost matrix (the expensive part when the cost is a network), and what the rule derives from it,
+        # are computed once per minibatch and shared by its `steps_per_batch` optimiser steps.
         with th.no_grad():
             C = self.cost.matrix(batch.x, batch.y)
-        targets = self.exact_targets(batch, reg, C)[:2] if self.method == "exact" else None
+        prepared = self.update_rule.prepare(batch, C, reg)
         first = None
         for _ in range(self.steps_per_batch):
             uu, vv = self._values(self.u, batch.x_idx, batch.x), self._values(self.v, batch.y_idx, batch.y)
-            if targets is not None:
-                loss = batch.wx @ (uu - targets[0]).square() + batch.wy @ (vv - targets[1]).square()
-                with th.no_grad():
-                    obj = _dual_value(uu, vv, C, reg, batch.wx, batch.wy, batch.mask)
-            else:
-                obj = _dual_value(uu, vv, C, reg, batch.wx, batch.wy, batch.mask)
-                loss = -obj
+            loss, obj = self.update_rule.loss(uu, vv, C, batch, reg, prepared)
             if not bool(th.isfinite(loss.detach())):
                 raise FloatingPointError(
                     f"the dual objective became {float(obj)} at step {self.total_steps + 1}: lower `learning_rate`, "
@@ -622,44 +448,40 @@ class StochasticDual:
         """
         n_steps = check_positive_int(max_steps if max_steps is not None else self.max_steps, "max_steps")
         self.setup(x, y, a, b, pairs, keypoints, keypoint_mass, warm_start)
+        scheduler = self._restart_schedule(n_steps)
         history: dict[str, list[float]] = {k: [] for k in ("step", "objective", "marginal_error", "reg", "lr")}
-        converged, err, objective = False, float("nan"), float("nan")
-        bar = tqdm(total=n_steps, disable=not self.progress_bar, desc=type(self).__name__, leave=False)
+        converged, err, objective, step = False, float("nan"), float("nan"), 0
         assert self.optimizer is not None
-        for group in self.optimizer.param_groups:
-            group["initial_lr"] = self.learning_rate  # each fit restarts its schedule from `learning_rate`
-        scheduler = LambdaLR(self.optimizer, lambda k: self._lr_factor((k + 1) / n_steps))
-        step = 0
-        for step in range(1, n_steps + 1):
-            reg = self._reg_at(step, n_steps)
-            lr = self.optimizer.param_groups[0]["lr"]
-            objective = float(self.step(reg))
-            scheduler.step()
-            bar.update(1)
-            if not evaluate:
-                continue
-            if step % self.eval_every == 0 or step == n_steps:
+        with tqdm(total=n_steps, disable=not self.progress_bar, desc=type(self).__name__, leave=False) as bar:
+            for step in range(1, n_steps + 1):
+                reg = self._reg_at(step, n_steps)
+                lr = self.optimizer.param_groups[0]["lr"]
+                objective = float(self.step(reg))
+                scheduler.step()
+                bar.update(1)
+                if not evaluate or (step % self.eval_every and step != n_steps):
+                    continue
                 err = self.evaluate(reg)
-                for key, val in (
-                    ("step", step),
-                    ("objective", objective),
-                    ("marginal_error", err),
-                    ("reg", reg.reg),
-                    ("lr", lr),
-                ):
+                for key, val in zip(history, (step, objective, err, reg.reg, lr), strict=True):
                     history[key].append(float(val))
                 bar.set_postfix(objective=f"{objective:.4g}", marginal_error_mc=f"{err:.3g}")
                 info = {"step": step, "objective": objective, "marginal_error": err, "reg": reg.reg, "solver": self}
                 if callback is not None and callback(info) is False:
                     break
-                if self.tol is not None and reg is self.regularizer and err <= self.tol:
-                    converged = True
+                converged = self.tol is not None and reg is self.regularizer and err <= self.tol
+                if converged:
                     break
-        bar.close()
         if not evaluate:
             history["step"].append(float(step))
             history["objective"].append(objective)
         return self.result(step, converged, err, history)
+
+    def _restart_schedule(self, n_steps: int) -> LambdaLR:
+        """Return a learning-rate schedule over ``n_steps`` that starts again from ``learning_rate`` (one per fit)."""
+        assert self.optimizer is not None
+        for group in self.optimizer.param_groups:
+            group["initial_lr"] = self.learning_rate
+        return LambdaLR(self.optimizer, lambda k: self._lr_factor((k + 1) / n_steps))
 
     def result(
         self, n_steps: int = 0, converged: bool = False, marginal_error: float = float("nan"), history: dict | None = None
@@ -745,7 +567,7 @@ class StochasticDual:
         """
         dummy_x = PointSource(th.zeros(2, x_dim, dtype=self.dtype))
         dummy_y = PointSource(th.zeros(2, y_dim, dtype=self.dtype))
-        self._build(_Measure(dummy_x, None, None, None), _Measure(dummy_y, None, None, None), fit_statistics=False)
+        self._build(Measure(dummy_x, None, None, None), Measure(dummy_y, None, None, None), fit_statistics=False)
 
 
 class L2Dual(StochasticDual):

@@ -142,3 +142,46 @@ def test_conjugate_gradients_solve_the_newton_system(rng):
     sol = _pcg(op, rhs, op.diagonal, 1e-10, 5000)
     assert float((op(sol) - rhs).norm() / rhs.norm()) <= 1e-9
     th.testing.assert_close(sol, exact, rtol=1e-6, atol=1e-8)
+
+
+@pytest.mark.parametrize("reg_type", ["l2", "entropic"])
+@pytest.mark.parametrize("reg", [1e-3, 1e-1, 3.0])
+def test_c_transform_of_the_optimal_v_is_the_optimal_u(reg_type, reg):
+    """At the optimum u is the c-transform of v (first-order condition in u): checked against solve_discrete."""
+    rng = np.random.default_rng(0)
+    M = rng.random((40, 30))
+    a, b = rng.random(40) + 0.1, rng.random(30) + 0.1
+    a, b = a / a.sum(), b / b.sum()
+    res = no.solve_discrete(a, b, M, reg, reg_type, tol=1e-12)
+    u = no.c_transform(res.v, M, reg, b=b, reg_type=reg_type)
+    np.testing.assert_allclose(u, res.u, atol=1e-8, rtol=0)
+
+
+@pytest.mark.parametrize("reg_type", ["l2", "entropic"])
+def test_c_transform_gives_exact_rows_and_maximises_the_dual_in_u(reg_type):
+    """For any v: rows of the plan sum to a exactly, and no other u has a larger dual value (it is the argmax)."""
+    rng = np.random.default_rng(1)
+    M = th.as_tensor(rng.random((25, 20)))
+    v = th.as_tensor(rng.normal(size=20))
+    a = th.full((25,), 1 / 25, dtype=th.float64)
+    mask = th.as_tensor(no.keypoint_mask(25, 20, [(0, 3), (4, 7)]))
+    u = no.c_transform(v, M, 0.05, mask=mask, reg_type=reg_type)
+    rows, _ = no.plan_marginals(u, v, M, 0.05, a, reg_type=reg_type, mask=mask)
+    th.testing.assert_close(rows, a, rtol=1e-10, atol=0)
+    best = no.dual_objective(u, v, M, 0.05, a, mask=mask, reg_type=reg_type)
+    for scale in (1e-3, 1e-2, 1e-1):
+        other = u + scale * th.as_tensor(rng.normal(size=25))
+        assert float(no.dual_objective(other, v, M, 0.05, a, mask=mask, reg_type=reg_type)) < float(best)
+    # A state-only shift of the cost moves u by the same shift and leaves the plan unchanged.
+    shift = th.as_tensor(rng.normal(size=25))[:, None]
+    th.testing.assert_close(no.c_transform(v, M + shift, 0.05, mask=mask, reg_type=reg_type), u + shift[:, 0])
+
+
+def test_c_transform_rejects_rows_without_mass():
+    M = np.zeros((3, 2))
+    with pytest.raises(ValueError, match="no column of positive weight"):
+        no.c_transform(np.zeros(2), M, 0.1, mask=np.array([[1, 0], [0, 0], [1, 1]]))
+    with pytest.raises(ValueError, match="`v` has 3 entries"):
+        no.c_transform(np.zeros(3), M, 0.1)
+    with pytest.raises(ValueError, match="`b` must be"):
+        no.c_transform(np.zeros(2), M, 0.1, b=np.array([0.5, -0.5]))

@@ -145,11 +145,13 @@ def test_paired_relation_cost_is_the_diagonal_of_the_matrix():
 
 
 def test_minibatch_mask_is_the_kpg_mask_of_its_keypoints():
-    from neural_ot.stochastic import _keypoint_block_mask
+    from neural_ot.minibatch import build_measures, draw_minibatch
 
-    K, bx, by = 3, 5, 4
-    block = _keypoint_block_mask(K, bx, by, th.device("cpu"), th.float64)
-    np.testing.assert_array_equal(block.numpy(), no.keypoint_mask(K + bx, K + by, [(k, k) for k in range(K)]))
+    K, n = 3, 5
+    rng = np.random.default_rng(0)
+    mx, my = build_measures(rng.normal(size=(20, 2)), rng.normal(size=(20, 3)), keypoints=(np.zeros((K, 2)), np.ones((K, 3))))
+    batch = draw_minibatch(mx, my, n, th.Generator().manual_seed(0), th.device("cpu"), th.float64)
+    np.testing.assert_array_equal(batch.mask.numpy(), no.keypoint_mask(K + n, K + n, [(k, k) for k in range(K)]))
 
 
 @pytest.mark.skipif(not os.path.exists("/proc/self/clear_refs"), reason="needs Linux /proc to measure peak memory")

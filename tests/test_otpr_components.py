@@ -41,8 +41,8 @@ def test_fallback_weights_before_dual_is_ready():
 
 def test_expert_keypoints_only_match_their_own_action():
     solver = MaskedL2Dual(0.1, batch_size=6, max_steps=1, seed=0)
-    mx, my = solver._measures(np.zeros((10, 2)), np.ones((10, 2)), None, None, None, (np.zeros((3, 2)), np.ones((3, 2))), 0.2)
-    batch = solver._draw(mx, my, 6)
+    solver.setup(np.zeros((10, 2)), np.ones((10, 2)), keypoints=(np.zeros((3, 2)), np.ones((3, 2))), keypoint_mass=0.2)
+    batch = solver.sample_batch(6)
     K = 3
     assert batch.mask.shape == (9, 9)
     th.testing.assert_close(batch.mask[:K, :K], th.eye(K))

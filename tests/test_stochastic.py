@@ -27,6 +27,19 @@ CONVERGENCE_CASES = {
     "neural": (no.L2Dual, "mlp", "l2", "gradient", 3e-3, 3000, TOL_NEURAL, None),
     "masked-tabular": (no.MaskedL2Dual, "tabular", "l2", "gradient", 1e-2, 3000, TOL_TABULAR, [(0, 0), (1, 5), (2, 9)]),
     "entropic-tabular": (no.EntropicDual, "tabular", "entropic", "gradient", 1e-2, 3000, TOL_TABULAR, None),
+    "tabular-semi-dual": (no.L2Dual, "tabular", "l2", "semi-dual", 1e-2, 1500, TOL_TABULAR, None),
+    "neural-semi-dual": (no.L2Dual, "mlp", "l2", "semi-dual", 3e-3, 1500, TOL_NEURAL, None),
+    "masked-tabular-semi-dual": (
+        no.MaskedL2Dual,
+        "tabular",
+        "l2",
+        "semi-dual",
+        1e-2,
+        1500,
+        TOL_TABULAR,
+        [(0, 0), (1, 5), (2, 9)],
+    ),
+    "entropic-tabular-semi-dual": (no.EntropicDual, "tabular", "entropic", "semi-dual", 1e-2, 1500, TOL_TABULAR, None),
 }
 
 
@@ -189,8 +202,8 @@ def test_exact_minibatch_targets_match_solve_discrete(rng, keypoints):
     x, y, cost, _ = _problem(rng, 40, 35)
     solver = no.L2Dual(EPS, cost=cost, batch_size=16, seed=0, method="exact", dtype=th.float64)
     kp = (x[:3] + 0.01, y[:3] - 0.01) if keypoints else None
-    mx, my = solver._measures(x, y, None, None, None, kp, 0.2 if keypoints else None)
-    batch = solver._draw(mx, my, 16)
+    solver.setup(x, y, keypoints=kp, keypoint_mass=0.2 if keypoints else None)
+    batch = solver.sample_batch(16)
     u_star, v_star, C = solver.exact_targets(batch, solver.regularizer)
     mask = None if batch.mask is None else batch.mask.numpy()
     ref = no.solve_discrete(batch.wx.numpy(), batch.wy.numpy(), C.numpy(), EPS, mask=mask, tol=1e-9)
@@ -249,7 +262,7 @@ def test_fit_leaves_the_callers_cost_unchanged():
     assert solver.cost.scale is not None and solver.cost is not cost
 
 
-@pytest.mark.parametrize("method", ["gradient", "exact"])
+@pytest.mark.parametrize("method", ["gradient", "exact", "semi-dual"])
 def test_each_keypoint_pair_carries_its_mass(method):
     """With neural potentials and the mask, every matched keypoint pair holds exactly its own mass in the plan."""
 
@@ -287,7 +300,7 @@ def test_learning_rate_schedule_per_step(rng, schedule):
         np.testing.assert_allclose(res.history["lr"], 0.1 * expected, atol=1e-12)
 
 
-@pytest.mark.parametrize("method", ["gradient", "exact"])
+@pytest.mark.parametrize("method", ["gradient", "exact", "semi-dual"])
 def test_steps_per_batch_reuse_one_cost_matrix(rng, method):
     """steps_per_batch=k: one minibatch and one cost matrix per step, k optimiser steps on it, closer to its optimum."""
     x, y, cost, _ = _problem(rng, 40, 40)
@@ -329,3 +342,21 @@ def test_steps_per_batch_reuse_one_cost_matrix(rng, method):
 def test_steps_per_batch_is_validated():
     with pytest.raises(ValueError, match="steps_per_batch"):
         no.L2Dual(EPS, steps_per_batch=0)
+
+
+@pytest.mark.parametrize("reg_type", ["l2", "entropic"])
+def test_semi_dual_step_gives_every_minibatch_row_its_mass(rng, reg_type):
+    """After a semi-dual step the u targets are the c-transform: the minibatch plan's row marginal is exact."""
+    x, y, cost, _ = _problem(rng, 40, 40)
+    solver = no.StochasticDual(
+        EPS, reg_type=reg_type, cost=cost, potentials="tabular", batch_size=40, seed=0, dtype=th.float64, method="semi-dual"
+    )
+    solver.setup(x, y)
+    for _ in range(20):
+        solver.step()
+    batch = solver.sample_batch(40, th.Generator().manual_seed(3))
+    C = cost.matrix(batch.x, batch.y)
+    vv = solver.v(batch.y_idx).detach()
+    u_star = no.c_transform(vv, C, EPS, b=batch.wy, reg_type=reg_type)
+    rows, _ = no.plan_marginals(u_star, vv, C, EPS, batch.wx, batch.wy, reg_type=reg_type)
+    th.testing.assert_close(rows, batch.wx, rtol=1e-10, atol=0)
