@@ -32,7 +32,7 @@ import torch as th
 from fetch_experts import record
 from train_fetch import success_rate
 
-from neural_ot import plan, relative_marginal_errors
+from neural_ot import c_transform, plan, relative_marginal_errors
 from otpr_sb3 import OTPR, Demonstrations
 
 gym.register_envs(gymnasium_robotics)
@@ -71,6 +71,14 @@ SETTINGS: dict[str, dict[str, Any]] = {
     "advantage-T10": dict(policy=dict(guidance="advantage", temperature=10.0)),
     "defaults": dict(reg=0.05, relation_weight=0.0),  # the defaults before this study (same as v1-dual)
     "new-defaults": dict(),
+    # Semi-dual: v ascends the semi-dual, u regresses onto the minibatch c-transform of v.
+    "semi-dual": dict(dual_method="semi-dual"),
+    "semi-dual-reg0.2": dict(dual_method="semi-dual", reg=0.2),
+    "semi-dual-reg0.1": dict(dual_method="semi-dual", reg=0.1),
+    "semi-dual-reg0.05": dict(dual_method="semi-dual", reg=0.05),
+    # u(s) as the c-transform of v over M replay actions wherever H is evaluated.
+    "semi-dual-ref16": dict(dual_method="semi-dual", reference_actions=16),
+    "semi-dual-ref48": dict(dual_method="semi-dual", reference_actions=48),
 }
 
 
@@ -246,6 +254,32 @@ def sides(args: argparse.Namespace) -> None:
             )
 
 
+def ctransform(args: argparse.Namespace) -> None:
+    """How far the learned u is from the c-transform of v, and how much of that a small action sample explains.
+
+    On held-out states and ``--actions`` held-out actions: the c-transform of the run's ``v`` over all of them
+    (the reference), over random subsets of 48 and 128 of them (what a training minibatch sees), and the learned
+    ``u``; root-mean-square differences to the reference, and their mean (the bias), in units of ``reg``.
+    """
+    env = gym.make(args.env)
+    model = load_snapshot(args.snapshot, env)
+    policy, reg = model.policy, float(model.policy.reg)
+    gen = th.Generator().manual_seed(0)
+    states = model._replay_sampler("obs")(args.heldout, gen)
+    actions = model._replay_sampler("actions")(args.actions, gen)
+    C = policy.dual_cost.matrix(states, actions)
+    v, u_net = policy.v(actions), policy.u(states)
+    ref = c_transform(v, C, reg)
+    print(f"reg {reg}: c-transform over {args.actions} actions, std over states {float(ref.std()):.3f}")
+    for name, u in [("learned u", u_net)] + [
+        (f"c-transform over {m} actions", th.stack([c_transform(v[idx], C[:, idx], reg) for idx in
+                                                    (th.randperm(args.actions, generator=gen)[:m] for _ in range(8))]).mean(0))
+        for m in (48, 128)
+    ]:
+        d = u - ref
+        print(f"  {name:>30}: rms {float(d.square().mean().sqrt()) / reg:.3f} reg, mean {float(d.mean()) / reg:+.3f} reg")
+
+
 def _fmt(value: float | None, spec: str) -> str:
     return "n/a (no dual)" if value is None else format(value, spec)
 
@@ -286,7 +320,8 @@ def report(out: str, settings: list[str]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("command", choices=["run", "report", "refit", "sides"])
+    parser.add_argument("command", choices=["run", "report", "refit", "sides", "ctransform"])
+    parser.add_argument("--actions", type=int, default=512, help="ctransform: held-out actions")
     parser.add_argument("--regs", type=float, nargs="+", default=[0.05, 0.2, 0.5], help="sides: reg values")
     parser.add_argument("--updates", type=int, default=600, help="sides: dual updates before measuring")
     parser.add_argument("--snapshot", default="outputs/dual_study/defaults", help="refit: model and replay prefix")
@@ -314,6 +349,9 @@ def main() -> None:
         return
     if args.command == "sides":
         sides(args)
+        return
+    if args.command == "ctransform":
+        ctransform(args)
         return
     # One dataset directory per process: `record` rewrites its dataset, and studies may run side by side.
     data_path = os.path.abspath(os.path.join(args.out, f"minari-{os.getpid()}"))

@@ -27,6 +27,8 @@ from otpr_sb3.policies import MultiInputPolicy, OTPRPolicy
 
 SelfOTPR = TypeVar("SelfOTPR", bound="OTPR")
 
+DUAL_METHODS = ("gradient", "semi-dual", "exact")
+
 #: The paper's dual settings (eps 1e-5, dual minibatch 64, dual learning rate 1e-6): ``OTPR(..., **PAPER_DUAL)``.
 PAPER_DUAL: dict[str, Any] = {"reg": 1e-5, "dual_batch_size": 64, "dual_learning_rate": 1e-6}
 
@@ -90,16 +92,23 @@ class OTPR(OffPolicyAlgorithm):
         Dual updates before H is used for collection and actor weights (the fallback is used before). The
         Q and advantage guidances wait as long (counting the dual updates they would make), so every
         guidance has the same fallback period.
-    dual_method : {"exact", "gradient"}
-        How each dual update moves the potentials: regression onto the exact potentials of the minibatch
-        problem (solved by :func:`neural_ot.solve_discrete`), or one Adam step of gradient ascent on the
-        minibatch dual (the paper). See :mod:`neural_ot.stochastic`.
+    dual_method : {"gradient", "semi-dual", "exact"}
+        How each dual update moves the potentials: one Adam step of gradient ascent on the minibatch dual (the
+        paper); semi-dual ascent in ``v`` with ``u`` regressed onto the minibatch c-transform of ``v``
+        (:func:`neural_ot.c_transform`); or regression onto the exact potentials of the minibatch problem
+        (solved by :func:`neural_ot.solve_discrete`). See :mod:`neural_ot.dual_updates`.
     dual_eval_freq : int
         Every this many dual updates, :meth:`dual_diagnostics` on a held-out replay minibatch is logged as
         ``train/marginal_error`` and ``train/dual_gap`` (0 disables it; each costs one exact solve and
         ``dual_eval_batch_size^2`` critic pairs).
     dual_eval_batch_size : int
         States and actions of that held-out minibatch.
+    reference_actions : int
+        ``M > 0``: wherever ``H`` is evaluated (collection, actor weights, diagnostics), ``u(s)`` is the smooth
+        c-transform of ``v`` over ``M`` replay actions redrawn at every dual update
+        (:meth:`OTPRPolicy.state_potential`), which gives every state its mass against that sample, instead of
+        the learned network (whose state-side error is the dual's main one on Fetch, docs/dual_study.rst). It
+        costs the critics on ``M`` pairs per collected state and per actor-batch state. 0: the learned ``u``.
     policy_delay : int
         Update the actor every ``policy_delay`` gradient steps (as TD3 delays its actor).
     use_mask : bool
@@ -152,6 +161,7 @@ class OTPR(OffPolicyAlgorithm):
         dual_method: str = "gradient",
         dual_eval_freq: int = 500,
         dual_eval_batch_size: int = 256,
+        reference_actions: int = 0,
         policy_delay: int = 2,
         use_mask: bool = True,
         n_keypoints: int = 16,
@@ -175,6 +185,7 @@ class OTPR(OffPolicyAlgorithm):
             ("n_keypoints", n_keypoints),
             ("dual_eval_batch_size", dual_eval_batch_size),
             ("candidate_batch_size", candidate_batch_size),
+            ("reference_actions", reference_actions + 1),
         ):
             if int(value) < 1:
                 raise ValueError(f"`{name}` must be >= 1, got {value}")
@@ -182,8 +193,8 @@ class OTPR(OffPolicyAlgorithm):
             raise ValueError(f"`reg` must be positive, got {reg}")
         if not 0.0 <= relation_weight <= 1.0:
             raise ValueError(f"`relation_weight` must be in [0, 1], got {relation_weight}")
-        if dual_method not in ("exact", "gradient"):
-            raise ValueError(f"`dual_method` must be 'exact' or 'gradient', got {dual_method!r}")
+        if dual_method not in DUAL_METHODS:
+            raise ValueError(f"`dual_method` must be one of {DUAL_METHODS}, got {dual_method!r}")
         if actor_loss not in ("normalized", "mean"):
             raise ValueError(f"`actor_loss` must be 'normalized' or 'mean', got {actor_loss!r}")
         if actor_targets not in ("replay", "candidates", None):
@@ -226,6 +237,7 @@ class OTPR(OffPolicyAlgorithm):
         if int(dual_eval_freq) < 0:
             raise ValueError(f"`dual_eval_freq` must be >= 0, got {dual_eval_freq}")
         self.dual_eval_freq, self.dual_eval_batch_size = int(dual_eval_freq), int(dual_eval_batch_size)
+        self.reference_actions = int(reference_actions)
         self.use_mask, self.n_keypoints, self.relation_weight = use_mask, n_keypoints, relation_weight
         self.random_warmup = random_warmup
         self.dual_updates = 0
@@ -245,6 +257,7 @@ class OTPR(OffPolicyAlgorithm):
         self._told_unmasked = False
         # Held-out diagnostics draw from their own stream, so evaluating never changes training.
         self._eval_generator = th.Generator().manual_seed(1 + (0 if self.seed is None else self.seed))
+        self._reference_generator = th.Generator().manual_seed(2 + (0 if self.seed is None else self.seed))
         self._actor_lr = FloatSchedule(self.policy.arch["actor_learning_rate"])
         value_lr = self.policy.arch["value_learning_rate"]
         self._value_lr = None if value_lr is None else FloatSchedule(value_lr)
@@ -488,6 +501,8 @@ class OTPR(OffPolicyAlgorithm):
         objective = th.zeros(())
         for _ in range(self.dual_steps):
             objective = self.dual_solver.step()
+        if self.reference_actions:
+            self._refresh_reference_actions()
         self.dual_updates += 1
         if self.dual_updates >= self.dual_start:
             policy.dual_ready.fill_(True)
@@ -495,6 +510,13 @@ class OTPR(OffPolicyAlgorithm):
         if self.dual_eval_freq and self.dual_updates % self.dual_eval_freq == 0:
             stats.update(self.dual_diagnostics())
         return stats
+
+    def _refresh_reference_actions(self) -> None:
+        """Draw the reference actions of ``u(s)`` (replay actions), with the mass regular states can reach."""
+        K = len(self.policy.keypoint_obs) if self.use_mask else 0
+        mass = self.dual_batch_size / (K + self.dual_batch_size)  # the keypoints' share is theirs alone
+        actions = self._replay_sampler("actions")(self.reference_actions, self._reference_generator)
+        self.policy.set_reference_actions(actions, mass)
 
     @th.no_grad()
     def dual_diagnostics(self, batch_size: int | None = None) -> dict[str, float]:
@@ -531,6 +553,9 @@ class OTPR(OffPolicyAlgorithm):
         C = policy.dual_cost.matrix(batch.x, batch.y)
         # Keypoint pairs (under the mask) at their closed-form optimum, as the solver defines them.
         u, v = self.dual_solver.potentials_on(batch, potentials=(policy.u, policy.v))
+        if len(policy.reference_actions):  # u as H uses it (keypoint rows keep their closed form)
+            K = batch.n_keypoints
+            u = th.cat([u[:K], policy.state_potential(batch.x[K:])])
         reg = float(policy.reg)
         T = plan(u, v, C, reg, wx, wy, mask=mask)
         error_states, error_actions = relative_marginal_errors(T.sum(1), T.sum(0), wx, wy)
@@ -719,6 +744,7 @@ class OTPR(OffPolicyAlgorithm):
             "_value_lr",
             "_told_unmasked",
             "_eval_generator",
+            "_reference_generator",
             "_dual_setup_key",
         ]
 

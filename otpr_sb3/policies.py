@@ -19,7 +19,7 @@ from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
 from stable_baselines3.common.utils import FloatSchedule
 
-from neural_ot import MLPPotential, Resampled, resample_from_scores
+from neural_ot import MLPPotential, Resampled, c_transform, resample_from_scores
 from otpr_sb3.critic_cost import COSTS, CriticCost
 from otpr_sb3.diffusion import VPSchedule
 from otpr_sb3.networks import ResidualMLPDenoiser, TwinQ, ValueNet
@@ -193,6 +193,11 @@ class OTPRPolicy(BasePolicy):
         self.register_buffer("relation_weight", th.zeros(()))
         self.register_buffer("keypoint_obs", th.zeros(0, self.obs_dim))
         self.register_buffer("keypoint_actions", th.zeros(0, self.act_dim))
+        # Reference actions of the state potential (empty: u is the learned network; see `state_potential`).
+        self.reference_actions: th.Tensor
+        self.reference_mass: th.Tensor
+        self.register_buffer("reference_actions", th.zeros(0, self.act_dim))
+        self.register_buffer("reference_mass", th.ones(()))
         if a["eval_noise_seed"] is None:
             eval_noise = th.zeros(self.act_dim)
         else:
@@ -222,7 +227,7 @@ class OTPRPolicy(BasePolicy):
 
     def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any, **kwargs: Any) -> None:
         # The keypoint buffers change size when keypoints arrive: take the saved shape before copying.
-        for name in ("keypoint_obs", "keypoint_actions"):
+        for name in ("keypoint_obs", "keypoint_actions", "reference_actions"):
             saved = state_dict.get(prefix + name)
             if saved is not None and saved.shape != getattr(self, name).shape:
                 setattr(self, name, th.empty(saved.shape, dtype=saved.dtype, device=getattr(self, name).device))
@@ -241,6 +246,32 @@ class OTPRPolicy(BasePolicy):
             raise ValueError(f"`obs_n` and `actions` must have as many rows, got {obs_n.shape[0]} and {actions.shape[0]}")
         self.keypoint_obs = obs_n.detach().to(self.obs_mean.device, th.float32).reshape(-1, self.obs_dim).clone()
         self.keypoint_actions = actions.detach().to(self.obs_mean.device, th.float32).reshape(-1, self.act_dim).clone()
+
+    @th.no_grad()
+    def set_reference_actions(self, actions: th.Tensor, mass: float = 1.0) -> None:
+        """Compute ``u(s)`` as the c-transform of ``v`` over these actions (scaled), carrying ``mass`` in all.
+
+        ``mass`` is the share of the action measure that regular states can reach (below 1 under the keypoint
+        mask, whose keypoint columns belong to their own keypoint rows). Empty ``actions`` switch back to the
+        learned ``u``.
+        """
+        self.reference_actions = actions.detach().to(self.obs_mean.device, th.float32).reshape(-1, self.act_dim).clone()
+        self.reference_mass.fill_(float(mass))
+
+    @th.no_grad()
+    def state_potential(self, obs_n: th.Tensor) -> th.Tensor:
+        """``u(s)`` for standardised observations: the learned network, or the c-transform over reference actions.
+
+        With reference actions (:meth:`set_reference_actions`), ``u(s)`` is the smooth c-transform of ``v`` over
+        them (:func:`neural_ot.c_transform`): the value that gives the state exactly its mass in the plan against
+        that action sample. It costs the dual's cost on ``len(obs_n) x M`` pairs.
+        """
+        M = self.reference_actions.shape[0]
+        if M == 0:
+            return self.u(obs_n)
+        ref = self.reference_actions
+        b = th.full((M,), float(self.reference_mass) / M, device=ref.device)
+        return c_transform(self.v(ref), self._cost.matrix(obs_n, ref), float(self.reg), b=b)
 
     @property
     def uses_relation_cost(self) -> bool:
@@ -291,7 +322,9 @@ class OTPRPolicy(BasePolicy):
         return self.schedule.ddim_sample(model, obs_n, noise, self.ddim_steps)
 
     @th.no_grad()
-    def candidate_scores(self, obs_n: th.Tensor, actions: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
+    def candidate_scores(
+        self, obs_n: th.Tensor, actions: th.Tensor, state_values: th.Tensor | None = None
+    ) -> tuple[th.Tensor, th.Tensor]:
         """Scores ``z`` and non-negative weights for aligned (state, action) pairs, per the guidance.
 
         - ``"compatibility"``: ``z = u(s) + v(a) - c(s, a)`` with the dual's cost (``c = -Q / cost_scale``, possibly
@@ -302,10 +335,13 @@ class OTPRPolicy(BasePolicy):
         Until ``dual_ready`` (set after ``dual_start`` updates, whatever the guidance, so the ablations share the
         H guidance's start), every guidance uses IDQL's expectile weights ``|tau - 1(Q < V)|``, the documented
         fallback, with ``z`` the advantage.
+
+        ``state_values``, when given, are ``u`` at ``obs_n`` already computed (:meth:`state_potential`).
         """
         if self.guidance == "compatibility" and bool(self.dual_ready):
             # The cost already holds the critics: no separate Q pass.
-            z = self.u(obs_n) + self.v(actions) - self.pair_cost(obs_n, actions)
+            u = self.state_potential(obs_n) if state_values is None else state_values
+            z = u + self.v(actions) - self.pair_cost(obs_n, actions)
             return z, th.relu(z) / (2.0 * self.reg)
         q = self.critic.min(obs_n, actions)
         if not bool(self.dual_ready):
@@ -348,7 +384,12 @@ class OTPRPolicy(BasePolicy):
                 raise ValueError(f"`extra_actions` must have shape ({n}, {self.act_dim}), got {tuple(extra_actions.shape)}")
             cand = th.cat([cand, extra_actions.to(cand.dtype).unsqueeze(1)], dim=1)
         n_cand = cand.shape[1]
-        z, w = self.candidate_scores(obs_n.repeat_interleave(n_cand, dim=0), cand.reshape(n * n_cand, self.act_dim))
+        u = None
+        if self.guidance == "compatibility" and bool(self.dual_ready) and self.reference_actions.shape[0]:
+            u = self.state_potential(obs_n).repeat_interleave(n_cand)  # once per state, not per candidate
+        z, w = self.candidate_scores(
+            obs_n.repeat_interleave(n_cand, dim=0), cand.reshape(n * n_cand, self.act_dim), state_values=u
+        )
         out = resample_from_scores(z.reshape(n, n_cand), w.reshape(n, n_cand), generator)
         return cand[th.arange(n, device=obs_n.device), out.index], out
 
