@@ -272,8 +272,15 @@ def ctransform(args: argparse.Namespace) -> None:
     ref = c_transform(v, C, reg)
     print(f"reg {reg}: c-transform over {args.actions} actions, std over states {float(ref.std()):.3f}")
     for name, u in [("learned u", u_net)] + [
-        (f"c-transform over {m} actions", th.stack([c_transform(v[idx], C[:, idx], reg) for idx in
-                                                    (th.randperm(args.actions, generator=gen)[:m] for _ in range(8))]).mean(0))
+        (
+            f"c-transform over {m} actions",
+            th.stack(
+                [
+                    c_transform(v[idx], C[:, idx], reg)
+                    for idx in (th.randperm(args.actions, generator=gen)[:m] for _ in range(8))
+                ]
+            ).mean(0),
+        )
         for m in (48, 128)
     ]:
         d = u - ref

@@ -185,10 +185,11 @@ class OTPR(OffPolicyAlgorithm):
             ("n_keypoints", n_keypoints),
             ("dual_eval_batch_size", dual_eval_batch_size),
             ("candidate_batch_size", candidate_batch_size),
-            ("reference_actions", reference_actions + 1),
         ):
             if int(value) < 1:
                 raise ValueError(f"`{name}` must be >= 1, got {value}")
+        if int(reference_actions) < 0:
+            raise ValueError(f"`reference_actions` must be >= 0 (0: the learned u), got {reference_actions}")
         if not reg > 0:
             raise ValueError(f"`reg` must be positive, got {reg}")
         if not 0.0 <= relation_weight <= 1.0:
