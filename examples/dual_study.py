@@ -77,8 +77,15 @@ SETTINGS: dict[str, dict[str, Any]] = {
     "semi-dual-reg0.1": dict(dual_method="semi-dual", reg=0.1),
     "semi-dual-reg0.05": dict(dual_method="semi-dual", reg=0.05),
     # u(s) as the c-transform of v over M replay actions wherever H is evaluated.
-    "semi-dual-ref16": dict(dual_method="semi-dual", reference_actions=16),
-    "semi-dual-ref48": dict(dual_method="semi-dual", reference_actions=48),
+    # (the first two with the actor's weights from all M references: ran before actor_reference_actions existed)
+    "semi-dual-ref16": dict(dual_method="semi-dual", reference_actions=16, actor_reference_actions=16),
+    "semi-dual-ref48": dict(dual_method="semi-dual", reference_actions=48, actor_reference_actions=48),
+    "semi-dual-ref48-actor8": dict(dual_method="semi-dual", reference_actions=48, actor_reference_actions=8),
+    "semi-dual-ref48-actor8-reg0.2": dict(dual_method="semi-dual", reference_actions=48, actor_reference_actions=8, reg=0.2),
+    "semi-dual-ref48-actor8-reg0.1": dict(dual_method="semi-dual", reference_actions=48, actor_reference_actions=8, reg=0.1),
+    "gradient-ref48-actor8": dict(dual_method="gradient", reference_actions=48, actor_reference_actions=8),
+    "q-T1": dict(policy=dict(guidance="q", temperature=1.0)),
+    "q-T0.3": dict(policy=dict(guidance="q", temperature=0.3)),
 }
 
 

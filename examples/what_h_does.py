@@ -52,7 +52,8 @@ def candidate_weights(model: OTPR, obs_n: th.Tensor, actions: th.Tensor) -> dict
     a = actions.reshape(n * L, d)
     q = policy.critic.min(s, a).reshape(n, L)
     adv = q - policy.value(s).reshape(n, L)
-    z = (policy.u(s) + policy.v(a) - policy.pair_cost(s, a)).reshape(n, L)
+    u = policy.state_potential(obs_n).repeat_interleave(L)  # as H uses it: learned, or c-transform over references
+    z = (u + policy.v(a) - policy.pair_cost(s, a)).reshape(n, L)
     T = float(policy.temperature)
     out = {
         "H": th.relu(z),

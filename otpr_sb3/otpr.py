@@ -108,7 +108,11 @@ class OTPR(OffPolicyAlgorithm):
         c-transform of ``v`` over ``M`` replay actions redrawn at every dual update
         (:meth:`OTPRPolicy.state_potential`), which gives every state its mass against that sample, instead of
         the learned network (whose state-side error is the dual's main one on Fetch, docs/dual_study.rst). It
-        costs the critics on ``M`` pairs per collected state and per actor-batch state. 0: the learned ``u``.
+        costs the critics on ``M`` pairs per collected state. 0: the learned ``u``.
+    actor_reference_actions : int
+        How many of those reference actions give ``u`` for the actor's H weights (replay targets): the actor
+        batch has ``actor_batch_size`` states, so this costs ``actor_batch_size x`` this many critic pairs per
+        actor update; fewer than ``reference_actions`` trades accuracy for speed (0: the learned ``u``).
     policy_delay : int
         Update the actor every ``policy_delay`` gradient steps (as TD3 delays its actor).
     use_mask : bool
@@ -162,6 +166,7 @@ class OTPR(OffPolicyAlgorithm):
         dual_eval_freq: int = 500,
         dual_eval_batch_size: int = 256,
         reference_actions: int = 0,
+        actor_reference_actions: int = 8,
         policy_delay: int = 2,
         use_mask: bool = True,
         n_keypoints: int = 16,
@@ -188,8 +193,9 @@ class OTPR(OffPolicyAlgorithm):
         ):
             if int(value) < 1:
                 raise ValueError(f"`{name}` must be >= 1, got {value}")
-        if int(reference_actions) < 0:
-            raise ValueError(f"`reference_actions` must be >= 0 (0: the learned u), got {reference_actions}")
+        for name, value in (("reference_actions", reference_actions), ("actor_reference_actions", actor_reference_actions)):
+            if int(value) < 0:
+                raise ValueError(f"`{name}` must be >= 0 (0: the learned u), got {value}")
         if not reg > 0:
             raise ValueError(f"`reg` must be positive, got {reg}")
         if not 0.0 <= relation_weight <= 1.0:
@@ -238,7 +244,7 @@ class OTPR(OffPolicyAlgorithm):
         if int(dual_eval_freq) < 0:
             raise ValueError(f"`dual_eval_freq` must be >= 0, got {dual_eval_freq}")
         self.dual_eval_freq, self.dual_eval_batch_size = int(dual_eval_freq), int(dual_eval_batch_size)
-        self.reference_actions = int(reference_actions)
+        self.reference_actions, self.actor_reference_actions = int(reference_actions), int(actor_reference_actions)
         self.use_mask, self.n_keypoints, self.relation_weight = use_mask, n_keypoints, relation_weight
         self.random_warmup = random_warmup
         self.dual_updates = 0
@@ -649,7 +655,8 @@ class OTPR(OffPolicyAlgorithm):
         assert self.replay_buffer is not None
         data = self.replay_buffer.sample(self.actor_batch_size, env=self._vec_normalize_env)
         obs = policy.prepare_obs(data.observations)
-        _, weights = policy.candidate_scores(obs, data.actions)
+        n_ref = self.actor_reference_actions if hasattr(self, "actor_reference_actions") else None  # older saves
+        _, weights = policy.candidate_scores(obs, data.actions, n_reference=n_ref)
         normalize = self.actor_loss == "normalized"
         loss = policy.schedule.epsilon_loss(policy.actor, data.actions, obs, weights, normalize=normalize)
         if float(weights.sum()) > 0:

@@ -259,17 +259,18 @@ class OTPRPolicy(BasePolicy):
         self.reference_mass.fill_(float(mass))
 
     @th.no_grad()
-    def state_potential(self, obs_n: th.Tensor) -> th.Tensor:
+    def state_potential(self, obs_n: th.Tensor, n_reference: int | None = None) -> th.Tensor:
         """``u(s)`` for standardised observations: the learned network, or the c-transform over reference actions.
 
         With reference actions (:meth:`set_reference_actions`), ``u(s)`` is the smooth c-transform of ``v`` over
         them (:func:`neural_ot.c_transform`): the value that gives the state exactly its mass in the plan against
-        that action sample. It costs the dual's cost on ``len(obs_n) x M`` pairs.
+        that action sample. It costs the dual's cost on ``len(obs_n) x M`` pairs; ``n_reference`` uses only the
+        first ``n_reference`` of them (a noisier estimate at a smaller cost; 0: the learned network).
         """
-        M = self.reference_actions.shape[0]
+        M = self.reference_actions.shape[0] if n_reference is None else min(n_reference, self.reference_actions.shape[0])
         if M == 0:
             return self.u(obs_n)
-        ref = self.reference_actions
+        ref = self.reference_actions[:M]
         b = th.full((M,), float(self.reference_mass) / M, device=ref.device)
         return c_transform(self.v(ref), self._cost.matrix(obs_n, ref), float(self.reg), b=b)
 
@@ -323,7 +324,11 @@ class OTPRPolicy(BasePolicy):
 
     @th.no_grad()
     def candidate_scores(
-        self, obs_n: th.Tensor, actions: th.Tensor, state_values: th.Tensor | None = None
+        self,
+        obs_n: th.Tensor,
+        actions: th.Tensor,
+        state_values: th.Tensor | None = None,
+        n_reference: int | None = None,
     ) -> tuple[th.Tensor, th.Tensor]:
         """Scores ``z`` and non-negative weights for aligned (state, action) pairs, per the guidance.
 
@@ -336,11 +341,12 @@ class OTPRPolicy(BasePolicy):
         H guidance's start), every guidance uses IDQL's expectile weights ``|tau - 1(Q < V)|``, the documented
         fallback, with ``z`` the advantage.
 
-        ``state_values``, when given, are ``u`` at ``obs_n`` already computed (:meth:`state_potential`).
+        ``state_values``, when given, are ``u`` at ``obs_n`` already computed; otherwise :meth:`state_potential`
+        computes them (with ``n_reference`` reference actions).
         """
         if self.guidance == "compatibility" and bool(self.dual_ready):
             # The cost already holds the critics: no separate Q pass.
-            u = self.state_potential(obs_n) if state_values is None else state_values
+            u = self.state_potential(obs_n, n_reference) if state_values is None else state_values
             z = u + self.v(actions) - self.pair_cost(obs_n, actions)
             return z, th.relu(z) / (2.0 * self.reg)
         q = self.critic.min(obs_n, actions)

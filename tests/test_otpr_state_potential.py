@@ -77,3 +77,20 @@ def test_reference_actions_are_saved_with_the_model(tmp_path):
 def test_reference_actions_is_validated():
     with pytest.raises(ValueError, match="reference_actions"):
         OTPR("MlpPolicy", IdentityEnvBox(ep_length=20), reference_actions=-1, **FAST)
+
+
+def test_actor_weights_use_the_first_actor_reference_actions(monkeypatch):
+    model = _model(reference_actions=12, actor_reference_actions=3)
+    model.learn(60)
+    policy = model.policy
+    obs = th.linspace(-1, 1, 5)[:, None]
+    ref = policy.reference_actions[:3]
+    b = th.full((3,), float(policy.reference_mass) / 3)
+    expected = no.c_transform(policy.v(ref), policy.dual_cost.matrix(obs, ref), float(policy.reg), b=b)
+    th.testing.assert_close(policy.state_potential(obs, n_reference=3), expected)
+    seen = []
+    original = policy.candidate_scores
+    monkeypatch.setattr(policy, "candidate_scores", lambda *a, **k: seen.append(k.get("n_reference")) or original(*a, **k))
+    model._actor_update()
+    assert seen == [3]
+    th.testing.assert_close(policy.state_potential(obs, n_reference=0), policy.u(obs))  # 0: the learned u
