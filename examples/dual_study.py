@@ -32,7 +32,7 @@ import torch as th
 from fetch_experts import record
 from train_fetch import success_rate
 
-from neural_ot import c_transform, plan, relative_marginal_errors
+from neural_ot import MLPPotential, c_transform, plan, relative_marginal_errors
 from otpr_sb3 import OTPR, Demonstrations
 
 gym.register_envs(gymnasium_robotics)
@@ -70,12 +70,11 @@ SETTINGS: dict[str, dict[str, Any]] = {
     "advantage-T3": dict(policy=dict(guidance="advantage", temperature=3.0)),
     "advantage-T10": dict(policy=dict(guidance="advantage", temperature=10.0)),
     "defaults": dict(reg=0.05, relation_weight=0.0),  # the defaults before this study (same as v1-dual)
-    "new-defaults": dict(),
+    # The second defaults (gradient dual, learned u; run as "new-defaults" when they were the defaults).
+    "v2-dual": dict(dual_method="gradient", reference_actions=0),
+    "new-defaults": dict(),  # whatever the defaults are now (today: the same as semi-dual-ref48-actor8)
     # Semi-dual: v ascends the semi-dual, u regresses onto the minibatch c-transform of v.
-    "semi-dual": dict(dual_method="semi-dual"),
-    "semi-dual-reg0.2": dict(dual_method="semi-dual", reg=0.2),
-    "semi-dual-reg0.1": dict(dual_method="semi-dual", reg=0.1),
-    "semi-dual-reg0.05": dict(dual_method="semi-dual", reg=0.05),
+    "semi-dual": dict(dual_method="semi-dual", reference_actions=0),
     # u(s) as the c-transform of v over M replay actions wherever H is evaluated.
     # (the first two with the actor's weights from all M references: ran before actor_reference_actions existed)
     "semi-dual-ref16": dict(dual_method="semi-dual", reference_actions=16, actor_reference_actions=16),
@@ -262,36 +261,68 @@ def sides(args: argparse.Namespace) -> None:
 
 
 def ctransform(args: argparse.Namespace) -> None:
-    """How far the learned u is from the c-transform of v, and how much of that a small action sample explains.
+    """Why the learned ``u`` misses, and what computing it as a c-transform over reference actions gives instead.
 
-    On held-out states and ``--actions`` held-out actions: the c-transform of the run's ``v`` over all of them
-    (the reference), over random subsets of 48 and 128 of them (what a training minibatch sees), and the learned
-    ``u``; root-mean-square differences to the reference, and their mean (the bias), in units of ``reg``.
+    On a snapshot: (1) the learned ``u`` and the c-transform of ``v`` over random 48- and 128-action subsets,
+    against the c-transform over ``--actions`` held-out actions (root-mean-square and mean difference, in units of
+    ``reg``); (2) a fresh MLP of the potentials' size regressed onto that c-transform on 2,560 states and tested on
+    512 others (can the function be learned from clean targets?); (3) held-out marginal errors of the plan when
+    ``u`` is the learned network or the c-transform of ``v`` over ``M`` other replay actions.
     """
     env = gym.make(args.env)
     model = load_snapshot(args.snapshot, env)
+    model._setup_dual()
     policy, reg = model.policy, float(model.policy.reg)
     gen = th.Generator().manual_seed(0)
-    states = model._replay_sampler("obs")(args.heldout, gen)
-    actions = model._replay_sampler("actions")(args.actions, gen)
-    C = policy.dual_cost.matrix(states, actions)
-    v, u_net = policy.v(actions), policy.u(states)
-    ref = c_transform(v, C, reg)
-    print(f"reg {reg}: c-transform over {args.actions} actions, std over states {float(ref.std()):.3f}")
-    for name, u in [("learned u", u_net)] + [
-        (
-            f"c-transform over {m} actions",
-            th.stack(
-                [
-                    c_transform(v[idx], C[:, idx], reg)
-                    for idx in (th.randperm(args.actions, generator=gen)[:m] for _ in range(8))
-                ]
-            ).mean(0),
-        )
-        for m in (48, 128)
-    ]:
+    with th.no_grad():
+        states = model._replay_sampler("obs")(3072, gen)
+        actions = model._replay_sampler("actions")(args.actions, gen)
+        C = th.cat([policy.dual_cost.matrix(states[i : i + 256], actions) for i in range(0, 3072, 256)])
+        v = policy.v(actions)
+        ref = c_transform(v, C, reg)
+        print(f"reg {reg}: c-transform over {args.actions} actions, std over states {float(ref.std()):.3f}", flush=True)
+        subsets = {m: [th.randperm(args.actions, generator=gen)[:m] for _ in range(8)] for m in (48, 128)}
+        rows = [("learned u", policy.u(states))] + [
+            (f"c-transform over {m} actions (mean of 8)", th.stack([c_transform(v[i], C[:, i], reg) for i in idx]).mean(0))
+            for m, idx in subsets.items()
+        ]
+    for name, u in rows:
         d = u - ref
-        print(f"  {name:>30}: rms {float(d.square().mean().sqrt()) / reg:.3f} reg, mean {float(d.mean()) / reg:+.3f} reg")
+        print(f"  {name:>40}: rms {float(d.square().mean().sqrt()) / reg:.3f} reg, mean {float(d.mean()) / reg:+.3f} reg")
+    train, test = slice(0, 2560), slice(2560, 3072)
+    for feats in ("s", "s and V(s)"):
+        with th.no_grad():
+            X = states if feats == "s" else th.cat([states, (policy.value(states) / policy.cost_scale)[:, None]], 1)
+        th.manual_seed(0)
+        net = MLPPotential(X.shape[1], policy.arch["potential_hidden"])
+        opt = th.optim.Adam(net.parameters(), 1e-3)
+        for _ in range(3000):
+            idx = th.randint(0, 2560, (48,), generator=gen)
+            loss = (net(X[idx]) - ref[idx]).square().mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        with th.no_grad():
+            fit = [float((net(X[sl]) - ref[sl]).square().mean().sqrt()) for sl in (train, test)]
+        print(f"  fresh MLP on {feats}, 3000 steps of 48: rms train {fit[0]:.3f}, test {fit[1]:.3f} (cost units)", flush=True)
+    for seed in range(3):
+        batch = model.dual_solver.sample_batch(args.heldout, th.Generator().manual_seed(seed))
+        K = batch.n_keypoints
+        with th.no_grad():
+            Cb = policy.dual_cost.matrix(batch.x, batch.y)
+            u, vb = model.dual_solver.potentials_on(batch, potentials=(policy.u, policy.v))
+        line = []
+        for M in (0, 16, 48, 128):
+            uu = u.clone()
+            if M:
+                with th.no_grad():
+                    ra = model._replay_sampler("actions")(M, th.Generator().manual_seed(100 + seed))
+                    b = th.full((M,), float(batch.wy[K:].sum()) / M)
+                    uu[K:] = c_transform(policy.v(ra), policy.dual_cost.matrix(batch.x[K:], ra), reg, b=b)
+            T = plan(uu, vb, Cb, reg, batch.wx, batch.wy, mask=batch.mask)
+            e = relative_marginal_errors(T.sum(1), T.sum(0), batch.wx, batch.wy)
+            line.append(f"{'learned u' if M == 0 else f'M={M}'}: states {e[0]:.3f} actions {e[1]:.3f}")
+        print(f"  held-out batch {seed}: " + " | ".join(line), flush=True)
 
 
 def _fmt(value: float | None, spec: str) -> str:

@@ -231,6 +231,11 @@ class OTPRPolicy(BasePolicy):
             saved = state_dict.get(prefix + name)
             if saved is not None and saved.shape != getattr(self, name).shape:
                 setattr(self, name, th.empty(saved.shape, dtype=saved.dtype, device=getattr(self, name).device))
+        # Policies saved before the reference state potential existed: the learned u, as they were trained.
+        if prefix + "obs_mean" in state_dict and prefix + "reference_actions" not in state_dict:
+            state_dict[prefix + "reference_actions"] = th.zeros(0, self.act_dim)
+            state_dict[prefix + "reference_mass"] = th.ones(())
+            self.reference_actions = th.zeros(0, self.act_dim, device=self.reference_actions.device)
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     # ---- the dual's cost --------------------------------------------------------------------------------

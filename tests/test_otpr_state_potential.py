@@ -94,3 +94,14 @@ def test_actor_weights_use_the_first_actor_reference_actions(monkeypatch):
     model._actor_update()
     assert seen == [3]
     th.testing.assert_close(policy.state_potential(obs, n_reference=0), policy.u(obs))  # 0: the learned u
+
+
+def test_policies_saved_before_the_reference_buffers_still_load():
+    model = _model(reference_actions=8)
+    model.learn(60)
+    state = {k: v for k, v in model.policy.state_dict().items() if not k.startswith("reference_")}
+    other = _model(reference_actions=8).policy
+    other.load_state_dict(state)  # strict: the missing buffers are filled in
+    obs = th.linspace(-1, 1, 5)[:, None]
+    assert other.reference_actions.shape == (0, 1)
+    th.testing.assert_close(other.state_potential(obs), model.policy.u(obs))
