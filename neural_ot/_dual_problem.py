@@ -12,7 +12,7 @@ from collections.abc import Callable
 import torch as th
 
 from neural_ot.duals import relative_marginal_errors
-from neural_ot.regularizers import Entropic, Regularizer, SquaredL2
+from neural_ot.regularizers import Regularizer, SquaredL2
 
 
 class _Problem:
@@ -84,13 +84,7 @@ class _Problem:
             return current
         Cs = C[sel] - other[None, :]  # c_ij - v_j: the row's thresholds
         ms = None if mask is None else mask[sel] > 0
-        if isinstance(self.r, Entropic):
-            logits = -Cs / self.r.reg + th.log(w)[None, :]
-            if ms is not None:
-                logits = logits.masked_fill(~ms, -float("inf"))
-            new = -self.r.reg * th.logsumexp(logits, dim=1)
-        else:
-            new = _l2_block_solution(Cs, w, ms, 2.0 * self.r.reg)
+        new = self.r.row_potential(Cs, w, ms)
         out = current.clone()
         out[sel] = new
         return out
@@ -142,42 +136,5 @@ class _SparseProblem:
         thresholds = th.full((sel.numel(), other_size), float("inf"), dtype=u.dtype, device=u.device)
         thresholds[local[own[pick]], other_idx[pick]] = self.c[pick] - other[other_idx[pick]]
         out = current.clone()
-        out[sel] = _l2_block_solution(thresholds, w, None, 2.0 * self.r.reg)
+        out[sel] = self.r.row_potential(thresholds, w)
         return out
-
-
-def _l2_block_solution(thresholds: th.Tensor, w: th.Tensor, active: th.Tensor | None, target: float) -> th.Tensor:
-    """Solve ``sum_j w_j (s - t_j)_+ = target`` for ``s`` on each row, by sorting the thresholds ``t``.
-
-    Only the smallest thresholds matter when few pairs are active, so a partial sort (``topk``) is
-    tried first and rows whose solution lies beyond it fall back to a full sort.
-    """
-    inf = th.tensor(float("inf"), dtype=thresholds.dtype, device=thresholds.device)
-    t = thresholds if active is None else th.where(active, thresholds, inf)
-    wt = w[None, :].expand_as(t)
-    k = min(t.shape[1], 64)
-    if k < t.shape[1]:
-        ts, order = th.topk(t, k + 1, dim=1, largest=False, sorted=True)
-        sol, ok = _breakpoint_solution(ts[:, :k], th.gather(wt, 1, order[:, :k]), ts[:, k], target)
-        if bool(ok.all()):
-            return sol
-        rest = th.nonzero(~ok).flatten()
-        ts, order = th.sort(t[rest], dim=1)
-        sol[rest] = _breakpoint_solution(ts, th.gather(wt[rest], 1, order), None, target)[0]
-        return sol
-    ts, order = th.sort(t, dim=1)
-    return _breakpoint_solution(ts, th.gather(wt, 1, order), None, target)[0]
-
-
-def _breakpoint_solution(ts: th.Tensor, ws: th.Tensor, next_t: th.Tensor | None, target: float) -> tuple[th.Tensor, th.Tensor]:
-    """Root of the increasing piecewise-linear ``s -> sum_j w_j (s - t_j)_+ - target`` on sorted ``ts``."""
-    finite = th.isfinite(ts)
-    ws = th.where(finite, ws, th.zeros_like(ws))
-    tw = th.where(finite, ts * ws, th.zeros_like(ts))
-    cw, ctw = ws.cumsum(1), tw.cumsum(1)
-    cand = (target + ctw) / cw.clamp_min(th.finfo(ts.dtype).tiny)
-    tail = th.full_like(ts[:, :1], float("inf")) if next_t is None else next_t[:, None]
-    upper = th.cat([ts[:, 1:], tail], dim=1)
-    valid = (cw > 0) & (cand >= ts) & (cand <= upper)
-    k = th.argmax(valid.to(th.int8), dim=1)  # first valid breakpoint (the function is increasing)
-    return th.gather(cand, 1, k[:, None]).squeeze(1), valid.any(1)

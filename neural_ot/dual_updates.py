@@ -88,10 +88,7 @@ class ExactRegression(DualUpdate):
 def minibatch_c_transform(vv: th.Tensor, C: th.Tensor, batch: Minibatch, reg: Regularizer) -> th.Tensor:
     """Return the smooth c-transform of ``vv`` on a minibatch: the ``u`` that gives each row of its plan its mass."""
     with th.no_grad():
-        b = batch.wy[None, :].expand_as(C)
-        if batch.mask is not None:
-            b = b * batch.mask
-        return reg.row_potential(C - vv[None, :], b)
+        return reg.row_potential(C - vv[None, :], batch.wy, None if batch.mask is None else batch.mask > 0)
 
 
 class SemiDual(DualUpdate):

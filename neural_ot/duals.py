@@ -168,15 +168,17 @@ def c_transform(
     bt = _weights(b, Mt.shape[1], Mt, "b").reshape(-1)
     if bt.shape[0] != Mt.shape[1] or bool((bt < 0).any()):
         raise ValueError(f"`b` must be {Mt.shape[1]} non-negative weights")
-    row_b = bt[None, :].expand_as(Mt)
+    keep = None
+    row_mass = bt[None, :].expand_as(Mt)
     if mask is not None:
         maskt = to_tensor(mask, "mask", Mt.dtype, Mt.device)
         if maskt.shape != Mt.shape:
             raise ValueError(f"`mask` must have the shape of `M` {tuple(Mt.shape)}, got {tuple(maskt.shape)}")
-        row_b = row_b * maskt
-    if not bool((row_b.sum(1) > 0).all()):
+        keep = maskt > 0
+        row_mass = row_mass * keep
+    if not bool((row_mass.sum(1) > 0).all()):
         raise ValueError("a row of `M` has no column of positive weight (check `b` and `mask`): its c-transform is undefined")
-    u = regularizer.row_potential(Mt - vt[None, :], row_b)
+    u = regularizer.row_potential(Mt - vt[None, :], bt, keep)
     return to_output(u, is_numpy(M), Mt.dtype)
 
 

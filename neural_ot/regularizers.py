@@ -61,15 +61,17 @@ class Regularizer(ABC):
         """Per-pair primal penalty :math:`\\varepsilon \\phi(H)`."""
 
     @abstractmethod
-    def row_potential(self, w: th.Tensor, b: th.Tensor) -> th.Tensor:
-        """Return the ``u_i`` with ``sum_j b_ij density(u_i - w_ij) = 1`` for every row (the smooth c-transform).
+    def row_potential(self, w: th.Tensor, b: th.Tensor, mask: th.Tensor | None = None) -> th.Tensor:
+        """Return the ``u_i`` with ``sum_j b_j m_ij density(u_i - w_ij) = 1`` for every row (the smooth c-transform).
 
         Parameters
         ----------
         w : torch.Tensor of shape (n, m)
             ``C_ij - v_j``.
-        b : torch.Tensor of shape (n, m)
-            Non-negative column weights per row (``b_j``, times a 0/1 mask); each row must have positive mass.
+        b : torch.Tensor of shape (m,)
+            Non-negative column weights.
+        mask : torch.Tensor of shape (n, m), optional
+            Boolean; ``False`` drops a pair. Every row must keep a column of positive weight.
         """
 
     def __repr__(self) -> str:
@@ -96,17 +98,8 @@ class SquaredL2(Regularizer):
     def primal(self, density: th.Tensor) -> th.Tensor:  # noqa: D102
         return self.reg * density.square()
 
-    def row_potential(self, w: th.Tensor, b: th.Tensor) -> th.Tensor:  # noqa: D102
-        # f(u) = sum_j b_j (u - w_j)_+ is increasing and piecewise linear: with the w_j sorted, the root lies past
-        # the k breakpoints where f < 2 eps, and there u = (2 eps + sum_{<=k} b w) / sum_{<=k} b. Zero-weight
-        # entries (masked) change neither sum, so they need no special case wherever they sort.
-        w_sorted, order = th.sort(w, dim=1)
-        bs = b.gather(1, order)
-        mass = th.cumsum(bs, 1)
-        first = th.cumsum(bs * w_sorted, 1)
-        below = (w_sorted * mass - first < 2.0 * self.reg).sum(1, keepdim=True).clamp_min(1)
-        k = below - 1
-        return ((2.0 * self.reg + first.gather(1, k)) / mass.gather(1, k)).squeeze(1)
+    def row_potential(self, w: th.Tensor, b: th.Tensor, mask: th.Tensor | None = None) -> th.Tensor:  # noqa: D102
+        return l2_row_roots(w, b, mask, 2.0 * self.reg)
 
 
 class Entropic(Regularizer):
@@ -129,9 +122,48 @@ class Entropic(Regularizer):
     def primal(self, density: th.Tensor) -> th.Tensor:  # noqa: D102
         return self.reg * (th.xlogy(density, density) - density + 1.0)
 
-    def row_potential(self, w: th.Tensor, b: th.Tensor) -> th.Tensor:  # noqa: D102
-        # sum_j b_j exp((u - w_j) / eps) = 1, in the log domain (log 0 = -inf drops masked entries).
-        return -self.reg * th.logsumexp(th.log(b) - w / self.reg, dim=1)
+    def row_potential(self, w: th.Tensor, b: th.Tensor, mask: th.Tensor | None = None) -> th.Tensor:  # noqa: D102
+        logits = th.log(b)[None, :] - w / self.reg
+        if mask is not None:
+            logits = logits.masked_fill(~mask, -float("inf"))
+        return -self.reg * th.logsumexp(logits, dim=1)
+
+
+def l2_row_roots(thresholds: th.Tensor, w: th.Tensor, active: th.Tensor | None, target: float) -> th.Tensor:
+    """Solve ``sum_j w_j (s - t_j)_+ = target`` for ``s`` on each row, by sorting the thresholds ``t``.
+
+    Only the smallest thresholds matter when few pairs are active, so a partial sort (``topk``) is
+    tried first and rows whose solution lies beyond it fall back to a full sort.
+    """
+    inf = th.tensor(float("inf"), dtype=thresholds.dtype, device=thresholds.device)
+    t = thresholds if active is None else th.where(active, thresholds, inf)
+    wt = w[None, :].expand_as(t)
+    k = min(t.shape[1], 64)
+    if k < t.shape[1]:
+        ts, order = th.topk(t, k + 1, dim=1, largest=False, sorted=True)
+        sol, ok = _breakpoint_solution(ts[:, :k], th.gather(wt, 1, order[:, :k]), ts[:, k], target)
+        if bool(ok.all()):
+            return sol
+        rest = th.nonzero(~ok).flatten()
+        ts, order = th.sort(t[rest], dim=1)
+        sol[rest] = _breakpoint_solution(ts, th.gather(wt[rest], 1, order), None, target)[0]
+        return sol
+    ts, order = th.sort(t, dim=1)
+    return _breakpoint_solution(ts, th.gather(wt, 1, order), None, target)[0]
+
+
+def _breakpoint_solution(ts: th.Tensor, ws: th.Tensor, next_t: th.Tensor | None, target: float) -> tuple[th.Tensor, th.Tensor]:
+    """Root of the increasing piecewise-linear ``s -> sum_j w_j (s - t_j)_+ - target`` on sorted ``ts``."""
+    finite = th.isfinite(ts)
+    ws = th.where(finite, ws, th.zeros_like(ws))
+    tw = th.where(finite, ts * ws, th.zeros_like(ts))
+    cw, ctw = ws.cumsum(1), tw.cumsum(1)
+    cand = (target + ctw) / cw.clamp_min(th.finfo(ts.dtype).tiny)
+    tail = th.full_like(ts[:, :1], float("inf")) if next_t is None else next_t[:, None]
+    upper = th.cat([ts[:, 1:], tail], dim=1)
+    valid = (cw > 0) & (cand >= ts) & (cand <= upper)
+    k = th.argmax(valid.to(th.int8), dim=1)  # first valid breakpoint (the function is increasing)
+    return th.gather(cand, 1, k[:, None]).squeeze(1), valid.any(1)
 
 
 _REGULARIZERS: dict[str, type[Regularizer]] = {"l2": SquaredL2, "entropic": Entropic}

@@ -106,9 +106,10 @@ class OTPR(OffPolicyAlgorithm):
     reference_actions : int
         ``M > 0``: wherever ``H`` is evaluated (collection, actor weights, diagnostics), ``u(s)`` is the smooth
         c-transform of ``v`` over ``M`` replay actions redrawn at every dual update
-        (:meth:`OTPRPolicy.state_potential`), which gives every state its mass against that sample, instead of
-        the learned network (whose state-side error is the dual's main one on Fetch, docs/dual_study.rst). It
-        costs the critics on ``M`` pairs per collected state. 0: the learned ``u``.
+        (:meth:`otpr_sb3.OTPRPolicy.state_potential`), which gives every state its mass against that sample,
+        instead of the learned network (whose state-side error is the dual's main one on Fetch, see
+        docs/dual_study.rst: held-out marginal error 0.40 -> 0.076 at 48). It costs the critics on ``M`` pairs
+        per collected state. 0: the learned ``u``.
     actor_reference_actions : int
         How many of those reference actions give ``u`` for the actor's H weights (replay targets): the actor
         batch has ``actor_batch_size`` states, so this costs ``actor_batch_size x`` this many critic pairs per

@@ -42,7 +42,7 @@ def test_reference_is_redrawn_at_every_dual_update_and_empty_means_the_learned_u
     updates = model.dual_updates
     model.learn(20, reset_num_timesteps=False)
     assert model.dual_updates > updates and not th.equal(first, model.policy.reference_actions)
-    plain = _model()
+    plain = _model(reference_actions=0)
     plain.learn(40)
     obs = th.linspace(-1, 1, 5)[:, None]
     assert plain.policy.reference_actions.shape[0] == 0

@@ -81,8 +81,14 @@ def main() -> None:
             "MultiInputPolicy", env, policy_kwargs=dict(net_arch=[256] * 3), **common
         ),
         "OTPR (L=8, K=5, 3x256 actor and critics)": OTPR("MultiInputPolicy", env, dual_start=100, **common),
+        # The dual before u came from reference actions: gradient ascent, learned u.
+        "OTPR, previous dual (gradient, learned u)": OTPR(
+            "MultiInputPolicy", env, dual_start=100, dual_method="gradient", reference_actions=0, **common
+        ),
     }
-    models["OTPR (L=8, K=5, 3x256 actor and critics)"].pretrain(expert_demos(), n_steps=200, add_to_replay_buffer=True)
+    for model in models.values():
+        if isinstance(model, OTPR):
+            model.pretrain(expert_demos(), n_steps=200, add_to_replay_buffer=True)
     rows = []
     for name, model in models.items():
         sps = steps_per_second(model, args.steps, args.warmup)
