@@ -67,8 +67,8 @@ class OTPRPolicy(BasePolicy):
     temperature : float
         Inverse temperature of the "q" and "advantage" weights, which are ``exp(temperature * score / spread)``
         with the running spread (standard deviation) of the score over critic batches. 1 (was 3): on Fetch from
-        100 demonstrations the advantage guidance went 0.42 -> 0.86 at 1 and collapsed (0.02, 0.04) at 3 and 10
-        (docs/dual_study.rst, one seed); the "q" guidance's temperature was not measured.
+        100 demonstrations the advantage guidance went 0.42 -> 0.86 at 1 and collapsed (0.02, 0.04) at 3 and 10;
+        the "q" guidance went 0.42 -> 0.88 at 1 and 0.66 at 0.3 (docs/dual_study.rst, one seed each).
     actor_learning_rate, value_learning_rate : float or schedule
         Rates of the actor and of V (V follows the critic's ``learning_rate`` when ``None``); a schedule is a
         function of the remaining progress, as SB3's ``learning_rate``.

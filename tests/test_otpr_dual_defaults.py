@@ -100,5 +100,6 @@ def test_paper_dual_settings_are_one_setting_away():
     assert (model.reg, model.dual_batch_size, model.dual_learning_rate) == (1e-5, 64, 1e-6)
     assert float(model.policy.reg) == pytest.approx(1e-5)
     assert model.dual_solver.learning_rate == 1e-6 and model.dual_solver.batch_size == 64
+    assert model.dual_solver.method == "gradient" and model.reference_actions == 0  # the paper learns u and v
     model.learn(40)
     assert model.dual_updates > 0
