@@ -3,7 +3,6 @@
 import inspect
 
 import numpy as np
-
 import pytest
 import torch as th
 from otpr_helpers import FAST, IdentityEnvBox
