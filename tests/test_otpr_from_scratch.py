@@ -300,10 +300,15 @@ def test_dual_diagnostics_match_an_independent_computation():
     model._eval_generator.set_state(state)
     x, y = model._replay_sampler("obs")(24, model._eval_generator), model._replay_sampler("actions")(24, model._eval_generator)
     policy = model.policy
+    reg = float(policy.reg)
     with th.no_grad():
         C = policy.dual_cost.matrix(x, y).double().numpy()
-        u, v = policy.u(x).double().numpy(), policy.v(y).double().numpy()
-    reg = float(policy.reg)
+        v = policy.v(y).double().numpy()
+        # u as H uses it: the c-transform of v over the reference actions (no mask here: they carry all the mass)
+        ref = policy.reference_actions
+        assert len(ref) == model.reference_actions and float(policy.reference_mass) == 1.0
+        C_ref = policy.dual_cost.matrix(x, ref).double().numpy()
+        u = no.c_transform(policy.v(ref).double().numpy(), C_ref, reg)
     row, col = no.plan_marginals(u, v, C, reg)
     err_states, err_actions = np.abs(row - 1 / 24).sum(), np.abs(col - 1 / 24).sum()
     assert diag["marginal_error_states"] == pytest.approx(err_states, rel=1e-4, abs=1e-6)
@@ -361,7 +366,7 @@ def test_candidate_targets_draw_by_weight_among_candidates_and_the_replay_action
     policy = model.policy
     replay = th.full((50, 1), 7.0)  # outside [-1, 1]: no DDIM candidate can equal it
 
-    def scores(obs_n, actions):
+    def scores(obs_n, actions, **kwargs):
         is_replay = (actions == 7.0).all(1)
         w = th.where(is_replay, extra_weight, 1.0 - extra_weight).float()
         return w, w

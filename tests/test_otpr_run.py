@@ -52,6 +52,7 @@ def test_relation_cost_mixing():
     model.learn(30)
     policy = model.policy
     assert policy.uses_relation_cost and policy.keypoint_obs.shape == (FAST["n_keypoints"], 1)
+    assert len(policy.reference_actions) == model.reference_actions > 0  # u comes from the references
     # H during collection uses exactly the cost the potentials were trained with: (1 - w)(-Q / scale) + w g.
     policy.dual_ready.fill_(True)
     obs, act = th.linspace(-1, 1, 5)[:, None], th.linspace(1, -1, 5)[:, None]
@@ -60,7 +61,7 @@ def test_relation_cost_mixing():
     with th.no_grad():
         advantage = policy.critic.min(obs, act) - policy.value(obs)
         cost = 0.5 * (-advantage / policy.cost_scale) + 0.5 * relation.paired(obs, act)
-        expected = policy.u(obs) + policy.v(act) - cost
+        expected = policy.state_potential(obs) + policy.v(act) - cost  # u as H uses it (from the references)
     th.testing.assert_close(z, expected)
     th.testing.assert_close(model.dual_solver.cost.matrix(obs, act).diagonal(), cost)
 
