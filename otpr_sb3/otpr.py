@@ -119,9 +119,9 @@ class OTPR(OffPolicyAlgorithm):
         docs/dual_study.rst: held-out marginal error 0.40 -> 0.076 at 48). It costs the critics on ``M`` pairs
         per collected state. 0: the learned ``u``.
     actor_reference_actions : int
-        How many of those reference actions give ``u`` for the actor's H weights (replay targets): the actor
-        batch has ``actor_batch_size`` states, so this costs ``actor_batch_size x`` this many critic pairs per
-        actor update; fewer than ``reference_actions`` trades accuracy for speed (0: the learned ``u``).
+        How many of those reference actions give ``u`` for the actor's update (the H weights of replay targets,
+        or the resampling of candidate targets): it costs the actor batch's states times this many critic pairs
+        per actor update; fewer than ``reference_actions`` trades accuracy for speed (0: the learned ``u``).
     policy_delay : int
         Update the actor every ``policy_delay`` gradient steps (as TD3 delays its actor).
     use_mask : bool
@@ -664,7 +664,7 @@ class OTPR(OffPolicyAlgorithm):
         assert self.replay_buffer is not None
         data = self.replay_buffer.sample(self.actor_batch_size, env=self._vec_normalize_env)
         obs = policy.prepare_obs(data.observations)
-        n_ref = self.actor_reference_actions if hasattr(self, "actor_reference_actions") else None  # older saves
+        n_ref = getattr(self, "actor_reference_actions", None)  # models saved before it existed: all references
         _, weights = policy.candidate_scores(obs, data.actions, n_reference=n_ref)
         normalize = self.actor_loss == "normalized"
         loss = policy.schedule.epsilon_loss(policy.actor, data.actions, obs, weights, normalize=normalize)
@@ -684,7 +684,8 @@ class OTPR(OffPolicyAlgorithm):
         assert self.replay_buffer is not None
         data = self.replay_buffer.sample(self.candidate_batch_size, env=self._vec_normalize_env)
         obs = policy.prepare_obs(data.observations)
-        targets, out = policy.resample_candidates(obs, extra_actions=data.actions)
+        n_ref = getattr(self, "actor_reference_actions", None)  # models saved before it existed: all references
+        targets, out = policy.resample_candidates(obs, extra_actions=data.actions, n_reference=n_ref)
         loss = policy.schedule.epsilon_loss(policy.actor, targets, obs)
         self._step_actor(loss)
         L = policy.n_candidates

@@ -366,7 +366,11 @@ class OTPRPolicy(BasePolicy):
 
     @th.no_grad()
     def resample_candidates(
-        self, obs_n: th.Tensor, extra_actions: th.Tensor | None = None, generator: th.Generator | None = None
+        self,
+        obs_n: th.Tensor,
+        extra_actions: th.Tensor | None = None,
+        generator: th.Generator | None = None,
+        n_reference: int | None = None,
     ) -> tuple[th.Tensor, Resampled]:
         """Draw one action per state from L DDIM candidates (and optionally one more given action), by weight.
 
@@ -380,6 +384,8 @@ class OTPRPolicy(BasePolicy):
         extra_actions : torch.Tensor of shape (n, act_dim), optional
             One more candidate per state (the replay action, for the actor's targets), weighted like the others.
         generator : torch.Generator, optional
+        n_reference : int, optional
+            Reference actions of ``u(s)`` to use (:meth:`state_potential`); all by default.
 
         Returns
         -------
@@ -397,7 +403,7 @@ class OTPRPolicy(BasePolicy):
         n_cand = cand.shape[1]
         u = None
         if self.guidance == "compatibility" and bool(self.dual_ready) and self.reference_actions.shape[0]:
-            u = self.state_potential(obs_n).repeat_interleave(n_cand)  # once per state, not per candidate
+            u = self.state_potential(obs_n, n_reference).repeat_interleave(n_cand)  # once per state, not per candidate
         z, w = self.candidate_scores(
             obs_n.repeat_interleave(n_cand, dim=0), cand.reshape(n * n_cand, self.act_dim), state_values=u
         )

@@ -105,3 +105,15 @@ def test_policies_saved_before_the_reference_buffers_still_load():
     obs = th.linspace(-1, 1, 5)[:, None]
     assert other.reference_actions.shape == (0, 1)
     th.testing.assert_close(other.state_potential(obs), model.policy.u(obs))
+
+
+def test_candidate_targets_use_the_actor_reference_actions(monkeypatch):
+    model = _model(reference_actions=12, actor_reference_actions=3, actor_targets="candidates", candidate_batch_size=8)
+    model.learn(40)
+    seen = []
+    original = model.policy.resample_candidates
+    monkeypatch.setattr(
+        model.policy, "resample_candidates", lambda *a, **k: seen.append(k.get("n_reference")) or original(*a, **k)
+    )
+    model._actor_update()
+    assert seen == [3]
