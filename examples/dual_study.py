@@ -217,18 +217,6 @@ def refit(args: argparse.Namespace) -> None:
         print(f"{name:>18}: {ms:6.1f} ms/update | seconds (updates): marginal error/gap " + " | ".join(line), flush=True)
 
 
-def l2_c_transform(v: th.Tensor, C: th.Tensor, b: th.Tensor, reg: float) -> th.Tensor:
-    """``u_i`` with ``sum_j b_j (u_i + v_j - C_ij)_+ = 2 reg``: the state potential that gives every row of the
-    L2 plan its mass exactly, given ``v`` and the action weights ``b`` (a piecewise-linear root per row)."""
-    w, order = th.sort(C - v[None, :], dim=1)
-    bs = b[order]
-    mass, first = th.cumsum(bs, 1), th.cumsum(bs * w, 1)
-    root = (2 * reg + first) / mass  # the root if exactly the k smallest w_j are active
-    upper = th.cat([w[:, 1:], th.full_like(w[:, :1], float("inf"))], 1)
-    k = ((root >= w) & (root <= upper)).float().argmax(1, keepdim=True)
-    return root.gather(1, k).squeeze(1)
-
-
 def sides(args: argparse.Namespace) -> None:
     """State- and action-side marginal errors on held-out batches after ``--updates`` more dual updates per reg."""
     env = gym.make(args.env)
@@ -244,7 +232,7 @@ def sides(args: argparse.Namespace) -> None:
             K = batch.n_keypoints
             learned = plan(u, v, C, reg, batch.wx, batch.wy, mask=batch.mask)
             semi = u.clone()
-            semi[K:] = l2_c_transform(v[K:], C[K:, K:], batch.wy[K:], reg)  # regular rows see regular columns only
+            semi[K:] = c_transform(v[K:], C[K:, K:], reg, b=batch.wy[K:])  # regular rows see regular columns only
             semi_plan = plan(semi, v, C, reg, batch.wx, batch.wy, mask=batch.mask)
             e_learned = relative_marginal_errors(learned.sum(1), learned.sum(0), batch.wx, batch.wy)
             e_semi = relative_marginal_errors(semi_plan.sum(1), semi_plan.sum(0), batch.wx, batch.wy)

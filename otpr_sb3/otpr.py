@@ -22,12 +22,13 @@ from stable_baselines3.common.utils import FloatSchedule, polyak_update
 from tqdm.auto import tqdm
 
 from neural_ot import L2Dual, dual_objective, plan, relative_marginal_errors, solve_discrete
+from neural_ot.dual_updates import UPDATES
 from otpr_sb3.demonstrations import Demonstrations
 from otpr_sb3.policies import MultiInputPolicy, OTPRPolicy
 
 SelfOTPR = TypeVar("SelfOTPR", bound="OTPR")
 
-DUAL_METHODS = ("gradient", "semi-dual", "exact")
+DUAL_METHODS = tuple(UPDATES)  # "gradient", "exact", "semi-dual"
 
 #: The paper's dual (eps 1e-5, dual minibatch 64, dual learning rate 1e-6, gradient ascent on learned u and v):
 #: ``OTPR(..., **PAPER_DUAL)``.
