@@ -149,6 +149,9 @@ def js_divergence_matrix(P: ArrayLike, Q: ArrayLike, chunk_size: int | None = No
     return to_output(out, True, out.dtype) if (is_numpy(P) and is_numpy(Q)) else out
 
 
+_BROADCAST_LIMIT = 1 << 18  # elements of an (n, m, K) temporary (1 MiB in float32) below which it is built
+
+
 def _js(P: th.Tensor, Q: th.Tensor, outer: bool) -> th.Tensor:
     """JS divergences between all rows of ``P`` and ``Q`` (``outer``) or between aligned rows.
 
@@ -156,6 +159,10 @@ def _js(P: th.Tensor, Q: th.Tensor, outer: bool) -> th.Tensor:
     """
     hp, hq = th.xlogy(P, P).sum(1), th.xlogy(Q, Q).sum(1)  # 0 log 0 = 0
     out = (hp[:, None] + hq[None, :]) if outer else (hp + hq)
+    if out.numel() * P.shape[1] <= _BROADCAST_LIMIT:
+        # Small problems: one broadcast pass costs less than a loop of K small operations.
+        mid = 0.5 * ((P[:, None, :] + Q[None, :, :]) if outer else (P + Q))
+        return (0.5 * out - th.xlogy(mid, mid).sum(-1)).clamp_(0.0, math.log(2.0))
     out.mul_(0.5)
     mid, term = th.empty_like(out), th.empty_like(out)  # two buffers reused for every coordinate
     for k in range(P.shape[1]):

@@ -206,7 +206,10 @@ class StochasticDual:
             if fit_statistics and isinstance(pot, MLPPotential):
                 _, pts = m.rest.sample(min(4096, 16 * self.batch_size), self._generator)
                 pot.set_input_statistics(pts.to(self.device, self.dtype))
-        self.optimizer = th.optim.Adam([*self.u.parameters(), *self.v.parameters()], lr=self.learning_rate)
+        params = [*self.u.parameters(), *self.v.parameters()]
+        # The fused kernel (CPU and CUDA) makes a step a few times cheaper than the per-parameter loop.
+        fused = bool(params) and all(q.device.type in ("cpu", "cuda") and q.is_floating_point() for q in params)
+        self.optimizer = th.optim.Adam(params, lr=self.learning_rate, fused=fused or None)
         if self.ema_decay is not None:
             avg = get_ema_multi_avg_fn(self.ema_decay)
             self.u_ema = AveragedModel(self.u, multi_avg_fn=avg, use_buffers=True)

@@ -60,11 +60,24 @@ class CriticCost(CostFn):
     def pairwise(self, x: th.Tensor, y: th.Tensor) -> th.Tensor:
         """Cost matrix ``(n, m)``: the critics on all pairs, ``V`` on the ``n`` states only."""
         p = self.policy
-        n, m = x.shape[0], y.shape[0]
-        q = p.critic.min(x.repeat_interleave(m, dim=0), y.repeat(n, 1)).reshape(n, m)
+        q = p.critic.pairwise_min(x, y)
         if p.cost == "advantage":
             q = q - p.value(x)[:, None]
         return self._mix(q, lambda g: g.pairwise(x, y))
+
+    @th.no_grad()
+    def grouped(self, x: th.Tensor, y: th.Tensor) -> th.Tensor:
+        """Costs ``c(x_i, y_ij)`` of each state with its own actions ``y`` ``(n, m, act_dim)``: shape ``(n, m)``.
+
+        Equal to :meth:`paired` on the ``n * m`` pairs; the state-only parts (``V``, the first critic layer) are
+        computed once per state.
+        """
+        p = self.policy
+        n, m = y.shape[0], y.shape[1]
+        q = p.critic.grouped_min(x, y)
+        if p.cost == "advantage":
+            q = q - p.value(x)[:, None]
+        return self._mix(q, lambda g: g.paired(x.repeat_interleave(m, dim=0), y.reshape(n * m, -1)).reshape(n, m))
 
     @th.no_grad()
     def paired(self, x: th.Tensor, y: th.Tensor) -> th.Tensor:

@@ -38,7 +38,7 @@ class VPSchedule(nn.Module):
         h = -0.5 * t**2 * (beta_max - beta_min) - t * beta_min
         self.alphas_cumprod: th.Tensor
         self.register_buffer("alphas_cumprod", th.exp(h).float())  # index 0 is the clean sample
-        self._ddim_cache: dict[tuple[int, th.device], list[tuple[int, th.Tensor, th.Tensor, th.Tensor, th.Tensor]]] = {}
+        self._ddim_cache: dict[tuple[int, th.device], list[tuple[int, float, float, float, float]]] = {}
 
     def q_sample(self, a0: th.Tensor, k: th.Tensor, noise: th.Tensor) -> th.Tensor:
         """Noised actions ``a_k`` for integer steps ``k`` in ``[1, T]`` (shape ``(n,)``)."""
@@ -107,17 +107,25 @@ class VPSchedule(nn.Module):
             Clip the predicted clean action to ``[-clip, clip]`` at every step (SB3's scaled action space).
         """
         a = noise
-        for k, sqrt_ab, sqrt_1m_ab, sqrt_ab_prev, sqrt_1m_ab_prev in self._ddim_coefficients(n_steps):
-            kk = th.full((a.shape[0],), k, device=a.device, dtype=th.long)
-            eps = model(a, kk, condition)
-            a0 = (a - sqrt_1m_ab * eps) / sqrt_ab
+        coefficients = self._ddim_coefficients(n_steps)
+        conditioned = getattr(model, "conditioned", None)
+        if conditioned is not None:  # a denoiser that precomputes its state and step inputs
+            step_eps = conditioned(condition, [c[0] for c in coefficients])
+        else:
+
+            def step_eps(a: th.Tensor, i: int) -> th.Tensor:
+                return model(a, th.full((a.shape[0],), coefficients[i][0], device=a.device), condition)
+
+        for i, (_, sqrt_ab, sqrt_1m_ab, sqrt_ab_prev, sqrt_1m_ab_prev) in enumerate(coefficients):
+            eps = step_eps(a, i)
+            a0 = th.sub(a, eps, alpha=sqrt_1m_ab).div_(sqrt_ab)
             if clip is not None:
-                a0 = a0.clamp(-clip, clip)
-                eps = (a - sqrt_ab * a0) / sqrt_1m_ab
-            a = sqrt_ab_prev * a0 + sqrt_1m_ab_prev * eps
+                a0.clamp_(-clip, clip)
+                eps = th.sub(a, a0, alpha=sqrt_ab).div_(sqrt_1m_ab)
+            a = th.add(a0.mul_(sqrt_ab_prev), eps, alpha=sqrt_1m_ab_prev)
         return a
 
-    def _ddim_coefficients(self, n_steps: int) -> list[tuple[int, th.Tensor, th.Tensor, th.Tensor, th.Tensor]]:
+    def _ddim_coefficients(self, n_steps: int) -> list[tuple[int, float, float, float, float]]:
         """Per DDIM step: ``k`` and the square roots of ``ab_k``, ``1 - ab_k``, ``ab_prev``, ``1 - ab_prev`` (cached)."""
         key = (n_steps, self.alphas_cumprod.device)
         if key not in self._ddim_cache:
@@ -125,6 +133,8 @@ class VPSchedule(nn.Module):
             coeffs = []
             for i, k in enumerate(steps):
                 ab, ab_prev = self.alphas_cumprod[k], self.alphas_cumprod[steps[i + 1] if i + 1 < len(steps) else 0]
-                coeffs.append((k, ab.sqrt(), (1.0 - ab).sqrt(), ab_prev.sqrt(), (1.0 - ab_prev).sqrt()))
+                # Python floats (exactly the float32 values): cheaper than 0-d tensors in the sampling loop.
+                roots = (ab.sqrt(), (1.0 - ab).sqrt(), ab_prev.sqrt(), (1.0 - ab_prev).sqrt())
+                coeffs.append((k, *(float(r) for r in roots)))
             self._ddim_cache[key] = coeffs
         return self._ddim_cache[key]

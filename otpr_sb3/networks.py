@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch as th
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -65,7 +66,47 @@ class ResidualMLPDenoiser(nn.Module):
     def forward(self, a: th.Tensor, k: th.Tensor, obs: th.Tensor) -> th.Tensor:
         """Predicted noise ``(n, act_dim)``."""
         h = self.input(th.cat([a, self.time_embed(k), obs], dim=-1))
-        return self.output(self.blocks(h))
+        return self._trunk(h)
+
+    def _trunk(self, h: th.Tensor, params: list[tuple[th.Tensor, ...]] | None = None) -> th.Tensor:
+        # The residual blocks and the output head as plain tensor operations: at acting batch sizes a module
+        # call costs more than its arithmetic. `params` (from `_trunk_params`) spares the attribute look-ups.
+        *blocks, (norm_w, norm_b, out_w, out_b) = self._trunk_params() if params is None else params
+        width = (h.shape[-1],)
+        for ln_w, ln_b, w1, b1, w2, b2 in blocks:
+            x = th.layer_norm(h, width, ln_w, ln_b, 1e-5)
+            h = h + F.linear(F.mish(F.linear(x, w1, b1)), w2, b2)
+        return F.linear(F.mish(th.layer_norm(h, width, norm_w, norm_b, 1e-5)), out_w, out_b)
+
+    def _trunk_params(self) -> list[tuple[th.Tensor, ...]]:
+        params: list[tuple[th.Tensor, ...]] = []
+        for block in self.blocks:
+            norm, lin1, _, lin2 = block.net  # type: ignore[union-attr]
+            params.append((norm.weight, norm.bias, lin1.weight, lin1.bias, lin2.weight, lin2.bias))
+        norm, _, lin = self.output
+        params.append((norm.weight, norm.bias, lin.weight, lin.bias))  # type: ignore[arg-type]
+        return params
+
+    def conditioned(self, obs: th.Tensor, steps: Sequence[int]) -> Callable[[th.Tensor, int], th.Tensor]:
+        """``eps_theta(a, steps[i], obs)`` as a function of ``(a, i)``, for a sampler that visits fixed steps.
+
+        The input layer is linear in ``[a, embed(k), obs]``: its state part and its step parts are computed once
+        here (one row per state, one per step), so each call costs the action part and the trunk. Equal to
+        :meth:`forward` up to float rounding (the input layer's sum is taken in a different order).
+        """
+        A, Tdim = self.act_dim, self.time_embed[1].in_features  # type: ignore[union-attr]
+        W = self.input.weight
+        k = th.as_tensor(list(steps), device=obs.device)
+        base = F.linear(obs, W[:, A + Tdim :], self.input.bias)
+        per_step = F.linear(self.time_embed(k), W[:, A : A + Tdim])
+        W_a = W[:, :A].t()
+        params = self._trunk_params()
+        biases = [base + per_step[i] for i in range(len(k))]
+
+        def eps(a: th.Tensor, i: int) -> th.Tensor:
+            return self._trunk(th.addmm(biases[i], a, W_a), params)
+
+        return eps
 
 
 def mlp(in_dim: int, out_dim: int, hidden: Sequence[int], activation: type[nn.Module] = nn.ReLU) -> nn.Sequential:
@@ -98,6 +139,34 @@ class TwinQ(nn.Module):
         """Pessimistic estimate ``min(Q1, Q2)``."""
         q1, q2 = self(obs, act)
         return th.minimum(q1, q2)
+
+    def pairwise_min(self, obs: th.Tensor, act: th.Tensor) -> th.Tensor:
+        """``min(Q1, Q2)`` on every pair of ``obs`` ``(n, obs_dim)`` and ``act`` ``(m, act_dim)``: shape ``(n, m)``.
+
+        The same function as :meth:`min` on the ``n * m`` concatenated pairs, with the first layer split into its
+        state and action parts: ``W [s; a] = W_s s + W_a a`` is computed on ``n`` states and ``m`` actions and
+        broadcast, instead of on ``n * m`` concatenated rows (the results agree to float rounding).
+        """
+        return self._split_min(obs, act.unsqueeze(0), (obs.shape[0], act.shape[0]))
+
+    def grouped_min(self, obs: th.Tensor, act: th.Tensor) -> th.Tensor:
+        """``min(Q1, Q2)`` of each state ``obs[i]`` ``(n, obs_dim)`` with its own actions ``act[i]`` ``(n, m, act_dim)``.
+
+        Shape ``(n, m)``; the state part of the first layer is computed once per state (see :meth:`pairwise_min`).
+        """
+        if act.ndim != 3 or act.shape[0] != obs.shape[0]:
+            raise ValueError(f"`act` must have shape ({obs.shape[0]}, m, act_dim), got {tuple(act.shape)}")
+        return self._split_min(obs, act, (act.shape[0], act.shape[1]))
+
+    def _split_min(self, obs: th.Tensor, act: th.Tensor, shape: tuple[int, int]) -> th.Tensor:
+        d = obs.shape[1]
+        q = []
+        for net in (self.q1, self.q2):
+            first = net[0]
+            assert isinstance(first, nn.Linear)
+            h = F.linear(obs, first.weight[:, :d], first.bias).unsqueeze(1) + F.linear(act, first.weight[:, d:])
+            q.append(net[1:](h.reshape(shape[0] * shape[1], -1)).reshape(shape))
+        return th.minimum(q[0], q[1])
 
 
 class ValueNet(nn.Module):

@@ -18,7 +18,7 @@ from stable_baselines3.common.buffers import DictReplayBuffer, ReplayBuffer
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule, TensorDict
-from stable_baselines3.common.utils import FloatSchedule, polyak_update
+from stable_baselines3.common.utils import FloatSchedule
 from tqdm.auto import tqdm
 
 from neural_ot import L2Dual, dual_objective, plan, relative_marginal_errors, solve_discrete
@@ -39,6 +39,16 @@ PAPER_DUAL: dict[str, Any] = {
     "dual_method": "gradient",
     "reference_actions": 0,
 }
+
+
+@th.no_grad()
+def _polyak(source: th.nn.Module, target: th.nn.Module, rate: float) -> None:
+    """``target <- (1 - rate) target + rate source`` over parameters, in one foreach call (SB3's `polyak_update`
+    loops over them)."""
+    targets, sources = list(target.parameters()), list(source.parameters())
+    if len(targets) != len(sources):
+        raise ValueError(f"polyak update between modules of {len(sources)} and {len(targets)} parameters")
+    th._foreach_lerp_(targets, sources, rate)
 
 
 class OTPR(OffPolicyAlgorithm):
@@ -381,7 +391,7 @@ class OTPR(OffPolicyAlgorithm):
             if step < n_steps:
                 loss = policy.schedule.epsilon_loss(policy.actor, actions[idx], obs_n[idx])
                 self._optimize(policy.actor.optimizer, loss)
-                polyak_update(policy.actor.parameters(), policy.actor_ema.parameters(), 1.0 - self.actor_ema)
+                _polyak(policy.actor, policy.actor_ema, 1.0 - self.actor_ema)
             if step < critic_steps:
                 self._iql_update(obs_n[idx], actions[idx], rewards[idx], next_n[idx], dones[idx])
         if add_to_replay_buffer:
@@ -431,19 +441,20 @@ class OTPR(OffPolicyAlgorithm):
         policy = self.policy
         with th.no_grad():
             q_target = policy.critic_target.min(obs, act)
-        # One forward pass for V(s) and V(s'); as in IQL, both losses use the networks before this step.
-        v, v_next = policy.value(th.cat([obs, next_obs])).split(obs.shape[0])
+            # As in IQL, both losses use the networks before this step; V(s') needs no backward pass.
+            v_next = policy.value(next_obs)
+        v = policy.value(obs)
         diff = q_target - v
         weight = th.where(diff < 0, 1.0 - policy.expectile, policy.expectile)
         value_loss = (weight * diff.square()).mean()
         self._optimize(policy.value.optimizer, value_loss)
         self._update_scales(q_target, diff.detach())
         with th.no_grad():
-            target = rew + (1.0 - done) * self.gamma * v_next.detach()
+            target = rew + (1.0 - done) * self.gamma * v_next
         q1, q2 = policy.critic(obs, act)
         critic_loss = 0.5 * ((q1 - target).square().mean() + (q2 - target).square().mean())
         self._optimize(policy.critic.optimizer, critic_loss)
-        polyak_update(policy.critic.parameters(), policy.critic_target.parameters(), self.tau)
+        _polyak(policy.critic, policy.critic_target, self.tau)
         return float(critic_loss.detach()), float(value_loss.detach())
 
     @th.no_grad()
@@ -699,7 +710,7 @@ class OTPR(OffPolicyAlgorithm):
 
     def _step_actor(self, loss: th.Tensor) -> None:
         self._optimize(self.policy.actor.optimizer, loss)
-        polyak_update(self.policy.actor.parameters(), self.policy.actor_ema.parameters(), 1.0 - self.actor_ema)
+        _polyak(self.policy.actor, self.policy.actor_ema, 1.0 - self.actor_ema)
 
     # ---- SB3 hooks --------------------------------------------------------------------------------------
 

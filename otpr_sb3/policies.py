@@ -73,7 +73,7 @@ class OTPRPolicy(BasePolicy):
         Rates of the actor and of V (V follows the critic's ``learning_rate`` when ``None``); a schedule is a
         function of the remaining progress, as SB3's ``learning_rate``.
     optimizer_class, optimizer_kwargs
-        As in SB3.
+        As in SB3. Adam and AdamW default to ``fused=True`` (pass ``fused`` or ``foreach`` to choose).
     eval_noise_seed : int or None
         Fixed noise of deterministic predictions: zeros by default (the DDIM image of the noise mode, which
         avoids the systematic offset a random fixed vector adds to every action), or a seeded draw.
@@ -207,12 +207,17 @@ class OTPRPolicy(BasePolicy):
         # States selected by collection, and how many of them by a fallback rather than by H.
         self.selection_counts = {"states": 0, "fallback": 0}
         opt = self.optimizer_class
+        kwargs = dict(self.optimizer_kwargs)
+        if opt in (th.optim.Adam, th.optim.AdamW) and not {"fused", "foreach"} & set(kwargs):
+            # One fused kernel per step instead of a loop over parameters: 3-5x faster steps on CPU at these sizes
+            # (the same update up to float rounding).
+            kwargs["fused"] = True
         # Initial rates; the algorithm updates them from their schedules at every `train` call.
         actor_lr0 = FloatSchedule(actor_lr)(1.0)
         value_lr0 = lr_schedule(1) if value_lr is None else FloatSchedule(value_lr)(1.0)
-        self.actor.optimizer = opt(self.actor.parameters(), lr=actor_lr0, **self.optimizer_kwargs)  # type: ignore[call-arg]
-        self.critic.optimizer = opt(self.critic.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs)  # type: ignore[call-arg]
-        self.value.optimizer = opt(self.value.parameters(), lr=value_lr0, **self.optimizer_kwargs)  # type: ignore[call-arg]
+        self.actor.optimizer = opt(self.actor.parameters(), lr=actor_lr0, **kwargs)  # type: ignore[call-arg]
+        self.critic.optimizer = opt(self.critic.parameters(), lr=lr_schedule(1), **kwargs)  # type: ignore[call-arg]
+        self.value.optimizer = opt(self.value.parameters(), lr=value_lr0, **kwargs)  # type: ignore[call-arg]
 
     def _get_constructor_parameters(self) -> dict[str, Any]:
         data = super()._get_constructor_parameters()
@@ -351,8 +356,10 @@ class OTPRPolicy(BasePolicy):
         """
         if self.guidance == "compatibility" and bool(self.dual_ready):
             # The cost already holds the critics: no separate Q pass.
-            u = self.state_potential(obs_n, n_reference) if state_values is None else state_values
-            z = u + self.v(actions) - self.pair_cost(obs_n, actions)
+            if state_values is None:
+                z, w = self.compatibility(obs_n, actions.unsqueeze(1), n_reference)
+                return z.squeeze(1), w.squeeze(1)
+            z = state_values + self.v(actions) - self.pair_cost(obs_n, actions)
             return z, th.relu(z) / (2.0 * self.reg)
         q = self.critic.min(obs_n, actions)
         if not bool(self.dual_ready):
@@ -363,6 +370,46 @@ class OTPRPolicy(BasePolicy):
         else:
             score = self.temperature * (q - self.value(obs_n)) / self.adv_spread
         return score, th.exp(score - score.max())
+
+    @th.no_grad()
+    def compatibility(
+        self, obs_n: th.Tensor, actions: th.Tensor, n_reference: int | None = None
+    ) -> tuple[th.Tensor, th.Tensor]:
+        """``z = u(s_i) + v(a_ij) - c(s_i, a_ij)`` and ``H = z_+ / (2 eps)`` of each state with its own actions.
+
+        Parameters
+        ----------
+        obs_n : torch.Tensor of shape (n, obs_dim)
+            Standardised observations.
+        actions : torch.Tensor of shape (n, m, act_dim)
+            Scaled actions, ``m`` per state.
+        n_reference : int, optional
+            Reference actions of ``u(s)`` (:meth:`state_potential`); all by default, 0 for the learned ``u``.
+
+        Returns
+        -------
+        z, H : torch.Tensor of shape (n, m)
+
+        Notes
+        -----
+        With reference actions, the critics make one pass per state over its ``M`` reference actions and its
+        ``m`` actions (:meth:`CriticCost.grouped <otpr_sb3.critic_cost.CriticCost.grouped>`), so ``V(s)`` and the
+        state part of the first critic layer are computed once; ``u(s)`` is the c-transform of the first ``M``
+        costs, as :meth:`state_potential` computes it.
+        """
+        n, m = actions.shape[0], actions.shape[1]
+        n_ref = self.reference_actions.shape[0]
+        M = n_ref if n_reference is None else min(n_reference, n_ref)
+        if M:
+            ref = self.reference_actions[:M]
+            C = self._cost.grouped(obs_n, th.cat([ref.expand(n, M, self.act_dim), actions.to(ref.dtype)], dim=1))
+            b = th.full((M,), float(self.reference_mass) / M, device=ref.device)
+            u = c_transform(self.v(ref), C[:, :M], float(self.reg), b=b)
+            C = C[:, M:]
+        else:
+            C, u = self._cost.grouped(obs_n, actions), self.u(obs_n)
+        z = u[:, None] + self.v(actions.reshape(n * m, self.act_dim)).reshape(n, m) - C
+        return z, th.relu(z) / (2.0 * self.reg)
 
     @th.no_grad()
     def resample_candidates(
@@ -401,13 +448,12 @@ class OTPRPolicy(BasePolicy):
                 raise ValueError(f"`extra_actions` must have shape ({n}, {self.act_dim}), got {tuple(extra_actions.shape)}")
             cand = th.cat([cand, extra_actions.to(cand.dtype).unsqueeze(1)], dim=1)
         n_cand = cand.shape[1]
-        u = None
-        if self.guidance == "compatibility" and bool(self.dual_ready) and self.reference_actions.shape[0]:
-            u = self.state_potential(obs_n, n_reference).repeat_interleave(n_cand)  # once per state, not per candidate
-        z, w = self.candidate_scores(
-            obs_n.repeat_interleave(n_cand, dim=0), cand.reshape(n * n_cand, self.act_dim), state_values=u
-        )
-        out = resample_from_scores(z.reshape(n, n_cand), w.reshape(n, n_cand), generator)
+        if self.guidance == "compatibility" and bool(self.dual_ready):
+            z, w = self.compatibility(obs_n, cand, n_reference)
+        else:
+            z, w = self.candidate_scores(obs_n.repeat_interleave(n_cand, dim=0), cand.reshape(n * n_cand, self.act_dim))
+            z, w = z.reshape(n, n_cand), w.reshape(n, n_cand)
+        out = resample_from_scores(z, w, generator)
         return cand[th.arange(n, device=obs_n.device), out.index], out
 
     @th.no_grad()

@@ -136,6 +136,23 @@ def test_js_matrix_is_independent_of_chunking():
         np.testing.assert_allclose(no.js_divergence_matrix(P, Q, chunk_size=chunk), full, atol=1e-14)
 
 
+def test_js_small_broadcast_path_matches_the_coordinate_loop(monkeypatch):
+    """Small problems take one broadcast pass, large ones the memory-bounded loop: the same numbers."""
+    import neural_ot.keypoints as kp
+
+    rng = np.random.default_rng(1)
+    P = th.as_tensor(rng.dirichlet(np.ones(16), size=9))
+    Q = th.as_tensor(rng.dirichlet(np.ones(16), size=13))
+    P[0, 3] = 0.0  # 0 log 0 on both paths
+    broadcast = no.js_divergence_matrix(P, Q)
+    paired = no.KeypointRelationCost(rng.normal(size=(16, 2)), rng.normal(size=(16, 2))).paired
+    x, y = th.as_tensor(rng.normal(size=(9, 2))), th.as_tensor(rng.normal(size=(9, 2)))
+    paired_broadcast = paired(x, y)
+    monkeypatch.setattr(kp, "_BROADCAST_LIMIT", 0)
+    th.testing.assert_close(no.js_divergence_matrix(P, Q), broadcast, rtol=0, atol=1e-14)
+    th.testing.assert_close(paired(x, y), paired_broadcast, rtol=0, atol=1e-14)
+
+
 def test_paired_relation_cost_is_the_diagonal_of_the_matrix():
     """One JS formula: the aligned-pair cost equals the diagonal of the pairwise cost."""
     rng = np.random.default_rng(0)

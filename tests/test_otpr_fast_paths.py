@@ -1,0 +1,77 @@
+"""The fast paths of acting and training compute the same functions as the plain ones (up to float rounding)."""
+
+import pytest
+import torch as th
+from otpr_helpers import FAST, IdentityEnvBox, identity_demos
+
+from otpr_sb3 import OTPR
+from otpr_sb3.diffusion import VPSchedule
+from otpr_sb3.networks import ResidualMLPDenoiser, TwinQ
+
+TOL = dict(rtol=1e-5, atol=1e-5)
+
+
+def test_pairwise_and_grouped_critics_equal_the_critic_on_concatenated_pairs():
+    th.manual_seed(0)
+    q = TwinQ(5, 3, hidden=(32, 32))
+    obs, act = th.randn(7, 5), th.randn(4, 3)
+    flat = q.min(obs.repeat_interleave(4, dim=0), act.repeat(7, 1)).reshape(7, 4)
+    th.testing.assert_close(q.pairwise_min(obs, act), flat, **TOL)
+    own = th.randn(7, 6, 3)
+    grouped = q.min(obs.repeat_interleave(6, dim=0), own.reshape(42, 3)).reshape(7, 6)
+    th.testing.assert_close(q.grouped_min(obs, own), grouped, **TOL)
+    with pytest.raises(ValueError, match="act"):
+        q.grouped_min(obs, th.randn(6, 2, 3))
+
+
+def test_conditioned_denoiser_and_ddim_equal_the_module_forward():
+    th.manual_seed(0)
+    model = ResidualMLPDenoiser(6, 2, hidden_dim=32, n_blocks=2, time_dim=8)
+    obs, a = th.randn(5, 6), th.randn(5, 2)
+    steps = [20, 11, 3]
+    eps = model.conditioned(obs, steps)
+    for i, k in enumerate(steps):
+        th.testing.assert_close(eps(a, i), model(a, th.full((5,), k), obs), **TOL)
+    sched = VPSchedule(20)
+    noise = th.randn(5, 2)
+
+    def plain(a_k, k, cond):  # the same network without the precomputing path
+        return model(a_k, k, cond)
+
+    th.testing.assert_close(sched.ddim_sample(model, obs, noise, 4), sched.ddim_sample(plain, obs, noise, 4), **TOL)
+
+
+def _ready_model(**kwargs):
+    model = OTPR("MlpPolicy", IdentityEnvBox(ep_length=20), seed=0, **{**FAST, **kwargs})
+    model.pretrain(identity_demos(), n_steps=20)
+    model.learn(80)
+    assert bool(model.policy.dual_ready)
+    return model
+
+
+@pytest.mark.parametrize("reference_actions", [12, 0])
+def test_compatibility_of_grouped_actions_equals_state_potential_plus_pair_costs(reference_actions):
+    policy = _ready_model(reference_actions=reference_actions, relation_weight=0.3).policy
+    assert policy.uses_relation_cost
+    obs = th.linspace(-1, 1, 6)[:, None]
+    acts = th.rand(6, 5, 1) * 2 - 1
+    z, H = policy.compatibility(obs, acts)
+    u = policy.state_potential(obs)
+    flat = acts.reshape(30, 1)
+    rep = obs.repeat_interleave(5, dim=0)
+    expected = (u.repeat_interleave(5) + policy.v(flat) - policy.pair_cost(rep, flat)).reshape(6, 5)
+    th.testing.assert_close(z, expected, **TOL)
+    th.testing.assert_close(H, th.relu(expected) / (2 * policy.reg), **TOL)
+    # and the aligned scores the actor's weights use
+    z1, _ = policy.candidate_scores(obs, acts[:, 0])
+    th.testing.assert_close(z1, expected[:, 0], **TOL)
+
+
+def test_adam_is_fused_by_default_and_configurable():
+    model = OTPR("MlpPolicy", IdentityEnvBox(), seed=0, **FAST)
+    for opt in (model.policy.actor.optimizer, model.policy.critic.optimizer, model.policy.value.optimizer):
+        assert opt.param_groups[0]["fused"] is True
+    assert model.dual_solver.optimizer.param_groups[0]["fused"] is True
+    kwargs = {**FAST, "policy_kwargs": {**FAST["policy_kwargs"], "optimizer_kwargs": dict(foreach=False)}}
+    plain = OTPR("MlpPolicy", IdentityEnvBox(), seed=0, **kwargs)
+    assert not plain.policy.critic.optimizer.param_groups[0]["fused"]
