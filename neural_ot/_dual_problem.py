@@ -22,10 +22,21 @@ class _Problem:
         self.a, self.b, self.C, self.mask, self.r = a, b, C, mask, regularizer
         self.shape = C.shape
         self.sinkhorn_sweeps = 0  # counted for the result
+        self._cost_range: tuple[float, float] | None = None
+
+    @property
+    def cost_range(self) -> tuple[float, float]:
+        """``(min C, max C)``, computed once (one pass) for all stages."""
+        if self._cost_range is None:
+            lo, hi = th.aminmax(self.C)
+            self._cost_range = (float(lo), float(hi))
+        return self._cost_range
 
     def with_regularizer(self, regularizer: Regularizer) -> _Problem:
         """Return the same data with another regulariser (a continuation stage), leaving this problem unchanged."""
-        return _Problem(self.a, self.b, self.C, self.mask, regularizer)
+        stage = _Problem(self.a, self.b, self.C, self.mask, regularizer)
+        stage._cost_range = self._cost_range
+        return stage
 
     def z(self, u: th.Tensor, v: th.Tensor) -> th.Tensor:
         return u[:, None] + v[None, :] - self.C
@@ -79,14 +90,15 @@ class _Problem:
             C, other, w = self.C.T, u, self.a
             mask = None if self.mask is None else self.mask.T
             current = v
-        sel = th.arange(C.shape[0], device=C.device) if rows is None else rows
-        if sel.numel() == 0:
+        if rows is None:  # every row: no gathered copy of C
+            ms = None if mask is None else mask > 0
+            return self.r.row_potential(C - other[None, :], w, ms)
+        if rows.numel() == 0:
             return current
-        Cs = C[sel] - other[None, :]  # c_ij - v_j: the row's thresholds
-        ms = None if mask is None else mask[sel] > 0
-        new = self.r.row_potential(Cs, w, ms)
+        Cs = C[rows] - other[None, :]  # c_ij - v_j: the row's thresholds
+        ms = None if mask is None else mask[rows] > 0
         out = current.clone()
-        out[sel] = new
+        out[rows] = self.r.row_potential(Cs, w, ms)
         return out
 
 

@@ -36,6 +36,7 @@ class _Curvature:
         self.n, self.m = n, m
         a, b = prob.a, prob.b
         self.active: th.Tensor | None = None
+        self._W: th.Tensor | None = None
         if isinstance(prob, _SparseProblem):
             active = z > 0
             self.active = active
@@ -53,15 +54,21 @@ class _Curvature:
             self._from_active(prob, zc, a[self.rows] * b[self.cols])
             self.dense = self.w.numel() > _DENSE_FRACTION * n * m
             if self.dense:
-                self.W = th.zeros_like(z).index_put_((self.rows, self.cols), self.w)
+                self._W = th.zeros_like(z).index_put_((self.rows, self.cols), self.w)
         else:
-            H = prob.masked(prob.r.density(z))
-            T = a[:, None] * H * b[None, :]
+            T = prob.masked(prob.r.density(z)).mul_(a[:, None]).mul_(b[None, :])
             self.row_mass, self.col_mass = T.sum(1), T.sum(0)
-            self.W = T / prob.r.reg  # entropic: curvature = density / eps
+            self._plan, self._reg = T, prob.r.reg  # entropic: curvature = density / eps, built when a step needs it
             self.d1, self.d2 = self.row_mass / prob.r.reg, self.col_mass / prob.r.reg
             self.dense = True
         self.direct = not self.dense and self.w.numel() <= 4 * (n + m)
+
+    @property
+    def W(self) -> th.Tensor:
+        """Dense Hessian weights ``(n, m)`` (dense case)."""
+        if self._W is None:
+            self._W = self._plan / self._reg
+        return self._W
 
     def marginal_error(self, prob: _Problem | _SparseProblem) -> tuple[float, float]:
         """Relative L1 errors of the row and column marginals."""
@@ -193,7 +200,8 @@ def _newton(
     u = th.zeros(n, dtype=prob.C.dtype, device=prob.C.device)
     v = th.zeros(m, dtype=prob.C.dtype, device=prob.C.device)
     target = prob.r
-    spread = float(prob.C.max() - prob.C.min())
+    lo, hi = prob.cost_range
+    spread = hi - lo
     schedule = [target.reg]
     while spread > 0 and schedule[-1] * _CONTINUATION < 1e-2 * spread:
         schedule.append(schedule[-1] * _CONTINUATION)
@@ -215,29 +223,49 @@ def _newton(
     return u, v, total, converged and last
 
 
-def _sinkhorn_sweeps(prob: _Problem, u: th.Tensor, v: th.Tensor, tol: float) -> tuple[th.Tensor, th.Tensor]:
+def _sinkhorn_sweeps(prob: _Problem, u: th.Tensor, v: th.Tensor, tol: float) -> tuple[th.Tensor, th.Tensor, float]:
     """Sinkhorn iterations in the scaling domain around ``(u, v)`` (a stabilised kernel), while they converge fast.
 
-    The kernel ``exp((u + v - C) / eps)`` is bounded after the exact block steps, so scalings stay finite;
-    Newton takes over when Sinkhorn slows down (small eps), which is where it is slow.
+    The kernel ``exp((u + v - C) / eps)`` must be bounded away from under- and overflow (see
+    :func:`_kernel_is_safe`, or after exact block steps), so scalings stay finite. Newton takes over when
+    Sinkhorn slows down (small eps), which is where it is slow. Returns the potentials and the relative row
+    marginal error of the last check (the column marginal is exact after each sweep; ``inf`` if unchecked).
     """
     eps = prob.r.reg
-    K = prob.masked(th.exp(prob.z(u, v) / eps))
-    alpha, beta = th.ones_like(u), th.ones_like(v)
-    last_err = float("inf")
+    K_t = prob.masked(th.add(u[:, None], v[None, :]).sub_(prob.C).div_(eps).exp_())
+    a_t, b_t = prob.a, prob.b
+    if K_t.device.type == "cpu":
+        # numpy's BLAS runs these matrix-vector products 2-3x faster than torch's on the CPU (measured at n = 1000);
+        # the arrays are views of the same memory.
+        K, a, b = K_t.numpy(), a_t.numpy(), b_t.numpy()
+        finite, backend = np.isfinite, np
+    else:
+        K, a, b = K_t, a_t, b_t
+        finite, backend = th.isfinite, th  # type: ignore[assignment]
+    alpha, beta = backend.ones_like(a), backend.ones_like(b)
+    last_err = err = float("inf")
     for it in range(1, _SINKHORN_SWEEPS + 1):
-        alpha_new = 1.0 / (K @ (beta * prob.b))
-        beta_new = 1.0 / (K.T @ (alpha_new * prob.a))
-        if not (bool(th.isfinite(alpha_new).all()) and bool(th.isfinite(beta_new).all())):
+        alpha_new = 1.0 / (K @ (beta * b))
+        beta_new = 1.0 / (K.T @ (alpha_new * a))
+        if not (bool(finite(alpha_new).all()) and bool(finite(beta_new).all())):
+            err = float("inf")
             break
         alpha, beta = alpha_new, beta_new
         prob.sinkhorn_sweeps += 1
+        err = float("inf")
         if it % 10 == 0:
-            err = float((prob.a * alpha * (K @ (beta * prob.b)) - prob.a).abs().sum() / prob.a.sum())
+            err = float(abs(a * alpha * (K @ (beta * b)) - a).sum() / a.sum())
             if err <= tol or err > 0.9 * last_err:
                 break
             last_err = err
-    return u + eps * th.log(alpha), v + eps * th.log(beta)
+    alpha_t, beta_t = th.as_tensor(alpha, device=u.device), th.as_tensor(beta, device=v.device)
+    return u + eps * th.log(alpha_t), v + eps * th.log(beta_t), err
+
+
+def _kernel_is_safe(prob: _Problem) -> bool:
+    """Whether ``exp((min C - C) / eps)`` and its Sinkhorn scalings stay far from the float64 limits."""
+    lo, hi = prob.cost_range
+    return prob.C.dtype == th.float64 and (hi - lo) / prob.r.reg < 200.0
 
 
 def _working_set_stage(
@@ -356,22 +384,32 @@ def _newton_stage(
     """Newton iterations at a fixed eps from ``(u, v)``."""
     n = prob.shape[0]
     if initial_block:
-        u = prob.block_maximize(u, v, side="u")
-        v = prob.block_maximize(u, v, side="v")
-        if isinstance(prob, _Problem) and isinstance(prob.r, Entropic):
-            u, v = _sinkhorn_sweeps(prob, u, v, tol)
-    loss = prob.loss(u, v)
+        entropic = isinstance(prob, _Problem) and isinstance(prob.r, Entropic)
+        if entropic and bool((u == 0).all()) and bool((v == 0).all()) and _kernel_is_safe(prob):
+            u = th.full_like(u, prob.cost_range[0])  # the kernel then lies in [exp(-spread / eps), 1]
+        else:
+            # Exact block steps bound the kernel (from zero potentials they are Sinkhorn's first sweep).
+            u = prob.block_maximize(u, v, side="u")
+            v = prob.block_maximize(u, v, side="v")
+        if entropic:
+            assert isinstance(prob, _Problem)
+            u, v, err = _sinkhorn_sweeps(prob, u, v, tol)
+            if err <= tol:  # Sinkhorn alone reached tol: no Newton step, no dense pass more (checked by the result)
+                return u, v, 0, True
+    loss: float | None = None
     converged, it = False, 0
     for it in range(1, max_iter + 1):
         z = prob.z(u, v)
         curv = _Curvature(prob, z)
         ea, eb = curv.marginal_error(prob)
         if verbose:
-            print(f"eps {prob.r.reg:.2e}  newton {it:3d}  dual {-loss:.12e}  marginal error {max(ea, eb):.3e}")
+            print(f"eps {prob.r.reg:.2e}  newton {it:3d}  marginal error {max(ea, eb):.3e}")
         if max(ea, eb) <= tol:
             converged = True
             it -= 1
             break
+        if loss is None:  # needed by the line search only
+            loss = prob.loss(u, v)
         g = th.cat([curv.row_mass - prob.a, curv.col_mass - prob.b])
         step, free_u, free_v = _newton_direction(prob, curv, g, max(ea, eb), cg_max_iter)
         t, accepted, cand = _line_search(prob, u, v, step, z, curv, g, loss, max(ea, eb))

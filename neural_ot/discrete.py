@@ -22,6 +22,7 @@ import torch as th
 from neural_ot._arrays import ArrayLike, is_numpy, result_dtype, to_output, to_tensor
 from neural_ot._dual_problem import _Problem
 from neural_ot._newton import _newton
+from neural_ot.duals import relative_marginal_errors
 from neural_ot._validation import (
     check_equal_mass,
     check_mask,
@@ -102,8 +103,8 @@ def solve_discrete(
     check_positive_int(max_iter, "max_iter")
     check_positive_int(cg_max_iter, "cg_max_iter")
     full = _validated_problem(a, b, M, mask, regularizer, tol)
-    u, v, value_dual, n_iter, converged, sweeps = _solve_on_support(full, tol, max_iter, cg_max_iter, verbose)
-    return _result(full, u, v, value_dual, n_iter, sweeps, converged, tol, is_numpy(M), result_dtype(M, a, b))
+    u, v, n_iter, converged, sweeps = _solve_on_support(full, tol, max_iter, cg_max_iter, verbose)
+    return _result(full, u, v, n_iter, sweeps, converged, tol, is_numpy(M), result_dtype(M, a, b))
 
 
 def _validated_problem(
@@ -130,10 +131,10 @@ def _validated_problem(
 
 def _solve_on_support(
     full: _Problem, tol: float, max_iter: int, cg_max_iter: int, verbose: bool
-) -> tuple[th.Tensor, th.Tensor, float, int, bool, int]:
+) -> tuple[th.Tensor, th.Tensor, int, bool, int]:
     """Run Newton on the points of positive weight (zero-weight points carry no mass); potentials are 0 elsewhere.
 
-    Returns the potentials, the dual value, the iterations, whether they converged and the Sinkhorn sweeps.
+    Returns the potentials, the iterations, whether they converged and the Sinkhorn sweeps.
     """
     at, bt, C, maskt = full.a, full.b, full.C, full.mask
     keep_a, keep_b = at > 0, bt > 0
@@ -146,14 +147,13 @@ def _solve_on_support(
     u_s, v_s, n_iter, converged = _newton(prob, tol, max_iter, cg_max_iter, verbose)
     u, v = C.new_zeros(C.shape[0]), C.new_zeros(C.shape[1])
     u[keep_a], v[keep_b] = u_s, v_s
-    return u, v, -prob.loss(u_s, v_s), n_iter, converged, prob.sinkhorn_sweeps
+    return u, v, n_iter, converged, prob.sinkhorn_sweeps
 
 
 def _result(
     full: _Problem,
     u: th.Tensor,
     v: th.Tensor,
-    value_dual: float,
     n_iter: int,
     sweeps: int,
     converged: bool,
@@ -161,16 +161,32 @@ def _result(
     as_numpy: bool,
     out_dtype: th.dtype,
 ) -> OTResult:
-    """Assemble the result: plan, values and the convergence verdict against the weights as given (not rescaled)."""
+    """Assemble the result: plan, values and the convergence verdict against the weights as given (not rescaled).
+
+    A handful of dense passes: ``z``, the density, the plan, and inner products with them (the penalties
+    follow from the plan, :meth:`~neural_ot.regularizers.Regularizer.penalty_sums`).
+    """
     at, bt, C, regularizer = full.a, full.b, full.C, full.r
-    H, _ = full.plan(u, v)
-    H = H * (at > 0)[:, None] * (bt > 0)[None, :]
-    T = at[:, None] * H * bt[None, :]
-    transport = float((C * T).sum())
-    value = transport + float(at @ full.masked(regularizer.primal(H)) @ bt)
+    H = regularizer.density_(th.add(u[:, None], v[None, :]).sub_(C))
+    if full.mask is not None:
+        H.mul_(full.mask)
+    if not (bool((at > 0).all()) and bool((bt > 0).all())):
+        H.mul_((at > 0)[:, None]).mul_((bt > 0)[None, :])
+    T = H * at[:, None]
+    T.mul_(bt[None, :])
+    transport = float(th.vdot(C.reshape(-1), T.reshape(-1)))
+    row_mass, col_mass = T.sum(1), T.sum(0)
+    total = float(row_mass.sum())
+    tz = float(u @ row_mass + v @ col_mass) - transport  # sum_ij T_ij (u_i + v_j - C_ij)
+    support_mass = float(at @ full.mask @ bt) if full.mask is not None else float(at.sum() * bt.sum())
+    primal, dual_penalty = regularizer.penalty_sums(tz, total, support_mass)
+    value = transport + primal
+    # The dual of the problem Newton solved, whose `b` carries the mass of `a` (see `_solve_on_support`).
+    scale = float(at.sum() / bt.sum())
+    value_dual = float(at @ u) + scale * (float(bt @ v) - dual_penalty)
     if not (value == value and value_dual == value_dual):
         raise FloatingPointError("solve_discrete produced NaN; the problem is badly scaled (check `M` and `reg`)")
-    errors = full.errors(T)
+    errors = relative_marginal_errors(row_mass, col_mass, at, bt)
     converged = converged and max(errors) <= tol
     if not converged:
         warnings.warn(

@@ -61,6 +61,19 @@ class Regularizer(ABC):
         """Per-pair primal penalty :math:`\\varepsilon \\phi(H)`."""
 
     @abstractmethod
+    def density_(self, z: th.Tensor) -> th.Tensor:
+        """:meth:`density` computed in place of ``z`` (no temporary; not for tensors that need gradients)."""
+
+    @abstractmethod
+    def penalty_sums(self, tz: float, total: float, support_mass: float) -> tuple[float, float]:
+        """Primal and dual penalties of a plan, summed, from three of its scalars (no pass over the plan).
+
+        For the plan ``T = a b^T m H`` of ``z = u + v - C``, returns ``sum_ij a_i b_j m_ij eps phi(H_ij)`` and
+        ``sum_ij a_i b_j m_ij eps phi*(z_ij)`` given ``tz = sum_ij T_ij z_ij`` (which is
+        ``u . T 1 + v . T^T 1 - <C, T>``), ``total = sum_ij T_ij`` and ``support_mass = sum_ij a_i b_j m_ij``.
+        """
+
+    @abstractmethod
     def row_potential(self, w: th.Tensor, b: th.Tensor, mask: th.Tensor | None = None) -> th.Tensor:
         """Return the ``u_i`` with ``sum_j b_j m_ij density(u_i - w_ij) = 1`` for every row (the smooth c-transform).
 
@@ -87,7 +100,7 @@ class SquaredL2(Regularizer):
         return th.relu(z).square() / (4.0 * self.reg)
 
     def density(self, z: th.Tensor) -> th.Tensor:  # noqa: D102
-        return th.relu(z) / (2.0 * self.reg)
+        return (z / (2.0 * self.reg)).relu_()  # one temporary (autograd-safe: division does not save its output)
 
     def inverse_density(self, h: th.Tensor) -> th.Tensor:  # noqa: D102
         return 2.0 * self.reg * h
@@ -97,6 +110,13 @@ class SquaredL2(Regularizer):
 
     def primal(self, density: th.Tensor) -> th.Tensor:  # noqa: D102
         return self.reg * density.square()
+
+    def density_(self, z: th.Tensor) -> th.Tensor:  # noqa: D102
+        return z.div_(2.0 * self.reg).relu_()
+
+    def penalty_sums(self, tz: float, total: float, support_mass: float) -> tuple[float, float]:  # noqa: D102
+        # Where T > 0, z = 2 eps H, so eps H^2 = z H / 2 and both penalties are tz / 2.
+        return 0.5 * tz, 0.5 * tz
 
     def row_potential(self, w: th.Tensor, b: th.Tensor, mask: th.Tensor | None = None) -> th.Tensor:  # noqa: D102
         return l2_row_roots(w, b, mask, 2.0 * self.reg)
@@ -111,7 +131,7 @@ class Entropic(Regularizer):
         return self.reg * th.expm1(z / self.reg)
 
     def density(self, z: th.Tensor) -> th.Tensor:  # noqa: D102
-        return th.exp(z / self.reg)
+        return (z / self.reg).exp_()  # one temporary (autograd-safe)
 
     def inverse_density(self, h: th.Tensor) -> th.Tensor:  # noqa: D102
         return self.reg * th.log(h)
@@ -121,6 +141,14 @@ class Entropic(Regularizer):
 
     def primal(self, density: th.Tensor) -> th.Tensor:  # noqa: D102
         return self.reg * (th.xlogy(density, density) - density + 1.0)
+
+    def density_(self, z: th.Tensor) -> th.Tensor:  # noqa: D102
+        return z.div_(self.reg).exp_()
+
+    def penalty_sums(self, tz: float, total: float, support_mass: float) -> tuple[float, float]:  # noqa: D102
+        # log H = z / eps: eps (H log H - H + 1) sums to tz - eps (total - mass), eps (H - 1) to eps (total - mass).
+        dual = self.reg * (total - support_mass)
+        return tz - dual, dual
 
     def row_potential(self, w: th.Tensor, b: th.Tensor, mask: th.Tensor | None = None) -> th.Tensor:  # noqa: D102
         logits = th.log(b)[None, :] - w / self.reg
@@ -132,24 +160,38 @@ class Entropic(Regularizer):
 def l2_row_roots(thresholds: th.Tensor, w: th.Tensor, active: th.Tensor | None, target: float) -> th.Tensor:
     """Solve ``sum_j w_j (s - t_j)_+ = target`` for ``s`` on each row, by sorting the thresholds ``t``.
 
-    Only the smallest thresholds matter when few pairs are active, so a partial sort (``topk``) is
-    tried first and rows whose solution lies beyond it fall back to a full sort.
+    Only the smallest thresholds matter when few pairs are active, so a partial sort (``topk``) of 64 is
+    tried first; rows whose solution lies beyond it are retried with four times as many, and only rows
+    beyond a quarter of the columns get a full sort (a full sort of every row costs several top-k passes).
     """
     inf = th.tensor(float("inf"), dtype=thresholds.dtype, device=thresholds.device)
     t = thresholds if active is None else th.where(active, thresholds, inf)
+    m = t.shape[1]
     wt = w[None, :].expand_as(t)
-    k = min(t.shape[1], 64)
-    if k < t.shape[1]:
-        ts, order = th.topk(t, k + 1, dim=1, largest=False, sorted=True)
-        sol, ok = _breakpoint_solution(ts[:, :k], th.gather(wt, 1, order[:, :k]), ts[:, k], target)
-        if bool(ok.all()):
+    sol = th.empty(t.shape[0], dtype=t.dtype, device=t.device)
+    rows: th.Tensor | None = None  # None: every row
+    k = 64
+    while k < m // 4:
+        tr = t if rows is None else t[rows]
+        ts, order = th.topk(tr, k + 1, dim=1, largest=False, sorted=True)
+        wr = wt if rows is None else wt[rows]
+        part, ok = _breakpoint_solution(ts[:, :k], th.gather(wr, 1, order[:, :k]), ts[:, k], target)
+        if rows is None:
+            sol = part
+            rows = th.nonzero(~ok).flatten()
+        else:
+            sol[rows] = part
+            rows = rows[~ok]
+        if rows.numel() == 0:
             return sol
-        rest = th.nonzero(~ok).flatten()
-        ts, order = th.sort(t[rest], dim=1)
-        sol[rest] = _breakpoint_solution(ts, th.gather(wt[rest], 1, order), None, target)[0]
-        return sol
-    ts, order = th.sort(t, dim=1)
-    return _breakpoint_solution(ts, th.gather(wt, 1, order), None, target)[0]
+        k *= 4
+    tr = t if rows is None else t[rows]
+    ts, order = th.sort(tr, dim=1)
+    part = _breakpoint_solution(ts, th.gather(wt if rows is None else wt[rows], 1, order), None, target)[0]
+    if rows is None:
+        return part
+    sol[rows] = part
+    return sol
 
 
 def _breakpoint_solution(ts: th.Tensor, ws: th.Tensor, next_t: th.Tensor | None, target: float) -> tuple[th.Tensor, th.Tensor]:

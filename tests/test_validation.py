@@ -114,3 +114,21 @@ def test_feasible_irregular_mask_is_accepted_and_solved():
     b[2:] = (1 - b[0] - b[1]) / (n - 2)
     with pytest.raises(ValueError, match="admits no transport plan"):
         no.solve_discrete(None, b, M, 0.1, mask=mask)
+
+
+def test_check_matrix_accepts_finite_entries_whose_sum_overflows():
+    """Finiteness is proved by the sum when it is finite; an overflowing sum falls back to the entry-wise check."""
+    from neural_ot._validation import check_matrix
+
+    huge = th.full((3, 3), 1e308, dtype=th.float64)
+    assert not bool(th.isfinite(huge.sum()))
+    check_matrix(huge)
+    for bad in (float("nan"), float("inf"), -float("inf")):
+        M = huge.clone()
+        M[1, 2] = bad
+        with pytest.raises(ValueError, match="NaN or infinite"):
+            check_matrix(M)
+    M = th.zeros(2, 2, dtype=th.float64)
+    M[0, 0], M[1, 1] = float("inf"), -float("inf")  # the sum is NaN
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        check_matrix(M)
