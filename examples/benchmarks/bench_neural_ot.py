@@ -69,12 +69,17 @@ def bench_entropic(sizes: list[int], regs: list[float]) -> list[dict[str, float]
         M = _problem(n)
         a = b = np.full(n, 1.0 / n)
         for reg in regs:
-            t0 = time.perf_counter()
-            res = no.solve_discrete(a, b, M, reg, reg_type="entropic")
-            t_ours = time.perf_counter() - t0
-            t0 = time.perf_counter()
-            G = ot.sinkhorn(a, b, M, reg, stopThr=1e-9, numItermax=100000)
-            t_pot = time.perf_counter() - t0
+            if reg < 1e-2 and n > 1000:
+                continue  # POT needs minutes there
+            # Best of three, alternating: single runs of 10-50 ms vary by 2x on this machine.
+            t_ours = t_pot = float("inf")
+            for _ in range(1 if reg < 1e-2 else 3):
+                t0 = time.perf_counter()
+                res = no.solve_discrete(a, b, M, reg, reg_type="entropic")
+                t_ours = min(t_ours, time.perf_counter() - t0)
+                t0 = time.perf_counter()
+                G = ot.sinkhorn(a, b, M, reg, stopThr=1e-9, numItermax=100000)
+                t_pot = min(t_pot, time.perf_counter() - t0)
             rows.append(
                 {
                     "n": n,
@@ -173,7 +178,7 @@ def print_tables(l2: list[dict], ent: list[dict], sto: list[dict]) -> None:
             f"| {r['n']} | {r['pot_reg']:g} | {r['eps']:.2e} | {r['t_ours']:.2f} | {r['t_pot']:.2f} | "
             f"{r['t_pot'] / r['t_ours']:.1f}x | {r['err_ours']:.1e} | {r['err_pot']:.1e} | {r['l1']:.1e} |"
         )
-    print("\n### Exact entropic solver vs POT `sinkhorn` (stopThr=1e-9)\n")
+    print("\n### Exact entropic solver vs POT `sinkhorn` (stopThr=1e-9; best of 3 runs, 1 at reg 1e-3)\n")
     print("| n = m | reg | neural_ot [s] | POT [s] | speed-up | marginal err neural_ot | marginal err POT | L1(plan diff) |")
     print("|---|---|---|---|---|---|---|---|")
     for r in ent:
@@ -200,7 +205,7 @@ def main() -> None:
     sizes = [500, 1000] if args.quick else [500, 1000, 2000]
     want = {args.only} if args.only else {"l2", "entropic", "stochastic"}
     l2 = bench_l2(sizes, [1e-2, 1e-1]) if "l2" in want else []
-    ent = bench_entropic(sizes[:1] if args.quick else sizes, [1e-1, 1e-2]) if "entropic" in want else []
+    ent = bench_entropic(sizes[:1] if args.quick else sizes, [1e-1, 1e-2, 1e-3]) if "entropic" in want else []
     sto = (
         bench_stochastic([100_000] if args.quick else [100_000, 1_000_000], [2, 25], 200 if args.quick else 500)
         if "stochastic" in want

@@ -1,9 +1,10 @@
 """Where the milliseconds of one OTPR environment step go: collection, critic, dual, actor, the rest.
 
-Run: ``python examples/benchmarks/profile_otpr_step.py [--env Pendulum-v1] [--steps 500] [--config scratch]``.
-OTPR trains from scratch with one gradient step per environment step; after a warm-up, the named
-components are timed by wrapping the methods that do them, and the torch operators that take the most
-time are listed (cProfile). Prints markdown tables.
+Run: ``python examples/benchmarks/profile_otpr_step.py [--env Pendulum-v1] [--steps 500] [--config scratch]``,
+or ``--finetune`` for the library's defaults fine-tuning on FetchPickAndPlace-v4 after a short pretraining on
+20 noisy expert episodes (the setting of ``bench_otpr_speed.py``). One gradient step per environment step;
+after a warm-up, the named components are timed by wrapping the methods that do them, and the torch
+operators that take the most time are listed (cProfile). Prints markdown tables.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import torch as th
 from otpr_sb3 import OTPR
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from from_scratch import CONFIGS  # noqa: E402
 
 
@@ -42,17 +44,31 @@ def main() -> None:
     parser.add_argument("--config", default="scratch", choices=sorted(CONFIGS))
     parser.add_argument("--steps", type=int, default=500)
     parser.add_argument("--warmup", type=int, default=400)
+    parser.add_argument("--finetune", action="store_true", help="defaults, pretrained, on FetchPickAndPlace-v4")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--no-cprofile", action="store_true", help="time the components only (no cProfile overhead)")
     args = parser.parse_args()
-    th.set_num_threads(1)
-    env = gym.make(args.env)
-    model = OTPR(
-        "MultiInputPolicy" if isinstance(env.observation_space, gym.spaces.Dict) else "MlpPolicy",
-        env,
-        seed=0,
-        dual_start=50,
-        dual_eval_freq=0,
-        **CONFIGS[args.config],
-    )
+    th.set_num_threads(args.threads)
+    if args.finetune:
+        import gymnasium_robotics
+        from bench_otpr_speed import ENV, expert_demos
+
+        gym.register_envs(gymnasium_robotics)
+        args.env, args.config = ENV, "defaults (fine-tuning)"
+        env = gym.make(ENV)
+        common = dict(batch_size=256, train_freq=1, gradient_steps=1, learning_starts=256, dual_start=100)
+        model = OTPR("MultiInputPolicy", env, seed=0, **common)
+        model.pretrain(expert_demos(), n_steps=200, add_to_replay_buffer=True)
+    else:
+        env = gym.make(args.env)
+        model = OTPR(
+            "MultiInputPolicy" if isinstance(env.observation_space, gym.spaces.Dict) else "MlpPolicy",
+            env,
+            seed=0,
+            dual_start=50,
+            dual_eval_freq=0,
+            **CONFIGS[args.config],
+        )
     model.learn(args.warmup)
     names = (
         "collection: L candidates, DDIM, H, draw",
@@ -60,6 +76,7 @@ def main() -> None:
         "dual: potentials step",
         "  of which: cost matrix (critic on all pairs)",
         "actor: score-matching step (with its targets)",
+        "  across collection and actor: H with u over reference actions (critics on those pairs)",
     )
     totals: dict[str, float] = defaultdict(float, {name: 0.0 for name in names})
     policy = model.policy
@@ -68,9 +85,11 @@ def main() -> None:
     model._dual_update = _timed(totals, names[2], model._dual_update)
     policy.dual_cost.pairwise = _timed(totals, names[3], policy.dual_cost.pairwise)
     model._actor_update = _timed(totals, names[4], model._actor_update)
+    policy.compatibility = _timed(totals, names[5], policy.compatibility)
     profiler = cProfile.Profile()
     start = time.perf_counter()
-    profiler.enable()
+    if not args.no_cprofile:
+        profiler.enable()
     model.learn(args.steps, reset_num_timesteps=False)
     profiler.disable()
     total = time.perf_counter() - start
@@ -80,9 +99,11 @@ def main() -> None:
     named = sum(v for k, v in totals.items() if not k.startswith("  "))
     for name, seconds in list(totals.items()) + [("other (env, buffer, SB3 loop, logging)", total - named)]:
         print(f"| {name} | {seconds * per_step:.1f} | {seconds / total:.0%} |")
+    if args.no_cprofile:
+        return
     print("\nTop functions by own time:\n")
     stats = pstats.Stats(profiler)
-    rows = sorted(stats.stats.items(), key=lambda kv: kv[1][2], reverse=True)[:10]  # type: ignore[attr-defined]
+    rows = sorted(stats.stats.items(), key=lambda kv: kv[1][2], reverse=True)[:12]  # type: ignore[attr-defined]
     print("| function | calls per env step | ms per env step |\n|---|---|---|")
     for (filename, line, func), (_, ncalls, tottime, _, _) in rows:
         where = func if filename.startswith("~") else f"{func} ({os.path.basename(filename)}:{line})"
