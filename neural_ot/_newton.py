@@ -7,6 +7,7 @@ operator and solvers (dense Cholesky or preconditioned CG), the Armijo line sear
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -235,6 +236,11 @@ def _sinkhorn_sweeps(prob: _Problem, u: th.Tensor, v: th.Tensor, tol: float) -> 
     eps = prob.r.reg
     K_t = prob.masked(th.add(u[:, None], v[None, :]).sub_(prob.C).div_(eps).exp_())
     a_t, b_t = prob.a, prob.b
+    K: Any
+    a: Any
+    b: Any
+    finite: Any
+    backend: Any
     if K_t.device.type == "cpu":
         # numpy's BLAS runs these matrix-vector products 2-3x faster than torch's on the CPU (measured at n = 1000);
         # the arrays are views of the same memory.
@@ -242,7 +248,7 @@ def _sinkhorn_sweeps(prob: _Problem, u: th.Tensor, v: th.Tensor, tol: float) -> 
         finite, backend = np.isfinite, np
     else:
         K, a, b = K_t, a_t, b_t
-        finite, backend = th.isfinite, th  # type: ignore[assignment]
+        finite, backend = th.isfinite, th
     alpha, beta = backend.ones_like(a), backend.ones_like(b)
     last_err = err = float("inf")
     for it in range(1, _SINKHORN_SWEEPS + 1):
@@ -387,7 +393,8 @@ def _newton_stage(
     n = prob.shape[0]
     if initial_block:
         entropic = isinstance(prob, _Problem) and isinstance(prob.r, Entropic)
-        if entropic and bool((u == 0).all()) and bool((v == 0).all()) and _kernel_is_safe(prob):
+        cold = bool((u == 0).all()) and bool((v == 0).all())
+        if isinstance(prob, _Problem) and entropic and cold and _kernel_is_safe(prob):
             u = th.full_like(u, prob.cost_range[0])  # the kernel then lies in [exp(-spread / eps), 1]
         else:
             # Exact block steps bound the kernel (from zero potentials they are Sinkhorn's first sweep).

@@ -22,7 +22,6 @@ import torch as th
 from neural_ot._arrays import ArrayLike, is_numpy, result_dtype, to_output, to_tensor
 from neural_ot._dual_problem import _Problem
 from neural_ot._newton import _newton
-from neural_ot.duals import relative_marginal_errors
 from neural_ot._validation import (
     check_equal_mass,
     check_mask,
@@ -31,6 +30,7 @@ from neural_ot._validation import (
     check_positive_int,
     check_weights,
 )
+from neural_ot.duals import relative_marginal_errors
 from neural_ot.regularizers import Regularizer, get_regularizer
 from neural_ot.results import OTResult
 

@@ -134,7 +134,8 @@ class VPSchedule(nn.Module):
             for i, k in enumerate(steps):
                 ab, ab_prev = self.alphas_cumprod[k], self.alphas_cumprod[steps[i + 1] if i + 1 < len(steps) else 0]
                 # Python floats (exactly the float32 values): cheaper than 0-d tensors in the sampling loop.
-                roots = (ab.sqrt(), (1.0 - ab).sqrt(), ab_prev.sqrt(), (1.0 - ab_prev).sqrt())
-                coeffs.append((k, *(float(r) for r in roots)))
+                coeffs.append(
+                    (k, float(ab.sqrt()), float((1.0 - ab).sqrt()), float(ab_prev.sqrt()), float((1.0 - ab_prev).sqrt()))
+                )
             self._ddim_cache[key] = coeffs
         return self._ddim_cache[key]

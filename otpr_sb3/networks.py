@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from typing import cast
 
 import torch as th
 import torch.nn.functional as F
@@ -57,7 +58,7 @@ class ResidualMLPDenoiser(nn.Module):
 
     def __init__(self, obs_dim: int, act_dim: int, hidden_dim: int = 256, n_blocks: int = 3, time_dim: int = 32) -> None:
         super().__init__()
-        self.obs_dim, self.act_dim = obs_dim, act_dim
+        self.obs_dim, self.act_dim, self.time_dim = obs_dim, act_dim, time_dim
         self.time_embed = nn.Sequential(SinusoidalEmbedding(time_dim), nn.Linear(time_dim, time_dim), nn.Mish())
         self.input = nn.Linear(act_dim + time_dim + obs_dim, hidden_dim)
         self.blocks = nn.Sequential(*[_ResidualBlock(hidden_dim) for _ in range(n_blocks)])
@@ -81,10 +82,11 @@ class ResidualMLPDenoiser(nn.Module):
     def _trunk_params(self) -> list[tuple[th.Tensor, ...]]:
         params: list[tuple[th.Tensor, ...]] = []
         for block in self.blocks:
-            norm, lin1, _, lin2 = block.net  # type: ignore[union-attr]
+            norm, lin1, _, lin2 = cast(_ResidualBlock, block).net
+            norm, lin1, lin2 = cast(nn.LayerNorm, norm), cast(nn.Linear, lin1), cast(nn.Linear, lin2)
             params.append((norm.weight, norm.bias, lin1.weight, lin1.bias, lin2.weight, lin2.bias))
-        norm, _, lin = self.output
-        params.append((norm.weight, norm.bias, lin.weight, lin.bias))  # type: ignore[arg-type]
+        out_norm, out_lin = cast(nn.LayerNorm, self.output[0]), cast(nn.Linear, self.output[2])
+        params.append((out_norm.weight, out_norm.bias, out_lin.weight, out_lin.bias))
         return params
 
     def conditioned(self, obs: th.Tensor, steps: Sequence[int]) -> Callable[[th.Tensor, int], th.Tensor]:
@@ -94,7 +96,7 @@ class ResidualMLPDenoiser(nn.Module):
         here (one row per state, one per step), so each call costs the action part and the trunk. Equal to
         :meth:`forward` up to float rounding (the input layer's sum is taken in a different order).
         """
-        A, Tdim = self.act_dim, self.time_embed[1].in_features  # type: ignore[union-attr]
+        A, Tdim = self.act_dim, self.time_dim
         W = self.input.weight
         k = th.as_tensor(list(steps), device=obs.device)
         base = F.linear(obs, W[:, A + Tdim :], self.input.bias)

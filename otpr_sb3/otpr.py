@@ -43,9 +43,12 @@ PAPER_DUAL: dict[str, Any] = {
 
 @th.no_grad()
 def _polyak(source: th.nn.Module, target: th.nn.Module, rate: float) -> None:
-    """``target <- (1 - rate) target + rate source`` over parameters, in one foreach call (SB3's `polyak_update`
-    loops over them)."""
-    targets, sources = list(target.parameters()), list(source.parameters())
+    """``target <- (1 - rate) target + rate source`` over the parameters, in one foreach call.
+
+    SB3's ``polyak_update`` loops over the parameters; this is the same update (up to float rounding).
+    """
+    targets: list[th.Tensor] = [p for p in target.parameters()]
+    sources: list[th.Tensor] = [p for p in source.parameters()]
     if len(targets) != len(sources):
         raise ValueError(f"polyak update between modules of {len(sources)} and {len(targets)} parameters")
     th._foreach_lerp_(targets, sources, rate)

@@ -183,7 +183,7 @@ def print_tables(l2: list[dict], ent: list[dict], sto: list[dict]) -> None:
     print("|---|---|---|---|---|---|---|---|")
     for r in ent:
         print(
-            f"| {r['n']} | {r['reg']:g} | {r['t_ours']:.2f} | {r['t_pot']:.2f} | {r['t_pot'] / r['t_ours']:.1f}x | "
+            f"| {r['n']} | {r['reg']:g} | {r['t_ours']:.3f} | {r['t_pot']:.3f} | {r['t_pot'] / r['t_ours']:.1f}x | "
             f"{r['err_ours']:.1e} | {r['err_pot']:.1e} | {r['l1']:.1e} |"
         )
     print("\n### Stochastic `L2Dual` (MLP potentials, batch 256): time and memory\n")
