@@ -285,9 +285,13 @@ class OTPR(OffPolicyAlgorithm):
         self._build_dual_solver()
         self._sync_dual_settings()
         self._told_unmasked = False
-        # Held-out diagnostics draw from their own stream, so evaluating never changes training.
-        self._eval_generator = th.Generator().manual_seed(1 + (0 if self.seed is None else self.seed))
-        self._reference_generator = th.Generator().manual_seed(2 + (0 if self.seed is None else self.seed))
+        # Held-out diagnostics draw from their own stream, so evaluating never changes training. Both streams are
+        # saved with the model (a loaded model keeps the ones `load` restored), so a resumed run draws on.
+        seed = 0 if self.seed is None else self.seed
+        if not isinstance(getattr(self, "_eval_generator", None), th.Generator):
+            self._eval_generator = th.Generator().manual_seed(1 + seed)
+        if not isinstance(getattr(self, "_reference_generator", None), th.Generator):
+            self._reference_generator = th.Generator().manual_seed(2 + seed)
         self._actor_lr = FloatSchedule(self.policy.arch["actor_learning_rate"])
         value_lr = self.policy.arch["value_learning_rate"]
         self._value_lr = None if value_lr is None else FloatSchedule(value_lr)
@@ -776,8 +780,6 @@ class OTPR(OffPolicyAlgorithm):
             "_actor_lr",
             "_value_lr",
             "_told_unmasked",
-            "_eval_generator",
-            "_reference_generator",
             "_dual_setup_key",
         ]
 

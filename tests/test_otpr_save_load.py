@@ -39,6 +39,21 @@ def test_save_load_restores_everything(tmp_path):
     loaded.learn(20)  # training continues after loading
 
 
+def test_loaded_model_continues_the_reference_and_held_out_streams(tmp_path):
+    """The reference actions of u(s) and the held-out diagnostics draw on from where the saved run stopped."""
+    env = IdentityEnvBox(ep_length=20)
+    model = _trained(env, steps=60)
+    model.save(tmp_path / "otpr.zip")
+    loaded = OTPR.load(tmp_path / "otpr.zip", env=env)
+    for name in ("_reference_generator", "_eval_generator"):
+        assert th.equal(getattr(model, name).get_state(), getattr(loaded, name).get_state()), name
+        a = th.randn(5, generator=getattr(model, name))
+        b = th.randn(5, generator=getattr(loaded, name))
+        assert th.equal(a, b), name
+    fresh = OTPR("MlpPolicy", env, seed=0, **FAST)  # a new model starts both streams from the seed
+    assert not th.equal(fresh._reference_generator.get_state(), model._reference_generator.get_state())
+
+
 def test_save_load_dict_observations(tmp_path):
     env = PointGoalEnv()
     model = _trained(env, "MultiInputPolicy", point_goal_demos(3), steps=40)
