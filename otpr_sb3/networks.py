@@ -73,7 +73,7 @@ class ResidualMLPDenoiser(nn.Module):
         # The residual blocks and the output head as plain tensor operations: at acting batch sizes a module
         # call costs more than its arithmetic. `params` (from `_trunk_params`) spares the attribute look-ups.
         *blocks, (norm_w, norm_b, out_w, out_b) = self._trunk_params() if params is None else params
-        width = (h.shape[-1],)
+        width = (h.shape[-1],)  # the layer norms are built with their default eps, 1e-5
         for ln_w, ln_b, w1, b1, w2, b2 in blocks:
             x = th.layer_norm(h, width, ln_w, ln_b, 1e-5)
             h = h + F.linear(F.mish(F.linear(x, w1, b1)), w2, b2)

@@ -397,6 +397,8 @@ class OTPRPolicy(BasePolicy):
         state part of the first critic layer are computed once; ``u(s)`` is the c-transform of the first ``M``
         costs, as :meth:`state_potential` computes it.
         """
+        if actions.ndim != 3 or actions.shape[0] != obs_n.shape[0] or actions.shape[2] != self.act_dim:
+            raise ValueError(f"`actions` must have shape ({obs_n.shape[0]}, m, {self.act_dim}), got {tuple(actions.shape)}")
         n, m = actions.shape[0], actions.shape[1]
         n_ref = self.reference_actions.shape[0]
         M = n_ref if n_reference is None else min(n_reference, n_ref)

@@ -65,6 +65,8 @@ def test_compatibility_of_grouped_actions_equals_state_potential_plus_pair_costs
     # and the aligned scores the actor's weights use
     z1, _ = policy.candidate_scores(obs, acts[:, 0])
     th.testing.assert_close(z1, expected[:, 0], **TOL)
+    with pytest.raises(ValueError, match="actions"):
+        policy.compatibility(obs, acts[:, 0])
 
 
 def test_adam_is_fused_by_default_and_configurable():
