@@ -39,7 +39,8 @@ class _Problem:
         return stage
 
     def z(self, u: th.Tensor, v: th.Tensor) -> th.Tensor:
-        return u[:, None] + v[None, :] - self.C
+        """``u_i + v_j - C_ij``, in one new ``(n, m)`` tensor (a fresh allocation costs page faults)."""
+        return th.add(u[:, None], v[None, :]).sub_(self.C)
 
     def masked(self, X: th.Tensor) -> th.Tensor:
         return X if self.mask is None else X * self.mask
@@ -75,8 +76,12 @@ class _Problem:
         return f
 
     def plan(self, u: th.Tensor, v: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
-        H = self.masked(self.r.density(self.z(u, v)))
-        return H, self.a[:, None] * H * self.b[None, :]
+        """Density ``H`` and plan ``a_i b_j H_ij`` of ``(u, v)``: two ``(n, m)`` tensors, no other temporary."""
+        H = self.r.density_(self.z(u, v))
+        if self.mask is not None:
+            H.mul_(self.mask)
+        T = H * self.a[:, None]
+        return H, T.mul_(self.b[None, :])
 
     def errors(self, T: th.Tensor) -> tuple[float, float]:
         return relative_marginal_errors(T.sum(1), T.sum(0), self.a, self.b)

@@ -233,7 +233,7 @@ def _sinkhorn_sweeps(prob: _Problem, u: th.Tensor, v: th.Tensor, tol: float) -> 
     marginal error of the last check (the column marginal is exact after each sweep; ``inf`` if unchecked).
     """
     eps = prob.r.reg
-    K_t = prob.masked(th.add(u[:, None], v[None, :]).sub_(prob.C).div_(eps).exp_())
+    K_t = prob.masked(prob.z(u, v).div_(eps).exp_())
     a_t, b_t = prob.a, prob.b
     K: Any
     a: Any

@@ -277,12 +277,20 @@ class OTPRPolicy(BasePolicy):
         that action sample. It costs the dual's cost on ``len(obs_n) x M`` pairs; ``n_reference`` uses only the
         first ``n_reference`` of them (a noisier estimate at a smaller cost; 0: the learned network).
         """
-        M = self.reference_actions.shape[0] if n_reference is None else min(n_reference, self.reference_actions.shape[0])
-        if M == 0:
+        ref = self._references(n_reference)
+        if ref.shape[0] == 0:
             return self.u(obs_n)
-        ref = self.reference_actions[:M]
+        return self._reference_potential(ref, self._cost.matrix(obs_n, ref))
+
+    def _references(self, n_reference: int | None) -> th.Tensor:
+        """Return the first ``n_reference`` reference actions (all when ``None``)."""
+        return self.reference_actions if n_reference is None else self.reference_actions[:n_reference]
+
+    def _reference_potential(self, ref: th.Tensor, C_ref: th.Tensor) -> th.Tensor:
+        """``u`` of states whose costs against the reference actions ``ref`` are the rows of ``C_ref``."""
+        M = ref.shape[0]
         b = th.full((M,), float(self.reference_mass) / M, device=ref.device)
-        return c_transform(self.v(ref), self._cost.matrix(obs_n, ref), float(self.reg), b=b)
+        return c_transform(self.v(ref), C_ref, float(self.reg), b=b)
 
     @property
     def uses_relation_cost(self) -> bool:
@@ -337,7 +345,6 @@ class OTPRPolicy(BasePolicy):
         self,
         obs_n: th.Tensor,
         actions: th.Tensor,
-        state_values: th.Tensor | None = None,
         n_reference: int | None = None,
     ) -> tuple[th.Tensor, th.Tensor]:
         """Scores ``z`` and non-negative weights for aligned (state, action) pairs, per the guidance.
@@ -351,16 +358,12 @@ class OTPRPolicy(BasePolicy):
         H guidance's start), every guidance uses IDQL's expectile weights ``|tau - 1(Q < V)|``, the documented
         fallback, with ``z`` the advantage.
 
-        ``state_values``, when given, are ``u`` at ``obs_n`` already computed; otherwise :meth:`state_potential`
-        computes them (with ``n_reference`` reference actions).
+        ``u(s)`` is :meth:`state_potential`'s, with ``n_reference`` reference actions.
         """
         if self.guidance == "compatibility" and bool(self.dual_ready):
             # The cost already holds the critics: no separate Q pass.
-            if state_values is None:
-                z, w = self.compatibility(obs_n, actions.unsqueeze(1), n_reference)
-                return z.squeeze(1), w.squeeze(1)
-            z = state_values + self.v(actions) - self.pair_cost(obs_n, actions)
-            return z, th.relu(z) / (2.0 * self.reg)
+            z, w = self.compatibility(obs_n, actions.unsqueeze(1), n_reference)
+            return z.squeeze(1), w.squeeze(1)
         q = self.critic.min(obs_n, actions)
         if not bool(self.dual_ready):
             adv = q - self.value(obs_n)
@@ -400,13 +403,11 @@ class OTPRPolicy(BasePolicy):
         if actions.ndim != 3 or actions.shape[0] != obs_n.shape[0] or actions.shape[2] != self.act_dim:
             raise ValueError(f"`actions` must have shape ({obs_n.shape[0]}, m, {self.act_dim}), got {tuple(actions.shape)}")
         n, m = actions.shape[0], actions.shape[1]
-        n_ref = self.reference_actions.shape[0]
-        M = n_ref if n_reference is None else min(n_reference, n_ref)
+        ref = self._references(n_reference)
+        M = ref.shape[0]
         if M:
-            ref = self.reference_actions[:M]
             C = self._cost.grouped(obs_n, th.cat([ref.expand(n, M, self.act_dim), actions.to(ref.dtype)], dim=1))
-            b = th.full((M,), float(self.reference_mass) / M, device=ref.device)
-            u = c_transform(self.v(ref), C[:, :M], float(self.reg), b=b)
+            u = self._reference_potential(ref, C[:, :M])
             C = C[:, M:]
         else:
             C, u = self._cost.grouped(obs_n, actions), self.u(obs_n)
