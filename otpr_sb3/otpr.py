@@ -632,7 +632,7 @@ class OTPR(OffPolicyAlgorithm):
             if self._n_updates % self.dual_freq == 0:
                 if policy.guidance == "compatibility":
                     stats.update(self._dual_update())
-                else:  # no dual to train: the Q / advantage ablations still wait the same number of updates
+                else:  # no dual to train: the other guidances still wait the same number of updates
                     self.dual_updates += 1
                     if self.dual_updates >= self.dual_start:
                         policy.dual_ready.fill_(True)
@@ -684,7 +684,10 @@ class OTPR(OffPolicyAlgorithm):
         data = self.replay_buffer.sample(self.actor_batch_size, env=self._vec_normalize_env)
         obs = policy.prepare_obs(data.observations)
         n_ref = getattr(self, "actor_reference_actions", None)  # models saved before it existed: all references
-        _, weights = policy.candidate_scores(obs, data.actions, n_reference=n_ref)
+        if policy.guidance == "expectile":  # IDQL: the actor fits the replay data unweighted; selection does the rest
+            weights = th.ones(len(data.actions), device=self.device)
+        else:
+            _, weights = policy.candidate_scores(obs, data.actions, n_reference=n_ref)
         normalize = self.actor_loss == "normalized"
         loss = policy.schedule.epsilon_loss(policy.actor, data.actions, obs, weights, normalize=normalize)
         if float(weights.sum()) > 0:

@@ -24,7 +24,7 @@ from otpr_sb3.critic_cost import COSTS, CriticCost
 from otpr_sb3.diffusion import VPSchedule
 from otpr_sb3.networks import ResidualMLPDenoiser, TwinQ, ValueNet
 
-GUIDANCE = ("compatibility", "q", "advantage")
+GUIDANCE = ("compatibility", "q", "advantage", "expectile")
 
 
 def flat_obs_dim(space: spaces.Space) -> int:
@@ -57,8 +57,9 @@ class OTPRPolicy(BasePolicy):
         DDIM sampling steps K (<= T).
     n_candidates : int
         L, the candidates drawn per state during collection (8 in the paper).
-    guidance : {"compatibility", "q", "advantage"}
-        How candidates are weighted: by H (OTPR), by exp(Q) or by exp(advantage).
+    guidance : {"compatibility", "q", "advantage", "expectile"}
+        How candidates are weighted: by H (OTPR), by exp(Q), by exp(advantage), or (IDQL-style) by the expectile
+        weights ``|tau - 1(Q < V)|`` with an unweighted actor update (score matching on replay pairs).
     cost : {"advantage", "q"}
         The dual's cost: ``-(Q - V) / spread(Q - V)`` (default; same plan as ``-Q``, see
         :mod:`otpr_sb3.critic_cost`) or the paper's ``-Q / mean|Q|``.
@@ -354,6 +355,8 @@ class OTPRPolicy(BasePolicy):
         - ``"q"``: ``exp(temperature * Q / spread(Q))``; ``"advantage"``: ``exp(temperature * (Q - V) / spread(Q - V))``,
           with running spreads over critic batches, both shifted by their maximum over the batch for stability.
 
+        - ``"expectile"`` (IDQL-style): IDQL's expectile weights ``|tau - 1(Q < V)|`` at all times, ``z`` the advantage.
+
         Until ``dual_ready`` (set after ``dual_start`` updates, whatever the guidance, so the ablations share the
         H guidance's start), every guidance uses IDQL's expectile weights ``|tau - 1(Q < V)|``, the documented
         fallback, with ``z`` the advantage.
@@ -365,7 +368,7 @@ class OTPRPolicy(BasePolicy):
             z, w = self.compatibility(obs_n, actions.unsqueeze(1), n_reference)
             return z.squeeze(1), w.squeeze(1)
         q = self.critic.min(obs_n, actions)
-        if not bool(self.dual_ready):
+        if self.guidance == "expectile" or not bool(self.dual_ready):
             adv = q - self.value(obs_n)
             return adv, th.where(adv < 0, 1.0 - self.expectile, self.expectile).to(q.dtype)
         if self.guidance == "q":

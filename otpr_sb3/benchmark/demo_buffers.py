@@ -1,0 +1,129 @@
+"""Replay buffers that keep the demonstrations and sample them symmetrically (RLPD's 50/50 batches).
+
+The demonstrations occupy the first slots of the buffer and are never overwritten: once online data fills the
+rest, writing wraps to the first slot after them. Every batch takes ``demo_fraction`` of its samples from the
+demonstrations and the rest from online data (all from the demonstrations until online data exists).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from gymnasium import spaces
+from stable_baselines3.common.buffers import DictReplayBuffer, ReplayBuffer
+from stable_baselines3.common.type_aliases import DictReplayBufferSamples, ReplayBufferSamples
+from stable_baselines3.common.vec_env import VecNormalize
+
+from otpr_sb3.demonstrations import Demonstrations
+
+
+class _Symmetric:
+    """The shared logic; mixed in before SB3's buffer classes."""
+
+    demo_size: int
+    demo_fraction: float
+    pos: int
+    full: bool
+    buffer_size: int
+
+    def _init_symmetric(self, demo_fraction: float) -> None:
+        if not 0.0 < demo_fraction < 1.0:
+            raise ValueError(f"`demo_fraction` must be in (0, 1), got {demo_fraction}")
+        self.demo_size, self.demo_fraction = 0, float(demo_fraction)
+
+    def freeze_demonstrations(self) -> None:
+        """Mark everything stored so far as demonstrations: kept for good and sampled as their own half.
+
+        Raises
+        ------
+        ValueError
+            If the buffer is empty, or full (no room would be left for online data).
+        """
+        if self.full or self.pos >= self.buffer_size - 1:
+            raise ValueError(f"the demonstrations fill the buffer (`buffer_size`={self.buffer_size}); make it larger")
+        if self.pos == 0:
+            raise ValueError("no demonstrations stored: add them before `freeze_demonstrations`")
+        self.demo_size = self.pos
+
+    def _after_add(self) -> None:
+        if self.demo_size and self.pos == 0:  # wrapped around: keep the demonstrations
+            self.pos = self.demo_size
+
+    def _symmetric_indices(self, batch_size: int) -> np.ndarray:
+        upper = self.buffer_size if self.full else self.pos
+        n_online = batch_size - int(round(self.demo_fraction * batch_size)) if upper > self.demo_size else 0
+        # numpy's global stream, as SB3's buffers sample (seeded by the algorithm's `set_random_seed`).
+        demo = np.random.randint(0, self.demo_size, size=batch_size - n_online)  # noqa: NPY002
+        online = np.random.randint(self.demo_size, upper, size=n_online)  # noqa: NPY002
+        return np.concatenate([demo, online])
+
+
+class SymmetricReplayBuffer(_Symmetric, ReplayBuffer):
+    """:class:`~stable_baselines3.common.buffers.ReplayBuffer` with kept, symmetrically sampled demonstrations.
+
+    Parameters
+    ----------
+    demo_fraction : float
+        Share of each batch drawn from the demonstrations (RLPD: 0.5).
+    *args, **kwargs
+        As SB3's ``ReplayBuffer`` (``optimize_memory_usage`` is not supported).
+    """
+
+    def __init__(self, *args: Any, demo_fraction: float = 0.5, **kwargs: Any) -> None:
+        if kwargs.get("optimize_memory_usage"):
+            raise ValueError("`optimize_memory_usage` is not supported by SymmetricReplayBuffer")
+        super().__init__(*args, **kwargs)
+        self._init_symmetric(demo_fraction)
+
+    def add(self, *args: Any, **kwargs: Any) -> None:  # noqa: D102
+        super().add(*args, **kwargs)
+        self._after_add()
+
+    def sample(self, batch_size: int, env: VecNormalize | None = None) -> ReplayBufferSamples:  # noqa: D102
+        if not self.demo_size:
+            return super().sample(batch_size, env)
+        return self._get_samples(self._symmetric_indices(batch_size), env=env)
+
+
+class SymmetricDictReplayBuffer(_Symmetric, DictReplayBuffer):
+    """:class:`SymmetricReplayBuffer` for dict observations (SB3's ``DictReplayBuffer``)."""
+
+    def __init__(self, *args: Any, demo_fraction: float = 0.5, **kwargs: Any) -> None:
+        if kwargs.get("optimize_memory_usage"):
+            raise ValueError("`optimize_memory_usage` is not supported by SymmetricDictReplayBuffer")
+        super().__init__(*args, **kwargs)
+        self._init_symmetric(demo_fraction)
+
+    def add(self, *args: Any, **kwargs: Any) -> None:  # noqa: D102
+        super().add(*args, **kwargs)
+        self._after_add()
+
+    def sample(self, batch_size: int, env: VecNormalize | None = None) -> DictReplayBufferSamples:  # type: ignore[override]  # noqa: D102
+        if not self.demo_size:
+            return super().sample(batch_size, env)
+        return self._get_samples(self._symmetric_indices(batch_size), env=env)
+
+
+def add_demonstrations(buffer: ReplayBuffer | DictReplayBuffer, demos: Demonstrations, action_space: spaces.Box) -> None:
+    """Store demonstrations in an SB3 replay buffer of one env, with actions scaled to ``[-1, 1]`` as SB3 stores them.
+
+    Truncated steps are stored with ``TimeLimit.truncated`` so that they bootstrap, as SB3 does for online data.
+    """
+    if buffer.n_envs != 1:
+        raise ValueError(f"demonstrations go into a buffer of one env, got `n_envs`={buffer.n_envs}")
+    low, high = action_space.low, action_space.high
+    scaled = (2.0 * (np.asarray(demos.actions) - low) / (high - low) - 1.0).astype(np.float32)
+
+    def take(o: Any, i: int) -> Any:
+        return {k: np.asarray(v[i : i + 1]) for k, v in o.items()} if isinstance(o, dict) else np.asarray(o[i : i + 1])
+
+    for i in range(len(demos)):
+        buffer.add(
+            take(demos.observations, i),
+            take(demos.next_observations, i),
+            scaled[i : i + 1],
+            np.asarray(demos.rewards[i : i + 1]),
+            np.asarray(demos.terminations[i : i + 1], dtype=np.float32),
+            [{"TimeLimit.truncated": bool(demos.truncations[i])}],
+        )

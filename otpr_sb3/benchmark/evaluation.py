@@ -1,0 +1,83 @@
+"""Deterministic evaluation on fixed seeds shared by every method, and the per-run evaluation log."""
+
+from __future__ import annotations
+
+import csv
+import os
+from typing import Any
+
+import gymnasium as gym
+
+from otpr_sb3.benchmark.tasks import Task
+
+#: Episode ``k`` of every evaluation is reset with ``EVAL_SEED + k``: all methods see the same episodes, and a
+#: 20-episode evaluation uses the first 20 of the final evaluation's 50.
+EVAL_SEED = 10_000
+
+EVAL_FIELDS = ("timesteps", "success", "episodes", "final", "wall_time")
+_INT_FIELDS = ("timesteps", "episodes", "final")
+
+
+def success_rate(model: Any, task: Task, episodes: int, env: gym.Env | None = None, seed: int = EVAL_SEED) -> float:
+    """Fraction of ``episodes`` deterministic episodes that end in success, as the task defines it.
+
+    Parameters
+    ----------
+    model : SB3 model
+        Anything with ``predict(obs, deterministic=True)``.
+    task : Task
+    episodes : int
+    env : gymnasium.Env, optional
+        Reused if given (a new one otherwise).
+    seed : int
+        Episode ``k`` is reset with ``seed + k``.
+    """
+    if episodes < 1:
+        raise ValueError(f"`episodes` must be >= 1, got {episodes}")
+    env = env if env is not None else task.make_env()
+    wins = 0
+    for ep in range(episodes):
+        obs, _ = env.reset(seed=seed + ep)
+        done, info = False, dict[str, Any]()
+        while not done:
+            action, _ = model.predict(obs, deterministic=True)
+            obs, _, terminated, truncated, info = env.step(action)
+            done = terminated or truncated
+        wins += int(task.succeeded(info))
+    return wins / episodes
+
+
+def read_evaluations(path: str) -> list[dict[str, float]]:
+    """Read the rows of an ``evaluations.csv`` (empty if it does not exist)."""
+    if not os.path.exists(path):
+        return []
+    with open(path, newline="") as f:
+        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
+
+
+def _formatted(row: dict[str, float]) -> dict[str, float | int]:
+    return {k: int(row[k]) if k in _INT_FIELDS else row[k] for k in EVAL_FIELDS}
+
+
+def write_evaluations(path: str, rows: list[dict[str, float]]) -> None:
+    """Write ``rows`` to ``path`` atomically (a crash leaves the old file or the new one)."""
+    tmp = path + ".tmp"
+    with open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, EVAL_FIELDS)
+        writer.writeheader()
+        writer.writerows(_formatted(r) for r in rows)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def append_evaluation(path: str, row: dict[str, float]) -> None:
+    """Append one row to ``path`` (written with a header if new), flushed to disk."""
+    new = not os.path.exists(path)
+    with open(path, "a", newline="") as f:
+        writer = csv.DictWriter(f, EVAL_FIELDS)
+        if new:
+            writer.writeheader()
+        writer.writerow(_formatted(row))
+        f.flush()
+        os.fsync(f.fileno())

@@ -1,0 +1,85 @@
+"""The methods of the benchmark, each a named configuration run by :func:`otpr_sb3.benchmark.runner.run`.
+
+Every OTPR variant and the IDQL-style baseline start from the same pretrained checkpoint (behaviour cloning
+and IQL on the demonstrations, one per task, dataset and seed); SAC+demos starts from scratch with the
+demonstrations in its replay buffer, as RLPD does.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Method:
+    """A named configuration.
+
+    Attributes
+    ----------
+    name : str
+    algo : {"bc", "otpr", "sac"}
+        ``"bc"``: the pretrained checkpoint evaluated, no fine-tuning.
+    description : str
+    kwargs : dict
+        Keyword arguments of the algorithm (OTPR's or SAC's).
+    policy_kwargs : dict
+        Keyword arguments of its policy.
+    """
+
+    name: str
+    algo: str
+    description: str
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    policy_kwargs: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def pretrained(self) -> bool:
+        """Whether the method starts from the shared pretrained checkpoint."""
+        return self.algo in ("bc", "otpr")
+
+
+METHODS: dict[str, Method] = {
+    m.name: m
+    for m in (
+        Method("bc", "bc", "behaviour cloning only: the pretrained diffusion actor, deterministic"),
+        Method("otpr", "otpr", "OTPR-M: masked L2 dual, H guidance (the library's defaults)"),
+        Method("otpr-u", "otpr", "OTPR-U: unmasked dual, H guidance", kwargs={"use_mask": False}),
+        Method("otpr-q", "otpr", "Q guidance: exp(Q / spread) weights instead of H", policy_kwargs={"guidance": "q"}),
+        Method(
+            "otpr-adv",
+            "otpr",
+            "advantage guidance: exp((Q - V) / spread) weights instead of H",
+            policy_kwargs={"guidance": "advantage"},
+        ),
+        Method(
+            "idql",
+            "otpr",
+            "IDQL-style: IQL critic, expectile-weighted candidate selection, unweighted score matching",
+            policy_kwargs={"guidance": "expectile"},
+        ),
+        Method(
+            "sac-demos",
+            "sac",
+            "SAC with the demonstrations kept in its replay buffer and 50/50 batches (RLPD-like, no ensemble)",
+        ),
+    )
+}
+
+#: Not implemented: DQL (the Q-gradient through the diffusion chain).
+NOT_IMPLEMENTED = {"dql": "DQL (Q-gradient backpropagated through the DDIM chain) is not implemented yet"}
+
+
+def get_method(name: str) -> Method:
+    """Return the registered :class:`Method` called ``name``.
+
+    Raises
+    ------
+    ValueError
+        If there is no such method.
+    """
+    if name in NOT_IMPLEMENTED:
+        raise ValueError(NOT_IMPLEMENTED[name])
+    if name not in METHODS:
+        raise ValueError(f"`method` must be one of {sorted(METHODS)}, got {name!r}")
+    return METHODS[name]

@@ -1,0 +1,341 @@
+"""One benchmark run: a method on a task with one seed, resumable from its last checkpoint.
+
+A run directory ``<runs_dir>/<task>/<method>/s<seed>/`` holds
+
+- ``evaluations.csv``: one row per evaluation (timesteps, success, episodes, final, wall_time), appended as
+  each finishes; the row at 0 timesteps is the start (the pretrained checkpoint, or an untrained SAC);
+- ``checkpoint/``: the model and its replay buffer, rewritten at every evaluation;
+- ``tb/``: TensorBoard logs; ``model.zip`` and ``summary.json`` once the run has finished.
+
+An interrupted run started again with the same :class:`RunSpec` loads its checkpoint (model, replay buffer,
+step count) and goes on from there; evaluations after the checkpoint are dropped and redone.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch as th
+from stable_baselines3 import SAC
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
+from stable_baselines3.common.save_util import load_from_zip_file
+
+from otpr_sb3.benchmark.demo_buffers import SymmetricDictReplayBuffer, SymmetricReplayBuffer, add_demonstrations
+from otpr_sb3.benchmark.evaluation import append_evaluation, read_evaluations, success_rate, write_evaluations
+from otpr_sb3.benchmark.methods import Method, get_method
+from otpr_sb3.benchmark.recording import DatasetCard, load_card, record
+from otpr_sb3.benchmark.tasks import Task, get_task
+from otpr_sb3.demonstrations import Demonstrations
+from otpr_sb3.otpr import OTPR
+
+EvaluationHook = Callable[[dict[str, float]], None]
+
+
+@dataclass
+class RunSpec:
+    """Everything that defines a run (its directory follows from ``runs_dir``, the task, method and seed).
+
+    Attributes
+    ----------
+    env_id, method : str
+        A benchmark task and a method of :data:`otpr_sb3.benchmark.methods.METHODS`.
+    seed : int
+        Seeds the pretraining, the fine-tuning and the training env (evaluation seeds are fixed).
+    steps : int
+        Online env steps.
+    dataset : str, optional
+        Minari dataset id in ``data_path``; default: the task's chosen setting (recorded with seed 0 if missing).
+    eval_freq, eval_episodes, final_eval_episodes : int
+        Evaluation every ``eval_freq`` steps on ``eval_episodes`` episodes; the start and the end on
+        ``final_eval_episodes``.
+    pretrain_steps : int, optional
+        BC steps of the shared pretrained checkpoint (default: the task's).
+    buffer_size : int, optional
+        Replay capacity (default: the demonstrations plus ``steps``, so nothing is dropped and checkpoints stay small).
+    threads : int, optional
+        Torch threads (one when two runs share two cores).
+    kwargs, policy_kwargs : dict
+        Overrides merged over the method's configuration (e.g. smaller networks for tests).
+    """
+
+    env_id: str
+    method: str
+    seed: int = 0
+    steps: int = 30_000
+    dataset: str | None = None
+    eval_freq: int = 2_000
+    eval_episodes: int = 20
+    final_eval_episodes: int = 50
+    pretrain_steps: int | None = None
+    buffer_size: int | None = None
+    runs_dir: str = "outputs/runs"
+    data_path: str = "outputs/minari"
+    threads: int | None = None
+    device: str = "auto"
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    policy_kwargs: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        get_task(self.env_id)
+        get_method(self.method)
+        for name in ("steps", "eval_freq", "eval_episodes", "final_eval_episodes"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"`{name}` must be >= 1, got {getattr(self, name)}")
+
+    @property
+    def run_dir(self) -> str:
+        """``<runs_dir>/<task>/<method>/s<seed>``."""
+        return os.path.join(self.runs_dir, get_task(self.env_id).name, self.method, f"s{self.seed}")
+
+
+def run(spec: RunSpec, progress_bar: bool = False, on_evaluation: EvaluationHook | None = None) -> dict[str, Any]:
+    """Run (or resume, or return the summary of a finished) benchmark run.
+
+    Parameters
+    ----------
+    spec : RunSpec
+    progress_bar : bool
+        SB3's progress bar over the online steps (and tqdm over pretraining).
+    on_evaluation : callable, optional
+        Called with each evaluation row as it is written (the sweep reports it to Ray Tune).
+
+    Returns
+    -------
+    dict
+        The run's summary (also in ``summary.json``): start and final success, steps, wall-clock, env steps/s.
+    """
+    task, method = get_task(spec.env_id), get_method(spec.method)
+    run_dir = spec.run_dir
+    summary_path = os.path.join(run_dir, "summary.json")
+    if os.path.exists(summary_path):
+        with open(summary_path) as f:
+            return json.load(f)
+    if spec.threads:
+        th.set_num_threads(int(spec.threads))
+    os.makedirs(run_dir, exist_ok=True)
+    card = _dataset(spec, task)
+    demos = Demonstrations.from_minari(card.dataset_id, data_path=os.path.abspath(spec.data_path))
+    with open(os.path.join(run_dir, "spec.json"), "w") as f:
+        json.dump({**asdict(spec), "dataset": card.dataset_id, "card": asdict(card)}, f, indent=1)
+    evals_path = os.path.join(run_dir, "evaluations.csv")
+    eval_env = task.make_env()
+    clock = [time.time()]  # wall_time counts across resumes: the start is moved back by the time already spent
+
+    def evaluate(model: Any, timesteps: int, episodes: int, final: bool) -> dict[str, float]:
+        rate = success_rate(model, task, episodes, env=eval_env)
+        elapsed = time.time() - clock[0]
+        return {"timesteps": timesteps, "success": rate, "episodes": episodes, "final": int(final), "wall_time": elapsed}
+
+    if method.algo == "bc":
+        model: BaseAlgorithm = OTPR.load(_pretrained(spec, task, card, demos, progress_bar), device=spec.device)
+        row = evaluate(model, 0, spec.final_eval_episodes, final=True)
+        write_evaluations(evals_path, [row])
+        if on_evaluation:
+            on_evaluation(row)
+        return _finish(spec, card, model, [row], 0.0)
+
+    ckpt_dir = os.path.join(run_dir, "checkpoint")
+    model, resumed = _model(spec, task, method, card, demos, ckpt_dir, progress_bar)
+    rows = [r for r in read_evaluations(evals_path) if r["timesteps"] <= model.num_timesteps and not r["final"]]
+    if resumed and rows:
+        clock[0] -= rows[-1]["wall_time"]
+    else:
+        rows = [evaluate(model, 0, spec.final_eval_episodes, final=False)]
+        if on_evaluation:
+            on_evaluation(rows[0])
+    write_evaluations(evals_path, rows)
+    callback = _EvaluateAndCheckpoint(spec, ckpt_dir, evals_path, lambda m, t: evaluate(m, t, spec.eval_episodes, False))
+    callback.hook = on_evaluation
+    remaining = spec.steps - model.num_timesteps
+    t1, start_steps = time.time(), model.num_timesteps
+    if remaining > 0:
+        model.learn(remaining, callback=callback, reset_num_timesteps=not resumed, progress_bar=progress_bar)
+    fps = (model.num_timesteps - start_steps) / max(time.time() - t1, 1e-9)
+    final = evaluate(model, model.num_timesteps, spec.final_eval_episodes, final=True)
+    append_evaluation(evals_path, final)
+    if on_evaluation:
+        on_evaluation(final)
+    return _finish(spec, card, model, read_evaluations(evals_path), fps)
+
+
+def _dataset(spec: RunSpec, task: Task) -> DatasetCard:
+    if spec.dataset is None:
+        with _locked(os.path.join(os.path.abspath(spec.data_path), ".record.lock")):
+            return record(task.env_id, seed=0, data_path=spec.data_path)
+    card = load_card(spec.dataset, spec.data_path)
+    if card.env_id != task.env_id:
+        raise ValueError(f"`dataset` {spec.dataset!r} holds {card.env_id} demonstrations, not {task.env_id}")
+    return card
+
+
+@contextmanager
+def _locked(path: str) -> Iterator[None]:
+    """Hold an exclusive file lock: concurrent runs (sweep trials) wait for the one that builds a shared file."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _otpr_kwargs(spec: RunSpec, method: Method) -> tuple[dict[str, Any], dict[str, Any]]:
+    return {**method.kwargs, **spec.kwargs}, {**method.policy_kwargs, **spec.policy_kwargs}
+
+
+def _pretrained(spec: RunSpec, task: Task, card: DatasetCard, demos: Demonstrations, progress_bar: bool) -> str:
+    """Path of the shared pretrained OTPR checkpoint of (task, dataset, seed, BC steps, architecture), built once."""
+    steps = task.pretrain_steps if spec.pretrain_steps is None else int(spec.pretrain_steps)
+    arch = {k: v for k, v in spec.policy_kwargs.items() if k != "guidance"}
+    key = hashlib.sha1(json.dumps(arch, sort_keys=True, default=str).encode()).hexdigest()[:8] if arch else "default"
+    name = f"{card.dataset_id.replace('/', '_')}-bc{steps}-{key}-s{spec.seed}"
+    path = os.path.join(spec.runs_dir, task.name, "pretrained", name + ".zip")
+    with _locked(path + ".lock"):
+        if not os.path.exists(path):
+            model = OTPR(
+                "MultiInputPolicy" if isinstance(demos.observations, dict) else "MlpPolicy",
+                task.make_env(),
+                seed=spec.seed,
+                policy_kwargs=arch,
+                device=spec.device,
+            )
+            model.pretrain(demos, n_steps=steps, progress_bar=progress_bar)
+            model.save(path + ".tmp.zip")
+            os.replace(path + ".tmp.zip", path)
+    return path
+
+
+def _buffer_size(spec: RunSpec, demos: Demonstrations) -> int:
+    return int(spec.buffer_size) if spec.buffer_size else len(demos) + spec.steps + 1
+
+
+def _model(
+    spec: RunSpec,
+    task: Task,
+    method: Method,
+    card: DatasetCard,
+    demos: Demonstrations,
+    ckpt_dir: str,
+    progress_bar: bool,
+) -> tuple[OffPolicyAlgorithm, bool]:
+    """Return the model to fine-tune: loaded from the run's checkpoint (True) or built fresh (False)."""
+    env = task.make_env()
+    algo_class: type[OffPolicyAlgorithm] = SAC if method.algo == "sac" else OTPR
+    model_path, buffer_path = os.path.join(ckpt_dir, "model.zip"), os.path.join(ckpt_dir, "replay_buffer.pkl")
+    if os.path.exists(model_path) and os.path.exists(buffer_path):
+        model = algo_class.load(model_path, env=env, device=spec.device)
+        model.load_replay_buffer(buffer_path)
+        return model, True
+    policy = "MultiInputPolicy" if isinstance(demos.observations, dict) else "MlpPolicy"
+    tb = os.path.join(spec.run_dir, "tb")
+    kwargs, policy_kwargs = _otpr_kwargs(spec, method)
+    if method.algo == "sac":
+        buffer_class = SymmetricDictReplayBuffer if policy == "MultiInputPolicy" else SymmetricReplayBuffer
+        sac = SAC(
+            policy,
+            env,
+            seed=spec.seed,
+            buffer_size=_buffer_size(spec, demos),
+            replay_buffer_class=buffer_class,
+            tensorboard_log=tb,
+            device=spec.device,
+            **kwargs,
+            policy_kwargs=policy_kwargs or None,
+        )
+        assert sac.replay_buffer is not None
+        add_demonstrations(sac.replay_buffer, demos, sac.action_space)  # type: ignore[arg-type]
+        sac.replay_buffer.freeze_demonstrations()  # type: ignore[attr-defined]
+        return sac, False
+    otpr = OTPR(
+        policy,
+        env,
+        seed=spec.seed,
+        buffer_size=_buffer_size(spec, demos),
+        tensorboard_log=tb,
+        device=spec.device,
+        policy_kwargs=policy_kwargs,
+        **kwargs,
+    )
+    start_from_pretrained(otpr, _pretrained(spec, task, card, demos, progress_bar), demos)
+    return otpr, False
+
+
+def start_from_pretrained(model: OTPR, path: str, demos: Demonstrations) -> None:
+    """Give ``model`` the networks, optimisers and keypoints of a pretrained OTPR checkpoint, and the demos in replay.
+
+    The checkpoint's architecture must match ``model``'s; settings that are not parameters (guidance, mask, dual
+    options) stay ``model``'s, so every variant fine-tunes the same pretrained networks.
+    """
+    _, params, variables = load_from_zip_file(path, device=model.device)
+    if params is None or variables is None:
+        raise ValueError(f"{path} is not an OTPR checkpoint with parameters")
+    model.set_parameters(params, exact_match=True, device=model.device)
+    model.expert_obs, model.expert_actions = variables["expert_obs"], variables["expert_actions"]
+    model.pretrained = True
+    assert model.replay_buffer is not None
+    add_demonstrations(model.replay_buffer, demos, model.action_space)  # type: ignore[arg-type]
+
+
+class _EvaluateAndCheckpoint(BaseCallback):
+    """Every ``eval_freq`` steps: checkpoint the model and its replay buffer, then evaluate and log the row."""
+
+    def __init__(self, spec: RunSpec, ckpt_dir: str, evals_path: str, evaluate: Callable[[Any, int], dict[str, float]]):
+        super().__init__()
+        self.spec, self.ckpt_dir, self.evals_path, self.evaluate = spec, ckpt_dir, evals_path, evaluate
+        self.hook: EvaluationHook | None = None
+
+    def _on_step(self) -> bool:
+        t = self.model.num_timesteps
+        if t % self.spec.eval_freq == 0 and t < self.spec.steps:
+            row = self.evaluate(self.model, t)
+            # The checkpoint first: a row is only ever in the log if the state after it can be resumed.
+            assert isinstance(self.model, OffPolicyAlgorithm)
+            save_checkpoint(self.model, self.ckpt_dir)
+            append_evaluation(self.evals_path, row)
+            self.logger.record("eval/success_rate", row["success"])
+            if self.hook:
+                self.hook(row)
+        return True
+
+
+def save_checkpoint(model: OffPolicyAlgorithm, ckpt_dir: str) -> None:
+    """Write ``model.zip`` and ``replay_buffer.pkl`` in ``ckpt_dir``, each replaced atomically."""
+    os.makedirs(ckpt_dir, exist_ok=True)
+    for name, save in (("replay_buffer.pkl", model.save_replay_buffer), ("model.zip", model.save)):
+        tmp = os.path.join(ckpt_dir, "tmp-" + name)
+        save(tmp)
+        os.replace(tmp, os.path.join(ckpt_dir, name))
+
+
+def _finish(
+    spec: RunSpec, card: DatasetCard, model: BaseAlgorithm, rows: list[dict[str, float]], fps: float
+) -> dict[str, Any]:
+    model.save(os.path.join(spec.run_dir, "model"))
+    finals = [r for r in rows if r["final"]]
+    summary = {
+        "env_id": spec.env_id,
+        "method": spec.method,
+        "seed": spec.seed,
+        "dataset": card.dataset_id,
+        "demonstrators_success": card.success_rate,
+        "start_success": rows[0]["success"],
+        "final_success": finals[-1]["success"] if finals else float("nan"),
+        "steps": int(rows[-1]["timesteps"]),
+        "wall_time": rows[-1]["wall_time"],
+        "env_steps_per_s": fps,
+        "done": True,
+    }
+    with open(os.path.join(spec.run_dir, "summary.json"), "w") as f:
+        json.dump(summary, f, indent=1)
+    return summary
