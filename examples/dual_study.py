@@ -29,11 +29,11 @@ import gymnasium as gym
 import gymnasium_robotics
 import numpy as np
 import torch as th
-from fetch_experts import record
 from train_fetch import success_rate
 
 from neural_ot import MLPPotential, c_transform, plan, relative_marginal_errors
 from otpr_sb3 import OTPR, Demonstrations
+from otpr_sb3.benchmark.recording import record
 
 gym.register_envs(gymnasium_robotics)
 
@@ -388,7 +388,7 @@ def main() -> None:
         return
     # One dataset directory per process: `record` rewrites its dataset, and studies may run side by side.
     data_path = os.path.abspath(os.path.join(args.out, f"minari-{os.getpid()}"))
-    dataset_id, _ = record(args.env, args.demos, args.noise, args.seed, data_path)
+    dataset_id = record(args.env, args.demos, args.noise, args.seed, data_path).dataset_id
     demos = Demonstrations.from_minari(dataset_id, data_path=data_path)
     for name in args.settings:
         path = os.path.join(args.out, f"{name}.json")

@@ -17,11 +17,11 @@ import gymnasium as gym
 import gymnasium_robotics
 import numpy as np
 import torch as th
-from fetch_experts import record
 from stable_baselines3 import SAC
 from stable_baselines3.common.callbacks import CheckpointCallback, EvalCallback
 
 from otpr_sb3 import OTPR, Demonstrations
+from otpr_sb3.benchmark.recording import record
 
 gym.register_envs(gymnasium_robotics)
 
@@ -67,7 +67,8 @@ def main() -> None:
     th.set_num_threads(args.threads)
     data_path = os.path.abspath(os.path.join(args.out, "minari"))
     t0 = time.time()
-    dataset_id, expert_rate = record(args.env, args.demos, args.noise, args.seed, data_path)
+    card = record(args.env, args.demos, args.noise, args.seed, data_path)
+    dataset_id, expert_rate = card.dataset_id, card.success_rate
     print(f"[{time.time() - t0:6.0f}s] recorded {args.demos} demos ({dataset_id}), noisy expert success {expert_rate:.2f}")
     demos = Demonstrations.from_minari(dataset_id, data_path=data_path)
     variant = ("-u" if args.no_mask else "") + ("" if args.guidance == "compatibility" else "-" + args.guidance)

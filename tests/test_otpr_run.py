@@ -35,7 +35,7 @@ def test_run_dict_observations_with_callbacks(tmp_path):
     assert np.isfinite(mean)
 
 
-@pytest.mark.parametrize("guidance", ["compatibility", "q", "advantage"])
+@pytest.mark.parametrize("guidance", ["compatibility", "q", "advantage", "expectile"])
 @pytest.mark.parametrize("use_mask", [True, False])
 def test_ablation_switches(guidance, use_mask):
     kwargs = dict(FAST)

@@ -9,8 +9,6 @@ latency of OTPR (L=8 candidates, K=5 DDIM steps, and the deterministic L=1 path)
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 import time
 
 import gymnasium as gym
@@ -20,9 +18,7 @@ import torch as th
 from stable_baselines3 import SAC
 
 from otpr_sb3 import OTPR, Demonstrations
-
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from fetch_experts import pick_and_place_action  # noqa: E402
+from otpr_sb3.benchmark.experts import pick_and_place_action
 
 gym.register_envs(gymnasium_robotics)
 ENV = "FetchPickAndPlace-v4"

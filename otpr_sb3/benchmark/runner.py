@@ -275,13 +275,15 @@ def start_from_pretrained(model: OTPR, path: str, demos: Demonstrations) -> None
     """Give ``model`` the networks, optimisers and keypoints of a pretrained OTPR checkpoint, and the demos in replay.
 
     The checkpoint's architecture must match ``model``'s; settings that are not parameters (guidance, mask, dual
-    options) stay ``model``'s, so every variant fine-tunes the same pretrained networks.
+    options, the number of keypoints drawn from the expert pairs) stay ``model``'s, so every variant fine-tunes
+    the same pretrained networks.
     """
     _, params, variables = load_from_zip_file(path, device=model.device)
     if params is None or variables is None:
         raise ValueError(f"{path} is not an OTPR checkpoint with parameters")
     model.set_parameters(params, exact_match=True, device=model.device)
     model.expert_obs, model.expert_actions = variables["expert_obs"], variables["expert_actions"]
+    model._set_keypoints()  # this model's `n_keypoints` and seed choose them, not the checkpoint's
     model.pretrained = True
     assert model.replay_buffer is not None
     add_demonstrations(model.replay_buffer, demos, model.action_space)  # type: ignore[arg-type]

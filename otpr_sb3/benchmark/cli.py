@@ -1,0 +1,168 @@
+"""The ``otpr`` command line: ``otpr record``, ``otpr train``, ``otpr sweep``, ``otpr report`` (``--help`` on each)."""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+import sys
+from collections.abc import Sequence
+from dataclasses import asdict
+from typing import Any
+
+DEFAULT_DATA = "outputs/minari"
+DEFAULT_RUNS = "outputs/runs"
+
+
+def _value(text: str) -> Any:
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text  # a bare string such as a guidance name
+
+
+def parse_overrides(items: Sequence[str]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Split ``key=value`` overrides into algorithm and policy (``policy.key=value``) keyword arguments.
+
+    Values are Python literals (``3``, ``1e-3``, ``(64, 64)``, ``False``); anything else is a string.
+
+    Raises
+    ------
+    ValueError
+        If an item has no ``=``.
+    """
+    kwargs: dict[str, Any] = {}
+    policy_kwargs: dict[str, Any] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"`--set` takes key=value, got {item!r}")
+        if key.startswith("policy."):
+            policy_kwargs[key[len("policy.") :]] = _value(text)
+        else:
+            kwargs[key] = _value(text)
+    return kwargs, policy_kwargs
+
+
+def _record(args: argparse.Namespace) -> None:
+    from otpr_sb3.benchmark.recording import record
+
+    card = record(args.env, args.episodes, args.noise, args.seed, args.data_path, args.dataset_id, overwrite=args.overwrite)
+    print(json.dumps(asdict(card), indent=1))
+
+
+def _train(args: argparse.Namespace) -> None:
+    from otpr_sb3.benchmark.runner import RunSpec, run
+
+    kwargs, policy_kwargs = parse_overrides(args.set)
+    spec = RunSpec(
+        env_id=args.env,
+        method=args.algo,
+        seed=args.seed,
+        steps=args.steps,
+        dataset=args.dataset,
+        eval_freq=args.eval_freq,
+        eval_episodes=args.eval_episodes,
+        final_eval_episodes=args.final_eval_episodes,
+        pretrain_steps=args.pretrain_steps,
+        runs_dir=args.runs_dir,
+        data_path=args.data_path,
+        threads=args.threads,
+        device=args.device,
+        kwargs=kwargs,
+        policy_kwargs=policy_kwargs,
+    )
+    print(f"run directory: {spec.run_dir} (started again, it resumes from its last checkpoint)", flush=True)
+
+    def show(row: dict[str, float]) -> None:
+        step, episodes = int(row["timesteps"]), int(row["episodes"])
+        print(f"[{row['wall_time']:7.0f}s] step {step:>7}: success {row['success']:.2f} on {episodes} episodes")
+
+    summary = run(spec, progress_bar=not args.no_progress, on_evaluation=show)
+    print(json.dumps(summary, indent=1))
+
+
+def _sweep(args: argparse.Namespace) -> None:
+    from otpr_sb3.benchmark.sweep import SweepConfig, run_sweep
+
+    config = SweepConfig.from_toml(args.config)
+    grid = run_sweep(config, address=args.address, restart=args.restart)
+    print(f"{len(grid)} trials: {sum(1 for r in grid if r.error is None)} finished, {sum(1 for r in grid if r.error)} errored")
+
+
+def _report(args: argparse.Namespace) -> None:
+    from otpr_sb3.benchmark.report import build_report
+
+    written = build_report(args.runs_dir, args.out, reps=args.bootstrap_reps)
+    for path in written:
+        print(path)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the ``otpr`` argument parser."""
+    from otpr_sb3.benchmark.methods import METHODS
+    from otpr_sb3.benchmark.tasks import TASKS
+
+    parser = argparse.ArgumentParser(prog="otpr", description="OTPR benchmark harness: record, train, sweep, report.")
+    verbs = parser.add_subparsers(dest="verb", required=True, metavar="{record,train,sweep,report}")
+
+    p = verbs.add_parser("record", help="record scripted-expert demonstrations as a local Minari dataset")
+    p.add_argument("--env", required=True, choices=sorted(TASKS))
+    p.add_argument("--episodes", type=int, default=None, help="default: the task's chosen setting")
+    p.add_argument("--noise", type=float, default=None, help="std of the Gaussian action noise; default: the task's")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--data-path", default=DEFAULT_DATA)
+    p.add_argument("--dataset-id", default=None, help="default: otpr/<task>-<episodes>ep-noise<pct>-s<seed>-v0")
+    p.add_argument("--overwrite", action="store_true", help="re-record an existing dataset")
+    p.set_defaults(func=_record)
+
+    p = verbs.add_parser("train", help="run one method on one task and seed (resumes from its last checkpoint)")
+    p.add_argument("--env", required=True, choices=sorted(TASKS))
+    p.add_argument("--algo", "--method", dest="algo", required=True, choices=sorted(METHODS))
+    p.add_argument("--dataset", default=None, help="Minari dataset id in --data-path; default: the task's setting")
+    p.add_argument("--steps", type=int, default=30_000, help="online env steps")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--eval-freq", type=int, default=2_000)
+    p.add_argument("--eval-episodes", type=int, default=20)
+    p.add_argument("--final-eval-episodes", type=int, default=50)
+    p.add_argument("--pretrain-steps", type=int, default=None, help="BC steps; default: the task's")
+    p.add_argument("--runs-dir", default=DEFAULT_RUNS)
+    p.add_argument("--data-path", default=DEFAULT_DATA)
+    p.add_argument("--threads", type=int, default=None, help="torch threads (1 when two runs share two cores)")
+    p.add_argument("--device", default="auto")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override an algorithm argument (dual_start=500) or a policy one (policy.n_candidates=4); repeatable",
+    )
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_train)
+
+    p = verbs.add_parser("sweep", help="run a TOML-configured grid of runs on Ray Tune (resumes an interrupted sweep)")
+    p.add_argument("config", help="TOML sweep file (see examples/sweeps/)")
+    p.add_argument("--address", default=None, help="Ray cluster address; default: a local Ray on this machine")
+    p.add_argument("--restart", action="store_true", help="start the sweep afresh instead of resuming it")
+    p.set_defaults(func=_sweep)
+
+    p = verbs.add_parser("report", help="tables (CSV) and plots (PNG) from finished and running runs")
+    p.add_argument("--runs-dir", default=DEFAULT_RUNS)
+    p.add_argument("--out", default="outputs/report")
+    p.add_argument("--bootstrap-reps", type=int, default=2_000, help="stratified-bootstrap samples (rliable)")
+    p.set_defaults(func=_report)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Entry point of ``otpr``."""
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except (ValueError, FileNotFoundError) as err:
+        print(f"otpr {args.verb}: error: {err}", file=sys.stderr)
+        raise SystemExit(2) from err
+
+
+if __name__ == "__main__":
+    main()

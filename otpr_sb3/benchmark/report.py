@@ -1,0 +1,304 @@
+"""Tables and plots from run directories: a Table-1-style summary, learning curves, ablation panels, rliable aggregates.
+
+Everything is read from ``<runs_dir>/<task>/<method>/s<seed>/evaluations.csv`` (and ``summary.json`` when the
+run has finished), so a report can be made while a sweep is still running; unfinished runs are counted as such
+and left out of the final-success statistics.
+
+Statistics: with 5 or more finished seeds, the interquartile mean (IQM) of final success with a 95%
+stratified-bootstrap confidence interval, and the probability of improvement of OTPR over each method, from
+``rliable``; with fewer, mean and standard error only.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from otpr_sb3.benchmark.evaluation import read_evaluations
+
+#: rliable aggregates need at least this many seeds.
+MIN_SEEDS_RLIABLE = 5
+
+#: Ablation panels (the paper's Fig. 3): guidance, and mask.
+ABLATIONS = {
+    "guidance": ("otpr", "otpr-q", "otpr-adv", "idql"),
+    "mask": ("otpr", "otpr-u"),
+}
+
+
+def load_runs(runs_dir: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Read every run under ``runs_dir``.
+
+    Returns
+    -------
+    runs : pandas.DataFrame
+        One row per run: task, method, seed, done, start_success, final_success, auc, steps, wall_time,
+        env_steps_per_s.
+    curves : pandas.DataFrame
+        One row per evaluation: task, method, seed, timesteps, success, episodes, final.
+    """
+    runs: list[dict[str, Any]] = []
+    curves: list[dict[str, Any]] = []
+    for path in sorted(glob.glob(os.path.join(runs_dir, "*", "*", "s*", "evaluations.csv"))):
+        run_dir = os.path.dirname(path)
+        rest, seed_dir = os.path.split(run_dir)
+        rest, method = os.path.split(rest)
+        task = os.path.basename(rest)
+        rows = read_evaluations(path)
+        if not rows:
+            continue
+        seed = int(seed_dir[1:])
+        summary_path = os.path.join(run_dir, "summary.json")
+        summary: dict[str, Any] = {}
+        if os.path.exists(summary_path):
+            with open(summary_path) as f:
+                summary = json.load(f)
+        finals = [r for r in rows if r["final"]]
+        done = bool(summary.get("done")) and bool(finals)
+        runs.append(
+            {
+                "task": task,
+                "method": method,
+                "seed": seed,
+                "done": done,
+                "start_success": rows[0]["success"],
+                "final_success": finals[-1]["success"] if done else np.nan,
+                "auc": area_under_curve(rows),
+                "steps": int(rows[-1]["timesteps"]),
+                "wall_time": rows[-1]["wall_time"],
+                "env_steps_per_s": summary.get("env_steps_per_s", np.nan),
+            }
+        )
+        curves.extend({"task": task, "method": method, "seed": seed, **r} for r in rows)
+    columns = ["task", "method", "seed", "done", "start_success", "final_success", "auc", "steps", "wall_time"]
+    return (
+        pd.DataFrame(runs, columns=[*columns, "env_steps_per_s"]),
+        pd.DataFrame(curves, columns=["task", "method", "seed", "timesteps", "success", "episodes", "final", "wall_time"]),
+    )
+
+
+def area_under_curve(rows: list[dict[str, float]]) -> float:
+    """Normalised area under success vs env steps (trapezoids): the mean success over the run, in [0, 1].
+
+    A run with one evaluation (behaviour cloning) has its success as its area.
+    """
+    t = np.array([r["timesteps"] for r in rows], dtype=float)
+    s = np.array([r["success"] for r in rows], dtype=float)
+    if len(t) == 1 or t[-1] <= t[0]:
+        return float(s[-1])
+    return float(np.sum(0.5 * (s[1:] + s[:-1]) * np.diff(t)) / (t[-1] - t[0]))
+
+
+def _mean_se(values: np.ndarray) -> tuple[float, float]:
+    values = values[np.isfinite(values)]
+    if len(values) == 0:
+        return np.nan, np.nan
+    se = float(values.std(ddof=1) / np.sqrt(len(values))) if len(values) > 1 else np.nan
+    return float(values.mean()), se
+
+
+def summary_table(runs: pd.DataFrame, reps: int = 2_000, seed: int = 0) -> pd.DataFrame:
+    """Table-1-style summary: per task and method, start -> final success and area under the curve.
+
+    Mean and standard error over finished seeds; with ``MIN_SEEDS_RLIABLE`` or more, also the IQM of final
+    success and its 95% stratified-bootstrap interval (``rliable``, ``reps`` samples).
+    """
+    out = []
+    for (task, method), group in runs.groupby(["task", "method"], sort=True):
+        finished = group[group["done"]]
+        row: dict[str, Any] = {
+            "task": task,
+            "method": method,
+            "seeds": len(finished),
+            "unfinished": len(group) - len(finished),
+        }
+        for column in ("start_success", "final_success", "auc"):
+            row[column], row[column + "_se"] = _mean_se(finished[column].to_numpy(float))
+        row["iqm_final"] = row["iqm_low"] = row["iqm_high"] = np.nan
+        if len(finished) >= MIN_SEEDS_RLIABLE:
+            point, (low, high) = _iqm(finished["final_success"].to_numpy(float), reps, seed)
+            row["iqm_final"], row["iqm_low"], row["iqm_high"] = point, low, high
+        out.append(row)
+    return pd.DataFrame(out)
+
+
+def _iqm(values: np.ndarray, reps: int, seed: int) -> tuple[float, tuple[float, float]]:
+    from rliable import library as rly
+    from rliable import metrics
+
+    with warnings.catch_warnings():  # rliable passes arch a RandomState, which arch deprecates
+        warnings.simplefilter("ignore", FutureWarning)
+        point, interval = rly.get_interval_estimates(
+            {"m": values[:, None]},
+            lambda x: np.array([metrics.aggregate_iqm(x)]),
+            reps=reps,
+            random_state=np.random.RandomState(seed),
+        )
+    return float(point["m"][0]), (float(interval["m"][0, 0]), float(interval["m"][1, 0]))
+
+
+def probability_of_improvement(runs: pd.DataFrame, reference: str = "otpr", reps: int = 2_000, seed: int = 0) -> pd.DataFrame:
+    """``P(reference > method)`` on final success, with 95% bootstrap intervals (rliable), per task.
+
+    Only pairs where both methods have ``MIN_SEEDS_RLIABLE`` or more finished seeds are compared.
+    """
+    from rliable import library as rly
+    from rliable import metrics
+
+    out = []
+    finished = runs[runs["done"]]
+    for task, group in finished.groupby("task", sort=True):
+        ref = group.loc[group["method"] == reference, "final_success"].to_numpy(float)
+        if len(ref) < MIN_SEEDS_RLIABLE:
+            continue
+        for method, other in group.groupby("method", sort=True):
+            values = other["final_success"].to_numpy(float)
+            if method == reference or len(values) < MIN_SEEDS_RLIABLE:
+                continue
+            with warnings.catch_warnings():  # rliable passes arch a RandomState, which arch deprecates
+                warnings.simplefilter("ignore", FutureWarning)
+                point, interval = rly.get_interval_estimates(
+                    {"pair": (ref[:, None], values[:, None])},
+                    metrics.probability_of_improvement,
+                    reps=reps,
+                    random_state=np.random.RandomState(seed),
+                )
+            out.append(
+                {
+                    "task": task,
+                    "reference": reference,
+                    "method": method,
+                    "probability_of_improvement": float(point["pair"]),
+                    "low": float(np.ravel(interval["pair"])[0]),
+                    "high": float(np.ravel(interval["pair"])[1]),
+                }
+            )
+    return pd.DataFrame(out, columns=["task", "reference", "method", "probability_of_improvement", "low", "high"])
+
+
+def mean_curves(curves: pd.DataFrame) -> pd.DataFrame:
+    """Per task, method and evaluation step: mean success, standard error and number of seeds."""
+    grouped = curves.groupby(["task", "method", "timesteps"], sort=True)["success"]
+    out = grouped.agg(["mean", "std", "count"]).reset_index()
+    out["se"] = out["std"] / np.sqrt(out["count"])
+    return out.drop(columns="std").rename(columns={"count": "seeds"})
+
+
+def _plot_panels(curves: pd.DataFrame, panels: Sequence[tuple[str, str, tuple[str, ...] | None]], path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    mean = mean_curves(curves)
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 3.6), squeeze=False)
+    for ax, (task, title, methods) in zip(axes[0], panels):
+        sub = mean[mean["task"] == task]
+        span = sub["timesteps"].max() if len(sub) else 1
+        for method in methods or sorted(sub["method"].unique()):
+            m = sub[sub["method"] == method]
+            if m.empty:
+                continue
+            x, y, se = m["timesteps"].to_numpy(), m["mean"].to_numpy(), np.nan_to_num(m["se"].to_numpy())
+            if len(x) == 1:  # behaviour cloning: one evaluation, drawn across the panel
+                x, y, se = np.array([0, span]), np.repeat(y, 2), np.repeat(se, 2)
+                ax.plot(x, y, ls="--", label=f"{method} (n={int(m['seeds'].max())})")
+            else:
+                ax.plot(x, y, marker=".", label=f"{method} (n={int(m['seeds'].max())})")
+            ax.fill_between(x, y - se, y + se, alpha=0.2)
+        ax.set_title(title)
+        ax.set_xlabel("online env steps")
+        ax.set_ylim(-0.02, 1.02)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    axes[0][0].set_ylabel("success rate (mean ± s.e. over seeds)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _rst_table(table: pd.DataFrame) -> str:
+    def pm(mean: float, se: float) -> str:
+        if not np.isfinite(mean):
+            return "-"
+        return f"{mean:.2f}" + (f" ± {se:.2f}" if np.isfinite(se) else "")
+
+    lines = [
+        ".. list-table::",
+        "   :header-rows: 1",
+        "",
+        "   * - task",
+        "     - method",
+        "     - seeds",
+        "     - start",
+        "     - final",
+        "     - AUC",
+        "     - IQM final [95% CI]",
+    ]
+    for _, r in table.iterrows():
+        iqm = f"{r.iqm_final:.2f} [{r.iqm_low:.2f}, {r.iqm_high:.2f}]" if np.isfinite(r.iqm_final) else "-"
+        seeds = f"{r.seeds}" + (f" (+{r.unfinished} running)" if r.unfinished else "")
+        lines += [
+            f"   * - {r.task}",
+            f"     - {r.method}",
+            f"     - {seeds}",
+            f"     - {pm(r.start_success, r.start_success_se)}",
+            f"     - {pm(r.final_success, r.final_success_se)}",
+            f"     - {pm(r.auc, r.auc_se)}",
+            f"     - {iqm}",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def build_report(runs_dir: str, out_dir: str, reps: int = 2_000) -> list[str]:
+    """Write the report of every run under ``runs_dir`` into ``out_dir``.
+
+    Files: ``runs.csv`` (one row per run), ``curves.csv`` (mean curves), ``summary.csv`` and ``summary.rst``
+    (the Table-1-style summary), ``improvement.csv`` (rliable's probability of improvement, where there are
+    enough seeds), ``curves.png`` (success vs env steps, one panel per task, as the paper's Fig. 2) and
+    ``ablations.png`` (guidance and mask panels per task, as Fig. 3).
+
+    Returns
+    -------
+    list of str
+        The paths written.
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``runs_dir`` holds no run.
+    """
+    runs, curves = load_runs(runs_dir)
+    if runs.empty:
+        raise FileNotFoundError(f"no runs (<task>/<method>/s<seed>/evaluations.csv) under `runs_dir` {runs_dir!r}")
+    os.makedirs(out_dir, exist_ok=True)
+    table = summary_table(runs, reps=reps)
+    paths = {name: os.path.join(out_dir, name) for name in ("runs.csv", "curves.csv", "summary.csv", "summary.rst")}
+    runs.to_csv(paths["runs.csv"], index=False)
+    mean_curves(curves).to_csv(paths["curves.csv"], index=False)
+    table.to_csv(paths["summary.csv"], index=False)
+    with open(paths["summary.rst"], "w") as f:
+        f.write(_rst_table(table))
+    written = list(paths.values())
+    improvement = probability_of_improvement(runs, reps=reps)
+    if not improvement.empty:
+        written.append(os.path.join(out_dir, "improvement.csv"))
+        improvement.to_csv(written[-1], index=False)
+    tasks = sorted(runs["task"].unique())
+    written.append(os.path.join(out_dir, "curves.png"))
+    _plot_panels(curves, [(t, t, None) for t in tasks], written[-1])
+    panels = [(t, f"{t}: {name}", methods) for t in tasks for name, methods in ABLATIONS.items()]
+    present = [
+        p for p in panels if curves[(curves["task"] == p[0]) & curves["method"].isin(p[2] or ())]["method"].nunique() > 1
+    ]
+    if present:
+        written.append(os.path.join(out_dir, "ablations.png"))
+        _plot_panels(curves, present, written[-1])
+    return written

@@ -1,0 +1,194 @@
+"""Sweeps: a TOML grid of runs (task x method x seed) executed as Ray Tune trials, resumable.
+
+A sweep file::
+
+    name = "pickplace"
+    max_concurrent = 2          # trials at a time (two at one thread each beat one at two on 2 cores)
+    threads_per_trial = 1
+
+    [defaults]                  # RunSpec fields for every run
+    steps = 30000
+
+    [[runs]]                    # one group: every method x seed of one task
+    env = "FetchPickAndPlace-v4"
+    methods = ["bc", "otpr", "otpr-u"]
+    seeds = [0, 1, 2]
+
+Each trial calls :func:`otpr_sb3.benchmark.runner.run`, which resumes its run from the run's own checkpoint
+and returns at once for a run that has finished. So a sweep stopped at any point (Ctrl-C, a lost machine)
+and started again with the same command loses no finished work: Ray Tune restores the experiment
+(``Tuner.restore``) and re-launches unfinished trials, which go on from their last checkpoints. The run
+directories, not Ray's experiment state, are the record of results; ``otpr report`` reads them.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from otpr_sb3.benchmark.methods import get_method
+from otpr_sb3.benchmark.runner import RunSpec, run
+from otpr_sb3.benchmark.tasks import get_task
+
+_RUNSPEC_FIELDS = {f.name for f in fields(RunSpec)}
+
+
+@dataclass
+class SweepConfig:
+    """A sweep: the runs to make and how to schedule them.
+
+    Attributes
+    ----------
+    name : str
+        Ray Tune experiment name (its state lives in ``storage/name``).
+    runs : list of dict
+        :class:`~otpr_sb3.benchmark.runner.RunSpec` keyword arguments of each run.
+    runs_dir, data_path, storage : str
+        Run directories, Minari datasets and Ray Tune's experiment state.
+    max_concurrent, cpus_per_trial, threads_per_trial : int
+        Trials at a time, Ray CPUs reserved per trial, and torch threads in each.
+    max_failures : int
+        Retries of a failing trial (each retry resumes from the run's checkpoint).
+    """
+
+    name: str
+    runs: list[dict[str, Any]]
+    runs_dir: str = "outputs/runs"
+    data_path: str = "outputs/minari"
+    storage: str = "outputs/ray"
+    max_concurrent: int = 2
+    cpus_per_trial: int = 1
+    threads_per_trial: int = 1
+    max_failures: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SweepConfig:
+        """Build from the parsed TOML: ``[defaults]`` and ``[[runs]]`` groups expand into one entry per method x seed.
+
+        Raises
+        ------
+        ValueError
+            On an unknown key, task or method, or a group without methods.
+        """
+        data = dict(data)
+        if "name" not in data:
+            raise ValueError("the sweep needs a `name`")
+        defaults = dict(data.pop("defaults", {}))
+        groups = data.pop("runs", [])
+        if not groups:
+            raise ValueError("the sweep has no [[runs]] groups")
+        top = {f.name for f in fields(cls)} - {"runs", "extra"}
+        unknown = set(data) - top
+        if unknown:
+            raise ValueError(f"unknown sweep keys {sorted(unknown)}; allowed: {sorted(top)}, [defaults], [[runs]]")
+        runs: list[dict[str, Any]] = []
+        for group in groups:
+            group = {**defaults, **group}
+            methods, seeds = group.pop("methods", None), group.pop("seeds", [0])
+            if not methods:
+                raise ValueError(f"a [[runs]] group needs `methods`: {group}")
+            if "env" in group:
+                group["env_id"] = group.pop("env")
+            bad = set(group) - _RUNSPEC_FIELDS - {"method", "seed"}
+            if bad:
+                raise ValueError(f"unknown run keys {sorted(bad)}; allowed: {sorted(_RUNSPEC_FIELDS)}")
+            get_task(group.get("env_id", ""))
+            for method in methods:
+                get_method(method)
+                for seed in seeds:
+                    runs.append({**group, "method": method, "seed": int(seed)})
+        return cls(runs=runs, **data)
+
+    @classmethod
+    def from_toml(cls, path: str) -> SweepConfig:
+        """Read a sweep file."""
+        with open(path, "rb") as f:
+            return cls.from_dict(tomllib.load(f))
+
+    def specs(self) -> list[RunSpec]:
+        """Return the runs, with this sweep's directories (absolute, as Ray workers need) and thread count."""
+        where = {"runs_dir": os.path.abspath(self.runs_dir), "data_path": os.path.abspath(self.data_path)}
+        return [RunSpec(**{"threads": self.threads_per_trial, **run, **where}) for run in self.runs]
+
+
+def _trial_name(trial: Any) -> str:
+    run = trial.config["run"]
+    return f"{get_task(run['env_id']).name}-{run['method']}-s{run['seed']}"
+
+
+def _trainable(config: dict[str, Any]) -> None:
+    from ray import tune
+
+    spec = RunSpec(**config["run"])
+    reported = []
+
+    def report(row: dict[str, float]) -> None:
+        reported.append(row)
+        tune.report(dict(row))
+
+    summary = run(spec, progress_bar=False, on_evaluation=report)
+    if not reported:  # finished before this trial started: report its summary once, so Tune records a result
+        tune.report({"timesteps": float(summary["steps"]), "success": float(summary["final_success"]), "final": 1.0})
+
+
+def run_sweep(config: SweepConfig, address: str | None = None, restart: bool = False) -> Any:
+    """Run or resume a sweep on Ray Tune.
+
+    Parameters
+    ----------
+    config : SweepConfig
+    address : str, optional
+        Address of a Ray cluster (its nodes must see ``runs_dir`` and ``data_path``); default: a local Ray with
+        this machine's CPUs.
+    restart : bool
+        Start a new Tune experiment even if one can be restored (finished runs still return at once, from their
+        run directories).
+
+    Returns
+    -------
+    ray.tune.ResultGrid
+    """
+    import ray
+    from ray import tune
+
+    from otpr_sb3.benchmark.recording import record
+
+    specs = config.specs()
+    # Datasets first, in this process: trials would otherwise race to record the same default dataset.
+    for spec in specs:
+        if spec.dataset is None:
+            record(spec.env_id, seed=0, data_path=spec.data_path)
+    os.environ.setdefault("RAY_CHDIR_TO_TRIAL_DIR", "0")
+    if not ray.is_initialized():
+        ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    trainable = tune.with_resources(_trainable, {"cpu": config.cpus_per_trial})
+    storage = os.path.abspath(config.storage)
+    path = os.path.join(storage, config.name)
+    if not restart and tune.Tuner.can_restore(path):
+        tuner = tune.Tuner.restore(path, trainable, resume_unfinished=True, resume_errored=True)
+    else:
+        tuner = tune.Tuner(
+            trainable,
+            param_space={"run": tune.grid_search([_as_dict(s) for s in specs])},
+            tune_config=tune.TuneConfig(
+                max_concurrent_trials=config.max_concurrent,
+                trial_name_creator=_trial_name,
+                trial_dirname_creator=_trial_name,
+            ),
+            run_config=tune.RunConfig(
+                name=config.name,
+                storage_path=storage,
+                failure_config=tune.FailureConfig(max_failures=config.max_failures),
+                verbose=1,
+            ),
+        )
+    return tuner.fit()
+
+
+def _as_dict(spec: RunSpec) -> dict[str, Any]:
+    from dataclasses import asdict
+
+    return asdict(spec)

@@ -1,0 +1,61 @@
+"""`otpr record`: scripted demonstrations into local Minari datasets that load back with the env's spaces."""
+
+import json
+import os
+
+import minari
+import numpy as np
+import pytest
+
+from otpr_sb3 import Demonstrations
+from otpr_sb3.benchmark.recording import dataset_id_for, load_card, record
+from otpr_sb3.benchmark.tasks import get_task
+
+
+@pytest.mark.parametrize("env_id", ["PointMaze_UMaze-v3", "FetchPush-v4"])
+def test_recorded_dataset_loads_back_with_the_env_spaces(tmp_path, env_id):
+    card = record(env_id, episodes=2, noise=0.3, seed=3, data_path=str(tmp_path))
+    assert card.dataset_id == dataset_id_for(env_id, 2, 0.3, 3)
+    os.environ["MINARI_DATASETS_PATH"] = str(tmp_path)
+    dataset = minari.load_dataset(card.dataset_id)
+    env = get_task(env_id).make_env()
+    assert dataset.total_episodes == 2 and dataset.total_steps == card.transitions
+    assert dataset.spec.observation_space == env.observation_space
+    assert dataset.spec.action_space == env.action_space
+    demos = Demonstrations.from_minari(card.dataset_id, data_path=str(tmp_path))
+    demos.check_spaces(env.observation_space, env.action_space)
+    assert len(demos) == card.transitions
+    assert np.all(np.abs(demos.actions) <= 1.0)
+    # The card is beside the data, in Minari's layout, and says what the dataset holds.
+    with open(tmp_path / "otpr" / card.dataset_id.split("/")[1] / "card.json") as f:
+        stored = json.load(f)
+    assert stored["noise"] == 0.3 and stored["episodes"] == 2 and stored["seed"] == 3
+    assert 0.0 <= stored["success_rate"] <= 1.0
+    assert "std 0.3" in dataset.storage.metadata["description"]  # `minari show` prints it
+
+
+def test_recording_is_reproducible_and_kept_unless_overwritten(tmp_path):
+    a = record("PointMaze_UMaze-v3", episodes=2, seed=1, data_path=str(tmp_path / "a"))
+    b = record("PointMaze_UMaze-v3", episodes=2, seed=1, data_path=str(tmp_path / "b"))
+    da = Demonstrations.from_minari(a.dataset_id, data_path=str(tmp_path / "a"))
+    db = Demonstrations.from_minari(b.dataset_id, data_path=str(tmp_path / "b"))
+    np.testing.assert_array_equal(da.actions, db.actions)
+    card_path = tmp_path / "a" / "otpr" / a.dataset_id.split("/")[1] / "card.json"
+    mtime = card_path.stat().st_mtime_ns
+    assert record("PointMaze_UMaze-v3", episodes=2, seed=1, data_path=str(tmp_path / "a")) == a
+    assert card_path.stat().st_mtime_ns == mtime  # kept, not re-recorded
+    record("PointMaze_UMaze-v3", episodes=2, seed=1, data_path=str(tmp_path / "a"), overwrite=True)
+    assert card_path.stat().st_mtime_ns != mtime
+
+
+def test_task_defaults_and_bad_input(tmp_path):
+    task = get_task("FetchPickAndPlace-v4")
+    assert (task.demo_episodes, task.demo_noise) == (100, 0.3)  # the setting where BC lands in 30-70%
+    with pytest.raises(ValueError, match="episodes"):
+        record("PointMaze_UMaze-v3", episodes=0, data_path=str(tmp_path))
+    with pytest.raises(ValueError, match="noise"):
+        record("PointMaze_UMaze-v3", episodes=1, noise=-1.0, data_path=str(tmp_path))
+    with pytest.raises(ValueError, match="benchmark tasks"):
+        record("CartPole-v1", episodes=1, data_path=str(tmp_path))
+    with pytest.raises(FileNotFoundError, match="otpr record"):
+        load_card("otpr/missing-v0", str(tmp_path))

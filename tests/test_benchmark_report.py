@@ -1,0 +1,104 @@
+"""`otpr report`: the summary table, curves and rliable statistics from a fixture of run directories."""
+
+import json
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from otpr_sb3.benchmark.cli import build_parser, main, parse_overrides
+from otpr_sb3.benchmark.evaluation import write_evaluations
+from otpr_sb3.benchmark.report import area_under_curve, build_report, load_runs
+
+pytest.importorskip("rliable")
+
+
+def write_run(root, task, method, seed, curve, done=True, final_episodes=50):
+    run_dir = root / task / method / f"s{seed}"
+    run_dir.mkdir(parents=True)
+    rows = [
+        {"timesteps": t, "success": s, "episodes": 20, "final": 0, "wall_time": 10.0 * (i + 1)}
+        for i, (t, s) in enumerate(curve)
+    ]
+    rows[0]["episodes"] = final_episodes
+    if done:
+        rows[-1].update(final=1, episodes=final_episodes)
+        (run_dir / "summary.json").write_text(json.dumps({"done": True, "env_steps_per_s": 12.0}))
+    write_evaluations(str(run_dir / "evaluations.csv"), rows)
+
+
+@pytest.fixture
+def runs_dir(tmp_path):
+    root = tmp_path / "runs"
+    finals = {"otpr": [0.9, 0.8, 1.0, 0.7, 0.95], "sac-demos": [0.1, 0.2, 0.0, 0.3, 0.1]}
+    for method, values in finals.items():
+        for seed, final in enumerate(values):
+            write_run(root, "FetchPush", method, seed, [(0, 0.5), (1000, 0.6), (2000, final)])
+    write_run(root, "FetchPush", "otpr-u", 0, [(0, 0.5), (1000, 0.5), (2000, 0.6)])
+    write_run(root, "FetchPush", "otpr-u", 1, [(0, 0.5), (1000, 0.7)], done=False)  # still running
+    write_run(root, "FetchPush", "bc", 0, [(0, 0.5)])
+    return root, finals
+
+
+def test_area_under_curve_is_the_trapezoid_mean():
+    rows = [{"timesteps": 0, "success": 0.0}, {"timesteps": 1000, "success": 1.0}, {"timesteps": 3000, "success": 1.0}]
+    assert area_under_curve(rows) == pytest.approx((0.5 * 1000 + 2000) / 3000)
+    assert area_under_curve(rows[:1]) == 0.0
+
+
+def test_report_table_matches_hand_computed_statistics(runs_dir, tmp_path):
+    root, finals = runs_dir
+    written = build_report(str(root), str(tmp_path / "report"), reps=500)
+    names = {p.split("/")[-1] for p in written}
+    assert {"runs.csv", "curves.csv", "summary.csv", "summary.rst", "improvement.csv", "curves.png", "ablations.png"} <= names
+    import pandas as pd
+
+    table = pd.read_csv(tmp_path / "report" / "summary.csv").set_index("method")
+    otpr = np.array(finals["otpr"])
+    assert table.loc["otpr", "seeds"] == 5
+    assert table.loc["otpr", "final_success"] == pytest.approx(otpr.mean())
+    assert table.loc["otpr", "final_success_se"] == pytest.approx(otpr.std(ddof=1) / np.sqrt(5))
+    auc = [(0.5 * (0.5 + 0.6) + 0.5 * (0.6 + f)) / 2 for f in otpr]
+    assert table.loc["otpr", "auc"] == pytest.approx(np.mean(auc))
+    # rliable's IQM is the 25%-trimmed mean; the bootstrap interval brackets it.
+    assert table.loc["otpr", "iqm_final"] == pytest.approx(stats.trim_mean(otpr, 0.25))
+    assert table.loc["otpr", "iqm_low"] <= table.loc["otpr", "iqm_final"] <= table.loc["otpr", "iqm_high"]
+    # Fewer than 5 seeds: mean only, and the unfinished run is counted apart.
+    assert np.isnan(table.loc["otpr-u", "iqm_final"])
+    assert (table.loc["otpr-u", "seeds"], table.loc["otpr-u", "unfinished"]) == (1, 1)
+    assert table.loc["otpr-u", "final_success"] == pytest.approx(0.6)
+    assert table.loc["bc", "final_success"] == pytest.approx(0.5) and table.loc["bc", "auc"] == pytest.approx(0.5)
+    improvement = pd.read_csv(tmp_path / "report" / "improvement.csv")
+    assert list(improvement["method"]) == ["sac-demos"]  # the only other method with 5 seeds
+    assert improvement["probability_of_improvement"].iloc[0] == pytest.approx(1.0)  # every OTPR seed beats every SAC one
+    assert "(+1 running)" in (tmp_path / "report" / "summary.rst").read_text()
+
+
+def test_report_command_and_empty_runs_dir(runs_dir, tmp_path, capsys):
+    root, _ = runs_dir
+    main(["report", "--runs-dir", str(root), "--out", str(tmp_path / "r"), "--bootstrap-reps", "200"])
+    assert "summary.csv" in capsys.readouterr().out
+    runs, curves = load_runs(str(root))
+    assert len(runs) == 13 and set(curves["method"]) == {"otpr", "sac-demos", "otpr-u", "bc"}
+    with pytest.raises(SystemExit) as err:
+        main(["report", "--runs-dir", str(tmp_path / "nothing"), "--out", str(tmp_path / "r2")])
+    assert err.value.code == 2
+    assert "no runs" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("verb", ["record", "train", "sweep", "report"])
+def test_every_verb_has_help(verb, capsys):
+    with pytest.raises(SystemExit) as err:
+        build_parser().parse_args([verb, "--help"])
+    assert err.value.code == 0
+    assert f"otpr {verb}" in capsys.readouterr().out
+
+
+def test_overrides_parse_literals_and_policy_keys():
+    kwargs, policy = parse_overrides(
+        ["dual_start=500", "reg=1e-3", "use_mask=False", "policy.critic_hidden=(64, 64)", "policy.guidance=q"]
+    )
+    assert kwargs == {"dual_start": 500, "reg": 1e-3, "use_mask": False}
+    assert policy == {"critic_hidden": (64, 64), "guidance": "q"}
+    with pytest.raises(ValueError, match="key=value"):
+        parse_overrides(["dual_start"])

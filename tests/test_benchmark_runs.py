@@ -1,0 +1,130 @@
+"""Every method configuration of the benchmark runs through the runner, and an interrupted run resumes."""
+
+import json
+
+import numpy as np
+import pytest
+import torch as th
+from stable_baselines3 import SAC
+
+from otpr_sb3 import OTPR
+from otpr_sb3.benchmark.evaluation import read_evaluations
+from otpr_sb3.benchmark.methods import METHODS, get_method
+from otpr_sb3.benchmark.recording import record
+from otpr_sb3.benchmark.runner import RunSpec, run
+
+ENV = "PointMaze_UMaze-v3"
+SMALL_POLICY = dict(actor_hidden_dim=32, actor_n_blocks=1, time_dim=8, critic_hidden=(32, 32), potential_hidden=(16,))
+FAST_OTPR = dict(learning_starts=20, batch_size=32, actor_batch_size=32, dual_batch_size=16, n_keypoints=4, dual_start=5)
+
+
+@pytest.fixture(scope="module")
+def dirs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("bench")
+    card = record(ENV, episodes=3, noise=0.3, seed=0, data_path=str(root / "minari"))
+    return root, card.dataset_id
+
+
+def spec_for(dirs, method, steps=200, **extra):
+    root, dataset = dirs
+    sac = get_method(method).algo == "sac"
+    base = dict(
+        env_id=ENV,
+        method=method,
+        seed=0,
+        steps=steps,
+        dataset=dataset,
+        eval_freq=100,
+        eval_episodes=1,
+        final_eval_episodes=2,
+        pretrain_steps=50,
+        runs_dir=str(root / "runs"),
+        data_path=str(root / "minari"),
+        kwargs=dict(learning_starts=20, batch_size=32) if sac else FAST_OTPR,
+        policy_kwargs=dict(net_arch=[32, 32]) if sac else SMALL_POLICY,
+    )
+    base.update(extra)
+    return RunSpec(**base)
+
+
+@pytest.mark.parametrize("method", sorted(METHODS))
+def test_each_method_runs_and_logs_its_evaluations(dirs, method):
+    spec = spec_for(dirs, method)
+    seen = []
+    summary = run(spec, on_evaluation=seen.append)
+    rows = read_evaluations(f"{spec.run_dir}/evaluations.csv")
+    assert rows == [{k: float(v) for k, v in r.items()} for r in seen]  # the hook saw exactly the logged rows
+    if method == "bc":
+        assert [r["timesteps"] for r in rows] == [0] and rows[0]["final"] == 1
+    else:
+        assert [r["timesteps"] for r in rows] == [0, 100, 200]
+        assert [r["episodes"] for r in rows] == [2, 1, 2]  # the start and the end on the final evaluation's episodes
+        assert summary["steps"] == 200 and summary["env_steps_per_s"] > 0
+    assert summary["done"] and summary["final_success"] == rows[-1]["success"]
+    with open(f"{spec.run_dir}/summary.json") as f:
+        assert json.load(f) == summary
+    assert spec.run_dir and __import__("os").path.exists(f"{spec.run_dir}/model.zip")
+    # A finished run is not run again.
+    assert run(spec) == summary
+
+
+def test_variants_start_from_the_same_pretrained_checkpoint(dirs):
+    # Both were fine-tuned by the parametrized test; their step-0 evaluation is of the same pretrained actor.
+    otpr = read_evaluations(f"{spec_for(dirs, 'otpr').run_dir}/evaluations.csv")
+    idql = read_evaluations(f"{spec_for(dirs, 'idql').run_dir}/evaluations.csv")
+    bc = read_evaluations(f"{spec_for(dirs, 'bc').run_dir}/evaluations.csv")
+    assert otpr[0]["success"] == idql[0]["success"] == bc[0]["success"]
+    root = dirs[0]
+    assert len(list((root / "runs" / "PointMaze_UMaze" / "pretrained").glob("*.zip"))) == 1
+    model = OTPR.load(f"{spec_for(dirs, 'idql').run_dir}/model.zip")
+    assert model.policy.guidance == "expectile" and model.pretrained and len(model.policy.keypoint_obs) == 4
+
+
+class Interrupt(Exception):
+    pass
+
+
+@pytest.mark.parametrize("method", ["otpr", "sac-demos"])
+def test_interrupted_run_resumes_from_its_checkpoint(dirs, method, tmp_path):
+    spec = spec_for(dirs, method, steps=300, runs_dir=str(tmp_path / "runs"))
+
+    def stop_at_200(row):
+        if row["timesteps"] == 200:
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        run(spec, on_evaluation=stop_at_200)
+    before = read_evaluations(f"{spec.run_dir}/evaluations.csv")
+    assert [r["timesteps"] for r in before] == [0, 100, 200]
+    algo = OTPR if method == "otpr" else SAC
+    ckpt = algo.load(f"{spec.run_dir}/checkpoint/model.zip")
+    assert ckpt.num_timesteps == 200
+    summary = run(spec)
+    after = read_evaluations(f"{spec.run_dir}/evaluations.csv")
+    assert after[:3] == before  # nothing redone or lost
+    assert [r["timesteps"] for r in after] == [0, 100, 200, 300] and after[-1]["final"] == 1
+    assert np.all(np.diff([r["wall_time"] for r in after]) > 0)  # wall-clock counts across the resume
+    assert summary["steps"] == 300
+    final = algo.load(f"{spec.run_dir}/model.zip")
+    assert final.num_timesteps == 300
+    if method == "otpr":
+        assert final._n_updates > ckpt._n_updates
+        # The replay buffer came back with the checkpoint: demonstrations and the first 200 online steps.
+        assert final.pretrained and th.equal(final.policy.keypoint_obs, ckpt.policy.keypoint_obs)
+
+
+def test_bad_specs_are_refused(dirs):
+    with pytest.raises(ValueError, match="method"):
+        spec_for(dirs, "td3")
+    with pytest.raises(ValueError, match="DQL"):
+        get_method("dql")
+    with pytest.raises(ValueError, match="benchmark tasks"):
+        RunSpec(env_id="Hopper-v5", method="otpr")
+    with pytest.raises(ValueError, match="steps"):
+        spec_for(dirs, "otpr", steps=0)
+    root, dataset = dirs
+    wrong_env = RunSpec(
+        env_id="FetchPush-v4", method="otpr", dataset=dataset, data_path=str(root / "minari"), runs_dir=str(root / "x")
+    )
+    with pytest.raises(ValueError, match="holds PointMaze"):
+        run(wrong_env)

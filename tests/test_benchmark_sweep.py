@@ -1,0 +1,95 @@
+"""`otpr sweep`: a two-trial grid through Ray Tune on this machine, stopped mid-way and resumed."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from otpr_sb3.benchmark.evaluation import read_evaluations
+from otpr_sb3.benchmark.sweep import SweepConfig
+
+pytest.importorskip("ray.tune")
+
+SWEEP = """
+name = "two-trials"
+runs_dir = "{root}/runs"
+data_path = "{root}/minari"
+storage = "{root}/ray"
+max_concurrent = 1
+
+[defaults]
+steps = 400
+eval_freq = 100
+eval_episodes = 1
+final_eval_episodes = 1
+pretrain_steps = 50
+kwargs = {{ learning_starts = 20, batch_size = 32, actor_batch_size = 32, dual_batch_size = 16, dual_start = 5 }}
+policy_kwargs = {{ actor_hidden_dim = 32, actor_n_blocks = 1, critic_hidden = [32, 32], potential_hidden = [16] }}
+
+[[runs]]
+env = "PointMaze_UMaze-v3"
+methods = ["otpr", "idql"]
+seeds = [0]
+"""
+
+
+def sweep(path, log):
+    return subprocess.Popen(
+        [sys.executable, "-m", "otpr_sb3.benchmark.cli", "sweep", str(path)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+
+
+@pytest.mark.slow
+def test_sweep_resumes_after_interruption_without_redoing_finished_trials(tmp_path):
+    config = tmp_path / "sweep.toml"
+    config.write_text(SWEEP.format(root=tmp_path))
+    first_run = tmp_path / "runs" / "PointMaze_UMaze" / "otpr" / "s0"
+    second_run = tmp_path / "runs" / "PointMaze_UMaze" / "idql" / "s0"
+    with open(tmp_path / "first.log", "w") as log:
+        proc = sweep(config, log)
+        deadline = time.time() + 240
+        # Stop the sweep once the first trial has finished and the second has checkpointed.
+        while time.time() < deadline and proc.poll() is None:
+            if (first_run / "summary.json").exists() and (second_run / "checkpoint" / "model.zip").exists():
+                break
+            time.sleep(0.5)
+        assert proc.poll() is None, (tmp_path / "first.log").read_text()[-3000:]
+        os.killpg(proc.pid, signal.SIGINT)
+        proc.wait(timeout=120)
+    finished = (first_run / "evaluations.csv").read_bytes()
+    partial = read_evaluations(str(second_run / "evaluations.csv"))
+    assert not (second_run / "summary.json").exists() and 2 <= len(partial) < 5
+    with open(tmp_path / "second.log", "w") as log:
+        assert sweep(config, log).wait(timeout=300) == 0, (tmp_path / "second.log").read_text()[-3000:]
+    second_log = (tmp_path / "second.log").read_text()
+    assert "PointMaze_UMaze-otpr-s0 started" not in second_log  # Tune restored it as finished
+    assert "PointMaze_UMaze-idql-s0 started" in second_log
+    assert (first_run / "evaluations.csv").read_bytes() == finished
+    resumed = read_evaluations(str(second_run / "evaluations.csv"))
+    assert resumed[: len(partial)] == partial  # the work done before the interruption is kept
+    assert [r["timesteps"] for r in resumed] == [0, 100, 200, 300, 400]
+    assert (second_run / "summary.json").exists()
+
+
+def test_sweep_file_expands_to_one_run_per_method_and_seed(tmp_path):
+    config = tmp_path / "sweep.toml"
+    config.write_text(SWEEP.format(root=tmp_path).replace("seeds = [0]", "seeds = [0, 1, 2]"))
+    sweep_config = SweepConfig.from_toml(str(config))
+    specs = sweep_config.specs()
+    assert [(s.method, s.seed) for s in specs] == [(m, k) for m in ("otpr", "idql") for k in (0, 1, 2)]
+    assert all(s.steps == 400 and s.threads == 1 and os.path.isabs(s.runs_dir) for s in specs)
+    assert specs[0].policy_kwargs["critic_hidden"] == [32, 32]
+    with pytest.raises(ValueError, match="unknown run keys"):
+        SweepConfig.from_dict({"name": "x", "runs": [{"env": "PointMaze_UMaze-v3", "methods": ["otpr"], "stpes": 3}]})
+    with pytest.raises(ValueError, match="method"):
+        SweepConfig.from_dict({"name": "x", "runs": [{"env": "PointMaze_UMaze-v3", "methods": ["ppo"]}]})
+    with pytest.raises(ValueError, match="no \\[\\[runs\\]\\]"):
+        SweepConfig.from_dict({"name": "x"})
+    with pytest.raises(ValueError, match="unknown sweep keys"):
+        SweepConfig.from_dict({"name": "x", "threads": 2, "runs": [{"env": "PointMaze_UMaze-v3", "methods": ["otpr"]}]})
