@@ -82,7 +82,7 @@ def test_sweep_file_expands_to_one_run_per_method_and_seed(tmp_path):
     config.write_text(SWEEP.format(root=tmp_path).replace("seeds = [0]", "seeds = [0, 1, 2]"))
     sweep_config = SweepConfig.from_toml(str(config))
     specs = sweep_config.specs()
-    assert [(s.method, s.seed) for s in specs] == [(m, k) for m in ("otpr", "idql") for k in (0, 1, 2)]
+    assert [(s.method, s.seed) for s in specs] == [(m, k) for k in (0, 1, 2) for m in ("otpr", "idql")]
     assert all(s.steps == 400 and s.threads == 1 and os.path.isabs(s.runs_dir) for s in specs)
     assert specs[0].policy_kwargs["critic_hidden"] == [32, 32]
     with pytest.raises(ValueError, match="unknown run keys"):

@@ -98,8 +98,8 @@ class SweepConfig:
             get_task(group.get("env_id", ""))
             for method in methods:
                 get_method(method)
-                for seed in seeds:
-                    runs.append({**group, "method": method, "seed": int(seed)})
+            # Seeds outermost: a sweep cut short still has every method on its first seeds.
+            runs.extend({**group, "method": method, "seed": int(seed)} for seed in seeds for method in methods)
         return cls(runs=runs, **data)
 
     @classmethod
