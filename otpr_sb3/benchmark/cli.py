@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import ast
 import json
+import os
 import sys
 from collections.abc import Sequence
 from dataclasses import asdict
@@ -86,8 +87,11 @@ def _sweep(args: argparse.Namespace) -> None:
     from otpr_sb3.benchmark.sweep import SweepConfig, run_sweep
 
     config = SweepConfig.from_toml(args.config)
-    grid = run_sweep(config, address=args.address, restart=args.restart)
-    print(f"{len(grid)} trials: {sum(1 for r in grid if r.error is None)} finished, {sum(1 for r in grid if r.error)} errored")
+    run_sweep(config, address=args.address, restart=args.restart)
+    # The run directories are the record: an interrupted trial has no error in Tune but no summary either.
+    specs = config.specs()
+    done = sum(os.path.exists(os.path.join(s.run_dir, "summary.json")) for s in specs)
+    print(f"{len(specs)} runs: {done} finished, {len(specs) - done} not finished (run the same command to resume)")
 
 
 def _report(args: argparse.Namespace) -> None:

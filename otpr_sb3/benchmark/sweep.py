@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import os
 import tomllib
-from dataclasses import dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from otpr_sb3.benchmark.methods import get_method
@@ -172,7 +172,7 @@ def run_sweep(config: SweepConfig, address: str | None = None, restart: bool = F
     else:
         tuner = tune.Tuner(
             trainable,
-            param_space={"run": tune.grid_search([_as_dict(s) for s in specs])},
+            param_space={"run": tune.grid_search([asdict(s) for s in specs])},
             tune_config=tune.TuneConfig(
                 max_concurrent_trials=config.max_concurrent,
                 trial_name_creator=_trial_name,
@@ -186,9 +186,3 @@ def run_sweep(config: SweepConfig, address: str | None = None, restart: bool = F
             ),
         )
     return tuner.fit()
-
-
-def _as_dict(spec: RunSpec) -> dict[str, Any]:
-    from dataclasses import asdict
-
-    return asdict(spec)
