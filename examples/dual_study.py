@@ -32,7 +32,7 @@ import torch as th
 from train_fetch import success_rate
 
 from neural_ot import MLPPotential, c_transform, plan, relative_marginal_errors
-from otpr_sb3 import OTPR, Demonstrations
+from otpr_sb3 import OTPR, Demonstrations, add_demonstrations
 from otpr_sb3.benchmark.recording import record
 
 gym.register_envs(gymnasium_robotics)
@@ -119,7 +119,7 @@ def pretrained(model: OTPR, demos: Demonstrations, args: argparse.Namespace) -> 
     model.set_parameters({k: state[k] for k in ("policy", *(f"{p}.optimizer" for p in parts))}, exact_match=False)
     model.expert_obs, model.expert_actions = state["expert_obs"], state["expert_actions"]
     model.scale_updates, model.pretrained = state["scale_updates"], True
-    model._add_demos_to_buffer(demos)
+    add_demonstrations(model.replay_buffer, demos, model.action_space)  # type: ignore[arg-type]
 
 
 def run_setting(name: str, args: argparse.Namespace, demos: Demonstrations, path: str) -> None:

@@ -20,7 +20,7 @@ import torch as th
 from stable_baselines3 import SAC
 from stable_baselines3.common.callbacks import CheckpointCallback, EvalCallback
 
-from otpr_sb3 import OTPR, Demonstrations
+from otpr_sb3 import OTPR, Demonstrations, add_demonstrations
 from otpr_sb3.benchmark.recording import record
 
 gym.register_envs(gymnasium_robotics)
@@ -92,7 +92,7 @@ def main() -> None:
             "MultiInputPolicy", env, seed=args.seed, learning_starts=0, verbose=0, tensorboard_log=os.path.join(run_dir, "tb")
         )
         model._setup_learn(0)
-        OTPR._add_demos_to_buffer(model, demos)  # type: ignore[arg-type]
+        add_demonstrations(model.replay_buffer, demos, model.action_space)  # type: ignore[arg-type]
     start = success_rate(model, args.env, args.eval_episodes)
     print(f"[{time.time() - t0:6.0f}s] {args.algo} before fine-tuning: success {start:.2f}")
     eval_cb = EvalCallback(

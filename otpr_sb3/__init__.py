@@ -4,10 +4,19 @@
 other way round.
 """
 
-from otpr_sb3.demonstrations import Demonstrations
+from otpr_sb3.demonstrations import Demonstrations, add_demonstrations
 from otpr_sb3.otpr import OTPR, PAPER_DUAL
 from otpr_sb3.policies import MlpPolicy, MultiInputPolicy, OTPRPolicy
 from otpr_sb3.wrappers import ActionChunkWrapper
 
 __version__ = "0.1.0"
-__all__ = ["OTPR", "PAPER_DUAL", "ActionChunkWrapper", "Demonstrations", "MlpPolicy", "MultiInputPolicy", "OTPRPolicy"]
+__all__ = [
+    "OTPR",
+    "PAPER_DUAL",
+    "ActionChunkWrapper",
+    "Demonstrations",
+    "add_demonstrations",
+    "MlpPolicy",
+    "MultiInputPolicy",
+    "OTPRPolicy",
+]

@@ -164,3 +164,47 @@ class Demonstrations:
                     f"demonstration observations have shape {self.observations.shape[1:]}, "
                     f"the environment's are {observation_space.shape}"
                 )
+
+
+def add_demonstrations(buffer: Any, demos: Demonstrations, action_space: spaces.Box) -> None:
+    """Store demonstrations in an SB3 replay buffer, with actions scaled to ``[-1, 1]`` as SB3 stores them.
+
+    Parameters
+    ----------
+    buffer : stable_baselines3.common.buffers.ReplayBuffer or DictReplayBuffer
+        The buffer of any off-policy algorithm (OTPR, SAC, TD3, ...), with ``n_envs`` columns.
+    demos : Demonstrations
+    action_space : gymnasium.spaces.Box
+        The environment's action space (the demonstrations are in its units).
+
+    Notes
+    -----
+    Truncated steps carry ``TimeLimit.truncated`` so that they bootstrap, as SB3 does for online data. A buffer
+    of ``n_envs`` columns takes ``n_envs`` transitions per row; when ``len(demos)`` is not a multiple of it, the
+    last row is completed with the first transitions again rather than dropping any.
+
+    Raises
+    ------
+    ValueError
+        If the buffer cannot hold the demonstrations.
+    """
+    n_envs = int(buffer.n_envs)
+    rows = -(-len(demos) // n_envs)
+    if rows > buffer.buffer_size:
+        raise ValueError(
+            f"the replay buffer holds {buffer.buffer_size} rows of {n_envs} env(s), "
+            f"fewer than the {len(demos)} demonstration transitions; raise `buffer_size`"
+        )
+    low, high = action_space.low, action_space.high
+    scaled = (2.0 * (np.asarray(demos.actions, dtype=np.float64) - low) / (high - low) - 1.0).astype(np.float32)
+    order = np.arange(rows * n_envs) % len(demos)
+    for row in range(rows):
+        idx = order[row * n_envs : (row + 1) * n_envs]
+        buffer.add(
+            _take(demos.observations, idx),
+            _take(demos.next_observations, idx),
+            scaled[idx],
+            np.asarray(demos.rewards)[idx],
+            np.asarray(demos.terminations, dtype=np.float32)[idx],
+            [{"TimeLimit.truncated": bool(t)} for t in np.asarray(demos.truncations)[idx]],
+        )

@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 
 from neural_ot import L2Dual, dual_objective, plan, relative_marginal_errors, solve_discrete
 from neural_ot.dual_updates import UPDATES
-from otpr_sb3.demonstrations import Demonstrations
+from otpr_sb3.demonstrations import Demonstrations, add_demonstrations
 from otpr_sb3.policies import MultiInputPolicy, OTPRPolicy
 
 SelfOTPR = TypeVar("SelfOTPR", bound="OTPR")
@@ -402,7 +402,8 @@ class OTPR(OffPolicyAlgorithm):
             if step < critic_steps:
                 self._iql_update(obs_n[idx], actions[idx], rewards[idx], next_n[idx], dones[idx])
         if add_to_replay_buffer:
-            self._add_demos_to_buffer(demos)
+            assert self.replay_buffer is not None
+            add_demonstrations(self.replay_buffer, demos, self.action_space)  # type: ignore[arg-type]
         return self
 
     def _demo_tensor(self, obs: Any) -> th.Tensor:
@@ -411,26 +412,6 @@ class OTPR(OffPolicyAlgorithm):
         else:
             obs = th.as_tensor(np.asarray(obs), device=self.device)
         return self.policy.flatten_obs(obs)
-
-    def _add_demos_to_buffer(self, demos: Demonstrations) -> None:
-        assert self.replay_buffer is not None
-        n_envs = self.n_envs
-        scaled = self.policy.scale_action(demos.actions)
-        for start in range(0, len(demos) - n_envs + 1, n_envs):
-            sl = slice(start, start + n_envs)
-
-            def take(o: Any, sl: slice = sl) -> Any:
-                return {k: np.asarray(v[sl]) for k, v in o.items()} if isinstance(o, dict) else np.asarray(o[sl])
-
-            infos = [{"TimeLimit.truncated": bool(t)} for t in demos.truncations[sl]]
-            self.replay_buffer.add(
-                take(demos.observations),
-                take(demos.next_observations),
-                scaled[sl],
-                demos.rewards[sl],
-                demos.terminations[sl].astype(np.float32),
-                infos,
-            )
 
     # ---- updates ----------------------------------------------------------------------------------------
 

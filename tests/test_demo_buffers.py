@@ -6,7 +6,8 @@ from gymnasium import spaces
 from stable_baselines3.common.utils import set_random_seed
 
 from otpr_sb3 import Demonstrations
-from otpr_sb3.benchmark.demo_buffers import SymmetricDictReplayBuffer, SymmetricReplayBuffer, add_demonstrations
+from otpr_sb3.benchmark.demo_buffers import SymmetricDictReplayBuffer, SymmetricReplayBuffer
+from otpr_sb3.demonstrations import add_demonstrations
 
 BOX = spaces.Box(-1.0, 1.0, (1,), np.float32)
 ACTIONS = spaces.Box(-2.0, 2.0, (1,), np.float32)
@@ -60,3 +61,26 @@ def test_dict_buffer_and_failure_modes():
     add_demonstrations(small, demos(4), ACTIONS)
     with pytest.raises(ValueError, match="fill the buffer"):
         small.freeze_demonstrations()
+
+
+def test_add_demonstrations_to_a_multi_env_buffer_keeps_every_transition():
+    from stable_baselines3.common.buffers import ReplayBuffer
+
+    n = 7
+    obs = np.arange(n, dtype=np.float32)[:, None]
+    trunc = np.zeros(n, bool)
+    trunc[3] = True
+    five = Demonstrations.from_arrays(
+        obs, np.full((n, 1), -2.0, np.float32), np.arange(n, dtype=np.float32), next_observations=obs + 1, truncations=trunc
+    )
+    buffer = ReplayBuffer(30, BOX, ACTIONS, device="cpu", n_envs=3, handle_timeout_termination=True)  # 10 rows
+    add_demonstrations(buffer, five, ACTIONS)
+    assert buffer.pos == 3  # ceil(7 / 3) rows
+    stored = buffer.observations[:3, :, 0].reshape(-1)
+    np.testing.assert_array_equal(stored, [0, 1, 2, 3, 4, 5, 6, 0, 1])  # the last row wraps to the first transitions
+    np.testing.assert_array_equal(buffer.rewards[:3].reshape(-1), stored)
+    np.testing.assert_array_equal(buffer.next_observations[:3, :, 0].reshape(-1), stored + 1)
+    np.testing.assert_allclose(buffer.actions[:3], -1.0)  # -2 in [-2, 2] is -1 in SB3's units
+    assert buffer.timeouts[:3].reshape(-1).tolist() == [s == 3 for s in stored]
+    with pytest.raises(ValueError, match="buffer_size"):
+        add_demonstrations(ReplayBuffer(6, BOX, ACTIONS, device="cpu", n_envs=3), five, ACTIONS)  # 2 rows

@@ -10,12 +10,9 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from gymnasium import spaces
 from stable_baselines3.common.buffers import DictReplayBuffer, ReplayBuffer
 from stable_baselines3.common.type_aliases import DictReplayBufferSamples, ReplayBufferSamples
 from stable_baselines3.common.vec_env import VecNormalize
-
-from otpr_sb3.demonstrations import Demonstrations
 
 
 class _Symmetric:
@@ -103,27 +100,3 @@ class SymmetricDictReplayBuffer(_Symmetric, DictReplayBuffer):
         if not self.demo_size:
             return super().sample(batch_size, env)
         return self._get_samples(self._symmetric_indices(batch_size), env=env)
-
-
-def add_demonstrations(buffer: ReplayBuffer | DictReplayBuffer, demos: Demonstrations, action_space: spaces.Box) -> None:
-    """Store demonstrations in an SB3 replay buffer of one env, with actions scaled to ``[-1, 1]`` as SB3 stores them.
-
-    Truncated steps are stored with ``TimeLimit.truncated`` so that they bootstrap, as SB3 does for online data.
-    """
-    if buffer.n_envs != 1:
-        raise ValueError(f"demonstrations go into a buffer of one env, got `n_envs`={buffer.n_envs}")
-    low, high = action_space.low, action_space.high
-    scaled = (2.0 * (np.asarray(demos.actions) - low) / (high - low) - 1.0).astype(np.float32)
-
-    def take(o: Any, i: int) -> Any:
-        return {k: np.asarray(v[i : i + 1]) for k, v in o.items()} if isinstance(o, dict) else np.asarray(o[i : i + 1])
-
-    for i in range(len(demos)):
-        buffer.add(
-            take(demos.observations, i),
-            take(demos.next_observations, i),
-            scaled[i : i + 1],
-            np.asarray(demos.rewards[i : i + 1]),
-            np.asarray(demos.terminations[i : i + 1], dtype=np.float32),
-            [{"TimeLimit.truncated": bool(demos.truncations[i])}],
-        )

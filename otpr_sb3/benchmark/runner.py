@@ -30,12 +30,12 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.save_util import load_from_zip_file
 
-from otpr_sb3.benchmark.demo_buffers import SymmetricDictReplayBuffer, SymmetricReplayBuffer, add_demonstrations
+from otpr_sb3.benchmark.demo_buffers import SymmetricDictReplayBuffer, SymmetricReplayBuffer
 from otpr_sb3.benchmark.evaluation import append_evaluation, read_evaluations, success_rate, write_evaluations
 from otpr_sb3.benchmark.methods import Method, get_method
 from otpr_sb3.benchmark.recording import DatasetCard, load_card, record
 from otpr_sb3.benchmark.tasks import Task, get_task
-from otpr_sb3.demonstrations import Demonstrations
+from otpr_sb3.demonstrations import Demonstrations, add_demonstrations
 from otpr_sb3.otpr import OTPR
 
 EvaluationHook = Callable[[dict[str, float]], None]
