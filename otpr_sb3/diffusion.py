@@ -83,7 +83,6 @@ class VPSchedule(nn.Module):
         steps = th.linspace(self.n_timesteps, 1, n_steps).round().long().tolist()
         return sorted(set(int(s) for s in steps), reverse=True)
 
-    @th.no_grad()
     def ddim_sample(
         self,
         model: EpsModel,
@@ -91,6 +90,7 @@ class VPSchedule(nn.Module):
         noise: th.Tensor,
         n_steps: int,
         clip: float | None = 1.0,
+        requires_grad: bool = False,
     ) -> th.Tensor:
         """Deterministic DDIM (eta = 0) from ``noise`` ``(n, act_dim)`` to actions, conditioned on ``condition``.
 
@@ -105,7 +105,18 @@ class VPSchedule(nn.Module):
             Number of DDIM steps ``K``.
         clip : float or None
             Clip the predicted clean action to ``[-clip, clip]`` at every step (SB3's scaled action space).
+        requires_grad : bool
+            Keep the graph through every denoising step, so that a loss on the actions reaches the model's
+            parameters (Diffusion-QL's Q-gradient through the chain). Default: no graph, in-place arithmetic.
         """
+        if requires_grad:
+            return self._ddim_chain(model, condition, noise, n_steps, clip)
+        with th.no_grad():
+            return self._ddim_chain(model, condition, noise, n_steps, clip, inplace=True)
+
+    def _ddim_chain(
+        self, model: EpsModel, condition: th.Tensor, noise: th.Tensor, n_steps: int, clip: float | None, inplace: bool = False
+    ) -> th.Tensor:
         a = noise
         coefficients = self._ddim_coefficients(n_steps)
         conditioned = getattr(model, "conditioned", None)
@@ -118,11 +129,18 @@ class VPSchedule(nn.Module):
 
         for i, (_, sqrt_ab, sqrt_1m_ab, sqrt_ab_prev, sqrt_1m_ab_prev) in enumerate(coefficients):
             eps = step_eps(a, i)
-            a0 = th.sub(a, eps, alpha=sqrt_1m_ab).div_(sqrt_ab)
+            if inplace:  # the sampling hot path: no graph, fewer temporaries
+                a0 = th.sub(a, eps, alpha=sqrt_1m_ab).div_(sqrt_ab)
+                if clip is not None:
+                    a0.clamp_(-clip, clip)
+                    eps = th.sub(a, a0, alpha=sqrt_ab).div_(sqrt_1m_ab)
+                a = th.add(a0.mul_(sqrt_ab_prev), eps, alpha=sqrt_1m_ab_prev)
+                continue
+            a0 = (a - sqrt_1m_ab * eps) / sqrt_ab
             if clip is not None:
-                a0.clamp_(-clip, clip)
-                eps = th.sub(a, a0, alpha=sqrt_ab).div_(sqrt_1m_ab)
-            a = th.add(a0.mul_(sqrt_ab_prev), eps, alpha=sqrt_1m_ab_prev)
+                a0 = a0.clamp(-clip, clip)
+                eps = (a - sqrt_ab * a0) / sqrt_1m_ab
+            a = sqrt_ab_prev * a0 + sqrt_1m_ab_prev * eps
         return a
 
     def _ddim_coefficients(self, n_steps: int) -> list[tuple[int, float, float, float, float]]:

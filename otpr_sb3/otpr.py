@@ -95,6 +95,12 @@ class OTPR(OffPolicyAlgorithm):
         Weighted score matching divided by the sum of the weights (each batch makes a full step), or the
         plain mean of ``w * err`` (Eq. 10's estimate: with H of a solved dual the weights average 1, and a
         batch where the dual gives little mass makes a small step instead of hiding it).
+    dql_eta : float
+        With ``policy_kwargs["guidance"] = "dql"`` (the Diffusion-QL-style baseline), the actor loss is the
+        unweighted score matching on replay pairs minus ``dql_eta * mean Q(s, a_theta(s)) / mean |Q|``, with
+        ``a_theta`` sampled by the K-step DDIM chain with its graph kept (Wang et al., 2023; their ``eta``).
+        The Q term starts with the other guidances, after ``dual_start`` updates; the critic is OTPR's (IQL).
+        Ignored by the other guidances.
     reg : float
         eps of the L2-regularised dual, on the normalised cost (by default ``-(Q - V)`` divided by a running
         spread of ``Q - V`` on replay pairs; see ``policy_kwargs["cost"]``). Over all state-action pairs the
@@ -177,6 +183,7 @@ class OTPR(OffPolicyAlgorithm):
         actor_ema: float = 0.995,
         actor_loss: str = "normalized",
         actor_targets: str | None = None,
+        dql_eta: float = 1.0,
         candidate_batch_size: int = 64,
         reg: float = 0.5,
         dual_learning_rate: float = 1e-3,
@@ -227,6 +234,8 @@ class OTPR(OffPolicyAlgorithm):
             raise ValueError(f"`dual_method` must be one of {DUAL_METHODS}, got {dual_method!r}")
         if actor_loss not in ("normalized", "mean"):
             raise ValueError(f"`actor_loss` must be 'normalized' or 'mean', got {actor_loss!r}")
+        if not dql_eta >= 0:
+            raise ValueError(f"`dql_eta` must be >= 0, got {dql_eta}")
         if actor_targets not in ("replay", "candidates", None):
             raise ValueError(f"`actor_targets` must be 'replay', 'candidates' or None, got {actor_targets!r}")
         if not 0.0 < actor_ema < 1.0:
@@ -260,6 +269,7 @@ class OTPR(OffPolicyAlgorithm):
         )
         self.actor_batch_size, self.actor_ema, self.actor_loss = actor_batch_size, actor_ema, actor_loss
         self.actor_targets, self.candidate_batch_size = actor_targets, int(candidate_batch_size)
+        self.dql_eta = float(dql_eta)
         self.reg, self.dual_learning_rate = reg, dual_learning_rate
         self.dual_batch_size, self.dual_steps, self.dual_start = dual_batch_size, dual_steps, dual_start
         self.dual_steps_per_batch = int(dual_steps_per_batch)
@@ -658,6 +668,8 @@ class OTPR(OffPolicyAlgorithm):
         return "replay" if self.pretrained else "candidates"
 
     def _actor_update(self) -> dict[str, float]:
+        if self.policy.guidance == "dql":
+            return self._actor_update_dql()
         if self.actor_targets_in_use == "candidates":
             return self._actor_update_candidates()
         policy = self.policy
@@ -698,6 +710,24 @@ class OTPR(OffPolicyAlgorithm):
             "target_fallback_frac": float(out.fallback.float().mean()),
             "h_nonzero_frac": float((out.density > 0).float().mean()),
         }
+
+    def _actor_update_dql(self) -> dict[str, float]:
+        """Diffusion-QL: score matching on replay pairs minus ``dql_eta`` times the normalised Q of chain samples."""
+        policy = self.policy
+        assert self.replay_buffer is not None
+        data = self.replay_buffer.sample(self.actor_batch_size, env=self._vec_normalize_env)
+        obs = policy.prepare_obs(data.observations)
+        loss = bc_loss = policy.schedule.epsilon_loss(policy.actor, data.actions, obs)
+        logs = {"actor_bc_loss": float(bc_loss.detach())}
+        if bool(policy.dual_ready) and self.dql_eta > 0:
+            noise = th.randn_like(data.actions)
+            actions = policy.schedule.ddim_sample(policy.actor, obs, noise, policy.ddim_steps, requires_grad=True)
+            q = policy.critic.min(obs, actions)
+            q_loss = -q.mean() / q.detach().abs().mean().clamp_min(1e-8)
+            loss = bc_loss + self.dql_eta * q_loss
+            logs["actor_q_loss"] = float(q_loss.detach())
+        self._step_actor(loss)  # the critics' stray gradients are cleared by their own zero_grad before use
+        return {"actor_loss": float(loss.detach()), **logs}
 
     def _step_actor(self, loss: th.Tensor) -> None:
         self._optimize(self.policy.actor.optimizer, loss)

@@ -24,7 +24,7 @@ from otpr_sb3.critic_cost import COSTS, CriticCost
 from otpr_sb3.diffusion import VPSchedule
 from otpr_sb3.networks import ResidualMLPDenoiser, TwinQ, ValueNet
 
-GUIDANCE = ("compatibility", "q", "advantage", "expectile")
+GUIDANCE = ("compatibility", "q", "advantage", "expectile", "dql")
 
 
 def flat_obs_dim(space: spaces.Space) -> int:
@@ -57,9 +57,12 @@ class OTPRPolicy(BasePolicy):
         DDIM sampling steps K (<= T).
     n_candidates : int
         L, the candidates drawn per state during collection (8 in the paper).
-    guidance : {"compatibility", "q", "advantage", "expectile"}
+    guidance : {"compatibility", "q", "advantage", "expectile", "dql"}
         How candidates are weighted: by H (OTPR), by exp(Q), by exp(advantage), or (IDQL-style) by the expectile
-        weights ``|tau - 1(Q < V)|`` with an unweighted actor update (score matching on replay pairs).
+        weights ``|tau - 1(Q < V)|`` with an unweighted actor update (score matching on replay pairs). ``"dql"``
+        (Diffusion-QL-style) selects candidates as ``"q"`` does and trains the actor on unweighted score matching
+        minus ``dql_eta`` times the normalised Q of actions sampled through the DDIM chain, whose gradient
+        flows back through every denoising step (:class:`~otpr_sb3.otpr.OTPR`'s ``dql_eta``).
     cost : {"advantage", "q"}
         The dual's cost: ``-(Q - V) / spread(Q - V)`` (default; same plan as ``-Q``, see
         :mod:`otpr_sb3.critic_cost`) or the paper's ``-Q / mean|Q|``.
@@ -356,6 +359,7 @@ class OTPRPolicy(BasePolicy):
           with running spreads over critic batches, both shifted by their maximum over the batch for stability.
 
         - ``"expectile"`` (IDQL-style): IDQL's expectile weights ``|tau - 1(Q < V)|`` at all times, ``z`` the advantage.
+        - ``"dql"``: as ``"q"`` (its actor update is the Q-gradient, see :class:`~otpr_sb3.otpr.OTPR`).
 
         Until ``dual_ready`` (set after ``dual_start`` updates, whatever the guidance, so the ablations share the
         H guidance's start), every guidance uses IDQL's expectile weights ``|tau - 1(Q < V)|``, the documented
@@ -371,7 +375,7 @@ class OTPRPolicy(BasePolicy):
         if self.guidance == "expectile" or not bool(self.dual_ready):
             adv = q - self.value(obs_n)
             return adv, th.where(adv < 0, 1.0 - self.expectile, self.expectile).to(q.dtype)
-        if self.guidance == "q":
+        if self.guidance in ("q", "dql"):
             score = self.temperature * q / self.q_spread
         else:
             score = self.temperature * (q - self.value(obs_n)) / self.adv_spread

@@ -59,15 +59,18 @@ METHODS: dict[str, Method] = {
             policy_kwargs={"guidance": "expectile"},
         ),
         Method(
+            "dql",
+            "otpr",
+            "DQL-style: Q-gradient through the DDIM chain plus score matching (Diffusion-QL's eta = 1), IQL critic",
+            policy_kwargs={"guidance": "dql"},
+        ),
+        Method(
             "sac-demos",
             "sac",
             "SAC with the demonstrations kept in its replay buffer and 50/50 batches (RLPD-like, no ensemble)",
         ),
     )
 }
-
-#: Not implemented: DQL (the Q-gradient through the diffusion chain).
-NOT_IMPLEMENTED = {"dql": "DQL (Q-gradient backpropagated through the DDIM chain) is not implemented yet"}
 
 
 def get_method(name: str) -> Method:
@@ -78,8 +81,6 @@ def get_method(name: str) -> Method:
     ValueError
         If there is no such method.
     """
-    if name in NOT_IMPLEMENTED:
-        raise ValueError(NOT_IMPLEMENTED[name])
     if name not in METHODS:
         raise ValueError(f"`method` must be one of {sorted(METHODS)}, got {name!r}")
     return METHODS[name]

@@ -28,7 +28,7 @@ MIN_SEEDS_RLIABLE = 5
 
 #: Ablation panels (the paper's Fig. 3): guidance, and mask.
 ABLATIONS = {
-    "guidance": ("otpr", "otpr-q", "otpr-adv", "idql"),
+    "guidance": ("otpr", "otpr-q", "otpr-adv", "idql", "dql"),
     "mask": ("otpr", "otpr-u"),
 }
 
