@@ -73,7 +73,13 @@ def _train(args: argparse.Namespace) -> None:
         kwargs=kwargs,
         policy_kwargs=policy_kwargs,
     )
-    print(f"run directory: {spec.run_dir} (started again, it resumes from its last checkpoint)", flush=True)
+    if os.path.exists(os.path.join(spec.run_dir, "summary.json")):
+        state = "finished: its summary is returned"
+    elif os.path.exists(os.path.join(spec.run_dir, "checkpoint", "model.zip")):
+        state = "resuming from its last checkpoint"
+    else:
+        state = "new; the same command started again resumes it from its last checkpoint"
+    print(f"run directory: {spec.run_dir} ({state})", flush=True)
 
     def show(row: dict[str, float]) -> None:
         step, episodes = int(row["timesteps"]), int(row["episodes"])
