@@ -72,6 +72,10 @@ def test_report_table_matches_hand_computed_statistics(runs_dir, tmp_path):
     assert list(improvement["method"]) == ["sac-demos"]  # the only other method with 5 seeds
     assert improvement["probability_of_improvement"].iloc[0] == pytest.approx(1.0)  # every OTPR seed beats every SAC one
     assert "(+1 running)" in (tmp_path / "report" / "summary.rst").read_text()
+    assert table.loc["otpr", "wall_time_min"] == pytest.approx(30.0 / 60.0)  # the last row's wall_time, 30 s
+    # Mean curves hold finished runs only: otpr-u has its one finished seed at every step.
+    curves = pd.read_csv(tmp_path / "report" / "curves.csv").set_index(["method", "timesteps"])
+    assert curves.loc[("otpr-u", 1000), "seeds"] == 1 and curves.loc[("otpr-u", 1000), "mean"] == pytest.approx(0.5)
 
 
 def test_report_command_and_empty_runs_dir(runs_dir, tmp_path, capsys):

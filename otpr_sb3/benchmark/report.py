@@ -108,7 +108,9 @@ def summary_table(runs: pd.DataFrame, reps: int = 2_000, seed: int = 0) -> pd.Da
     """Table-1-style summary: per task and method, start -> final success and area under the curve.
 
     Mean and standard error over finished seeds; with ``MIN_SEEDS_RLIABLE`` or more, also the IQM of final
-    success and its 95% stratified-bootstrap interval (``rliable``, ``reps`` samples).
+    success and its 95% stratified-bootstrap interval (``rliable``, ``reps`` samples). ``wall_time_min`` is the
+    mean wall-clock of a finished run (pretraining excluded, evaluations included), ``env_steps_per_s`` its
+    mean training throughput.
     """
     out = []
     for (task, method), group in runs.groupby(["task", "method"], sort=True):
@@ -121,6 +123,8 @@ def summary_table(runs: pd.DataFrame, reps: int = 2_000, seed: int = 0) -> pd.Da
         }
         for column in ("start_success", "final_success", "auc"):
             row[column], row[column + "_se"] = _mean_se(finished[column].to_numpy(float))
+        row["wall_time_min"] = float(finished["wall_time"].mean() / 60.0) if len(finished) else np.nan
+        row["env_steps_per_s"] = float(finished["env_steps_per_s"].mean()) if len(finished) else np.nan
         row["iqm_final"] = row["iqm_low"] = row["iqm_high"] = np.nan
         if len(finished) >= MIN_SEEDS_RLIABLE:
             point, (low, high) = _iqm(finished["final_success"].to_numpy(float), reps, seed)
@@ -241,6 +245,7 @@ def _rst_table(table: pd.DataFrame) -> str:
         "     - final",
         "     - AUC",
         "     - IQM final [95% CI]",
+        "     - min per run",
     ]
     for _, r in table.iterrows():
         iqm = f"{r.iqm_final:.2f} [{r.iqm_low:.2f}, {r.iqm_high:.2f}]" if np.isfinite(r.iqm_final) else "-"
@@ -253,6 +258,7 @@ def _rst_table(table: pd.DataFrame) -> str:
             f"     - {pm(r.final_success, r.final_success_se)}",
             f"     - {pm(r.auc, r.auc_se)}",
             f"     - {iqm}",
+            f"     - {r.wall_time_min:.0f}" if np.isfinite(r.wall_time_min) else "     - -",
         ]
     return "\n".join(lines) + "\n"
 
@@ -260,7 +266,7 @@ def _rst_table(table: pd.DataFrame) -> str:
 def build_report(runs_dir: str, out_dir: str, reps: int = 2_000) -> list[str]:
     """Write the report of every run under ``runs_dir`` into ``out_dir``.
 
-    Files: ``runs.csv`` (one row per run), ``curves.csv`` (mean curves), ``summary.csv`` and ``summary.rst``
+    Files: ``runs.csv`` (one row per run), ``curves.csv`` (mean curves of finished runs), ``summary.csv`` and ``summary.rst``
     (the Table-1-style summary), ``improvement.csv`` (rliable's probability of improvement, where there are
     enough seeds), ``curves.png`` (success vs env steps, one panel per task, as the paper's Fig. 2) and
     ``ablations.png`` (guidance and mask panels per task, as Fig. 3).
@@ -278,6 +284,9 @@ def build_report(runs_dir: str, out_dir: str, reps: int = 2_000) -> list[str]:
     runs, curves = load_runs(runs_dir)
     if runs.empty:
         raise FileNotFoundError(f"no runs (<task>/<method>/s<seed>/evaluations.csv) under `runs_dir` {runs_dir!r}")
+    # Curves and plots of finished runs only: a mean over seeds that stopped at different steps would mislead.
+    keys = ["task", "method", "seed"]
+    curves = curves.merge(runs.loc[runs["done"], keys], on=keys)
     os.makedirs(out_dir, exist_ok=True)
     table = summary_table(runs, reps=reps)
     paths = {name: os.path.join(out_dir, name) for name in ("runs.csv", "curves.csv", "summary.csv", "summary.rst")}
