@@ -72,6 +72,14 @@ def test_report_table_matches_hand_computed_statistics(runs_dir, tmp_path):
     assert list(improvement["method"]) == ["sac-demos"]  # the only other method with 5 seeds
     assert improvement["probability_of_improvement"].iloc[0] == pytest.approx(1.0)  # every OTPR seed beats every SAC one
     assert "(+1 running)" in (tmp_path / "report" / "summary.rst").read_text()
+    diffs = pd.read_csv(tmp_path / "report" / "differences.csv").set_index("method")
+    paired = otpr - np.array(finals["sac-demos"])
+    assert diffs.loc["sac-demos", "final_success_diff"] == pytest.approx(paired.mean())
+    assert diffs.loc["sac-demos", "final_success_diff_se"] == pytest.approx(paired.std(ddof=1) / np.sqrt(5))
+    assert diffs.loc["sac-demos", "wins"] == 5
+    # otpr-u: only seed 0 finished, so one pair (0.9 - 0.6) and no standard error.
+    assert diffs.loc["otpr-u", "seeds"] == 1 and diffs.loc["otpr-u", "final_success_diff"] == pytest.approx(0.3)
+    assert np.isnan(diffs.loc["otpr-u", "final_success_diff_se"])
     assert table.loc["otpr", "wall_time_min"] == pytest.approx(30.0 / 60.0)  # the last row's wall_time, 30 s
     # Mean curves hold finished runs only: otpr-u has its one finished seed at every step.
     curves = pd.read_csv(tmp_path / "report" / "curves.csv").set_index(["method", "timesteps"])

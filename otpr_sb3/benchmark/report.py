@@ -187,6 +187,40 @@ def probability_of_improvement(runs: pd.DataFrame, reference: str = "otpr", reps
     return pd.DataFrame(out, columns=["task", "reference", "method", "probability_of_improvement", "low", "high"])
 
 
+def paired_differences(runs: pd.DataFrame, reference: str = "otpr") -> pd.DataFrame:
+    """Compute ``reference - method`` in final success and area under the curve, paired by seed, per task.
+
+    Runs of one seed share the pretrained checkpoint and the training env's seed (and, for the OTPR variants,
+    everything before ``dual_start``), so the per-seed difference removes the spread between pretrained
+    checkpoints that the separate means carry. Only seeds where both runs have finished are paired; the
+    standard error is over those seeds (NaN with one), ``wins`` counts seeds where ``reference`` is ahead
+    in final success.
+    """
+    out = []
+    finished = runs[runs["done"]]
+    for task, group in finished.groupby("task", sort=True):
+        ref = group[group["method"] == reference].set_index("seed")
+        if ref.empty:
+            continue
+        for method, other in group.groupby("method", sort=True):
+            if method == reference:
+                continue
+            other = other.set_index("seed")
+            seeds = sorted(set(ref.index) & set(other.index))
+            if not seeds:
+                continue
+            row: dict[str, Any] = {"task": task, "reference": reference, "method": method, "seeds": len(seeds)}
+            for column in ("final_success", "auc"):
+                diff = ref.loc[seeds, column].to_numpy(float) - other.loc[seeds, column].to_numpy(float)
+                row[column + "_diff"], row[column + "_diff_se"] = _mean_se(diff)
+            row["wins"] = int(
+                (ref.loc[seeds, "final_success"].to_numpy() > other.loc[seeds, "final_success"].to_numpy()).sum()
+            )
+            out.append(row)
+    columns = ["task", "reference", "method", "seeds", "final_success_diff", "final_success_diff_se", "auc_diff"]
+    return pd.DataFrame(out, columns=[*columns, "auc_diff_se", "wins"])
+
+
 def mean_curves(curves: pd.DataFrame) -> pd.DataFrame:
     """Per task, method and evaluation step: mean success, standard error and number of seeds."""
     grouped = curves.groupby(["task", "method", "timesteps"], sort=True)["success"]
@@ -266,9 +300,10 @@ def _rst_table(table: pd.DataFrame) -> str:
 def build_report(runs_dir: str, out_dir: str, reps: int = 2_000) -> list[str]:
     """Write the report of every run under ``runs_dir`` into ``out_dir``.
 
-    Files: ``runs.csv`` (one row per run), ``curves.csv`` (mean curves of finished runs), ``summary.csv`` and ``summary.rst``
-    (the Table-1-style summary), ``improvement.csv`` (rliable's probability of improvement, where there are
-    enough seeds), ``curves.png`` (success vs env steps, one panel per task, as the paper's Fig. 2) and
+    Files: ``runs.csv`` (one row per run), ``curves.csv`` (mean curves of finished runs), ``summary.csv`` and
+    ``summary.rst`` (the Table-1-style summary), ``differences.csv`` (OTPR minus each method, paired by seed),
+    ``improvement.csv`` (rliable's probability of improvement, where there are enough seeds), ``curves.png``
+    (success vs env steps, one panel per task, as the paper's Fig. 2) and
     ``ablations.png`` (guidance and mask panels per task, as Fig. 3).
 
     Returns
@@ -296,6 +331,8 @@ def build_report(runs_dir: str, out_dir: str, reps: int = 2_000) -> list[str]:
     with open(paths["summary.rst"], "w") as f:
         f.write(_rst_table(table))
     written = list(paths.values())
+    written.append(os.path.join(out_dir, "differences.csv"))
+    paired_differences(runs).to_csv(written[-1], index=False)
     improvement = probability_of_improvement(runs, reps=reps)
     if not improvement.empty:
         written.append(os.path.join(out_dir, "improvement.csv"))
