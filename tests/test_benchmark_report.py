@@ -80,6 +80,7 @@ def test_report_table_matches_hand_computed_statistics(runs_dir, tmp_path):
     # otpr-u: only seed 0 finished, so one pair (0.9 - 0.6) and no standard error.
     assert diffs.loc["otpr-u", "seeds"] == 1 and diffs.loc["otpr-u", "final_success_diff"] == pytest.approx(0.3)
     assert np.isnan(diffs.loc["otpr-u", "final_success_diff_se"])
+    assert "+0.30" in (tmp_path / "report" / "differences.rst").read_text()
     assert table.loc["otpr", "wall_time_min"] == pytest.approx(30.0 / 60.0)  # the last row's wall_time, 30 s
     # Mean curves hold finished runs only: otpr-u has its one finished seed at every step.
     curves = pd.read_csv(tmp_path / "report" / "curves.csv").set_index(["method", "timesteps"])

@@ -297,11 +297,30 @@ def _rst_table(table: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _rst_differences(diffs: pd.DataFrame) -> str:
+    def pm(mean: float, se: float) -> str:
+        return f"{mean:+.2f}" + (f" ± {se:.2f}" if np.isfinite(se) else "")
+
+    lines = [".. list-table::", "   :header-rows: 1", ""]
+    lines += [f"   {'*' if i == 0 else ' '} - {h}" for i, h in enumerate(("task", "OTPR minus", "paired seeds"))]
+    lines += ["     - final success", "     - AUC", "     - seeds OTPR ahead"]
+    for _, r in diffs.iterrows():
+        lines += [
+            f"   * - {r.task}",
+            f"     - {r.method}",
+            f"     - {r.seeds}",
+            f"     - {pm(r.final_success_diff, r.final_success_diff_se)}",
+            f"     - {pm(r.auc_diff, r.auc_diff_se)}",
+            f"     - {r.wins} of {r.seeds}",
+        ]
+    return "\n".join(lines) + "\n"
+
+
 def build_report(runs_dir: str, out_dir: str, reps: int = 2_000) -> list[str]:
     """Write the report of every run under ``runs_dir`` into ``out_dir``.
 
     Files: ``runs.csv`` (one row per run), ``curves.csv`` (mean curves of finished runs), ``summary.csv`` and
-    ``summary.rst`` (the Table-1-style summary), ``differences.csv`` (OTPR minus each method, paired by seed),
+    ``summary.rst`` (the Table-1-style summary), ``differences.csv`` and ``.rst`` (OTPR minus each method, paired by seed),
     ``improvement.csv`` (rliable's probability of improvement, where there are enough seeds), ``curves.png``
     (success vs env steps, one panel per task, as the paper's Fig. 2) and
     ``ablations.png`` (guidance and mask panels per task, as Fig. 3).
@@ -331,8 +350,11 @@ def build_report(runs_dir: str, out_dir: str, reps: int = 2_000) -> list[str]:
     with open(paths["summary.rst"], "w") as f:
         f.write(_rst_table(table))
     written = list(paths.values())
-    written.append(os.path.join(out_dir, "differences.csv"))
-    paired_differences(runs).to_csv(written[-1], index=False)
+    diffs = paired_differences(runs)
+    written += [os.path.join(out_dir, "differences.csv"), os.path.join(out_dir, "differences.rst")]
+    diffs.to_csv(written[-2], index=False)
+    with open(written[-1], "w") as f:
+        f.write(_rst_differences(diffs))
     improvement = probability_of_improvement(runs, reps=reps)
     if not improvement.empty:
         written.append(os.path.join(out_dir, "improvement.csv"))
