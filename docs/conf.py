@@ -40,5 +40,5 @@ sphinx_gallery_conf = {
 html_theme = "furo"
 html_title = "neural_ot & otpr_sb3"
 html_static_path = ["_static"]
-exclude_patterns = ["_build", "tutorials/README.rst", "*.inc"]
+exclude_patterns = ["_build", "tutorials/README.rst", "*.inc", "results/*.rst"]  # results/: otpr report output, included
 suppress_warnings = ["config.cache"]
