@@ -23,7 +23,10 @@ def write_run(root, task, method, seed, curve, done=True, final_episodes=50):
     rows[0]["episodes"] = final_episodes
     if done:
         rows[-1].update(final=1, episodes=final_episodes)
-        (run_dir / "summary.json").write_text(json.dumps({"done": True, "env_steps_per_s": 12.0}))
+        summary = {"done": True, "env_steps_per_s": 12.0}
+        if method == "otpr":
+            summary["diagnostics"] = {"marginal_error": 0.05 + 0.01 * seed, "dual_gap": 0.002}
+        (run_dir / "summary.json").write_text(json.dumps(summary))
     write_evaluations(str(run_dir / "evaluations.csv"), rows)
 
 
@@ -81,6 +84,11 @@ def test_report_table_matches_hand_computed_statistics(runs_dir, tmp_path):
     assert diffs.loc["otpr-u", "seeds"] == 1 and diffs.loc["otpr-u", "final_success_diff"] == pytest.approx(0.3)
     assert np.isnan(diffs.loc["otpr-u", "final_success_diff_se"])
     assert "+0.30" in (tmp_path / "report" / "differences.rst").read_text()
+    # Diagnostics: the median over seeds (0.05 ... 0.09) for OTPR, none for the methods without them.
+    assert table.loc["otpr", "marginal_error"] == pytest.approx(0.07)
+    assert np.isnan(table.loc["sac-demos", "marginal_error"])
+    diagnostics = (tmp_path / "report" / "diagnostics.rst").read_text()
+    assert "0.070" in diagnostics and "sac-demos" not in diagnostics
     assert table.loc["otpr", "wall_time_min"] == pytest.approx(30.0 / 60.0)  # the last row's wall_time, 30 s
     # Mean curves hold finished runs only: otpr-u has its one finished seed at every step.
     curves = pd.read_csv(tmp_path / "report" / "curves.csv").set_index(["method", "timesteps"])

@@ -21,7 +21,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from otpr_sb3.benchmark.diagnostics import TAGS
 from otpr_sb3.benchmark.evaluation import read_evaluations
+
+#: Per-run dual diagnostics carried into runs.csv and the summary (medians over the run, see diagnostics.py).
+DIAGNOSTICS = tuple(TAGS.values())
 
 #: rliable aggregates need at least this many seeds.
 MIN_SEEDS_RLIABLE = 5
@@ -40,7 +44,8 @@ def load_runs(runs_dir: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     -------
     runs : pandas.DataFrame
         One row per run: task, method, seed, done, start_success, final_success, auc, steps, wall_time,
-        env_steps_per_s.
+        env_steps_per_s, and the run's dual diagnostics (:mod:`otpr_sb3.benchmark.diagnostics`; NaN where
+        the summary has none).
     curves : pandas.DataFrame
         One row per evaluation: task, method, seed, timesteps, success, episodes, final.
     """
@@ -74,12 +79,13 @@ def load_runs(runs_dir: str) -> tuple[pd.DataFrame, pd.DataFrame]:
                 "steps": int(rows[-1]["timesteps"]),
                 "wall_time": rows[-1]["wall_time"],
                 "env_steps_per_s": summary.get("env_steps_per_s", np.nan),
+                **{name: summary.get("diagnostics", {}).get(name, np.nan) for name in DIAGNOSTICS},
             }
         )
         curves.extend({"task": task, "method": method, "seed": seed, **r} for r in rows)
     columns = ["task", "method", "seed", "done", "start_success", "final_success", "auc", "steps", "wall_time"]
     return (
-        pd.DataFrame(runs, columns=[*columns, "env_steps_per_s"]),
+        pd.DataFrame(runs, columns=[*columns, "env_steps_per_s", *DIAGNOSTICS]),
         pd.DataFrame(curves, columns=["task", "method", "seed", "timesteps", "success", "episodes", "final", "wall_time"]),
     )
 
@@ -125,6 +131,9 @@ def summary_table(runs: pd.DataFrame, reps: int = 2_000, seed: int = 0) -> pd.Da
             row[column], row[column + "_se"] = _mean_se(finished[column].to_numpy(float))
         row["wall_time_min"] = float(finished["wall_time"].mean() / 60.0) if len(finished) else np.nan
         row["env_steps_per_s"] = float(finished["env_steps_per_s"].mean()) if len(finished) else np.nan
+        for name in DIAGNOSTICS:  # median over seeds of the per-run medians
+            values = finished[name].to_numpy(float)
+            row[name] = float(np.median(values[np.isfinite(values)])) if np.isfinite(values).any() else np.nan
         row["iqm_final"] = row["iqm_low"] = row["iqm_high"] = np.nan
         if len(finished) >= MIN_SEEDS_RLIABLE:
             point, (low, high) = _iqm(finished["final_success"].to_numpy(float), reps, seed)
@@ -297,6 +306,17 @@ def _rst_table(table: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _rst_diagnostics(table: pd.DataFrame) -> str:
+    rows = table[np.isfinite(table[list(DIAGNOSTICS)].to_numpy(float)).any(axis=1)]
+    lines = [".. list-table::", "   :header-rows: 1", ""]
+    headers = ("task", "method", "seeds", "marginal error", "dual gap", "share of H > 0", "fallback share")
+    lines += [f"   {'*' if i == 0 else ' '} - {h}" for i, h in enumerate(headers)]
+    for _, r in rows.iterrows():
+        lines += [f"   * - {r.task}", f"     - {r.method}", f"     - {r.seeds}"]
+        lines += [f"     - {r[name]:.3f}" if np.isfinite(r[name]) else "     - -" for name in DIAGNOSTICS]
+    return "\n".join(lines) + "\n"
+
+
 def _rst_differences(diffs: pd.DataFrame) -> str:
     def pm(mean: float, se: float) -> str:
         return f"{mean:+.2f}" + (f" ± {se:.2f}" if np.isfinite(se) else "")
@@ -320,7 +340,8 @@ def build_report(runs_dir: str, out_dir: str, reps: int = 2_000) -> list[str]:
     """Write the report of every run under ``runs_dir`` into ``out_dir``.
 
     Files: ``runs.csv`` (one row per run), ``curves.csv`` (mean curves of finished runs), ``summary.csv`` and
-    ``summary.rst`` (the Table-1-style summary), ``differences.csv`` and ``.rst`` (OTPR minus each method, paired by seed),
+    ``summary.rst`` (the Table-1-style summary), ``diagnostics.rst`` (the dual's medians),
+    ``differences.csv`` and ``.rst`` (OTPR minus each method, paired by seed),
     ``improvement.csv`` (rliable's probability of improvement, where there are enough seeds), ``curves.png``
     (success vs env steps, one panel per task, as the paper's Fig. 2) and
     ``ablations.png`` (guidance and mask panels per task, as Fig. 3).
@@ -350,6 +371,9 @@ def build_report(runs_dir: str, out_dir: str, reps: int = 2_000) -> list[str]:
     with open(paths["summary.rst"], "w") as f:
         f.write(_rst_table(table))
     written = list(paths.values())
+    written.append(os.path.join(out_dir, "diagnostics.rst"))
+    with open(written[-1], "w") as f:
+        f.write(_rst_diagnostics(table))
     diffs = paired_differences(runs)
     written += [os.path.join(out_dir, "differences.csv"), os.path.join(out_dir, "differences.rst")]
     diffs.to_csv(written[-2], index=False)

@@ -31,6 +31,7 @@ from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.save_util import load_from_zip_file
 
 from otpr_sb3.benchmark.demo_buffers import SymmetricDictReplayBuffer, SymmetricReplayBuffer
+from otpr_sb3.benchmark.diagnostics import read_diagnostics
 from otpr_sb3.benchmark.evaluation import append_evaluation, read_evaluations, success_rate, write_evaluations
 from otpr_sb3.benchmark.methods import Method, get_method
 from otpr_sb3.benchmark.recording import DatasetCard, load_card, record
@@ -338,6 +339,9 @@ def _finish(
         "env_steps_per_s": fps,
         "done": True,
     }
+    diagnostics = read_diagnostics(os.path.join(spec.run_dir, "tb"))
+    if diagnostics:
+        summary["diagnostics"] = diagnostics
     with open(os.path.join(spec.run_dir, "summary.json"), "w") as f:
         json.dump(summary, f, indent=1)
     return summary
