@@ -248,7 +248,9 @@ def _plot_panels(curves: pd.DataFrame, panels: Sequence[tuple[str, str, tuple[st
     fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 3.6), squeeze=False)
     for ax, (task, title, methods) in zip(axes[0], panels):
         sub = mean[mean["task"] == task]
-        span = sub["timesteps"].max() if len(sub) else 1
+        # BC is one evaluation: drawn across the task's runs, or every task's when it has no other run yet.
+        span = sub["timesteps"].max() if len(sub) else 0
+        span = span if span > 0 else max(float(mean["timesteps"].max()), 1.0)
         for method in methods or sorted(sub["method"].unique()):
             m = sub[sub["method"] == method]
             if m.empty:
