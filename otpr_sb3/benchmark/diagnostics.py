@@ -3,7 +3,9 @@
 OTPR logs, at a fixed interval, the held-out marginal error of the plan its potentials imply and the gap of
 its dual objective to the exact minibatch optimum (``train/marginal_error``, ``train/dual_gap``), and per
 log interval the share of replay pairs with ``H > 0`` (``train/h_nonzero_frac``) and of collected states
-where H gave no candidate weight (``rollout/h_fallback_frac``). Their medians over the run, after the dual
+where H gave no candidate weight (``rollout/h_fallback_frac``), and the entropy of the actor's normalised
+weights over its replay batch (``train/h_entropy``, for every weighted guidance: ``ln 256 = 5.55`` is
+uniform weights on the default batch, lower is more selective). Their medians over the run, after the dual
 started guiding, go into the run's summary: the TensorBoard files are not kept with the committed results.
 """
 
@@ -22,6 +24,7 @@ TAGS = {
     "train/dual_gap": "dual_gap",
     "train/h_nonzero_frac": "h_nonzero_frac",
     "rollout/h_fallback_frac": "h_fallback_frac",
+    "train/h_entropy": "weight_entropy",
 }
 
 

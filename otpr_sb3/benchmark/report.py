@@ -311,7 +311,16 @@ def _rst_table(table: pd.DataFrame) -> str:
 def _rst_diagnostics(table: pd.DataFrame) -> str:
     rows = table[np.isfinite(table[list(DIAGNOSTICS)].to_numpy(float)).any(axis=1)]
     lines = [".. list-table::", "   :header-rows: 1", ""]
-    headers = ("task", "method", "seeds", "marginal error", "dual gap", "share of H > 0", "fallback share")
+    headers = (
+        "task",
+        "method",
+        "seeds",
+        "marginal error",
+        "dual gap",
+        "share of weights > 0",
+        "H fallback share",
+        "weight entropy",
+    )
     lines += [f"   {'*' if i == 0 else ' '} - {h}" for i, h in enumerate(headers)]
     for _, r in rows.iterrows():
         lines += [f"   * - {r.task}", f"     - {r.method}", f"     - {r.seeds}"]
