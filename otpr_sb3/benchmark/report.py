@@ -23,6 +23,7 @@ import pandas as pd
 
 from otpr_sb3.benchmark.diagnostics import TAGS
 from otpr_sb3.benchmark.evaluation import read_evaluations
+from otpr_sb3.benchmark.methods import METHODS
 
 #: Per-run dual diagnostics carried into runs.csv and the summary (medians over the run, see diagnostics.py).
 DIAGNOSTICS = tuple(TAGS.values())
@@ -238,6 +239,12 @@ def mean_curves(curves: pd.DataFrame) -> pd.DataFrame:
     return out.drop(columns="std").rename(columns={"count": "seeds"})
 
 
+def _color(method: str) -> str:
+    """One colour per method in every figure: matplotlib's cycle in the order of METHODS."""
+    names = list(METHODS)
+    return f"C{names.index(method) % 10}" if method in names else "k"
+
+
 def _plot_panels(curves: pd.DataFrame, panels: Sequence[tuple[str, str, tuple[str, ...] | None]], path: str) -> None:
     import matplotlib
 
@@ -256,12 +263,13 @@ def _plot_panels(curves: pd.DataFrame, panels: Sequence[tuple[str, str, tuple[st
             if m.empty:
                 continue
             x, y, se = m["timesteps"].to_numpy(), m["mean"].to_numpy(), np.nan_to_num(m["se"].to_numpy())
+            color = _color(method)
             if len(x) == 1:  # behaviour cloning: one evaluation, drawn across the panel
                 x, y, se = np.array([0, span]), np.repeat(y, 2), np.repeat(se, 2)
-                ax.plot(x, y, ls="--", label=f"{method} (n={int(m['seeds'].max())})")
+                ax.plot(x, y, ls="--", color=color, label=f"{method} (n={int(m['seeds'].max())})")
             else:
-                ax.plot(x, y, marker=".", label=f"{method} (n={int(m['seeds'].max())})")
-            ax.fill_between(x, y - se, y + se, alpha=0.2)
+                ax.plot(x, y, marker=".", color=color, label=f"{method} (n={int(m['seeds'].max())})")
+            ax.fill_between(x, y - se, y + se, color=color, alpha=0.2)
         ax.set_title(title)
         ax.set_xlabel("online env steps")
         ax.set_ylim(-0.02, 1.02)
