@@ -252,7 +252,7 @@ def _plot_panels(curves: pd.DataFrame, panels: Sequence[tuple[str, str, tuple[st
     import matplotlib.pyplot as plt
 
     mean = mean_curves(curves)
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 3.6), squeeze=False)
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 4.4), squeeze=False)
     for ax, (task, title, methods) in zip(axes[0], panels):
         sub = mean[mean["task"] == task]
         # BC is one evaluation: drawn across the task's runs, or every task's when it has no other run yet.
@@ -274,7 +274,7 @@ def _plot_panels(curves: pd.DataFrame, panels: Sequence[tuple[str, str, tuple[st
         ax.set_xlabel("online env steps")
         ax.set_ylim(-0.02, 1.02)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.17), ncol=3, frameon=False)
     axes[0][0].set_ylabel("success rate (mean ± s.e. over seeds)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
