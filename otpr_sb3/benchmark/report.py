@@ -116,7 +116,8 @@ def summary_table(runs: pd.DataFrame, reps: int = 2_000, seed: int = 0) -> pd.Da
 
     Mean and standard error over finished seeds; with ``MIN_SEEDS_RLIABLE`` or more, also the IQM of final
     success and its 95% stratified-bootstrap interval (``rliable``, ``reps`` samples). ``wall_time_min`` is the
-    mean wall-clock of a finished run (pretraining excluded, evaluations included), ``env_steps_per_s`` its
+    mean wall-clock of a finished run (evaluations included, and the shared pretraining for a run that built or
+    waited for it: the ``bc`` runs of the results sweep did), ``env_steps_per_s`` its
     mean training throughput.
     """
     out = []
