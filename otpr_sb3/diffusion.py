@@ -107,41 +107,28 @@ class VPSchedule(nn.Module):
             Clip the predicted clean action to ``[-clip, clip]`` at every step (SB3's scaled action space).
         requires_grad : bool
             Keep the graph through every denoising step, so that a loss on the actions reaches the model's
-            parameters (Diffusion-QL's Q-gradient through the chain). Default: no graph, in-place arithmetic.
+            parameters (Diffusion-QL's Q-gradient through the chain). Default: no graph.
         """
-        if requires_grad:
-            return self._ddim_chain(model, condition, noise, n_steps, clip)
-        with th.no_grad():
-            return self._ddim_chain(model, condition, noise, n_steps, clip, inplace=True)
+        with th.set_grad_enabled(requires_grad):
+            a = noise
+            coefficients = self._ddim_coefficients(n_steps)
+            conditioned = getattr(model, "conditioned", None)
+            if conditioned is not None:  # a denoiser that precomputes its state and step inputs
+                step_eps = conditioned(condition, [c[0] for c in coefficients])
+            else:
 
-    def _ddim_chain(
-        self, model: EpsModel, condition: th.Tensor, noise: th.Tensor, n_steps: int, clip: float | None, inplace: bool = False
-    ) -> th.Tensor:
-        a = noise
-        coefficients = self._ddim_coefficients(n_steps)
-        conditioned = getattr(model, "conditioned", None)
-        if conditioned is not None:  # a denoiser that precomputes its state and step inputs
-            step_eps = conditioned(condition, [c[0] for c in coefficients])
-        else:
+                def step_eps(a: th.Tensor, i: int) -> th.Tensor:
+                    return model(a, th.full((a.shape[0],), coefficients[i][0], device=a.device), condition)
 
-            def step_eps(a: th.Tensor, i: int) -> th.Tensor:
-                return model(a, th.full((a.shape[0],), coefficients[i][0], device=a.device), condition)
-
-        for i, (_, sqrt_ab, sqrt_1m_ab, sqrt_ab_prev, sqrt_1m_ab_prev) in enumerate(coefficients):
-            eps = step_eps(a, i)
-            if inplace:  # the sampling hot path: no graph, fewer temporaries
-                a0 = th.sub(a, eps, alpha=sqrt_1m_ab).div_(sqrt_ab)
+            for i, (_, sqrt_ab, sqrt_1m_ab, sqrt_ab_prev, sqrt_1m_ab_prev) in enumerate(coefficients):
+                eps = step_eps(a, i)
+                # Out of place, so that the same arithmetic serves sampling and the graph kept for a Q-gradient.
+                a0 = th.sub(a, eps, alpha=sqrt_1m_ab).div(sqrt_ab)
                 if clip is not None:
-                    a0.clamp_(-clip, clip)
-                    eps = th.sub(a, a0, alpha=sqrt_ab).div_(sqrt_1m_ab)
-                a = th.add(a0.mul_(sqrt_ab_prev), eps, alpha=sqrt_1m_ab_prev)
-                continue
-            a0 = (a - sqrt_1m_ab * eps) / sqrt_ab
-            if clip is not None:
-                a0 = a0.clamp(-clip, clip)
-                eps = (a - sqrt_ab * a0) / sqrt_1m_ab
-            a = sqrt_ab_prev * a0 + sqrt_1m_ab_prev * eps
-        return a
+                    a0 = a0.clamp(-clip, clip)
+                    eps = th.sub(a, a0, alpha=sqrt_ab).div(sqrt_1m_ab)
+                a = th.add(a0.mul(sqrt_ab_prev), eps, alpha=sqrt_1m_ab_prev)
+            return a
 
     def _ddim_coefficients(self, n_steps: int) -> list[tuple[int, float, float, float, float]]:
         """Per DDIM step: ``k`` and the square roots of ``ab_k``, ``1 - ab_k``, ``ab_prev``, ``1 - ab_prev`` (cached)."""
