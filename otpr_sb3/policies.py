@@ -87,7 +87,7 @@ class OTPRPolicy(BasePolicy):
         Precision of the critics' hidden layers when they run on many state-action pairs without gradients:
         the dual's cost matrix, ``H`` and ``u(s)`` over reference actions (:class:`~otpr_sb3.networks.TwinQ`).
         ``"auto"`` (default) is bfloat16 on CPUs with AMX tiles, float32 elsewhere. On FetchPickAndPlace it cut
-        the fine-tuning step by about 17% and moved the exact minibatch plan by 0.5% in total variation
+        the fine-tuning step by 14% (2.4x to 2.0x SAC) and moved the exact minibatch plan by 0.25% in total variation
         (docs/benchmarks.rst); training and the Q/advantage guidances stay float32.
 
     Notes

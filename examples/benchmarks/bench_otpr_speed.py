@@ -66,8 +66,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=2000)
     parser.add_argument("--warmup", type=int, default=500)
+    parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
-    th.set_num_threads(2)
+    th.set_num_threads(args.threads)
     env = gym.make(ENV)
     obs, _ = env.reset(seed=0)
     common = dict(batch_size=256, train_freq=1, gradient_steps=1, seed=0, learning_starts=256)
@@ -77,6 +78,14 @@ def main() -> None:
             "MultiInputPolicy", env, policy_kwargs=dict(net_arch=[256] * 3), **common
         ),
         "OTPR (L=8, K=5, 3x256 actor and critics)": OTPR("MultiInputPolicy", env, dual_start=100, **common),
+        # The pairs' precision on its own (the default is bfloat16 on CPUs with AMX tiles).
+        "OTPR, float32 pairs": OTPR(
+            "MultiInputPolicy", env, dual_start=100, policy_kwargs=dict(pair_precision="float32"), **common
+        ),
+        # No dual and no H: what the OT machinery costs.
+        "OTPR's loop with Q guidance (no dual)": OTPR(
+            "MultiInputPolicy", env, dual_start=100, policy_kwargs=dict(guidance="q"), **common
+        ),
         # The dual before u came from reference actions: gradient ascent, learned u.
         "OTPR, previous dual (gradient, learned u)": OTPR(
             "MultiInputPolicy", env, dual_start=100, dual_method="gradient", reference_actions=0, **common
@@ -102,7 +111,7 @@ def main() -> None:
     base, base3 = rows[0][1], rows[1][1]
     for name, sps in rows:
         print(f"| {name} | {sps:.1f} | {base / sps:.2f}x | {base3 / sps:.2f}x |")
-    print("\n### Per-action inference latency (one observation, CPU, 2 threads)\n")
+    print(f"\n### Per-action inference latency (one observation, CPU, {args.threads} threads)\n")
     print("| policy | ms per action |")
     print("|---|---|")
     for name, ms in lat.items():
