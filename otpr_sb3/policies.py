@@ -22,7 +22,7 @@ from stable_baselines3.common.utils import FloatSchedule
 from neural_ot import MLPPotential, Resampled, c_transform, resample_from_scores
 from otpr_sb3.critic_cost import COSTS, CriticCost
 from otpr_sb3.diffusion import VPSchedule
-from otpr_sb3.networks import PAIR_PRECISIONS, ResidualMLPDenoiser, TwinQ, ValueNet
+from otpr_sb3.networks import ResidualMLPDenoiser, TwinQ, ValueNet
 
 GUIDANCE = ("compatibility", "q", "advantage", "expectile", "dql")
 
@@ -136,8 +136,6 @@ class OTPRPolicy(BasePolicy):
             raise ValueError(f"`expectile` must be in (0, 1), got {expectile}")
         if not relation_rho > 0:
             raise ValueError(f"`relation_rho` must be positive, got {relation_rho}")
-        if pair_precision not in PAIR_PRECISIONS:
-            raise ValueError(f"`pair_precision` must be one of {PAIR_PRECISIONS}, got {pair_precision!r}")
         super().__init__(
             observation_space,
             action_space,

@@ -97,8 +97,8 @@ def test_bfloat16_pairs_stay_close_to_float32_and_keep_the_plan():
     assert float(err.median()) < 1e-2 * spread and float(err.max()) < 5e-2 * spread
     assert float((g16 - g32).abs().max()) < 5e-2 * spread
     # The exact L2 plan, at a reg where about a quarter of the pairs are active, moves little (0.022 in total
-    # variation for this untrained critic, whose within-state spread is a fifth of its overall spread; 0.005
-    # on a fine-tuned Fetch critic).
+    # variation for this untrained critic, whose within-state spread is a fifth of its overall spread; 0.0025
+    # on a fine-tuned Fetch critic, docs/data/check_pair_precision-2026-12-02.txt).
     a = b = th.full((64,), 1 / 64, dtype=th.float64)
     p32 = solve_discrete(a, b, (c32 / spread).double(), 0.01).plan
     p16 = solve_discrete(a, b, (c16 / spread).double(), 0.01).plan
