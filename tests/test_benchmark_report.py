@@ -8,7 +8,7 @@ from scipy import stats
 
 from otpr_sb3.benchmark.cli import build_parser, main, parse_overrides
 from otpr_sb3.benchmark.evaluation import write_evaluations
-from otpr_sb3.benchmark.report import area_under_curve, build_report, load_runs
+from otpr_sb3.benchmark.report import DIAGNOSTICS, area_under_curve, build_report, load_runs
 
 pytest.importorskip("rliable")
 
@@ -74,6 +74,7 @@ def test_report_table_matches_hand_computed_statistics(runs_dir, tmp_path):
     improvement = pd.read_csv(tmp_path / "report" / "improvement.csv")
     assert list(improvement["method"]) == ["sac-demos"]  # the only other method with 5 seeds
     assert improvement["probability_of_improvement"].iloc[0] == pytest.approx(1.0)  # every OTPR seed beats every SAC one
+    assert "1.00 [1.00, 1.00]" in (tmp_path / "report" / "improvement.rst").read_text()
     assert "(+1 running)" in (tmp_path / "report" / "summary.rst").read_text()
     diffs = pd.read_csv(tmp_path / "report" / "differences.csv").set_index("method")
     paired = otpr - np.array(finals["sac-demos"])
@@ -123,3 +124,40 @@ def test_overrides_parse_literals_and_policy_keys():
     assert policy == {"critic_hidden": (64, 64), "guidance": "q"}
     with pytest.raises(ValueError, match="key=value"):
         parse_overrides(["dual_start"])
+
+
+def test_bootstrap_intervals_do_not_depend_on_the_global_numpy_rng():
+    # rliable 1.2 ignores its random_state and draws from np.random; the report must not inherit that.
+    import pandas as pd
+
+    from otpr_sb3.benchmark.report import probability_of_improvement, summary_table
+
+    finals = {"otpr": [0.9, 0.9, 0.94, 0.92, 0.86], "dql": [0.86, 0.62, 0.82, 0.86, 0.84]}
+    runs = pd.DataFrame(
+        [
+            dict(
+                task="T",
+                method=m,
+                seed=i,
+                done=True,
+                start_success=0.3,
+                final_success=f,
+                auc=f,
+                wall_time=1.0,
+                env_steps_per_s=1.0,
+                **{name: np.nan for name in DIAGNOSTICS},
+            )
+            for m, fs in finals.items()
+            for i, f in enumerate(fs)
+        ]
+    )
+    results = []
+    for global_seed in range(4):
+        np.random.seed(global_seed)  # noqa: NPY002
+        improvement = probability_of_improvement(runs, reps=50)
+        table = summary_table(runs, reps=50).set_index("method")
+        after = np.random.get_state()[1].copy()  # noqa: NPY002
+        np.random.seed(global_seed)  # noqa: NPY002
+        assert np.array_equal(after, np.random.get_state()[1])  # the caller's RNG is left where it was  # noqa: NPY002
+        results.append((improvement[["low", "high"]].to_numpy().tolist(), table[["iqm_low", "iqm_high"]].to_numpy().tolist()))
+    assert all(r == results[0] for r in results)

@@ -15,7 +15,8 @@ import glob
 import json
 import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -144,11 +145,26 @@ def summary_table(runs: pd.DataFrame, reps: int = 2_000, seed: int = 0) -> pd.Da
     return pd.DataFrame(out)
 
 
+@contextmanager
+def _bootstrap_rng(seed: int) -> Iterator[None]:
+    """Seed numpy's global RNG for one rliable call, then restore it.
+
+    rliable 1.2's stratified bootstraps draw their indices with ``np.random.choice`` and ignore the
+    ``random_state`` they are given, so without this the intervals change from one report to the next.
+    """
+    state = np.random.get_state()  # noqa: NPY002 (rliable draws from the legacy global RNG)
+    np.random.seed(seed)  # noqa: NPY002
+    try:
+        yield
+    finally:
+        np.random.set_state(state)  # noqa: NPY002
+
+
 def _iqm(values: np.ndarray, reps: int, seed: int) -> tuple[float, tuple[float, float]]:
     from rliable import library as rly
     from rliable import metrics
 
-    with warnings.catch_warnings():  # rliable passes arch a RandomState, which arch deprecates
+    with warnings.catch_warnings(), _bootstrap_rng(seed):  # rliable passes arch a RandomState, which arch deprecates
         warnings.simplefilter("ignore", FutureWarning)
         point, interval = rly.get_interval_estimates(
             {"m": values[:, None]},
@@ -177,7 +193,7 @@ def probability_of_improvement(runs: pd.DataFrame, reference: str = "otpr", reps
             values = other["final_success"].to_numpy(float)
             if method == reference or len(values) < MIN_SEEDS_RLIABLE:
                 continue
-            with warnings.catch_warnings():  # rliable passes arch a RandomState, which arch deprecates
+            with warnings.catch_warnings(), _bootstrap_rng(seed):  # arch deprecates the RandomState rliable passes
                 warnings.simplefilter("ignore", FutureWarning)
                 point, interval = rly.get_interval_estimates(
                     {"pair": (ref[:, None], values[:, None])},
@@ -356,13 +372,26 @@ def _rst_differences(diffs: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _rst_improvement(improvement: pd.DataFrame) -> str:
+    lines = [".. list-table::", "   :header-rows: 1", ""]
+    lines += ["   * - task", "     - method", "     - P(OTPR > method) [95% CI]"]
+    for _, r in improvement.iterrows():
+        lines += [
+            f"   * - {r.task}",
+            f"     - {r.method}",
+            f"     - {r.probability_of_improvement:.2f} [{r.low:.2f}, {r.high:.2f}]",
+        ]
+    return "\n".join(lines) + "\n"
+
+
 def build_report(runs_dir: str, out_dir: str, reps: int = 2_000) -> list[str]:
     """Write the report of every run under ``runs_dir`` into ``out_dir``.
 
     Files: ``runs.csv`` (one row per run), ``curves.csv`` (mean curves of finished runs), ``summary.csv`` and
     ``summary.rst`` (the Table-1-style summary), ``diagnostics.rst`` (the dual's medians),
     ``differences.csv`` and ``.rst`` (OTPR minus each method, paired by seed),
-    ``improvement.csv`` (rliable's probability of improvement, where there are enough seeds), ``curves.png``
+    ``improvement.csv`` and ``.rst`` (rliable's probability of improvement, where there are enough seeds),
+    ``curves.png``
     (success vs env steps, one panel per task, as the paper's Fig. 2) and
     ``ablations.png`` (guidance and mask panels per task, as Fig. 3).
 
@@ -403,6 +432,9 @@ def build_report(runs_dir: str, out_dir: str, reps: int = 2_000) -> list[str]:
     if not improvement.empty:
         written.append(os.path.join(out_dir, "improvement.csv"))
         improvement.to_csv(written[-1], index=False)
+        written.append(os.path.join(out_dir, "improvement.rst"))
+        with open(written[-1], "w") as f:
+            f.write(_rst_improvement(improvement))
     tasks = sorted(runs["task"].unique())
     written.append(os.path.join(out_dir, "curves.png"))
     _plot_panels(curves, [(t, t, None) for t in tasks], written[-1])
