@@ -1,7 +1,7 @@
 """Wall-clock of OTPR fine-tuning against SAC on FetchPickAndPlace-v4, side by side in one process.
 
-Run: ``python examples/benchmarks/bench_otpr_speed.py [--steps 2000]``. Every algorithm does one gradient
-step per environment step (``train_freq=1, gradient_steps=1``, batch 256) after the same warm-up, so the
+Run: ``python examples/benchmarks/bench_otpr_speed.py [--steps 2000] [--threads 2] [--levers]``. Every algorithm
+does one gradient step per environment step (``train_freq=1, gradient_steps=1``, batch 256) after the same warm-up, so the
 ratio isolates the cost of the diffusion actor and the OT machinery. Also reports per-action inference
 latency of OTPR (L=8 candidates, K=5 DDIM steps, and the deterministic L=1 path) and of SAC.
 """
@@ -67,6 +67,9 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=2000)
     parser.add_argument("--warmup", type=int, default=500)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--levers", action="store_true", help="also OTPR with fewer critic pairs (dual_freq, reference actions)"
+    )
     args = parser.parse_args()
     th.set_num_threads(args.threads)
     env = gym.make(ENV)
@@ -91,6 +94,16 @@ def main() -> None:
             "MultiInputPolicy", env, dual_start=100, dual_method="gradient", reference_actions=0, **common
         ),
     }
+    if args.levers:  # fewer critic pairs per env step: the dual's cost matrix less often, fewer references for u
+        for name, kwargs in {
+            "OTPR, dual every 4 steps, 2 Adam steps per cost matrix": dict(dual_freq=4, dual_steps_per_batch=2),
+            "OTPR, dual every 8 steps, 4 Adam steps per cost matrix": dict(dual_freq=8, dual_steps_per_batch=4),
+            "OTPR, 24 reference actions (4 for the actor)": dict(reference_actions=24, actor_reference_actions=4),
+            "OTPR, both (dual every 8, 24/4 references)": dict(
+                dual_freq=8, dual_steps_per_batch=4, reference_actions=24, actor_reference_actions=4
+            ),
+        }.items():
+            models[name] = OTPR("MultiInputPolicy", env, dual_start=100, **kwargs, **common)
     for model in models.values():
         if isinstance(model, OTPR):
             model.pretrain(expert_demos(), n_steps=200, add_to_replay_buffer=True)
