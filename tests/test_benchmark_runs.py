@@ -63,6 +63,9 @@ def test_each_method_runs_and_logs_its_evaluations(dirs, method):
     assert summary["done"] and summary["final_success"] == rows[-1]["success"]
     with open(f"{spec.run_dir}/summary.json") as f:
         assert json.load(f) == summary
+    with open(f"{spec.run_dir}/spec.json") as f:
+        recorded = f.read()
+    assert json.loads(recorded)["method"] == method and str(dirs[0]) not in recorded  # no machine paths
     assert spec.run_dir and __import__("os").path.exists(f"{spec.run_dir}/model.zip")
     # A finished run is not run again.
     assert run(spec) == summary

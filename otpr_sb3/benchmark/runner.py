@@ -99,6 +99,10 @@ class RunSpec:
         return os.path.join(self.runs_dir, get_task(self.env_id).name, self.method, f"s{self.seed}")
 
 
+#: RunSpec fields left out of ``spec.json``: directories of the machine that ran it.
+_MACHINE_FIELDS = ("runs_dir", "data_path")
+
+
 def run(spec: RunSpec, progress_bar: bool = False, on_evaluation: EvaluationHook | None = None) -> dict[str, Any]:
     """Run (or resume, or return the summary of a finished) benchmark run.
 
@@ -126,8 +130,10 @@ def run(spec: RunSpec, progress_bar: bool = False, on_evaluation: EvaluationHook
     os.makedirs(run_dir, exist_ok=True)
     card = _dataset(spec, task)
     demos = Demonstrations.from_minari(card.dataset_id, data_path=os.path.abspath(spec.data_path))
+    # Where the run and its data sit is the machine's business, not the run's: a committed spec.json stays portable.
+    record = {k: v for k, v in asdict(spec).items() if k not in _MACHINE_FIELDS}
     with open(os.path.join(run_dir, "spec.json"), "w") as f:
-        json.dump({**asdict(spec), "dataset": card.dataset_id, "card": asdict(card)}, f, indent=1)
+        json.dump({**record, "dataset": card.dataset_id, "card": asdict(card)}, f, indent=1)
     evals_path = os.path.join(run_dir, "evaluations.csv")
     eval_env = task.make_env()
     clock = [time.time()]  # wall_time counts across resumes: the start is moved back by the time already spent
