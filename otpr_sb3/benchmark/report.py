@@ -298,90 +298,76 @@ def _plot_panels(curves: pd.DataFrame, panels: Sequence[tuple[str, str, tuple[st
     plt.close(fig)
 
 
+def _list_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """Return an RST ``list-table`` with one header row."""
+    lines = [".. list-table::", "   :header-rows: 1", ""]
+    for row in [headers, *rows]:
+        lines += [f"   {'*' if i == 0 else ' '} - {cell}" for i, cell in enumerate(row)]
+    return "\n".join(lines) + "\n"
+
+
 def _rst_table(table: pd.DataFrame) -> str:
     def pm(mean: float, se: float) -> str:
         if not np.isfinite(mean):
             return "-"
         return f"{mean:.2f}" + (f" ± {se:.2f}" if np.isfinite(se) else "")
 
-    lines = [
-        ".. list-table::",
-        "   :header-rows: 1",
-        "",
-        "   * - task",
-        "     - method",
-        "     - seeds",
-        "     - start",
-        "     - final",
-        "     - AUC",
-        "     - IQM final [95% CI]",
-        "     - min per run",
-    ]
+    headers = ("task", "method", "seeds", "start", "final", "AUC", "IQM final [95% CI]", "min per run")
+    rows = []
     for _, r in table.iterrows():
         iqm = f"{r.iqm_final:.2f} [{r.iqm_low:.2f}, {r.iqm_high:.2f}]" if np.isfinite(r.iqm_final) else "-"
         seeds = f"{r.seeds}" + (f" (+{r.unfinished} running)" if r.unfinished else "")
-        lines += [
-            f"   * - {r.task}",
-            f"     - {r.method}",
-            f"     - {seeds}",
-            f"     - {pm(r.start_success, r.start_success_se)}",
-            f"     - {pm(r.final_success, r.final_success_se)}",
-            f"     - {pm(r.auc, r.auc_se)}",
-            f"     - {iqm}",
-            f"     - {r.wall_time_min:.0f}" if np.isfinite(r.wall_time_min) else "     - -",
-        ]
-    return "\n".join(lines) + "\n"
+        rows.append(
+            (
+                r.task,
+                r.method,
+                seeds,
+                pm(r.start_success, r.start_success_se),
+                pm(r.final_success, r.final_success_se),
+                pm(r.auc, r.auc_se),
+                iqm,
+                f"{r.wall_time_min:.0f}" if np.isfinite(r.wall_time_min) else "-",
+            )
+        )
+    return _list_table(headers, rows)
 
 
 def _rst_diagnostics(table: pd.DataFrame) -> str:
-    rows = table[np.isfinite(table[list(DIAGNOSTICS)].to_numpy(float)).any(axis=1)]
-    lines = [".. list-table::", "   :header-rows: 1", ""]
-    headers = (
-        "task",
-        "method",
-        "seeds",
-        "marginal error",
-        "dual gap",
-        "share of weights > 0",
-        "H fallback share",
-        "weight entropy",
-    )
-    lines += [f"   {'*' if i == 0 else ' '} - {h}" for i, h in enumerate(headers)]
-    for _, r in rows.iterrows():
-        lines += [f"   * - {r.task}", f"     - {r.method}", f"     - {r.seeds}"]
-        lines += [f"     - {r[name]:.3f}" if np.isfinite(r[name]) else "     - -" for name in DIAGNOSTICS]
-    return "\n".join(lines) + "\n"
+    shown = table[np.isfinite(table[list(DIAGNOSTICS)].to_numpy(float)).any(axis=1)]
+    headers = ("task", "method", "seeds", "marginal error", "dual gap", "share of weights > 0", "H fallback share")
+    headers += ("weight entropy",)
+    rows = [
+        (r.task, r.method, f"{r.seeds}", *(f"{r[name]:.3f}" if np.isfinite(r[name]) else "-" for name in DIAGNOSTICS))
+        for _, r in shown.iterrows()
+    ]
+    return _list_table(headers, rows)
 
 
 def _rst_differences(diffs: pd.DataFrame) -> str:
     def pm(mean: float, se: float) -> str:
         return f"{mean:+.2f}" + (f" ± {se:.2f}" if np.isfinite(se) else "")
 
-    lines = [".. list-table::", "   :header-rows: 1", ""]
-    lines += [f"   {'*' if i == 0 else ' '} - {h}" for i, h in enumerate(("task", "OTPR minus", "paired seeds"))]
-    lines += ["     - final success", "     - AUC", "     - seeds OTPR ahead"]
-    for _, r in diffs.iterrows():
-        lines += [
-            f"   * - {r.task}",
-            f"     - {r.method}",
-            f"     - {r.seeds}",
-            f"     - {pm(r.final_success_diff, r.final_success_diff_se)}",
-            f"     - {pm(r.auc_diff, r.auc_diff_se)}",
-            f"     - {r.wins} of {r.seeds}",
-        ]
-    return "\n".join(lines) + "\n"
+    headers = ("task", "OTPR minus", "paired seeds", "final success", "AUC", "seeds OTPR ahead")
+    rows = [
+        (
+            r.task,
+            r.method,
+            f"{r.seeds}",
+            pm(r.final_success_diff, r.final_success_diff_se),
+            pm(r.auc_diff, r.auc_diff_se),
+            f"{r.wins} of {r.seeds}",
+        )
+        for _, r in diffs.iterrows()
+    ]
+    return _list_table(headers, rows)
 
 
 def _rst_improvement(improvement: pd.DataFrame) -> str:
-    lines = [".. list-table::", "   :header-rows: 1", ""]
-    lines += ["   * - task", "     - method", "     - P(OTPR > method) [95% CI]"]
-    for _, r in improvement.iterrows():
-        lines += [
-            f"   * - {r.task}",
-            f"     - {r.method}",
-            f"     - {r.probability_of_improvement:.2f} [{r.low:.2f}, {r.high:.2f}]",
-        ]
-    return "\n".join(lines) + "\n"
+    rows = [
+        (r.task, r.method, f"{r.probability_of_improvement:.2f} [{r.low:.2f}, {r.high:.2f}]")
+        for _, r in improvement.iterrows()
+    ]
+    return _list_table(("task", "method", "P(OTPR > method) [95% CI]"), rows)
 
 
 def build_report(runs_dir: str, out_dir: str, reps: int = 2_000) -> list[str]:
