@@ -334,8 +334,8 @@ def _rst_table(table: pd.DataFrame) -> str:
 
 def _rst_diagnostics(table: pd.DataFrame) -> str:
     shown = table[np.isfinite(table[list(DIAGNOSTICS)].to_numpy(float)).any(axis=1)]
-    headers = ("task", "method", "seeds", "marginal error", "dual gap", "share of weights > 0", "H fallback share")
-    headers += ("weight entropy",)
+    headers = ["task", "method", "seeds", "marginal error", "dual gap", "share of weights > 0", "H fallback share"]
+    headers.append("weight entropy")
     rows = [
         (r.task, r.method, f"{r.seeds}", *(f"{r[name]:.3f}" if np.isfinite(r[name]) else "-" for name in DIAGNOSTICS))
         for _, r in shown.iterrows()
