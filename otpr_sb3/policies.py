@@ -86,8 +86,9 @@ class OTPRPolicy(BasePolicy):
     pair_precision : {"auto", "float32", "bfloat16"}
         Precision of the critics' hidden layers when they run on many state-action pairs without gradients:
         the dual's cost matrix, ``H`` and ``u(s)`` over reference actions (:class:`~otpr_sb3.networks.TwinQ`).
-        ``"auto"`` (default) is bfloat16 on CPUs with AMX tiles, float32 elsewhere. On FetchPickAndPlace it cut
-        the fine-tuning step by 14% (2.4x to 2.0x SAC) and moved the exact minibatch plan by 0.25% in total variation
+        ``"auto"`` (default) is bfloat16 on CPUs with bfloat16 matrix instructions (AMX tiles or AVX512-BF16),
+        float32 elsewhere (:func:`~otpr_sb3.networks.pair_dtype`). On FetchPickAndPlace it cut the fine-tuning step
+        by 14% on an AMX CPU (2.4x to 2.0x SAC) and moved the exact minibatch plan by 0.25% in total variation
         (docs/benchmarks.rst); training and the Q/advantage guidances stay float32.
 
     Notes
