@@ -59,8 +59,8 @@ class VPSchedule(nn.Module):
         With ``weights`` (non-negative, e.g. the compatibility ``H``) the loss is
         ``sum_i w_i ||eps_i - eps_theta||^2 / sum_i w_i`` (``normalize=True``: every batch makes a full step,
         however few weights are non-zero) or ``mean_i w_i ||eps_i - eps_theta||^2`` (``normalize=False``: the
-        Monte-Carlo estimate of Eq. 10, faithful when the weights have mean 1, as H has when the plan's
-        marginals are right). A sample with zero weight contributes nothing; if every weight is zero the
+        Monte-Carlo form of Eq. 10, whose weights average 1 when they are ``H`` of a solved dual on independent
+        states and actions). A sample with zero weight contributes nothing; if every weight is zero the
         loss is zero (and has zero gradient).
         """
         n = a0.shape[0]

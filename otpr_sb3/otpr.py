@@ -80,8 +80,12 @@ class OTPR(OffPolicyAlgorithm):
     actor_ema : float
         EMA rate of the acting copy of the actor.
     actor_targets : {"replay", "candidates"} or None
-        What the actor's score matching fits. ``"replay"``: replay pairs ``(s, a)`` weighted by ``H(s, a)``
-        (Eq. 10 estimated on replay minibatches). ``"candidates"``: the paper's remedy in Sec. 4.4 for
+        What the actor's score matching fits. ``"replay"``: replay pairs ``(s, a)`` weighted by ``H(s, a)``.
+        This is Eq. 10 with the replay's own pairs in place of independent states and actions: Eq. 10
+        integrates ``H`` over the product ``mu(s) nu(a)`` (the plan's conditional is ``H(s, a) nu(a)``), the
+        replay pairs over ``mu(s) beta(a | s)`` with ``beta`` the policies that filled the replay, so the
+        actor's target is ``H(s, a) beta(a | s)``; the product form on a minibatch gives most states no
+        suitable action (the paper's Sec. 4.4). ``"candidates"``: the paper's remedy in Sec. 4.4 for
         minibatches where few replay pairs carry weight: for ``candidate_batch_size`` replay states, one action
         drawn from the L candidates of the acting actor and the replay action, with probabilities ``H / sum H``
         (the intended policy), fitted unweighted. It moves the actor towards the improved policy it collects
@@ -93,8 +97,9 @@ class OTPR(OffPolicyAlgorithm):
         States per actor update with ``actor_targets="candidates"``.
     actor_loss : {"normalized", "mean"}
         Weighted score matching divided by the sum of the weights (each batch makes a full step), or the
-        plain mean of ``w * err`` (Eq. 10's estimate: with H of a solved dual the weights average 1, and a
-        batch where the dual gives little mass makes a small step instead of hiding it).
+        plain mean of ``w * err`` (a batch where the dual gives little mass makes a small step instead of
+        hiding it; ``H`` of a solved dual averages 1 over independent states and actions, not necessarily
+        over the replay's own pairs, see ``actor_targets``).
     dql_eta : float
         With ``policy_kwargs["guidance"] = "dql"`` (the Diffusion-QL-style baseline), the actor loss is the
         unweighted score matching on replay pairs minus ``dql_eta * mean Q(s, a_theta(s)) / mean |Q|``, with
