@@ -4,8 +4,8 @@ Run: ``python examples/benchmarks/count_step_flops.py [--steps 64]``. The same s
 ``bench_otpr_speed.py`` (FetchPickAndPlace-v4, one gradient step per env step, batch 256, OTPR pretrained briefly
 on 20 noisy expert episodes, the dual ready): after a warm-up, ``torch.utils.flop_counter.FlopCounterMode``
 counts the floating-point operations of ``--steps`` env steps of ``learn`` (collection, critic, dual and actor
-updates, evaluations excluded) and prints them per env step, as a multiple of SAC's, next to the split by
-module where torch records one. Wall-clock ratios (``bench_otpr_speed.py``) approach these ratios on machines
+updates; the held-out dual diagnostics are switched off) and prints them per env step and as a multiple of
+SAC's. Wall-clock ratios (``bench_otpr_speed.py``) approach these ratios on machines
 where the step is arithmetic-bound, and fall below them where per-call overhead dominates.
 """
 
