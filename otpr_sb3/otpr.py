@@ -368,7 +368,7 @@ class OTPR(OffPolicyAlgorithm):
         n_steps: int = 10_000,
         batch_size: int = 256,
         critic_steps: int | None = None,
-        add_to_replay_buffer: bool = False,
+        add_to_replay_buffer: bool = True,
         data_path: str | None = None,
         progress_bar: bool = False,
     ) -> SelfOTPR:
