@@ -118,7 +118,8 @@ def pretrained(model: OTPR, demos: Demonstrations, args: argparse.Namespace) -> 
     # set_parameters keeps this setting's reg and relation weight, not the cached policy's.
     model.set_parameters({k: state[k] for k in ("policy", *(f"{p}.optimizer" for p in parts))}, exact_match=False)
     model.expert_obs, model.expert_actions = state["expert_obs"], state["expert_actions"]
-    model.scale_updates, model.pretrained = state["scale_updates"], True
+    model.scale_updates = state["scale_updates"]
+    model.mark_pretrained()
     add_demonstrations(model.replay_buffer, demos, model.action_space)  # type: ignore[arg-type]
 
 

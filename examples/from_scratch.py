@@ -20,6 +20,7 @@ import csv
 import json
 import os
 import shutil
+import subprocess
 import time
 
 import gymnasium as gym
@@ -48,10 +49,9 @@ def evaluate(model, env_id: str, episodes: int, seed: int = 10_000) -> tuple[flo
     return float(np.mean(returns)), float(np.std(returns))
 
 
-# OTPR's defaults suit fine-tuning a pretrained actor (small, delayed actor steps on H-weighted replay pairs).
-# From scratch the actor must learn everything online; each named setting below is one row of the docs table.
-# Every setting pins the dual of the time this page was measured (gradient ascent, learned u, reg 0.05); the
-# defaults became reg 0.5 (docs/dual_study.rst), then the semi-dual with u from reference actions, unmeasured here.
+# Each named setting below is one row of the docs table. The first ones pin the dual of the time this page was first
+# measured (gradient ascent, learned u, reg 0.05). Since 2026-12 the library's defaults for an actor that was never
+# pretrained (otpr_sb3.otpr.DEFAULT_SETTINGS["from-scratch"]) are exactly the "scratch" setting; "library" runs them.
 _MEASURED_DUAL = dict(reg=0.05, dual_method="gradient", reference_actions=0)
 CONFIGS: dict[str, dict] = {
     # The actor fits the intended policy (L candidates and the replay action, resampled by H; paper Sec. 4.4).
@@ -69,17 +69,20 @@ CONFIGS: dict[str, dict] = {
         dual_freq=1,
         policy_kwargs=dict(actor_learning_rate=3e-4, n_candidates=16),
     ),
-    # The library's defaults of these runs (candidate targets for an untrained actor, actor learning rate 1e-4,
-    # L = 8, and the dual above).
+    # The library's defaults before 2026-12 for an untrained actor (candidate targets, actor learning rate 1e-4, L = 8),
+    # with the dual above.
     "defaults": dict(_MEASURED_DUAL),
+    # OTPR("MlpPolicy", env) as constructed today: the README's from-scratch line.
+    "library": {},
 }
 FROM_SCRATCH = CONFIGS["scratch"]
 # Run directories are <env>-<label>-s<seed>; the first runs of this page were made with what is now "replay"
 # (label "otpr"), and one with the defaults of that time, H-weighted replay targets ("otpr_replay_defaults").
-LABELS = {"scratch": "otpr_candidates", "defaults": "otpr_defaults", "replay": "otpr"}
+LABELS = {"scratch": "otpr_candidates", "defaults": "otpr_defaults", "replay": "otpr", "library": "otpr_library"}
 NAMES = {
     "otpr_candidates": "OTPR, from-scratch setting (candidate targets, actor lr 3e-4, L = 16)",
-    "otpr_defaults": "OTPR, library defaults (candidate targets, actor lr 1e-4, L = 8)",
+    "otpr_library": "OTPR, library defaults since 2026-12 (the from-scratch setting), untuned seeds",
+    "otpr_defaults": "OTPR, library defaults before 2026-12 (candidate targets, actor lr 1e-4, L = 8)",
     "otpr": "OTPR, replay targets (actor lr 3e-4, L = 16, every step)",
     "sac": "SAC, SB3 defaults",
 }
@@ -126,7 +129,9 @@ def run(args: argparse.Namespace) -> None:
             writer.writeheader()
             writer.writerows(rows)
         print(f"{args.algo} seed {args.seed}: {model.num_timesteps} steps, return {mean:.1f} +- {std:.1f}, {elapsed:.0f} s")
-    summary = dict(env=args.env, algo=args.algo, config=args.config, seed=args.seed, **rows[-1])
+    here = os.path.dirname(os.path.abspath(__file__))
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True).stdout.strip()
+    summary = dict(env=args.env, algo=args.algo, config=args.config, seed=args.seed, commit=commit, **rows[-1])
     with open(os.path.join(out, "summary.json"), "w") as f:
         json.dump(summary, f)
 
@@ -139,11 +144,13 @@ def report(args: argparse.Namespace) -> None:
     import matplotlib.pyplot as plt
 
     curves: dict[str, list[np.ndarray]] = {}
+    seeds: dict[str, list[str]] = {}
     for algo in NAMES:
         for name in sorted(os.listdir(args.out)):
             path = os.path.join(args.out, name, "curve.csv")
             if name.startswith(f"{args.env}-{algo}-s") and os.path.exists(os.path.join(args.out, name, "summary.json")):
                 curves.setdefault(algo, []).append(np.loadtxt(path, delimiter=",", skiprows=1, ndmin=2))
+                seeds.setdefault(algo, []).append(name.rsplit("-s", 1)[1])
     if not curves:
         raise SystemExit(f"no finished runs for {args.env} in {args.out}")
     if args.copy_to:  # the small result files, for committing beside the docs (checkpoints stay behind)
@@ -176,7 +183,7 @@ def report(args: argparse.Namespace) -> None:
         wall = np.array([c[-1, 3] for c in runs])
         lines += [
             f"   * - {NAMES[algo]}",
-            f"     - {len(runs)}",
+            f"     - {len(runs)} ({', '.join(seeds[algo])})",
             f"     - {', '.join(reached)}",
             f"     - {final.mean():.0f} +- {final.std():.0f}",
             f"     - {best.mean():.0f}",

@@ -9,6 +9,7 @@ pairs as keypoints (the mask); the actor is trained by H-weighted denoising scor
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, ClassVar, TypeVar
 
 import numpy as np
@@ -39,6 +40,29 @@ PAPER_DUAL: dict[str, Any] = {
     "dual_method": "gradient",
     "reference_actions": 0,
 }
+
+
+#: Values of the settings left at ``None`` (``n_candidates`` and ``actor_learning_rate``: left out of
+#: ``policy_kwargs``), by whether the actor was pretrained. ``pretrain`` switches to the fine-tuning column before its
+#: behaviour cloning; ``learn`` resolves them again when it starts. The from-scratch column is the setting measured
+#: in docs/from_scratch.rst, the fine-tuning column the one of the Fetch results (docs/results.rst).
+DEFAULT_SETTINGS: dict[str, dict[str, Any]] = {
+    "fine-tuning": {
+        "reg": 0.5,
+        "dual_method": "semi-dual",
+        "reference_actions": 48,
+        "n_candidates": 8,
+        "actor_learning_rate": 1e-4,
+    },
+    "from-scratch": {
+        "reg": 0.05,
+        "dual_method": "gradient",
+        "reference_actions": 0,
+        "n_candidates": 16,
+        "actor_learning_rate": 3e-4,
+    },
+}
+_POLICY_SETTINGS = ("n_candidates", "actor_learning_rate")
 
 
 @th.no_grad()
@@ -190,17 +214,17 @@ class OTPR(OffPolicyAlgorithm):
         actor_targets: str | None = None,
         dql_eta: float = 1.0,
         candidate_batch_size: int = 64,
-        reg: float = 0.5,
+        reg: float | None = None,
         dual_learning_rate: float = 1e-3,
         dual_batch_size: int = 48,
         dual_steps: int = 1,
         dual_steps_per_batch: int = 1,
         dual_freq: int = 2,
         dual_start: int = 1000,
-        dual_method: str = "semi-dual",
+        dual_method: str | None = None,
         dual_eval_freq: int = 500,
         dual_eval_batch_size: int = 256,
-        reference_actions: int = 48,
+        reference_actions: int | None = None,
         actor_reference_actions: int = 8,
         policy_delay: int = 2,
         use_mask: bool = True,
@@ -229,13 +253,13 @@ class OTPR(OffPolicyAlgorithm):
             if int(value) < 1:
                 raise ValueError(f"`{name}` must be >= 1, got {value}")
         for name, value in (("reference_actions", reference_actions), ("actor_reference_actions", actor_reference_actions)):
-            if int(value) < 0:
+            if value is not None and int(value) < 0:
                 raise ValueError(f"`{name}` must be >= 0 (0: the learned u), got {value}")
-        if not reg > 0:
+        if reg is not None and not reg > 0:
             raise ValueError(f"`reg` must be positive, got {reg}")
         if not 0.0 <= relation_weight <= 1.0:
             raise ValueError(f"`relation_weight` must be in [0, 1], got {relation_weight}")
-        if dual_method not in DUAL_METHODS:
+        if dual_method is not None and dual_method not in DUAL_METHODS:
             raise ValueError(f"`dual_method` must be one of {DUAL_METHODS}, got {dual_method!r}")
         if actor_loss not in ("normalized", "mean"):
             raise ValueError(f"`actor_loss` must be 'normalized' or 'mean', got {actor_loss!r}")
@@ -248,6 +272,13 @@ class OTPR(OffPolicyAlgorithm):
         action_space = getattr(env, "action_space", None)
         if action_space is not None and not isinstance(action_space, spaces.Box):
             raise ValueError(f"OTPR needs a continuous (Box) action space, got {action_space}")
+        # Settings left at None follow the actor's regime (DEFAULT_SETTINGS); an untrained actor starts from scratch.
+        policy_kwargs = dict(policy_kwargs or {})
+        given = {"reg": reg, "dual_method": dual_method, "reference_actions": reference_actions}
+        auto = [k for k, v in given.items() if v is None] + [k for k in _POLICY_SETTINGS if k not in policy_kwargs]
+        scratch = DEFAULT_SETTINGS["from-scratch"]
+        policy_kwargs.update({k: scratch[k] for k in _POLICY_SETTINGS if k in auto})
+        reg, dual_method, reference_actions = (scratch[k] if given[k] is None else given[k] for k in given)
         super().__init__(
             policy,
             env,
@@ -285,6 +316,7 @@ class OTPR(OffPolicyAlgorithm):
         self.reference_actions, self.actor_reference_actions = int(reference_actions), int(actor_reference_actions)
         self.use_mask, self.n_keypoints, self.relation_weight = use_mask, n_keypoints, relation_weight
         self.random_warmup = random_warmup
+        self.default_settings: tuple[str, ...] = tuple(auto)  # the settings that follow DEFAULT_SETTINGS
         self.dual_updates = 0
         self.scale_updates = 0
         self.pretrained = False  # set by `pretrain`; saved with the model
@@ -300,6 +332,7 @@ class OTPR(OffPolicyAlgorithm):
         self._build_dual_solver()
         self._sync_dual_settings()
         self._told_unmasked = False
+        self._told_no_demos = False
         # Held-out diagnostics draw from their own stream, so evaluating never changes training. Both streams are
         # saved with the model (a loaded model keeps the ones `load` restored), so a resumed run draws on.
         seed = 0 if self.seed is None else self.seed
@@ -354,6 +387,53 @@ class OTPR(OffPolicyAlgorithm):
         )
         self.dual_solver.build(self.policy.obs_dim, self.policy.act_dim)
 
+    @property
+    def regime(self) -> str:
+        """``"fine-tuning"`` once the actor was pretrained (:meth:`mark_pretrained`), else ``"from-scratch"``."""
+        return "fine-tuning" if self.pretrained else "from-scratch"
+
+    def mark_pretrained(self) -> None:
+        """Record that the actor is pretrained and give the settings left at ``None`` their fine-tuning values.
+
+        :meth:`pretrain` calls it; call it after loading pretrained networks by other means (as the benchmark
+        harness does with a shared checkpoint).
+        """
+        self.pretrained = True
+        self._apply_default_settings()
+
+    def _apply_default_settings(self) -> None:
+        """Give the settings in ``default_settings`` the values of :data:`DEFAULT_SETTINGS` for the current regime."""
+        values = DEFAULT_SETTINGS[self.regime]
+        policy = self.policy
+        current = {
+            "reg": self.reg,
+            "dual_method": self.dual_method,
+            "reference_actions": self.reference_actions,
+            **{k: policy.arch[k] for k in _POLICY_SETTINGS},
+        }
+        changed = {k: values[k] for k in self.default_settings if current[k] != values[k]}
+        if not changed:
+            return
+        for name in ("reg", "dual_method", "reference_actions"):
+            if name in changed:
+                setattr(self, name, changed[name])
+        for name in _POLICY_SETTINGS:
+            if name in changed:  # the saved policy_kwargs rebuild the policy as it is now
+                policy.arch[name] = self.policy_kwargs[name] = changed[name]
+        if "n_candidates" in changed:
+            policy.n_candidates = int(changed["n_candidates"])
+        if "actor_learning_rate" in changed:
+            self._actor_lr = FloatSchedule(changed["actor_learning_rate"])
+            for group in policy.actor.optimizer.param_groups:
+                group["lr"] = self._actor_lr(self._current_progress_remaining)
+        if "reg" in changed or "dual_method" in changed:
+            state = self.dual_solver.state_dict()  # the same optimiser state and minibatch stream
+            self._build_dual_solver()
+            self.dual_solver.load_state_dict(state)
+            self._sync_dual_settings()
+        if "reference_actions" in changed and not self.reference_actions:
+            policy.set_reference_actions(policy.reference_actions[:0])
+
     def _set_keypoints(self) -> None:
         """Choose the keypoints: distinct expert pairs, seeded, shared by the mask and the relation cost."""
         gen = th.Generator().manual_seed(0 if self.seed is None else self.seed)
@@ -384,7 +464,11 @@ class OTPR(OffPolicyAlgorithm):
         critic_steps : int, optional
             IQL steps on the demonstrations (default ``n_steps // 2``; 0 to skip).
         add_to_replay_buffer : bool
-            Also store the demonstrations in the replay buffer.
+            Also store the demonstrations in the replay buffer (default). Fine-tuning fits the actor to
+            H-weighted replay pairs (``actor_targets="replay"``), so without them there it is fitted to its own
+            exploration only and drifts away from what behaviour cloning learned; ``False`` is the opt-out, for
+            demonstrations added otherwise (:func:`~otpr_sb3.add_demonstrations`), and :meth:`learn` warns when
+            the replay buffer is then empty.
         progress_bar : bool
         """
         demos = (
@@ -404,7 +488,7 @@ class OTPR(OffPolicyAlgorithm):
         dones = th.as_tensor(demos.terminations, device=self.device).float()
         self.expert_obs, self.expert_actions = obs_n, actions
         self._set_keypoints()
-        self.pretrained = True
+        self.mark_pretrained()  # before cloning: the fine-tuning actor learning rate is the one BC uses
         gen = th.Generator(device="cpu").manual_seed(0 if self.seed is None else self.seed)
         critic_steps = n_steps // 2 if critic_steps is None else critic_steps
         policy.set_training_mode(True)
@@ -767,6 +851,23 @@ class OTPR(OffPolicyAlgorithm):
             raise ValueError("the environment returned NaN or infinite observations or rewards")
         super()._store_transition(replay_buffer, buffer_action, new_obs, reward, dones, infos)
 
+    def _setup_learn(self, total_timesteps: int, *args: Any, **kwargs: Any) -> tuple[int, Any]:
+        self._apply_default_settings()
+        assert self.replay_buffer is not None
+        replay_targets = self.policy.guidance == "dql" or self.actor_targets_in_use == "replay"
+        if self.pretrained and replay_targets and self.replay_buffer.size() == 0 and not self._told_no_demos:
+            self._told_no_demos = True
+            warnings.warn(
+                "OTPR.learn: the actor was pretrained but the replay buffer is empty, and fine-tuning fits the actor "
+                "to replay pairs, so it will be fitted to its own exploration only and drift away from the "
+                "demonstrations. Put them in the replay buffer: `pretrain(demos)` does by default "
+                "(add_to_replay_buffer=True), or `otpr_sb3.add_demonstrations(model.replay_buffer, demos, "
+                "model.action_space)`; or pass actor_targets='candidates'.",
+                UserWarning,
+                stacklevel=3,
+            )
+        return super()._setup_learn(total_timesteps, *args, **kwargs)
+
     def learn(
         self: SelfOTPR,
         total_timesteps: int,
@@ -786,6 +887,31 @@ class OTPR(OffPolicyAlgorithm):
             progress_bar=progress_bar,
         )
 
+    @classmethod
+    def load(  # type: ignore[override]
+        cls,
+        path: str | Any,
+        env: GymEnv | None = None,
+        device: th.device | str = "auto",
+        custom_objects: dict[str, Any] | None = None,
+        print_system_info: bool = False,
+        force_reset: bool = True,
+        **kwargs: Any,
+    ) -> OTPR:
+        """Load a saved model (SB3 ``load``); settings passed here as overrides no longer follow ``DEFAULT_SETTINGS``."""
+        model = super().load(
+            path,
+            env=env,
+            device=device,
+            custom_objects=custom_objects,
+            print_system_info=print_system_info,
+            force_reset=force_reset,
+            **kwargs,
+        )
+        overridden = set(kwargs) | set(kwargs.get("policy_kwargs") or {})
+        model.default_settings = tuple(k for k in model.default_settings if k not in overridden)
+        return model
+
     def _excluded_save_params(self) -> list[str]:
         return [
             *super()._excluded_save_params(),
@@ -799,6 +925,7 @@ class OTPR(OffPolicyAlgorithm):
             "_actor_lr",
             "_value_lr",
             "_told_unmasked",
+            "_told_no_demos",
             "_dual_setup_key",
         ]
 

@@ -291,7 +291,7 @@ def start_from_pretrained(model: OTPR, path: str, demos: Demonstrations) -> None
     model.set_parameters(params, exact_match=True, device=model.device)
     model.expert_obs, model.expert_actions = variables["expert_obs"], variables["expert_actions"]
     model._set_keypoints()  # this model's `n_keypoints` and seed choose them, not the checkpoint's
-    model.pretrained = True
+    model.mark_pretrained()
     assert model.replay_buffer is not None
     add_demonstrations(model.replay_buffer, demos, model.action_space)  # type: ignore[arg-type]
 
