@@ -145,7 +145,7 @@ def report(args: argparse.Namespace) -> None:
 
     curves: dict[str, list[np.ndarray]] = {}
     seeds: dict[str, list[str]] = {}
-    for algo in NAMES:
+    for algo in args.labels or NAMES:
         for name in sorted(os.listdir(args.out)):
             path = os.path.join(args.out, name, "curve.csv")
             if name.startswith(f"{args.env}-{algo}-s") and os.path.exists(os.path.join(args.out, name, "summary.json")):
@@ -244,6 +244,7 @@ def main() -> None:
     p_rep.add_argument("--table", default="docs/from_scratch_table.inc")
     p_rep.add_argument("--plot", default="docs/_static/from_scratch.png")
     p_rep.add_argument("--copy-to", default=None, help="also copy each finished run's curve.csv and summary.json here")
+    p_rep.add_argument("--labels", nargs="+", choices=sorted(NAMES), help="only these rows (default: all)")
     for p in (p_run, p_rep, p_speed):
         p.add_argument("--env", default="Pendulum-v1")
         p.add_argument("--out", default="outputs/from_scratch")

@@ -125,21 +125,45 @@ def run(seed: int, out: str, data_path: str) -> None:
         print(f"seed {seed}: {target} steps, success {row['success']:.2f}", flush=True)
 
 
-def report(out: str) -> str:
-    """RST table of success (mean +- s.e. over seeds) at each stage, from the finished rows."""
+def _cell(values: list[float]) -> str:
+    if not values:
+        return "n/a"
+    v = np.asarray(values)
+    se = v.std(ddof=1) / np.sqrt(len(v)) if len(v) > 1 else float("nan")
+    return f"{v.mean():.2f} +- {se:.2f}"
+
+
+def report(out: str, harness_runs: str | None = None) -> str:
+    """RST table of success (mean +- s.e. over seeds) at each stage, from the finished rows.
+
+    With ``harness_runs`` (a folder of ``otpr/s<seed>/evaluations.csv`` of the harness), a second row gives the
+    harness's OTPR runs on the same task at the same steps where it evaluated (its intermediate evaluations are
+    20 episodes; start and end 50).
+    """
     curves = {}
     for name in sorted(os.listdir(out)):
         rows = _rows(os.path.join(out, name, "evaluations.csv"))
         if rows:
             curves[name] = {int(r["timesteps"]): r["success"] for r in rows}
-    lines = [".. list-table::", "   :header-rows: 1", "", "   * - seeds"]
-    lines += [f"     - {'BC' if t == 0 else f'{t // 1000}k'}" for t in STAGES]
     seeds = [s for s in curves if all(t in curves[s] for t in STAGES)]
-    lines.append(f"   * - {len(seeds)} ({', '.join(s[1:] for s in seeds)})")
-    for t in STAGES:
-        vals = np.array([curves[s][t] for s in seeds])
-        se = vals.std(ddof=1) / np.sqrt(len(vals)) if len(vals) > 1 else float("nan")
-        lines.append(f"     - {vals.mean():.2f} +- {se:.2f}" if len(vals) else "     -")
+    lines = [".. list-table::", "   :header-rows: 1", "", "   * - path", "     - seeds"]
+    lines += [f"     - {'BC' if t == 0 else f'{t // 1000}k'}" for t in STAGES]
+    lines += [
+        "   * - plain API, defaults (demonstrations: seed 7, noise 0.25; 10k BC steps)",
+        f"     - {len(seeds)} ({', '.join(s[1:] for s in seeds)})",
+    ]
+    lines += [f"     - {_cell([curves[s][t] for s in seeds])}" for t in STAGES]
+    if harness_runs:
+        runs = {}
+        for name in sorted(os.listdir(harness_runs)):
+            rows = _rows(os.path.join(harness_runs, name, "evaluations.csv"))
+            if rows and int(rows[-1]["timesteps"]) >= STAGES[-1]:
+                runs[name] = {int(r["timesteps"]): r["success"] for r in rows}
+        lines += [
+            "   * - harness ``otpr`` (demonstrations: seed 0, noise 0.3; 5k BC steps)",
+            f"     - {len(runs)} ({', '.join(s[1:] for s in runs)})",
+        ]
+        lines += [f"     - {_cell([c[t] for c in runs.values() if t in c])}" for t in STAGES]
     return "\n".join(lines) + "\n"
 
 
@@ -150,11 +174,12 @@ def main() -> None:
     parser.add_argument("--out", default="outputs/plain_api")
     parser.add_argument("--data-path", default="outputs/minari")
     parser.add_argument("--write", help="with report: also write the table to this file")
+    parser.add_argument("--harness-runs", help="with report: the harness's otpr runs of the task, for a second row")
     args = parser.parse_args()
     if args.command == "run":
         run(args.seed, args.out, os.path.abspath(args.data_path))
     else:
-        table = report(args.out)
+        table = report(args.out, args.harness_runs)
         print(table)
         if args.write:
             with open(args.write, "w") as f:

@@ -86,7 +86,7 @@ def main() -> None:
             policy_kwargs=dict(guidance=args.guidance),
             tensorboard_log=os.path.join(run_dir, "tb"),
         )
-        model.pretrain(demos, n_steps=args.pretrain_steps, add_to_replay_buffer=True, progress_bar=True)
+        model.pretrain(demos, n_steps=args.pretrain_steps, progress_bar=True)
     else:
         model = SAC(
             "MultiInputPolicy", env, seed=args.seed, learning_starts=0, verbose=0, tensorboard_log=os.path.join(run_dir, "tb")

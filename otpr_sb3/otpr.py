@@ -130,13 +130,12 @@ class OTPR(OffPolicyAlgorithm):
         ``a_theta`` sampled by the K-step DDIM chain with its graph kept (Wang et al., 2023; their ``eta``).
         The Q term starts with the other guidances, after ``dual_start`` updates; the critic is OTPR's (IQL).
         Ignored by the other guidances.
-    reg : float
+    reg : float or None
         eps of the L2-regularised dual, on the normalised cost (by default ``-(Q - V)`` divided by a running
-        spread of ``Q - V`` on replay pairs; see ``policy_kwargs["cost"]``). Over all state-action pairs the
-        cost is wider (about 3x on Fetch), so the default 0.5 is about 0.12 of the pairwise spread: chosen in
-        docs/dual_study.rst (with the default dual, held-out marginal error 0.076 and gap 0.002 at 0.5; at 0.2
-        the 256-point check's Monte-Carlo floor is already about 0.1). The from-scratch results
-        (docs/from_scratch.rst) used 0.05 with the first dual.
+        spread of ``Q - V`` on replay pairs; see ``policy_kwargs["cost"]``). ``None`` (default): 0.5 once the
+        actor is pretrained (chosen in docs/dual_study.rst), 0.05 from scratch (docs/from_scratch.rst); see
+        :data:`DEFAULT_SETTINGS`, which ``dual_method``, ``reference_actions`` and the policy's ``n_candidates``
+        and ``actor_learning_rate`` follow in the same way when left unset.
     dual_learning_rate, dual_batch_size, dual_steps : float, int, int
         Adam step size, minibatch and minibatches per training iteration of the potentials (warm-started).
     dual_steps_per_batch : int
@@ -149,24 +148,25 @@ class OTPR(OffPolicyAlgorithm):
         Dual updates before H is used for collection and actor weights (the fallback is used before). The
         Q and advantage guidances wait as long (counting the dual updates they would make), so every
         guidance has the same fallback period.
-    dual_method : {"gradient", "semi-dual", "exact"}
+    dual_method : {"gradient", "semi-dual", "exact"} or None
         How each dual update moves the potentials: one Adam step of gradient ascent on the minibatch dual (the
         paper); semi-dual ascent in ``v`` with ``u`` regressed onto the minibatch c-transform of ``v``
         (:func:`neural_ot.c_transform`); or regression onto the exact potentials of the minibatch problem
-        (solved by :func:`neural_ot.solve_discrete`). See :mod:`neural_ot.dual_updates`.
+        (solved by :func:`neural_ot.solve_discrete`). See :mod:`neural_ot.dual_updates`. ``None`` (default):
+        ``"semi-dual"`` once the actor is pretrained, ``"gradient"`` from scratch.
     dual_eval_freq : int
         Every this many dual updates, :meth:`dual_diagnostics` on a held-out replay minibatch is logged as
         ``train/marginal_error`` and ``train/dual_gap`` (0 disables it; each costs one exact solve and
         ``dual_eval_batch_size^2`` critic pairs).
     dual_eval_batch_size : int
         States and actions of that held-out minibatch.
-    reference_actions : int
+    reference_actions : int or None
         ``M > 0``: wherever ``H`` is evaluated (collection, actor weights, diagnostics), ``u(s)`` is the smooth
         c-transform of ``v`` over ``M`` replay actions redrawn at every dual update
         (:meth:`otpr_sb3.OTPRPolicy.state_potential`), which gives every state its mass against that sample,
         instead of the learned network (whose state-side error is the dual's main one on Fetch, see
-        docs/dual_study.rst: held-out marginal error 0.40 -> 0.076 at 48). It costs the critics on ``M`` pairs
-        per collected state. 0: the learned ``u``.
+        docs/dual_study.rst). It costs the critics on ``M`` pairs per collected state. 0: the learned ``u``.
+        ``None`` (default): 48 once the actor is pretrained, 0 from scratch.
     actor_reference_actions : int
         How many of those reference actions give ``u`` for the actor's update (the H weights of replay targets,
         or the resampling of candidate targets): it costs the actor batch's states times this many critic pairs

@@ -56,7 +56,8 @@ class OTPRPolicy(BasePolicy):
     ddim_steps : int
         DDIM sampling steps K (<= T).
     n_candidates : int
-        L, the candidates drawn per state during collection (8 in the paper).
+        L, the candidates drawn per state during collection (8 in the paper). Left out of OTPR's
+        ``policy_kwargs``, it follows :data:`otpr_sb3.otpr.DEFAULT_SETTINGS` (8 fine-tuning, 16 from scratch).
     guidance : {"compatibility", "q", "advantage", "expectile", "dql"}
         How candidates are weighted: by H (OTPR), by exp(Q), by exp(advantage), or (IDQL-style) by the expectile
         weights ``|tau - 1(Q < V)|`` with an unweighted actor update (score matching on replay pairs). ``"dql"``
@@ -75,7 +76,8 @@ class OTPRPolicy(BasePolicy):
         the "q" guidance went 0.42 -> 0.88 at 1 and 0.66 at 0.3 (docs/dual_study.rst, one seed each).
     actor_learning_rate, value_learning_rate : float or schedule
         Rates of the actor and of V (V follows the critic's ``learning_rate`` when ``None``); a schedule is a
-        function of the remaining progress, as SB3's ``learning_rate``.
+        function of the remaining progress, as SB3's ``learning_rate``. ``actor_learning_rate`` left out of
+        OTPR's ``policy_kwargs`` follows :data:`otpr_sb3.otpr.DEFAULT_SETTINGS` (1e-4 fine-tuning, 3e-4 from scratch).
     optimizer_class, optimizer_kwargs
         As in SB3. Adam and AdamW default to ``fused=True`` (pass ``fused`` or ``foreach`` to choose).
     eval_noise_seed : int or None

@@ -88,18 +88,20 @@ class _StopAt(BaseCallback):
 def test_resume_interrupted_run_from_checkpoint(tmp_path):
     env = IdentityEnvBox(ep_length=20)
     model = OTPR("MlpPolicy", env, seed=0, **FAST)
-    model.pretrain(identity_demos(), n_steps=10)
+    demos = identity_demos()
+    model.pretrain(demos, n_steps=10)  # the demonstrations go into the replay buffer first
     ckpt = CheckpointCallback(save_freq=20, save_path=str(tmp_path), name_prefix="run", save_replay_buffer=True)
     model.learn(200, callback=[ckpt, _StopAt(50)])  # "interrupted" after 50 steps
     assert model.num_timesteps == 50
     resumed = OTPR.load(tmp_path / "run_40_steps.zip", env=env)
     resumed.load_replay_buffer(tmp_path / "run_replay_buffer_40_steps.pkl")
     # SB3 calls callbacks before storing the step's transition, so the step-40 checkpoint holds 39.
-    assert resumed.num_timesteps == 40 and resumed.replay_buffer.size() == 39
-    np.testing.assert_array_equal(resumed.replay_buffer.observations[:39], model.replay_buffer.observations[:39])
+    stored = len(demos) + 39
+    assert resumed.num_timesteps == 40 and resumed.replay_buffer.size() == stored
+    np.testing.assert_array_equal(resumed.replay_buffer.observations[:stored], model.replay_buffer.observations[:stored])
     assert th.equal(resumed.expert_obs, model.expert_obs)
     resumed.learn(60, reset_num_timesteps=False)
-    assert resumed.num_timesteps == 100 and resumed.replay_buffer.size() == 99
+    assert resumed.num_timesteps == 100 and resumed.replay_buffer.size() == len(demos) + 99
 
 
 def test_learning_smoke_guided_selection_beats_single_sample():

@@ -9,8 +9,10 @@ from otpr_helpers import FAST, IdentityEnvBox
 
 import neural_ot as no
 from otpr_sb3 import OTPR, PAPER_DUAL
+from otpr_sb3.otpr import DEFAULT_SETTINGS
 
-DEFAULTS = {k: p.default for k, p in inspect.signature(OTPR.__init__).parameters.items()}
+# The dual of a pretrained actor: the settings left at None take their fine-tuning values.
+DEFAULTS = {k: p.default for k, p in inspect.signature(OTPR.__init__).parameters.items()} | DEFAULT_SETTINGS["fine-tuning"]
 W = th.randn(6, 3, generator=th.Generator().manual_seed(0)) / 2
 
 
