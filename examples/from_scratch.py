@@ -148,9 +148,12 @@ def report(args: argparse.Namespace) -> None:
     for algo in args.labels or NAMES:
         for name in sorted(os.listdir(args.out)):
             path = os.path.join(args.out, name, "curve.csv")
-            if name.startswith(f"{args.env}-{algo}-s") and os.path.exists(os.path.join(args.out, name, "summary.json")):
+            finished = os.path.exists(os.path.join(args.out, name, "summary.json"))
+            if name.startswith(f"{args.env}-{algo}-s") and os.path.exists(path) and (finished or args.unfinished):
                 curves.setdefault(algo, []).append(np.loadtxt(path, delimiter=",", skiprows=1, ndmin=2))
-                seeds.setdefault(algo, []).append(name.rsplit("-s", 1)[1])
+                seed = name.rsplit("-s", 1)[1]
+                steps = int(curves[algo][-1][-1, 0])
+                seeds.setdefault(algo, []).append(seed if finished else f"{seed}: interrupted at {steps} steps")
     if not curves:
         raise SystemExit(f"no finished runs for {args.env} in {args.out}")
     if args.copy_to:  # the small result files, for committing beside the docs (checkpoints stay behind)
@@ -245,6 +248,7 @@ def main() -> None:
     p_rep.add_argument("--plot", default="docs/_static/from_scratch.png")
     p_rep.add_argument("--copy-to", default=None, help="also copy each finished run's curve.csv and summary.json here")
     p_rep.add_argument("--labels", nargs="+", choices=sorted(NAMES), help="only these rows (default: all)")
+    p_rep.add_argument("--unfinished", action="store_true", help="also runs that have not finished (final: their last row)")
     for p in (p_run, p_rep, p_speed):
         p.add_argument("--env", default="Pendulum-v1")
         p.add_argument("--out", default="outputs/from_scratch")

@@ -125,16 +125,17 @@ def run(seed: int, out: str, data_path: str) -> None:
         print(f"seed {seed}: {target} steps, success {row['success']:.2f}", flush=True)
 
 
-def _cell(values: list[float]) -> str:
+def _cell(values: list[float], n_seeds: int, missing: str = "not reached") -> str:
+    """Mean +- s.e.; the number of seeds too when fewer than the row's have reached this stage."""
     if not values:
-        return "n/a"
+        return missing
     v = np.asarray(values)
-    se = v.std(ddof=1) / np.sqrt(len(v)) if len(v) > 1 else float("nan")
-    return f"{v.mean():.2f} +- {se:.2f}"
+    text = f"{v.mean():.2f} +- {v.std(ddof=1) / np.sqrt(len(v)):.2f}" if len(v) > 1 else f"{v[0]:.2f}"
+    return text if len(v) == n_seeds else f"{text} ({len(v)} of {n_seeds} seeds)"
 
 
 def report(out: str, harness_runs: str | None = None) -> str:
-    """RST table of success (mean +- s.e. over seeds) at each stage, from the finished rows.
+    """RST table of success (mean +- s.e. over seeds) at each stage, from the rows written so far.
 
     With ``harness_runs`` (a folder of ``otpr/s<seed>/evaluations.csv`` of the harness), a second row gives the
     harness's OTPR runs on the same task at the same steps where it evaluated (its intermediate evaluations are
@@ -145,14 +146,14 @@ def report(out: str, harness_runs: str | None = None) -> str:
         rows = _rows(os.path.join(out, name, "evaluations.csv"))
         if rows:
             curves[name] = {int(r["timesteps"]): r["success"] for r in rows}
-    seeds = [s for s in curves if all(t in curves[s] for t in STAGES)]
+    seeds = list(curves)
     lines = [".. list-table::", "   :header-rows: 1", "", "   * - path", "     - seeds"]
     lines += [f"     - {'BC' if t == 0 else f'{t // 1000}k'}" for t in STAGES]
     lines += [
         "   * - plain API, defaults (demonstrations: seed 7, noise 0.25; 10k BC steps)",
         f"     - {len(seeds)} ({', '.join(s[1:] for s in seeds)})",
     ]
-    lines += [f"     - {_cell([curves[s][t] for s in seeds])}" for t in STAGES]
+    lines += [f"     - {_cell([curves[s][t] for s in seeds if t in curves[s]], len(seeds))}" for t in STAGES]
     if harness_runs:
         runs = {}
         for name in sorted(os.listdir(harness_runs)):
@@ -163,7 +164,7 @@ def report(out: str, harness_runs: str | None = None) -> str:
             "   * - harness ``otpr`` (demonstrations: seed 0, noise 0.3; 5k BC steps)",
             f"     - {len(runs)} ({', '.join(s[1:] for s in runs)})",
         ]
-        lines += [f"     - {_cell([c[t] for c in runs.values() if t in c])}" for t in STAGES]
+        lines += [f"     - {_cell([c[t] for c in runs.values() if t in c], len(runs), 'not evaluated')}" for t in STAGES]
     return "\n".join(lines) + "\n"
 
 

@@ -1,6 +1,11 @@
 """One benchmark run: a method on a task with one seed, resumable from its last checkpoint.
 
-A run directory ``<runs_dir>/<task>/<method>/s<seed>/`` holds
+A run directory ``<runs_dir>/<task>/<method>/s<seed>/`` (``<method>-<key>`` when the spec overrides the method's
+configuration, ``key`` a digest of the overrides) holds
+
+- ``spec.json``: what the run is (its identity: every field of the :class:`RunSpec` but where and how it executes,
+  with the dataset resolved and its card) and the provenance of the process that started it (commit, versions,
+  CPU, threads, resolved settings), written once when the run starts;
 
 - ``evaluations.csv``: one row per evaluation (timesteps, success, episodes, final, wall_time), appended as
   each finishes; the row at 0 timesteps is the start (the pretrained checkpoint, or an untrained SAC);
@@ -8,13 +13,16 @@ A run directory ``<runs_dir>/<task>/<method>/s<seed>/`` holds
 - ``tb/``: TensorBoard logs; ``model.zip`` and ``summary.json`` once the run has finished.
 
 An interrupted run started again with the same :class:`RunSpec` loads its checkpoint (model, replay buffer,
-step count) and goes on from there; evaluations after the checkpoint are dropped and redone.
+step count) and goes on from there; evaluations after the checkpoint are dropped and redone. A spec whose
+identity differs from the one in the directory's ``spec.json`` is refused, with the differing fields named, so a
+directory only ever holds the run its ``spec.json`` describes.
 """
 
 from __future__ import annotations
 
 import fcntl
 import hashlib
+import inspect
 import json
 import os
 import time
@@ -34,6 +42,7 @@ from otpr_sb3.benchmark.demo_buffers import SymmetricDictReplayBuffer, Symmetric
 from otpr_sb3.benchmark.diagnostics import read_diagnostics
 from otpr_sb3.benchmark.evaluation import append_evaluation, read_evaluations, success_rate, write_evaluations
 from otpr_sb3.benchmark.methods import Method, get_method
+from otpr_sb3.benchmark.provenance import provenance
 from otpr_sb3.benchmark.recording import DatasetCard, load_card, record
 from otpr_sb3.benchmark.tasks import Task, get_task
 from otpr_sb3.demonstrations import Demonstrations, add_demonstrations
@@ -92,15 +101,101 @@ class RunSpec:
         for name in ("steps", "eval_freq", "eval_episodes", "final_eval_episodes"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"`{name}` must be >= 1, got {getattr(self, name)}")
+        _check_overrides(get_method(self.method), self.kwargs, self.policy_kwargs)
+
+    @property
+    def overrides(self) -> dict[str, Any]:
+        """The fields that change the method's configuration (overrides, BC steps, buffer size), where set."""
+        return {k: getattr(self, k) for k in _OVERRIDE_FIELDS if getattr(self, k) not in (None, {})}
 
     @property
     def run_dir(self) -> str:
-        """``<runs_dir>/<task>/<method>/s<seed>``."""
-        return os.path.join(self.runs_dir, get_task(self.env_id).name, self.method, f"s{self.seed}")
+        """``<runs_dir>/<task>/<method>/s<seed>``, or ``<method>-<key>`` with :attr:`overrides` (``key`` their digest)."""
+        name = self.method
+        if self.overrides:
+            name += "-" + hashlib.sha1(_canonical(self.overrides).encode()).hexdigest()[:8]
+        return os.path.join(self.runs_dir, get_task(self.env_id).name, name, f"s{self.seed}")
+
+    def identity(self) -> dict[str, Any]:
+        """Return what the run is: every field but :data:`_MACHINE_FIELDS` (where and how it executes)."""
+        return json.loads(_canonical({k: v for k, v in asdict(self).items() if k not in _MACHINE_FIELDS}))
 
 
-#: RunSpec fields left out of ``spec.json``: directories of the machine that ran it.
-_MACHINE_FIELDS = ("runs_dir", "data_path")
+#: RunSpec fields that say where and how a run executes, not what it is: recorded as provenance, not identity.
+_MACHINE_FIELDS = ("runs_dir", "data_path", "threads", "device")
+#: RunSpec fields that change the method's configuration: a run with any of them gets a directory of its own.
+_OVERRIDE_FIELDS = ("kwargs", "policy_kwargs", "pretrain_steps", "buffer_size")
+
+
+#: Arguments the runner sets itself: not overridable.
+_RUNNER_ARGS = {"self", "policy", "env", "seed", "buffer_size", "tensorboard_log", "device", "policy_kwargs"}
+_RUNNER_ARGS |= {"_init_setup_model"}
+
+
+def _parameters(fn: Callable[..., Any]) -> set[str]:
+    params = inspect.signature(fn).parameters.values()
+    return {p.name for p in params if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
+
+
+def _check_overrides(method: Method, kwargs: dict[str, Any], policy_kwargs: dict[str, Any]) -> None:
+    """Raise ``ValueError`` naming any override that the method's algorithm or policy does not take."""
+    if method.algo == "sac":
+        from stable_baselines3.sac.policies import SACPolicy
+
+        algo_params, policy_params = _parameters(SAC.__init__), _parameters(SACPolicy.__init__)
+    else:
+        from otpr_sb3.policies import OTPRPolicy
+
+        algo_params, policy_params = _parameters(OTPR.__init__), _parameters(OTPRPolicy.__init__)
+    algo_params -= _RUNNER_ARGS
+    policy_params -= {"self", "observation_space", "action_space", "lr_schedule"}
+    for given, valid, what in ((kwargs, algo_params, "algorithm"), (policy_kwargs, policy_params, "policy")):
+        unknown = sorted(set(given) - valid)
+        if unknown:
+            prefix = "policy." if what == "policy" else ""
+            raise ValueError(
+                f"unknown {what} argument(s) {[prefix + k for k in unknown]} for method {method.name!r}; "
+                f"valid: {', '.join(prefix + k for k in sorted(valid))}"
+            )
+
+
+def _canonical(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+def _differences(stored: dict[str, Any], requested: dict[str, Any], prefix: str = "") -> list[str]:
+    """List the fields (dotted paths) that differ between two identities, as ``name: stored -> requested``."""
+    out = []
+    for key in sorted(set(stored) | set(requested)):
+        a, b = stored.get(key), requested.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += _differences(a, b, f"{prefix}{key}.")
+        elif a != b:
+            out.append(f"{prefix}{key}: {a!r} -> {b!r}")
+    return out
+
+
+def check_spec(run_dir: str, identity: dict[str, Any]) -> bool:
+    """Whether ``run_dir`` already has a ``spec.json``; raise if it describes another run than ``identity``.
+
+    Raises
+    ------
+    ValueError
+        Naming the fields that differ, if the stored identity is not ``identity``.
+    """
+    path = os.path.join(run_dir, "spec.json")
+    if not os.path.exists(path):
+        return False
+    with open(path) as f:
+        stored = json.load(f)
+    stored = {k: v for k, v in stored.items() if k not in (*_MACHINE_FIELDS, "provenance")}
+    diffs = _differences(stored, identity)
+    if diffs:
+        raise ValueError(
+            f"{run_dir} holds another run than the one requested ({'; '.join(diffs)}); "
+            "use another `runs_dir`, or delete that directory to replace the run"
+        )
+    return True
 
 
 def run(spec: RunSpec, progress_bar: bool = False, on_evaluation: EvaluationHook | None = None) -> dict[str, Any]:
@@ -121,6 +216,9 @@ def run(spec: RunSpec, progress_bar: bool = False, on_evaluation: EvaluationHook
     """
     task, method = get_task(spec.env_id), get_method(spec.method)
     run_dir = spec.run_dir
+    card = _dataset(spec, task)
+    identity = {**spec.identity(), "dataset": card.dataset_id, "card": asdict(card)}
+    started = check_spec(run_dir, identity)
     summary_path = os.path.join(run_dir, "summary.json")
     if os.path.exists(summary_path):
         with open(summary_path) as f:
@@ -128,12 +226,12 @@ def run(spec: RunSpec, progress_bar: bool = False, on_evaluation: EvaluationHook
     if spec.threads:
         th.set_num_threads(int(spec.threads))
     os.makedirs(run_dir, exist_ok=True)
-    card = _dataset(spec, task)
     demos = Demonstrations.from_minari(card.dataset_id, data_path=os.path.abspath(spec.data_path))
-    # Where the run and its data sit is the machine's business, not the run's: a committed spec.json stays portable.
-    record = {k: v for k, v in asdict(spec).items() if k not in _MACHINE_FIELDS}
-    with open(os.path.join(run_dir, "spec.json"), "w") as f:
-        json.dump({**record, "dataset": card.dataset_id, "card": asdict(card)}, f, indent=1)
+    _, policy_kwargs = _otpr_kwargs(spec, method)
+    origin = provenance(spec.device, policy_kwargs if method.algo != "sac" else None)
+    if not started:  # written once: where the run and its data sit is the machine's business, not the run's
+        with open(os.path.join(run_dir, "spec.json"), "w") as f:
+            json.dump({**identity, "provenance": origin}, f, indent=1)
     evals_path = os.path.join(run_dir, "evaluations.csv")
     eval_env = task.make_env()
     clock = [time.time()]  # wall_time counts across resumes: the start is moved back by the time already spent
@@ -149,7 +247,7 @@ def run(spec: RunSpec, progress_bar: bool = False, on_evaluation: EvaluationHook
         write_evaluations(evals_path, [row])
         if on_evaluation:
             on_evaluation(row)
-        return _finish(spec, card, model, [row], 0.0)
+        return _finish(spec, card, model, [row], 0.0, origin)
 
     ckpt_dir = os.path.join(run_dir, "checkpoint")
     model, resumed = _model(spec, task, method, card, demos, ckpt_dir, progress_bar)
@@ -172,7 +270,7 @@ def run(spec: RunSpec, progress_bar: bool = False, on_evaluation: EvaluationHook
     append_evaluation(evals_path, final)
     if on_evaluation:
         on_evaluation(final)
-    return _finish(spec, card, model, read_evaluations(evals_path), fps)
+    return _finish(spec, card, model, read_evaluations(evals_path), fps, origin)
 
 
 def _dataset(spec: RunSpec, task: Task) -> DatasetCard:
@@ -328,7 +426,12 @@ def save_checkpoint(model: OffPolicyAlgorithm, ckpt_dir: str) -> None:
 
 
 def _finish(
-    spec: RunSpec, card: DatasetCard, model: BaseAlgorithm, rows: list[dict[str, float]], fps: float
+    spec: RunSpec,
+    card: DatasetCard,
+    model: BaseAlgorithm,
+    rows: list[dict[str, float]],
+    fps: float,
+    origin: dict[str, Any],
 ) -> dict[str, Any]:
     model.save(os.path.join(spec.run_dir, "model"))
     finals = [r for r in rows if r["final"]]
@@ -344,6 +447,7 @@ def _finish(
         "wall_time": rows[-1]["wall_time"],
         "env_steps_per_s": fps,
         "done": True,
+        "provenance": origin,  # of the process that finished the run (spec.json has the one that started it)
     }
     diagnostics = read_diagnostics(os.path.join(spec.run_dir, "tb"))
     if diagnostics:

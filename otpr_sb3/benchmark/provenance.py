@@ -1,0 +1,86 @@
+"""Where and with what a run was made: the code's commit, package versions, the CPU and the resolved settings."""
+
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+import subprocess
+from importlib import metadata
+from typing import Any
+
+import torch as th
+from stable_baselines3.common.utils import get_device
+
+from otpr_sb3.networks import pair_dtype
+
+#: Packages whose versions can change a run's numbers.
+PACKAGES = ("torch", "stable-baselines3", "gymnasium", "gymnasium-robotics", "mujoco", "numpy", "otpr")
+#: CPU flags that choose kernels (float32 AVX-512; bfloat16 pairs with ``pair_precision="auto"``).
+CPU_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
+
+
+def git_state(path: str | None = None) -> dict[str, Any]:
+    """Return the commit of the checkout holding ``path`` (this package by default) and whether it is dirty.
+
+    Both are ``None`` outside a git checkout (an installed wheel).
+    """
+    where = path or os.path.dirname(os.path.abspath(__file__))
+
+    def git(*args: str) -> str | None:
+        try:
+            out = subprocess.run(["git", *args], cwd=where, capture_output=True, text=True, timeout=30)
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        return out.stdout.strip() if out.returncode == 0 else None
+
+    commit = git("rev-parse", "HEAD")
+    status = git("status", "--porcelain", "--untracked-files=no") if commit else None
+    return {"commit": commit, "dirty": None if status is None else bool(status)}
+
+
+def cpu_info() -> dict[str, Any]:
+    """Return the CPU model and which of :data:`CPU_FLAGS` it has (from Linux's ``/proc/cpuinfo``)."""
+    model, flags = platform.processor() or platform.machine(), set()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key.strip() == "model name" and model in ("", platform.machine(), platform.processor()):
+                    model = value.strip()
+                elif key.strip() == "flags":
+                    flags = set(value.split())
+                    break
+    except OSError:
+        pass
+    return {"cpu": model, "cpu_flags": [f for f in CPU_FLAGS if f in flags]}
+
+
+def provenance(device: str = "auto", policy_kwargs: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Everything about this process that a run's numbers may depend on, beyond its spec.
+
+    Parameters
+    ----------
+    device : str
+        The run's ``device`` setting; recorded resolved (``cpu``, ``cuda``).
+    policy_kwargs : dict, optional
+        The policy's keyword arguments, for the resolved ``pair_precision``.
+    """
+    resolved = get_device(device)
+    versions = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    precision = (policy_kwargs or {}).get("pair_precision", "auto")
+    return {
+        **git_state(),
+        "versions": versions,
+        "python": platform.python_version(),
+        **cpu_info(),
+        "threads": th.get_num_threads(),
+        "device": str(resolved),
+        "pair_precision": str(pair_dtype(precision, resolved)).removeprefix("torch."),
+        "time": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+    }

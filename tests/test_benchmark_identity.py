@@ -1,0 +1,72 @@
+"""A run is exactly what its spec.json says: identity, provenance, overrides checked at once."""
+
+import json
+import os
+
+import pytest
+from test_benchmark_runs import ENV, dirs, spec_for  # noqa: F401  (dirs is a fixture)
+
+from otpr_sb3.benchmark import cli
+from otpr_sb3.benchmark.provenance import PACKAGES
+from otpr_sb3.benchmark.runner import RunSpec, run
+
+
+def _json(path):
+    with open(path) as f:
+        return json.load(f)
+
+
+def test_an_override_is_a_run_of_its_own_and_a_changed_spec_is_refused(dirs):  # noqa: F811
+    base = spec_for(dirs, "otpr", steps=100)
+    first = run(base)
+    spec_path = os.path.join(base.run_dir, "spec.json")
+    written = open(spec_path).read()
+    # The same request again returns the finished run and leaves its spec.json as it was.
+    assert run(base) == first and open(spec_path).read() == written
+    # An override gets a directory of its own, next to the default run's.
+    tuned = spec_for(dirs, "otpr", steps=100, kwargs={**base.kwargs, "reg": 0.2})
+    assert tuned.run_dir != base.run_dir and os.path.dirname(os.path.dirname(tuned.run_dir)).endswith("PointMaze_UMaze")
+    assert os.path.basename(os.path.dirname(tuned.run_dir)).startswith("otpr-")
+    run(tuned)
+    assert _json(os.path.join(tuned.run_dir, "spec.json"))["kwargs"]["reg"] == 0.2
+    # A different request for a directory that holds another run is refused, naming what differs.
+    longer = spec_for(dirs, "otpr", steps=200)
+    assert longer.run_dir == base.run_dir
+    with pytest.raises(ValueError, match=r"steps: 100 -> 200"):
+        run(longer)
+    assert open(spec_path).read() == written
+    # How a run executes is not what it is: another thread count resumes the same run.
+    assert run(spec_for(dirs, "otpr", steps=100, threads=2)) == first
+
+
+def test_spec_and_summary_carry_provenance(dirs):  # noqa: F811
+    spec = spec_for(dirs, "bc")
+    run(spec)
+    for name in ("spec.json", "summary.json"):
+        origin = _json(os.path.join(spec.run_dir, name))["provenance"]
+        assert len(origin["commit"]) == 40 and isinstance(origin["dirty"], bool)
+        assert set(origin["versions"]) == set(PACKAGES) and origin["versions"]["torch"].startswith("2.13.0")
+        assert origin["cpu"] and isinstance(origin["cpu_flags"], list) and origin["threads"] >= 1
+        assert origin["device"] == "cpu" and origin["pair_precision"] in ("float32", "bfloat16")
+    assert "threads" not in _json(os.path.join(spec.run_dir, "spec.json"))  # provenance, not identity
+
+
+@pytest.mark.parametrize(
+    "method, kwargs, policy_kwargs, message",
+    [
+        ("otpr", {"fooo": 1}, {}, r"unknown algorithm argument\(s\) \['fooo'\].*valid: actor_batch_size"),
+        ("otpr", {}, {"fooo": 1}, r"unknown policy argument\(s\) \['policy.fooo'\].*policy.n_candidates"),
+        ("sac-demos", {}, {"n_candidates": 4}, r"\['policy.n_candidates'\].*policy.net_arch"),
+        ("otpr", {"seed": 3}, {}, r"\['seed'\]"),  # the runner's own
+    ],
+)
+def test_unknown_overrides_are_refused_at_once(method, kwargs, policy_kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        RunSpec(ENV, method, kwargs=kwargs, policy_kwargs=policy_kwargs)
+
+
+def test_cli_unknown_set_key_exits_2_with_the_valid_keys(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["train", "--env", ENV, "--algo", "otpr", "--set", "fooo=1"])
+    assert exit_info.value.code == 2
+    assert "unknown algorithm argument(s) ['fooo']" in capsys.readouterr().err
