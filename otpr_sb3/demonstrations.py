@@ -44,6 +44,32 @@ class Demonstrations:
     terminations: np.ndarray
     truncations: np.ndarray
 
+    def __post_init__(self) -> None:
+        self.actions = np.asarray(self.actions, dtype=np.float32)
+        if self.actions.ndim == 1:
+            self.actions = self.actions[:, None]
+        if self.actions.ndim != 2:
+            raise ValueError(f"`actions` must have shape (N, act_dim), got {self.actions.shape}")
+        n = len(self.actions)
+        if n == 0:
+            raise ValueError(
+                "`actions`: no transitions (without `next_observations`, each episode's last step is dropped "
+                "because its next state is unknown: pass `next_observations`, or episodes of 2 steps or more)"
+            )
+        for name in ("observations", "next_observations"):
+            value = getattr(self, name)
+            if not isinstance(value, dict | np.ndarray):
+                raise TypeError(f"`{name}` must be an array or a dict of arrays, got {type(value).__name__}")
+            if _length(value) != n:
+                raise ValueError(f"`{name}` has {_length(value)} rows but `actions` has {n}")
+        self.rewards = np.asarray(self.rewards, dtype=np.float32).reshape(-1)
+        self.terminations = np.asarray(self.terminations, dtype=bool).reshape(-1)
+        self.truncations = np.asarray(self.truncations, dtype=bool).reshape(-1)
+        for name in ("rewards", "terminations", "truncations"):
+            if len(getattr(self, name)) != n:
+                raise ValueError(f"`{name}` has {len(getattr(self, name))} entries, expected {n}")
+        self._check_finite()
+
     def __len__(self) -> int:
         return len(self.actions)
 
@@ -85,9 +111,7 @@ class Demonstrations:
             next_observations = nxt
         elif _length(next_observations) != n:
             raise ValueError(f"`next_observations` has {_length(next_observations)} rows, expected {n}")
-        demos = cls(observations, actions, rewards, next_observations, term, trunc)
-        demos._check_finite()
-        return demos
+        return cls(observations, actions, rewards, next_observations, term, trunc)
 
     @classmethod
     def from_minari(cls, dataset: Any, data_path: str | None = None) -> Demonstrations:
@@ -125,7 +149,7 @@ class Demonstrations:
             parts["trunc"].append(np.asarray(ep.truncations, bool))
         if not parts["act"]:
             raise ValueError("the Minari dataset has no episodes")
-        demos = cls(
+        return cls(
             _concat(parts["obs"]),
             np.concatenate(parts["act"]),
             np.concatenate(parts["rew"]),
@@ -133,21 +157,48 @@ class Demonstrations:
             np.concatenate(parts["term"]),
             np.concatenate(parts["trunc"]),
         )
-        demos._check_finite()
-        return demos
 
     def _check_finite(self) -> None:
-        for name, arr in (("observations", self.observations), ("actions", self.actions), ("rewards", self.rewards)):
+        for name in ("observations", "next_observations", "actions", "rewards"):
+            arr = getattr(self, name)
             values = arr.values() if isinstance(arr, dict) else [arr]
             if not all(np.isfinite(np.asarray(v, dtype=np.float64)).all() for v in values):
                 raise ValueError(f"demonstration {name} contain NaN or infinite values")
 
-    def check_spaces(self, observation_space: spaces.Space, action_space: spaces.Box) -> None:
-        """Raise ``ValueError`` if the demonstrations do not match the environment's spaces."""
+    def clipped(self, action_space: spaces.Box) -> Demonstrations:
+        """Return a copy with the actions clipped to the bounds of ``action_space``.
+
+        The explicit opt-in for demonstrations recorded outside the bounds, which :meth:`check_spaces` refuses.
+        """
+        low, high = (np.broadcast_to(b, action_space.shape).reshape(-1) for b in (action_space.low, action_space.high))
+        return Demonstrations(
+            self.observations,
+            np.clip(self.actions, low, high),
+            self.rewards,
+            self.next_observations,
+            self.terminations,
+            self.truncations,
+        )
+
+    def check_actions(self, action_space: spaces.Box) -> None:
+        """Raise ``ValueError`` if the actions do not have the shape of ``action_space`` or leave its bounds."""
         if self.actions.shape[1:] != (int(np.prod(action_space.shape)),):
             raise ValueError(
                 f"demonstration actions have shape {self.actions.shape[1:]}, the environment's are {action_space.shape}"
             )
+        low, high = (np.broadcast_to(b, action_space.shape).reshape(-1) for b in (action_space.low, action_space.high))
+        tol = 1e-6 * np.maximum(1.0, high - low)
+        outside = (self.actions < low - tol) | (self.actions > high + tol)
+        if outside.any():
+            raise ValueError(
+                f"{int(outside.any(axis=1).sum())} demonstration actions leave the action space's bounds "
+                f"[{low.min():g}, {high.max():g}] (they range over [{self.actions.min():g}, {self.actions.max():g}]); "
+                "record them in the environment's units, or pass `demos.clipped(env.action_space)` to clip them"
+            )
+
+    def check_spaces(self, observation_space: spaces.Space, action_space: spaces.Box) -> None:
+        """Raise ``ValueError`` if the demonstrations do not match the environment's spaces (actions: shape and bounds)."""
+        self.check_actions(action_space)
         if isinstance(observation_space, spaces.Dict):
             if not isinstance(self.observations, dict) or set(self.observations) != set(observation_space.spaces):
                 raise ValueError(f"demonstration observations must be a dict with keys {sorted(observation_space.spaces)}")
@@ -186,8 +237,9 @@ def add_demonstrations(buffer: Any, demos: Demonstrations, action_space: spaces.
     Raises
     ------
     ValueError
-        If the buffer cannot hold the demonstrations.
+        If the buffer cannot hold the demonstrations, or their actions leave the action space's bounds.
     """
+    demos.check_actions(action_space)
     n_envs = int(buffer.n_envs)
     rows = -(-len(demos) // n_envs)
     if rows > buffer.buffer_size:

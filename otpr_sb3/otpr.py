@@ -16,6 +16,7 @@ import numpy as np
 import torch as th
 from gymnasium import spaces
 from stable_baselines3.common.buffers import DictReplayBuffer, ReplayBuffer
+from stable_baselines3.common.noise import ActionNoise
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule, TensorDict
@@ -23,13 +24,11 @@ from stable_baselines3.common.utils import FloatSchedule
 from tqdm.auto import tqdm
 
 from neural_ot import L2Dual, dual_objective, plan, relative_marginal_errors, solve_discrete
-from neural_ot.dual_updates import UPDATES
+from otpr_sb3.arguments import check_otpr_arguments
 from otpr_sb3.demonstrations import Demonstrations, add_demonstrations
 from otpr_sb3.policies import MultiInputPolicy, OTPRPolicy
 
 SelfOTPR = TypeVar("SelfOTPR", bound="OTPR")
-
-DUAL_METHODS = tuple(UPDATES)  # "gradient", "exact", "semi-dual"
 
 #: The paper's dual (eps 1e-5, dual minibatch 64, dual learning rate 1e-6, gradient ascent on learned u and v):
 #: ``OTPR(..., **PAPER_DUAL)``.
@@ -188,6 +187,9 @@ class OTPR(OffPolicyAlgorithm):
     random_warmup : bool or None
         Act uniformly at random for the first ``learning_starts`` steps. ``None`` (default): only if the
         actor was not pretrained; a pretrained actor acts from the first step.
+    action_noise : stable_baselines3.common.noise.ActionNoise, optional
+        As in SAC and TD3: added to the collected action (the candidate chosen by H, in SB3's scaled ``[-1, 1]``
+        units, then clipped) during ``learn``; never to deterministic predictions.
     policy_kwargs : dict
         Passed to :class:`~otpr_sb3.policies.OTPRPolicy` (``n_candidates``, ``ddim_steps``, ``guidance``,
         ``expectile``, network sizes, ...).
@@ -231,6 +233,7 @@ class OTPR(OffPolicyAlgorithm):
         n_keypoints: int = 16,
         relation_weight: float = 0.1,
         random_warmup: bool | None = None,
+        action_noise: ActionNoise | None = None,
         replay_buffer_class: type[ReplayBuffer] | None = None,
         replay_buffer_kwargs: dict[str, Any] | None = None,
         policy_kwargs: dict[str, Any] | None = None,
@@ -241,34 +244,7 @@ class OTPR(OffPolicyAlgorithm):
         device: th.device | str = "auto",
         _init_setup_model: bool = True,
     ) -> None:
-        for name, value in (
-            ("actor_batch_size", actor_batch_size),
-            ("dual_batch_size", dual_batch_size),
-            ("dual_steps", dual_steps),
-            ("dual_steps_per_batch", dual_steps_per_batch),
-            ("n_keypoints", n_keypoints),
-            ("dual_eval_batch_size", dual_eval_batch_size),
-            ("candidate_batch_size", candidate_batch_size),
-        ):
-            if int(value) < 1:
-                raise ValueError(f"`{name}` must be >= 1, got {value}")
-        for name, value in (("reference_actions", reference_actions), ("actor_reference_actions", actor_reference_actions)):
-            if value is not None and int(value) < 0:
-                raise ValueError(f"`{name}` must be >= 0 (0: the learned u), got {value}")
-        if reg is not None and not reg > 0:
-            raise ValueError(f"`reg` must be positive, got {reg}")
-        if not 0.0 <= relation_weight <= 1.0:
-            raise ValueError(f"`relation_weight` must be in [0, 1], got {relation_weight}")
-        if dual_method is not None and dual_method not in DUAL_METHODS:
-            raise ValueError(f"`dual_method` must be one of {DUAL_METHODS}, got {dual_method!r}")
-        if actor_loss not in ("normalized", "mean"):
-            raise ValueError(f"`actor_loss` must be 'normalized' or 'mean', got {actor_loss!r}")
-        if not dql_eta >= 0:
-            raise ValueError(f"`dql_eta` must be >= 0, got {dql_eta}")
-        if actor_targets not in ("replay", "candidates", None):
-            raise ValueError(f"`actor_targets` must be 'replay', 'candidates' or None, got {actor_targets!r}")
-        if not 0.0 < actor_ema < 1.0:
-            raise ValueError(f"`actor_ema` must be in (0, 1), got {actor_ema}")
+        check_otpr_arguments(locals())
         action_space = getattr(env, "action_space", None)
         if action_space is not None and not isinstance(action_space, spaces.Box):
             raise ValueError(f"OTPR needs a continuous (Box) action space, got {action_space}")
@@ -278,7 +254,7 @@ class OTPR(OffPolicyAlgorithm):
         auto = [k for k, v in given.items() if v is None] + [k for k in _POLICY_SETTINGS if k not in policy_kwargs]
         scratch = DEFAULT_SETTINGS["from-scratch"]
         policy_kwargs.update({k: scratch[k] for k in _POLICY_SETTINGS if k in auto})
-        reg, dual_method, reference_actions = (scratch[k] if given[k] is None else given[k] for k in given)
+        resolved = {k: scratch[k] if v is None else v for k, v in given.items()}
         super().__init__(
             policy,
             env,
@@ -290,7 +266,7 @@ class OTPR(OffPolicyAlgorithm):
             gamma,
             train_freq,
             gradient_steps,
-            action_noise=None,
+            action_noise=action_noise,
             replay_buffer_class=replay_buffer_class,
             replay_buffer_kwargs=replay_buffer_kwargs,
             policy_kwargs=policy_kwargs,
@@ -306,14 +282,14 @@ class OTPR(OffPolicyAlgorithm):
         self.actor_batch_size, self.actor_ema, self.actor_loss = actor_batch_size, actor_ema, actor_loss
         self.actor_targets, self.candidate_batch_size = actor_targets, int(candidate_batch_size)
         self.dql_eta = float(dql_eta)
-        self.reg, self.dual_learning_rate = reg, dual_learning_rate
+        self.reg: float = float(resolved["reg"])
+        self.dual_learning_rate = dual_learning_rate
         self.dual_batch_size, self.dual_steps, self.dual_start = dual_batch_size, dual_steps, dual_start
         self.dual_steps_per_batch = int(dual_steps_per_batch)
-        self.dual_freq, self.policy_delay, self.dual_method = dual_freq, policy_delay, dual_method
-        if int(dual_eval_freq) < 0:
-            raise ValueError(f"`dual_eval_freq` must be >= 0, got {dual_eval_freq}")
+        self.dual_freq, self.policy_delay = dual_freq, policy_delay
+        self.dual_method: str = str(resolved["dual_method"])
         self.dual_eval_freq, self.dual_eval_batch_size = int(dual_eval_freq), int(dual_eval_batch_size)
-        self.reference_actions, self.actor_reference_actions = int(reference_actions), int(actor_reference_actions)
+        self.reference_actions, self.actor_reference_actions = int(resolved["reference_actions"]), int(actor_reference_actions)
         self.use_mask, self.n_keypoints, self.relation_weight = use_mask, n_keypoints, relation_weight
         self.random_warmup = random_warmup
         self.default_settings: tuple[str, ...] = tuple(auto)  # the settings that follow DEFAULT_SETTINGS
@@ -471,11 +447,15 @@ class OTPR(OffPolicyAlgorithm):
             the replay buffer is then empty.
         progress_bar : bool
         """
-        demos = (
-            demonstrations
-            if isinstance(demonstrations, Demonstrations)
-            else Demonstrations.from_minari(demonstrations, data_path)
-        )
+        if isinstance(demonstrations, Demonstrations):
+            demos = demonstrations
+        elif isinstance(demonstrations, str) or hasattr(demonstrations, "iterate_episodes"):
+            demos = Demonstrations.from_minari(demonstrations, data_path)
+        else:
+            raise TypeError(
+                "`demonstrations` must be a Demonstrations (e.g. Demonstrations.from_arrays(obs, actions, ...)), a "
+                f"minari.MinariDataset or a local Minari dataset id, got {type(demonstrations).__name__}"
+            )
         demos.check_spaces(self.observation_space, self.action_space)  # type: ignore[arg-type]
         policy = self.policy
         obs = self._demo_tensor(demos.observations)
@@ -888,7 +868,7 @@ class OTPR(OffPolicyAlgorithm):
         )
 
     @classmethod
-    def load(  # type: ignore[override]
+    def load(
         cls,
         path: str | Any,
         env: GymEnv | None = None,

@@ -20,6 +20,7 @@ from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
 from stable_baselines3.common.utils import FloatSchedule
 
 from neural_ot import MLPPotential, Resampled, c_transform, resample_from_scores
+from otpr_sb3.arguments import check_policy_arguments
 from otpr_sb3.critic_cost import COSTS, CriticCost
 from otpr_sb3.diffusion import VPSchedule
 from otpr_sb3.networks import ResidualMLPDenoiser, TwinQ, ValueNet
@@ -127,18 +128,7 @@ class OTPRPolicy(BasePolicy):
     ) -> None:
         if not isinstance(action_space, spaces.Box):
             raise ValueError(f"OTPR needs a continuous (Box) action space, got {type(action_space).__name__}")
-        if n_candidates < 1:
-            raise ValueError(f"`n_candidates` (L) must be >= 1, got {n_candidates}")
-        if not 1 <= ddim_steps <= n_timesteps:
-            raise ValueError(f"`ddim_steps` must be in [1, n_timesteps={n_timesteps}], got {ddim_steps}")
-        if guidance not in GUIDANCE:
-            raise ValueError(f"`guidance` must be one of {GUIDANCE}, got {guidance!r}")
-        if cost not in COSTS:
-            raise ValueError(f"`cost` must be one of {COSTS}, got {cost!r}")
-        if not 0.0 < expectile < 1.0:
-            raise ValueError(f"`expectile` must be in (0, 1), got {expectile}")
-        if not relation_rho > 0:
-            raise ValueError(f"`relation_rho` must be positive, got {relation_rho}")
+        check_policy_arguments(locals(), GUIDANCE, COSTS)
         super().__init__(
             observation_space,
             action_space,

@@ -1,10 +1,14 @@
 """`otpr sweep`: a two-trial grid through Ray Tune on this machine, stopped mid-way and resumed."""
 
 import os
+import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
+import tomllib
+from pathlib import Path
 
 import pytest
 
@@ -36,6 +40,14 @@ seeds = [0]
 """
 
 
+ADDED_SEED = """
+[[runs]]
+env = "PointMaze_UMaze-v3"
+methods = ["otpr"]
+seeds = [1]
+"""
+
+
 def sweep(path, log):
     return subprocess.Popen(
         [sys.executable, "-m", "otpr_sb3.benchmark.cli", "sweep", str(path)],
@@ -49,8 +61,7 @@ def sweep(path, log):
 def test_sweep_resumes_after_interruption_without_redoing_finished_trials(tmp_path):
     config = tmp_path / "sweep.toml"
     config.write_text(SWEEP.format(root=tmp_path))
-    first_run = tmp_path / "runs" / "PointMaze_UMaze" / "otpr" / "s0"
-    second_run = tmp_path / "runs" / "PointMaze_UMaze" / "idql" / "s0"
+    first_run, second_run = (Path(s.run_dir) for s in SweepConfig.from_toml(str(config)).specs())
     with open(tmp_path / "first.log", "w") as log:
         proc = sweep(config, log)
         deadline = time.time() + 240
@@ -75,6 +86,54 @@ def test_sweep_resumes_after_interruption_without_redoing_finished_trials(tmp_pa
     assert resumed[: len(partial)] == partial  # the work done before the interruption is kept
     assert [r["timesteps"] for r in resumed] == [0, 100, 200, 300, 400]
     assert (second_run / "summary.json").exists()
+    # A seed added to the finished sweep: exactly one new run, and nothing else is run again.
+    config.write_text(SWEEP.format(root=tmp_path) + ADDED_SEED)
+    before = sorted(p for p in (tmp_path / "runs").rglob("summary.json"))
+    with open(tmp_path / "third.log", "w") as log:
+        assert sweep(config, log).wait(timeout=300) == 0, (tmp_path / "third.log").read_text()[-3000:]
+    after = sorted(p for p in (tmp_path / "runs").rglob("summary.json"))
+    assert len(after) == len(before) + 1 and set(before) < set(after)
+    third_log = (tmp_path / "third.log").read_text()
+    assert "PointMaze_UMaze-otpr-s1 started" in third_log and "-s0 started" not in third_log
+    assert "3 runs: 3 finished, 0 not finished" in third_log
+
+
+def test_collected_runs_are_not_run_again_and_collect_refuses_to_replace(tmp_path):
+    from otpr_sb3.benchmark.collect import collect
+    from otpr_sb3.benchmark.sweep import pending
+
+    text = SWEEP.format(root=tmp_path).replace("storage =", f'collect_dir = "{tmp_path}/results"\nstorage =')
+    config = SweepConfig.from_dict(tomllib.loads(text))
+    specs = config.specs()
+    assert pending(config) == specs
+    done = Path(specs[0].run_dir)  # a finished run, as the runner leaves it (light files and heavy ones)
+    (done / "checkpoint").mkdir(parents=True)
+    for name in ("spec.json", "evaluations.csv", "summary.json", "checkpoint/model.zip"):
+        (done / name).write_text(name)
+    copied = collect(str(tmp_path / "runs"), str(tmp_path / "results"))
+    assert copied == [os.path.relpath(done, tmp_path / "runs")]
+    target = tmp_path / "results" / copied[0]
+    assert sorted(p.name for p in target.iterdir()) == ["evaluations.csv", "spec.json", "summary.json"]
+    shutil.rmtree(tmp_path / "runs")  # a fresh clone: the run exists only in the collected folder
+    assert pending(config) == specs[1:]
+    (done).mkdir(parents=True)
+    for name in ("spec.json", "evaluations.csv", "summary.json"):
+        (done / name).write_text("another record")
+    with pytest.raises(ValueError, match="different record"):
+        collect(str(tmp_path / "runs"), str(tmp_path / "results"))
+    assert (target / "summary.json").read_text() == "summary.json"
+
+
+def test_an_address_where_nothing_answers_fails_fast():
+    from otpr_sb3.benchmark.sweep import check_address
+
+    with socket.socket() as s:  # a port that was free a moment ago: nothing listens there
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(ValueError, match="no Ray cluster answers"):  # at once, not after Ray's GCS timeouts
+        check_address(f"127.0.0.1:{port}", timeout=5)
+    with pytest.raises(ValueError, match="host:port"):
+        check_address("nonsense")
 
 
 def test_sweep_file_expands_to_one_run_per_method_and_seed(tmp_path):

@@ -90,18 +90,24 @@ def _train(args: argparse.Namespace) -> None:
 
 
 def _sweep(args: argparse.Namespace) -> None:
-    from otpr_sb3.benchmark.sweep import SweepConfig, run_sweep
+    from otpr_sb3.benchmark.sweep import SweepConfig, pending, run_sweep
 
     config = SweepConfig.from_toml(args.config)
-    run_sweep(config, address=args.address, restart=args.restart)
+    run_sweep(config, address=args.address)
     # The run directories are the record: an interrupted trial has no error in Tune but no summary either.
-    specs = config.specs()
-    done = sum(os.path.exists(os.path.join(s.run_dir, "summary.json")) for s in specs)
-    print(f"{len(specs)} runs: {done} finished, {len(specs) - done} not finished (run the same command to resume)")
+    total, left = len(config.runs), len(pending(config))
+    print(f"{total} runs: {total - left} finished, {left} not finished (run the same command to resume)")
 
 
 def _report(args: argparse.Namespace) -> None:
     from otpr_sb3.benchmark.report import build_report
+
+    if args.collect:
+        from otpr_sb3.benchmark.collect import collect
+
+        copied = collect(args.runs_dir, args.collect)
+        print(f"collected {len(copied)} finished run(s) into {args.collect}" + "".join(f"\n  {r}" for r in copied))
+        return
 
     written = build_report(args.runs_dir, args.out, reps=args.bootstrap_reps)
     for path in written:
@@ -150,16 +156,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_train)
 
-    p = verbs.add_parser("sweep", help="run a TOML-configured grid of runs on Ray Tune (resumes an interrupted sweep)")
+    p = verbs.add_parser(
+        "sweep", help="run every run of a TOML-configured grid that has not finished, on Ray Tune (resumes unfinished runs)"
+    )
     p.add_argument("config", help="TOML sweep file (see examples/sweeps/)")
-    p.add_argument("--address", default=None, help="Ray cluster address; default: a local Ray on this machine")
-    p.add_argument("--restart", action="store_true", help="start the sweep afresh instead of resuming it")
+    p.add_argument("--address", default=None, help="Ray cluster address (host:port); default: a local Ray on this machine")
     p.set_defaults(func=_sweep)
 
     p = verbs.add_parser("report", help="tables (CSV) and plots (PNG) from finished and running runs")
     p.add_argument("--runs-dir", default=DEFAULT_RUNS)
     p.add_argument("--out", default="outputs/report")
     p.add_argument("--bootstrap-reps", type=int, default=2_000, help="stratified-bootstrap samples (rliable)")
+    p.add_argument(
+        "--collect",
+        metavar="DEST",
+        default=None,
+        help="instead of a report: copy spec.json, evaluations.csv and summary.json of the finished runs into DEST",
+    )
     p.set_defaults(func=_report)
     return parser
 

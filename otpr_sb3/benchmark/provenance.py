@@ -67,7 +67,7 @@ def provenance(device: str = "auto", policy_kwargs: dict[str, Any] | None = None
         The policy's keyword arguments, for the resolved ``pair_precision``.
     """
     resolved = get_device(device)
-    versions = {}
+    versions: dict[str, str | None] = {}
     for name in PACKAGES:
         try:
             versions[name] = metadata.version(name)

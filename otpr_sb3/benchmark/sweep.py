@@ -14,16 +14,18 @@ A sweep file::
     methods = ["bc", "otpr", "otpr-u"]
     seeds = [0, 1, 2]
 
-Each trial calls :func:`otpr_sb3.benchmark.runner.run`, which resumes its run from the run's own checkpoint
-and returns at once for a run that has finished. So a sweep stopped at any point (Ctrl-C, a lost machine)
-and started again with the same command loses no finished work: Ray Tune restores the experiment
-(``Tuner.restore``) and re-launches unfinished trials, which go on from their last checkpoints. The run
-directories, not Ray's experiment state, are the record of results; ``otpr report`` reads them.
+Each call of :func:`run_sweep` launches, as a new Tune experiment, one trial for every run of the current file
+that has no finished run directory; each trial calls :func:`otpr_sb3.benchmark.runner.run`, which resumes its
+run from the run's own checkpoint. So a sweep stopped at any point (Ctrl-C, a lost machine) and started again
+with the same command loses no finished work, and runs added to the file since (a seed, a method) are picked
+up: the run directories, not Ray's experiment state, are the record of results; ``otpr report`` reads them.
 """
 
 from __future__ import annotations
 
+import datetime
 import os
+import socket
 import tomllib
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
@@ -42,11 +44,15 @@ class SweepConfig:
     Attributes
     ----------
     name : str
-        Ray Tune experiment name (its state lives in ``storage/name``).
+        Ray Tune experiment name (each launch's state lives in ``storage/<name>-<date>-<time>``).
     runs : list of dict
         :class:`~otpr_sb3.benchmark.runner.RunSpec` keyword arguments of each run.
     runs_dir, data_path, storage : str
-        Run directories, Minari datasets and Ray Tune's experiment state.
+        Run directories, Minari datasets and Ray Tune's experiment state (keep them out of git: a checkout
+        that changes tracked files under a running sweep corrupts its records).
+    collect_dir : str, optional
+        The tracked folder that ``otpr report --collect`` copies finished runs into: a run finished there is
+        not run again (a fresh clone continues the sweep without redoing its committed runs).
     max_concurrent, cpus_per_trial, threads_per_trial : int
         Trials at a time, Ray CPUs reserved per trial, and torch threads in each.
     max_failures : int
@@ -58,6 +64,7 @@ class SweepConfig:
     runs_dir: str = "outputs/runs"
     data_path: str = "outputs/minari"
     storage: str = "outputs/ray"
+    collect_dir: str | None = None
     max_concurrent: int = 2
     cpus_per_trial: int = 1
     threads_per_trial: int = 1
@@ -134,29 +141,58 @@ def _trainable(config: dict[str, Any]) -> None:
         tune.report({"timesteps": float(summary["steps"]), "success": float(summary["final_success"]), "final": 1.0})
 
 
-def run_sweep(config: SweepConfig, address: str | None = None, restart: bool = False) -> Any:
-    """Run or resume a sweep on Ray Tune.
+def pending(config: SweepConfig) -> list[RunSpec]:
+    """Return the runs of ``config`` that have no finished run directory (``summary.json``)."""
+    roots = [config.runs_dir] + ([config.collect_dir] if config.collect_dir else [])
+    out = []
+    for spec in config.specs():
+        rel = os.path.relpath(spec.run_dir, spec.runs_dir)
+        if not any(os.path.exists(os.path.join(root, rel, "summary.json")) for root in roots):
+            out.append(spec)
+    return out
+
+
+def check_address(address: str | None, timeout: float = 10.0) -> None:
+    """Raise ``ValueError`` within ``timeout`` seconds if nothing listens at a Ray cluster's ``host:port``.
+
+    ``None`` and ``"auto"`` (a local Ray) are not checked; ``ray://`` client addresses are checked the same way.
+    """
+    if address in (None, "auto", "local"):
+        return
+    assert address is not None
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    if not sep or not port.isdigit():
+        raise ValueError(f"`address` must be host:port (or ray://host:port), got {address!r}")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as err:
+        raise ValueError(f"`address` {address!r}: no Ray cluster answers there ({err})") from err
+
+
+def run_sweep(config: SweepConfig, address: str | None = None) -> Any:
+    """Run every run of a sweep that has not finished, on Ray Tune.
 
     Parameters
     ----------
     config : SweepConfig
     address : str, optional
         Address of a Ray cluster (its nodes must see ``runs_dir`` and ``data_path``); default: a local Ray with
-        this machine's CPUs.
-    restart : bool
-        Start a new Tune experiment even if one can be restored (finished runs still return at once, from their
-        run directories).
+        this machine's CPUs. An address where nothing answers raises ``ValueError`` within seconds.
 
     Returns
     -------
-    ray.tune.ResultGrid
+    ray.tune.ResultGrid or None
+        None when every run had finished (no experiment is started).
     """
+    specs = pending(config)
+    if not specs:
+        return None
+    check_address(address)
     import ray
     from ray import tune
 
     from otpr_sb3.benchmark.recording import record
 
-    specs = config.specs()
     # Datasets first, in this process: trials would otherwise race to record the same default dataset.
     for spec in specs:
         if spec.dataset is None:
@@ -165,24 +201,21 @@ def run_sweep(config: SweepConfig, address: str | None = None, restart: bool = F
     if not ray.is_initialized():
         ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False)
     trainable = tune.with_resources(_trainable, {"cpu": config.cpus_per_trial})
-    storage = os.path.abspath(config.storage)
-    path = os.path.join(storage, config.name)
-    if not restart and tune.Tuner.can_restore(path):
-        tuner = tune.Tuner.restore(path, trainable, resume_unfinished=True, resume_errored=True)
-    else:
-        tuner = tune.Tuner(
-            trainable,
-            param_space={"run": tune.grid_search([asdict(s) for s in specs])},
-            tune_config=tune.TuneConfig(
-                max_concurrent_trials=config.max_concurrent,
-                trial_name_creator=_trial_name,
-                trial_dirname_creator=_trial_name,
-            ),
-            run_config=tune.RunConfig(
-                name=config.name,
-                storage_path=storage,
-                failure_config=tune.FailureConfig(max_failures=config.max_failures),
-                verbose=1,
-            ),
-        )
+    # A new experiment each time, of the runs still to do: a restored one would ignore edits to the file.
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    tuner = tune.Tuner(
+        trainable,
+        param_space={"run": tune.grid_search([asdict(s) for s in specs])},
+        tune_config=tune.TuneConfig(
+            max_concurrent_trials=config.max_concurrent,
+            trial_name_creator=_trial_name,
+            trial_dirname_creator=_trial_name,
+        ),
+        run_config=tune.RunConfig(
+            name=f"{config.name}-{stamp}",
+            storage_path=os.path.abspath(config.storage),
+            failure_config=tune.FailureConfig(max_failures=config.max_failures),
+            verbose=1,
+        ),
+    )
     return tuner.fit()
