@@ -22,8 +22,6 @@ import argparse
 import csv
 import json
 import os
-import platform
-import subprocess
 import time
 
 import gymnasium as gym
@@ -32,6 +30,7 @@ import numpy as np
 import torch as th
 
 from otpr_sb3 import OTPR
+from otpr_sb3.benchmark.provenance import provenance
 
 gym.register_envs(gymnasium_robotics)
 
@@ -80,15 +79,6 @@ def _append(path: str, row: dict[str, float]) -> None:
         w.writerow(row)
 
 
-def _provenance() -> dict[str, str]:
-    here = os.path.dirname(os.path.abspath(__file__))
-    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True).stdout.strip()
-    dirty = bool(subprocess.run(["git", "status", "--porcelain"], cwd=here, capture_output=True, text=True).stdout.strip())
-    with open("/proc/cpuinfo") as f:
-        cpu = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), platform.processor())
-    return {"commit": commit, "dirty": str(dirty), "cpu": cpu, "torch": th.__version__, "threads": str(th.get_num_threads())}
-
-
 def run(seed: int, out: str, data_path: str) -> None:
     """Run (or resume) one seed through every stage."""
     th.set_num_threads(1)
@@ -99,7 +89,8 @@ def run(seed: int, out: str, data_path: str) -> None:
     data_id = dataset(data_path)
     if not os.path.exists(os.path.join(run_dir, "spec.json")):
         with open(os.path.join(run_dir, "spec.json"), "w") as f:
-            json.dump({"env_id": ENV_ID, "seed": seed, "dataset": data_id, "stages": STAGES, **_provenance()}, f, indent=1)
+            spec = {"env_id": ENV_ID, "seed": seed, "dataset": data_id, "stages": STAGES, "provenance": provenance()}
+            json.dump(spec, f, indent=1)
     spent = done[-1]["wall_time"] if done else 0.0
     start = time.time() - spent
     if done and os.path.exists(ckpt) and os.path.exists(buf):
@@ -149,8 +140,13 @@ def report(out: str, harness_runs: str | None = None) -> str:
     seeds = list(curves)
     lines = [".. list-table::", "   :header-rows: 1", "", "   * - path", "     - seeds"]
     lines += [f"     - {'BC' if t == 0 else f'{t // 1000}k'}" for t in STAGES]
+    card_path = os.path.join(out, "card.json")
+    demonstrators = ""
+    if os.path.exists(card_path):
+        with open(card_path) as f:
+            demonstrators = f", demonstrators' success {json.load(f)['success_rate']:.2f}"
     lines += [
-        "   * - plain API, defaults (demonstrations: seed 7, noise 0.25; 10k BC steps)",
+        f"   * - plain API, defaults (demonstrations: seed 7, noise 0.25{demonstrators}; 10k BC steps)",
         f"     - {len(seeds)} ({', '.join(s[1:] for s in seeds)})",
     ]
     lines += [f"     - {_cell([curves[s][t] for s in seeds if t in curves[s]], len(seeds))}" for t in STAGES]
@@ -160,8 +156,13 @@ def report(out: str, harness_runs: str | None = None) -> str:
             rows = _rows(os.path.join(harness_runs, name, "evaluations.csv"))
             if rows and int(rows[-1]["timesteps"]) >= STAGES[-1]:
                 runs[name] = {int(r["timesteps"]): r["success"] for r in rows}
+        cards = set()
+        for name in runs:
+            with open(os.path.join(harness_runs, name, "spec.json")) as f:
+                cards.add(json.load(f)["card"]["success_rate"])
+        success = ", ".join(f"{c:.2f}" for c in sorted(cards))
         lines += [
-            "   * - harness ``otpr`` (demonstrations: seed 0, noise 0.3; 5k BC steps)",
+            f"   * - harness ``otpr`` (demonstrations: seed 0, noise 0.3, demonstrators' success {success}; 5k BC steps)",
             f"     - {len(runs)} ({', '.join(s[1:] for s in runs)})",
         ]
         lines += [f"     - {_cell([c[t] for c in runs.values() if t in c], len(runs), 'not evaluated')}" for t in STAGES]

@@ -1,5 +1,7 @@
 """The defaults a user gets: settings that follow the actor's regime, demonstrations in replay, the empty-replay guard."""
 
+import importlib.util
+import pathlib
 import warnings
 
 import numpy as np
@@ -114,3 +116,25 @@ def test_fine_tuning_with_defaults_keeps_what_bc_learned():
     (bc, tuned), (_, drifted) = errors[True], errors[False]
     assert tuned <= bc
     assert drifted > tuned  # the opt-out path drifts: this test fails on the old default
+
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def test_docs_plain_api_table_is_generated_from_the_committed_records():
+    spec = importlib.util.spec_from_file_location("plain_api_fetch", ROOT / "examples" / "plain_api_fetch.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    records = ROOT / "results" / "plain_api" / "FetchPickAndPlace"
+    harness = ROOT / "results" / "fetch" / "runs" / "FetchPickAndPlace" / "otpr"
+    assert module.report(str(records), str(harness)) == (ROOT / "docs" / "defaults_plain_api.inc").read_text()
+
+
+def test_plain_api_records_never_fall_below_bc():
+    """The sentence under the plain-API table of docs/defaults.rst, checked against the committed records."""
+    runs = sorted((ROOT / "results" / "plain_api" / "FetchPickAndPlace").glob("s*/evaluations.csv"))
+    assert runs
+    for path in runs:
+        rows = np.loadtxt(path, delimiter=",", skiprows=1, ndmin=2)
+        bc = rows[rows[:, 0] == 0, 1]
+        assert len(bc) == 1 and (rows[rows[:, 0] > 0, 1] >= bc[0]).all(), path
