@@ -161,3 +161,26 @@ def test_bootstrap_intervals_do_not_depend_on_the_global_numpy_rng():
         assert np.array_equal(after, np.random.get_state()[1])  # the caller's RNG is left where it was  # noqa: NPY002
         results.append((improvement[["low", "high"]].to_numpy().tolist(), table[["iqm_low", "iqm_high"]].to_numpy().tolist()))
     assert all(r == results[0] for r in results)
+
+
+def test_report_names_commits_and_cpus_only_where_runs_differ(runs_dir, tmp_path):
+    root, _ = runs_dir
+    out = tmp_path / "same"
+    build_report(str(root), str(out), reps=50)
+    assert "commits" not in (out / "summary.rst").read_text()  # every run "unknown": nothing to tell apart
+    for seed, (commit, cpu) in enumerate([("a" * 40, "Intel Xeon"), ("b" * 40, "AMD EPYC")]):
+        summary_path = root / "FetchPush" / "otpr" / f"s{seed}" / "summary.json"
+        summary = json.loads(summary_path.read_text())
+        summary["provenance"] = {"commit": commit, "dirty": seed == 1, "cpu": cpu}
+        summary_path.write_text(json.dumps(summary))
+    spec = {"provenance": {"reconstructed": True, "recorded_in_commit": "c" * 40, "cpu": None}}
+    (root / "FetchPush" / "bc" / "s0" / "spec.json").write_text(json.dumps(spec))
+    out = tmp_path / "mixed"
+    build_report(str(root), str(out), reps=50)
+    runs, _ = load_runs(str(root))
+    otpr = runs[runs["method"] == "otpr"].set_index("seed")
+    assert [otpr.loc[s, "commit"] for s in (0, 1, 2)] == ["aaaaaaa", "bbbbbbb+dirty", "unknown"]
+    assert runs[runs["method"] == "bc"]["commit"].tolist() == ["<=ccccccc"]
+    text = (out / "summary.rst").read_text()
+    assert "     - commits" in text and "     - aaaaaaa, bbbbbbb+dirty, unknown" in text
+    assert "     - AMD EPYC, Intel Xeon, unknown" in text

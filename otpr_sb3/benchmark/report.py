@@ -69,6 +69,7 @@ def load_runs(runs_dir: str) -> tuple[pd.DataFrame, pd.DataFrame]:
                 summary = json.load(f)
         finals = [r for r in rows if r["final"]]
         done = bool(summary.get("done")) and bool(finals)
+        commit, cpu = _provenance(run_dir, summary)
         runs.append(
             {
                 "task": task,
@@ -81,15 +82,39 @@ def load_runs(runs_dir: str) -> tuple[pd.DataFrame, pd.DataFrame]:
                 "steps": int(rows[-1]["timesteps"]),
                 "wall_time": rows[-1]["wall_time"],
                 "env_steps_per_s": summary.get("env_steps_per_s", np.nan),
+                "commit": commit,
+                "cpu": cpu,
                 **{name: summary.get("diagnostics", {}).get(name, np.nan) for name in DIAGNOSTICS},
             }
         )
         curves.extend({"task": task, "method": method, "seed": seed, **r} for r in rows)
     columns = ["task", "method", "seed", "done", "start_success", "final_success", "auc", "steps", "wall_time"]
     return (
-        pd.DataFrame(runs, columns=[*columns, "env_steps_per_s", *DIAGNOSTICS]),
+        pd.DataFrame(runs, columns=[*columns, "env_steps_per_s", "commit", "cpu", *DIAGNOSTICS]),
         pd.DataFrame(curves, columns=["task", "method", "seed", "timesteps", "success", "episodes", "final", "wall_time"]),
     )
+
+
+def _provenance(run_dir: str, summary: dict[str, Any]) -> tuple[str, str]:
+    """Short commit and CPU of a run: of the process that finished it, else of the one that started it.
+
+    A record made before provenance was recorded may carry a reconstructed one (``"reconstructed": true``): its
+    commit is then the one that committed the record, shown as ``<=abc1234`` (the code was that commit or older).
+    """
+    origin = summary.get("provenance")
+    spec_path = os.path.join(run_dir, "spec.json")
+    if not origin and os.path.exists(spec_path):
+        with open(spec_path) as f:
+            origin = json.load(f).get("provenance")
+    if not origin:
+        return "unknown", "unknown"
+    if origin.get("commit"):
+        commit = origin["commit"][:7] + ("+dirty" if origin.get("dirty") else "")
+    elif origin.get("recorded_in_commit"):
+        commit = "<=" + origin["recorded_in_commit"][:7]
+    else:
+        commit = "unknown"
+    return commit, origin.get("cpu") or "unknown"
 
 
 def area_under_curve(rows: list[dict[str, float]]) -> float:
@@ -132,6 +157,8 @@ def summary_table(runs: pd.DataFrame, reps: int = 2_000, seed: int = 0) -> pd.Da
         }
         for column in ("start_success", "final_success", "auc"):
             row[column], row[column + "_se"] = _mean_se(finished[column].to_numpy(float))
+        for column, name in (("commit", "commits"), ("cpu", "cpus")):
+            row[name] = ", ".join(sorted(set(group[column]))) if column in group else "unknown"
         row["wall_time_min"] = float(finished["wall_time"].mean() / 60.0) if len(finished) else np.nan
         row["env_steps_per_s"] = float(finished["env_steps_per_s"].mean()) if len(finished) else np.nan
         for name in DIAGNOSTICS:  # median over seeds of the per-run medians
@@ -312,7 +339,11 @@ def _rst_table(table: pd.DataFrame) -> str:
             return "-"
         return f"{mean:.2f}" + (f" ± {se:.2f}" if np.isfinite(se) else "")
 
-    headers = ("task", "method", "seeds", "start", "final", "AUC", "IQM final [95% CI]", "min per run")
+    headers: tuple[str, ...] = ("task", "method", "seeds", "start", "final", "AUC", "IQM final [95% CI]", "min per run")
+    # Where runs come from different code or CPUs, each row says which (a reader must know what is compared).
+    show = any(len({c for v in table.get(col, []) for c in v.split(", ")}) > 1 for col in ("commits", "cpus"))
+    if show:
+        headers = (*headers, "commits", "CPUs")
     rows = []
     for _, r in table.iterrows():
         iqm = f"{r.iqm_final:.2f} [{r.iqm_low:.2f}, {r.iqm_high:.2f}]" if np.isfinite(r.iqm_final) else "-"
@@ -327,6 +358,7 @@ def _rst_table(table: pd.DataFrame) -> str:
                 pm(r.auc, r.auc_se),
                 iqm,
                 f"{r.wall_time_min:.0f}" if np.isfinite(r.wall_time_min) else "-",
+                *((r.commits, r.cpus) if show else ()),
             )
         )
     return _list_table(headers, rows)

@@ -129,7 +129,7 @@ _OVERRIDE_FIELDS = ("kwargs", "policy_kwargs", "pretrain_steps", "buffer_size")
 
 #: Arguments the runner sets itself: not overridable.
 _RUNNER_ARGS = {"self", "policy", "env", "seed", "buffer_size", "tensorboard_log", "device", "policy_kwargs"}
-_RUNNER_ARGS |= {"_init_setup_model"}
+_RUNNER_ARGS |= {"_init_setup_model", "action_noise", "replay_buffer_class"}  # objects, not settings
 
 
 def _parameters(fn: Callable[..., Any]) -> set[str]:
