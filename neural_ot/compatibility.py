@@ -107,14 +107,14 @@ class Compatibility:
         return to_output(H, True, result_dtype(x, y)) if is_numpy(x) else H
 
     @th.no_grad()
-    def resample(self, x: th.Tensor, candidates: th.Tensor, generator: th.Generator | None = None) -> Resampled:
+    def resample(self, x: ArrayLike, candidates: ArrayLike, generator: th.Generator | None = None) -> Resampled:
         """Pick one of ``L`` candidates per condition with probability proportional to ``H`` (Algorithm 1).
 
         Parameters
         ----------
-        x : torch.Tensor of shape (n, d)
-            Conditions (states).
-        candidates : torch.Tensor of shape (n, L, d')
+        x : array-like of shape (n, d)
+            Conditions (states); numpy arrays are accepted as in ``H(x, y)``.
+        candidates : array-like of shape (n, L, d')
             Candidate targets (actions) for each condition.
         generator : torch.Generator, optional
             For reproducible draws.
@@ -129,6 +129,9 @@ class Compatibility:
         the candidate with the largest ``u(x) + v(y) - c(x, y)``, the one closest to being transported, is
         taken deterministically. The ``fallback`` flags report where this happened.
         """
+        device, dtype = self._device_dtype()
+        x = self._tensor(x, "x")
+        candidates = to_tensor(candidates, "candidates", dtype=dtype, device=device)
         if candidates.ndim != 3 or candidates.shape[0] != x.shape[0]:
             raise ValueError(f"`candidates` must have shape (n, L, d) with n={x.shape[0]}, got {tuple(candidates.shape)}")
         n, L, d = candidates.shape

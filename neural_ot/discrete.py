@@ -102,15 +102,38 @@ def solve_discrete(
         raise ValueError(f"`tol` must be positive, got {tol!r}")
     check_positive_int(max_iter, "max_iter")
     check_positive_int(cg_max_iter, "cg_max_iter")
-    full = _validated_problem(a, b, M, mask, regularizer, tol)
+    weights_dtype = th.float64 if a is None and b is None else result_dtype(a, b)
+    full = _validated_problem(a, b, M, mask, regularizer, tol, weights_dtype)
     u, v, n_iter, converged, sweeps = _solve_on_support(full, tol, max_iter, cg_max_iter, verbose)
-    return _result(full, u, v, n_iter, sweeps, converged, tol, is_numpy(M), result_dtype(M, a, b))
+    floor = rounding_floor(weights_dtype, *full.C.shape)
+    return _result(full, u, v, n_iter, sweeps, converged, tol, is_numpy(M), result_dtype(M, a, b), floor)
+
+
+def rounding_floor(dtype: th.dtype, n: int, m: int = 1) -> float:
+    """Relative marginal error that rounding to ``dtype`` alone can cause in a sum over ``max(n, m)`` entries.
+
+    Zero for float64 (its rounding is far below any usable ``tol``); for float32 weights or plans, a few units of
+    float32 rounding times the square root of the row length, the size of rounding errors that add up randomly.
+    """
+    if dtype == th.float64:
+        return 0.0
+    return 4.0 * float(th.finfo(dtype).eps) * float(max(n, m)) ** 0.5
 
 
 def _validated_problem(
-    a: ArrayLike | None, b: ArrayLike | None, M: ArrayLike, mask: ArrayLike | None, regularizer: Regularizer, tol: float
+    a: ArrayLike | None,
+    b: ArrayLike | None,
+    M: ArrayLike,
+    mask: ArrayLike | None,
+    regularizer: Regularizer,
+    tol: float,
+    weights_dtype: th.dtype = th.float64,
 ) -> _Problem:
-    """Build the float64 problem after every check of :func:`solve_discrete`'s contract."""
+    """Build the float64 problem after every check of :func:`solve_discrete`'s contract.
+
+    Weights of a lower precision than float64 must have equal mass up to their own rounding
+    (:func:`rounding_floor`), not up to ``tol``; the problem solved gives ``b`` the mass of ``a``.
+    """
     C = to_tensor(M, "M", dtype=th.float64)
     check_matrix(C, "M")
     n, m = C.shape
@@ -120,7 +143,7 @@ def _validated_problem(
     check_weights(bt, m, "b")
     # `b` is rescaled to the mass of `a`, which leaves the relative mismatch in the marginal errors: more than
     # `tol` could never converge.
-    check_equal_mass(at, bt, rtol=tol)
+    check_equal_mass(at, bt, rtol=max(tol, rounding_floor(weights_dtype, n, m)))
     maskt = None
     if mask is not None:
         maskt = to_tensor(mask, "mask", th.float64, C.device)
@@ -160,6 +183,7 @@ def _result(
     tol: float,
     as_numpy: bool,
     out_dtype: th.dtype,
+    floor: float = 0.0,
 ) -> OTResult:
     """Assemble the result: plan, values and the convergence verdict against the weights as given (not rescaled).
 
@@ -183,7 +207,12 @@ def _result(
     if not (value == value and value_dual == value_dual):
         raise FloatingPointError("solve_discrete produced NaN; the problem is badly scaled (check `M` and `reg`)")
     errors = relative_marginal_errors(row_mass, col_mass, at, bt)
-    converged = converged and max(errors) <= tol
+    # Against weights given in float32, their own rounding (and so the mass mismatch) is the floor, not `tol`.
+    converged = converged and max(errors) <= max(tol, floor)
+    if out_dtype != th.float64:  # report the error of what is returned, which carries its own rounding
+        T_out = T.to(out_dtype).double()
+        errors = relative_marginal_errors(T_out.sum(1), T_out.sum(0), at, bt)
+        converged = converged and max(errors) <= max(tol, floor, rounding_floor(out_dtype, *C.shape))
     if not converged:
         warnings.warn(
             f"solve_discrete did not reach tol={tol:g} (marginal errors {errors[0]:.3g}, {errors[1]:.3g}) in "

@@ -225,6 +225,12 @@ def get_regularizer(reg: float, reg_type: str = "l2") -> Regularizer:
     -------
     Regularizer
     """
+    if reg_type == "L2":
+        raise ValueError(
+            "`reg_type` 'L2' is POT's ot.solve convention, (reg / 2) * ||T||^2 on plan entries, a different problem "
+            "from neural_ot's 'l2', the paper's density-based reg * sum T_ij^2 / (a_i b_j); with uniform weights "
+            "POT's reg r is neural_ot's reg = r / (2 n m). Pass reg_type='l2' with the converted reg"
+        )
     key = {"kl": "entropic"}.get(str(reg_type).lower(), str(reg_type).lower())
     if key not in _REGULARIZERS:
         raise ValueError(f"`reg_type` must be one of {sorted(_REGULARIZERS)}, got {reg_type!r}")

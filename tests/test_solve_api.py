@@ -1,5 +1,7 @@
 """`neural_ot.solve`, POT's call form, and the POT-aligned fields of `OTResult`, against POT itself."""
 
+import warnings
+
 import numpy as np
 import ot
 import pytest
@@ -77,3 +79,39 @@ def test_solve_errors_and_torch_inputs(problem):
         neural_ot.solve(M, reg=0.1, reg_type="tsallis")
     res = neural_ot.solve(th.as_tensor(M), reg=0.1)
     assert isinstance(res.plan, th.Tensor) and isinstance(res.marginal_a, th.Tensor)
+
+
+def test_float32_weights_are_accepted_and_the_returned_plan_s_error_is_reported():
+    rng = np.random.default_rng(0)
+    M = th.as_tensor(rng.random((300, 70)), dtype=th.float32)
+    a, b = th.ones(300) / 300, th.ones(70) / 70  # float32: sums off by their rounding (2e-8)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        res = neural_ot.solve(M, a=a, b=b, reg=0.1)
+    assert res.status == "converged" and res.plan.dtype == th.float32
+    T = res.plan.double()
+    rows = float((T.sum(1) - a.double()).abs().sum() / a.double().sum())
+    cols = float((T.sum(0) - b.double()).abs().sum() / b.double().sum())
+    assert res.marginal_error == pytest.approx(max(rows, cols), rel=1e-6)  # the error of what is returned
+    with pytest.raises(ValueError, match="equal total mass"):  # a real mismatch is still refused
+        neural_ot.solve(M, a=a, b=1.001 * b, reg=0.1)
+    exact = neural_ot.solve(M.double(), reg=0.1)
+    assert exact.marginal_error <= 1e-9 and float((exact.plan - T).abs().sum()) < 1e-5
+
+
+def test_pot_spelling_of_the_l2_convention_is_refused_with_the_conversion():
+    M = np.random.default_rng(0).random((5, 4))
+    with pytest.raises(ValueError, match=r"POT's ot.solve convention.*reg = r / \(2 n m\)"):
+        neural_ot.solve(M, reg=0.1, reg_type="L2")
+    assert neural_ot.solve(M, reg=0.1, reg_type="KL").reg_type == "entropic"  # POT's "KL" is the same problem
+
+
+def test_resample_accepts_numpy_like_h_does():
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(40, 2)), rng.normal(size=(40, 2)) + 1
+    H = neural_ot.L2Dual(reg=0.5, max_steps=30, batch_size=16, seed=0).fit(x, y).compatibility()
+    candidates = rng.normal(size=(6, 3, 2))
+    from_numpy = H.resample(x[:6], candidates, generator=th.Generator().manual_seed(0))
+    xt, ct = th.as_tensor(x[:6], dtype=th.float32), th.as_tensor(candidates, dtype=th.float32)
+    from_torch = H.resample(xt, ct, generator=th.Generator().manual_seed(0))
+    assert th.equal(from_numpy.index, from_torch.index)
