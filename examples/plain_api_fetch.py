@@ -30,29 +30,21 @@ import numpy as np
 import torch as th
 
 from otpr_sb3 import OTPR
+from otpr_sb3.benchmark.evaluation import EVAL_SEED, success_rate
 from otpr_sb3.benchmark.provenance import provenance
+from otpr_sb3.benchmark.tasks import get_task
 
 gym.register_envs(gymnasium_robotics)
 
 ENV_ID = "FetchPickAndPlace-v4"
 STAGES = (0, 5_000, 10_000, 30_000)  # 0: behaviour cloning only
-EVAL_SEED, EVAL_EPISODES = 10_000, 50
+EVAL_EPISODES = 50
 FIELDS = ("timesteps", "success", "wall_time")
 
 
 def evaluate(model: OTPR, episodes: int = EVAL_EPISODES) -> float:
-    """Success rate of the deterministic policy on episodes reset with ``EVAL_SEED + k``."""
-    env = gym.make(ENV_ID)
-    wins = 0
-    for k in range(episodes):
-        obs, _ = env.reset(seed=EVAL_SEED + k)
-        done, info = False, {}
-        while not done:
-            action, _ = model.predict(obs, deterministic=True)
-            obs, _, terminated, truncated, info = env.step(action)
-            done = terminated or truncated
-        wins += int(bool(info.get("is_success", False)))
-    return wins / episodes
+    """Success rate of the deterministic policy on episodes reset with ``EVAL_SEED + k`` (the harness's episodes)."""
+    return success_rate(model, get_task(ENV_ID), episodes, seed=EVAL_SEED)
 
 
 def dataset(data_path: str) -> str:
