@@ -55,10 +55,22 @@ class Compatibility:
     reg_type : {"l2", "entropic"}
     chunk_size : int
         Rows evaluated at a time by :meth:`__call__`.
+    keypoints : (torch.Tensor (K, d), torch.Tensor (K, d'), torch.Tensor (K,)), optional
+        The matched keypoint pairs of a masked problem and the mass each carries. Under the keypoint mask a
+        keypoint's row and column hold only its own pair, which carries its whole mass: wherever ``x`` is a
+        keypoint source or ``y`` a keypoint target, ``H`` is ``1 / w_k`` on the matched pair and 0 elsewhere,
+        whatever the potentials say (they are trained on the other points).
     """
 
     def __init__(
-        self, u: nn.Module, v: nn.Module, cost: CostFn, reg: float, reg_type: str = "l2", chunk_size: int = 4096
+        self,
+        u: nn.Module,
+        v: nn.Module,
+        cost: CostFn,
+        reg: float,
+        reg_type: str = "l2",
+        chunk_size: int = 4096,
+        keypoints: tuple[th.Tensor, th.Tensor, th.Tensor] | None = None,
     ) -> None:
         if isinstance(u, TabularPotential) or isinstance(v, TabularPotential):
             raise TypeError(
@@ -68,6 +80,26 @@ class Compatibility:
         self.u, self.v, self.cost = u, v, cost
         self.regularizer = get_regularizer(reg, reg_type)
         self.chunk_size = chunk_size
+        self.keypoints = None
+        if keypoints is not None:
+            device, dtype = self._device_dtype()
+            kx, ky, kw = (th.as_tensor(t, device=device, dtype=dtype) for t in keypoints)
+            if not (kx.shape[0] == ky.shape[0] == kw.shape[0]) or not bool((kw > 0).all()):
+                raise ValueError("`keypoints` must be (x_k, y_k, w_k) with K rows each and positive masses w_k")
+            self.keypoints = (kx.reshape(len(kx), -1), ky.reshape(len(ky), -1), kw)
+
+    def _keypoint_index(self, pts: th.Tensor, side: int) -> th.Tensor:
+        """For each point, the index of the keypoint it is (on side 0: sources, 1: targets), or -1."""
+        assert self.keypoints is not None
+        same = (pts.reshape(len(pts), -1)[:, None, :] == self.keypoints[side][None, :, :]).all(-1)
+        return th.where(same.any(1), same.float().argmax(1), -1)
+
+    def _masked(self, H: th.Tensor, rows: th.Tensor, cols: th.Tensor) -> th.Tensor:
+        """Apply the keypoint mask to ``H``, given the keypoint index of each row and column (broadcastable)."""
+        assert self.keypoints is not None
+        inv_w = 1.0 / self.keypoints[2]
+        pair = (rows >= 0) & (rows == cols)
+        return th.where(pair, inv_w[rows.clamp_min(0)], th.where((rows >= 0) | (cols >= 0), th.zeros_like(H), H))
 
     @property
     def reg(self) -> float:
@@ -95,6 +127,8 @@ class Compatibility:
         H = th.cat(
             [self.regularizer.density(self.z(xt[i : i + self.chunk_size], yt)) for i in range(0, len(xt), self.chunk_size)]
         )
+        if self.keypoints is not None:
+            H = self._masked(H, self._keypoint_index(xt, 0)[:, None], self._keypoint_index(yt, 1)[None, :])
         return to_output(H, is_numpy(x), result_dtype(x, y)) if is_numpy(x) else H
 
     @th.no_grad()
@@ -104,6 +138,8 @@ class Compatibility:
         if xt.shape[0] != yt.shape[0]:
             raise ValueError(f"`x` and `y` must have the same number of rows, got {xt.shape[0]} and {yt.shape[0]}")
         H = self.regularizer.density(self.u(xt) + self.v(yt) - self.cost.paired_matrix(xt, yt))
+        if self.keypoints is not None:
+            H = self._masked(H, self._keypoint_index(xt, 0), self._keypoint_index(yt, 1))
         return to_output(H, True, result_dtype(x, y)) if is_numpy(x) else H
 
     @th.no_grad()
@@ -138,7 +174,10 @@ class Compatibility:
         xr = x.repeat_interleave(L, dim=0)
         yr = candidates.reshape(n * L, d)
         z = (self.u(xr) + self.v(yr) - self.cost.paired_matrix(xr, yr)).reshape(n, L)
-        return resample_from_scores(z, self.regularizer.density(z), generator)
+        H = self.regularizer.density(z)
+        if self.keypoints is not None:
+            H = self._masked(H, self._keypoint_index(x, 0)[:, None], self._keypoint_index(yr, 1).reshape(n, L))
+        return resample_from_scores(z, H, generator)
 
     @th.no_grad()
     def barycentric_projection(self, x: ArrayLike, y: ArrayLike, b: ArrayLike | None = None) -> ArrayLike:

@@ -151,6 +151,8 @@ class DualResult:
         pairs with H > 0)``.
     history : dict of lists
         ``step``, ``objective``, ``marginal_error``, ``reg`` and ``lr`` at each evaluation.
+    keypoints : (torch.Tensor, torch.Tensor, torch.Tensor), optional
+        Of a masked fit: the matched keypoint pairs and their masses, which :meth:`compatibility` applies.
     """
 
     u: nn.Module
@@ -162,10 +164,15 @@ class DualResult:
     converged: bool
     marginal_error: float
     history: dict[str, list[float]] = field(default_factory=dict)
+    keypoints: tuple[th.Tensor, th.Tensor, th.Tensor] | None = None
 
     def compatibility(self) -> Compatibility:
-        """Build the compatibility function :math:`H` of these potentials (neural potentials only)."""
-        return Compatibility(self.u, self.v, self.cost, self.reg, self.reg_type)
+        """Build the compatibility function :math:`H` of these potentials (neural potentials only).
+
+        After a masked fit it carries the keypoint pairs, so that ``H`` holds the keypoint optimum (each pair
+        carries its whole mass, ``H = 1 / w_k``; a keypoint's other pairs are masked out).
+        """
+        return Compatibility(self.u, self.v, self.cost, self.reg, self.reg_type, keypoints=self.keypoints)
 
     def potential_values(self, x: th.Tensor | None = None, y: th.Tensor | None = None) -> tuple[th.Tensor, th.Tensor]:
         """Values of ``u`` and ``v``: the whole table for tabular potentials, else at ``x`` and ``y``.

@@ -496,8 +496,26 @@ class StochasticDual:
         u_out.eval()
         v_out.eval()
         return DualResult(
-            u_out, v_out, self.cost, self.reg, self.regularizer.name, n_steps, converged, marginal_error, history or {}
+            u_out,
+            v_out,
+            self.cost,
+            self.reg,
+            self.regularizer.name,
+            n_steps,
+            converged,
+            marginal_error,
+            history or {},
+            keypoints=self._keypoints(),
         )
+
+    def _keypoints(self) -> tuple[th.Tensor, th.Tensor, th.Tensor] | None:
+        """Return the matched keypoint pairs and their masses (neural potentials under the mask), else None."""
+        if self._problem is None or isinstance(self.u, TabularPotential):
+            return None
+        mx, my = self._problem
+        if mx.kp_pts is None or my.kp_pts is None or mx.kp_w is None:
+            return None
+        return mx.kp_pts, my.kp_pts, mx.kp_w
 
     def _eval_potentials(self) -> tuple[nn.Module, nn.Module]:
         if self.u_ema is not None and self.v_ema is not None:
@@ -518,7 +536,7 @@ class StochasticDual:
         if self.u is None or self.v is None:
             raise RuntimeError("call `fit` first")
         u, v = self._eval_potentials()
-        return Compatibility(u, v, self.cost, self.reg, self.regularizer.name)
+        return Compatibility(u, v, self.cost, self.reg, self.regularizer.name, keypoints=self._keypoints())
 
     def state_dict(self) -> dict[str, Any]:
         """Potentials, EMA copies and optimiser state, for checkpoints."""

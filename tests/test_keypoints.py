@@ -185,3 +185,26 @@ def test_js_matrix_memory_is_of_the_order_of_its_output():
     out = no.js_divergence_matrix(P, Q)
     extra = _peak_rss_bytes() - before
     assert extra < 5 * out.nbytes, f"{extra / 2**20:.0f} MiB for a {out.nbytes / 2**20:.0f} MiB result"
+
+
+def test_masked_fit_compatibility_holds_the_keypoint_optimum_of_the_exact_plan():
+    """After ``MaskedL2Dual.fit``, ``result.compatibility()`` gives keypoint rows and columns as the exact masked plan."""
+    rng = np.random.default_rng(0)
+    n = 60
+    x, y = rng.normal(size=(n, 2)), rng.normal(size=(n, 2)) + 1
+    pairs = [(0, 0), (1, 7), (5, 3)]
+    cost = no.SqEuclidean(normalize="max")
+    result = no.MaskedL2Dual(reg=1e-2, cost=cost, max_steps=50, seed=0).fit(x, y, pairs=pairs)
+    exact = no.solve(cost(x, y), reg=1e-2, mask=no.keypoint_mask(n, n, pairs))
+    compat = result.compatibility()
+    H = compat(x, y)
+    rows, cols = [i for i, _ in pairs], [j for _, j in pairs]
+    np.testing.assert_allclose(H[rows], exact.density[rows], rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(H[:, cols], exact.density[:, cols], rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(compat.paired(x[rows], y[cols]), n, rtol=1e-6)
+    # Resampling from a keypoint state picks its own target whenever it is among the candidates.
+    candidates = np.stack([y[[j, 10, 11]] for j in cols])
+    assert compat.resample(x[rows], candidates).index.tolist() == [0, 0, 0]
+    # Plans from the pairs that are not keypoints still come from the potentials.
+    free = np.setdiff1d(np.arange(n), rows)
+    assert (H[np.ix_(free, np.setdiff1d(np.arange(n), cols))] > 0).any()
