@@ -71,14 +71,14 @@ CONFIGS: dict[str, dict] = {
     ),
     # The library's defaults before 2026-12 for an untrained actor (candidate targets, actor learning rate 1e-4, L = 8),
     # with the dual above.
-    "defaults": dict(_MEASURED_DUAL),
+    "defaults-2026-11": dict(_MEASURED_DUAL),
     # OTPR("MlpPolicy", env) as constructed today: the README's from-scratch line.
     "library": {},
 }
 FROM_SCRATCH = CONFIGS["scratch"]
 # Run directories are <env>-<label>-s<seed>; the first runs of this page were made with what is now "replay"
 # (label "otpr"), and one with the defaults of that time, H-weighted replay targets ("otpr_replay_defaults").
-LABELS = {"scratch": "otpr_candidates", "defaults": "otpr_defaults", "replay": "otpr", "library": "otpr_library"}
+LABELS = {"scratch": "otpr_candidates", "defaults-2026-11": "otpr_defaults", "replay": "otpr", "library": "otpr_library"}
 NAMES = {
     "otpr_candidates": "OTPR, from-scratch setting (candidate targets, actor lr 3e-4, L = 16)",
     "otpr_library": "OTPR, library defaults since 2026-12 (the from-scratch setting), untuned seeds",
