@@ -15,6 +15,7 @@ import scipy.sparse.linalg as spla
 import torch as th
 
 from neural_ot._dual_problem import _Problem, _SparseProblem
+from neural_ot._validation import support_carries_the_mass
 from neural_ot.duals import relative_marginal_errors
 from neural_ot.regularizers import Entropic, SquaredL2
 
@@ -24,6 +25,7 @@ _CONTINUATION = 30.0  # ratio between successive eps of the continuation
 _WORKING_SET_K = 8  # candidates per row and per column kept in the L2 working set
 _WORKING_SET_FRACTION = 0.05  # above this fraction of active pairs, the full matrix is used directly
 _WORKING_SET_ROUNDS = 50
+_WORKING_SET_ROUND_ITERS = 100  # Newton iterations of one working-set round before the full check enlarges the set
 _SINKHORN_SWEEPS = 1000  # at most this many Sinkhorn iterations before Newton (entropic problems)
 _DENSE_SOLVE_MAX = 600  # up to this many unknowns (n + m), Newton systems are solved by dense Cholesky
 _WORKING_SET_MIN_PAIRS = 250_000  # below this many pairs the full matrix is cheaper than a working set
@@ -280,8 +282,10 @@ def _working_set_stage(
     """L2 stage on a working set of pairs when few are active, checked against the full matrix.
 
     The working set holds the active pairs plus the ``_WORKING_SET_K`` best candidates of every row and
-    column. Newton runs on it; a pass over the full matrix then either confirms that no other pair is
-    active (the solution is exact for the full problem) or enlarges the set and continues.
+    column, enlarged until a plan exists on it (max-flow check): on a set that cannot carry all the mass, the
+    restricted dual is unbounded and Newton would run off. Newton runs on it for at most
+    ``_WORKING_SET_ROUND_ITERS`` iterations; a pass over the full matrix then either confirms that no other
+    pair is active (the solution is exact for the full problem) or enlarges the set and continues.
     """
     if bool((u == 0).all()) and bool((v == 0).all()):
         # From a cold start only: later stages start from the previous stage's potentials, which the working-set
@@ -299,17 +303,24 @@ def _working_set_stage(
         if float((z > 0).sum()) > _WORKING_SET_FRACTION * n * m:
             u, v, it, conv = _newton_stage(prob, u, v, tol, max_iter - total, cg_max_iter, verbose, initial_block=False)
             return u, v, total + it, conv
-        # The set only grows (no cycling), and the candidates per row double after each miss.
+        # The set only grows (no cycling), and the candidates per row double after each miss, and until it is feasible.
         work = z > 0 if work is None else work | (z > 0)
-        work.scatter_(1, th.topk(z, min(k, m), dim=1).indices, True)
-        work.scatter_(0, th.topk(z, min(k, n), dim=0).indices, True)
-        k *= 2
-        if prob.mask is not None:
-            work &= prob.mask > 0
+        while True:
+            work.scatter_(1, th.topk(z, min(k, m), dim=1).indices, True)
+            work.scatter_(0, th.topk(z, min(k, n), dim=0).indices, True)
+            k *= 2
+            if prob.mask is not None:
+                work &= prob.mask > 0
+            if k >= max(n, m) or support_carries_the_mass(prob.a, prob.b, work):
+                break
+        if k >= max(n, m) and not support_carries_the_mass(prob.a, prob.b, work):
+            u, v, it, conv = _newton_stage(prob, u, v, tol, max_iter - total, cg_max_iter, verbose, initial_block=False)
+            return u, v, total + it, conv
         rows, cols = th.nonzero(work, as_tuple=True)
         del z
         sub = _SparseProblem(prob, rows, cols)
-        u, v, it, conv = _newton_stage(sub, u, v, tol, max_iter - total, cg_max_iter, verbose, initial_block=False)
+        budget = min(max_iter - total, _WORKING_SET_ROUND_ITERS)
+        u, v, it, conv = _newton_stage(sub, u, v, tol, budget, cg_max_iter, verbose, initial_block=False)
         total += it
         z = prob.z(u, v)
         outside = (z > 0) & ~work

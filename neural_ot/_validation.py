@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -117,6 +118,23 @@ def _check_mask_carries_the_mass(
     if bool((mask[keep_r][:, keep_c] > 0).all()):
         return  # exclusive pairs (checked above) plus a full block: KPG masks, feasible by inspection
     n, m = mask.shape
+    flow, need, scale, result, ca = _max_flow(a, b, mask)
+    if need - flow > (n + m) + rtol * need:
+        sent = np.asarray(result.flow[n + m, :n].todense()).ravel()
+        blocked = np.flatnonzero(sent < ca - 1)[:5].tolist()
+        raise ValueError(
+            f"`mask` admits no transport plan: at most {flow / scale:.6g} of the mass "
+            f"{need / scale:.6g} can move along its allowed pairs; rows {blocked} cannot send all their mass "
+            "(too many rows share too few allowed columns)"
+        )
+
+
+def _max_flow(a: th.Tensor, b: th.Tensor, mask: th.Tensor) -> tuple[int, int, float, Any, np.ndarray]:
+    """Max-flow of the masses ``a`` to ``b`` along the mask's pairs, in integer units of ``1 / scale``.
+
+    Returns the flow, the mass to move, the scale, scipy's flow result and the integer row capacities.
+    """
+    n, m = mask.shape
     scale = 2.0**30 / max(float(a.sum()), float(b.sum()))
     ca = np.floor(a.detach().cpu().numpy() * scale).astype(np.int64)
     cb = np.floor(b.detach().cpu().numpy() * scale).astype(np.int64)
@@ -133,13 +151,11 @@ def _check_mask_carries_the_mass(
         shape=(n + m + 2, n + m + 2),
     )
     result = maximum_flow(graph, src, sink)
-    need = min(int(ca.sum()), int(cb.sum()))
-    # Integer capacities lose at most one unit per node; beyond that (and `rtol`) mass is stuck.
-    if need - int(result.flow_value) > (n + m) + rtol * need:
-        sent = np.asarray(result.flow[src, :n].todense()).ravel()
-        blocked = np.flatnonzero(sent < ca - 1)[:5].tolist()
-        raise ValueError(
-            f"`mask` admits no transport plan: at most {result.flow_value / scale:.6g} of the mass "
-            f"{need / scale:.6g} can move along its allowed pairs; rows {blocked} cannot send all their mass "
-            "(too many rows share too few allowed columns)"
-        )
+    return int(result.flow_value), min(int(ca.sum()), int(cb.sum())), scale, result, ca
+
+
+def support_carries_the_mass(a: th.Tensor, b: th.Tensor, support: th.Tensor, rtol: float = 1e-6) -> bool:
+    """Whether a transport plan of marginals ``a``, ``b`` exists on the boolean ``support`` (by max-flow)."""
+    n, m = support.shape
+    flow, need, _, _, _ = _max_flow(a, b, support)
+    return need - flow <= (n + m) + rtol * need

@@ -251,3 +251,29 @@ def test_newton_is_not_converged_when_the_budget_ends_before_the_target_stage():
     )
     *_, converged = _newton(prob, 1e-9, 2, 1000, False)
     assert not converged
+
+
+@pytest.mark.parametrize("continuation", [30.0, 1000.0])
+def test_working_set_newton_matches_the_full_newton_even_from_a_cold_coarse_stage(monkeypatch, continuation):
+    """The L2 working set (forced on a small problem) gives the full Newton's plan, at any continuation ratio.
+
+    At ratio 1000 the first stage starts cold on a working set (active pairs and the top candidates of each row and
+    column) that cannot carry all the mass: Newton on it must not run off on an unbounded restricted dual.
+    """
+    from neural_ot import _newton
+
+    rng = np.random.default_rng(0)
+    n = 300  # every row's nearest targets are the same few: the cold working set cannot carry the mass
+    x, y = rng.normal(size=(n, 2)), rng.normal(size=(n, 2)) + 5.0
+    M = ((x[:, None, :] - y[None, :, :]) ** 2).sum(-1)
+    M /= M.max()
+    reg = 0.01 / (2 * n * n)  # POT's reg 0.01 in the density convention
+    monkeypatch.setattr(_newton, "_CONTINUATION", continuation)
+    monkeypatch.setattr(_newton, "_WORKING_SET_MIN_PAIRS", 10**12)
+    full = no.solve(M, reg=reg)
+    monkeypatch.setattr(_newton, "_WORKING_SET_MIN_PAIRS", 0)
+    monkeypatch.setattr(_newton, "_WORKING_SET_K", 2)
+    working = no.solve(M, reg=reg)
+    assert full.status == working.status == "converged"
+    assert working.marginal_error <= 1e-9
+    assert np.abs(working.plan - full.plan).sum() < 1e-8  # both to 1e-9 marginal error: the same plan
