@@ -44,7 +44,6 @@ def test_transpose_symmetry(problem):
     res_t = no.solve_discrete(b, a, M.T, eps, tol=1e-12)
     np.testing.assert_allclose(res_t.plan, res.plan.T, atol=1e-9)
     assert res_t.value == pytest.approx(res.value, rel=1e-9, abs=1e-12)  # the same problem, transposed
-    np.testing.assert_allclose(res_t.value, res.value, rtol=1e-8, atol=1e-12)
 
 
 @settings(max_examples=30, deadline=None)

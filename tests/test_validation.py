@@ -74,7 +74,10 @@ def test_dual_objective_names_bad_arguments():
         no.dual_objective(u.float(), v, M, 0.1)
     with pytest.raises(TypeError, match="`a` must be a torch.Tensor"):
         no.dual_objective(u, v, M, 0.1, a=np.full(4, 0.25))
-    assert th.isfinite(no.dual_objective(u, v, M, 0.1))
+    # Valid arguments give the closed form: sum a u + sum b v - sum a_i b_j (u_i + v_j - M_ij)_+^2 / (4 reg).
+    ones_u, ones_v = th.ones(4, dtype=th.float64), th.ones(3, dtype=th.float64)
+    expected = 2.0 - float(((2.0 - M).clamp_min(0) ** 2).mean()) / (4 * 0.1)
+    assert float(no.dual_objective(ones_u, ones_v, M, 0.1)) == pytest.approx(expected, rel=1e-12)
 
 
 def test_js_divergence_chunk_size_is_validated():
