@@ -106,6 +106,30 @@ class OTResult:
         """``"converged"`` or ``"max_iter"`` (the iteration budget ran out before ``tol``)."""
         return "converged" if self.converged else "max_iter"
 
+    def barycentric_projection(self, y: Any) -> Any:
+        """Map each source point to the plan's mean of the targets ``y``: ``(T y) / (T 1)``, row by row.
+
+        Parameters
+        ----------
+        y : array-like of shape (m, d)
+            The target points (numpy or torch, as the plan).
+
+        Returns
+        -------
+        array of shape (n, d)
+            Rows with no mass (zero-weight sources) get the plan's mean target, so the output has no NaN.
+        """
+        T = th.as_tensor(self.plan)
+        yt = th.as_tensor(y, dtype=T.dtype, device=T.device)
+        if yt.ndim == 1:
+            yt = yt[:, None]
+        if yt.shape[0] != T.shape[1]:
+            raise ValueError(f"`y` must have {T.shape[1]} rows (the plan's columns), got {yt.shape[0]}")
+        mass = T.sum(1, keepdim=True)
+        mean = (T.sum(0) @ yt) / T.sum().clamp_min(th.finfo(T.dtype).tiny)
+        proj = th.where(mass > 0, (T @ yt) / mass.clamp_min(th.finfo(T.dtype).tiny), mean[None, :])
+        return proj.numpy() if not isinstance(self.plan, th.Tensor) else proj
+
     @property
     def log(self) -> dict[str, Any]:
         """Solver diagnostics as a dict, like POT's ``log``."""

@@ -118,3 +118,15 @@ def test_resample_accepts_numpy_like_h_does():
     xt, ct = th.as_tensor(x[:6], dtype=th.float32), th.as_tensor(candidates, dtype=th.float32)
     from_torch = H.resample(xt, ct, generator=th.Generator().manual_seed(0))
     assert th.equal(from_numpy.index, from_torch.index)
+
+
+def test_barycentric_projection_of_a_discrete_plan_matches_pot_formula(problem):
+    M, a, b = problem
+    y = np.random.default_rng(1).normal(size=(9, 2))
+    res = neural_ot.solve(M, a, b, reg=0.05)
+    expected = (res.plan / res.plan.sum(1, keepdims=True)) @ y  # POT's ot.da barycentric mapping
+    np.testing.assert_allclose(res.barycentric_projection(y), expected, rtol=1e-12)
+    tensor = neural_ot.solve(th.as_tensor(M), th.as_tensor(a), th.as_tensor(b), reg=0.05)
+    assert isinstance(tensor.barycentric_projection(th.as_tensor(y)), th.Tensor)
+    with pytest.raises(ValueError, match="9 rows"):
+        res.barycentric_projection(y[:4])
