@@ -191,22 +191,28 @@ def _pcg(op: Callable[[th.Tensor], th.Tensor], rhs: th.Tensor, diag: th.Tensor, 
 
 
 def _newton(
-    prob: _Problem, tol: float, max_iter: int, cg_max_iter: int, verbose: bool
+    prob: _Problem,
+    tol: float,
+    max_iter: int,
+    cg_max_iter: int,
+    verbose: bool,
+    start: tuple[th.Tensor, th.Tensor] | None = None,
 ) -> tuple[th.Tensor, th.Tensor, int, bool]:
     """Maximise the dual with eps-continuation; returns ``(u, v, iterations, converged)``.
 
     Small eps makes the dual nearly piecewise linear, where Newton's method is slow from a cold start.
     Solving a sequence of problems with eps decreasing by ``_CONTINUATION``, from the scale of the
-    costs' spread, warm-starts each stage close to its solution.
+    costs' spread, warm-starts each stage close to its solution. Given ``start`` potentials (a warm start,
+    e.g. the previous solve of a training loop), Newton runs on the target eps alone from them.
     """
     n, m = prob.shape
-    u = th.zeros(n, dtype=prob.C.dtype, device=prob.C.device)
-    v = th.zeros(m, dtype=prob.C.dtype, device=prob.C.device)
+    u = th.zeros(n, dtype=prob.C.dtype, device=prob.C.device) if start is None else start[0].clone()
+    v = th.zeros(m, dtype=prob.C.dtype, device=prob.C.device) if start is None else start[1].clone()
     target = prob.r
     lo, hi = prob.cost_range
     spread = hi - lo
     schedule = [target.reg]
-    while spread > 0 and schedule[-1] * _CONTINUATION < 1e-2 * spread:
+    while start is None and spread > 0 and schedule[-1] * _CONTINUATION < 1e-2 * spread:
         schedule.append(schedule[-1] * _CONTINUATION)
     total = 0
     converged = False

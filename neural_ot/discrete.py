@@ -46,6 +46,7 @@ def solve_discrete(
     max_iter: int = 500,
     cg_max_iter: int = 1000,
     verbose: bool = False,
+    potentials_init: tuple[ArrayLike, ArrayLike] | None = None,
 ) -> OTResult:
     r"""Solve regularised OT between discrete measures exactly (to ``tol``), with an optional mask.
 
@@ -82,6 +83,9 @@ def solve_discrete(
         Maximum conjugate-gradient iterations per Newton step.
     verbose : bool
         Print one line per iteration.
+    potentials_init : (array-like (n,), array-like (m,)), optional
+        A warm start: potentials ``(u, v)`` in cost units (``OTResult.potentials`` of an earlier solve, of this
+        or a nearby problem). Newton then starts from them at the target ``reg``, without continuation.
 
     Returns
     -------
@@ -104,7 +108,19 @@ def solve_discrete(
     check_positive_int(cg_max_iter, "cg_max_iter")
     weights_dtype = th.float64 if a is None and b is None else result_dtype(a, b)
     full = _validated_problem(a, b, M, mask, regularizer, tol, weights_dtype)
-    u, v, n_iter, converged, sweeps = _solve_on_support(full, tol, max_iter, cg_max_iter, verbose)
+    init = None
+    if potentials_init is not None:
+        n, m = full.C.shape
+        init = (
+            to_tensor(potentials_init[0], "potentials_init[0]", th.float64, full.C.device).reshape(-1),
+            to_tensor(potentials_init[1], "potentials_init[1]", th.float64, full.C.device).reshape(-1),
+        )
+        if init[0].shape != (n,) or init[1].shape != (m,):
+            shapes = f"{tuple(init[0].shape)}, {tuple(init[1].shape)}"
+            raise ValueError(f"`potentials_init` must be (u, v) of shapes ({n},), ({m},), got {shapes}")
+        if not (bool(th.isfinite(init[0]).all()) and bool(th.isfinite(init[1]).all())):
+            raise ValueError("`potentials_init` must be finite")
+    u, v, n_iter, converged, sweeps = _solve_on_support(full, tol, max_iter, cg_max_iter, verbose, init)
     floor = rounding_floor(weights_dtype, *full.C.shape)
     return _result(full, u, v, n_iter, sweeps, converged, tol, is_numpy(M), result_dtype(M, a, b), floor)
 
@@ -153,7 +169,12 @@ def _validated_problem(
 
 
 def _solve_on_support(
-    full: _Problem, tol: float, max_iter: int, cg_max_iter: int, verbose: bool
+    full: _Problem,
+    tol: float,
+    max_iter: int,
+    cg_max_iter: int,
+    verbose: bool,
+    init: tuple[th.Tensor, th.Tensor] | None = None,
 ) -> tuple[th.Tensor, th.Tensor, int, bool, int]:
     """Run Newton on the points of positive weight (zero-weight points carry no mass); potentials are 0 elsewhere.
 
@@ -167,7 +188,8 @@ def _solve_on_support(
     if sub_mask is not None and not full_support:
         check_mask(sub_mask, tuple(sub_mask.shape))  # type: ignore[arg-type]
     prob = _Problem(at[keep_a], bt[keep_b] * (at.sum() / bt.sum()), sub_C, sub_mask, full.r)
-    u_s, v_s, n_iter, converged = _newton(prob, tol, max_iter, cg_max_iter, verbose)
+    start = None if init is None else (init[0][keep_a], init[1][keep_b])
+    u_s, v_s, n_iter, converged = _newton(prob, tol, max_iter, cg_max_iter, verbose, start)
     u, v = C.new_zeros(C.shape[0]), C.new_zeros(C.shape[1])
     u[keep_a], v[keep_b] = u_s, v_s
     return u, v, n_iter, converged, prob.sinkhorn_sweeps
@@ -251,6 +273,7 @@ def solve(
     tol: float = 1e-9,
     max_iter: int = 500,
     verbose: bool = False,
+    potentials_init: tuple[ArrayLike, ArrayLike] | None = None,
 ) -> OTResult:
     r"""Solve a regularised discrete OT problem, in the call form of POT's ``ot.solve``.
 
@@ -274,8 +297,8 @@ def solve(
         ``reg = r / (2 n m)``.
     mask : array-like of shape (n, m), optional
         0/1 support mask (see :func:`solve_discrete`).
-    tol, max_iter, verbose
-        As in :func:`solve_discrete`.
+    tol, max_iter, verbose, potentials_init
+        As in :func:`solve_discrete` (``potentials_init``: a warm start from earlier potentials).
 
     Returns
     -------
@@ -294,4 +317,4 @@ def solve(
     """
     if reg is None:
         raise ValueError("`reg` is required (neural_ot solves regularised OT; use ot.emd for the unregularised problem)")
-    return solve_discrete(a, b, M, reg, reg_type=reg_type, mask=mask, tol=tol, max_iter=max_iter, verbose=verbose)
+    return solve_discrete(a, b, M, reg, reg_type, mask, tol, max_iter, verbose=verbose, potentials_init=potentials_init)

@@ -130,3 +130,24 @@ def test_barycentric_projection_of_a_discrete_plan_matches_pot_formula(problem):
     assert isinstance(tensor.barycentric_projection(th.as_tensor(y)), th.Tensor)
     with pytest.raises(ValueError, match="9 rows"):
         res.barycentric_projection(y[:4])
+
+
+@pytest.mark.parametrize("reg_type", ["l2", "entropic"])
+def test_warm_start_from_earlier_potentials(reg_type):
+    rng = np.random.default_rng(0)
+    M = rng.random((120, 90))
+    reg = 1e-3 if reg_type == "l2" else 5e-3
+    cold = neural_ot.solve(M, reg=reg, reg_type=reg_type)
+    again = neural_ot.solve(M, reg=reg, reg_type=reg_type, potentials_init=cold.potentials)
+    assert again.status == "converged" and again.n_iter <= 1
+    np.testing.assert_allclose(again.plan, cold.plan, atol=1e-12)
+    # A nearby problem (the next minibatch of a training loop): the same plan as a cold solve, in fewer iterations.
+    M2 = M + 0.01 * rng.random(M.shape)
+    near_cold = neural_ot.solve(M2, reg=reg, reg_type=reg_type)
+    near_warm = neural_ot.solve(M2, reg=reg, reg_type=reg_type, potentials_init=cold.potentials)
+    assert near_warm.status == "converged"
+    # Fewer Newton iterations, or as many and fewer Sinkhorn sweeps (entropic problems may need no Newton step).
+    assert (near_warm.n_iter, near_warm.n_sinkhorn) < (near_cold.n_iter, near_cold.n_sinkhorn)
+    assert np.abs(near_warm.plan - near_cold.plan).sum() < 1e-8
+    with pytest.raises(ValueError, match="potentials_init"):
+        neural_ot.solve(M, reg=reg, reg_type=reg_type, potentials_init=(cold.potentials[0][:5], cold.potentials[1]))
