@@ -889,7 +889,8 @@ class OTPR(OffPolicyAlgorithm):
             **kwargs,
         )
         overridden = set(kwargs) | set(kwargs.get("policy_kwargs") or {})
-        model.default_settings = tuple(k for k in model.default_settings if k not in overridden)
+        # A model saved before the settings followed the regime had them all fixed: none follows it.
+        model.default_settings = tuple(k for k in getattr(model, "default_settings", ()) if k not in overridden)
         return model
 
     def _excluded_save_params(self) -> list[str]:
