@@ -140,10 +140,14 @@ def test_plain_api_records_never_fall_below_bc():
         assert len(bc) == 1 and (rows[rows[:, 0] > 0, 1] >= bc[0]).all(), path
 
 
-def test_from_scratch_record_of_seed_10():
+def test_from_scratch_records_of_untuned_seeds():
     """The sentence under the from-scratch table of docs/defaults.rst, checked against the committed curves."""
     data = ROOT / "docs" / "data" / "from_scratch"
-    curve = np.loadtxt(data / "Pendulum-v1-otpr_library-s10" / "curve.csv", delimiter=",", skiprows=1, ndmin=2)
-    assert curve[-1, 0] == 20_000 and (curve[:, 1] >= -300).any() and curve[-1, 1] < -300
     tuned = [np.loadtxt(p, delimiter=",", skiprows=1, ndmin=2)[-1, 1] for p in data.glob("*-otpr_candidates-s*/curve.csv")]
-    assert len(tuned) == 3 and curve[-1, 1] < min(tuned)
+    assert len(tuned) == 3
+    finished = sorted(p.parent for p in data.glob("*-otpr_library-s*/summary.json"))
+    assert len(finished) >= 2
+    for run in finished:
+        curve = np.loadtxt(run / "curve.csv", delimiter=",", skiprows=1, ndmin=2)
+        assert curve[-1, 0] == 20_000 and (curve[:, 1] >= -300).any() and curve[-1, 1] < -300, run
+        assert curve[-1, 1] < min(tuned), run
