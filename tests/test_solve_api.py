@@ -151,3 +151,21 @@ def test_warm_start_from_earlier_potentials(reg_type):
     assert np.abs(near_warm.plan - near_cold.plan).sum() < 1e-8
     with pytest.raises(ValueError, match="potentials_init"):
         neural_ot.solve(M, reg=reg, reg_type=reg_type, potentials_init=(cold.potentials[0][:5], cold.potentials[1]))
+
+
+def test_masked_entropic_matches_pot_sinkhorn_with_a_large_cost_on_masked_pairs():
+    rng = np.random.default_rng(2)
+    n, m = 30, 25
+    M = rng.random((n, m))
+    pairs = [(0, 0), (3, 7), (10, 2)]
+    mask = neural_ot.keypoint_mask(n, m, pairs)
+    a = np.full(n, 1.0 / n)
+    b = np.full(m, 1.0 / m)
+    b[[j for _, j in pairs]] = 1.0 / n  # matched keypoints carry equal mass
+    free = np.setdiff1d(np.arange(m), [j for _, j in pairs])
+    b[free] = (1.0 - len(pairs) / n) / len(free)
+    ours = neural_ot.solve(M, a, b, reg=0.05, reg_type="entropic", mask=mask)
+    big = M + 1e3 * (1 - np.asarray(mask))  # exp(-1e3 / 0.05) underflows to 0: masked pairs carry nothing
+    ref = ot.sinkhorn(a, b, big, 0.05, numItermax=100_000, stopThr=1e-13)
+    assert ours.status == "converged"
+    np.testing.assert_allclose(ours.plan, ref, atol=1e-9)
