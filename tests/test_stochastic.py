@@ -278,12 +278,13 @@ def test_each_keypoint_pair_carries_its_mass(method):
     batch = solver.sample_batch(256, th.Generator().manual_seed(5))
     assert batch.n_keypoints == 2
     u, v = solver.potentials_on(batch)
-    T = no.plan(u, v, solver.cost.matrix(batch.x, batch.y), 0.1, batch.wx, batch.wy, mask=batch.mask)
-    th.testing.assert_close(T[:2].sum(1), th.full((2,), 0.05), rtol=1e-5, atol=0)  # each keypoint: mass 0.1 / 2
-    th.testing.assert_close(th.diagonal(T[:2, :2]), th.full((2,), 0.05), rtol=1e-5, atol=0)
-    assert float(T[:2, 2:].abs().sum()) == 0.0 and float(T[2:, :2].abs().sum()) == 0.0
-    # The regular block carries the rest of the mass (up to the Monte-Carlo error of a 256-point batch).
-    assert float(T[2:].sum()) == pytest.approx(0.9, rel=0.3)
+    C = solver.cost.matrix(batch.x, batch.y)
+    T = no.plan(u, v, C, 0.1, batch.wx, batch.wy, mask=batch.mask).double()
+    # Against the exact plan of this held-out masked minibatch (keypoint pairs and the regular block alike): the
+    # trained potentials are within 0.05 in L1 for every update rule; untrained ones (one step) are 0.5 away.
+    exact = no.solve_discrete(batch.wx.double(), batch.wy.double(), C.double(), 0.1, mask=batch.mask.double())
+    assert float((T - th.as_tensor(exact.plan)).abs().sum()) < 0.15
+    th.testing.assert_close(T[:2, :2], th.as_tensor(exact.plan)[:2, :2], rtol=1e-5, atol=1e-12)
 
 
 @pytest.mark.parametrize("schedule", ["cosine", "constant", "callable"])
