@@ -317,9 +317,10 @@ def _working_set_stage(
             k *= 2
             if prob.mask is not None:
                 work &= prob.mask > 0
-            if k >= max(n, m) or support_carries_the_mass(prob.a, prob.b, work):
+            feasible = support_carries_the_mass(prob.a, prob.b, work)  # one max-flow per enlargement
+            if feasible or k >= max(n, m):
                 break
-        if k >= max(n, m) and not support_carries_the_mass(prob.a, prob.b, work):
+        if not feasible:
             u, v, it, conv = _newton_stage(prob, u, v, tol, max_iter - total, cg_max_iter, verbose, initial_block=False)
             return u, v, total + it, conv
         rows, cols = th.nonzero(work, as_tuple=True)

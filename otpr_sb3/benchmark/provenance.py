@@ -41,18 +41,19 @@ def git_state(path: str | None = None) -> dict[str, Any]:
 
 def cpu_info() -> dict[str, Any]:
     """Return the CPU model and which of :data:`CPU_FLAGS` it has (from Linux's ``/proc/cpuinfo``)."""
-    model, flags = platform.processor() or platform.machine(), set()
+    model, flags = None, set()
     try:
         with open("/proc/cpuinfo") as f:
-            for line in f:
+            for line in f:  # the first processor's entries are enough: its model name comes before its flags
                 key, _, value = line.partition(":")
-                if key.strip() == "model name" and model in ("", platform.machine(), platform.processor()):
+                if key.strip() == "model name" and model is None:
                     model = value.strip()
                 elif key.strip() == "flags":
                     flags = set(value.split())
                     break
     except OSError:
         pass
+    model = model or platform.processor() or platform.machine()
     return {"cpu": model, "cpu_flags": [f for f in CPU_FLAGS if f in flags]}
 
 
