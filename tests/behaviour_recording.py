@@ -1,0 +1,98 @@
+"""Fixed-seed short runs of every OTPR method, recorded to check that a refactor preserves behaviour.
+
+``python tests/behaviour_recording.py`` writes ``tests/data/behaviour_recording.json``; the test
+``test_behaviour_preserved.py`` reruns every configuration and compares. Each run records every value
+logged under ``train/`` and ``rollout/`` (losses, dual objective and diagnostics, H statistics), the
+deterministic actions on a grid of observations after training, and the sum of the policy's parameters.
+The runs use one torch thread and float32 critics on pairs, so that they do not depend on the CPU's bfloat16
+support.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+from typing import Any
+
+import numpy as np
+import torch as th
+from stable_baselines3.common.logger import Logger
+
+sys.path.insert(0, os.path.dirname(__file__))
+from otpr_helpers import FAST, SMALL, IdentityEnvBox, PointGoalEnv, identity_demos, point_goal_demos  # noqa: E402
+
+from otpr_sb3 import OTPR  # noqa: E402
+
+PATH = os.path.join(os.path.dirname(__file__), "data", "behaviour_recording.json")
+_POLICY = dict(SMALL, pair_precision="float32")
+
+#: name -> (OTPR keyword arguments, policy keyword arguments, pretrained, dict observations, learn steps)
+CONFIGS: dict[str, tuple[dict[str, Any], dict[str, Any], bool, bool, int]] = {
+    "otpr": ({}, {}, True, False, 160),
+    "otpr-u": ({"use_mask": False}, {}, True, False, 160),
+    "otpr-q": ({}, {"guidance": "q"}, True, False, 160),
+    "otpr-adv": ({}, {"guidance": "advantage"}, True, False, 160),
+    "idql": ({}, {"guidance": "expectile"}, True, False, 160),
+    "dql": ({}, {"guidance": "dql"}, True, False, 160),
+    "otpr-exact-diagnostics": ({"dual_method": "exact", "dual_eval_freq": 20, "dual_eval_batch_size": 24}, {}, True, False, 120),
+    "otpr-candidates-finetune": ({"actor_targets": "candidates", "candidate_batch_size": 8}, {}, True, False, 120),
+    "from-scratch": ({"candidate_batch_size": 8}, {}, False, False, 200),
+    "from-scratch-reference": ({"reference_actions": 12, "candidate_batch_size": 8}, {}, False, False, 150),
+    "dict-obs": ({}, {}, True, True, 120),
+}
+
+
+class _Recorder(Logger):
+    def __init__(self) -> None:
+        super().__init__(folder=None, output_formats=[])
+        self.history: list[tuple[str, float]] = []
+
+    def record(self, key: str, value: Any, exclude: Any = None) -> None:
+        if key.startswith(("train/", "rollout/")) and isinstance(value, int | float | np.floating | np.integer):
+            self.history.append((key, float(value)))
+        super().record(key, value, exclude)
+
+
+def run_config(name: str) -> dict[str, Any]:
+    """Run one configuration of :data:`CONFIGS` and return what it recorded."""
+    kwargs, policy_kwargs, pretrained, dict_obs, steps = CONFIGS[name]
+    th.set_num_threads(1)
+    env = PointGoalEnv() if dict_obs else IdentityEnvBox(ep_length=20)
+    fast = {k: v for k, v in FAST.items() if k != "policy_kwargs"}
+    policy = "MultiInputPolicy" if dict_obs else "MlpPolicy"
+    model = OTPR(policy, env, seed=7, **fast, **kwargs, policy_kwargs=dict(_POLICY, **policy_kwargs))
+    if pretrained:
+        model.pretrain(point_goal_demos(5) if dict_obs else identity_demos(), n_steps=60)
+    recorder = _Recorder()
+    model.set_logger(recorder)
+    model.learn(steps, log_interval=1)
+    if dict_obs:
+        grid = np.linspace(-1, 1, 5, dtype=np.float32)[:, None].repeat(2, 1)
+        obs: Any = {"observation": grid, "achieved_goal": grid, "desired_goal": grid[::-1].copy()}
+    else:
+        obs = np.linspace(-1, 1, 7, dtype=np.float32)[:, None]
+    actions, _ = model.predict(obs, deterministic=True)
+    params = [p.detach().double() for p in model.policy.parameters()]
+    return {
+        "log": recorder.history,
+        "actions": actions.ravel().tolist(),
+        "parameter_sum": float(sum(p.sum() for p in params)),
+        "parameter_abs_sum": float(sum(p.abs().sum() for p in params)),
+    }
+
+
+def main() -> None:
+    """Record every configuration into :data:`PATH`."""
+    import subprocess
+
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+    data = {"commit": commit, "cpu": platform.processor() or platform.machine(), "runs": {n: run_config(n) for n in CONFIGS}}
+    os.makedirs(os.path.dirname(PATH), exist_ok=True)
+    with open(PATH, "w") as f:
+        json.dump(data, f, indent=0)
+
+
+if __name__ == "__main__":
+    main()

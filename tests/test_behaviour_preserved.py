@@ -1,0 +1,29 @@
+"""Every method's short fixed-seed run against the recording made before the architecture refactor (issue 24).
+
+The tolerances are those of float rounding: rerunning the recording with two torch threads instead of one (which
+changes the order of the sums in matrix products) moved logged values by at most 2e-5 relative, actions by 1e-5
+and parameter sums by 1e-6 of their absolute sum; a change of behaviour (another random draw, another update)
+moves them by orders of magnitude more.
+"""
+
+import json
+
+import numpy as np
+import pytest
+from behaviour_recording import CONFIGS, PATH, run_config
+
+with open(PATH) as f:
+    RECORDING = json.load(f)["runs"]
+
+
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+def test_run_matches_the_recording(name):
+    got, want = run_config(name), RECORDING[name]
+    assert [k for k, _ in got["log"]] == [k for k, _ in want["log"]], "the logged keys or their order changed"
+    x = np.array([v for _, v in got["log"]])
+    y = np.array([v for _, v in want["log"]])
+    worst = int(np.argmax(np.abs(x - y) / (np.abs(y) + 1e-3)))
+    assert np.allclose(x, y, rtol=2e-4, atol=1e-6), f"{want['log'][worst][0]}: {x[worst]} != {y[worst]}"
+    np.testing.assert_allclose(got["actions"], want["actions"], rtol=0, atol=2e-4)
+    assert abs(got["parameter_sum"] - want["parameter_sum"]) <= 2e-5 * want["parameter_abs_sum"]
+    assert got["parameter_abs_sum"] == pytest.approx(want["parameter_abs_sum"], rel=2e-5)
