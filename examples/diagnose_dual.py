@@ -41,10 +41,12 @@ def main() -> None:
     th.set_num_threads(1)
     model = load(args.run_dir)
     policy = model.policy
-    print(f"{model.num_timesteps} env steps, {model.dual_updates} dual updates, cost scale {float(policy.cost_scale):.3g}")
+    print(
+        f"{model.num_timesteps} env steps, {model.dual_updates} dual updates, cost scale {float(policy.scales.adv_spread):.3g}"
+    )
     print("held-out:", {k: round(v, 3) for k, v in model.dual_diagnostics(args.batch).items()})
     grid = th.linspace(-1, 1, 9)[:, None]
-    policy.dual_ready.fill_(True)
+    policy.guidance.ready.fill_(True)
     with th.no_grad():
         for theta, theta_dot in STATES:
             obs = policy.prepare_obs(th.tensor([[np.cos(theta), np.sin(theta), theta_dot]], dtype=th.float32))
@@ -55,15 +57,15 @@ def main() -> None:
                 f"H {np.round(h.numpy(), 2)}"
             )
     for method in ("gradient", "exact") if args.refit else ():
-        model = load(args.run_dir, dual_method=method)
+        model = load(args.run_dir, dual_kwargs={"method": method})
         start, out = time.perf_counter(), []
         for k in range(1, args.refit + 1):
-            model._dual_update()
+            model._guidance_update()
             if k in (1, args.refit // 4, args.refit // 2, args.refit):
                 d = model.dual_diagnostics(args.batch)
                 out.append(f"{k}: error {d['marginal_error']:.2f} gap {d['dual_gap']:.3f}")
         ms = (time.perf_counter() - start) / args.refit * 1e3
-        print(f"{method}, batch {model.dual_batch_size}: {ms:.1f} ms/update | " + " | ".join(out))
+        print(f"{method}, batch {model.dual_kwargs['batch_size']}: {ms:.1f} ms/update | " + " | ".join(out))
 
 
 if __name__ == "__main__":

@@ -88,18 +88,42 @@ SETTINGS: dict[str, dict[str, Any]] = {
 }
 
 
+#: The settings above name the keys of OTPR's ``dual_kwargs`` and ``actor_kwargs`` as OTPR spelled them when the
+#: study ran (one flat list of arguments); ``otpr_kwargs`` puts them where they are now.
+_DUAL_KEYS = {
+    "dual_method": "method",
+    "dual_batch_size": "batch_size",
+    "dual_steps": "steps",
+    "dual_steps_per_batch": "steps_per_batch",
+    "dual_learning_rate": "learning_rate",
+    "reference_actions": "reference_actions",
+    "dual_eval_freq": "eval_freq",
+    "dual_eval_batch_size": "eval_batch_size",
+}
+
+
+def otpr_kwargs(setting: dict[str, Any]) -> dict[str, Any]:
+    """OTPR keyword arguments of a study setting (see ``_DUAL_KEYS``)."""
+    kwargs: dict[str, Any] = {"dual_kwargs": {}, "actor_kwargs": {}}
+    for key, value in setting.items():
+        if key in _DUAL_KEYS:
+            kwargs["dual_kwargs"][_DUAL_KEYS[key]] = value
+        elif key == "actor_reference_actions":
+            kwargs["actor_kwargs"]["reference_actions"] = value
+        elif key == "policy":
+            guidance_kwargs = {k: v for k, v in value.items() if k == "temperature"}
+            kwargs["policy_kwargs"] = {
+                **{k: v for k, v in value.items() if k != "temperature"},
+                "guidance_kwargs": guidance_kwargs,
+            }
+        else:
+            kwargs[key] = value
+    return kwargs
+
+
 def _model(env_id: str, seed: int, setting: dict[str, Any], dual_eval_freq: int, heldout: int) -> OTPR:
-    kwargs = dict(setting)
-    policy_kwargs = kwargs.pop("policy", {})
-    return OTPR(
-        "MultiInputPolicy",
-        gym.make(env_id),
-        seed=seed,
-        dual_eval_freq=dual_eval_freq,
-        dual_eval_batch_size=heldout,
-        policy_kwargs=policy_kwargs,
-        **kwargs,
-    )
+    kwargs = otpr_kwargs({**setting, "dual_eval_freq": dual_eval_freq, "dual_eval_batch_size": heldout})
+    return OTPR("MultiInputPolicy", gym.make(env_id), seed=seed, **kwargs)
 
 
 def pretrained(model: OTPR, demos: Demonstrations, args: argparse.Namespace) -> None:
@@ -189,7 +213,7 @@ def run_setting(name: str, args: argparse.Namespace, demos: Demonstrations, path
 
 def load_snapshot(snapshot: str, env: gym.Env, **kwargs: Any) -> OTPR:
     """A snapshot's model and replay buffer, with a fresh dual solver for ``kwargs`` (the run's potentials)."""
-    model = OTPR.load(snapshot + "-model.zip", env=env, dual_eval_freq=0, **kwargs)
+    model = OTPR.load(snapshot + "-model.zip", env=env, **otpr_kwargs({"dual_eval_freq": 0, **kwargs}))
     model.load_replay_buffer(snapshot + "-replay.pkl")
     for attr in ("dual_diagnostics", "dump_logs"):  # snapshots saved before `run_setting` removed its wrappers
         model.__dict__.pop(attr, None)
@@ -201,7 +225,7 @@ def refit(args: argparse.Namespace) -> None:
     """Each setting's dual alone on the frozen critic of a snapshot, warm-started from the run's potentials."""
     env = gym.make(args.env)
     for name in args.settings:
-        model = load_snapshot(args.snapshot, env, **{k: v for k, v in SETTINGS[name].items() if k != "policy"})
+        model = load_snapshot(args.snapshot, env, **{k: v for k, v in SETTINGS[name].items() if k != "policy"})  # flat names
         line, spent, k, marks = [], 0.0, 0, [0.0, args.refit / 10, args.refit / 3, args.refit]
         while marks:
             if spent >= marks[0]:
@@ -211,7 +235,7 @@ def refit(args: argparse.Namespace) -> None:
                 line.append(f"{spent:4.0f}s ({k}): {err:.2f}/{gap:.2f}")
                 continue
             t = time.perf_counter()
-            model._dual_update()
+            model._guidance_update()
             spent += time.perf_counter() - t
             k += 1
         ms = 1000 * spent / max(k, 1)
@@ -225,11 +249,11 @@ def sides(args: argparse.Namespace) -> None:
         model = load_snapshot(args.snapshot, env, reg=reg)
         policy = model.policy
         for _ in range(args.updates):
-            model._dual_update()
+            model._guidance_update()
         for seed in range(3):
-            batch = model.dual_solver.sample_batch(args.heldout, th.Generator().manual_seed(seed))
-            C = policy.dual_cost.matrix(batch.x, batch.y)
-            u, v = model.dual_solver.potentials_on(batch, potentials=(policy.u, policy.v))
+            batch = model.policy.guidance.trainer.solver.sample_batch(args.heldout, th.Generator().manual_seed(seed))
+            C = policy.guidance.dual_cost.matrix(batch.x, batch.y)
+            u, v = model.policy.guidance.trainer.solver.potentials_on(batch, potentials=(policy.guidance.u, policy.guidance.v))
             K = batch.n_keypoints
             learned = plan(u, v, C, reg, batch.wx, batch.wy, mask=batch.mask)
             semi = u.clone()
@@ -239,7 +263,7 @@ def sides(args: argparse.Namespace) -> None:
             e_semi = relative_marginal_errors(semi_plan.sum(1), semi_plan.sum(0), batch.wx, batch.wy)
             # The cost is scaled by the spread of Q - V on replay pairs; over all pairs it is wider.
             data = model.replay_buffer.sample(args.heldout)  # matched (state, action) pairs
-            paired = policy.pair_cost(policy.prepare_obs(data.observations), data.actions)
+            paired = policy.guidance.pair_cost(policy.prepare_obs(data.observations), data.actions)
             print(
                 f"reg {reg}: cost std over all pairs {float(C[K:, K:].std()):.2f}, over replay pairs "
                 f"{float(paired.std()):.2f} | H > 0 on {float((learned > 0).float().mean()):.2f} of pairs | learned u: states "
@@ -261,17 +285,17 @@ def ctransform(args: argparse.Namespace) -> None:
     env = gym.make(args.env)
     model = load_snapshot(args.snapshot, env)
     model._setup_dual()
-    policy, reg = model.policy, float(model.policy.reg)
+    policy, reg = model.policy, model.policy.guidance.reg
     gen = th.Generator().manual_seed(0)
     with th.no_grad():
-        states = model._replay_sampler("obs")(3072, gen)
-        actions = model._replay_sampler("actions")(args.actions, gen)
-        C = th.cat([policy.dual_cost.matrix(states[i : i + 256], actions) for i in range(0, 3072, 256)])
-        v = policy.v(actions)
+        states = model._sampler.states(3072, gen)
+        actions = model._sampler.actions(args.actions, gen)
+        C = th.cat([policy.guidance.dual_cost.matrix(states[i : i + 256], actions) for i in range(0, 3072, 256)])
+        v = policy.guidance.v(actions)
         ref = c_transform(v, C, reg)
         print(f"reg {reg}: c-transform over {args.actions} actions, std over states {float(ref.std()):.3f}", flush=True)
         subsets = {m: [th.randperm(args.actions, generator=gen)[:m] for _ in range(8)] for m in (48, 128)}
-        rows = [("learned u", policy.u(states))] + [
+        rows = [("learned u", policy.guidance.u(states))] + [
             (f"c-transform over {m} actions (mean of 8)", th.stack([c_transform(v[i], C[:, i], reg) for i in idx]).mean(0))
             for m, idx in subsets.items()
         ]
@@ -281,9 +305,9 @@ def ctransform(args: argparse.Namespace) -> None:
     train, test = slice(0, 2560), slice(2560, 3072)
     for feats in ("s", "s and V(s)"):
         with th.no_grad():
-            X = states if feats == "s" else th.cat([states, (policy.value(states) / policy.cost_scale)[:, None]], 1)
+            X = states if feats == "s" else th.cat([states, (policy.value(states) / policy.scales.adv_spread)[:, None]], 1)
         th.manual_seed(0)
-        net = MLPPotential(X.shape[1], policy.arch["potential_hidden"])
+        net = MLPPotential(X.shape[1], policy.guidance.potential_hidden)
         opt = th.optim.Adam(net.parameters(), 1e-3)
         for _ in range(3000):
             idx = th.randint(0, 2560, (48,), generator=gen)
@@ -295,19 +319,21 @@ def ctransform(args: argparse.Namespace) -> None:
             fit = [float((net(X[sl]) - ref[sl]).square().mean().sqrt()) for sl in (train, test)]
         print(f"  fresh MLP on {feats}, 3000 steps of 48: rms train {fit[0]:.3f}, test {fit[1]:.3f} (cost units)", flush=True)
     for seed in range(3):
-        batch = model.dual_solver.sample_batch(args.heldout, th.Generator().manual_seed(seed))
+        batch = model.policy.guidance.trainer.solver.sample_batch(args.heldout, th.Generator().manual_seed(seed))
         K = batch.n_keypoints
         with th.no_grad():
-            Cb = policy.dual_cost.matrix(batch.x, batch.y)
-            u, vb = model.dual_solver.potentials_on(batch, potentials=(policy.u, policy.v))
+            Cb = policy.guidance.dual_cost.matrix(batch.x, batch.y)
+            u, vb = model.policy.guidance.trainer.solver.potentials_on(
+                batch, potentials=(policy.guidance.u, policy.guidance.v)
+            )
         line = []
         for M in (0, 16, 48, 128):
             uu = u.clone()
             if M:
                 with th.no_grad():
-                    ra = model._replay_sampler("actions")(M, th.Generator().manual_seed(100 + seed))
+                    ra = model._sampler.actions(M, th.Generator().manual_seed(100 + seed))
                     b = th.full((M,), float(batch.wy[K:].sum()) / M)
-                    uu[K:] = c_transform(policy.v(ra), policy.dual_cost.matrix(batch.x[K:], ra), reg, b=b)
+                    uu[K:] = c_transform(policy.guidance.v(ra), policy.guidance.dual_cost.matrix(batch.x[K:], ra), reg, b=b)
             T = plan(uu, vb, Cb, reg, batch.wx, batch.wy, mask=batch.mask)
             e = relative_marginal_errors(T.sum(1), T.sum(0), batch.wx, batch.wy)
             line.append(f"{'learned u' if M == 0 else f'M={M}'}: states {e[0]:.3f} actions {e[1]:.3f}")

@@ -52,13 +52,13 @@ def evaluate(model, env_id: str, episodes: int, seed: int = 10_000) -> tuple[flo
 # Each named setting below is one row of the docs table. The first ones pin the dual of the time this page was first
 # measured (gradient ascent, learned u, reg 0.05). Since 2026-12 the library's defaults for an actor that was never
 # pretrained (otpr_sb3.otpr.DEFAULT_SETTINGS["from-scratch"]) are exactly the "scratch" setting; "library" runs them.
-_MEASURED_DUAL = dict(reg=0.05, dual_method="gradient", reference_actions=0)
+_MEASURED_DUAL = dict(reg=0.05, dual_kwargs=dict(method="gradient", reference_actions=0))
 CONFIGS: dict[str, dict] = {
     # The actor fits the intended policy (L candidates and the replay action, resampled by H; paper Sec. 4.4).
     "scratch": dict(
         **_MEASURED_DUAL,
         actor_targets="candidates",
-        candidate_batch_size=64,
+        actor_kwargs=dict(candidate_batch_size=64),
         policy_kwargs=dict(actor_learning_rate=3e-4, n_candidates=16),
     ),
     # The previous from-scratch setting: H-weighted replay pairs, actor and dual updated at every step.

@@ -52,13 +52,13 @@ def candidate_weights(model: OTPR, obs_n: th.Tensor, actions: th.Tensor) -> dict
     a = actions.reshape(n * L, d)
     q = policy.critic.min(s, a).reshape(n, L)
     adv = q - policy.value(s).reshape(n, L)
-    u = policy.state_potential(obs_n).repeat_interleave(L)  # as H uses it: learned, or c-transform over references
-    z = (u + policy.v(a) - policy.pair_cost(s, a)).reshape(n, L)
-    T = float(policy.temperature)
+    u = policy.guidance.state_potential(obs_n).repeat_interleave(L)  # as H uses it: learned, or c-transform over references
+    z = (u + policy.guidance.v(a) - policy.guidance.pair_cost(s, a)).reshape(n, L)
+    T = 1.0  # the Q and advantage guidances' default temperature
     out = {
         "H": th.relu(z),
-        "exp(T Q / spread)": th.softmax(T * q / policy.q_spread, dim=1),
-        "exp(T A / spread)": th.softmax(T * adv / policy.adv_spread, dim=1),
+        "exp(T Q / spread)": th.softmax(T * q / policy.scales.q_spread, dim=1),
+        "exp(T A / spread)": th.softmax(T * adv / policy.scales.adv_spread, dim=1),
     }
     out["H"] = out["H"] / out["H"].sum(1, keepdim=True).clamp_min(1e-12)
     return {k: v.numpy() for k, v in out.items()} | {"Q": q.numpy()}
@@ -109,12 +109,12 @@ def minibatch(model: OTPR, rng: np.random.Generator, n: int, n_demo: int) -> dic
 def exact_plan(model: OTPR, batch: dict[str, th.Tensor], reg: float, masked: bool, weight: float) -> dict[str, th.Tensor]:
     """Exact plan of the minibatch problem (keypoints first when masked), as the run's dual would pose it."""
     policy = model.policy
-    policy.relation_weight.fill_(weight)
+    policy.guidance.relation_weight.fill_(weight)
     x, y = batch["obs"], batch["actions"]
-    K = len(policy.keypoint_obs) if masked else 0
+    K = len(policy.guidance.keypoint_obs) if masked else 0
     if K:
-        x, y = th.cat([policy.keypoint_obs, x]), th.cat([policy.keypoint_actions, y])
-    C = policy.dual_cost.matrix(x, y).double()
+        x, y = th.cat([policy.guidance.keypoint_obs, x]), th.cat([policy.guidance.keypoint_actions, y])
+    C = policy.guidance.dual_cost.matrix(x, y).double()
     n = len(x)
     a = th.full((n,), 1.0 / n, dtype=th.float64)
     mask = th.as_tensor(keypoint_mask(n, n, np.c_[np.arange(K), np.arange(K)])) if K else None
@@ -143,9 +143,12 @@ def main() -> None:
     rng = np.random.default_rng(0)
     model = load_snapshot(args.snapshot, gym.make(args.env))
     policy = model.policy
-    policy.dual_ready.fill_(True)
-    reg, weight0 = float(policy.reg), float(policy.relation_weight)
-    print(f"snapshot: {model.num_timesteps} env steps, reg {reg}, relation weight {weight0}, K = {len(policy.keypoint_obs)}")
+    policy.guidance.ready.fill_(True)
+    reg, weight0 = policy.guidance.reg, float(policy.guidance.relation_weight)
+    print(
+        f"snapshot: {model.num_timesteps} env steps, reg {reg}, relation weight {weight0}, "
+        f"K = {len(policy.guidance.keypoint_obs)}"
+    )
     figure_candidates(model, rng, os.path.join(args.out, "what_h_candidates.png"))
 
     batch = minibatch(model, rng, args.batch, args.demo_transitions)
@@ -159,7 +162,7 @@ def main() -> None:
             sol = exact_plan(model, batch, reg, masked, w)
             shares["masked" if masked else "unmasked"].append(near_own_action(sol["T"], batch["actions"], demo_rows, radius))
         print(f"   relation weight {w}: masked {shares['masked'][-1]:.3f}, unmasked {shares['unmasked'][-1]:.3f}")
-    policy.relation_weight.fill_(weight0)
+    policy.guidance.relation_weight.fill_(weight0)
     fig, ax = plt.subplots(figsize=(4.5, 3.2))
     for name, vals in shares.items():
         ax.plot(weights, vals, marker="o", label=name)

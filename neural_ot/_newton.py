@@ -1,25 +1,21 @@
 """Regularised semismooth Newton iterations on the discrete dual, with eps continuation and an L2 working set.
 
-See :mod:`neural_ot.discrete` for the method; this module holds the curvature, the Newton system's
-operator and solvers (dense Cholesky or preconditioned CG), the Armijo line search and the stages.
+See :mod:`neural_ot.discrete` for the method; this module holds the Newton direction (dense Cholesky, or
+preconditioned CG on the operator of :mod:`neural_ot._newton_system`), the Armijo line search and the stages.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-import scipy.sparse as sp
-import scipy.sparse.linalg as spla
 import torch as th
 
 from neural_ot._dual_problem import _Problem, _SparseProblem
+from neural_ot._newton_system import _Curvature, _HessianOperator, _pcg
 from neural_ot._validation import support_carries_the_mass
-from neural_ot.duals import relative_marginal_errors
 from neural_ot.regularizers import Entropic, SquaredL2
 
-_DENSE_FRACTION = 0.2  # above this fraction of active pairs, dense products beat index scatter
 _DELTA = 1e-2  # Levenberg term relative to the mean diagonal, times the marginal error
 _CONTINUATION = 30.0  # ratio between successive eps of the continuation
 _WORKING_SET_K = 8  # candidates per row and per column kept in the L2 working set
@@ -29,165 +25,6 @@ _WORKING_SET_ROUND_ITERS = 100  # Newton iterations of one working-set round bef
 _SINKHORN_SWEEPS = 1000  # at most this many Sinkhorn iterations before Newton (entropic problems)
 _DENSE_SOLVE_MAX = 600  # up to this many unknowns (n + m), Newton systems are solved by dense Cholesky
 _WORKING_SET_MIN_PAIRS = 250_000  # below this many pairs the full matrix is cheaper than a working set
-
-
-class _Curvature:
-    """Marginals of the plan and Hessian weights ``W`` at one point, sparse for L2, dense otherwise."""
-
-    def __init__(self, prob: _Problem | _SparseProblem, z: th.Tensor) -> None:
-        n, m = prob.shape
-        self.n, self.m = n, m
-        a, b = prob.a, prob.b
-        self.active: th.Tensor | None = None
-        self._W: th.Tensor | None = None
-        if isinstance(prob, _SparseProblem):
-            active = z > 0
-            self.active = active
-            self.rows, self.cols = prob.rows[active], prob.cols[active]
-            zc, ab = z[active], prob.ab[active]
-            self._from_active(prob, zc, ab)
-            self.dense = False
-        elif isinstance(prob.r, SquaredL2):
-            active = z > 0
-            if prob.mask is not None:
-                active &= prob.mask > 0
-            self.active = active
-            self.rows, self.cols = th.nonzero(active, as_tuple=True)
-            zc = z[self.rows, self.cols]
-            self._from_active(prob, zc, a[self.rows] * b[self.cols])
-            self.dense = self.w.numel() > _DENSE_FRACTION * n * m
-            if self.dense:
-                self._W = th.zeros_like(z).index_put_((self.rows, self.cols), self.w)
-        else:
-            T = prob.masked(prob.r.density(z)).mul_(a[:, None]).mul_(b[None, :])
-            self.row_mass, self.col_mass = T.sum(1), T.sum(0)
-            self._plan, self._reg = T, prob.r.reg  # entropic: curvature = density / eps, built when a step needs it
-            self.d1, self.d2 = self.row_mass / prob.r.reg, self.col_mass / prob.r.reg
-            self.dense = True
-        self.direct = not self.dense and self.w.numel() <= 4 * (n + m)
-
-    @property
-    def W(self) -> th.Tensor:
-        """Dense Hessian weights ``(n, m)`` (dense case)."""
-        if self._W is None:
-            self._W = self._plan / self._reg
-        return self._W
-
-    def marginal_error(self, prob: _Problem | _SparseProblem) -> tuple[float, float]:
-        """Relative L1 errors of the row and column marginals."""
-        return relative_marginal_errors(self.row_mass, self.col_mass, prob.a, prob.b)
-
-    def _from_active(self, prob: _Problem | _SparseProblem, zc: th.Tensor, ab: th.Tensor) -> None:
-        self.w = ab * prob.r.curvature(zc)
-        t = ab * prob.r.density(zc)
-        self.row_mass = th.zeros_like(prob.a).index_add_(0, self.rows, t)
-        self.col_mass = th.zeros_like(prob.b).index_add_(0, self.cols, t)
-        self.d1 = th.zeros_like(prob.a).index_add_(0, self.rows, self.w)
-        self.d2 = th.zeros_like(prob.b).index_add_(0, self.cols, self.w)
-
-
-class _HessianOperator:
-    """Matrix-free product with the regularised Newton matrix, restricted to non-isolated nodes."""
-
-    def __init__(self, curv: _Curvature, delta: float, free_u: th.Tensor, free_v: th.Tensor):
-        self.c = curv
-        self.n, self.m = curv.n, curv.m
-        self.delta = delta
-        self.free = th.cat([free_u, free_v]).to(curv.d1.dtype)
-        self._csr: sp.csr_matrix | None = None
-
-    @property
-    def csr(self) -> sp.csr_matrix | None:
-        """The sparse curvature as CSR (CPU, sparse case), built at the first product: direct solves never need it."""
-        c = self.c
-        if self._csr is None and not c.dense and c.w.device.type == "cpu":
-            # Pairs come row-major from nonzero(), so the CSR row pointer is a cumulative count (no sort).
-            indptr = np.concatenate([[0], np.cumsum(np.bincount(c.rows.numpy(), minlength=self.n))])
-            self._csr = sp.csr_matrix((c.w.numpy(), c.cols.numpy(), indptr), shape=(self.n, self.m))
-        return self._csr
-
-    @property
-    def diagonal(self) -> th.Tensor:
-        return th.cat([self.c.d1, self.c.d2]) + self.delta
-
-    def __call__(self, x: th.Tensor) -> th.Tensor:
-        c = self.c
-        x = x * self.free
-        xu, xv = x[: self.n], x[self.n :]
-        if c.dense:
-            ou, ov = c.W @ xv, c.W.T @ xu
-        elif (csr := self.csr) is not None:
-            ou = th.from_numpy(csr @ xv.numpy())
-            ov = th.from_numpy(csr.T @ xu.numpy())
-        else:
-            ou = th.zeros_like(xu).index_add_(0, c.rows, c.w * xv[c.cols])
-            ov = th.zeros_like(xv).index_add_(0, c.cols, c.w * xu[c.rows])
-        out = th.cat([c.d1 * xu + ou, c.d2 * xv + ov]) + self.delta * x
-        return out * self.free
-
-    def solve_dense(self, rhs: th.Tensor) -> th.Tensor:
-        """Direct dense solve (Cholesky) of the Newton system on the free nodes, for small problems."""
-        c, n = self.c, self.n
-        W = c.W if c.dense else th.zeros(n, self.m, dtype=rhs.dtype, device=rhs.device).index_put_((c.rows, c.cols), c.w)
-        A = th.diag(self.diagonal)
-        A[:n, n:] = W
-        A[n:, :n] = W.T
-        free = self.free > 0
-        x = th.zeros_like(rhs)
-        A_free = A[free][:, free]
-        L, info = th.linalg.cholesky_ex(A_free)
-        x[free] = th.cholesky_solve(rhs[free][:, None], L).squeeze(1) if int(info) == 0 else th.linalg.solve(A_free, rhs[free])
-        return x
-
-    def solve_sparse(self, rhs: th.Tensor) -> th.Tensor:
-        """Direct sparse solve (SuperLU on the CPU); the active graph is nearly a forest for small eps."""
-        n, m = self.n, self.m
-        free = self.free.cpu().numpy() > 0
-        rows = self.c.rows.cpu().numpy()
-        cols = self.c.cols.cpu().numpy() + n
-        w = self.c.w.cpu().numpy()
-        diag = np.where(free, self.diagonal.cpu().numpy(), 1.0)
-        keep = free[rows] & free[cols]
-        idx = np.arange(n + m)
-        A = sp.csc_matrix(
-            (
-                np.concatenate([diag, w[keep], w[keep]]),
-                (np.concatenate([idx, rows[keep], cols[keep]]), np.concatenate([idx, cols[keep], rows[keep]])),
-            ),
-            shape=(n + m, n + m),
-        )
-        x = spla.spsolve(A, np.where(free, rhs.cpu().numpy(), 0.0))
-        return th.from_numpy(np.asarray(x)).to(rhs)
-
-
-def _pcg(op: Callable[[th.Tensor], th.Tensor], rhs: th.Tensor, diag: th.Tensor, rtol: float, max_iter: int) -> th.Tensor:
-    """Jacobi-preconditioned conjugate gradients for the SPD system ``op(x) = rhs``.
-
-    Kept rather than ``scipy.sparse.linalg.cg``: it runs on any torch device, and on the CPU it was 1.0-2.4x
-    faster than scipy's on the Newton systems of ``examples/benchmarks/bench_newton_cg.py`` (no conversion
-    between torch and numpy at each product).
-    """
-    x = th.zeros_like(rhs)
-    r = rhs.clone()
-    stop = rtol * float(rhs.norm())
-    zr = r / diag
-    d = zr.clone()
-    rz = float(r @ zr)
-    for _ in range(max_iter):
-        Ad = op(d)
-        dAd = float(d @ Ad)
-        if dAd <= 0:
-            break
-        alpha = rz / dAd
-        x += alpha * d
-        r -= alpha * Ad
-        if float(r.norm()) <= stop:
-            break
-        zr = r / diag
-        rz_new = float(r @ zr)
-        d = zr + (rz_new / rz) * d
-        rz = rz_new
-    return x
 
 
 def _newton(

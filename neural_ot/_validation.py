@@ -159,3 +159,29 @@ def support_carries_the_mass(a: th.Tensor, b: th.Tensor, support: th.Tensor, rto
     n, m = support.shape
     flow, need, _, _, _ = _max_flow(a, b, support)
     return need - flow <= (n + m) + rtol * need
+
+
+def check_solver_arguments(args: dict[str, Any]) -> None:
+    """Raise for the first invalid argument of :class:`neural_ot.StochasticDual` (its ``locals()``)."""
+    potentials = args["potentials"]
+    if isinstance(potentials, tuple):
+        if len(potentials) != 2 or not all(isinstance(p, th.nn.Module) for p in potentials):
+            raise TypeError("`potentials` as a tuple must hold two torch.nn.Module")
+    elif potentials not in ("mlp", "tabular"):
+        raise ValueError(f"`potentials` must be 'mlp', 'tabular' or a pair of modules, got {potentials!r}")
+    check_reg(args["learning_rate"], "learning_rate")
+    lr_schedule = args["lr_schedule"]
+    if not (callable(lr_schedule) or lr_schedule in ("constant", "cosine")):
+        raise ValueError(f"`lr_schedule` must be 'constant', 'cosine' or a callable, got {lr_schedule!r}")
+    for name in ("batch_size", "steps_per_batch", "max_steps", "eval_every", "eval_batch_size"):
+        check_positive_int(args[name], name)
+    ema_decay = args["ema_decay"]
+    if ema_decay is not None and not 0.0 < ema_decay < 1.0:
+        raise ValueError(f"`ema_decay` must be in (0, 1) or None, got {ema_decay!r}")
+    reg_init = args["reg_init"]
+    if reg_init is not None and check_reg(reg_init, "reg_init") < args["reg"]:
+        raise ValueError(f"`reg_init` ({reg_init}) must be >= `reg` ({args['reg']}) for continuation")
+    if not 0.0 < args["continuation_fraction"] <= 1.0:
+        raise ValueError(f"`continuation_fraction` must be in (0, 1], got {args['continuation_fraction']!r}")
+    if args["tol"] is not None and not args["tol"] > 0:
+        raise ValueError(f"`tol` must be positive or None, got {args['tol']!r}")

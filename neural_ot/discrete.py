@@ -35,6 +35,21 @@ from neural_ot.regularizers import Regularizer, get_regularizer
 from neural_ot.results import OTResult
 
 
+def _warm_start(potentials_init: tuple[ArrayLike, ArrayLike], C: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
+    """Check a warm start ``(u, v)`` against the cost matrix ``C`` and return it as float64 tensors."""
+    n, m = C.shape
+    init = (
+        to_tensor(potentials_init[0], "potentials_init[0]", th.float64, C.device).reshape(-1),
+        to_tensor(potentials_init[1], "potentials_init[1]", th.float64, C.device).reshape(-1),
+    )
+    if init[0].shape != (n,) or init[1].shape != (m,):
+        shapes = f"{tuple(init[0].shape)}, {tuple(init[1].shape)}"
+        raise ValueError(f"`potentials_init` must be (u, v) of shapes ({n},), ({m},), got {shapes}")
+    if not (bool(th.isfinite(init[0]).all()) and bool(th.isfinite(init[1]).all())):
+        raise ValueError("`potentials_init` must be finite")
+    return init
+
+
 def solve_discrete(
     a: ArrayLike | None,
     b: ArrayLike | None,
@@ -108,18 +123,7 @@ def solve_discrete(
     check_positive_int(cg_max_iter, "cg_max_iter")
     weights_dtype = th.float64 if a is None and b is None else result_dtype(a, b)
     full = _validated_problem(a, b, M, mask, regularizer, tol, weights_dtype)
-    init = None
-    if potentials_init is not None:
-        n, m = full.C.shape
-        init = (
-            to_tensor(potentials_init[0], "potentials_init[0]", th.float64, full.C.device).reshape(-1),
-            to_tensor(potentials_init[1], "potentials_init[1]", th.float64, full.C.device).reshape(-1),
-        )
-        if init[0].shape != (n,) or init[1].shape != (m,):
-            shapes = f"{tuple(init[0].shape)}, {tuple(init[1].shape)}"
-            raise ValueError(f"`potentials_init` must be (u, v) of shapes ({n},), ({m},), got {shapes}")
-        if not (bool(th.isfinite(init[0]).all()) and bool(th.isfinite(init[1]).all())):
-            raise ValueError("`potentials_init` must be finite")
+    init = None if potentials_init is None else _warm_start(potentials_init, full.C)
     u, v, n_iter, converged, sweeps = _solve_on_support(full, tol, max_iter, cg_max_iter, verbose, init)
     floor = rounding_floor(weights_dtype, *full.C.shape)
     return _result(full, u, v, n_iter, sweeps, converged, tol, is_numpy(M), result_dtype(M, a, b), floor)
@@ -195,6 +199,21 @@ def _solve_on_support(
     return u, v, n_iter, converged, prob.sinkhorn_sweeps
 
 
+def _verdict(
+    T: th.Tensor, full: _Problem, converged: bool, tol: float, out_dtype: th.dtype, floor: float
+) -> tuple[tuple[float, float], bool]:
+    """Marginal errors of the plan as returned (in ``out_dtype``) and whether they meet ``tol`` (or the floor)."""
+    at, bt = full.a, full.b
+    errors = relative_marginal_errors(T.sum(1), T.sum(0), at, bt)
+    # Against weights given in float32, their own rounding (and so the mass mismatch) is the floor, not `tol`.
+    converged = converged and max(errors) <= max(tol, floor)
+    if out_dtype != th.float64:  # report the error of what is returned, which carries its own rounding
+        T_out = T.to(out_dtype).double()
+        errors = relative_marginal_errors(T_out.sum(1), T_out.sum(0), at, bt)
+        converged = converged and max(errors) <= max(tol, floor, rounding_floor(out_dtype, *T.shape))
+    return errors, converged
+
+
 def _result(
     full: _Problem,
     u: th.Tensor,
@@ -228,13 +247,7 @@ def _result(
     value_dual = float(at @ u) + scale * (float(bt @ v) - dual_penalty)
     if not (value == value and value_dual == value_dual):
         raise FloatingPointError("solve_discrete produced NaN; the problem is badly scaled (check `M` and `reg`)")
-    errors = relative_marginal_errors(row_mass, col_mass, at, bt)
-    # Against weights given in float32, their own rounding (and so the mass mismatch) is the floor, not `tol`.
-    converged = converged and max(errors) <= max(tol, floor)
-    if out_dtype != th.float64:  # report the error of what is returned, which carries its own rounding
-        T_out = T.to(out_dtype).double()
-        errors = relative_marginal_errors(T_out.sum(1), T_out.sum(0), at, bt)
-        converged = converged and max(errors) <= max(tol, floor, rounding_floor(out_dtype, *C.shape))
+    errors, converged = _verdict(T, full, converged, tol, out_dtype, floor)
     if not converged:
         warnings.warn(
             f"solve_discrete did not reach tol={tol:g} (marginal errors {errors[0]:.3g}, {errors[1]:.3g}) in "

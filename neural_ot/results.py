@@ -38,7 +38,7 @@ class OTResult:
     value_dual : float
         Dual objective at ``(u, v)``; equals ``value`` at convergence.
     value_linear : float
-        Linear part :math:`\\langle C, T\\rangle` (POT's ``value_linear``; also ``transport_cost``).
+        Linear part :math:`\\langle C, T\\rangle` (POT's ``value_linear``).
     marginal_errors : tuple of float
         Relative L1 errors ``(||T 1 - a||_1 / ||a||_1, ||T^T 1 - b||_1 / ||b||_1)``.
     n_iter : int
@@ -80,11 +80,6 @@ class OTResult:
     def potential_b(self) -> Any:
         """``v``, the target potential (POT's name)."""
         return self.v
-
-    @property
-    def transport_cost(self) -> float:
-        """Alias of ``value_linear`` (the name used before 0.2)."""
-        return self.value_linear
 
     @property
     def marginal_a(self) -> Any:

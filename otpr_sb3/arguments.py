@@ -10,6 +10,8 @@ import math
 from collections.abc import Iterable
 from typing import Any
 
+from gymnasium import spaces
+
 from neural_ot.dual_updates import UPDATES
 
 #: The update rules of the dual (:mod:`neural_ot.dual_updates`).
@@ -48,39 +50,97 @@ def _sizes(name: str, value: Any) -> None:
         _int(f"{name}[...]", size, 1)
 
 
+#: ``dual_kwargs`` of :class:`~otpr_sb3.OTPR` and their defaults (``None``: follows the regime, see
+#: :data:`otpr_sb3.defaults.DEFAULT_SETTINGS`).
+DUAL_KWARGS: dict[str, Any] = {
+    "method": None,
+    "learning_rate": 1e-3,
+    "batch_size": 48,
+    "steps": 1,
+    "steps_per_batch": 1,
+    "reference_actions": None,
+    "n_keypoints": 16,
+    "eval_freq": 500,
+    "eval_batch_size": 256,
+}
+
+#: ``actor_kwargs`` of :class:`~otpr_sb3.OTPR` and their defaults.
+ACTOR_KWARGS: dict[str, Any] = {
+    "batch_size": 256,
+    "ema": 0.995,
+    "loss": "normalized",
+    "candidate_batch_size": 64,
+    "reference_actions": 8,
+}
+
+
+def with_defaults(name: str, given: dict[str, Any] | None, defaults: dict[str, Any]) -> dict[str, Any]:
+    """``given`` completed with ``defaults``; raises ``ValueError`` naming ``name`` for an unknown key."""
+    if given is not None and not isinstance(given, dict):
+        raise ValueError(f"`{name}` must be a dict or None, got {given!r}")
+    unknown = sorted(set(given or {}) - set(defaults))
+    if unknown:
+        raise ValueError(f"`{name}` has unknown keys {unknown}; it takes {sorted(defaults)}")
+    return {**defaults, **(given or {})}
+
+
+def merge_saved(kwargs: dict[str, Any], saved: dict[str, Any]) -> None:
+    """Complete ``dual_kwargs`` and ``actor_kwargs`` overrides of ``OTPR.load`` with the saved dicts, and check them."""
+    for name, defaults, check in (
+        ("dual_kwargs", DUAL_KWARGS, check_dual_kwargs),
+        ("actor_kwargs", ACTOR_KWARGS, check_actor_kwargs),
+    ):
+        if name in kwargs:
+            kwargs[name] = with_defaults(name, {**saved.get(name, {}), **kwargs[name]}, defaults)
+            check(kwargs[name])
+
+
+def check_dual_kwargs(kw: dict[str, Any]) -> None:
+    """Raise ``ValueError`` for the first invalid entry of a completed ``dual_kwargs``."""
+    for key in ("batch_size", "steps", "steps_per_batch", "n_keypoints", "eval_batch_size"):
+        _int(f"dual_kwargs['{key}']", kw[key], 1)
+    _int("dual_kwargs['eval_freq']", kw["eval_freq"], 0, " (0: off)")
+    if callable(kw["learning_rate"]):
+        raise ValueError("`dual_kwargs['learning_rate']` must be a number (the dual's Adam step size), not a schedule")
+    _real("dual_kwargs['learning_rate']", kw["learning_rate"], 0.0, low_open=True)
+    if kw["method"] is not None:
+        _choice("dual_kwargs['method']", kw["method"], DUAL_METHODS)
+    if kw["reference_actions"] is not None:
+        _int("dual_kwargs['reference_actions']", kw["reference_actions"], 0, " (0: the learned u)")
+
+
+def check_actor_kwargs(kw: dict[str, Any]) -> None:
+    """Raise ``ValueError`` for the first invalid entry of a completed ``actor_kwargs``."""
+    for key in ("batch_size", "candidate_batch_size"):
+        _int(f"actor_kwargs['{key}']", kw[key], 1)
+    _int("actor_kwargs['reference_actions']", kw["reference_actions"], 0, " (0: the learned u)")
+    _real("actor_kwargs['ema']", kw["ema"], 0.0, 1.0, low_open=True, high_open=True)
+    _choice("actor_kwargs['loss']", kw["loss"], ("normalized", "mean"))
+
+
 def check_otpr_arguments(args: dict[str, Any]) -> None:
-    """Raise ``ValueError`` for the first invalid argument of :class:`~otpr_sb3.OTPR` (``None`` means a default)."""
+    """Raise ``ValueError`` for the first invalid top-level argument of :class:`~otpr_sb3.OTPR` (``None``: a default)."""
+    action_space = getattr(args["env"], "action_space", None)
+    if action_space is not None and not isinstance(action_space, spaces.Box):
+        raise ValueError(f"OTPR needs a continuous (Box) action space, got {action_space}")
     _rate("learning_rate", args["learning_rate"])
     _int("buffer_size", args["buffer_size"], 1)
     _int("learning_starts", args["learning_starts"], 0)
-    for name in ("batch_size", "actor_batch_size", "candidate_batch_size", "dual_batch_size", "dual_eval_batch_size"):
-        _int(name, args[name], 1)
-    for name in ("dual_steps", "dual_steps_per_batch", "dual_freq", "policy_delay", "n_keypoints"):
+    for name in ("batch_size", "dual_freq", "policy_delay"):
         _int(name, args[name], 1)
     _int("dual_start", args["dual_start"], 0)
-    _int("dual_eval_freq", args["dual_eval_freq"], 0, " (0: off)")
     _real("tau", args["tau"], 0.0, 1.0, low_open=True)
     _real("gamma", args["gamma"], 0.0, 1.0)
-    _real("actor_ema", args["actor_ema"], 0.0, 1.0, low_open=True, high_open=True)
-    _real("dql_eta", args["dql_eta"], 0.0)
-    _real("relation_weight", args["relation_weight"], 0.0, 1.0)
-    _rate("dual_learning_rate", args["dual_learning_rate"])
-    if callable(args["dual_learning_rate"]):
-        raise ValueError("`dual_learning_rate` must be a number (the dual's Adam step size), not a schedule")
+    if args["relation_weight"] is not None:
+        _real("relation_weight", args["relation_weight"], 0.0, 1.0)
     if args["reg"] is not None:
         _real("reg", args["reg"], 0.0, low_open=True)
-    if args["dual_method"] is not None:
-        _choice("dual_method", args["dual_method"], DUAL_METHODS)
-    for name in ("reference_actions", "actor_reference_actions"):
-        if args[name] is not None:
-            _int(name, args[name], 0, " (0: the learned u)")
-    _choice("actor_loss", args["actor_loss"], ("normalized", "mean"))
     _choice("actor_targets", args["actor_targets"], ("replay", "candidates", None))
     _choice("use_mask", args["use_mask"], (True, False))
     _choice("random_warmup", args["random_warmup"], (True, False, None))
 
 
-def check_policy_arguments(args: dict[str, Any], guidance: Iterable[str], costs: Iterable[str]) -> None:
+def check_policy_arguments(args: dict[str, Any], guidance: Iterable[str]) -> None:
     """Raise ``ValueError`` for the first invalid argument of :class:`~otpr_sb3.OTPRPolicy`."""
     _int("actor_hidden_dim", args["actor_hidden_dim"], 1)
     _int("actor_n_blocks", args["actor_n_blocks"], 0)
@@ -88,17 +148,15 @@ def check_policy_arguments(args: dict[str, Any], guidance: Iterable[str], costs:
     if args["time_dim"] % 2:
         raise ValueError(f"`time_dim` must be even (sine and cosine halves of the time embedding), got {args['time_dim']}")
     _sizes("critic_hidden", args["critic_hidden"])
-    _sizes("potential_hidden", args["potential_hidden"])
     _int("n_timesteps", args["n_timesteps"], 1)
     _int("ddim_steps", args["ddim_steps"], 1)
     if args["ddim_steps"] > args["n_timesteps"]:
         raise ValueError(f"`ddim_steps` must be in [1, n_timesteps={args['n_timesteps']}], got {args['ddim_steps']}")
     _int("n_candidates", args["n_candidates"], 1, " (L)")
     _choice("guidance", args["guidance"], guidance)
-    _choice("cost", args["cost"], costs)
+    if args["guidance_kwargs"] is not None and not isinstance(args["guidance_kwargs"], dict):
+        raise ValueError(f"`guidance_kwargs` must be a dict or None, got {args['guidance_kwargs']!r}")
     _real("expectile", args["expectile"], 0.0, 1.0, low_open=True, high_open=True)
-    _real("temperature", args["temperature"], 0.0, low_open=True)
-    _real("relation_rho", args["relation_rho"], 0.0, low_open=True)
     _rate("actor_learning_rate", args["actor_learning_rate"])
     if args["value_learning_rate"] is not None:
         _rate("value_learning_rate", args["value_learning_rate"])
@@ -106,4 +164,14 @@ def check_policy_arguments(args: dict[str, Any], guidance: Iterable[str], costs:
         _int("eval_noise_seed", args["eval_noise_seed"], 0)
 
 
-__all__ = ["DUAL_METHODS", "check_otpr_arguments", "check_policy_arguments"]
+__all__ = [
+    "ACTOR_KWARGS",
+    "DUAL_KWARGS",
+    "DUAL_METHODS",
+    "check_actor_kwargs",
+    "check_dual_kwargs",
+    "check_otpr_arguments",
+    "merge_saved",
+    "check_policy_arguments",
+    "with_defaults",
+]

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +26,22 @@ def _concat(parts: list[Obs]) -> Obs:
 
 def _length(obs: Obs) -> int:
     return len(next(iter(obs.values()))) if isinstance(obs, dict) else len(obs)
+
+
+@contextlib.contextmanager
+def minari_datasets_path(path: str | None) -> Iterator[None]:
+    """Point Minari at the local datasets in ``path`` (``$MINARI_DATASETS_PATH``) inside the block, then restore it."""
+    previous = os.environ.get("MINARI_DATASETS_PATH")
+    if path is not None:
+        os.environ["MINARI_DATASETS_PATH"] = path
+    try:
+        yield
+    finally:
+        if path is not None:
+            if previous is None:
+                os.environ.pop("MINARI_DATASETS_PATH", None)
+            else:
+                os.environ["MINARI_DATASETS_PATH"] = previous
 
 
 @dataclass
@@ -127,17 +145,8 @@ class Demonstrations:
         import minari
 
         if isinstance(dataset, str):
-            previous = os.environ.get("MINARI_DATASETS_PATH")
-            if data_path is not None:
-                os.environ["MINARI_DATASETS_PATH"] = data_path
-            try:
+            with minari_datasets_path(data_path):
                 dataset = minari.load_dataset(dataset, download=False)
-            finally:
-                if data_path is not None:
-                    if previous is None:
-                        os.environ.pop("MINARI_DATASETS_PATH", None)
-                    else:
-                        os.environ["MINARI_DATASETS_PATH"] = previous
         parts: dict[str, list[Any]] = {k: [] for k in ("obs", "next", "act", "rew", "term", "trunc")}
         for ep in dataset.iterate_episodes():
             T = len(ep.actions)

@@ -10,10 +10,12 @@ support.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
 import sys
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -36,10 +38,28 @@ CONFIGS: dict[str, tuple[dict[str, Any], dict[str, Any], bool, bool, int]] = {
     "otpr-adv": ({}, {"guidance": "advantage"}, True, False, 160),
     "idql": ({}, {"guidance": "expectile"}, True, False, 160),
     "dql": ({}, {"guidance": "dql"}, True, False, 160),
-    "otpr-exact-diagnostics": ({"dual_method": "exact", "dual_eval_freq": 20, "dual_eval_batch_size": 24}, {}, True, False, 120),
-    "otpr-candidates-finetune": ({"actor_targets": "candidates", "candidate_batch_size": 8}, {}, True, False, 120),
-    "from-scratch": ({"candidate_batch_size": 8}, {}, False, False, 200),
-    "from-scratch-reference": ({"reference_actions": 12, "candidate_batch_size": 8}, {}, False, False, 150),
+    "otpr-exact-diagnostics": (
+        {"dual_kwargs": {"method": "exact", "eval_freq": 20, "eval_batch_size": 24}},
+        {},
+        True,
+        False,
+        120,
+    ),
+    "otpr-candidates-finetune": (
+        {"actor_targets": "candidates", "actor_kwargs": {"candidate_batch_size": 8}},
+        {},
+        True,
+        False,
+        120,
+    ),
+    "from-scratch": ({"actor_kwargs": {"candidate_batch_size": 8}}, {}, False, False, 200),
+    "from-scratch-reference": (
+        {"dual_kwargs": {"reference_actions": 12}, "actor_kwargs": {"candidate_batch_size": 8}},
+        {},
+        False,
+        False,
+        150,
+    ),
     "dict-obs": ({}, {}, True, True, 120),
 }
 
@@ -55,14 +75,46 @@ class _Recorder(Logger):
         super().record(key, value, exclude)
 
 
+@contextlib.contextmanager
+def _potentials_for_every_guidance(drawn: list[Any]) -> Iterator[None]:
+    """Draw the initial weights of two (16,) potentials before a guidance without potentials is built.
+
+    The recording was made when the policy built the potentials u and v for every guidance; now only the H guidance
+    has them. Drawing the same random numbers keeps the global stream, hence every later draw, where it was, so the
+    runs of the other guidances compare exactly. The potentials are appended to ``drawn``: they were never trained,
+    and the recorded parameter sums include them.
+    """
+    import otpr_sb3.policies as policies
+    from neural_ot import MLPPotential
+
+    make = policies.make_guidance
+
+    def make_after_potentials(name: str, obs_dim: int, act_dim: int, policy: Any, **kwargs: Any) -> Any:
+        if name != "compatibility":
+            drawn.extend([MLPPotential(obs_dim, (16,)), MLPPotential(act_dim, (16,))])
+        return make(name, obs_dim, act_dim, policy, **kwargs)
+
+    policies.make_guidance = make_after_potentials
+    try:
+        yield
+    finally:
+        policies.make_guidance = make
+
+
 def run_config(name: str) -> dict[str, Any]:
     """Run one configuration of :data:`CONFIGS` and return what it recorded."""
     kwargs, policy_kwargs, pretrained, dict_obs, steps = CONFIGS[name]
+    if policy_kwargs.get("guidance", "compatibility") == "compatibility":
+        policy_kwargs = {**policy_kwargs, "guidance_kwargs": {"potential_hidden": (16,)}}
     th.set_num_threads(1)
     env = PointGoalEnv() if dict_obs else IdentityEnvBox(ep_length=20)
     fast = {k: v for k, v in FAST.items() if k != "policy_kwargs"}
+    for group in ("dual_kwargs", "actor_kwargs"):
+        kwargs = {**kwargs, group: {**fast.pop(group), **kwargs.get(group, {})}}
     policy = "MultiInputPolicy" if dict_obs else "MlpPolicy"
-    model = OTPR(policy, env, seed=7, **fast, **kwargs, policy_kwargs=dict(_POLICY, **policy_kwargs))
+    untrained_potentials: list[Any] = []
+    with _potentials_for_every_guidance(untrained_potentials):
+        model = OTPR(policy, env, seed=7, **fast, **kwargs, policy_kwargs=dict(_POLICY, **policy_kwargs))
     if pretrained:
         model.pretrain(point_goal_demos(5) if dict_obs else identity_demos(), n_steps=60)
     recorder = _Recorder()
@@ -74,7 +126,8 @@ def run_config(name: str) -> dict[str, Any]:
     else:
         obs = np.linspace(-1, 1, 7, dtype=np.float32)[:, None]
     actions, _ = model.predict(obs, deterministic=True)
-    params = [p.detach().double() for p in model.policy.parameters()]
+    modules = [model.policy, *untrained_potentials]
+    params = [p.detach().double() for m in modules for p in m.parameters()]
     return {
         "log": recorder.history,
         "actions": actions.ravel().tolist(),

@@ -7,13 +7,12 @@ from stable_baselines3.common.envs import IdentityEnvBox
 
 from otpr_sb3 import Demonstrations
 
-SMALL = dict(actor_hidden_dim=32, actor_n_blocks=1, time_dim=8, critic_hidden=(32, 32), potential_hidden=(16,))
+SMALL = dict(actor_hidden_dim=32, actor_n_blocks=1, time_dim=8, critic_hidden=(32, 32))
 FAST = dict(
     learning_starts=10,
     batch_size=32,
-    actor_batch_size=32,
-    dual_batch_size=16,
-    n_keypoints=4,
+    actor_kwargs={"batch_size": 32},
+    dual_kwargs={"batch_size": 16, "n_keypoints": 4},
     dual_start=5,
     policy_kwargs=SMALL,
 )
@@ -78,4 +77,44 @@ def point_goal_demos(n_episodes=20, seed=0):
     )
 
 
-__all__ = ["FAST", "SMALL", "IdentityEnvBox", "PointGoalEnv", "identity_demos", "point_goal_demos"]
+__all__ = ["FAST", "SMALL", "fast", "IdentityEnvBox", "PointGoalEnv", "identity_demos", "point_goal_demos"]
+
+
+#: Short names the tests use for keys of OTPR's ``dual_kwargs`` and ``actor_kwargs``.
+DUAL_NAMES = {
+    "dual_method": "method",
+    "dual_learning_rate": "learning_rate",
+    "dual_batch_size": "batch_size",
+    "dual_steps": "steps",
+    "dual_steps_per_batch": "steps_per_batch",
+    "reference_actions": "reference_actions",
+    "n_keypoints": "n_keypoints",
+    "dual_eval_freq": "eval_freq",
+    "dual_eval_batch_size": "eval_batch_size",
+}
+ACTOR_NAMES = {
+    "actor_batch_size": "batch_size",
+    "actor_ema": "ema",
+    "actor_loss": "loss",
+    "candidate_batch_size": "candidate_batch_size",
+    "actor_reference_actions": "reference_actions",
+}
+
+
+def fast(**overrides):
+    """OTPR keyword arguments: FAST with ``overrides``.
+
+    The dicts (``dual_kwargs``, ``actor_kwargs``, ``policy_kwargs``) are merged key by key, and the names of
+    ``DUAL_NAMES`` and ``ACTOR_NAMES`` go into their dict.
+    """
+    out = {k: dict(v) if isinstance(v, dict) else v for k, v in FAST.items()}
+    for key, value in overrides.items():
+        if key in DUAL_NAMES:
+            out["dual_kwargs"][DUAL_NAMES[key]] = value
+        elif key in ACTOR_NAMES:
+            out["actor_kwargs"][ACTOR_NAMES[key]] = value
+        elif isinstance(out.get(key), dict) and isinstance(value, dict):
+            out[key] = {**out[key], **value}
+        else:
+            out[key] = value
+    return out

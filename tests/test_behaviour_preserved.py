@@ -1,9 +1,11 @@
 """Every method's short fixed-seed run against the recording made before the architecture refactor (issue 24).
 
-The tolerances are those of float rounding: rerunning the recording with two torch threads instead of one (which
-changes the order of the sums in matrix products) moved logged values by at most 2e-5 relative, actions by 1e-5
-and parameter sums by 1e-6 of their absolute sum; a change of behaviour (another random draw, another update)
-moves them by orders of magnitude more.
+The tolerances are those of float rounding. Rerunning the recording with two torch threads instead of one (which
+changes the order of the sums in matrix products) moved logged values by at most 2e-5 relative, actions by 1e-5 and
+parameter sums by 1e-6 of their absolute sum. The refactored code differs from the recording by rounding too: SB3's
+``polyak_update`` (scale, then add) replaced a lerp, and a few sums are taken in another order; logged values moved by
+at most 1e-4 relative (2e-6 absolute on values near 0), actions by 1e-5. A change of behaviour (another random draw,
+another update) moves them by orders of magnitude more.
 """
 
 import json
@@ -16,14 +18,20 @@ with open(PATH) as f:
     RECORDING = json.load(f)["runs"]
 
 
+#: Logged values removed on purpose: ``train/cost_scale`` is the scale of the dual's cost, which only the H guidance has.
+REMOVED = {"otpr-q", "otpr-adv", "idql", "dql"}
+
+
 @pytest.mark.parametrize("name", sorted(CONFIGS))
 def test_run_matches_the_recording(name):
-    got, want = run_config(name), RECORDING[name]
+    got, want = run_config(name), dict(RECORDING[name])
+    if name in REMOVED:
+        want["log"] = [(k, v) for k, v in want["log"] if k != "train/cost_scale"]
     assert [k for k, _ in got["log"]] == [k for k, _ in want["log"]], "the logged keys or their order changed"
     x = np.array([v for _, v in got["log"]])
     y = np.array([v for _, v in want["log"]])
     worst = int(np.argmax(np.abs(x - y) / (np.abs(y) + 1e-3)))
-    assert np.allclose(x, y, rtol=2e-4, atol=1e-6), f"{want['log'][worst][0]}: {x[worst]} != {y[worst]}"
+    assert np.allclose(x, y, rtol=2e-4, atol=1e-5), f"{want['log'][worst][0]}: {x[worst]} != {y[worst]}"
     np.testing.assert_allclose(got["actions"], want["actions"], rtol=0, atol=2e-4)
     assert abs(got["parameter_sum"] - want["parameter_sum"]) <= 2e-5 * want["parameter_abs_sum"]
     assert got["parameter_abs_sum"] == pytest.approx(want["parameter_abs_sum"], rel=2e-5)

@@ -54,7 +54,8 @@ def test_spec_and_summary_carry_provenance(dirs):  # noqa: F811
 @pytest.mark.parametrize(
     "method, kwargs, policy_kwargs, message",
     [
-        ("otpr", {"fooo": 1}, {}, r"unknown algorithm argument\(s\) \['fooo'\].*valid: actor_batch_size, actor_ema"),
+        ("otpr", {"fooo": 1}, {}, r"unknown algorithm argument\(s\) \['fooo'\].*valid: actor_kwargs, actor_targets"),
+        ("otpr", {"dual_kwargs": {"lr": 1}}, {}, r"`dual_kwargs` has unknown keys \['lr'\]"),
         ("otpr", {}, {"fooo": 1}, r"unknown policy argument\(s\) \['policy.fooo'\].*policy.n_candidates"),
         ("sac-demos", {}, {"n_candidates": 4}, r"\['policy.n_candidates'\].*policy.net_arch"),
         ("otpr", {"seed": 3}, {}, r"\['seed'\]"),  # the runner's own

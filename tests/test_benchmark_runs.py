@@ -14,8 +14,14 @@ from otpr_sb3.benchmark.recording import record
 from otpr_sb3.benchmark.runner import RunSpec, run
 
 ENV = "PointMaze_UMaze-v3"
-SMALL_POLICY = dict(actor_hidden_dim=32, actor_n_blocks=1, time_dim=8, critic_hidden=(32, 32), potential_hidden=(16,))
-FAST_OTPR = dict(learning_starts=20, batch_size=32, actor_batch_size=32, dual_batch_size=16, n_keypoints=4, dual_start=5)
+SMALL_POLICY = dict(actor_hidden_dim=32, actor_n_blocks=1, time_dim=8, critic_hidden=(32, 32))
+FAST_OTPR = dict(
+    learning_starts=20,
+    batch_size=32,
+    actor_kwargs={"batch_size": 32},
+    dual_kwargs={"batch_size": 16, "n_keypoints": 4},
+    dual_start=5,
+)
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +86,7 @@ def test_variants_start_from_the_same_pretrained_checkpoint(dirs):
     root = dirs[0]
     assert len(list((root / "runs" / "PointMaze_UMaze" / "pretrained").glob("*.zip"))) == 1
     model = OTPR.load(f"{spec_for(dirs, 'idql').run_dir}/model.zip")
-    assert model.policy.guidance == "expectile" and model.pretrained and len(model.policy.keypoint_obs) == 4
+    assert model.policy.guidance == "expectile" and model.pretrained and len(model.policy.guidance.keypoint_obs) == 4
 
 
 class Interrupt(Exception):
@@ -113,7 +119,7 @@ def test_interrupted_run_resumes_from_its_checkpoint(dirs, method, tmp_path):
     if method == "otpr":
         assert final._n_updates > ckpt._n_updates
         # The replay buffer came back with the checkpoint: demonstrations and the first 200 online steps.
-        assert final.pretrained and th.equal(final.policy.keypoint_obs, ckpt.policy.keypoint_obs)
+        assert final.pretrained and th.equal(final.policy.guidance.keypoint_obs, ckpt.policy.guidance.keypoint_obs)
 
 
 def test_bad_specs_are_refused(dirs):

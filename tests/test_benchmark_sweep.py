@@ -30,8 +30,9 @@ eval_freq = 100
 eval_episodes = 1
 final_eval_episodes = 1
 pretrain_steps = 50
-kwargs = {{ learning_starts = 20, batch_size = 32, actor_batch_size = 32, dual_batch_size = 16, dual_start = 5 }}
-policy_kwargs = {{ actor_hidden_dim = 32, actor_n_blocks = 1, critic_hidden = [32, 32], potential_hidden = [16] }}
+kwargs = {{ learning_starts = 20, batch_size = 32, dual_start = 5, actor_kwargs = {{ batch_size = 32 }}, \
+    dual_kwargs = {{ batch_size = 16 }} }}
+policy_kwargs = {{ actor_hidden_dim = 32, actor_n_blocks = 1, critic_hidden = [32, 32] }}
 
 [[runs]]
 env = "PointMaze_UMaze-v3"

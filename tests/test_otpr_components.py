@@ -4,7 +4,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch as th
-from otpr_helpers import FAST, IdentityEnvBox, identity_demos
+from otpr_helpers import FAST, IdentityEnvBox, fast, identity_demos
 from stable_baselines3.common.callbacks import BaseCallback, CheckpointCallback
 
 from neural_ot.stochastic import MaskedL2Dual
@@ -14,11 +14,11 @@ from otpr_sb3 import OTPR, Demonstrations
 def test_zero_compatibility_pairs_do_not_train_the_actor():
     model = OTPR("MlpPolicy", IdentityEnvBox(ep_length=20), seed=0, actor_targets="replay", **FAST)
     policy = model.policy
-    policy.dual_ready.fill_(True)
+    policy.guidance.ready.fill_(True)
     obs = th.linspace(-1, 1, 8)[:, None]
     act = th.zeros(8, 1)
     with th.no_grad():
-        policy.u.net[-1].bias.fill_(-1e6)  # u(s) very negative: H = 0 for every pair
+        policy.guidance.u.net[-1].bias.fill_(-1e6)  # u(s) very negative: H = 0 for every pair
     _, weights = policy.candidate_scores(obs, act)
     assert th.all(weights == 0)
     before = [p.clone() for p in policy.actor.parameters()]
@@ -107,11 +107,11 @@ def test_resume_interrupted_run_from_checkpoint(tmp_path):
 def test_learning_smoke_guided_selection_beats_single_sample():
     """On the identity task, weighting L=8 candidates must pick better actions than one unguided sample."""
     env = IdentityEnvBox(ep_length=50, eps=0.1)
-    kwargs = dict(FAST, dual_start=50)
+    kwargs = fast(dual_start=50)
     model = OTPR("MlpPolicy", env, seed=0, gradient_steps=2, **kwargs)
     model.pretrain(identity_demos(2000, noise=0.3), n_steps=800, batch_size=128, add_to_replay_buffer=True)
     model.learn(600)
-    assert bool(model.policy.dual_ready)
+    assert bool(model.policy.guidance.ready)
     obs = np.random.default_rng(1).uniform(-1, 1, (2000, 1)).astype(np.float32)
     guided, _ = model.predict(obs, deterministic=False)
     model.policy.n_candidates = 1

@@ -18,8 +18,8 @@ GRID = np.linspace(-0.9, 0.9, 41, dtype=np.float32)[:, None]
 def settings(model: OTPR) -> dict:
     return {
         "reg": model.reg,
-        "dual_method": model.dual_method,
-        "reference_actions": model.reference_actions,
+        "method": model.dual_kwargs["method"],
+        "reference_actions": model.dual_kwargs["reference_actions"],
         "n_candidates": model.policy.n_candidates,
         "actor_learning_rate": model.policy.actor.optimizer.param_groups[0]["lr"],
     }
@@ -29,30 +29,32 @@ def test_defaults_follow_the_regime():
     model = OTPR("MlpPolicy", IdentityEnvBox(ep_length=20), seed=0, **FAST)
     assert model.regime == "from-scratch" and settings(model) == DEFAULT_SETTINGS["from-scratch"]
     assert model.actor_targets_in_use == "candidates"
-    assert model.policy.reg.item() == pytest.approx(0.05) and model.dual_solver.reg == 0.05
+    assert model.policy.guidance.reg == pytest.approx(0.05) and model.policy.guidance.trainer.solver.reg == 0.05
     model.pretrain(identity_demos(), n_steps=5)
     assert model.regime == "fine-tuning" and settings(model) == DEFAULT_SETTINGS["fine-tuning"]
-    assert model.actor_targets_in_use == "replay" and model.dual_solver.method == "semi-dual"
-    assert float(model.policy.reg) == 0.5 == model.dual_solver.reg
+    assert model.actor_targets_in_use == "replay" and model.policy.guidance.trainer.solver.method == "semi-dual"
+    assert model.policy.guidance.reg == 0.5 == model.policy.guidance.trainer.solver.reg
 
 
 def test_explicit_settings_are_kept_in_both_regimes(tmp_path):
     kwargs = {**FAST, "policy_kwargs": {**SMALL, "n_candidates": 4}}
-    model = OTPR("MlpPolicy", IdentityEnvBox(ep_length=20), reg=0.2, dual_method="exact", seed=0, **kwargs)
-    assert (model.reg, model.dual_method, model.policy.n_candidates) == (0.2, "exact", 4)
-    assert model.reference_actions == 0 and model.policy.actor.optimizer.param_groups[0]["lr"] == 3e-4
+    kwargs["dual_kwargs"] = {**kwargs["dual_kwargs"], "method": "exact"}
+    model = OTPR("MlpPolicy", IdentityEnvBox(ep_length=20), reg=0.2, seed=0, **kwargs)
+    assert (model.reg, model.dual_kwargs["method"], model.policy.n_candidates) == (0.2, "exact", 4)
+    assert model.dual_kwargs["reference_actions"] == 0 and model.policy.actor.optimizer.param_groups[0]["lr"] == 3e-4
     model.pretrain(identity_demos(), n_steps=5)
-    assert (model.reg, model.dual_method, model.policy.n_candidates) == (0.2, "exact", 4)
-    assert model.reference_actions == 48 and model.policy.actor.optimizer.param_groups[0]["lr"] == 1e-4
+    assert (model.reg, model.dual_kwargs["method"], model.policy.n_candidates) == (0.2, "exact", 4)
+    assert model.dual_kwargs["reference_actions"] == 48 and model.policy.actor.optimizer.param_groups[0]["lr"] == 1e-4
     # Saved and loaded: the resolved values, and the policy rebuilt with them.
     model.save(tmp_path / "m")
     loaded = OTPR.load(tmp_path / "m", env=IdentityEnvBox(ep_length=20))
     assert settings(loaded) == settings(model) and loaded.default_settings == model.default_settings
     # An override at load time is the user's value: the regime does not reset it when learn starts.
-    overridden = OTPR.load(tmp_path / "m", env=IdentityEnvBox(ep_length=20), reference_actions=8)
+    overridden = OTPR.load(tmp_path / "m", env=IdentityEnvBox(ep_length=20), dual_kwargs={"reference_actions": 8})
     with pytest.warns(UserWarning, match="replay buffer is empty"):  # loaded without its replay buffer
         overridden.learn(20)
-    assert overridden.reference_actions == 8 and "reference_actions" not in overridden.default_settings
+    assert overridden.dual_kwargs["reference_actions"] == 8 and "reference_actions" not in overridden.default_settings
+    assert overridden.dual_kwargs["batch_size"] == model.dual_kwargs["batch_size"]  # the other keys: the saved ones
 
 
 def _snapshot(model: OTPR) -> list[th.Tensor]:
@@ -63,12 +65,13 @@ def _snapshot(model: OTPR) -> list[th.Tensor]:
 def test_defaults_equal_their_explicit_values(pretrain):
     """A model left at the defaults trains exactly as one given the regime's values explicitly."""
     regime = DEFAULT_SETTINGS["fine-tuning" if pretrain else "from-scratch"]
-    explicit = {k: v for k, v in regime.items() if k not in ("n_candidates", "actor_learning_rate")}
+    dual = {**FAST["dual_kwargs"], "method": regime["method"], "reference_actions": regime["reference_actions"]}
+    explicit = {"reg": regime["reg"], "dual_kwargs": dual}
     policy_explicit = {**SMALL, "n_candidates": regime["n_candidates"], "actor_learning_rate": regime["actor_learning_rate"]}
-    fast = {k: v for k, v in FAST.items() if k != "policy_kwargs"}
     runs = []
     for kwargs, policy_kwargs in (({}, SMALL), (explicit, policy_explicit)):
-        model = OTPR("MlpPolicy", IdentityEnvBox(ep_length=20), seed=3, policy_kwargs=policy_kwargs, **fast, **kwargs)
+        given = {**FAST, "policy_kwargs": policy_kwargs, **kwargs}
+        model = OTPR("MlpPolicy", IdentityEnvBox(ep_length=20), seed=3, **given)
         if pretrain:
             model.pretrain(identity_demos(), n_steps=20)
         model.learn(60)

@@ -98,9 +98,11 @@ def test_untrained_potentials_are_far_from_the_threshold():
 
 def test_paper_dual_settings_are_one_setting_away():
     model = OTPR("MlpPolicy", IdentityEnvBox(ep_length=20), seed=0, **{**FAST, **PAPER_DUAL})
-    assert (model.reg, model.dual_batch_size, model.dual_learning_rate) == (1e-5, 64, 1e-6)
-    assert float(model.policy.reg) == pytest.approx(1e-5)
-    assert model.dual_solver.learning_rate == 1e-6 and model.dual_solver.batch_size == 64
-    assert model.dual_solver.method == "gradient" and model.reference_actions == 0  # the paper learns u and v
+    assert (model.reg, model.dual_kwargs["batch_size"], model.dual_kwargs["learning_rate"]) == (1e-5, 64, 1e-6)
+    assert model.policy.guidance.reg == pytest.approx(1e-5)
+    assert model.policy.guidance.trainer.solver.learning_rate == 1e-6 and model.policy.guidance.trainer.solver.batch_size == 64
+    assert (
+        model.policy.guidance.trainer.solver.method == "gradient" and model.dual_kwargs["reference_actions"] == 0
+    )  # the paper learns u and v
     model.learn(40)
     assert model.dual_updates > 0

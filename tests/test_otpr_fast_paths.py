@@ -2,11 +2,12 @@
 
 import pytest
 import torch as th
-from otpr_helpers import FAST, IdentityEnvBox, identity_demos
+from otpr_helpers import FAST, IdentityEnvBox, fast, identity_demos
 
 from otpr_sb3 import OTPR
+from otpr_sb3.critics import TwinQCritic as TwinQ
 from otpr_sb3.diffusion import VPSchedule
-from otpr_sb3.networks import ResidualMLPDenoiser, TwinQ
+from otpr_sb3.networks import ResidualMLPDenoiser
 
 TOL = dict(rtol=1e-5, atol=1e-5)
 
@@ -42,38 +43,38 @@ def test_conditioned_denoiser_and_ddim_equal_the_module_forward():
 
 
 def _ready_model(**kwargs):
-    model = OTPR("MlpPolicy", IdentityEnvBox(ep_length=20), seed=0, **{**FAST, **kwargs})
+    model = OTPR("MlpPolicy", IdentityEnvBox(ep_length=20), seed=0, **fast(**kwargs))
     model.pretrain(identity_demos(), n_steps=20)
     model.learn(80)
-    assert bool(model.policy.dual_ready)
+    assert bool(model.policy.guidance.ready)
     return model
 
 
 @pytest.mark.parametrize("reference_actions", [12, 0])
 def test_compatibility_of_grouped_actions_equals_state_potential_plus_pair_costs(reference_actions):
     policy = _ready_model(reference_actions=reference_actions, relation_weight=0.3).policy
-    assert policy.uses_relation_cost
+    assert policy.guidance.uses_relation_cost
     obs = th.linspace(-1, 1, 6)[:, None]
     acts = th.rand(6, 5, 1) * 2 - 1
-    z, H = policy.compatibility(obs, acts)
-    u = policy.state_potential(obs)
+    z, H = policy.guidance.grouped_scores(policy, obs, acts)
+    u = policy.guidance.state_potential(obs)
     flat = acts.reshape(30, 1)
     rep = obs.repeat_interleave(5, dim=0)
-    expected = (u.repeat_interleave(5) + policy.v(flat) - policy.pair_cost(rep, flat)).reshape(6, 5)
+    expected = (u.repeat_interleave(5) + policy.guidance.v(flat) - policy.guidance.pair_cost(rep, flat)).reshape(6, 5)
     th.testing.assert_close(z, expected, **TOL)
-    th.testing.assert_close(H, th.relu(expected) / (2 * policy.reg), **TOL)
+    th.testing.assert_close(H, th.relu(expected) / (2 * policy.guidance.reg), **TOL)
     # and the aligned scores the actor's weights use
     z1, _ = policy.candidate_scores(obs, acts[:, 0])
     th.testing.assert_close(z1, expected[:, 0], **TOL)
     with pytest.raises(ValueError, match="actions"):
-        policy.compatibility(obs, acts[:, 0])
+        policy.guidance.grouped_scores(policy, obs, acts[:, 0])
 
 
 def test_adam_is_fused_by_default_and_configurable():
     model = OTPR("MlpPolicy", IdentityEnvBox(), seed=0, **FAST)
     for opt in (model.policy.actor.optimizer, model.policy.critic.optimizer, model.policy.value.optimizer):
         assert opt.param_groups[0]["fused"] is True
-    assert model.dual_solver.optimizer.param_groups[0]["fused"] is True
+    assert model.policy.guidance.trainer.solver.optimizer.param_groups[0]["fused"] is True
     kwargs = {**FAST, "policy_kwargs": {**FAST["policy_kwargs"], "optimizer_kwargs": dict(foreach=False)}}
     plain = OTPR("MlpPolicy", IdentityEnvBox(), seed=0, **kwargs)
     assert not plain.policy.critic.optimizer.param_groups[0]["fused"]

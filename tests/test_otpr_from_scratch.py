@@ -7,7 +7,7 @@ import pickle
 import numpy as np
 import pytest
 import torch as th
-from otpr_helpers import FAST, SMALL, IdentityEnvBox, PointGoalEnv, identity_demos
+from otpr_helpers import FAST, SMALL, IdentityEnvBox, PointGoalEnv, fast, identity_demos
 from stable_baselines3.common.buffers import ReplayBuffer
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.evaluation import evaluate_policy
@@ -21,14 +21,14 @@ from otpr_sb3.policies import OTPRPolicy
 def _spy_dual(model):
     """Record, for every dual step, the keypoints of the problem it steps on (no key: unmasked)."""
     calls = []
-    step = model.dual_solver.step
+    step = model.policy.guidance.trainer.solver.step
 
     def spy(*args, **kwargs):
-        mx, my = model.dual_solver._problem
+        mx, my = model.policy.guidance.trainer.solver._problem
         calls.append({} if mx.kp_pts is None else {"keypoints": (mx.kp_pts, my.kp_pts)})
         return step(*args, **kwargs)
 
-    model.dual_solver.step = spy
+    model.policy.guidance.trainer.solver.step = spy
     return calls
 
 
@@ -40,7 +40,7 @@ def test_learn_without_pretrain(n_envs, capsys):
     model.learn(80)
     assert model.num_timesteps >= 80 and model._n_updates > 0
     assert calls and all("keypoints" not in c for c in calls)  # no keypoints: the unmasked problem
-    assert bool(model.policy.dual_ready)
+    assert bool(model.policy.guidance.ready)
     out = capsys.readouterr().out
     assert out.count("keypoint mask is all ones") == 1  # said once
 
@@ -56,9 +56,9 @@ def test_dict_observations_without_pretrain():
 def test_relation_weight_without_keypoints_runs_unmixed():
     model = OTPR("MlpPolicy", IdentityEnvBox(ep_length=20), relation_weight=0.5, seed=0, **FAST)
     model.learn(40)
-    assert not model.policy.uses_relation_cost
+    assert not model.policy.guidance.uses_relation_cost
     model.pretrain(identity_demos(), n_steps=5)
-    assert model.policy.uses_relation_cost
+    assert model.policy.guidance.uses_relation_cost
 
 
 def test_mask_switches_on_when_keypoints_arrive(tmp_path):
@@ -85,20 +85,20 @@ def test_warmup_is_uniform_only_for_an_untrained_actor():
         model.policy.select_action = lambda *a, **k: calls.append(1) or select(*a, **k)
         return calls
 
-    scratch = OTPR("MlpPolicy", IdentityEnvBox(ep_length=20), seed=0, **dict(FAST, learning_starts=30))
+    scratch = OTPR("MlpPolicy", IdentityEnvBox(ep_length=20), seed=0, **fast(learning_starts=30))
     calls = count_policy_calls(scratch)
     scratch.learn(30)
     assert not calls  # uniform random actions during warm-up, as SAC
     actions = scratch.replay_buffer.actions[:30, 0, 0]
     assert actions.min() < -0.5 and actions.max() > 0.5
 
-    pretrained = OTPR("MlpPolicy", IdentityEnvBox(ep_length=20), seed=0, **dict(FAST, learning_starts=30))
+    pretrained = OTPR("MlpPolicy", IdentityEnvBox(ep_length=20), seed=0, **fast(learning_starts=30))
     pretrained.pretrain(identity_demos(), n_steps=5)
     calls = count_policy_calls(pretrained)
     pretrained.learn(30)
     assert len(calls) == 30  # a pretrained actor acts from the first step
 
-    forced = OTPR("MlpPolicy", IdentityEnvBox(ep_length=20), random_warmup=False, seed=0, **dict(FAST, learning_starts=30))
+    forced = OTPR("MlpPolicy", IdentityEnvBox(ep_length=20), random_warmup=False, seed=0, **fast(learning_starts=30))
     calls = count_policy_calls(forced)
     forced.learn(30)
     assert len(calls) == 30
@@ -106,13 +106,13 @@ def test_warmup_is_uniform_only_for_an_untrained_actor():
 
 def test_observation_statistics_from_replay_data():
     env = make_vec_env(lambda: PointGoalEnv(), n_envs=1, seed=0)
-    model = OTPR("MultiInputPolicy", env, seed=0, **dict(FAST, learning_starts=40))
+    model = OTPR("MultiInputPolicy", env, seed=0, **fast(learning_starts=40))
     assert not bool(model.policy.obs_stats_ready)
     model.learn(41)
     policy = model.policy
     assert bool(policy.obs_stats_ready)
     stored = {k: th.as_tensor(v[:40, 0]) for k, v in model.replay_buffer.observations.items()}
-    flat = policy.flatten_obs(stored)
+    flat = policy.features(stored)
     # fitted on a sample of the warm-up data: close to its statistics, and no longer the identity
     th.testing.assert_close(policy.obs_mean, flat.mean(0), atol=0.35, rtol=0)
     assert not th.allclose(policy.obs_std, th.ones_like(policy.obs_std))
@@ -146,7 +146,7 @@ def test_policy_saves_and_loads_alone(tmp_path):
     model = OTPR("MlpPolicy", IdentityEnvBox(ep_length=20), relation_weight=0.5, seed=0, **FAST)
     model.pretrain(identity_demos(), n_steps=10)
     model.learn(40)
-    assert bool(model.policy.dual_ready) and model.policy.uses_relation_cost
+    assert bool(model.policy.guidance.ready) and model.policy.guidance.uses_relation_cost
     model.policy.save(tmp_path / "policy.pt")
     policy = OTPRPolicy.load(tmp_path / "policy.pt")
     obs = np.linspace(-1, 1, 9, dtype=np.float32)[:, None]
@@ -155,7 +155,7 @@ def test_policy_saves_and_loads_alone(tmp_path):
     obs_t, act_t = th.linspace(-1, 1, 7)[:, None], th.linspace(1, -1, 7)[:, None]
     z_model, h_model = model.policy.candidate_scores(obs_t, act_t)
     z_alone, h_alone = policy.candidate_scores(obs_t, act_t)
-    assert policy.uses_relation_cost
+    assert policy.guidance.uses_relation_cost
     th.testing.assert_close(z_alone, z_model)
     th.testing.assert_close(h_alone, h_model)
 
@@ -181,13 +181,13 @@ def test_policy_copy_does_not_reach_the_algorithm():
     assert pickler.found == []  # no path from the policy to the algorithm or its replay buffer
     copied = copy.deepcopy(model.policy)
     obs_t, act_t = th.linspace(-1, 1, 5)[:, None], th.zeros(5, 1)
-    th.testing.assert_close(copied.pair_cost(obs_t, act_t), model.policy.pair_cost(obs_t, act_t))
+    th.testing.assert_close(copied.pair_cost(obs_t, act_t), model.policy.guidance.pair_cost(obs_t, act_t))
 
 
 def test_learning_rate_schedules_are_applied_and_logged():
     schedule = lambda progress: 1e-3 * progress  # noqa: E731
     actor_schedule = lambda progress: 2e-4 * progress  # noqa: E731
-    kwargs = dict(FAST, policy_kwargs=dict(SMALL, actor_learning_rate=actor_schedule))
+    kwargs = fast(policy_kwargs=dict(SMALL, actor_learning_rate=actor_schedule))
     model = OTPR("MlpPolicy", IdentityEnvBox(ep_length=20), learning_rate=schedule, seed=0, **kwargs)
     seen = []
     train = model.train
@@ -219,7 +219,7 @@ def test_dual_sampler_goes_through_vecnormalize():
     model = OTPR("MlpPolicy", venv, seed=0, **FAST)
     model.learn(60)
     buf = model.replay_buffer
-    sample = model._replay_sampler("obs")
+    sample = model._sampler.states
     got = sample(16, th.Generator().manual_seed(5))
     gen = th.Generator().manual_seed(5)
     idx = th.randint(buf.pos, (16,), generator=gen).numpy()
@@ -236,22 +236,27 @@ def test_dual_generator_is_restored_on_load(tmp_path):
     model.learn(40)
     model.save(tmp_path / "m")
     loaded = OTPR.load(tmp_path / "m", env=env)
-    assert th.equal(model.dual_solver._generator.get_state(), loaded.dual_solver._generator.get_state())
+    assert th.equal(
+        model.policy.guidance.trainer.solver._generator.get_state(),
+        loaded.policy.guidance.trainer.solver._generator.get_state(),
+    )
     loaded.replay_buffer = model.replay_buffer
     # the next dual minibatch of the resumed run is the one the original run would draw
-    a = model._replay_sampler("actions")(8, model.dual_solver._generator)
-    b = loaded._replay_sampler("actions")(8, loaded.dual_solver._generator)
+    a = model._sampler.actions(8, model.policy.guidance.trainer.solver._generator)
+    b = loaded._sampler.actions(8, loaded.policy.guidance.trainer.solver._generator)
     th.testing.assert_close(a, b)
 
 
 @pytest.mark.parametrize("actor_targets", ["replay", "candidates"])
 def test_learns_from_scratch_on_a_tiny_task(actor_targets):
     """A contextual bandit (act = observation): an untrained actor hits it ~5% of the time; OTPR must learn it."""
-    kwargs = dict(batch_size=64, actor_batch_size=64, dual_batch_size=32, dual_start=50, learning_starts=200, gamma=0.5)
+    kwargs = dict(batch_size=64, dual_start=50, learning_starts=200, gamma=0.5)
     # The dual of the documented from-scratch setting (docs/from_scratch.rst: gradient, learned u, reg 0.05); the
     # defaults (reg 0.5, semi-dual, u from reference actions) were chosen for fine-tuning (docs/dual_study.rst),
     # and with candidate targets this task does not reach the threshold with them.
-    kwargs.update(actor_targets=actor_targets, candidate_batch_size=32, reg=0.05, dual_method="gradient", reference_actions=0)
+    kwargs.update(actor_targets=actor_targets, reg=0.05)
+    kwargs.update(actor_kwargs={"batch_size": 64, "candidate_batch_size": 32})
+    kwargs.update(dual_kwargs={"batch_size": 32, "method": "gradient", "reference_actions": 0})
     env = IdentityEnvBox(ep_length=50, eps=0.1)
     model = OTPR("MlpPolicy", env, seed=0, policy_kwargs=dict(SMALL, actor_learning_rate=1e-3), **kwargs)
     obs = np.random.default_rng(1).uniform(-1, 1, (500, 1)).astype(np.float32)
@@ -280,7 +285,7 @@ class _RecordingLogger(Logger):
 
 
 def test_dual_diagnostics_are_logged():
-    model = OTPR("MlpPolicy", IdentityEnvBox(ep_length=20), seed=0, **dict(FAST, dual_eval_freq=10, dual_eval_batch_size=32))
+    model = OTPR("MlpPolicy", IdentityEnvBox(ep_length=20), seed=0, **fast(dual_eval_freq=10, dual_eval_batch_size=32))
     model.pretrain(identity_demos(), n_steps=5)
     model.set_logger(_RecordingLogger())
     model.learn(80, log_interval=1)
@@ -293,22 +298,22 @@ def test_dual_diagnostics_are_logged():
 def test_dual_diagnostics_match_an_independent_computation():
     import neural_ot as no
 
-    model = OTPR("MlpPolicy", IdentityEnvBox(ep_length=20), use_mask=False, reference_actions=48, seed=0, **FAST)
+    model = OTPR("MlpPolicy", IdentityEnvBox(ep_length=20), use_mask=False, seed=0, **fast(reference_actions=48))
     model.learn(40)
     state = model._eval_generator.get_state()
     diag = model.dual_diagnostics(24)
     model._eval_generator.set_state(state)
-    x, y = model._replay_sampler("obs")(24, model._eval_generator), model._replay_sampler("actions")(24, model._eval_generator)
+    x, y = model._sampler.states(24, model._eval_generator), model._sampler.actions(24, model._eval_generator)
     policy = model.policy
-    reg = float(policy.reg)
+    reg = policy.guidance.reg
     with th.no_grad():
-        C = policy.dual_cost.matrix(x, y).double().numpy()
-        v = policy.v(y).double().numpy()
+        C = policy.guidance.dual_cost.matrix(x, y).double().numpy()
+        v = policy.guidance.v(y).double().numpy()
         # u as H uses it: the c-transform of v over the reference actions (no mask here: they carry all the mass)
-        ref = policy.reference_actions
-        assert len(ref) == model.reference_actions and float(policy.reference_mass) == 1.0
-        C_ref = policy.dual_cost.matrix(x, ref).double().numpy()
-        u = no.c_transform(policy.v(ref).double().numpy(), C_ref, reg)
+        ref = policy.guidance.reference_actions
+        assert len(ref) == model.dual_kwargs["reference_actions"] and float(policy.guidance.reference_mass) == 1.0
+        C_ref = policy.guidance.dual_cost.matrix(x, ref).double().numpy()
+        u = no.c_transform(policy.guidance.v(ref).double().numpy(), C_ref, reg)
     row, col = no.plan_marginals(u, v, C, reg)
     err_states, err_actions = np.abs(row - 1 / 24).sum(), np.abs(col - 1 / 24).sum()
     assert diag["marginal_error_states"] == pytest.approx(err_states, rel=1e-4, abs=1e-6)
@@ -321,7 +326,7 @@ def test_dual_diagnostics_match_an_independent_computation():
 
 @pytest.mark.parametrize("dual_start", [10**6, 1])
 def test_fallback_rate_is_logged(dual_start):
-    model = OTPR("MlpPolicy", IdentityEnvBox(ep_length=10), seed=0, **dict(FAST, learning_starts=0, dual_start=dual_start))
+    model = OTPR("MlpPolicy", IdentityEnvBox(ep_length=10), seed=0, **fast(learning_starts=0, dual_start=dual_start))
     model.pretrain(identity_demos(), n_steps=5)
     model.set_logger(_RecordingLogger())
     model.learn(40, log_interval=1)
@@ -330,15 +335,15 @@ def test_fallback_rate_is_logged(dual_start):
     if dual_start > 1:  # the dual never becomes ready: every collected state used the expectile fallback
         assert all(r == 1.0 for r in rates)
     else:
-        assert bool(model.policy.dual_ready) and rates[-1] < 1.0
+        assert bool(model.policy.guidance.ready) and rates[-1] < 1.0
 
 
 def test_mask_and_relation_cost_share_one_keypoint_set():
     model = OTPR("MlpPolicy", IdentityEnvBox(ep_length=20), relation_weight=0.5, seed=0, **FAST)
     model.pretrain(identity_demos(), n_steps=5)
     policy = model.policy
-    kx, ky = policy.keypoint_obs, policy.keypoint_actions
-    assert kx.shape[0] == FAST["n_keypoints"]
+    kx, ky = policy.guidance.keypoint_obs, policy.guidance.keypoint_actions
+    assert kx.shape[0] == FAST["dual_kwargs"]["n_keypoints"]
     assert th.unique(th.cat([kx, ky], 1), dim=0).shape[0] == kx.shape[0]  # distinct expert pairs
     calls = _spy_dual(model)
     model.learn(30)
@@ -346,14 +351,14 @@ def test_mask_and_relation_cost_share_one_keypoint_set():
     for c in calls:
         th.testing.assert_close(c["keypoints"][0], kx)
         th.testing.assert_close(c["keypoints"][1], ky)
-    assert th.equal(policy.dual_cost._relation_cost().keypoints_x, kx)
+    assert th.equal(policy.guidance.relation_cost().keypoints_x, kx)
 
 
 def test_candidate_targets_validation():
     with pytest.raises(ValueError, match="actor_targets"):
         OTPR("MlpPolicy", IdentityEnvBox(), actor_targets="policy", **FAST)
     with pytest.raises(ValueError, match="candidate_batch_size"):
-        OTPR("MlpPolicy", IdentityEnvBox(), actor_targets="candidates", candidate_batch_size=0, **FAST)
+        OTPR("MlpPolicy", IdentityEnvBox(), actor_targets="candidates", **fast(candidate_batch_size=0))
     model = OTPR("MlpPolicy", IdentityEnvBox(), **FAST)
     with pytest.raises(ValueError, match="extra_actions"):
         model.policy.resample_candidates(th.zeros(3, 1), extra_actions=th.zeros(2, 1))
@@ -362,16 +367,16 @@ def test_candidate_targets_validation():
 @pytest.mark.parametrize("extra_weight", [0.0, 1.0])
 def test_candidate_targets_draw_by_weight_among_candidates_and_the_replay_action(extra_weight, monkeypatch):
     """The actor's targets are drawn from the L DDIM candidates plus the replay action, in proportion to the weights."""
-    model = OTPR("MlpPolicy", IdentityEnvBox(), seed=0, **dict(FAST, policy_kwargs=dict(SMALL, n_candidates=4)))
+    model = OTPR("MlpPolicy", IdentityEnvBox(), seed=0, **fast(policy_kwargs=dict(SMALL, n_candidates=4)))
     policy = model.policy
     replay = th.full((50, 1), 7.0)  # outside [-1, 1]: no DDIM candidate can equal it
 
-    def scores(obs_n, actions, **kwargs):
-        is_replay = (actions == 7.0).all(1)
+    def scores(policy, obs_n, actions, n_reference=None):  # (n, m, act_dim) candidates per state
+        is_replay = (actions == 7.0).all(2)
         w = th.where(is_replay, extra_weight, 1.0 - extra_weight).float()
         return w, w
 
-    monkeypatch.setattr(policy, "candidate_scores", scores)
+    monkeypatch.setattr(policy.guidance, "grouped_weights", scores)
     chosen, out = policy.resample_candidates(th.randn(50, 1), extra_actions=replay)
     assert out.probs.shape == (50, 5)
     if extra_weight == 1.0:
@@ -383,7 +388,7 @@ def test_candidate_targets_draw_by_weight_among_candidates_and_the_replay_action
 
 def test_candidate_targets_train_reproducibly_and_log():
     def run():
-        kwargs = dict(FAST, actor_targets="candidates", candidate_batch_size=8)
+        kwargs = fast(actor_targets="candidates", candidate_batch_size=8)
         model = OTPR("MlpPolicy", IdentityEnvBox(ep_length=20), seed=3, **kwargs)
         model.set_logger(_RecordingLogger())
         model.learn(60, log_interval=1)
@@ -397,11 +402,11 @@ def test_candidate_targets_train_reproducibly_and_log():
 
 
 def test_actor_loss_choice():
-    with pytest.raises(ValueError, match="actor_loss"):
-        OTPR("MlpPolicy", IdentityEnvBox(), actor_loss="sum", **FAST)
-    with pytest.raises(ValueError, match="dual_method"):
-        OTPR("MlpPolicy", IdentityEnvBox(), dual_method="newton", **FAST)
-    model = OTPR("MlpPolicy", IdentityEnvBox(ep_length=20), actor_loss="mean", seed=0, **FAST)
+    with pytest.raises(ValueError, match=r"actor_kwargs\['loss'\]"):
+        OTPR("MlpPolicy", IdentityEnvBox(), **fast(actor_loss="sum"))
+    with pytest.raises(ValueError, match=r"dual_kwargs\['method'\]"):
+        OTPR("MlpPolicy", IdentityEnvBox(), **fast(dual_method="newton"))
+    model = OTPR("MlpPolicy", IdentityEnvBox(ep_length=20), seed=0, **fast(actor_loss="mean"))
     model.learn(40)
     assert model._n_updates > 0
 
@@ -409,16 +414,17 @@ def test_actor_loss_choice():
 @pytest.mark.parametrize("guidance,cost", [("q", "advantage"), ("advantage", "advantage"), ("compatibility", "advantage")])
 def test_weights_are_invariant_to_a_reward_offset(guidance, cost):
     """A constant added to the rewards shifts Q and V by the same constant: the weights must not change."""
-    kwargs = dict(FAST, policy_kwargs=dict(SMALL, guidance=guidance, cost=cost))
+    guidance_kwargs = {"cost": cost} if guidance == "compatibility" else {}
+    kwargs = fast(policy_kwargs=dict(SMALL, guidance=guidance, guidance_kwargs=guidance_kwargs))
     model = OTPR("MlpPolicy", IdentityEnvBox(ep_length=20), seed=0, **kwargs)
     model.learn(60)
     policy = model.policy.to(th.float64)  # float64: the invariance, not float32 round-off of a large shift
-    policy.dual_ready.fill_(True)
+    policy.guidance.ready.fill_(True)
     obs, act = th.linspace(-1, 1, 16, dtype=th.float64)[:, None], th.linspace(1, -1, 16, dtype=th.float64)[:, None]
     before = policy.candidate_scores(obs, act)[1]
     with th.no_grad():  # the same critics for rewards + c: Q and V shifted by c / (1 - gamma)
         shift = 5.0 / (1.0 - model.gamma)
-        for net in (policy.critic.q1, policy.critic.q2, policy.value.net):
+        for net in (*policy.critic.q_networks, policy.value.net):
             net[-1].bias += shift
     after = policy.candidate_scores(obs, act)[1]
     th.testing.assert_close(after, before, rtol=1e-9, atol=1e-9)
@@ -426,24 +432,26 @@ def test_weights_are_invariant_to_a_reward_offset(guidance, cost):
 
 def test_the_papers_q_cost_depends_on_the_reward_offset():
     """With cost='q' the cost is -Q / mean|Q|: an offset changes the scale, hence the effective reg (documented)."""
-    model = OTPR("MlpPolicy", IdentityEnvBox(ep_length=20), seed=0, **dict(FAST, policy_kwargs=dict(SMALL, cost="q")))
+    model = OTPR(
+        "MlpPolicy", IdentityEnvBox(ep_length=20), seed=0, **fast(policy_kwargs=dict(SMALL, guidance_kwargs={"cost": "q"}))
+    )
     model.learn(60)
     policy = model.policy
     obs, act = th.linspace(-1, 1, 8)[:, None], th.zeros(8, 1)
-    spread_before = float(policy.dual_cost.matrix(obs, act).std())
+    spread_before = float(policy.guidance.dual_cost.matrix(obs, act).std())
     with th.no_grad():
-        policy.cost_scale.mul_(100.0)  # what a large reward offset does to mean |Q|
-    assert float(policy.dual_cost.matrix(obs, act).std()) < 0.05 * spread_before
+        policy.scales.q_abs_mean.mul_(100.0)  # what a large reward offset does to mean |Q|
+    assert float(policy.guidance.dual_cost.matrix(obs, act).std()) < 0.05 * spread_before
 
 
 @pytest.mark.parametrize("pretrained", [False, True])
 def test_exact_dual_method_runs_in_the_loop(pretrained):
-    model = OTPR("MlpPolicy", IdentityEnvBox(ep_length=20), dual_method="exact", seed=0, **dict(FAST, dual_eval_freq=5))
+    model = OTPR("MlpPolicy", IdentityEnvBox(ep_length=20), seed=0, **fast(dual_method="exact", dual_eval_freq=5))
     if pretrained:
         model.pretrain(identity_demos(), n_steps=5)  # masked problems with keypoints
     model.set_logger(_RecordingLogger())
     model.learn(40)
-    assert model.dual_updates > 0 and model.dual_solver.method == "exact"
+    assert model.dual_updates > 0 and model.policy.guidance.trainer.solver.method == "exact"
     assert all(np.isfinite(v) for v in model.logger.values("train/dual_objective"))
 
 
@@ -464,14 +472,14 @@ def test_default_actor_targets_follow_pretraining():
 @pytest.mark.parametrize("guidance", ["q", "advantage", "compatibility"])
 def test_every_guidance_has_the_same_fallback_period(guidance):
     """Q and advantage ablations wait dual_start (would-be) dual updates with the expectile fallback, like H."""
-    model = OTPR("MlpPolicy", IdentityEnvBox(ep_length=20), seed=0, **dict(FAST, policy_kwargs=dict(SMALL, guidance=guidance)))
+    model = OTPR("MlpPolicy", IdentityEnvBox(ep_length=20), seed=0, **fast(policy_kwargs=dict(SMALL, guidance=guidance)))
     policy = model.policy
     obs, act = th.linspace(-1, 1, 16)[:, None], th.linspace(1, -1, 16)[:, None]
     model.learn(FAST["learning_starts"] + 2)
-    assert not bool(policy.dual_ready)
+    assert not bool(policy.guidance.ready)
     with th.no_grad():
         adv = policy.critic.min(obs, act) - policy.value(obs)
     th.testing.assert_close(policy.candidate_scores(obs, act)[1], th.where(adv < 0, 0.3, 0.7))
     model.learn(2 * model.dual_freq * FAST["dual_start"], reset_num_timesteps=False)
-    assert bool(policy.dual_ready) and model.dual_updates >= FAST["dual_start"]
+    assert bool(policy.guidance.ready) and model.dual_updates >= FAST["dual_start"]
     assert not th.allclose(policy.candidate_scores(obs, act)[1], th.where(adv < 0, 0.3, 0.7))

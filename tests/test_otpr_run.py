@@ -10,7 +10,7 @@ from stable_baselines3.common.evaluation import evaluate_policy
 
 from neural_ot import KeypointRelationCost
 from otpr_sb3 import OTPR, ActionChunkWrapper
-from otpr_sb3.policies import GUIDANCE
+from otpr_sb3.guidance import GUIDANCES as GUIDANCE
 
 
 @pytest.mark.parametrize("n_envs", [1, 2])
@@ -54,19 +54,19 @@ def test_relation_cost_mixing():
     model.pretrain(identity_demos(), n_steps=10)
     model.learn(30)
     policy = model.policy
-    assert policy.uses_relation_cost and policy.keypoint_obs.shape == (FAST["n_keypoints"], 1)
-    assert len(policy.reference_actions) == model.reference_actions > 0  # u comes from the references
+    assert policy.guidance.uses_relation_cost and policy.guidance.keypoint_obs.shape == (FAST["n_keypoints"], 1)
+    assert len(policy.guidance.reference_actions) == model.dual_kwargs["reference_actions"] > 0  # u comes from the references
     # H during collection uses exactly the cost the potentials were trained with: (1 - w)(-Q / scale) + w g.
-    policy.dual_ready.fill_(True)
+    policy.guidance.ready.fill_(True)
     obs, act = th.linspace(-1, 1, 5)[:, None], th.linspace(1, -1, 5)[:, None]
     z, _ = policy.candidate_scores(obs, act)
-    relation = KeypointRelationCost(policy.keypoint_obs, policy.keypoint_actions, rho=0.1)
+    relation = KeypointRelationCost(policy.guidance.keypoint_obs, policy.guidance.keypoint_actions, rho=0.1)
     with th.no_grad():
         advantage = policy.critic.min(obs, act) - policy.value(obs)
-        cost = 0.5 * (-advantage / policy.cost_scale) + 0.5 * relation.paired(obs, act)
-        expected = policy.state_potential(obs) + policy.v(act) - cost  # u as H uses it (from the references)
+        cost = 0.5 * (-advantage / policy.scales.adv_spread) + 0.5 * relation.paired(obs, act)
+        expected = policy.guidance.state_potential(obs) + policy.guidance.v(act) - cost  # u as H uses it (from the references)
     th.testing.assert_close(z, expected)
-    th.testing.assert_close(model.dual_solver.cost.matrix(obs, act).diagonal(), cost)
+    th.testing.assert_close(model.policy.guidance.trainer.solver.cost.matrix(obs, act).diagonal(), cost)
 
 
 def test_action_chunking_wrapper():
@@ -134,13 +134,12 @@ def test_dql_actor_follows_the_q_gradient(eta):
         "MlpPolicy",
         IdentityEnvBox(),
         seed=0,
-        dql_eta=eta,
-        **{**FAST, "policy_kwargs": {**FAST["policy_kwargs"], "guidance": "dql"}},
+        **{**FAST, "policy_kwargs": {**FAST["policy_kwargs"], "guidance": "dql", "guidance_kwargs": {"eta": eta}}},
     )
     model.pretrain(identity_demos(), n_steps=300, add_to_replay_buffer=True)
     policy = model.policy
     policy.critic.min = lambda obs, act: -(act - 0.5).square().sum(-1)  # type: ignore[method-assign]
-    policy.dual_ready.fill_(True)
+    policy.guidance.ready.fill_(True)
     obs = policy.prepare_obs(th.linspace(-1, 1, 64)[:, None])
     noise = th.zeros(64, 1)
 

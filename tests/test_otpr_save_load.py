@@ -31,11 +31,11 @@ def test_save_load_restores_everything(tmp_path):
         sb = getattr(loaded, attr).optimizer.state_dict()["state"]
         for k in sa:
             assert th.equal(sa[k]["exp_avg"], sb[k]["exp_avg"]), attr
-    da = model.dual_solver.optimizer.state_dict()["state"]
-    db = loaded.dual_solver.optimizer.state_dict()["state"]
+    da = model.policy.guidance.trainer.solver.optimizer.state_dict()["state"]
+    db = loaded.policy.guidance.trainer.solver.optimizer.state_dict()["state"]
     assert da and all(th.equal(da[k]["exp_avg"], db[k]["exp_avg"]) for k in da)
     assert th.equal(model.expert_obs, loaded.expert_obs) and th.equal(model.expert_actions, loaded.expert_actions)
-    assert bool(loaded.policy.dual_ready) == bool(model.policy.dual_ready)
+    assert bool(loaded.policy.guidance.ready) == bool(model.policy.guidance.ready)
     loaded.learn(20)  # training continues after loading
 
 
@@ -81,10 +81,11 @@ def test_load_overrides_the_dual_settings_everywhere(tmp_path):
     env = IdentityEnvBox(ep_length=20)
     model = _trained(env)
     model.save(tmp_path / "otpr.zip")
-    loaded = OTPR.load(tmp_path / "otpr.zip", env=env, reg=0.2, relation_weight=0.3, dual_learning_rate=5e-4)
-    assert float(loaded.policy.reg) == np.float32(0.2) and loaded.dual_solver.reg == 0.2
-    assert float(loaded.policy.relation_weight) == np.float32(0.3)
-    assert all(g["lr"] == 5e-4 for g in loaded.dual_solver.optimizer.param_groups)
+    dual_kwargs = {**model.dual_kwargs, "learning_rate": 5e-4}
+    loaded = OTPR.load(tmp_path / "otpr.zip", env=env, reg=0.2, relation_weight=0.3, dual_kwargs=dual_kwargs)
+    assert loaded.reg == loaded.policy.guidance.reg == 0.2 and loaded.policy.guidance.trainer.solver.reg == 0.2
+    assert loaded.relation_weight == loaded.policy.guidance.relation_weight == 0.3
+    assert all(g["lr"] == 5e-4 for g in loaded.policy.guidance.trainer.solver.optimizer.param_groups)
     plain = OTPR.load(tmp_path / "otpr.zip", env=env)  # without overrides: the saved values
-    assert float(plain.policy.reg) == np.float32(model.reg) and float(plain.policy.relation_weight) == np.float32(0.1)
+    assert plain.policy.guidance.reg == model.reg and plain.policy.guidance.relation_weight == 0.1
     loaded.learn(20)  # the overridden model still trains

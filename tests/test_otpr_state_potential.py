@@ -3,14 +3,14 @@
 import numpy as np
 import pytest
 import torch as th
-from otpr_helpers import FAST, IdentityEnvBox, identity_demos
+from otpr_helpers import IdentityEnvBox, fast, identity_demos
 
 import neural_ot as no
 from otpr_sb3 import OTPR
 
 
 def _model(**kwargs):
-    model = OTPR("MlpPolicy", IdentityEnvBox(ep_length=20), seed=0, dual_method="semi-dual", **{**FAST, **kwargs})
+    model = OTPR("MlpPolicy", IdentityEnvBox(ep_length=20), seed=0, **fast(dual_method="semi-dual", **kwargs))
     model.pretrain(identity_demos(), n_steps=20)
     return model
 
@@ -19,34 +19,34 @@ def test_state_potential_gives_each_state_its_mass_against_the_reference():
     model = _model(reference_actions=12)
     model.learn(80)
     policy = model.policy
-    ref, mass = policy.reference_actions, float(policy.reference_mass)
+    ref, mass = policy.guidance.reference_actions, float(policy.guidance.reference_mass)
     assert ref.shape == (12, 1) and mass == pytest.approx(16 / (16 + 4))  # dual batch 16, 4 keypoints
     obs = th.linspace(-1, 1, 9)[:, None]
-    u = policy.state_potential(obs)
-    C = policy.dual_cost.matrix(obs, ref)
+    u = policy.guidance.state_potential(obs)
+    C = policy.guidance.dual_cost.matrix(obs, ref)
     b = th.full((12,), mass / 12)
-    th.testing.assert_close(u, no.c_transform(policy.v(ref), C, float(policy.reg), b=b))
-    H = no.density(u, policy.v(ref), C, float(policy.reg))
+    th.testing.assert_close(u, no.c_transform(policy.guidance.v(ref), C, policy.guidance.reg, b=b))
+    H = no.density(u, policy.guidance.v(ref), C, policy.guidance.reg)
     th.testing.assert_close(H @ b, th.ones(9), rtol=1e-5, atol=0)  # each state: exactly its mass
     # and it is what H uses: the candidate scores at dual_ready
-    assert bool(policy.dual_ready)
+    assert bool(policy.guidance.ready)
     acts = th.zeros(9, 1)
     z, _ = policy.candidate_scores(obs, acts)
-    th.testing.assert_close(z, u + policy.v(acts) - policy.pair_cost(obs, acts))
+    th.testing.assert_close(z, u + policy.guidance.v(acts) - policy.guidance.pair_cost(obs, acts))
 
 
 def test_reference_is_redrawn_at_every_dual_update_and_empty_means_the_learned_u():
     model = _model(reference_actions=6)
     model.learn(40)
-    first = model.policy.reference_actions.clone()
+    first = model.policy.guidance.reference_actions.clone()
     updates = model.dual_updates
     model.learn(20, reset_num_timesteps=False)
-    assert model.dual_updates > updates and not th.equal(first, model.policy.reference_actions)
+    assert model.dual_updates > updates and not th.equal(first, model.policy.guidance.reference_actions)
     plain = _model(reference_actions=0)
     plain.learn(40)
     obs = th.linspace(-1, 1, 5)[:, None]
-    assert plain.policy.reference_actions.shape[0] == 0
-    th.testing.assert_close(plain.policy.state_potential(obs), plain.policy.u(obs))
+    assert plain.policy.guidance.reference_actions.shape[0] == 0
+    th.testing.assert_close(plain.policy.guidance.state_potential(obs), plain.policy.guidance.u(obs))
 
 
 def test_reference_state_potential_improves_the_held_out_state_marginal():
@@ -54,10 +54,10 @@ def test_reference_state_potential_improves_the_held_out_state_marginal():
     model = _model(reference_actions=64, dual_eval_batch_size=128)
     model.learn(200)
     with_ref = model.dual_diagnostics()
-    saved = model.policy.reference_actions
-    model.policy.set_reference_actions(th.zeros(0, 1))
+    saved = model.policy.guidance.reference_actions
+    model.policy.guidance.set_reference_actions(th.zeros(0, 1))
     learned = model.dual_diagnostics()
-    model.policy.set_reference_actions(saved, float(model.policy.reference_mass))
+    model.policy.guidance.set_reference_actions(saved, float(model.policy.guidance.reference_mass))
     assert with_ref["marginal_error_states"] < learned["marginal_error_states"]
     assert with_ref["marginal_error"] < learned["marginal_error"]
 
@@ -68,15 +68,17 @@ def test_reference_actions_are_saved_with_the_model(tmp_path):
     model.learn(60)
     model.save(tmp_path / "m.zip")
     loaded = OTPR.load(tmp_path / "m.zip", env=env)
-    assert loaded.reference_actions == 8
-    assert th.equal(loaded.policy.reference_actions, model.policy.reference_actions)
+    assert loaded.dual_kwargs["reference_actions"] == 8
+    assert th.equal(loaded.policy.guidance.reference_actions, model.policy.guidance.reference_actions)
     obs = np.linspace(-1, 1, 7, dtype=np.float32)[:, None]
-    th.testing.assert_close(loaded.policy.state_potential(th.as_tensor(obs)), model.policy.state_potential(th.as_tensor(obs)))
+    th.testing.assert_close(
+        loaded.policy.guidance.state_potential(th.as_tensor(obs)), model.policy.guidance.state_potential(th.as_tensor(obs))
+    )
 
 
 def test_reference_actions_is_validated():
     with pytest.raises(ValueError, match="reference_actions"):
-        OTPR("MlpPolicy", IdentityEnvBox(ep_length=20), reference_actions=-1, **FAST)
+        OTPR("MlpPolicy", IdentityEnvBox(ep_length=20), **fast(reference_actions=-1))
 
 
 def test_actor_weights_use_the_first_actor_reference_actions(monkeypatch):
@@ -84,27 +86,16 @@ def test_actor_weights_use_the_first_actor_reference_actions(monkeypatch):
     model.learn(60)
     policy = model.policy
     obs = th.linspace(-1, 1, 5)[:, None]
-    ref = policy.reference_actions[:3]
-    b = th.full((3,), float(policy.reference_mass) / 3)
-    expected = no.c_transform(policy.v(ref), policy.dual_cost.matrix(obs, ref), float(policy.reg), b=b)
-    th.testing.assert_close(policy.state_potential(obs, n_reference=3), expected)
+    ref = policy.guidance.reference_actions[:3]
+    b = th.full((3,), float(policy.guidance.reference_mass) / 3)
+    expected = no.c_transform(policy.guidance.v(ref), policy.guidance.dual_cost.matrix(obs, ref), policy.guidance.reg, b=b)
+    th.testing.assert_close(policy.guidance.state_potential(obs, n_reference=3), expected)
     seen = []
-    original = policy.candidate_scores
-    monkeypatch.setattr(policy, "candidate_scores", lambda *a, **k: seen.append(k.get("n_reference")) or original(*a, **k))
+    original = policy.guidance.weights
+    monkeypatch.setattr(policy.guidance, "weights", lambda *a, **k: seen.append(a[-1]) or original(*a, **k))
     model._actor_update()
     assert seen == [3]
-    th.testing.assert_close(policy.state_potential(obs, n_reference=0), policy.u(obs))  # 0: the learned u
-
-
-def test_policies_saved_before_the_reference_buffers_still_load():
-    model = _model(reference_actions=8)
-    model.learn(60)
-    state = {k: v for k, v in model.policy.state_dict().items() if not k.startswith("reference_")}
-    other = _model(reference_actions=8).policy
-    other.load_state_dict(state)  # strict: the missing buffers are filled in
-    obs = th.linspace(-1, 1, 5)[:, None]
-    assert other.reference_actions.shape == (0, 1)
-    th.testing.assert_close(other.state_potential(obs), model.policy.u(obs))
+    th.testing.assert_close(policy.guidance.state_potential(obs, n_reference=0), policy.guidance.u(obs))  # 0: the learned u
 
 
 def test_candidate_targets_use_the_actor_reference_actions(monkeypatch):

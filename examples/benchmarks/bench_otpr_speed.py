@@ -91,16 +91,18 @@ def main() -> None:
         ),
         # The dual before u came from reference actions: gradient ascent, learned u.
         "OTPR, previous dual (gradient, learned u)": OTPR(
-            "MultiInputPolicy", env, dual_start=100, dual_method="gradient", reference_actions=0, **common
+            "MultiInputPolicy", env, dual_start=100, dual_kwargs=dict(method="gradient", reference_actions=0), **common
         ),
     }
     if args.levers:  # fewer critic pairs per env step: the dual's cost matrix less often, fewer references for u
         for name, kwargs in {
-            "OTPR, dual every 4 steps, 2 Adam steps per cost matrix": dict(dual_freq=4, dual_steps_per_batch=2),
-            "OTPR, dual every 8 steps, 4 Adam steps per cost matrix": dict(dual_freq=8, dual_steps_per_batch=4),
-            "OTPR, 24 reference actions (4 for the actor)": dict(reference_actions=24, actor_reference_actions=4),
+            "OTPR, dual every 4 steps, 2 Adam steps per cost matrix": dict(dual_freq=4, dual_kwargs=dict(steps_per_batch=2)),
+            "OTPR, dual every 8 steps, 4 Adam steps per cost matrix": dict(dual_freq=8, dual_kwargs=dict(steps_per_batch=4)),
+            "OTPR, 24 reference actions (4 for the actor)": dict(
+                dual_kwargs=dict(reference_actions=24), actor_kwargs=dict(reference_actions=4)
+            ),
             "OTPR, both (dual every 8, 24/4 references)": dict(
-                dual_freq=8, dual_steps_per_batch=4, reference_actions=24, actor_reference_actions=4
+                dual_freq=8, dual_kwargs=dict(steps_per_batch=4, reference_actions=24), actor_kwargs=dict(reference_actions=4)
             ),
         }.items():
             models[name] = OTPR("MultiInputPolicy", env, dual_start=100, **kwargs, **common)
@@ -130,7 +132,7 @@ def main() -> None:
     for name, ms in lat.items():
         print(f"| {name} | {ms:.2f} |")
     print(
-        f"\n(dual ready during the OTPR run: {bool(otpr.policy.dual_ready)}; "
+        f"\n(dual ready during the OTPR run: {bool(otpr.policy.guidance.ready)}; "
         f"updates: {otpr._n_updates}, dual updates: {otpr.dual_updates})"
     )
 

@@ -30,11 +30,11 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=256)
     args = parser.parse_args()
     th.set_num_threads(1)
-    model = OTPR.load(os.path.join(args.checkpoint, "model.zip"), env=gym.make(args.env), dual_eval_freq=0)
+    model = OTPR.load(os.path.join(args.checkpoint, "model.zip"), env=gym.make(args.env), dual_kwargs={"eval_freq": 0})
     model.load_replay_buffer(os.path.join(args.checkpoint, "replay_buffer.pkl"))
     model._setup_dual()
     policy = model.policy
-    critic, reg = policy.critic, float(policy.reg)
+    critic, reg = policy.critic, policy.guidance.reg
 
     def with_precision(precision: str, fn, *args, **kwargs):
         saved, critic.pair_precision = critic.pair_precision, precision
@@ -43,12 +43,12 @@ def main() -> None:
         finally:
             critic.pair_precision = saved
 
-    scale, weight = float(policy.cost_scale), float(policy.relation_weight)
+    scale, weight = float(policy.scales.adv_spread), float(policy.guidance.relation_weight)
     print(f"reg {reg}, cost {policy.cost}, cost scale {scale:.3f}, relation weight {weight:.2f}")
     gen = th.Generator().manual_seed(0)
     for _ in range(args.batches):
-        batch = model.dual_solver.sample_batch(args.batch_size, gen)
-        C32, C16 = (with_precision(p, policy.dual_cost.matrix, batch.x, batch.y) for p in ("float32", "bfloat16"))
+        batch = model.policy.guidance.trainer.solver.sample_batch(args.batch_size, gen)
+        C32, C16 = (with_precision(p, policy.guidance.dual_cost.matrix, batch.x, batch.y) for p in ("float32", "bfloat16"))
         mask = None if batch.mask is None else batch.mask.double()
         wx, wy = batch.wx.double(), batch.wy.double()
         plans = [solve_discrete(wx, wy, C.double(), reg, mask=mask, tol=1e-9).plan for C in (C32, C16)]
@@ -60,7 +60,7 @@ def main() -> None:
         )
     data = model.replay_buffer.sample(args.batch_size)
     obs = policy.prepare_obs(data.observations)
-    n_ref = model.actor_reference_actions
+    n_ref = model.actor_kwargs["reference_actions"]
     w32, w16 = (
         with_precision(p, policy.candidate_scores, obs, data.actions, n_reference=n_ref)[1] for p in ("float32", "bfloat16")
     )

@@ -49,27 +49,26 @@ def main() -> None:
         ),
         "OTPR, defaults": OTPR("MultiInputPolicy", env, dual_start=100, **common),
         "OTPR, dual every 8 steps, 4 Adam steps per cost matrix": OTPR(
-            "MultiInputPolicy", env, dual_start=25, dual_freq=8, dual_steps_per_batch=4, **common
+            "MultiInputPolicy", env, dual_start=25, dual_freq=8, dual_kwargs=dict(steps_per_batch=4), **common
         ),
         "OTPR, both (dual every 8, 24/4 references)": OTPR(
             "MultiInputPolicy",
             env,
             dual_start=25,
             dual_freq=8,
-            dual_steps_per_batch=4,
-            reference_actions=24,
-            actor_reference_actions=4,
+            dual_kwargs=dict(steps_per_batch=4, reference_actions=24),
+            actor_kwargs=dict(reference_actions=4),
             **common,
         ),
     }
     for model in models.values():
         if isinstance(model, OTPR):
-            model.dual_eval_freq = 0  # the held-out diagnostics are logging, not the loop
+            model.dual_kwargs["eval_freq"] = 0  # the held-out diagnostics are logging, not the loop
             model.pretrain(expert_demos(), n_steps=200, add_to_replay_buffer=True)
     rows = []
     for name, model in models.items():
         rows.append((name, flops_per_step(model, args.steps, args.warmup)))
-        if isinstance(model, OTPR) and not bool(model.policy.dual_ready):
+        if isinstance(model, OTPR) and not bool(model.policy.guidance.ready):
             raise RuntimeError(f"{name}: the dual was not ready after the warm-up; raise --warmup")
     base = rows[0][1]
     print(f"### Floating-point operations per env step on {ENV} (torch's count over {args.steps} env steps)\n")

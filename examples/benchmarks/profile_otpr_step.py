@@ -20,6 +20,7 @@ from collections import defaultdict
 import gymnasium as gym
 import torch as th
 
+import otpr_sb3.otpr as otpr_module
 from otpr_sb3 import OTPR
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
@@ -66,8 +67,7 @@ def main() -> None:
             env,
             seed=0,
             dual_start=50,
-            dual_eval_freq=0,
-            **CONFIGS[args.config],
+            **{**CONFIGS[args.config], "dual_kwargs": {**CONFIGS[args.config].get("dual_kwargs", {}), "eval_freq": 0}},
         )
     model.learn(args.warmup)
     names = (
@@ -81,11 +81,11 @@ def main() -> None:
     totals: dict[str, float] = defaultdict(float, {name: 0.0 for name in names})
     policy = model.policy
     policy.select_action = _timed(totals, names[0], policy.select_action)
-    model._iql_update = _timed(totals, names[1], model._iql_update)
-    model._dual_update = _timed(totals, names[2], model._dual_update)
-    policy.dual_cost.pairwise = _timed(totals, names[3], policy.dual_cost.pairwise)
+    otpr_module.iql_update = _timed(totals, names[1], otpr_module.iql_update)
+    model._guidance_update = _timed(totals, names[2], model._guidance_update)
+    policy.guidance.dual_cost.pairwise = _timed(totals, names[3], policy.guidance.dual_cost.pairwise)
     model._actor_update = _timed(totals, names[4], model._actor_update)
-    policy.compatibility = _timed(totals, names[5], policy.compatibility)
+    policy.guidance.grouped_scores = _timed(totals, names[5], policy.guidance.grouped_scores)
     profiler = cProfile.Profile()
     start = time.perf_counter()
     if not args.no_cprofile:

@@ -25,23 +25,29 @@ def _value(text: str) -> Any:
 def parse_overrides(items: Sequence[str]) -> tuple[dict[str, Any], dict[str, Any]]:
     """Split ``key=value`` overrides into algorithm and policy (``policy.key=value``) keyword arguments.
 
-    Values are Python literals (``3``, ``1e-3``, ``(64, 64)``, ``False``); anything else is a string.
+    Values are Python literals (``3``, ``1e-3``, ``(64, 64)``, ``False``); anything else is a string. A dotted key
+    sets a key of a dict argument (``dual_kwargs.method=exact``, ``policy.guidance_kwargs.temperature=0.5``).
 
     Raises
     ------
     ValueError
-        If an item has no ``=``.
+        If an item has no ``=``, an empty key part, or uses a value as a dict.
     """
     kwargs: dict[str, Any] = {}
     policy_kwargs: dict[str, Any] = {}
     for item in items:
         key, sep, text = item.partition("=")
-        if not sep or not key:
+        if not sep or not key or "" in key.split("."):
             raise ValueError(f"`--set` takes key=value, got {item!r}")
-        if key.startswith("policy."):
-            policy_kwargs[key[len("policy.") :]] = _value(text)
-        else:
-            kwargs[key] = _value(text)
+        *path, name = key.split(".")
+        target = kwargs
+        if path and path[0] == "policy":
+            target, path = policy_kwargs, path[1:]
+        for part in path:  # a dict argument: dual_kwargs.method=exact, policy.guidance_kwargs.temperature=0.5
+            target = target.setdefault(part, {})
+            if not isinstance(target, dict):
+                raise ValueError(f"`--set` {item!r}: {part!r} is set to a value and used as a dict")
+        target[name] = _value(text)
     return kwargs, policy_kwargs
 
 
@@ -114,25 +120,11 @@ def _report(args: argparse.Namespace) -> None:
         print(path)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """Return the ``otpr`` argument parser."""
+def _add_train(p: argparse.ArgumentParser) -> None:
+    """Add the arguments of ``otpr train`` to ``p``."""
     from otpr_sb3.benchmark.methods import METHODS
     from otpr_sb3.benchmark.tasks import TASKS
 
-    parser = argparse.ArgumentParser(prog="otpr", description="OTPR benchmark harness: record, train, sweep, report.")
-    verbs = parser.add_subparsers(dest="verb", required=True, metavar="{record,train,sweep,report}")
-
-    p = verbs.add_parser("record", help="record scripted-expert demonstrations as a local Minari dataset")
-    p.add_argument("--env", required=True, choices=sorted(TASKS))
-    p.add_argument("--episodes", type=int, default=None, help="default: the task's chosen setting")
-    p.add_argument("--noise", type=float, default=None, help="std of the Gaussian action noise; default: the task's")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--data-path", default=DEFAULT_DATA)
-    p.add_argument("--dataset-id", default=None, help="default: otpr/<task>-<episodes>ep-noise<pct>-s<seed>-v0")
-    p.add_argument("--overwrite", action="store_true", help="re-record an existing dataset")
-    p.set_defaults(func=_record)
-
-    p = verbs.add_parser("train", help="run one method on one task and seed (resumes from its last checkpoint)")
     p.add_argument("--env", required=True, choices=sorted(TASKS))
     p.add_argument("--algo", "--method", dest="algo", required=True, choices=sorted(METHODS))
     p.add_argument("--dataset", default=None, help="Minari dataset id in --data-path; default: the task's setting")
@@ -151,10 +143,33 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="override an algorithm argument (dual_start=500) or a policy one (policy.n_candidates=4); repeatable",
+        help=(
+            "override an algorithm argument (dual_start=500), a key of a dict argument (dual_kwargs.method=exact) or a "
+            "policy argument (policy.n_candidates=4, policy.guidance_kwargs.temperature=0.5); repeatable"
+        ),
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_train)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the ``otpr`` argument parser."""
+    from otpr_sb3.benchmark.tasks import TASKS
+
+    parser = argparse.ArgumentParser(prog="otpr", description="OTPR benchmark harness: record, train, sweep, report.")
+    verbs = parser.add_subparsers(dest="verb", required=True, metavar="{record,train,sweep,report}")
+
+    p = verbs.add_parser("record", help="record scripted-expert demonstrations as a local Minari dataset")
+    p.add_argument("--env", required=True, choices=sorted(TASKS))
+    p.add_argument("--episodes", type=int, default=None, help="default: the task's chosen setting")
+    p.add_argument("--noise", type=float, default=None, help="std of the Gaussian action noise; default: the task's")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--data-path", default=DEFAULT_DATA)
+    p.add_argument("--dataset-id", default=None, help="default: otpr/<task>-<episodes>ep-noise<pct>-s<seed>-v0")
+    p.add_argument("--overwrite", action="store_true", help="re-record an existing dataset")
+    p.set_defaults(func=_record)
+
+    _add_train(verbs.add_parser("train", help="run one method on one task and seed (resumes from its last checkpoint)"))
 
     p = verbs.add_parser(
         "sweep", help="run every run of a TOML-configured grid that has not finished, on Ray Tune (resumes unfinished runs)"

@@ -11,12 +11,19 @@ from typing import Any
 
 import numpy as np
 from stable_baselines3.common.buffers import DictReplayBuffer, ReplayBuffer
-from stable_baselines3.common.type_aliases import DictReplayBufferSamples, ReplayBufferSamples
 from stable_baselines3.common.vec_env import VecNormalize
 
 
 class _Symmetric:
-    """The shared logic; mixed in before SB3's buffer classes."""
+    """The symmetric sampling, mixed in before SB3's buffer classes (``ReplayBuffer`` or ``DictReplayBuffer``).
+
+    Parameters
+    ----------
+    demo_fraction : float
+        Share of each batch drawn from the demonstrations (RLPD: 0.5).
+    *args, **kwargs
+        As SB3's buffer (``optimize_memory_usage`` is not supported).
+    """
 
     demo_size: int
     demo_fraction: float
@@ -24,9 +31,12 @@ class _Symmetric:
     full: bool
     buffer_size: int
 
-    def _init_symmetric(self, demo_fraction: float) -> None:
+    def __init__(self, *args: Any, demo_fraction: float = 0.5, **kwargs: Any) -> None:
+        if kwargs.get("optimize_memory_usage"):
+            raise ValueError(f"`optimize_memory_usage` is not supported by {type(self).__name__}")
         if not 0.0 < demo_fraction < 1.0:
             raise ValueError(f"`demo_fraction` must be in (0, 1), got {demo_fraction}")
+        super().__init__(*args, **kwargs)
         self.demo_size, self.demo_fraction = 0, float(demo_fraction)
 
     def freeze_demonstrations(self) -> None:
@@ -43,9 +53,15 @@ class _Symmetric:
             raise ValueError("no demonstrations stored: add them before `freeze_demonstrations`")
         self.demo_size = self.pos
 
-    def _after_add(self) -> None:
+    def add(self, *args: Any, **kwargs: Any) -> None:  # noqa: D102
+        super().add(*args, **kwargs)  # type: ignore[misc]
         if self.demo_size and self.pos == 0:  # wrapped around: keep the demonstrations
             self.pos = self.demo_size
+
+    def sample(self, batch_size: int, env: VecNormalize | None = None) -> Any:  # noqa: D102
+        if not self.demo_size:
+            return super().sample(batch_size, env)  # type: ignore[misc]
+        return self._get_samples(self._symmetric_indices(batch_size), env=env)  # type: ignore[attr-defined]
 
     def _symmetric_indices(self, batch_size: int) -> np.ndarray:
         upper = self.buffer_size if self.full else self.pos
@@ -57,46 +73,8 @@ class _Symmetric:
 
 
 class SymmetricReplayBuffer(_Symmetric, ReplayBuffer):
-    """:class:`~stable_baselines3.common.buffers.ReplayBuffer` with kept, symmetrically sampled demonstrations.
-
-    Parameters
-    ----------
-    demo_fraction : float
-        Share of each batch drawn from the demonstrations (RLPD: 0.5).
-    *args, **kwargs
-        As SB3's ``ReplayBuffer`` (``optimize_memory_usage`` is not supported).
-    """
-
-    def __init__(self, *args: Any, demo_fraction: float = 0.5, **kwargs: Any) -> None:
-        if kwargs.get("optimize_memory_usage"):
-            raise ValueError("`optimize_memory_usage` is not supported by SymmetricReplayBuffer")
-        super().__init__(*args, **kwargs)
-        self._init_symmetric(demo_fraction)
-
-    def add(self, *args: Any, **kwargs: Any) -> None:  # noqa: D102
-        super().add(*args, **kwargs)
-        self._after_add()
-
-    def sample(self, batch_size: int, env: VecNormalize | None = None) -> ReplayBufferSamples:  # noqa: D102
-        if not self.demo_size:
-            return super().sample(batch_size, env)
-        return self._get_samples(self._symmetric_indices(batch_size), env=env)
+    """:class:`~stable_baselines3.common.buffers.ReplayBuffer` with kept, symmetrically sampled demonstrations."""
 
 
 class SymmetricDictReplayBuffer(_Symmetric, DictReplayBuffer):
     """:class:`SymmetricReplayBuffer` for dict observations (SB3's ``DictReplayBuffer``)."""
-
-    def __init__(self, *args: Any, demo_fraction: float = 0.5, **kwargs: Any) -> None:
-        if kwargs.get("optimize_memory_usage"):
-            raise ValueError("`optimize_memory_usage` is not supported by SymmetricDictReplayBuffer")
-        super().__init__(*args, **kwargs)
-        self._init_symmetric(demo_fraction)
-
-    def add(self, *args: Any, **kwargs: Any) -> None:  # noqa: D102
-        super().add(*args, **kwargs)
-        self._after_add()
-
-    def sample(self, batch_size: int, env: VecNormalize | None = None) -> DictReplayBufferSamples:  # type: ignore[override]  # noqa: D102
-        if not self.demo_size:
-            return super().sample(batch_size, env)
-        return self._get_samples(self._symmetric_indices(batch_size), env=env)

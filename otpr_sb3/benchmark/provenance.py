@@ -12,7 +12,7 @@ from typing import Any
 import torch as th
 from stable_baselines3.common.utils import get_device
 
-from otpr_sb3.networks import pair_dtype
+from otpr_sb3.critics import pair_dtype
 
 #: Packages whose versions can change a run's numbers.
 PACKAGES = ("torch", "stable-baselines3", "gymnasium", "gymnasium-robotics", "mujoco", "numpy", "otpr")

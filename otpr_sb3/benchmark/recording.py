@@ -11,7 +11,8 @@ import gymnasium as gym
 import numpy as np
 
 from otpr_sb3.benchmark.experts import expert_for, run_expert
-from otpr_sb3.benchmark.tasks import get_task
+from otpr_sb3.benchmark.tasks import Task, get_task
+from otpr_sb3.demonstrations import minari_datasets_path
 
 CARD_FILE = "card.json"
 
@@ -95,8 +96,6 @@ def record(
     -------
     DatasetCard
     """
-    import minari
-
     task = get_task(env_id)
     episodes = task.demo_episodes if episodes is None else int(episodes)
     noise = task.demo_noise if noise is None else float(noise)
@@ -107,9 +106,22 @@ def record(
     data_path = os.path.abspath(data_path)
     dataset_id = dataset_id or dataset_id_for(env_id, episodes, noise, seed)
     card_path = os.path.join(_dataset_dir(data_path, dataset_id), CARD_FILE)
-    os.environ["MINARI_DATASETS_PATH"] = data_path
     if not overwrite and os.path.exists(card_path):
         return load_card(dataset_id, data_path)
+    with minari_datasets_path(data_path):
+        rate, total_steps, expert_name = _record_episodes(task, env_id, dataset_id, episodes, noise, seed)
+    card = DatasetCard(dataset_id, env_id, expert_name, episodes, noise, seed, rate, total_steps)
+    with open(card_path, "w") as f:
+        json.dump(asdict(card), f, indent=1)
+    return card
+
+
+def _record_episodes(
+    task: Task, env_id: str, dataset_id: str, episodes: int, noise: float, seed: int
+) -> tuple[float, int, str]:
+    """Record the noisy expert into the Minari dataset ``dataset_id``; return its success rate, steps and name."""
+    import minari
+
     if dataset_id in minari.list_local_datasets():
         minari.delete_dataset(dataset_id)
     env = task.make_env()
@@ -127,10 +139,7 @@ def record(
         description=f"{episodes} episodes of {env_id}'s scripted expert ({expert_name}) with Gaussian action noise of "
         f"std {noise}, seed {seed}; demonstrators' success rate {rate:.3f}.",
     )
-    card = DatasetCard(dataset_id, env_id, expert_name, episodes, noise, seed, rate, int(dataset.total_steps))
-    with open(card_path, "w") as f:
-        json.dump(asdict(card), f, indent=1)
-    return card
+    return rate, int(dataset.total_steps), expert_name
 
 
 def load_card(dataset_id: str, data_path: str = "outputs/minari") -> DatasetCard:

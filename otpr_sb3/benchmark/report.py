@@ -22,12 +22,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from otpr_sb3.benchmark.diagnostics import TAGS
 from otpr_sb3.benchmark.evaluation import read_evaluations
 from otpr_sb3.benchmark.methods import METHODS
+from otpr_sb3.benchmark.report_rst import DIAGNOSTICS, rst_diagnostics, rst_differences, rst_improvement, rst_table
 
 #: Per-run dual diagnostics carried into runs.csv and the summary (medians over the run, see diagnostics.py).
-DIAGNOSTICS = tuple(TAGS.values())
 
 #: rliable aggregates need at least this many seeds.
 MIN_SEEDS_RLIABLE = 5
@@ -325,83 +324,6 @@ def _plot_panels(curves: pd.DataFrame, panels: Sequence[tuple[str, str, tuple[st
     plt.close(fig)
 
 
-def _list_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    """Return an RST ``list-table`` with one header row."""
-    lines = [".. list-table::", "   :header-rows: 1", ""]
-    for row in [headers, *rows]:
-        lines += [f"   {'*' if i == 0 else ' '} - {cell}" for i, cell in enumerate(row)]
-    return "\n".join(lines) + "\n"
-
-
-def _rst_table(table: pd.DataFrame) -> str:
-    def pm(mean: float, se: float) -> str:
-        if not np.isfinite(mean):
-            return "-"
-        return f"{mean:.2f}" + (f" ± {se:.2f}" if np.isfinite(se) else "")
-
-    headers: tuple[str, ...] = ("task", "method", "seeds", "start", "final", "AUC", "IQM final [95% CI]", "min per run")
-    # Where runs come from different code or CPUs, each row says which (a reader must know what is compared).
-    show = any(len({c for v in table.get(col, []) for c in v.split(", ")}) > 1 for col in ("commits", "cpus"))
-    if show:
-        headers = (*headers, "commits", "CPUs")
-    rows = []
-    for _, r in table.iterrows():
-        iqm = f"{r.iqm_final:.2f} [{r.iqm_low:.2f}, {r.iqm_high:.2f}]" if np.isfinite(r.iqm_final) else "-"
-        seeds = f"{r.seeds}" + (f" (+{r.unfinished} running)" if r.unfinished else "")
-        rows.append(
-            (
-                r.task,
-                r.method,
-                seeds,
-                pm(r.start_success, r.start_success_se),
-                pm(r.final_success, r.final_success_se),
-                pm(r.auc, r.auc_se),
-                iqm,
-                f"{r.wall_time_min:.0f}" if np.isfinite(r.wall_time_min) else "-",
-                *((r.commits, r.cpus) if show else ()),
-            )
-        )
-    return _list_table(headers, rows)
-
-
-def _rst_diagnostics(table: pd.DataFrame) -> str:
-    shown = table[np.isfinite(table[list(DIAGNOSTICS)].to_numpy(float)).any(axis=1)]
-    headers = ["task", "method", "seeds", "marginal error", "dual gap", "share of weights > 0", "H fallback share"]
-    headers.append("weight entropy")
-    rows = [
-        (r.task, r.method, f"{r.seeds}", *(f"{r[name]:.3f}" if np.isfinite(r[name]) else "-" for name in DIAGNOSTICS))
-        for _, r in shown.iterrows()
-    ]
-    return _list_table(headers, rows)
-
-
-def _rst_differences(diffs: pd.DataFrame) -> str:
-    def pm(mean: float, se: float) -> str:
-        return f"{mean:+.2f}" + (f" ± {se:.2f}" if np.isfinite(se) else "")
-
-    headers = ("task", "OTPR minus", "paired seeds", "final success", "AUC", "seeds OTPR ahead")
-    rows = [
-        (
-            r.task,
-            r.method,
-            f"{r.seeds}",
-            pm(r.final_success_diff, r.final_success_diff_se),
-            pm(r.auc_diff, r.auc_diff_se),
-            f"{r.wins} of {r.seeds}",
-        )
-        for _, r in diffs.iterrows()
-    ]
-    return _list_table(headers, rows)
-
-
-def _rst_improvement(improvement: pd.DataFrame) -> str:
-    rows = [
-        (r.task, r.method, f"{r.probability_of_improvement:.2f} [{r.low:.2f}, {r.high:.2f}]")
-        for _, r in improvement.iterrows()
-    ]
-    return _list_table(("task", "method", "P(OTPR > method) [95% CI]"), rows)
-
-
 def build_report(runs_dir: str, out_dir: str, reps: int = 2_000) -> list[str]:
     """Write the report of every run under ``runs_dir`` into ``out_dir``.
 
@@ -436,23 +358,23 @@ def build_report(runs_dir: str, out_dir: str, reps: int = 2_000) -> list[str]:
     mean_curves(curves).to_csv(paths["curves.csv"], index=False)
     table.to_csv(paths["summary.csv"], index=False)
     with open(paths["summary.rst"], "w") as f:
-        f.write(_rst_table(table))
+        f.write(rst_table(table))
     written = list(paths.values())
     written.append(os.path.join(out_dir, "diagnostics.rst"))
     with open(written[-1], "w") as f:
-        f.write(_rst_diagnostics(table))
+        f.write(rst_diagnostics(table))
     diffs = paired_differences(runs)
     written += [os.path.join(out_dir, "differences.csv"), os.path.join(out_dir, "differences.rst")]
     diffs.to_csv(written[-2], index=False)
     with open(written[-1], "w") as f:
-        f.write(_rst_differences(diffs))
+        f.write(rst_differences(diffs))
     improvement = probability_of_improvement(runs, reps=reps)
     if not improvement.empty:
         written.append(os.path.join(out_dir, "improvement.csv"))
         improvement.to_csv(written[-1], index=False)
         written.append(os.path.join(out_dir, "improvement.rst"))
         with open(written[-1], "w") as f:
-            f.write(_rst_improvement(improvement))
+            f.write(rst_improvement(improvement))
     tasks = sorted(runs["task"].unique())
     written.append(os.path.join(out_dir, "curves.png"))
     _plot_panels(curves, [(t, t, None) for t in tasks], written[-1])

@@ -1,0 +1,174 @@
+"""OTPR's critics: twin Q (SB3's ``ContinuousCritic``) with fast paths on many pairs, V, and running scales.
+
+The critics take observations already prepared by the policy (features, standardised), so their own
+features extractor is a flatten over that ``(obs_dim,)`` box.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+
+import numpy as np
+import torch as th
+import torch.nn.functional as F
+from gymnasium import spaces
+from stable_baselines3.common.policies import ContinuousCritic
+from stable_baselines3.common.torch_layers import FlattenExtractor, create_mlp
+from torch import nn
+
+PAIR_PRECISIONS = ("auto", "float32", "bfloat16")
+
+
+@functools.cache
+def _cpu_has_bf16_matmul() -> bool:
+    """Whether this CPU multiplies bfloat16 matrices in hardware: AMX tiles or AVX512-BF16 (oneDNN uses both)."""
+    checks = (getattr(th.cpu, "_is_amx_tile_supported", None), getattr(th.cpu, "_is_avx512_bf16_supported", None))
+    return any(bool(check()) for check in checks if check is not None)
+
+
+def pair_dtype(precision: str, device: th.device) -> th.dtype:
+    """Resolve the dtype of the critics' hidden layers on state-action pairs (:meth:`TwinQCritic.pairwise_min`).
+
+    Parameters
+    ----------
+    precision : {"auto", "float32", "bfloat16"}
+        ``"auto"`` is bfloat16 on a CPU with bfloat16 matrix instructions (AMX tiles or AVX512-BF16) and float32
+        elsewhere, GPUs included (without them a CPU emulates bfloat16 products; measure before choosing
+        ``"bfloat16"``). The rounding is the same on both kinds of CPU: bfloat16 inputs, float32 accumulation.
+        docs/benchmarks.rst gives the measured speed-ups.
+    device : torch.device
+        Where the critics run.
+
+    Returns
+    -------
+    torch.dtype
+    """
+    if precision not in PAIR_PRECISIONS:
+        raise ValueError(f"`pair_precision` must be one of {PAIR_PRECISIONS}, got {precision!r}")
+    if precision == "auto":
+        return th.bfloat16 if device.type == "cpu" and _cpu_has_bf16_matmul() else th.float32
+    return th.bfloat16 if precision == "bfloat16" else th.float32
+
+
+def _feature_box(dim: int) -> spaces.Box:
+    return spaces.Box(-np.inf, np.inf, (dim,), np.float32)
+
+
+class TwinQCritic(ContinuousCritic):
+    """Two Q networks on prepared observations: SB3's ``ContinuousCritic`` with ``n_critics=2``.
+
+    Adds :meth:`both` and :meth:`min` (shape ``(n,)``) and two no-gradient fast paths on many pairs,
+    :meth:`pairwise_min` and :meth:`grouped_min`, which split the first layer into its state and action parts.
+
+    Parameters
+    ----------
+    obs_dim, act_dim : int
+        Sizes of the prepared observation and of the action.
+    hidden : sequence of int
+        Hidden widths of each network.
+    pair_precision : {"auto", "float32", "bfloat16"}
+        Precision of the hidden layers in the fast paths (see :func:`pair_dtype`); the first and last layers,
+        and every evaluation with gradients, are float32.
+    """
+
+    def __init__(
+        self, obs_dim: int, act_dim: int, hidden: Sequence[int] = (256, 256, 256), pair_precision: str = "float32"
+    ) -> None:
+        pair_dtype(pair_precision, th.device("cpu"))  # validates
+        box = _feature_box(obs_dim)
+        super().__init__(
+            box,
+            spaces.Box(-1.0, 1.0, (act_dim,), np.float32),
+            net_arch=list(hidden),
+            features_extractor=FlattenExtractor(box),
+            features_dim=obs_dim,
+            n_critics=2,
+            share_features_extractor=False,
+        )
+        self.pair_precision = pair_precision
+
+    def both(self, obs: th.Tensor, act: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
+        """Both estimates, each of shape ``(n,)``."""
+        q1, q2 = self(obs, act)
+        return q1.squeeze(-1), q2.squeeze(-1)
+
+    def min(self, obs: th.Tensor, act: th.Tensor) -> th.Tensor:
+        """Pessimistic estimate ``min(Q1, Q2)``, shape ``(n,)``."""
+        q1, q2 = self.both(obs, act)
+        return th.minimum(q1, q2)
+
+    def pairwise_min(self, obs: th.Tensor, act: th.Tensor) -> th.Tensor:
+        """``min(Q1, Q2)`` on every pair of ``obs`` ``(n, obs_dim)`` and ``act`` ``(m, act_dim)``: shape ``(n, m)``.
+
+        The same function as :meth:`min` on the ``n * m`` concatenated pairs, with ``W [s; a] = W_s s + W_a a``
+        computed on ``n`` states and ``m`` actions and broadcast (equal up to float rounding).
+        """
+        return self._split_min(obs, act.unsqueeze(0), (obs.shape[0], act.shape[0]))
+
+    def grouped_min(self, obs: th.Tensor, act: th.Tensor) -> th.Tensor:
+        """``min(Q1, Q2)`` of each state ``obs[i]`` with its own actions ``act[i]`` ``(n, m, act_dim)``: shape ``(n, m)``."""
+        if act.ndim != 3 or act.shape[0] != obs.shape[0]:
+            raise ValueError(f"`act` must have shape ({obs.shape[0]}, m, act_dim), got {tuple(act.shape)}")
+        return self._split_min(obs, act, (act.shape[0], act.shape[1]))
+
+    def _split_min(self, obs: th.Tensor, act: th.Tensor, shape: tuple[int, int]) -> th.Tensor:
+        d = obs.shape[1]
+        # Only float32 evaluations are lowered: a policy cast to float64 keeps its precision.
+        low = obs.dtype == th.float32 and pair_dtype(self.pair_precision, obs.device) != th.float32
+        q = []
+        for net in self.q_networks:
+            assert isinstance(net, nn.Sequential)
+            first = net[0]
+            assert isinstance(first, nn.Linear)
+            h = F.linear(obs, first.weight[:, :d], first.bias).unsqueeze(1) + F.linear(act, first.weight[:, d:])
+            h = h.reshape(shape[0] * shape[1], -1)
+            if low:
+                # The output layer stays float32: Q's offset is large next to the differences the plan uses.
+                with th.autocast(obs.device.type, dtype=th.bfloat16):
+                    h = net[1:-1](h)
+                q.append(net[-1](h.float()).reshape(shape))
+            else:
+                q.append(net[1:](h).reshape(shape))
+        return th.minimum(q[0], q[1])
+
+
+class ValueNet(nn.Module):
+    """State value ``V(s)`` on prepared observations."""
+
+    optimizer: th.optim.Optimizer
+
+    def __init__(self, obs_dim: int, hidden: Sequence[int] = (256, 256, 256)) -> None:
+        super().__init__()
+        self.net = nn.Sequential(*create_mlp(obs_dim, 1, list(hidden)))
+
+    def forward(self, obs: th.Tensor) -> th.Tensor:
+        """Values of shape ``(n,)``."""
+        return self.net(obs).squeeze(-1)
+
+
+class RunningScales(nn.Module):
+    """Running spreads of the critic: standard deviations of ``Q`` and ``Q - V`` and the mean of ``|Q|``.
+
+    EMAs over the critic's training batches (rate 0.01; the first batch sets them). They scale the guidances'
+    scores and the dual's cost, so that temperatures and ``reg`` do not depend on the reward scale.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.q_spread: th.Tensor
+        self.adv_spread: th.Tensor
+        self.q_abs_mean: th.Tensor
+        self.count: th.Tensor
+        for name in ("q_spread", "adv_spread", "q_abs_mean"):
+            self.register_buffer(name, th.ones(()))
+        self.register_buffer("count", th.zeros((), dtype=th.long))
+
+    @th.no_grad()
+    def update(self, q: th.Tensor, adv: th.Tensor) -> None:
+        """Fold in a batch of ``Q`` and ``Q - V`` values."""
+        rate = 1.0 if int(self.count) == 0 else 0.01
+        self.q_spread.lerp_(q.std().clamp_min(1e-3), rate)
+        self.adv_spread.lerp_(adv.std().clamp_min(1e-3), rate)
+        self.q_abs_mean.lerp_(q.abs().mean().clamp_min(1e-3), rate)
+        self.count += 1

@@ -1,0 +1,194 @@
+"""Training of OTPR's dual potentials: the stochastic L2 dual on replay states and actions, and its diagnostics."""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import torch as th
+
+from neural_ot import CostFn, L2Dual, dual_objective, plan, relative_marginal_errors, solve_discrete
+from otpr_sb3.guidance.base import UpdateContext
+
+
+class DualOwner(Protocol):
+    """What the trainer reads and sets on the guidance it trains (see ``CompatibilityGuidance``)."""
+
+    obs_dim: int
+    act_dim: int
+    reg: float
+    keypoint_version: int
+    keypoint_obs: th.Tensor
+    keypoint_actions: th.Tensor
+    reference_actions: th.Tensor
+    relation_weight: float
+
+    @property
+    def u(self) -> th.nn.Module: ...  # noqa: D102
+
+    @property
+    def v(self) -> th.nn.Module: ...  # noqa: D102
+
+    @property
+    def dual_cost(self) -> CostFn: ...  # noqa: D102
+
+    def set_reference_actions(self, actions: th.Tensor, mass: float = 1.0) -> None: ...  # noqa: D102
+
+    def state_potential(self, obs_n: th.Tensor, n_reference: int | None = None) -> th.Tensor: ...  # noqa: D102
+
+
+class DualTrainer:
+    """Trains the potentials of a compatibility guidance on the replay buffer.
+
+    Parameters
+    ----------
+    guidance : DualOwner
+        The guidance whose potentials, cost and keypoints define the problem.
+    method : {"gradient", "semi-dual", "exact"}
+        Update rule of each dual step (:mod:`neural_ot.dual_updates`).
+    learning_rate, batch_size, steps, steps_per_batch
+        Adam step size, minibatch, minibatches per update and Adam steps per minibatch.
+    reference_actions : int
+        ``M > 0``: ``u(s)`` is the c-transform of ``v`` over ``M`` replay actions redrawn at every update.
+    use_mask : bool
+        Apply the keypoint mask whenever the guidance has keypoints.
+    seed : int, optional
+    device : str or torch.device
+    """
+
+    def __init__(
+        self,
+        guidance: DualOwner,
+        method: str = "semi-dual",
+        learning_rate: float = 1e-3,
+        batch_size: int = 48,
+        steps: int = 1,
+        steps_per_batch: int = 1,
+        reference_actions: int = 0,
+        use_mask: bool = True,
+        seed: int | None = None,
+        device: str | th.device = "cpu",
+    ) -> None:
+        self.guidance = guidance
+        self.method, self.learning_rate = method, float(learning_rate)
+        self.batch_size, self.steps, self.steps_per_batch = int(batch_size), int(steps), int(steps_per_batch)
+        self.reference_actions, self.use_mask = int(reference_actions), bool(use_mask)
+        self.seed, self.device = seed, str(device)
+        self.solver = self._new_solver()
+        self._problem_version: tuple[bool, int] | None = None  # the keypoints the solver's problem was set up with
+        self._told_unmasked = False
+
+    def _new_solver(self) -> L2Dual:
+        g = self.guidance
+        solver = L2Dual(
+            g.reg,
+            cost=g.dual_cost,
+            potentials=(g.u, g.v),
+            learning_rate=self.learning_rate,
+            batch_size=self.batch_size,
+            steps_per_batch=self.steps_per_batch,
+            max_steps=self.steps,
+            eval_batch_size=32,
+            device=self.device,
+            seed=self.seed,
+            method=self.method,
+        )
+        solver.build(g.obs_dim, g.act_dim)
+        return solver
+
+    def rebuild(self) -> None:
+        """Rebuild the solver for the guidance's current ``reg``, keeping its optimiser state and minibatch stream."""
+        state = self.solver.state_dict()
+        self.solver = self._new_solver()
+        self.load_solver_state(state)
+        self._problem_version = None
+
+    def load_solver_state(self, state: dict[str, Any]) -> None:
+        """Restore a solver state (optimiser, minibatch stream) with this trainer's learning rate."""
+        self.solver.load_state_dict(state)
+        assert self.solver.optimizer is not None
+        for group in self.solver.optimizer.param_groups:
+            group["lr"] = self.learning_rate
+
+    @property
+    def masked(self) -> bool:
+        """Whether the keypoint mask is on (``use_mask`` and keypoints present)."""
+        return self.use_mask and len(self.guidance.keypoint_obs) > 0
+
+    def setup(self, context: UpdateContext) -> None:
+        """Fix the solver's problem (replay samplers, and the keypoints under the mask) when it changed."""
+        g = self.guidance
+        if self.use_mask and not len(g.keypoint_obs) and not self._told_unmasked:
+            self._told_unmasked = True
+            if context.verbose >= 1:
+                relation = " and the relation cost is off" if g.relation_weight > 0 else ""
+                print(
+                    "OTPR: no expert keypoints (no `pretrain`), so the keypoint mask is all ones: the dual solves "
+                    f"unmasked OT{relation} until demonstrations provide keypoints."
+                )
+        version = (self.masked, g.keypoint_version)
+        if version == self._problem_version:
+            return
+        kwargs: dict[str, Any] = {}
+        if self.masked:
+            K = len(g.keypoint_obs)
+            kwargs = dict(keypoints=(g.keypoint_obs, g.keypoint_actions), keypoint_mass=K / (K + self.batch_size))
+        self.solver.setup(context.sample_states, context.sample_actions, **kwargs)
+        self._problem_version = version
+
+    def update(self, context: UpdateContext) -> dict[str, float]:
+        """Take ``steps`` dual steps, redraw the reference actions, and diagnose when the context asks for it."""
+        self.setup(context)
+        objective = th.zeros(())
+        for _ in range(self.steps):
+            objective = self.solver.step()
+        if self.reference_actions:
+            self._refresh_reference_actions(context)
+        stats = {"dual_objective": float(objective)}
+        if context.diagnostics_batch_size:
+            stats.update(self.diagnostics(context, context.diagnostics_batch_size))
+        return stats
+
+    def _refresh_reference_actions(self, context: UpdateContext) -> None:
+        """Draw the reference actions of ``u(s)``, with the mass regular states can reach."""
+        K = len(self.guidance.keypoint_obs) if self.use_mask else 0
+        mass = self.batch_size / (K + self.batch_size)  # the keypoints' share is theirs alone
+        actions = context.sample_actions(self.reference_actions, context.reference_generator)
+        self.guidance.set_reference_actions(actions, mass)
+
+    @th.no_grad()
+    def diagnostics(self, context: UpdateContext, batch_size: int = 256) -> dict[str, float]:
+        """How well the potentials solve a held-out replay minibatch of the training problem.
+
+        Returns ``marginal_error`` (the worse of ``marginal_error_states`` and ``marginal_error_actions``, relative L1
+        errors of the plan's marginals), ``dual_gap`` (``(D* - D(u, v)) / |D*|`` against the exact optimum of the
+        same minibatch from :func:`neural_ot.solve_discrete`) and ``h_nonzero_frac_heldout``.
+        """
+        g = self.guidance
+        self.setup(context)
+        batch = self.solver.sample_batch(int(batch_size), context.eval_generator)
+        wx, wy, mask = batch.wx, batch.wy, batch.mask
+        C = g.dual_cost.matrix(batch.x, batch.y)
+        # Keypoint pairs (under the mask) at their closed-form optimum, as the solver defines them.
+        u, v = self.solver.potentials_on(batch, potentials=(g.u, g.v))
+        if len(g.reference_actions):  # u as H uses it (keypoint rows keep their closed form)
+            K = batch.n_keypoints
+            u = th.cat([u[:K], g.state_potential(batch.x[K:])])
+        T = plan(u, v, C, g.reg, wx, wy, mask=mask)
+        error_states, error_actions = relative_marginal_errors(T.sum(1), T.sum(0), wx, wy)
+        value = float(dual_objective(u, v, C, g.reg, wx, wy, mask))
+        exact = solve_discrete(
+            wx.double().cpu(),
+            wy.double().cpu(),
+            C.double().cpu(),
+            g.reg,
+            mask=None if mask is None else mask.double().cpu(),
+            tol=1e-7,
+        )
+        best = float(exact.value_dual)
+        return {
+            "marginal_error": max(error_states, error_actions),
+            "marginal_error_states": error_states,
+            "marginal_error_actions": error_actions,
+            "dual_gap": (best - value) / max(abs(best), 1e-12),
+            "h_nonzero_frac_heldout": float((T > 0).float().mean()),  # weights are positive: T > 0 iff H > 0
+        }
