@@ -86,7 +86,9 @@ def test_variants_start_from_the_same_pretrained_checkpoint(dirs):
     root = dirs[0]
     assert len(list((root / "runs" / "PointMaze_UMaze" / "pretrained").glob("*.zip"))) == 1
     model = OTPR.load(f"{spec_for(dirs, 'idql').run_dir}/model.zip")
-    assert model.policy.guidance == "expectile" and model.pretrained and len(model.policy.guidance.keypoint_obs) == 4
+    assert model.policy.guidance.name == "expectile" and model.pretrained and len(model.expert_obs) > 0
+    model = OTPR.load(f"{spec_for(dirs, 'otpr').run_dir}/model.zip")  # H keeps the keypoints it was given
+    assert model.policy.guidance.name == "compatibility" and len(model.policy.guidance.keypoint_obs) == 4
 
 
 class Interrupt(Exception):

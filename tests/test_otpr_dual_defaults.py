@@ -9,10 +9,15 @@ from otpr_helpers import FAST, IdentityEnvBox
 
 import neural_ot as no
 from otpr_sb3 import OTPR, PAPER_DUAL
+from otpr_sb3.arguments import DUAL_KWARGS
 from otpr_sb3.otpr import DEFAULT_SETTINGS
 
-# The dual of a pretrained actor: the settings left at None take their fine-tuning values.
-DEFAULTS = {k: p.default for k, p in inspect.signature(OTPR.__init__).parameters.items()} | DEFAULT_SETTINGS["fine-tuning"]
+# The dual of a pretrained actor: the settings left unset take their fine-tuning values.
+DEFAULTS = {
+    **{k: p.default for k, p in inspect.signature(OTPR.__init__).parameters.items()},
+    **{f"dual_{k}": v for k, v in DUAL_KWARGS.items()},
+    **{("dual_method" if k == "method" else k): v for k, v in DEFAULT_SETTINGS["fine-tuning"].items()},
+}
 W = th.randn(6, 3, generator=th.Generator().manual_seed(0)) / 2
 
 

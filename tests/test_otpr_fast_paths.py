@@ -108,7 +108,7 @@ def test_bfloat16_pairs_stay_close_to_float32_and_keep_the_plan():
 
 
 def test_pair_precision_resolution_and_validation(monkeypatch):
-    from otpr_sb3 import networks
+    from otpr_sb3 import critics as networks
 
     cpu = th.device("cpu")
     assert networks.pair_dtype("float32", cpu) == th.float32

@@ -181,7 +181,8 @@ def test_policy_copy_does_not_reach_the_algorithm():
     assert pickler.found == []  # no path from the policy to the algorithm or its replay buffer
     copied = copy.deepcopy(model.policy)
     obs_t, act_t = th.linspace(-1, 1, 5)[:, None], th.zeros(5, 1)
-    th.testing.assert_close(copied.pair_cost(obs_t, act_t), model.policy.guidance.pair_cost(obs_t, act_t))
+    assert copied.guidance.trainer is None  # the training machinery stays with the algorithm
+    th.testing.assert_close(copied.guidance.pair_cost(obs_t, act_t), model.policy.guidance.pair_cost(obs_t, act_t))
 
 
 def test_learning_rate_schedules_are_applied_and_logged():

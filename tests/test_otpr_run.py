@@ -54,7 +54,7 @@ def test_relation_cost_mixing():
     model.pretrain(identity_demos(), n_steps=10)
     model.learn(30)
     policy = model.policy
-    assert policy.guidance.uses_relation_cost and policy.guidance.keypoint_obs.shape == (FAST["n_keypoints"], 1)
+    assert policy.guidance.uses_relation_cost and policy.guidance.keypoint_obs.shape == (FAST["dual_kwargs"]["n_keypoints"], 1)
     assert len(policy.guidance.reference_actions) == model.dual_kwargs["reference_actions"] > 0  # u comes from the references
     # H during collection uses exactly the cost the potentials were trained with: (1 - w)(-Q / scale) + w g.
     policy.guidance.ready.fill_(True)

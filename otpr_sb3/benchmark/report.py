@@ -375,8 +375,13 @@ def build_report(runs_dir: str, out_dir: str, reps: int = 2_000) -> list[str]:
         written.append(os.path.join(out_dir, "improvement.rst"))
         with open(written[-1], "w") as f:
             f.write(rst_improvement(improvement))
+    return written + _plots(runs, curves, out_dir)
+
+
+def _plots(runs: pd.DataFrame, curves: pd.DataFrame, out_dir: str) -> list[str]:
+    """Write ``curves.png`` (one panel per task) and, where two of its methods ran, ``ablations.png``."""
     tasks = sorted(runs["task"].unique())
-    written.append(os.path.join(out_dir, "curves.png"))
+    written = [os.path.join(out_dir, "curves.png")]
     _plot_panels(curves, [(t, t, None) for t in tasks], written[-1])
     panels = [(t, f"{t}: {name}", methods) for t in tasks for name, methods in ABLATIONS.items()]
     present = [
