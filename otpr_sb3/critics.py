@@ -167,7 +167,8 @@ class RunningScales(nn.Module):
     @th.no_grad()
     def update(self, q: th.Tensor, adv: th.Tensor) -> None:
         """Fold in a batch of ``Q`` and ``Q - V`` values."""
-        rate = 1.0 if int(self.count) == 0 else 0.01
+        # The rate as a tensor: no host synchronisation on an accelerator.
+        rate = th.where(self.count == 0, 1.0, 0.01).to(q.dtype)
         self.q_spread.lerp_(q.std().clamp_min(1e-3), rate)
         self.adv_spread.lerp_(adv.std().clamp_min(1e-3), rate)
         self.q_abs_mean.lerp_(q.abs().mean().clamp_min(1e-3), rate)

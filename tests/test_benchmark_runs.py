@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pytest
 import torch as th
+from otpr_helpers import SMALL, fast
 from stable_baselines3 import SAC
 
 from otpr_sb3 import OTPR
@@ -14,14 +15,8 @@ from otpr_sb3.benchmark.recording import record
 from otpr_sb3.benchmark.runner import RunSpec, run
 
 ENV = "PointMaze_UMaze-v3"
-SMALL_POLICY = dict(actor_hidden_dim=32, actor_n_blocks=1, time_dim=8, critic_hidden=(32, 32))
-FAST_OTPR = dict(
-    learning_starts=20,
-    batch_size=32,
-    actor_kwargs={"batch_size": 32},
-    dual_kwargs={"batch_size": 16, "n_keypoints": 4},
-    dual_start=5,
-)
+SMALL_POLICY = SMALL
+FAST_OTPR = {k: v for k, v in fast(learning_starts=20).items() if k != "policy_kwargs"}
 
 
 @pytest.fixture(scope="module")

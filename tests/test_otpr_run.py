@@ -152,3 +152,20 @@ def test_dql_actor_follows_the_q_gradient(eta):
         assert "actor_q_loss" not in logs[-1] and gap() > 0.5 * before  # score matching alone: stays near a = s
     else:
         assert np.isfinite(logs[-1]["actor_q_loss"]) and gap() < 0.5 * before
+
+
+def test_running_scales_start_at_the_first_batch_then_move_by_one_percent():
+    from otpr_sb3.critics import RunningScales
+
+    scales = RunningScales()
+    q, adv = th.tensor([1.0, 3.0, 5.0]), th.tensor([-1.0, 0.0, 1.0])
+    scales.update(q, adv)
+    th.testing.assert_close(scales.q_spread, q.std())
+    th.testing.assert_close(scales.adv_spread, adv.std())
+    th.testing.assert_close(scales.q_abs_mean, th.tensor(3.0))
+    scales.update(10 * q, adv)
+    th.testing.assert_close(scales.q_spread, 0.99 * q.std() + 0.01 * (10 * q).std())
+    th.testing.assert_close(scales.q_abs_mean, th.tensor(0.99 * 3.0 + 0.01 * 30.0))
+    assert int(scales.count) == 2
+    scales.update(th.zeros(3), th.zeros(3))  # no spread: floored, never 0
+    assert float(scales.adv_spread) > 0 and float(scales.q_spread) > 0
