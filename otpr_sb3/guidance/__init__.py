@@ -20,6 +20,7 @@ from otpr_sb3.guidance.base import (
 from otpr_sb3.guidance.compatibility import COSTS, CompatibilityGuidance, CriticCost
 from otpr_sb3.guidance.dql import DQLGuidance
 from otpr_sb3.guidance.dual_training import DualTrainer
+from otpr_sb3.guidance.selectivity import candidate_entropy, match_temperature, weight_entropy
 from otpr_sb3.guidance.weights import AdvantageGuidance, ExpectileGuidance, QGuidance
 
 GUIDANCES: dict[str, type[Guidance]] = {}
@@ -76,10 +77,13 @@ __all__ = [
     "PolicyView",
     "QGuidance",
     "UpdateContext",
+    "candidate_entropy",
     "expectile_weights",
     "guidance_class",
     "guidance_parameters",
     "make_guidance",
+    "match_temperature",
     "register_guidance",
+    "weight_entropy",
     "weighted_score_matching",
 ]
