@@ -186,8 +186,7 @@ class OTPR(RegimeDefaults, OffPolicyAlgorithm):
         gen = th.Generator().manual_seed(0 if self.seed is None else self.seed)
         pick = th.randperm(len(self.expert_actions), generator=gen)[: self.dual_kwargs["n_keypoints"]]
         pick = pick.to(self.expert_obs.device)
-        if hasattr(self.policy.guidance, "set_keypoints"):
-            self.policy.guidance.set_keypoints(self.expert_obs[pick], self.expert_actions[pick])  # type: ignore[operator]
+        self.policy.guidance.set_keypoints(self.expert_obs[pick], self.expert_actions[pick])
 
     # ---- demonstrations ---------------------------------------------------------------------------------
 

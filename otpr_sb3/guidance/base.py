@@ -186,6 +186,9 @@ class Guidance(nn.Module):
         """Train what the guidance needs (nothing by default); return what to log."""
         return {}
 
+    def set_keypoints(self, obs_n: th.Tensor, actions: th.Tensor) -> None:
+        """Take matched expert pairs (prepared observations, scaled actions); ignored by default."""
+
     def setup_training(self, **settings: Any) -> None:
         """Prepare the training of what the guidance learns (nothing by default); OTPR passes its dual settings.
 
