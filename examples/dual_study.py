@@ -217,7 +217,8 @@ def load_snapshot(snapshot: str, env: gym.Env, **kwargs: Any) -> OTPR:
     model.load_replay_buffer(snapshot + "-replay.pkl")
     for attr in ("dual_diagnostics", "dump_logs"):  # snapshots saved before `run_setting` removed its wrappers
         model.__dict__.pop(attr, None)
-    model._build_dual_solver()  # a fresh optimiser for this setting; the potentials stay the run's
+    model.policy.guidance.trainer = None  # a fresh optimiser for this setting; the potentials stay the run's
+    model.policy.guidance.setup_training(**model._training_settings())
     return model
 
 
