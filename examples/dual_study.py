@@ -285,7 +285,7 @@ def ctransform(args: argparse.Namespace) -> None:
     """
     env = gym.make(args.env)
     model = load_snapshot(args.snapshot, env)
-    model._setup_dual()
+    model.policy.guidance.trainer.setup(model._update_context())
     policy, reg = model.policy, model.policy.guidance.reg
     gen = th.Generator().manual_seed(0)
     with th.no_grad():

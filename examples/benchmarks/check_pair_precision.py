@@ -32,7 +32,7 @@ def main() -> None:
     th.set_num_threads(1)
     model = OTPR.load(os.path.join(args.checkpoint, "model.zip"), env=gym.make(args.env), dual_kwargs={"eval_freq": 0})
     model.load_replay_buffer(os.path.join(args.checkpoint, "replay_buffer.pkl"))
-    model._setup_dual()
+    model.policy.guidance.trainer.setup(model._update_context())
     policy = model.policy
     critic, reg = policy.critic, policy.guidance.reg
 
@@ -44,7 +44,7 @@ def main() -> None:
             critic.pair_precision = saved
 
     scale, weight = float(policy.scales.adv_spread), float(policy.guidance.relation_weight)
-    print(f"reg {reg}, cost {policy.cost}, cost scale {scale:.3f}, relation weight {weight:.2f}")
+    print(f"reg {reg}, cost {policy.guidance.cost}, cost scale {scale:.3f}, relation weight {weight:.2f}")
     gen = th.Generator().manual_seed(0)
     for _ in range(args.batches):
         batch = model.policy.guidance.trainer.solver.sample_batch(args.batch_size, gen)
