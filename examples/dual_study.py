@@ -134,15 +134,13 @@ def pretrained(model: OTPR, demos: Demonstrations, args: argparse.Namespace) -> 
         model.pretrain(demos, n_steps=args.pretrain_steps, add_to_replay_buffer=True, progress_bar=True)
         state = {f"{k}.optimizer": getattr(model.policy, k).optimizer.state_dict() for k in parts}
         state.update(policy=model.policy.state_dict(), expert_obs=model.expert_obs, expert_actions=model.expert_actions)
-        state.update(scale_updates=model.scale_updates)
         th.save(state, cache + ".tmp")
         os.replace(cache + ".tmp", cache)
         return
     state = th.load(cache, weights_only=False)
-    # set_parameters keeps this setting's reg and relation weight, not the cached policy's.
+    # set_parameters keeps this setting's reg and relation weight (guidance settings, not state), and restores the scales.
     model.set_parameters({k: state[k] for k in ("policy", *(f"{p}.optimizer" for p in parts))}, exact_match=False)
     model.expert_obs, model.expert_actions = state["expert_obs"], state["expert_actions"]
-    model.scale_updates = state["scale_updates"]
     model.mark_pretrained()
     add_demonstrations(model.replay_buffer, demos, model.action_space)  # type: ignore[arg-type]
 
