@@ -132,3 +132,11 @@ def test_the_registry_refuses_what_is_not_a_guidance():
         make_guidance("nope", 1, 1, None)
     with pytest.raises(ValueError, match=r"\['eta'\] are not parameters of the 'q' guidance"):
         make_guidance("q", 1, 1, None, eta=1.0)
+
+
+def test_a_guidance_without_scores_says_so():
+    class Unfinished(Guidance):
+        name = "unfinished"
+
+    with pytest.raises(NotImplementedError, match="Unfinished must implement `scores`"):
+        Unfinished(1, 1).scores(None, th.zeros(2, 1), th.zeros(2, 1))

@@ -14,7 +14,6 @@ IDQL's expectile weights, the documented fallback, so that all guidances share o
 
 from __future__ import annotations
 
-from abc import abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
@@ -134,11 +133,14 @@ class Guidance(nn.Module):
 
     # ---- scoring ----------------------------------------------------------------------------------------
 
-    @abstractmethod
     def scores(
         self, policy: PolicyView, obs_n: th.Tensor, actions: th.Tensor, n_reference: int | None = None
     ) -> tuple[th.Tensor, th.Tensor]:
-        """Scores ``z`` and non-negative weights ``w`` of aligned pairs ``(n, obs_dim)``, ``(n, act_dim)``, once ready."""
+        """Scores ``z`` and non-negative weights ``w`` of aligned pairs ``(n, obs_dim)``, ``(n, act_dim)``, once ready.
+
+        Every guidance implements it (``nn.Module`` does not enforce abstract methods, so the base raises).
+        """
+        raise NotImplementedError(f"{type(self).__name__} must implement `scores`")
 
     @th.no_grad()
     def weights(
