@@ -1,7 +1,9 @@
 """Fixed-seed short runs of every OTPR method, recorded to check that a refactor preserves behaviour.
 
-``python tests/behaviour_recording.py`` writes ``tests/data/behaviour_recording.json``; the test
-``test_behaviour_preserved.py`` reruns every configuration and compares. Each run records every value
+``tests/data/behaviour_recording.json`` was written by ``python tests/behaviour_recording.py`` at commit 25a757c, the
+code before the architecture refactor (its ``commit`` field); the test ``test_behaviour_preserved.py`` reruns every
+configuration on the current code and compares. Re-recording on later code would make the test compare the code with
+itself, so the script refuses to overwrite the recording unless given ``--overwrite``. Each run records every value
 logged under ``train/`` and ``rollout/`` (losses, dual objective and diagnostics, H statistics), the
 deterministic actions on a grid of observations after training, and the sum of the policy's parameters.
 The runs use one torch thread and float32 critics on pairs, so that they do not depend on the CPU's bfloat16
@@ -137,8 +139,11 @@ def run_config(name: str) -> dict[str, Any]:
 
 
 def main() -> None:
-    """Record every configuration into :data:`PATH`."""
+    """Record every configuration into :data:`PATH` (``--overwrite`` to replace an existing recording)."""
     import subprocess
+
+    if os.path.exists(PATH) and "--overwrite" not in sys.argv[1:]:
+        raise SystemExit(f"{PATH} exists (recorded at the commit in its `commit` field); pass --overwrite to replace it")
 
     commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
     data = {"commit": commit, "cpu": platform.processor() or platform.machine(), "runs": {n: run_config(n) for n in CONFIGS}}

@@ -108,26 +108,26 @@ def test_bfloat16_pairs_stay_close_to_float32_and_keep_the_plan():
 
 
 def test_pair_precision_resolution_and_validation(monkeypatch):
-    from otpr_sb3 import critics as networks
+    from otpr_sb3 import critics
 
     cpu = th.device("cpu")
-    assert networks.pair_dtype("float32", cpu) == th.float32
-    assert networks.pair_dtype("bfloat16", cpu) == th.bfloat16
-    monkeypatch.setattr(networks, "_cpu_has_bf16_matmul", lambda: True)
-    assert networks.pair_dtype("auto", cpu) == th.bfloat16
-    assert networks.pair_dtype("auto", th.device("cuda")) == th.float32
-    monkeypatch.setattr(networks, "_cpu_has_bf16_matmul", lambda: False)
-    assert networks.pair_dtype("auto", cpu) == th.float32
+    assert critics.pair_dtype("float32", cpu) == th.float32
+    assert critics.pair_dtype("bfloat16", cpu) == th.bfloat16
+    monkeypatch.setattr(critics, "_cpu_has_bf16_matmul", lambda: True)
+    assert critics.pair_dtype("auto", cpu) == th.bfloat16
+    assert critics.pair_dtype("auto", th.device("cuda")) == th.float32
+    monkeypatch.setattr(critics, "_cpu_has_bf16_matmul", lambda: False)
+    assert critics.pair_dtype("auto", cpu) == th.float32
     # Either kind of bfloat16 matrix instruction counts, and neither means float32.
     monkeypatch.undo()
     for amx, avx512_bf16, expected in ((True, False, True), (False, True, True), (False, False, False)):
         monkeypatch.setattr(th.cpu, "_is_amx_tile_supported", lambda amx=amx: amx)
         monkeypatch.setattr(th.cpu, "_is_avx512_bf16_supported", lambda flag=avx512_bf16: flag)
-        networks._cpu_has_bf16_matmul.cache_clear()
-        assert networks._cpu_has_bf16_matmul() is expected
-    networks._cpu_has_bf16_matmul.cache_clear()
+        critics._cpu_has_bf16_matmul.cache_clear()
+        assert critics._cpu_has_bf16_matmul() is expected
+    critics._cpu_has_bf16_matmul.cache_clear()
     with pytest.raises(ValueError, match="pair_precision"):
-        networks.pair_dtype("float16", cpu)
+        critics.pair_dtype("float16", cpu)
     with pytest.raises(ValueError, match="pair_precision"):
         OTPR("MlpPolicy", IdentityEnvBox(), policy_kwargs=dict(pair_precision="half"))
 
