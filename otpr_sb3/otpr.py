@@ -25,8 +25,9 @@ from stable_baselines3.common.utils import FloatSchedule
 from otpr_sb3.arguments import check_otpr_arguments, merge_saved
 from otpr_sb3.defaults import DEFAULT_SETTINGS, PAPER_DUAL, RegimeDefaults, resolve_settings, warn_fine_tuning_on_empty_replay
 from otpr_sb3.demonstrations import Demonstrations, add_demonstrations
+from otpr_sb3.expert_pairs import ExpertPairs
 from otpr_sb3.guidance import GuidanceTrainingState, UpdateContext
-from otpr_sb3.policies import MultiInputPolicy, OTPRPolicy
+from otpr_sb3.policies import CnnPolicy, MultiInputPolicy, OTPRPolicy
 from otpr_sb3.pretraining import as_demonstrations, behaviour_cloning, demonstration_tensors
 from otpr_sb3.replay_sampling import ReplaySampler
 from otpr_sb3.updates import actor_step, candidate_targets_loss, iql_update
@@ -43,7 +44,7 @@ GUIDANCE_SETTINGS = ("reg", "relation_weight")
 __all__ = ["DEFAULT_SETTINGS", "OTPR", "PAPER_DUAL"]
 
 
-class OTPR(RegimeDefaults, OffPolicyAlgorithm):
+class OTPR(RegimeDefaults, ExpertPairs, OffPolicyAlgorithm):
     """OTPR for Stable-Baselines3: a diffusion actor fine-tuned online with optimal-transport guidance.
 
     Demonstrations are optional. Without :meth:`pretrain` the actor starts untrained, acts uniformly at random for the
@@ -52,7 +53,8 @@ class OTPR(RegimeDefaults, OffPolicyAlgorithm):
     Parameters
     ----------
     policy : str or type
-        ``"MlpPolicy"`` or ``"MultiInputPolicy"`` (dict observations).
+        ``"MlpPolicy"``, ``"CnnPolicy"`` (images; the CNN is trained by the critic loss) or ``"MultiInputPolicy"``
+        (dict observations).
     env : gymnasium env, VecEnv or str
     learning_rate : float or schedule
         Critic (Q, and V unless ``value_learning_rate`` is set in ``policy_kwargs``) learning rate; a schedule is
@@ -98,7 +100,11 @@ class OTPR(RegimeDefaults, OffPolicyAlgorithm):
         Passed to :class:`~otpr_sb3.policies.OTPRPolicy` (``n_candidates``, ``guidance``, ``guidance_kwargs``, ...).
     """
 
-    policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {"MlpPolicy": OTPRPolicy, "MultiInputPolicy": MultiInputPolicy}
+    policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {
+        "MlpPolicy": OTPRPolicy,
+        "CnnPolicy": CnnPolicy,
+        "MultiInputPolicy": MultiInputPolicy,
+    }
     policy: OTPRPolicy
     _eval_generator: th.Generator
     _reference_generator: th.Generator
@@ -161,9 +167,7 @@ class OTPR(RegimeDefaults, OffPolicyAlgorithm):
     def _setup_model(self) -> None:
         super()._setup_model()
         self._create_aliases()
-        # Expert pairs (set by `pretrain`); empty tensors rather than None so that `load` can restore them.
-        self.expert_obs = th.zeros((0, self.policy.obs_dim), device=self.device)
-        self.expert_actions = th.zeros((0, self.policy.act_dim), device=self.device)
+        self._init_expert_pairs()
         self.policy.guidance.setup_training(**self._training_settings())
         self._told_no_demos = False
         self._sampler = ReplaySampler(self)
@@ -180,13 +184,6 @@ class OTPR(RegimeDefaults, OffPolicyAlgorithm):
     def _create_aliases(self) -> None:
         self.actor, self.critic, self.critic_target = self.policy.actor, self.policy.critic, self.policy.critic_target
         self.value = self.policy.value
-
-    def _set_keypoints(self) -> None:
-        """Choose the keypoints: distinct expert pairs, seeded, shared by the mask and the relation cost."""
-        gen = th.Generator().manual_seed(0 if self.seed is None else self.seed)
-        pick = th.randperm(len(self.expert_actions), generator=gen)[: self.dual_kwargs["n_keypoints"]]
-        pick = pick.to(self.expert_obs.device)
-        self.policy.guidance.set_keypoints(self.expert_obs[pick], self.expert_actions[pick])
 
     # ---- demonstrations ---------------------------------------------------------------------------------
 
@@ -222,8 +219,7 @@ class OTPR(RegimeDefaults, OffPolicyAlgorithm):
         demos = as_demonstrations(demonstrations, data_path)
         demos.check_spaces(self.observation_space, self.action_space)  # type: ignore[arg-type]
         data = demonstration_tensors(self.policy, demos)
-        self.expert_obs, self.expert_actions = data[0], data[1]
-        self._set_keypoints()
+        self._set_expert_pairs(data[0], data[1])
         self.mark_pretrained()  # before cloning: the fine-tuning actor learning rate is the one behaviour cloning uses
         critic_steps = n_steps // 2 if critic_steps is None else critic_steps
         seed = 0 if self.seed is None else self.seed
@@ -258,6 +254,7 @@ class OTPR(RegimeDefaults, OffPolicyAlgorithm):
     def _guidance_update(self) -> dict[str, float]:
         """Update the guidance (the dual, for H), and make it ready after ``dual_start`` updates."""
         self.dual_updates += 1
+        self._refresh_keypoint_features()
         eval_freq = self.dual_kwargs["eval_freq"]
         diagnose = bool(eval_freq) and self.dual_updates % eval_freq == 0
         stats = self.policy.guidance.update(self._update_context(self.dual_kwargs["eval_batch_size"] if diagnose else 0))
@@ -276,7 +273,8 @@ class OTPR(RegimeDefaults, OffPolicyAlgorithm):
         logs: dict[str, list[float]] = {}
         for _ in range(gradient_steps):
             data = self.replay_buffer.sample(batch_size, env=self._vec_normalize_env)
-            obs, next_obs = policy.prepare_obs(data.observations), policy.prepare_obs(data.next_observations)
+            # Only the critic's loss trains a features extractor (`iql_update` detaches the rest).
+            obs, next_obs = policy.prepare_obs(data.observations, grad=True), policy.prepare_obs(data.next_observations)
             rewards = data.rewards.reshape(-1)
             if not (bool(th.isfinite(obs).all()) and bool(th.isfinite(rewards).all())):
                 raise ValueError("NaN or infinite values in replay observations or rewards")
@@ -300,9 +298,9 @@ class OTPR(RegimeDefaults, OffPolicyAlgorithm):
     def _fit_obs_statistics(self, max_samples: int = 100_000) -> None:
         """Standardise observations with statistics of the replay data (when no demonstrations set them)."""
         assert self.replay_buffer is not None
-        n = min(self.replay_buffer.size() * self.n_envs, max_samples)
+        n = 2 if self.policy.trains_features else min(self.replay_buffer.size() * self.n_envs, max_samples)
         data = self.replay_buffer.sample(max(n, 2), env=self._vec_normalize_env)
-        self.policy.set_obs_statistics(self.policy.features(data.observations))
+        self.policy.fit_obs_statistics(data.observations)
 
     def _update_learning_rates(self) -> None:
         # Critic (and V without its own rate) follow `learning_rate`, logged as train/learning_rate (SB3).
@@ -424,6 +422,7 @@ class OTPR(RegimeDefaults, OffPolicyAlgorithm):
 
     def _excluded_save_params(self) -> list[str]:
         excluded = ["actor", "critic", "critic_target", "value", "expert_obs", "expert_actions", "_actor_lr", "_value_lr"]
+        excluded.append("_expert_raw_obs")  # the keypoints' own (`keypoint_raw_obs`) are saved
         return [*super()._excluded_save_params(), *excluded, "_told_no_demos", "_sampler"]
 
     def _get_torch_save_params(self) -> tuple[list[str], list[str]]:

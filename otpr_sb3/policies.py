@@ -4,6 +4,10 @@ The actor acts in SB3's scaled action space ``[-1, 1]`` (``squash_output=True``)
 in the environment's units. Observations go through SB3's features extractor (``FlattenExtractor``, or
 ``CombinedExtractor`` for dict observations such as the goal-conditioned Fetch tasks) and are then standardised
 with statistics from the demonstrations (or the first replay data).
+
+An extractor with parameters (``CnnPolicy``'s ``NatureCNN``, or ``CombinedExtractor`` over image keys) is trained by
+the critic loss alone, as the encoder in DrQ: the actor, V, the target values and the guidance take its features
+detached. Its features are not standardised, since their statistics move while it trains.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from typing import Any
 import torch as th
 from gymnasium import spaces
 from stable_baselines3.common.policies import BasePolicy
-from stable_baselines3.common.torch_layers import BaseFeaturesExtractor, CombinedExtractor, FlattenExtractor
+from stable_baselines3.common.torch_layers import BaseFeaturesExtractor, CombinedExtractor, FlattenExtractor, NatureCNN
 from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
 from stable_baselines3.common.utils import FloatSchedule
 
@@ -67,7 +71,8 @@ class OTPRPolicy(BasePolicy):
     pair_precision : {"auto", "float32", "bfloat16"}
         Precision of the critics' hidden layers on many pairs without gradients (:func:`otpr_sb3.critics.pair_dtype`).
     features_extractor_class, features_extractor_kwargs, normalize_images
-        As in SB3; the extractor must have no parameters (it is not trained), as the default ones.
+        As in SB3. An extractor with parameters is trained by the critic loss (see the module docstring);
+        ``trains_features`` says which case applies.
 
     Notes
     -----
@@ -114,8 +119,7 @@ class OTPRPolicy(BasePolicy):
             squash_output=True,
         )
         self.features_extractor = self.make_features_extractor()
-        if any(True for _ in self.features_extractor.parameters()):
-            raise ValueError("`features_extractor_class` must build an extractor without parameters (it is not trained)")
+        self.trains_features = any(True for _ in self.features_extractor.parameters())
         self.obs_dim = self.features_extractor.features_dim
         self.act_dim = math.prod(action_space.shape)
         self.arch: dict[str, Any] = dict(
@@ -171,7 +175,8 @@ class OTPRPolicy(BasePolicy):
         value_lr = self.arch["value_learning_rate"]
         value_lr0 = lr_schedule(1) if value_lr is None else FloatSchedule(value_lr)(1.0)
         self.actor.optimizer = opt(self.actor.parameters(), lr=actor_lr0, **kwargs)  # type: ignore[call-arg]
-        self.critic.optimizer = opt(self.critic.parameters(), lr=lr_schedule(1), **kwargs)  # type: ignore[call-arg]
+        critic_params = [*self.critic.parameters(), *self.features_extractor.parameters()]  # the critic trains features
+        self.critic.optimizer = opt(critic_params, lr=lr_schedule(1), **kwargs)  # type: ignore[call-arg]
         self.value.optimizer = opt(self.value.parameters(), lr=value_lr0, **kwargs)  # type: ignore[call-arg]
 
     def _get_constructor_parameters(self) -> dict[str, Any]:
@@ -189,17 +194,23 @@ class OTPRPolicy(BasePolicy):
 
     # ---- observations -----------------------------------------------------------------------------------
 
-    def features(self, obs: PyTorchObs) -> th.Tensor:
-        """Observations through SB3's ``preprocess_obs`` and the features extractor: ``(n, obs_dim)``."""
-        return self.extract_features(obs, self.features_extractor)
+    def features(self, obs: PyTorchObs, grad: bool = False) -> th.Tensor:
+        """Observations through SB3's ``preprocess_obs`` and the features extractor: ``(n, obs_dim)``.
+
+        With ``grad=False`` (everything but the critic's loss) a trained extractor gives detached features.
+        """
+        if grad or not self.trains_features:
+            return self.extract_features(obs, self.features_extractor)
+        with th.no_grad():
+            return self.extract_features(obs, self.features_extractor)
 
     def standardize(self, features: th.Tensor) -> th.Tensor:
         """Standardise features with the policy's observation statistics."""
         return (features - self.obs_mean) / self.obs_std
 
-    def prepare_obs(self, obs: PyTorchObs) -> th.Tensor:
-        """Features, standardised: what the actor, the critics and the guidance take."""
-        return self.standardize(self.features(obs))
+    def prepare_obs(self, obs: PyTorchObs, grad: bool = False) -> th.Tensor:
+        """Features, standardised: what the actor, the critics and the guidance take (``grad``: see :meth:`features`)."""
+        return self.standardize(self.features(obs, grad))
 
     @th.no_grad()
     def set_obs_statistics(self, features: th.Tensor) -> None:
@@ -210,6 +221,17 @@ class OTPRPolicy(BasePolicy):
         self.obs_mean.copy_(features.mean(0))
         self.obs_std.copy_(th.where(std > 1e-6, std, th.ones_like(std)))
         self.obs_stats_ready.fill_(True)
+
+    @th.no_grad()
+    def fit_obs_statistics(self, obs: PyTorchObs) -> None:
+        """Standardise with the statistics of these observations' features.
+
+        Features of a trained extractor are left as they are (mean 0, std 1): their statistics move as it trains.
+        """
+        if self.trains_features:
+            self.obs_stats_ready.fill_(True)
+        else:
+            self.set_obs_statistics(self.features(obs))
 
     # ---- acting -----------------------------------------------------------------------------------------
 
@@ -301,6 +323,16 @@ class OTPRPolicy(BasePolicy):
 
 
 MlpPolicy = OTPRPolicy
+
+
+class CnnPolicy(OTPRPolicy):
+    """OTPR policy for image observations: SB3's ``NatureCNN``, trained by the critic loss (see the module docstring)."""
+
+    def __init__(
+        self, observation_space: spaces.Space, action_space: spaces.Box, lr_schedule: Schedule, **kwargs: Any
+    ) -> None:
+        kwargs.setdefault("features_extractor_class", NatureCNN)
+        super().__init__(observation_space, action_space, lr_schedule, **kwargs)
 
 
 class MultiInputPolicy(OTPRPolicy):

@@ -24,25 +24,36 @@ def as_demonstrations(demonstrations: Any, data_path: str | None = None) -> Demo
     )
 
 
-def demonstration_tensors(policy: Any, demos: Demonstrations) -> tuple[th.Tensor, ...]:
-    """Fit the policy's observation statistics on the demonstrations and return them as prepared tensors.
+def demonstration_tensors(policy: Any, demos: Demonstrations) -> tuple[Any, ...]:
+    """Fit the policy's observation statistics on the demonstrations and return them as tensors.
 
-    Returns ``(obs, actions, rewards, next_obs, dones)``: prepared observations, actions scaled to ``[-1, 1]``, flat
-    rewards and termination flags.
+    Returns ``(obs, actions, rewards, next_obs, dones)``: observations prepared, or raw (a tensor or a dict of tensors)
+    when the policy trains its features extractor (they are then featurised per batch), actions scaled to
+    ``[-1, 1]``, flat rewards and termination flags.
     """
     device = policy.device
-
-    def features(obs: Any) -> th.Tensor:
-        if isinstance(obs, dict):
-            return policy.features({k: th.as_tensor(np.asarray(v), device=device) for k, v in obs.items()})
-        return policy.features(th.as_tensor(np.asarray(obs), device=device))
-
-    obs = features(demos.observations)
-    policy.set_obs_statistics(obs)
+    obs, next_obs = torch_obs(demos.observations, device), torch_obs(demos.next_observations, device)
+    policy.fit_obs_statistics(obs)
     actions = th.as_tensor(policy.scale_action(demos.actions), device=device).reshape(len(demos), -1).float().clamp(-1, 1)
     rewards = th.as_tensor(demos.rewards, device=device).float()
     dones = th.as_tensor(demos.terminations, device=device).float()
-    return policy.standardize(obs), actions, rewards, policy.standardize(features(demos.next_observations)), dones
+    if not policy.trains_features:
+        obs, next_obs = policy.prepare_obs(obs), policy.prepare_obs(next_obs)
+    return obs, actions, rewards, next_obs, dones
+
+
+def torch_obs(obs: Any, device: th.device | str) -> Any:
+    """Observations (an array, a tensor or a dict of them) as tensors on ``device``, dtype kept (images stay uint8)."""
+    if isinstance(obs, dict):
+        return {k: torch_obs(v, device) for k, v in obs.items()}
+    return th.as_tensor(obs if isinstance(obs, th.Tensor) else np.asarray(obs), device=device)
+
+
+def take_obs(obs: Any, idx: th.Tensor) -> Any:
+    """Rows ``idx`` of observations given as a tensor or a dict of tensors."""
+    if isinstance(obs, dict):
+        return {k: v[idx] for k, v in obs.items()}
+    return obs[idx]
 
 
 def behaviour_cloning(
@@ -57,15 +68,22 @@ def behaviour_cloning(
     tau: float,
     progress_bar: bool = False,
 ) -> None:
-    """``n_steps`` score-matching steps of the actor and ``critic_steps`` IQL steps on the same seeded minibatches."""
-    obs_n, actions, rewards, next_n, dones = data
+    """``n_steps`` score-matching steps of the actor and ``critic_steps`` IQL steps on the same seeded minibatches.
+
+    ``data`` is :func:`demonstration_tensors`'s; raw observations are featurised per batch (the critic's with the
+    gradient that trains the extractor).
+    """
+    obs, actions, rewards, next_obs, dones = data
+    raw = policy.trains_features
     gen = th.Generator(device="cpu").manual_seed(seed)
     policy.set_training_mode(True)
     for step in tqdm(range(max(n_steps, critic_steps)), disable=not progress_bar, desc="pretrain"):
         idx = th.randint(len(actions), (batch_size,), generator=gen).to(actions.device)
+        obs_b = policy.prepare_obs(take_obs(obs, idx), grad=step < critic_steps) if raw else obs[idx]
         if step < n_steps:
-            loss = policy.schedule.epsilon_loss(policy.actor, actions[idx], obs_n[idx])
+            loss = policy.schedule.epsilon_loss(policy.actor, actions[idx], obs_b.detach())
             actor_step(policy.actor, policy.actor_ema, loss, ema)
         if step < critic_steps:
-            batch = (obs_n[idx], actions[idx], rewards[idx], next_n[idx], dones[idx])
+            next_b = policy.prepare_obs(take_obs(next_obs, idx)) if raw else next_obs[idx]
+            batch = (obs_b, actions[idx], rewards[idx], next_b, dones[idx])
             iql_update(policy, policy.critic_target, batch, gamma, tau)

@@ -31,13 +31,15 @@ def iql_update(
 
     ``batch`` is ``(obs, actions, rewards, next_obs, dones)`` with prepared observations and flat rewards and dones.
     As in IQL, both losses use the networks before this step; the running scales take the batch's Q and Q - V.
+    ``obs`` may carry the gradient of a trained features extractor: only the Q loss passes it on.
     Returns the critic and value losses.
     """
     obs, act, rew, next_obs, done = batch
+    fixed_obs = obs.detach()
     with th.no_grad():
-        q_target = critic_target.min(obs, act)
+        q_target = critic_target.min(fixed_obs, act)
         v_next = policy.value(next_obs)
-    v = policy.value(obs)
+    v = policy.value(fixed_obs)
     diff = q_target - v
     weight = th.where(diff < 0, 1.0 - policy.expectile, policy.expectile)
     value_loss = (weight * diff.square()).mean()
