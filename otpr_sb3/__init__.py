@@ -6,7 +6,7 @@ other way round.
 
 from otpr_sb3.demonstrations import Demonstrations, add_demonstrations
 from otpr_sb3.otpr import OTPR, PAPER_DUAL
-from otpr_sb3.policies import MlpPolicy, MultiInputPolicy, OTPRPolicy
+from otpr_sb3.policies import CnnPolicy, MlpPolicy, MultiInputPolicy, OTPRPolicy
 from otpr_sb3.wrappers import ActionChunkWrapper
 
 __version__ = "0.1.0"
@@ -16,6 +16,7 @@ __all__ = [
     "ActionChunkWrapper",
     "Demonstrations",
     "add_demonstrations",
+    "CnnPolicy",
     "MlpPolicy",
     "MultiInputPolicy",
     "OTPRPolicy",
