@@ -25,6 +25,9 @@ from otpr_sb3.guidance.base import Guidance, PolicyView, UpdateContext
 from otpr_sb3.guidance.dual_training import DualTrainer
 
 COSTS = ("advantage", "q")
+#: How the relation cost enters the mix: as it is (Eq. 13; at most ln 2) or rescaled to the critic cost's spread over
+#: replay pairs, so that ``relation_weight`` is its share of the total.
+RELATION_SCALES = ("none", "spread")
 
 
 class CriticCost(CostFn):
@@ -48,14 +51,28 @@ class CriticCost(CostFn):
             return q - (v[:, None] if q.ndim == 2 else v)
         return q
 
-    def _mix(self, value: th.Tensor, relation: Callable[[KeypointRelationCost], th.Tensor]) -> th.Tensor:
-        """``-value / scale``, mixed with the relation cost when it is in use."""
+    def _scaled(self, value: th.Tensor) -> th.Tensor:
+        """Return the critic cost: ``-value`` over its running scale."""
         g, scales = self.guidance, self.policy.scales
-        cost = -value / (scales.adv_spread if g.cost == "advantage" else scales.q_abs_mean)
+        return -value / (scales.adv_spread if g.cost == "advantage" else scales.q_abs_mean)
+
+    def _mix(self, value: th.Tensor, relation: Callable[[KeypointRelationCost], th.Tensor]) -> th.Tensor:
+        """Return the critic cost, mixed with the relation cost when it is in use."""
+        g = self.guidance
+        cost = self._scaled(value)
         if g.uses_relation_cost:
             w = g.relation_weight
-            cost = (1.0 - w) * cost + w * relation(g.relation_cost())
+            rel = relation(g.relation_cost())
+            if g.relation_scale == "spread":  # the critic cost's spread once measured
+                spread = g.relation_spread
+                rel = rel / th.where(spread > 0, spread, th.ones_like(spread))
+            cost = (1.0 - w) * cost + w * rel
         return cost
+
+    @th.no_grad()
+    def critic_pairwise(self, x: th.Tensor, y: th.Tensor) -> th.Tensor:
+        """Return the critic cost alone (no relation cost) on all pairs, ``(n, m)``."""
+        return self._scaled(self._critic_value(x, self.policy.critic.pairwise_min(x, y)))
 
     @th.no_grad()
     def pairwise(self, x: th.Tensor, y: th.Tensor) -> th.Tensor:
@@ -100,6 +117,10 @@ class CompatibilityGuidance(Guidance):
     relation_weight : float
         Weight of the keypoint relation cost once keypoints exist (Eq. 13): at 0 the mask cannot change the coupling
         of the replay pairs, at 1 Q leaves the coupling.
+    relation_scale : {"none", "spread"}
+        The relation cost as it is (the paper's; at most ln 2 against a unit-spread critic cost, so a small weight
+        leaves it inert), or rescaled to the critic cost's spread over replay pairs (``relation_spread``, the ratio of
+        the two spreads, updated with every dual update), which makes ``relation_weight`` the relation cost's share.
     """
 
     name = "compatibility"
@@ -114,9 +135,12 @@ class CompatibilityGuidance(Guidance):
         relation_rho: float = 0.1,
         reg: float = 0.1,
         relation_weight: float = 0.1,
+        relation_scale: str = "none",
     ) -> None:
         if cost not in COSTS:
             raise ValueError(f"`cost` must be one of {COSTS}, got {cost!r}")
+        if relation_scale not in RELATION_SCALES:
+            raise ValueError(f"`relation_scale` must be one of {RELATION_SCALES}, got {relation_scale!r}")
         if isinstance(potential_hidden, str) or not list(potential_hidden) or any(int(h) < 1 for h in potential_hidden):
             raise ValueError(f"`potential_hidden` must be a non-empty sequence of layer sizes, got {potential_hidden!r}")
         if not reg > 0:
@@ -131,6 +155,7 @@ class CompatibilityGuidance(Guidance):
         self.v = MLPPotential(act_dim, potential_hidden)
         self.cost, self.relation_rho = cost, float(relation_rho)
         self.reg, self.relation_weight = float(reg), float(relation_weight)
+        self.relation_scale = relation_scale
         self.keypoint_version = 0  # counts keypoint changes, so the trainer knows when to set its problem up again
         self.keypoint_obs: th.Tensor
         self.keypoint_actions: th.Tensor
@@ -141,6 +166,8 @@ class CompatibilityGuidance(Guidance):
         self.register_buffer("keypoint_actions", th.zeros(0, act_dim))
         self.register_buffer("reference_actions", th.zeros(0, act_dim))
         self.register_buffer("reference_mass", th.ones(()))
+        self.relation_spread: th.Tensor
+        self.register_buffer("relation_spread", th.zeros(()))  # 0: not measured since the keypoints changed
         self.dual_cost = CriticCost(policy, self)
         self._relation: KeypointRelationCost | None = None
         self.trainer: DualTrainer | None = None
@@ -159,6 +186,8 @@ class CompatibilityGuidance(Guidance):
                 setattr(self, name, th.empty(saved.shape, dtype=saved.dtype, device=getattr(self, name).device))
         self._relation = None
         self.keypoint_version += 1
+        # A state saved before `relation_spread` existed: not measured yet (the next dual update measures it).
+        state_dict.setdefault(prefix + "relation_spread", th.zeros((), device=self.relation_spread.device))
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     # ---- settings and keypoints -------------------------------------------------------------------------
@@ -181,6 +210,7 @@ class CompatibilityGuidance(Guidance):
             "relation_rho": self.relation_rho,
             "reg": self.reg,
             "relation_weight": self.relation_weight,
+            "relation_scale": self.relation_scale,
         }
 
     @th.no_grad()
@@ -195,6 +225,7 @@ class CompatibilityGuidance(Guidance):
         self.keypoint_obs = obs_n.detach().to(device, th.float32).reshape(-1, self.obs_dim).clone()
         self.keypoint_actions = actions.detach().to(device, th.float32).reshape(-1, self.act_dim).clone()
         self._relation = None
+        self.relation_spread.zero_()
         self.keypoint_version += 1
 
     def relation_cost(self) -> KeypointRelationCost:
@@ -202,6 +233,20 @@ class CompatibilityGuidance(Guidance):
         if self._relation is None:
             self._relation = KeypointRelationCost(self.keypoint_obs, self.keypoint_actions, rho=self.relation_rho)
         return self._relation
+
+    @th.no_grad()
+    def update_relation_spread(self, obs_n: th.Tensor, actions: th.Tensor, rate: float = 0.01) -> None:
+        """Move ``relation_spread`` towards std(relation cost) / std(critic cost) over all pairs of these states and actions.
+
+        Divided by it, the relation cost has the critic cost's spread on the pairs the dual sees. The first measurement
+        after the keypoints change is taken as it is; later ones by an EMA of rate ``rate`` (no host synchronisation;
+        the state is the saved buffer, so a resumed run goes on exactly).
+        """
+        rel = self.relation_cost().pairwise(obs_n, actions).float().std()
+        crit = self.dual_cost.critic_pairwise(obs_n, actions).float().std()
+        spread = (rel / crit.clamp_min(1e-12)).clamp_min(1e-6)
+        old = self.relation_spread
+        self.relation_spread.copy_(th.where(old > 0, old + rate * (spread - old), spread))
 
     @property
     def uses_relation_cost(self) -> bool:

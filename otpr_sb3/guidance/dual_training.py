@@ -21,6 +21,12 @@ class DualOwner(Protocol):
     keypoint_actions: th.Tensor
     reference_actions: th.Tensor
     relation_weight: float
+    relation_scale: str
+
+    @property
+    def uses_relation_cost(self) -> bool: ...  # noqa: D102
+
+    def update_relation_spread(self, obs_n: th.Tensor, actions: th.Tensor, rate: float = 0.01) -> None: ...  # noqa: D102
 
     @property
     def u(self) -> th.nn.Module: ...  # noqa: D102
@@ -76,6 +82,9 @@ class DualTrainer:
         self.solver = self._new_solver()
         self._problem_version: tuple[bool, int] | None = None  # the keypoints the solver's problem was set up with
         self._told_unmasked = False
+
+    #: States and actions (each) of the matrix on which the relation cost's spread is measured at every update.
+    SPREAD_SAMPLE = 32
 
     def _new_solver(self) -> L2Dual:
         g = self.guidance
@@ -138,6 +147,12 @@ class DualTrainer:
     def update(self, context: UpdateContext) -> dict[str, float]:
         """Take ``steps`` dual steps, redraw the reference actions, and diagnose when the context asks for it."""
         self.setup(context)
+        g = self.guidance
+        if g.relation_scale == "spread" and g.uses_relation_cost:  # from the evaluation stream: training draws on
+            n = self.SPREAD_SAMPLE
+            g.update_relation_spread(
+                context.sample_states(n, context.eval_generator), context.sample_actions(n, context.eval_generator)
+            )
         objective = th.zeros(())
         for _ in range(self.steps):
             objective = self.solver.step()
