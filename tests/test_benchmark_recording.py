@@ -59,3 +59,25 @@ def test_task_defaults_and_bad_input(tmp_path):
         record("CartPole-v1", episodes=1, data_path=str(tmp_path))
     with pytest.raises(FileNotFoundError, match="otpr record"):
         load_card("otpr/missing-v0", str(tmp_path))
+
+
+def test_mixed_quality_dataset_is_its_parts_in_order(tmp_path):
+    from otpr_sb3.benchmark.recording import mixed_dataset_id, record_mixed
+
+    card = record_mixed("PointMaze_UMaze-v3", [(2, 0.1), (3, 1.0)], seed=4, data_path=str(tmp_path))
+    assert card.dataset_id == mixed_dataset_id("PointMaze_UMaze-v3", [(2, 0.1), (3, 1.0)], 4)
+    assert card.episodes == 5 and [p["noise"] for p in card.parts] == [0.1, 1.0]
+    assert [p["seed"] for p in card.parts] == [4, 1004]
+    assert card.noise == pytest.approx((2 * 0.1 + 3 * 1.0) / 5)
+    rate = (2 * card.parts[0]["success_rate"] + 3 * card.parts[1]["success_rate"]) / 5
+    assert card.success_rate == pytest.approx(rate)
+    mixed = Demonstrations.from_minari(card.dataset_id, data_path=str(tmp_path))
+    parts = [
+        Demonstrations.from_minari(dataset_id_for("PointMaze_UMaze-v3", n, nz, s), data_path=str(tmp_path))
+        for n, nz, s in ((2, 0.1, 4), (3, 1.0, 1004))
+    ]
+    assert len(mixed) == card.transitions == sum(len(p) for p in parts)
+    np.testing.assert_array_equal(mixed.actions, np.concatenate([p.actions for p in parts]))
+    assert load_card(card.dataset_id, str(tmp_path)) == card  # the card round-trips, parts included
+    with pytest.raises(ValueError, match="at least two"):
+        record_mixed("PointMaze_UMaze-v3", [(2, 0.1)], data_path=str(tmp_path))

@@ -52,10 +52,26 @@ def parse_overrides(items: Sequence[str]) -> tuple[dict[str, Any], dict[str, Any
 
 
 def _record(args: argparse.Namespace) -> None:
-    from otpr_sb3.benchmark.recording import record
+    from otpr_sb3.benchmark.recording import record, record_mixed
 
-    card = record(args.env, args.episodes, args.noise, args.seed, args.data_path, args.dataset_id, overwrite=args.overwrite)
+    if args.mix:
+        if args.episodes is not None or args.noise is not None:
+            raise SystemExit("otpr record: give --mix or --episodes/--noise, not both")
+        parts = [_mix_part(text) for text in args.mix]
+        card = record_mixed(args.env, parts, args.seed, args.data_path, args.dataset_id, overwrite=args.overwrite)
+    else:
+        card = record(
+            args.env, args.episodes, args.noise, args.seed, args.data_path, args.dataset_id, overwrite=args.overwrite
+        )
     print(json.dumps(asdict(card), indent=1))
+
+
+def _mix_part(text: str) -> tuple[int, float]:
+    try:
+        episodes, noise = text.split(":")
+        return int(episodes), float(noise)
+    except ValueError:
+        raise SystemExit(f"otpr record: --mix parts are EPISODES:NOISE (e.g. 50:0.1), got {text!r}") from None
 
 
 def _train(args: argparse.Namespace) -> None:
@@ -167,6 +183,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-path", default=DEFAULT_DATA)
     p.add_argument("--dataset-id", default=None, help="default: otpr/<task>-<episodes>ep-noise<pct>-s<seed>-v0")
     p.add_argument("--overwrite", action="store_true", help="re-record an existing dataset")
+    p.add_argument(
+        "--mix",
+        nargs="+",
+        metavar="EPISODES:NOISE",
+        help="a mixed-quality dataset of several parts, e.g. --mix 50:0.1 50:1.0 (combined with Minari)",
+    )
     p.set_defaults(func=_record)
 
     _add_train(verbs.add_parser("train", help="run one method on one task and seed (resumes from its last checkpoint)"))

@@ -34,6 +34,9 @@ class DatasetCard:
     success_rate : float
         The noisy demonstrators' success rate over the recorded episodes.
     transitions : int
+    parts : list of dict
+        For a mixed-quality dataset (:func:`record_mixed`): each part's ``episodes``, ``noise``, ``seed`` and
+        ``success_rate``; ``noise`` is then their episode-weighted mean. Empty for a single setting.
     """
 
     dataset_id: str
@@ -44,6 +47,7 @@ class DatasetCard:
     seed: int
     success_rate: float
     transitions: int
+    parts: tuple[dict[str, Any], ...] = ()
 
 
 def dataset_id_for(env_id: str, episodes: int, noise: float, seed: int) -> str:
@@ -154,4 +158,64 @@ def load_card(dataset_id: str, data_path: str = "outputs/minari") -> DatasetCard
     if not os.path.exists(path):
         raise FileNotFoundError(f"no dataset card for `dataset` {dataset_id!r} in {data_path}; record it with `otpr record`")
     with open(path) as f:
-        return DatasetCard(**json.load(f))
+        data = json.load(f)
+    data["parts"] = tuple(data.get("parts", ()))
+    return DatasetCard(**data)
+
+
+def mixed_dataset_id(env_id: str, parts: list[tuple[int, float]], seed: int) -> str:
+    """``otpr/<task>-mix-<episodes>ep-noise<pct>-...-s<seed>-v0``."""
+    body = "-".join(f"{n}ep-noise{round(100 * noise)}" for n, noise in parts)
+    return f"otpr/{env_id.split('-')[0].lower()}-mix-{body}-s{seed}-v0"
+
+
+def record_mixed(
+    env_id: str,
+    parts: list[tuple[int, float]],
+    seed: int = 0,
+    data_path: str = "outputs/minari",
+    dataset_id: str | None = None,
+    overwrite: bool = False,
+) -> DatasetCard:
+    """Record a mixed-quality dataset: parts of ``(episodes, noise)``, each its own dataset, combined by Minari.
+
+    Part ``k`` is recorded with seed ``seed + 1000 k`` (so the parts reset to different initial states) and kept as a
+    dataset of its own; ``minari.combine_datasets`` joins them in order.
+
+    Parameters
+    ----------
+    env_id : str
+    parts : list of (int, float)
+        Episodes and action-noise std of each part, e.g. ``[(50, 0.1), (50, 1.0)]``.
+    seed, data_path, dataset_id, overwrite
+        As :func:`record` (``dataset_id`` defaults to :func:`mixed_dataset_id`).
+    """
+    import minari
+
+    if len(parts) < 2:
+        raise ValueError(f"`parts` must have at least two (episodes, noise) settings, got {parts!r}")
+    data_path = os.path.abspath(data_path)
+    dataset_id = dataset_id or mixed_dataset_id(env_id, parts, seed)
+    card_path = os.path.join(_dataset_dir(data_path, dataset_id), CARD_FILE)
+    if not overwrite and os.path.exists(card_path):
+        return load_card(dataset_id, data_path)
+    cards = [record(env_id, n, noise, seed + 1000 * k, data_path, overwrite=overwrite) for k, (n, noise) in enumerate(parts)]
+    with minari_datasets_path(data_path):
+        if dataset_id in minari.list_local_datasets():
+            minari.delete_dataset(dataset_id)
+        combined = minari.combine_datasets([minari.load_dataset(c.dataset_id) for c in cards], dataset_id)
+    episodes = sum(c.episodes for c in cards)
+    card = DatasetCard(
+        dataset_id,
+        env_id,
+        cards[0].expert,
+        episodes,
+        sum(c.episodes * c.noise for c in cards) / episodes,
+        seed,
+        sum(c.episodes * c.success_rate for c in cards) / episodes,
+        int(combined.total_steps),
+        tuple({"episodes": c.episodes, "noise": c.noise, "seed": c.seed, "success_rate": c.success_rate} for c in cards),
+    )
+    with open(card_path, "w") as f:
+        json.dump(asdict(card), f, indent=1)
+    return card
