@@ -22,6 +22,7 @@ class _Problem:
         self.a, self.b, self.C, self.mask, self.r = a, b, C, mask, regularizer
         self.shape = C.shape
         self.sinkhorn_sweeps = 0  # counted for the result
+        self.stalled = False  # set when Newton stopped making progress before `tol` (the result's status)
         self._cost_range: tuple[float, float] | None = None
 
     @property
@@ -115,6 +116,7 @@ class _SparseProblem:
     """
 
     def __init__(self, full: _Problem, rows: th.Tensor, cols: th.Tensor) -> None:
+        self.stalled = False
         self.full, self.a, self.b, self.r = full, full.a, full.b, full.r
         self.rows, self.cols = rows, cols
         self.c = full.C[rows, cols]

@@ -25,6 +25,8 @@ _WORKING_SET_ROUND_ITERS = 100  # Newton iterations of one working-set round bef
 _SINKHORN_SWEEPS = 1000  # at most this many Sinkhorn iterations before Newton (entropic problems)
 _DENSE_SOLVE_MAX = 600  # up to this many unknowns (n + m), Newton systems are solved by dense Cholesky
 _WORKING_SET_MIN_PAIRS = 250_000  # below this many pairs the full matrix is cheaper than a working set
+# Stall: the best marginal error has not halved in this many Newton iterations (rounding floor, or no progress).
+_STALL_ITERS = 25
 
 
 def _newton(
@@ -63,6 +65,8 @@ def _newton(
         if stage_prob is not prob:
             prob.sinkhorn_sweeps += stage_prob.sinkhorn_sweeps
         total += it
+        # A stalled intermediate stage only ends early (the next eps may well converge); the target's is final.
+        prob.stalled = last and stage_prob.stalled and not converged
         if total >= max_iter:
             break
     # Converged only if the target stage was reached and met `tol`.
@@ -170,8 +174,9 @@ def _working_set_stage(
         outside = (z > 0) & ~work
         if prob.mask is not None:
             outside &= prob.mask > 0
-        if conv and not bool(outside.any()):
-            return u, v, total, True
+        if not bool(outside.any()) and (conv or sub.stalled):
+            prob.stalled = sub.stalled and not conv  # nothing to add to the set: the stall is the full problem's
+            return u, v, total, conv
         if total >= max_iter:
             break
     return u, v, total, False
@@ -263,6 +268,8 @@ def _newton_stage(
                 return u, v, 0, True
     loss: float | None = None
     converged, it = False, 0
+    best, best_it = float("inf"), 0
+    prob.stalled = False
     for it in range(1, max_iter + 1):
         z = prob.z(u, v)
         curv = _Curvature(prob, z)
@@ -271,6 +278,12 @@ def _newton_stage(
             print(f"eps {prob.r.reg:.2e}  newton {it:3d}  marginal error {max(ea, eb):.3e}")
         if max(ea, eb) <= tol:
             converged = True
+            it -= 1
+            break
+        if max(ea, eb) <= 0.5 * best:
+            best, best_it = max(ea, eb), it
+        elif it - best_it >= _STALL_ITERS:
+            prob.stalled = True
             it -= 1
             break
         if loss is None:  # needed by the line search only

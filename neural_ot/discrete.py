@@ -15,6 +15,7 @@ active pair) are repaired by exact block maximisation. See Lorenz, Manns and Mey
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 
 import torch as th
@@ -30,7 +31,7 @@ from neural_ot._validation import (
     check_positive_int,
     check_weights,
 )
-from neural_ot.duals import relative_marginal_errors
+from neural_ot.duals import _dual_value, relative_marginal_errors
 from neural_ot.regularizers import Regularizer, get_regularizer
 from neural_ot.results import OTResult
 
@@ -121,12 +122,35 @@ def solve_discrete(
         raise ValueError(f"`tol` must be positive, got {tol!r}")
     check_positive_int(max_iter, "max_iter")
     check_positive_int(cg_max_iter, "cg_max_iter")
+    wants_grad = th.is_grad_enabled() and any(isinstance(t, th.Tensor) and t.requires_grad for t in (M, a, b))
+    data = (M, a, b)  # as given, for the gradient; the solver works on detached copies
+    M, a, b = (t.detach() if isinstance(t, th.Tensor) else t for t in data)
     weights_dtype = th.float64 if a is None and b is None else result_dtype(a, b)
     full = _validated_problem(a, b, M, mask, regularizer, tol, weights_dtype)
     init = None if potentials_init is None else _warm_start(potentials_init, full.C)
     u, v, n_iter, converged, sweeps = _solve_on_support(full, tol, max_iter, cg_max_iter, verbose, init)
     floor = rounding_floor(weights_dtype, *full.C.shape)
-    return _result(full, u, v, n_iter, sweeps, converged, tol, is_numpy(M), result_dtype(M, a, b), floor)
+    res = _result(full, u, v, n_iter, sweeps, converged, tol, is_numpy(M), result_dtype(M, a, b), floor)
+    if wants_grad:
+        res = dataclasses.replace(res, value=_envelope_value(res.value, u, v, *data, full))
+    return res
+
+
+def _envelope_value(
+    value: float, u: th.Tensor, v: th.Tensor, M: ArrayLike, a: ArrayLike | None, b: ArrayLike | None, full: _Problem
+) -> th.Tensor:
+    """``value`` as a tensor whose gradient in ``M``, ``a`` and ``b`` is the envelope theorem's.
+
+    At the optimum the value equals the dual objective at the optimal potentials, and its derivatives in the data are
+    the dual objective's partial derivatives there: the plan for ``M``; for ``a`` and ``b``, the potentials minus
+    the regulariser's term (defined up to a constant, as the mass constraint ties them).
+    """
+    M64 = M.to(th.float64) if isinstance(M, th.Tensor) else full.C
+    a64 = a.to(th.float64) if isinstance(a, th.Tensor) else full.a
+    b64 = b.to(th.float64) if isinstance(b, th.Tensor) else full.b
+    dual = _dual_value(u, v, M64, full.r, a64, b64, full.mask)
+    dtype = next(t.dtype for t in (M, a, b) if isinstance(t, th.Tensor) and t.requires_grad)
+    return (dual - dual.detach() + value).to(dtype)
 
 
 def rounding_floor(dtype: th.dtype, n: int, m: int = 1) -> float:
@@ -196,6 +220,7 @@ def _solve_on_support(
     u_s, v_s, n_iter, converged = _newton(prob, tol, max_iter, cg_max_iter, verbose, start)
     u, v = C.new_zeros(C.shape[0]), C.new_zeros(C.shape[1])
     u[keep_a], v[keep_b] = u_s, v_s
+    full.stalled = prob.stalled
     return u, v, n_iter, converged, prob.sinkhorn_sweeps
 
 
@@ -248,9 +273,11 @@ def _result(
     if not (value == value and value_dual == value_dual):
         raise FloatingPointError("solve_discrete produced NaN; the problem is badly scaled (check `M` and `reg`)")
     errors, converged = _verdict(T, full, converged, tol, out_dtype, floor)
+    stalled = full.stalled and not converged
     if not converged:
+        why = "stalled (no progress for 25 iterations) after" if stalled else "in"
         warnings.warn(
-            f"solve_discrete did not reach tol={tol:g} (marginal errors {errors[0]:.3g}, {errors[1]:.3g}) in "
+            f"solve_discrete did not reach tol={tol:g} (marginal errors {errors[0]:.3g}, {errors[1]:.3g}); it {why} "
             f"{n_iter} Newton iterations; see `marginal_errors`",
             RuntimeWarning,
             stacklevel=3,
@@ -273,6 +300,7 @@ def _result(
         converged=converged,
         reg=regularizer.reg,
         reg_type=regularizer.name,
+        stalled=stalled,
     )
 
 

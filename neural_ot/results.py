@@ -33,8 +33,11 @@ class OTResult:
         Optimal dual potentials.
     density : array of shape (n, m)
         Compatibility :math:`H` (Eq. 6), zero on masked-out pairs.
-    value : float
+    value : float or torch.Tensor
         Primal objective :math:`\\langle C, T\\rangle + \\varepsilon \\sum_{ij} a_i b_j \\phi(H_{ij})` (POT's ``value``).
+        When ``M``, ``a`` or ``b`` is a tensor that requires grad, a 0-dim tensor differentiable by the envelope
+        theorem (its gradient in ``M`` is the plan; in ``a`` and ``b``, the potentials less the regulariser's
+        term, up to a constant). The plan itself is not differentiated.
     value_dual : float
         Dual objective at ``(u, v)``; equals ``value`` at convergence.
     value_linear : float
@@ -50,13 +53,15 @@ class OTResult:
         Whether ``max(marginal_errors) <= tol``.
     reg : float
     reg_type : str
+    stalled : bool
+        Whether Newton stopped before ``tol`` because the marginal error had not halved in 25 iterations.
     """
 
     plan: Any
     u: Any
     v: Any
     density: Any
-    value: float
+    value: Any
     value_dual: float
     value_linear: float
     marginal_errors: tuple[float, float]
@@ -65,6 +70,7 @@ class OTResult:
     reg: float
     reg_type: str
     n_sinkhorn: int = 0
+    stalled: bool = False
 
     @property
     def potentials(self) -> tuple[Any, Any]:
@@ -98,8 +104,11 @@ class OTResult:
 
     @property
     def status(self) -> str:
-        """``"converged"`` or ``"max_iter"`` (the iteration budget ran out before ``tol``)."""
-        return "converged" if self.converged else "max_iter"
+        """``"converged"``, ``"stalled"`` (no progress towards ``tol`` for many iterations: typically the rounding
+        floor of a badly scaled problem; see ``marginal_errors``) or ``"max_iter"`` (the budget ran out first)."""
+        if self.converged:
+            return "converged"
+        return "stalled" if self.stalled else "max_iter"
 
     def barycentric_projection(self, y: Any) -> Any:
         """Map each source point to the plan's mean of the targets ``y``: ``(T y) / (T 1)``, row by row.

@@ -277,3 +277,22 @@ def test_working_set_newton_matches_the_full_newton_even_from_a_cold_coarse_stag
     assert full.status == working.status == "converged"
     assert working.marginal_error <= 1e-9
     assert np.abs(working.plan - full.plan).sum() < 1e-8  # both to 1e-9 marginal error: the same plan
+
+
+def test_a_stalled_solve_stops_early_with_an_honest_status():
+    # Costs of order 1e6 at reg 1e-3: float64 cannot resolve the marginals below about 1e-8, so `tol` 1e-9 is out of
+    # reach. Before stall detection every iteration of `max_iter` was spent there.
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(60, 2)), rng.normal(size=(50, 2))
+    M = ((x[:, None] - y[None]) ** 2).sum(-1) * 1e6
+    with pytest.warns(RuntimeWarning, match="stalled"):
+        res = no.solve_discrete(None, None, M, 1e-3, "entropic", max_iter=300)
+    assert res.status == "stalled" and not res.converged and res.stalled
+    assert res.n_iter < 300
+    assert max(res.marginal_errors) < 1e-6  # it stopped at the floor, not somewhere far from the optimum
+    # A solvable problem is not mistaken for a stall, and a budget too small is still reported as such.
+    ok = no.solve_discrete(None, None, M / 1e6, 1e-3, "entropic")
+    assert ok.status == "converged" and not ok.stalled
+    with pytest.warns(RuntimeWarning, match="did not reach"):
+        short = no.solve_discrete(None, None, M / 1e6, 1e-4, "l2", max_iter=2)
+    assert short.status == "max_iter"

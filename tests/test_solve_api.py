@@ -169,3 +169,49 @@ def test_masked_entropic_matches_pot_sinkhorn_with_a_large_cost_on_masked_pairs(
     ref = ot.sinkhorn(a, b, big, 0.05, numItermax=100_000, stopThr=1e-13)
     assert ours.status == "converged"
     np.testing.assert_allclose(ours.plan, ref, atol=1e-9)
+
+
+@pytest.mark.parametrize("reg_type", ["l2", "entropic"])
+@pytest.mark.parametrize("masked", [False, True])
+def test_value_is_differentiable_by_the_envelope_theorem(reg_type, masked):
+    gen = th.Generator().manual_seed(0)
+    n, m = 7, 5
+    M = th.rand(n, m, dtype=th.float64, generator=gen).requires_grad_(True)
+    a = th.rand(n, dtype=th.float64, generator=gen) + 0.2
+    a = (a / a.sum()).requires_grad_(True)
+    b = th.rand(m, dtype=th.float64, generator=gen) + 0.2
+    b = b / b.sum()
+    mask = None
+    if masked:
+        mask = th.ones(n, m, dtype=th.float64)
+        mask[0, :2] = 0
+    res = neural_ot.solve(M, a, b, reg=0.1, reg_type=reg_type, mask=mask, tol=1e-12)
+    assert isinstance(res.value, th.Tensor) and res.value.ndim == 0
+    assert float(res.value.detach()) == pytest.approx(
+        neural_ot.solve(M.detach(), a.detach(), b, 0.1, reg_type, mask=mask).value, rel=1e-9
+    )
+    gM, ga = th.autograd.grad(res.value, (M, a))
+    th.testing.assert_close(gM, res.plan, atol=1e-12, rtol=0)  # d value / dM is the plan (0 on masked pairs)
+
+    def value(MM, aa):
+        return neural_ot.solve(MM.detach(), aa.detach(), b, 0.1, reg_type, mask=mask, tol=1e-12).value
+
+    h = 1e-6
+    E = th.zeros(n, m, dtype=th.float64)
+    E[2, 3] = h
+    assert (value(M + E, a) - value(M - E, a)) / (2 * h) == pytest.approx(float(gM[2, 3]), abs=1e-7)
+    d = th.zeros(n, dtype=th.float64)
+    d[3], d[4] = h, -h  # a direction that keeps the mass balanced
+    assert (value(M, a + d) - value(M, a - d)) / (2 * h) == pytest.approx(float(ga[3] - ga[4]), abs=1e-7)
+
+
+def test_value_is_a_float_without_gradients():
+    M = th.rand(4, 3, dtype=th.float64)
+    assert isinstance(neural_ot.solve(M, reg=0.1).value, float)
+    with th.no_grad():
+        assert isinstance(neural_ot.solve(M.requires_grad_(True), reg=0.1).value, float)
+    M32 = th.rand(4, 3, requires_grad=True)
+    value = neural_ot.solve(M32, reg=0.1).value
+    assert value.dtype == th.float32
+    value.backward()
+    assert M32.grad is not None and M32.grad.dtype == th.float32
