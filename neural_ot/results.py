@@ -104,8 +104,11 @@ class OTResult:
 
     @property
     def status(self) -> str:
-        """``"converged"``, ``"stalled"`` (no progress towards ``tol`` for many iterations: typically the rounding
-        floor of a badly scaled problem; see ``marginal_errors``) or ``"max_iter"`` (the budget ran out first)."""
+        """Return ``"converged"``, ``"stalled"`` or ``"max_iter"``.
+
+        ``"stalled"``: no progress towards ``tol`` for many iterations, typically the rounding floor of a badly scaled
+        problem (see ``marginal_errors``); ``"max_iter"``: the budget ran out first.
+        """
         if self.converged:
             return "converged"
         return "stalled" if self.stalled else "max_iter"
