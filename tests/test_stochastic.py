@@ -361,3 +361,64 @@ def test_semi_dual_step_gives_every_minibatch_row_its_mass(rng, reg_type):
     u_star = no.c_transform(vv, C, EPS, b=batch.wy, reg_type=reg_type)
     rows, _ = no.plan_marginals(u_star, vv, C, EPS, batch.wx, batch.wy, reg_type=reg_type)
     th.testing.assert_close(rows, batch.wx, rtol=1e-10, atol=0)
+
+
+@pytest.mark.parametrize("reg_type", ["l2", "entropic"])
+def test_stochastic_solver_against_pots_own_dual_objective(rng, reg_type):
+    """POT's ``ot.stochastic`` dual losses and plans are the reference: same convention, and the same optimum.
+
+    POT's ``loss_dual_quadratic`` / ``loss_dual_entropic`` are maximised here by L-BFGS over tabular potentials (POT's
+    objective, a generic optimiser); the stochastic solver must reach that plan. The objectives agree term by term
+    (the entropic ones differ by the constant ``reg * sum(a) * sum(b)`` of the ``- 1`` in our conjugate).
+    """
+    import ot.stochastic as pot_stochastic
+
+    x, y, cost, _ = _problem(rng)
+    xt, yt = th.tensor(x), th.tensor(y)
+    ws, wt = th.full((30,), 1 / 30, dtype=th.float64), th.full((30,), 1 / 30, dtype=th.float64)
+    metric = lambda p, q: cost(p, q)  # noqa: E731
+    pot_loss = pot_stochastic.loss_dual_quadratic if reg_type == "l2" else pot_stochastic.loss_dual_entropic
+    pot_plan = pot_stochastic.plan_dual_quadratic if reg_type == "l2" else pot_stochastic.plan_dual_entropic
+
+    uu = th.zeros(30, dtype=th.float64, requires_grad=True)
+    vv = th.zeros(30, dtype=th.float64, requires_grad=True)
+    opt = th.optim.LBFGS([uu, vv], max_iter=2000, tolerance_grad=1e-12, tolerance_change=1e-15, line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        loss = -pot_loss(uu, vv, xt, yt, reg=EPS, ws=ws, wt=wt, metric=metric)
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    reference = pot_plan(uu.detach(), vv.detach(), xt, yt, reg=EPS, ws=ws, wt=wt, metric=metric).numpy()
+    # The reference is the optimum: a coupling of the two measures, and the exact solver's plan.
+    np.testing.assert_allclose(reference.sum(1), 1 / 30, rtol=1e-5)
+    exact = no.solve_discrete(None, None, cost(x, y), EPS, reg_type=reg_type).plan
+    assert np.abs(reference - exact).sum() < 1e-4
+
+    cls = no.L2Dual if reg_type == "l2" else no.EntropicDual
+    solver = cls(
+        EPS,
+        cost=cost,
+        potentials="tabular",
+        batch_size=30,
+        learning_rate=1e-2,
+        lr_schedule="cosine",
+        max_steps=3000,
+        seed=0,
+        dtype=th.float64,
+        method="gradient",
+    )
+    u, v = solver.fit(x, y).potential_values(xt, yt)
+    ours = no.plan(u.double().numpy(), v.double().numpy(), cost(x, y), EPS, reg_type=reg_type)
+    assert np.abs(ours - reference).sum() < TOL_TABULAR
+    # The same objective and plan formulas, evaluated on our potentials.
+    M = th.as_tensor(cost(x, y))
+    constant = 0.0 if reg_type == "l2" else EPS
+    ours_obj = float(no.dual_objective(u.double(), v.double(), M, EPS, ws, wt, reg_type=reg_type))
+    pot_obj = float(pot_loss(u.double(), v.double(), xt, yt, reg=EPS, ws=ws, wt=wt, metric=metric))
+    assert ours_obj == pytest.approx(pot_obj + constant, abs=1e-12)
+    np.testing.assert_allclose(
+        ours, pot_plan(u.double(), v.double(), xt, yt, reg=EPS, ws=ws, wt=wt, metric=metric).numpy(), atol=1e-15
+    )
