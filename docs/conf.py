@@ -15,6 +15,7 @@ extensions = [
     "sphinx.ext.autosummary",
     "sphinx.ext.napoleon",
     "sphinx.ext.mathjax",
+    "sphinx-mathjax-offline",  # MathJax bundled into _static: the built docs render math without a network
     "sphinx.ext.viewcode",
     "sphinx_gallery.gen_gallery",
 ]

@@ -29,7 +29,7 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
 def dual_accuracy_table(record: dict[str, Any]) -> str:
     """Held-out marginal error, dual gap, H's non-zero share and time per update, per reg and lever."""
     rows = []
-    for r in record["rows"]:
+    for r in sorted(record["rows"], key=lambda r: (-r["reg"], r["heldout"], r["updates"])):
         ok = r["marginal_error"] <= 0.1 and r["dual_gap"] <= 0.05
         rows.append(
             [

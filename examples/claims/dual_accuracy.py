@@ -94,8 +94,8 @@ def main() -> None:
             }
             rows.append(row)
             print(
-                f"reg={reg:<5} {name:>15}: {row['ms_per_update']:6.1f} ms/update  error {row['marginal_error']:.3f}  "
-                f"gap {row['dual_gap']:.3f}  H>0 {row['h_nonzero_frac_heldout']:.3f}",
+                f"reg={reg:<5} {name:>15} x{args.updates}: {row['ms_per_update']:6.1f} ms/update  "
+                f"error {row['marginal_error']:.3f}  gap {row['dual_gap']:.3f}  H>0 {row['h_nonzero_frac_heldout']:.3f}",
                 flush=True,
             )
             if args.out:  # written as it goes

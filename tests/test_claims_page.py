@@ -1,0 +1,122 @@
+"""docs/claims.rst: its tables are generated from the committed records, and its sentences about them hold."""
+
+import importlib.util
+import json
+import math
+import tomllib
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT / "docs" / "data" / "claims"
+
+
+def _tables():
+    spec = importlib.util.spec_from_file_location("claims_tables", ROOT / "examples" / "claims" / "claims_tables.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.tables()
+
+
+def _load(name):
+    return json.loads((DATA / name).read_text())
+
+
+def test_tables_are_the_records():
+    tables = _tables()
+    assert set(tables) == {"claims_dual_accuracy.inc", "claims_mask_tv.inc", "claims_matched.inc"}
+    for name, text in tables.items():
+        assert (ROOT / "docs" / name).read_text() == text, f"docs/{name} is stale: run examples/claims/claims_tables.py"
+
+
+def _acc(reg, lever, updates=600, heldout=256):
+    rows = [
+        r
+        for r in _load("dual_accuracy.json")["rows"]
+        if (r["reg"], r["lever"], r["updates"], r["heldout"]) == (reg, lever, updates, heldout)
+    ]
+    assert len(rows) == 1, (reg, lever, updates, heldout)
+    return rows[0]
+
+
+def test_dual_accuracy_sentences():
+    rows = _load("dual_accuracy.json")["rows"]
+    # ref256 has at most half the default's error after 600 updates, at every reg.
+    for reg in {r["reg"] for r in rows}:
+        for heldout in (256, 1024):
+            if any(
+                r["reg"] == reg and r["heldout"] == heldout and r["lever"] == "ref256" and r["updates"] == 600 for r in rows
+            ):
+                assert (
+                    _acc(reg, "ref256", 600, heldout)["marginal_error"]
+                    <= 0.5 * _acc(reg, "default", 600, heldout)["marginal_error"]
+                )
+    for reg in (0.1, 0.05, 0.02):  # exact no better than the default (within 0.01); learned u far worse
+        assert _acc(reg, "exact")["marginal_error"] >= _acc(reg, "default")["marginal_error"] - 0.01
+        assert _acc(reg, "learned-u")["marginal_error"] > 2 * _acc(reg, "default")["marginal_error"]
+    steps4, default = _acc(0.5, "steps4"), _acc(0.5, "default")
+    assert (
+        steps4["ms_per_update"] > 3 * default["ms_per_update"]
+        and abs(steps4["marginal_error"] - default["marginal_error"]) < 0.01
+    )
+    assert default["marginal_error"] > 0.1 and _acc(0.5, "ref256")["marginal_error"] <= 0.1
+    nonzero = lambda reg: [r["h_nonzero_frac_heldout"] for r in rows if r["reg"] == reg and r["lever"] != "learned-u"]  # noqa: E731
+    assert all(0.385 <= x < 0.405 for x in nonzero(0.1))
+    assert all(0.255 <= x < 0.305 for x in nonzero(0.05))
+    assert all(0.155 <= x < 0.175 for x in nonzero(0.02))
+    r = _acc(0.1, "ref256")
+    assert round(r["marginal_error"], 3) == 0.096 and round(r["dual_gap"], 3) == 0.011
+    small = [r for r in rows if r["reg"] == 0.05 and r["heldout"] == 256]
+    assert min(r["marginal_error"] for r in small) > 0.1 and round(min(r["marginal_error"] for r in small), 3) == 0.133
+    assert round(1 / math.sqrt(256 * 0.27), 2) == 0.12
+    r256, r1024 = _acc(0.05, "ref256", 600, 1024), _acc(0.05, "ref1024", 600, 1024)
+    assert (round(r256["marginal_error"], 3), round(r256["dual_gap"], 3)) == (0.104, 0.046)
+    assert round(r1024["marginal_error"], 3) == 0.101 and abs(r1024["ms_per_update"] - r256["ms_per_update"]) < 2
+    assert round(min(r["marginal_error"] for r in rows if r["reg"] == 0.02), 3) == 0.209
+    # The choice: at 0.05 (the largest reg with H non-zero on at most 30%), ref256 ties ref1024 within 0.01.
+    assert max(nonzero(0.1)) > 0.3 >= max(nonzero(0.05))
+    best = min((r for r in rows if r["reg"] == 0.05 and r["heldout"] == 1024), key=lambda r: r["marginal_error"])
+    assert r256["marginal_error"] - best["marginal_error"] < 0.01
+    assert round(r256["ms_per_update"]) == 27 and round(_acc(0.05, "default", 600, 1024)["ms_per_update"]) == 30
+
+
+def test_mask_tv_sentences():
+    rows = _load("mask_tv.json")["rows"]
+    paper = [r for r in rows if r["relation_scale"] == "none"]
+    rescaled = [r for r in rows if r["relation_scale"] == "spread"]
+    assert max(r["tv"] for r in paper if r["relation_weight"] <= 0.3) <= 0.02
+    ratios = {r["keypoints"]: r["relation_spread"] for r in paper}
+    assert all(0.01 <= x <= 0.04 for x in ratios.values()) and ratios[16] > ratios[64] > ratios[256]
+    at = lambda w: [r["tv"] for r in rescaled if r["relation_weight"] == w]  # noqa: E731
+    assert (round(min(at(0.1)), 2), round(max(at(0.1)), 2)) == (0.03, 0.16)
+    assert (round(min(at(0.3)), 2), round(max(at(0.3)), 2)) == (0.10, 0.40)
+    top = max(rescaled, key=lambda r: r["tv"] if r["relation_weight"] == 0.3 else -1)
+    assert (top["keypoints"], top["reg"]) == (16, 0.02)
+
+
+def test_matched_sentences_and_the_tuning_sweep_uses_the_record():
+    m = _load("matched_r0.05.json")
+    cand, actor = m["candidates"], m["actor"]
+    assert round(cand["entropy_at_T1"]["q"], 2) == round(cand["uniform_entropy"], 2)
+    assert actor["temperature"]["q"] > 20 and cand["temperature"]["q"] > 20
+    assert actor["entropy_at_T1"]["advantage"] < actor["H_entropy"]
+    sweep = tomllib.loads((ROOT / "examples" / "sweeps" / "claims_tuning.toml").read_text())
+    temps = {g["methods"][0]: set() for g in sweep["runs"] if g["methods"][0] in ("otpr-q", "otpr-adv")}
+    for g in sweep["runs"]:
+        if g["methods"][0] in temps:
+            temps[g["methods"][0]].add(g["policy_kwargs"]["guidance_kwargs"]["temperature"])
+    for method, key in (("otpr-q", "q"), ("otpr-adv", "advantage")):
+        assert temps[method] == {float(f"{m[w]['temperature'][key]:.3g}") for w in ("actor", "candidates")}
+    h = [g for g in sweep["runs"] if g["methods"][0] == "otpr"]
+    assert all(g["kwargs"]["dual_kwargs"] == {"reference_actions": 256} for g in h)
+    assert {g["kwargs"]["reg"] for g in h if g["kwargs"].get("use_mask", True)} == {0.05}
+    # two configurations per arm, each on seeds 100 and 101
+    assert sorted(len(g["seeds"]) for g in sweep["runs"]) == [1] * 16 and {g["seeds"][0] for g in sweep["runs"]} == {100, 101}
+
+
+@pytest.mark.parametrize("page", ["claims.rst"])
+def test_page_includes_every_table(page):
+    text = (ROOT / "docs" / page).read_text()
+    for name in ("claims_dual_accuracy.inc", "claims_mask_tv.inc", "claims_matched.inc"):
+        assert f".. include:: {name}" in text
