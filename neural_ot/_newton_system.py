@@ -40,12 +40,18 @@ class _Curvature:
             if prob.mask is not None:
                 active &= prob.mask > 0
             self.active = active
-            self.rows, self.cols = th.nonzero(active, as_tuple=True)
-            zc = z[self.rows, self.cols]
-            self._from_active(prob, zc, a[self.rows] * b[self.cols])
-            self.dense = self.w.numel() > _DENSE_FRACTION * n * m
-            if self.dense:
-                self._W = th.zeros_like(z).index_put_((self.rows, self.cols), self.w)
+            self.dense = float(active.sum()) > _DENSE_FRACTION * n * m
+            if self.dense:  # dense products: no index lists (their scatter costs more than the zeros it skips)
+                ab = a[:, None] * b[None, :]
+                zp = th.where(active, z, 0.0)
+                self._W = ab * prob.r.curvature(zp) * active
+                T = ab * prob.r.density(zp)
+                self.row_mass, self.col_mass = T.sum(1), T.sum(0)
+                self.d1, self.d2 = self._W.sum(1), self._W.sum(0)
+            else:
+                self.rows, self.cols = th.nonzero(active, as_tuple=True)
+                zc = z[self.rows, self.cols]
+                self._from_active(prob, zc, a[self.rows] * b[self.cols])
         else:
             T = prob.masked(prob.r.density(z)).mul_(a[:, None]).mul_(b[None, :])
             self.row_mass, self.col_mass = T.sum(1), T.sum(0)
@@ -114,18 +120,37 @@ class _HessianOperator:
         return out * self.free
 
     def solve_dense(self, rhs: th.Tensor) -> th.Tensor:
-        """Direct dense solve (Cholesky) of the Newton system on the free nodes, for small problems."""
+        """Direct dense solve of the Newton system on the free nodes, for small problems.
+
+        The system is ``[[D1, W], [W^T, D2]]`` with diagonal ``D1``, ``D2``: the larger side is eliminated and the
+        Schur complement of the smaller one is solved by Cholesky (``min(n, m)^3 / 3`` flops instead of
+        ``(n + m)^3 / 3``; no ``(n + m)^2`` matrix is built).
+        """
         c, n = self.c, self.n
         W = c.W if c.dense else th.zeros(n, self.m, dtype=rhs.dtype, device=rhs.device).index_put_((c.rows, c.cols), c.w)
-        A = th.diag(self.diagonal)
-        A[:n, n:] = W
-        A[n:, :n] = W.T
         free = self.free > 0
+        fu, fv = free[:n], free[n:]
+        d = self.diagonal
+        Wf, d1, d2 = W[fu][:, fv], d[:n][fu], d[n:][fv]
+        ru, rv = rhs[:n][fu], rhs[n:][fv]
+        if Wf.shape[0] < Wf.shape[1]:  # eliminate the larger side: v
+            xu, xv = self._schur(Wf, d1, d2, ru, rv)
+        else:
+            xv, xu = self._schur(Wf.T, d2, d1, rv, ru)
         x = th.zeros_like(rhs)
-        A_free = A[free][:, free]
-        L, info = th.linalg.cholesky_ex(A_free)
-        x[free] = th.cholesky_solve(rhs[free][:, None], L).squeeze(1) if int(info) == 0 else th.linalg.solve(A_free, rhs[free])
+        x[:n][fu], x[n:][fv] = xu, xv
         return x
+
+    @staticmethod
+    def _schur(W: th.Tensor, d1: th.Tensor, d2: th.Tensor, r1: th.Tensor, r2: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
+        """Solve ``[[D1, W], [W^T, D2]] [x1; x2] = [r1; r2]`` (``W`` is ``k x l``, k <= l) by eliminating ``x2``."""
+        Wd = W / d2[None, :]  # D2^{-1} eliminated: S = D1 - W D2^{-1} W^T, of the smaller side
+        S = th.diag(d1) - Wd @ W.T
+        rhs = r1 - Wd @ r2
+        L, info = th.linalg.cholesky_ex(S)
+        x1 = th.cholesky_solve(rhs[:, None], L).squeeze(1) if int(info) == 0 else th.linalg.solve(S, rhs)
+        x2 = (r2 - W.T @ x1) / d2
+        return x1, x2
 
     def solve_sparse(self, rhs: th.Tensor) -> th.Tensor:
         """Direct sparse solve (SuperLU on the CPU); the active graph is nearly a forest for small eps."""
