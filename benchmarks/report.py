@@ -1,0 +1,55 @@
+"""Ratio table of a pytest-benchmark JSON for docs/benchmarks.rst::
+
+pytest benchmarks --benchmark-enable --benchmark-json=docs/data/benchmarks/pytest-benchmark.json
+python benchmarks/report.py docs/data/benchmarks/pytest-benchmark.json > docs/benchmarks_pytest.inc
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections import defaultdict
+from typing import Any
+
+
+def table(data: dict[str, Any]) -> str:
+    """One row per benchmark: its group, median time, and the ratio to the fastest of its group."""
+    groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for b in data["benchmarks"]:
+        groups[b["group"]].append(b)
+    lines = [
+        ".. list-table::",
+        "   :header-rows: 1",
+        "",
+        "   * - group",
+        "     - benchmark",
+        "     - median (ms)",
+        "     - rounds",
+        "     - / fastest in group",
+        "     - marginal error",
+    ]
+    for group in sorted(groups):
+        rows = sorted(groups[group], key=lambda b: b["stats"]["median"])
+        fastest = rows[0]["stats"]["median"]
+        for b in rows:
+            err = b.get("extra_info", {}).get("marginal_error")
+            lines += [
+                f"   * - {group}",
+                f"     - ``{b['name']}``",
+                f"     - {1e3 * b['stats']['median']:.2f}",
+                f"     - {b['stats']['rounds']}",
+                f"     - {b['stats']['median'] / fastest:.2f}",
+                "     - " + ("" if err is None else f"{err:.1e}"),
+            ]
+    machine = data["machine_info"]
+    lines += [
+        "",
+        f"Measured {data['datetime'][:10]} on {machine.get('cpu', {}).get('brand_raw', 'an unknown CPU')}, "
+        f"commit ``{data.get('commit_info', {}).get('id', '?')[:7]}``, one torch thread.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    with open(sys.argv[1]) as f:
+        sys.stdout.write(table(json.load(f)))
