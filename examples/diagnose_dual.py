@@ -46,7 +46,7 @@ def main() -> None:
     )
     print("held-out:", {k: round(v, 3) for k, v in model.dual_diagnostics(args.batch).items()})
     grid = th.linspace(-1, 1, 9)[:, None]
-    policy.guidance.ready.fill_(True)
+    policy.guidance.mark_ready()
     with th.no_grad():
         for theta, theta_dot in STATES:
             obs = policy.prepare_obs(th.tensor([[np.cos(theta), np.sin(theta), theta_dot]], dtype=th.float32))

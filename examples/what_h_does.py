@@ -143,7 +143,7 @@ def main() -> None:
     rng = np.random.default_rng(0)
     model = load_snapshot(args.snapshot, gym.make(args.env))
     policy = model.policy
-    policy.guidance.ready.fill_(True)
+    policy.guidance.mark_ready()
     reg, weight0 = policy.guidance.reg, float(policy.guidance.relation_weight)
     print(
         f"snapshot: {model.num_timesteps} env steps, reg {reg}, relation weight {weight0}, "

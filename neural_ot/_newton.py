@@ -240,6 +240,28 @@ def _line_search(
     return t, False, cand
 
 
+def _initial_block(
+    prob: _Problem | _SparseProblem, u: th.Tensor, v: th.Tensor, tol: float
+) -> tuple[th.Tensor, th.Tensor, bool]:
+    """Start a stage: exact block steps (or a safe constant for a cold entropic start), then Sinkhorn if entropic.
+
+    Returns the potentials and whether Sinkhorn alone met ``tol``.
+    """
+    entropic = isinstance(prob, _Problem) and isinstance(prob.r, Entropic)
+    cold = bool((u == 0).all()) and bool((v == 0).all())
+    if isinstance(prob, _Problem) and entropic and cold and _kernel_is_safe(prob):
+        u = th.full_like(u, prob.cost_range[0])  # the kernel then lies in [exp(-spread / eps), 1]
+    else:
+        # Exact block steps bound the kernel (from zero potentials they are Sinkhorn's first sweep).
+        u = prob.block_maximize(u, v, side="u")
+        v = prob.block_maximize(u, v, side="v")
+    if entropic:
+        assert isinstance(prob, _Problem)
+        u, v, err = _sinkhorn_sweeps(prob, u, v, tol)
+        return u, v, err <= tol
+    return u, v, False
+
+
 def _newton_stage(
     prob: _Problem | _SparseProblem,
     u: th.Tensor,
@@ -250,22 +272,12 @@ def _newton_stage(
     verbose: bool,
     initial_block: bool = True,
 ) -> tuple[th.Tensor, th.Tensor, int, bool]:
-    """Newton iterations at a fixed eps from ``(u, v)``."""
+    """Newton iterations at a fixed eps from ``(u, v)``; stops early (``prob.stalled``) when progress stalls."""
     n = prob.shape[0]
     if initial_block:
-        entropic = isinstance(prob, _Problem) and isinstance(prob.r, Entropic)
-        cold = bool((u == 0).all()) and bool((v == 0).all())
-        if isinstance(prob, _Problem) and entropic and cold and _kernel_is_safe(prob):
-            u = th.full_like(u, prob.cost_range[0])  # the kernel then lies in [exp(-spread / eps), 1]
-        else:
-            # Exact block steps bound the kernel (from zero potentials they are Sinkhorn's first sweep).
-            u = prob.block_maximize(u, v, side="u")
-            v = prob.block_maximize(u, v, side="v")
-        if entropic:
-            assert isinstance(prob, _Problem)
-            u, v, err = _sinkhorn_sweeps(prob, u, v, tol)
-            if err <= tol:  # Sinkhorn alone reached tol: no Newton step, no dense pass more (checked by the result)
-                return u, v, 0, True
+        u, v, done = _initial_block(prob, u, v, tol)
+        if done:  # Sinkhorn alone reached tol: no Newton step, no dense pass more (checked by the result)
+            return u, v, 0, True
     loss: float | None = None
     converged, it = False, 0
     best, best_it = float("inf"), 0

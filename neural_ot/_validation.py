@@ -11,6 +11,19 @@ import torch as th
 from scipy.sparse.csgraph import maximum_flow
 
 
+def check_on_device(condition: th.Tensor, message: str, error: type[Exception] = ValueError) -> None:
+    """Raise ``error(message)`` unless the boolean tensor ``condition`` holds.
+
+    On the CPU it is checked at once; on an accelerator it is asserted on the device (``torch._assert_async``), so the
+    host does not wait for it, and a failure surfaces at the next synchronisation.
+    """
+    if condition.device.type == "cpu":
+        if not bool(condition):
+            raise error(message)
+    else:
+        th._assert_async(condition, message)
+
+
 def check_matrix(M: th.Tensor, name: str = "M") -> None:
     """Check that ``M`` is a finite 2-D matrix."""
     if M.ndim != 2:

@@ -14,6 +14,7 @@ import torch as th
 from torch import nn
 
 from neural_ot._arrays import ArrayLike, is_numpy, result_dtype, to_output, to_tensor
+from neural_ot._validation import check_on_device
 from neural_ot.costs import CostFn
 from neural_ot.potentials import TabularPotential
 from neural_ot.regularizers import get_regularizer
@@ -214,8 +215,8 @@ def resample_from_scores(z: th.Tensor, H: th.Tensor, generator: th.Generator | N
     -------
     Resampled
     """
-    if not bool(th.isfinite(H).all()):
-        raise FloatingPointError("compatibility values are NaN or infinite; check the potentials and the cost scale")
+    message = "compatibility values are NaN or infinite; check the potentials and the cost scale"
+    check_on_device(th.isfinite(H).all(), message, FloatingPointError)
     total = H.sum(1, keepdim=True)
     fallback = total.squeeze(1) <= 0
     best = z.argmax(1)

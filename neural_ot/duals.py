@@ -11,6 +11,7 @@ import torch as th
 from torch import nn
 
 from neural_ot._arrays import ArrayLike, is_numpy, to_output, to_tensor
+from neural_ot._validation import check_on_device
 from neural_ot.regularizers import Regularizer, get_regularizer
 
 
@@ -166,8 +167,9 @@ def c_transform(
     if vt.shape[0] != Mt.shape[1]:
         raise ValueError(f"`v` has {vt.shape[0]} entries but `M` has {Mt.shape[1]} columns")
     bt = _weights(b, Mt.shape[1], Mt, "b").reshape(-1)
-    if bt.shape[0] != Mt.shape[1] or bool((bt < 0).any()):
+    if bt.shape[0] != Mt.shape[1]:
         raise ValueError(f"`b` must be {Mt.shape[1]} non-negative weights")
+    check_on_device((bt >= 0).all(), f"`b` must be {Mt.shape[1]} non-negative weights")
     keep = None
     row_mass = bt[None, :].expand_as(Mt)
     if mask is not None:
@@ -176,8 +178,10 @@ def c_transform(
             raise ValueError(f"`mask` must have the shape of `M` {tuple(Mt.shape)}, got {tuple(maskt.shape)}")
         keep = maskt > 0
         row_mass = row_mass * keep
-    if not bool((row_mass.sum(1) > 0).all()):
-        raise ValueError("a row of `M` has no column of positive weight (check `b` and `mask`): its c-transform is undefined")
+    check_on_device(
+        (row_mass.sum(1) > 0).all(),
+        "a row of `M` has no column of positive weight (check `b` and `mask`): its c-transform is undefined",
+    )
     u = regularizer.row_potential(Mt - vt[None, :], bt, keep)
     return to_output(u, is_numpy(M), Mt.dtype)
 

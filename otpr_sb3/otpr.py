@@ -30,7 +30,7 @@ from otpr_sb3.guidance import GuidanceTrainingState, UpdateContext
 from otpr_sb3.policies import CnnPolicy, MultiInputPolicy, OTPRPolicy
 from otpr_sb3.pretraining import as_demonstrations, behaviour_cloning, demonstration_tensors
 from otpr_sb3.replay_sampling import ReplaySampler
-from otpr_sb3.updates import actor_step, candidate_targets_loss, iql_update
+from otpr_sb3.updates import actor_step, candidate_targets_loss, check_finite, iql_update
 
 SelfOTPR = TypeVar("SelfOTPR", bound="OTPR")
 # SAC's arguments, passed on to SB3 as they are.
@@ -251,7 +251,7 @@ class OTPR(RegimeDefaults, ExpertPairs, OffPolicyAlgorithm):
         size = int(batch_size or self.dual_kwargs["eval_batch_size"])
         return self.policy.guidance.diagnostics(self._update_context(), size)
 
-    def _guidance_update(self) -> dict[str, float]:
+    def _guidance_update(self) -> dict[str, Any]:
         """Update the guidance (the dual, for H), and make it ready after ``dual_start`` updates."""
         self.dual_updates += 1
         self._refresh_keypoint_features()
@@ -259,7 +259,7 @@ class OTPR(RegimeDefaults, ExpertPairs, OffPolicyAlgorithm):
         diagnose = bool(eval_freq) and self.dual_updates % eval_freq == 0
         stats = self.policy.guidance.update(self._update_context(self.dual_kwargs["eval_batch_size"] if diagnose else 0))
         if self.dual_updates >= self.dual_start:
-            self.policy.guidance.ready.fill_(True)
+            self.policy.guidance.mark_ready()
         return stats
 
     def train(self, gradient_steps: int, batch_size: int = 64) -> None:
@@ -267,20 +267,20 @@ class OTPR(RegimeDefaults, ExpertPairs, OffPolicyAlgorithm):
         policy = self.policy
         policy.set_training_mode(True)
         assert self.replay_buffer is not None
-        if not bool(policy.obs_stats_ready):
+        if not policy.has_obs_statistics:
             self._fit_obs_statistics()
         self._update_learning_rates()
-        logs: dict[str, list[float]] = {}
+        logs: dict[str, list[Any]] = {}
         for _ in range(gradient_steps):
             data = self.replay_buffer.sample(batch_size, env=self._vec_normalize_env)
             # Only the critic's loss trains a features extractor (`iql_update` detaches the rest).
             obs, next_obs = policy.prepare_obs(data.observations, grad=True), policy.prepare_obs(data.next_observations)
             rewards = data.rewards.reshape(-1)
-            if not (bool(th.isfinite(obs).all()) and bool(th.isfinite(rewards).all())):
-                raise ValueError("NaN or infinite values in replay observations or rewards")
+            finite = th.isfinite(obs.detach()).all() & th.isfinite(rewards).all()
+            check_finite(finite, "NaN or infinite values in replay observations or rewards")
             batch = (obs, data.actions, rewards, next_obs, data.dones.reshape(-1))
             critic_loss, value_loss = iql_update(policy, policy.critic_target, batch, self.gamma, self.tau)
-            stats = {"critic_loss": critic_loss, "value_loss": value_loss}
+            stats: dict[str, Any] = {"critic_loss": critic_loss, "value_loss": value_loss}
             if self._n_updates % self.dual_freq == 0:
                 stats.update(self._guidance_update())
             if self._n_updates % self.policy_delay == 0:
@@ -290,10 +290,13 @@ class OTPR(RegimeDefaults, ExpertPairs, OffPolicyAlgorithm):
             self._n_updates += 1
         self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
         for key, value in policy.guidance.log_values(policy).items():
+            logs.setdefault(key, []).append(value)
+        self.logger.record("train/dual_ready", int(policy.guidance.is_ready))
+        # Log values stay on the device until here: one synchronisation for all of them.
+        dev = self.device
+        means = [th.stack([th.as_tensor(v, dtype=th.float32, device=dev) for v in vals]).mean() for vals in logs.values()]
+        for key, value in zip(logs, th.stack(means).tolist() if means else []):
             self.logger.record(f"train/{key}", value)
-        self.logger.record("train/dual_ready", int(bool(policy.guidance.ready)))
-        for key, values in logs.items():
-            self.logger.record(f"train/{key}", float(np.mean(values)))
 
     def _fit_obs_statistics(self, max_samples: int = 100_000) -> None:
         """Standardise observations with statistics of the replay data (when no demonstrations set them)."""
@@ -324,13 +327,14 @@ class OTPR(RegimeDefaults, ExpertPairs, OffPolicyAlgorithm):
             return self.actor_targets
         return "replay" if self.pretrained else "candidates"
 
-    def _actor_update(self) -> dict[str, float]:
+    def _actor_update(self) -> dict[str, Any]:
         policy, kw = self.policy, self.actor_kwargs
         assert self.replay_buffer is not None
         candidates = self.actor_targets_in_use == "candidates" and not policy.guidance.owns_actor_update
         size = kw["candidate_batch_size"] if candidates else kw["batch_size"]
         data = self.replay_buffer.sample(size, env=self._vec_normalize_env)
         obs = policy.prepare_obs(data.observations)
+        logs: dict[str, Any]
         if candidates:  # the intended policy: per state, one of L candidates and the replay action, drawn by weight
             loss, logs = candidate_targets_loss(policy, obs, data.actions, kw["reference_actions"])
         else:
@@ -348,7 +352,7 @@ class OTPR(RegimeDefaults, ExpertPairs, OffPolicyAlgorithm):
         # Share of collected states whose action was not chosen by the guidance, since the last dump.
         counts = self.policy.selection_counts
         if counts["states"]:
-            self.logger.record("rollout/h_fallback_frac", counts["fallback"] / counts["states"])
+            self.logger.record("rollout/h_fallback_frac", float(counts["fallback"]) / counts["states"])
             counts["states"] = counts["fallback"] = 0
         super().dump_logs()
 

@@ -163,7 +163,7 @@ class OTPRPolicy(BasePolicy):
             eval_noise = th.randn(self.act_dim, generator=th.Generator().manual_seed(a["eval_noise_seed"]))
         self.register_buffer("eval_noise", eval_noise)
         # States selected by collection, and how many of them by a fallback rather than by the guidance.
-        self.selection_counts = {"states": 0, "fallback": 0}
+        self.selection_counts: dict[str, Any] = {"states": 0, "fallback": 0}  # fallback: an int or a device tensor
         self._build_optimizers(lr_schedule)
 
     def _build_optimizers(self, lr_schedule: Schedule) -> None:
@@ -221,6 +221,13 @@ class OTPRPolicy(BasePolicy):
         self.obs_mean.copy_(features.mean(0))
         self.obs_std.copy_(th.where(std > 1e-6, std, th.ones_like(std)))
         self.obs_stats_ready.fill_(True)
+
+    @property
+    def has_obs_statistics(self) -> bool:
+        """Whether observation statistics are set; read on the host (a device read only until they are)."""
+        if not getattr(self, "_obs_stats_host", False):
+            self._obs_stats_host = bool(self.obs_stats_ready)
+        return self._obs_stats_host
 
     @th.no_grad()
     def fit_obs_statistics(self, obs: PyTorchObs) -> None:
@@ -300,8 +307,9 @@ class OTPRPolicy(BasePolicy):
         chosen, out = self.resample_candidates(obs_n, generator=generator)
         self.selection_counts["states"] += obs_n.shape[0]
         # Before the guidance is ready every state uses the expectile fallback; after, those where all weights are 0.
-        ready = bool(self.guidance.ready)
-        self.selection_counts["fallback"] += int(out.fallback.sum()) if ready else obs_n.shape[0]
+        # Counted on the device (read when logs are dumped): acting never waits for it.
+        fallback = out.fallback.sum() if self.guidance.is_ready else obs_n.shape[0]
+        self.selection_counts["fallback"] = self.selection_counts["fallback"] + fallback
         return chosen, {"fallback": out.fallback, "probs": out.probs}
 
     def _predict(self, observation: PyTorchObs, deterministic: bool = False) -> th.Tensor:

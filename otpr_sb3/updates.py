@@ -11,6 +11,18 @@ from otpr_sb3.critics import TwinQCritic
 from otpr_sb3.guidance import PolicyView
 
 
+def check_finite(finite: th.Tensor, message: str) -> None:
+    """Raise ``ValueError(message)`` unless ``finite`` (a boolean tensor) holds.
+
+    On an accelerator it is asserted on the device (``torch._assert_async``): the host does not wait for it, and a
+    failure surfaces at the next synchronisation.
+    """
+    if finite.device.type != "cpu":
+        th._assert_async(finite, message)
+    elif not bool(finite):
+        raise ValueError(message)
+
+
 def optimize(optimizer: th.optim.Optimizer, loss: th.Tensor) -> None:
     """One optimiser step on ``loss``; a non-finite loss raises instead of corrupting the networks."""
     if not bool(th.isfinite(loss)):
@@ -26,13 +38,13 @@ def iql_update(
     batch: tuple[th.Tensor, th.Tensor, th.Tensor, th.Tensor, th.Tensor],
     gamma: float,
     tau: float,
-) -> tuple[float, float]:
+) -> tuple[th.Tensor, th.Tensor]:
     """One IQL step: expectile regression of V on the target critics, then the TD step of both Q networks.
 
     ``batch`` is ``(obs, actions, rewards, next_obs, dones)`` with prepared observations and flat rewards and dones.
     As in IQL, both losses use the networks before this step; the running scales take the batch's Q and Q - V.
     ``obs`` may carry the gradient of a trained features extractor: only the Q loss passes it on.
-    Returns the critic and value losses.
+    Returns the critic and value losses, as detached 0-dim tensors (read them when logging: no synchronisation here).
     """
     obs, act, rew, next_obs, done = batch
     fixed_obs = obs.detach()
@@ -51,7 +63,7 @@ def iql_update(
     critic_loss = 0.5 * ((q1 - target).square().mean() + (q2 - target).square().mean())
     optimize(policy.critic.optimizer, critic_loss)
     polyak_update(policy.critic.parameters(), critic_target.parameters(), tau)
-    return float(critic_loss.detach()), float(value_loss.detach())
+    return critic_loss.detach(), value_loss.detach()
 
 
 def actor_step(actor: th.nn.Module, actor_ema: th.nn.Module, loss: th.Tensor, ema: float) -> None:
@@ -62,7 +74,7 @@ def actor_step(actor: th.nn.Module, actor_ema: th.nn.Module, loss: th.Tensor, em
 
 def candidate_targets_loss(
     policy: Any, obs_n: th.Tensor, replay_actions: th.Tensor, n_reference: int | None
-) -> tuple[th.Tensor, dict[str, float]]:
+) -> tuple[th.Tensor, dict[str, th.Tensor]]:
     """Score matching on the intended policy: per state, one of L candidates and the replay action, drawn by weight.
 
     ``policy`` is an :class:`~otpr_sb3.policies.OTPRPolicy` (its ``resample_candidates``). Returns the loss and what
@@ -71,8 +83,8 @@ def candidate_targets_loss(
     targets, out = policy.resample_candidates(obs_n, extra_actions=replay_actions, n_reference=n_reference)
     loss = policy.schedule.epsilon_loss(policy.actor, targets, obs_n)
     return loss, {
-        "actor_loss": float(loss.detach()),
-        "target_replay_frac": float((out.index == policy.n_candidates).float().mean()),
-        "target_fallback_frac": float(out.fallback.float().mean()),
-        "h_nonzero_frac": float((out.density > 0).float().mean()),
+        "actor_loss": loss.detach(),
+        "target_replay_frac": (out.index == policy.n_candidates).float().mean(),
+        "target_fallback_frac": out.fallback.float().mean(),
+        "h_nonzero_frac": (out.density > 0).float().mean(),
     }

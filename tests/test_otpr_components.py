@@ -14,7 +14,7 @@ from otpr_sb3 import OTPR, Demonstrations
 def test_zero_compatibility_pairs_do_not_train_the_actor():
     model = OTPR("MlpPolicy", IdentityEnvBox(ep_length=20), seed=0, actor_targets="replay", **FAST)
     policy = model.policy
-    policy.guidance.ready.fill_(True)
+    policy.guidance.mark_ready()
     obs = th.linspace(-1, 1, 8)[:, None]
     act = th.zeros(8, 1)
     with th.no_grad():

@@ -420,7 +420,7 @@ def test_weights_are_invariant_to_a_reward_offset(guidance, cost):
     model = OTPR("MlpPolicy", IdentityEnvBox(ep_length=20), seed=0, **kwargs)
     model.learn(60)
     policy = model.policy.to(th.float64)  # float64: the invariance, not float32 round-off of a large shift
-    policy.guidance.ready.fill_(True)
+    policy.guidance.mark_ready()
     obs, act = th.linspace(-1, 1, 16, dtype=th.float64)[:, None], th.linspace(1, -1, 16, dtype=th.float64)[:, None]
     before = policy.candidate_scores(obs, act)[1]
     with th.no_grad():  # the same critics for rewards + c: Q and V shifted by c / (1 - gamma)

@@ -57,7 +57,7 @@ def test_relation_cost_mixing():
     assert policy.guidance.uses_relation_cost and policy.guidance.keypoint_obs.shape == (FAST["dual_kwargs"]["n_keypoints"], 1)
     assert len(policy.guidance.reference_actions) == model.dual_kwargs["reference_actions"] > 0  # u comes from the references
     # H during collection uses exactly the cost the potentials were trained with: (1 - w)(-Q / scale) + w g.
-    policy.guidance.ready.fill_(True)
+    policy.guidance.mark_ready()
     obs, act = th.linspace(-1, 1, 5)[:, None], th.linspace(1, -1, 5)[:, None]
     z, _ = policy.candidate_scores(obs, act)
     relation = KeypointRelationCost(policy.guidance.keypoint_obs, policy.guidance.keypoint_actions, rho=0.1)
@@ -139,7 +139,7 @@ def test_dql_actor_follows_the_q_gradient(eta):
     model.pretrain(identity_demos(), n_steps=300, add_to_replay_buffer=True)
     policy = model.policy
     policy.critic.min = lambda obs, act: -(act - 0.5).square().sum(-1)  # type: ignore[method-assign]
-    policy.guidance.ready.fill_(True)
+    policy.guidance.mark_ready()
     obs = policy.prepare_obs(th.linspace(-1, 1, 64)[:, None])
     noise = th.zeros(64, 1)
 

@@ -59,5 +59,5 @@ def test_q_guidance_at_the_matched_temperature_is_as_selective_as_h():
         q = policy.critic.min(obs.repeat_interleave(8, dim=0), candidates.reshape(-1, 1)).reshape(64, 8)
     T = match_temperature(q / policy.scales.q_spread, target)
     q_guidance = make_guidance("q", policy.obs_dim, policy.act_dim, policy, temperature=T)
-    q_guidance.ready.fill_(True)
+    q_guidance.mark_ready()
     assert candidate_entropy(q_guidance, policy, obs, candidates) == pytest.approx(target, abs=1e-3)

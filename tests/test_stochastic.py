@@ -346,21 +346,43 @@ def test_steps_per_batch_is_validated():
 
 
 @pytest.mark.parametrize("reg_type", ["l2", "entropic"])
-def test_semi_dual_step_gives_every_minibatch_row_its_mass(rng, reg_type):
-    """After a semi-dual step the u targets are the c-transform: the minibatch plan's row marginal is exact."""
+def test_semi_dual_steps_bring_the_learned_u_to_the_c_transform(rng, reg_type):
+    """The semi-dual method regresses u onto the c-transform of v: its own u (not a recomputed one) approaches it.
+
+    Measured on the solver's tabular u over all 40 points (the population the minibatches sample): the gap to the
+    c-transform of the current v at least halves with training, and so does the row error of the plan built from
+    the learned u.
+    """
     x, y, cost, _ = _problem(rng, 40, 40)
     solver = no.StochasticDual(
-        EPS, reg_type=reg_type, cost=cost, potentials="tabular", batch_size=40, seed=0, dtype=th.float64, method="semi-dual"
+        EPS,
+        reg_type=reg_type,
+        cost=cost,
+        potentials="tabular",
+        batch_size=40,
+        seed=0,
+        dtype=th.float64,
+        method="semi-dual",
+        learning_rate=1e-2,
     )
     solver.setup(x, y)
-    for _ in range(20):
+    idx = th.arange(40)
+    C = th.as_tensor(cost(x, y))
+    w = th.full((40,), 1 / 40, dtype=th.float64)
+
+    def gap_and_rows():
+        uu, vv = solver.u(idx).detach(), solver.v(idx).detach()
+        u_star = no.c_transform(vv, C, EPS, reg_type=reg_type)
+        rows, _ = no.plan_marginals(uu, vv, C, EPS, w, w, reg_type=reg_type)
+        return float((uu - u_star).abs().max()), float((rows - w).abs().sum())
+
+    solver.step()
+    early_gap, early_rows = gap_and_rows()
+    for _ in range(400):
         solver.step()
-    batch = solver.sample_batch(40, th.Generator().manual_seed(3))
-    C = cost.matrix(batch.x, batch.y)
-    vv = solver.v(batch.y_idx).detach()
-    u_star = no.c_transform(vv, C, EPS, b=batch.wy, reg_type=reg_type)
-    rows, _ = no.plan_marginals(u_star, vv, C, EPS, batch.wx, batch.wy, reg_type=reg_type)
-    th.testing.assert_close(rows, batch.wx, rtol=1e-10, atol=0)
+    late_gap, late_rows = gap_and_rows()
+    assert late_gap < 0.5 * early_gap
+    assert late_rows < 0.5 * early_rows
 
 
 @pytest.mark.parametrize("reg_type", ["l2", "entropic"])

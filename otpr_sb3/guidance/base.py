@@ -102,14 +102,17 @@ class GuidanceTrainingState:
 
 def weighted_score_matching(
     policy: PolicyView, obs_n: th.Tensor, actions: th.Tensor, w: th.Tensor, normalize: bool
-) -> tuple[th.Tensor | None, dict[str, float]]:
-    """Score matching of the actor on pairs weighted by ``w``; ``None`` for the loss when no weight is positive."""
+) -> tuple[th.Tensor | None, dict[str, Any]]:
+    """Score matching of the actor on pairs weighted by ``w``; ``None`` for the loss when no weight is positive.
+
+    The logs are 0-dim tensors, read when the algorithm writes its logs.
+    """
     loss = policy.schedule.epsilon_loss(policy.actor, actions, obs_n, w, normalize=normalize)
     p = w / w.sum().clamp_min(1e-12)
     logs = {
-        "actor_loss": float(loss.detach()),
-        "h_nonzero_frac": float((w > 0).float().mean()),
-        "h_entropy": float(-(th.xlogy(p, p)).sum()),
+        "actor_loss": loss.detach(),
+        "h_nonzero_frac": (w > 0).float().mean(),
+        "h_entropy": -(th.xlogy(p, p)).sum(),
     }
     return (loss if float(w.sum()) > 0 else None), logs
 
@@ -129,7 +132,22 @@ class Guidance(nn.Module):
         super().__init__()
         self.obs_dim, self.act_dim = obs_dim, act_dim
         self.ready: th.Tensor
-        self.register_buffer("ready", th.zeros((), dtype=th.bool))
+        self.register_buffer("ready", th.zeros((), dtype=th.bool))  # saved with the policy
+        self._ready_host = False  # the same flag on the host: acting reads it without a device synchronisation
+
+    @property
+    def is_ready(self) -> bool:
+        """Whether the guidance scores (``ready``), read on the host: no device synchronisation."""
+        return self._ready_host
+
+    def mark_ready(self, ready: bool = True) -> None:
+        """Set :attr:`ready` (the saved buffer and the host copy that scoring reads)."""
+        self.ready.fill_(ready)
+        self._ready_host = bool(ready)
+
+    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any, **kwargs: Any) -> None:
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+        self._ready_host = bool(self.ready)  # once, at load
 
     # ---- scoring ----------------------------------------------------------------------------------------
 
@@ -147,7 +165,7 @@ class Guidance(nn.Module):
         self, policy: PolicyView, obs_n: th.Tensor, actions: th.Tensor, n_reference: int | None = None
     ) -> tuple[th.Tensor, th.Tensor]:
         """:meth:`scores`, or the expectile fallback before :attr:`ready`; shapes ``(n,)``."""
-        if not bool(self.ready):
+        if not self.is_ready:
             return expectile_weights(policy, obs_n, actions)
         return self.scores(policy, obs_n, actions, n_reference)
 
@@ -156,7 +174,7 @@ class Guidance(nn.Module):
         self, policy: PolicyView, obs_n: th.Tensor, actions: th.Tensor, n_reference: int | None = None
     ) -> tuple[th.Tensor, th.Tensor]:
         """:meth:`weights` of each state with its own ``m`` actions ``(n, m, act_dim)``: shapes ``(n, m)``."""
-        if bool(self.ready):
+        if self.is_ready:
             return self.grouped_scores(policy, obs_n, actions, n_reference)
         n, m = actions.shape[:2]
         z, w = expectile_weights(policy, obs_n.repeat_interleave(m, dim=0), actions.reshape(n * m, -1))
@@ -184,8 +202,8 @@ class Guidance(nn.Module):
 
     # ---- training ---------------------------------------------------------------------------------------
 
-    def update(self, context: UpdateContext) -> dict[str, float]:
-        """Train what the guidance needs (nothing by default); return what to log."""
+    def update(self, context: UpdateContext) -> dict[str, Any]:
+        """Train what the guidance needs (nothing by default); return what to log (numbers or 0-dim tensors)."""
         return {}
 
     def set_keypoints(self, obs_n: th.Tensor, actions: th.Tensor) -> None:

@@ -287,7 +287,7 @@ class CompatibilityGuidance(Guidance):
 
     def _reference_potential(self, ref: th.Tensor, C_ref: th.Tensor) -> th.Tensor:
         M = ref.shape[0]
-        b = th.full((M,), float(self.reference_mass) / M, device=ref.device)
+        b = (self.reference_mass / M).to(ref.device).expand(M)
         return c_transform(self.v(ref), C_ref, self.reg, b=b)
 
     # ---- scoring ----------------------------------------------------------------------------------------
@@ -351,17 +351,17 @@ class CompatibilityGuidance(Guidance):
         if not self.trainer.reference_actions:
             self.set_reference_actions(self.reference_actions[:0])
 
-    def log_values(self, policy: PolicyView) -> dict[str, float]:
-        """Log the cost's running scale."""
+    def log_values(self, policy: PolicyView) -> dict[str, Any]:
+        """Log the cost's running scale (a 0-dim tensor)."""
         scales = policy.scales
-        return {"cost_scale": float(scales.adv_spread if self.cost == "advantage" else scales.q_abs_mean)}
+        return {"cost_scale": scales.adv_spread if self.cost == "advantage" else scales.q_abs_mean}
 
     def _trained(self) -> DualTrainer:
         if self.trainer is None:
             raise RuntimeError("the dual is not set up for training: call `setup_training` first")
         return self.trainer
 
-    def update(self, context: UpdateContext) -> dict[str, float]:
+    def update(self, context: UpdateContext) -> dict[str, Any]:
         """One dual update (:meth:`DualTrainer.update <otpr_sb3.guidance.dual_training.DualTrainer.update>`)."""
         return self._trained().update(context)
 

@@ -144,7 +144,7 @@ class DualTrainer:
         self.solver.setup(context.sample_states, context.sample_actions, **kwargs)
         self._problem_version = version
 
-    def update(self, context: UpdateContext) -> dict[str, float]:
+    def update(self, context: UpdateContext) -> dict[str, Any]:
         """Take ``steps`` dual steps, redraw the reference actions, and diagnose when the context asks for it."""
         self.setup(context)
         g = self.guidance
@@ -158,7 +158,7 @@ class DualTrainer:
             objective = self.solver.step()
         if self.reference_actions:
             self._refresh_reference_actions(context)
-        stats = {"dual_objective": float(objective)}
+        stats: dict[str, Any] = {"dual_objective": objective.detach()}  # a tensor: read when logs are written
         if context.diagnostics_batch_size:
             stats.update(self.diagnostics(context, context.diagnostics_batch_size))
         return stats
