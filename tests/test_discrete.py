@@ -296,3 +296,21 @@ def test_a_stalled_solve_stops_early_with_an_honest_status():
     with pytest.warns(RuntimeWarning, match="did not reach"):
         short = no.solve_discrete(None, None, M / 1e6, 1e-4, "l2", max_iter=2)
     assert short.status == "max_iter"
+
+
+def test_masked_entropic_matches_pot_sinkhorn_with_a_large_cost_on_masked_pairs(rng):
+    # Entropic OT with a mask is the limit of Sinkhorn on a cost made large where the mask is 0: exp(-big / eps)
+    # vanishes in float64 once big / eps is a few hundred, so POT's Sinkhorn is an independent reference.
+    n, m, eps = 40, 40, 0.05
+    x, y = point_clouds(rng, n, m)
+    M = normalized_cost(x, y)
+    pairs = [(0, 5), (3, 3), (10, 20), (39, 0)]
+    mask = no.keypoint_mask(n, m, pairs)
+    a, b = np.full(n, 1 / n), np.full(m, 1 / m)
+    ours = no.solve_discrete(a, b, M, eps, reg_type="entropic", mask=mask, tol=1e-11)
+    ref = ot.sinkhorn(a, b, M + 50.0 * (1 - mask), eps, stopThr=1e-13, numItermax=200_000)
+    assert ours.converged
+    assert np.abs(ours.plan - ref).sum() < 1e-8
+    assert ours.plan[mask == 0].max() == 0.0  # exactly zero where masked, where POT's is only tiny
+    for i, j in pairs:
+        assert ours.plan[i, j] == pytest.approx(1 / n, rel=1e-9)
