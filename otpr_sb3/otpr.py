@@ -289,14 +289,15 @@ class OTPR(RegimeDefaults, ExpertPairs, OffPolicyAlgorithm):
                 logs.setdefault(k, []).append(v)
             self._n_updates += 1
         self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
-        for key, value in policy.guidance.log_values(policy).items():
-            logs.setdefault(key, []).append(value)
-        self.logger.record("train/dual_ready", int(policy.guidance.is_ready))
         # Log values stay on the device until here: one synchronisation for all of them.
+        guidance_logs = policy.guidance.log_values(policy)
+        series = {**{k: [v] for k, v in guidance_logs.items()}, **logs}
         dev = self.device
-        means = [th.stack([th.as_tensor(v, dtype=th.float32, device=dev) for v in vals]).mean() for vals in logs.values()]
-        for key, value in zip(logs, th.stack(means).tolist() if means else []):
-            self.logger.record(f"train/{key}", value)
+        means = [th.stack([th.as_tensor(v, dtype=th.float32, device=dev) for v in vals]).mean() for vals in series.values()]
+        values = dict(zip(series, th.stack(means).tolist() if means else []))
+        values["dual_ready"] = int(policy.guidance.is_ready)
+        for key in [*guidance_logs, "dual_ready", *logs]:
+            self.logger.record(f"train/{key}", values[key])
 
     def _fit_obs_statistics(self, max_samples: int = 100_000) -> None:
         """Standardise observations with statistics of the replay data (when no demonstrations set them)."""
