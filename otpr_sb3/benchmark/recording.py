@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import gymnasium as gym
@@ -47,7 +47,7 @@ class DatasetCard:
     seed: int
     success_rate: float
     transitions: int
-    parts: tuple[dict[str, Any], ...] = ()
+    parts: list[dict[str, Any]] = field(default_factory=list)  # a list, as JSON gives it back
 
 
 def dataset_id_for(env_id: str, episodes: int, noise: float, seed: int) -> str:
@@ -158,9 +158,7 @@ def load_card(dataset_id: str, data_path: str = "outputs/minari") -> DatasetCard
     if not os.path.exists(path):
         raise FileNotFoundError(f"no dataset card for `dataset` {dataset_id!r} in {data_path}; record it with `otpr record`")
     with open(path) as f:
-        data = json.load(f)
-    data["parts"] = tuple(data.get("parts", ()))
-    return DatasetCard(**data)
+        return DatasetCard(**json.load(f))
 
 
 def mixed_dataset_id(env_id: str, parts: list[tuple[int, float]], seed: int) -> str:
@@ -214,7 +212,7 @@ def record_mixed(
         seed,
         sum(c.episodes * c.success_rate for c in cards) / episodes,
         int(combined.total_steps),
-        tuple({"episodes": c.episodes, "noise": c.noise, "seed": c.seed, "success_rate": c.success_rate} for c in cards),
+        [{"episodes": c.episodes, "noise": c.noise, "seed": c.seed, "success_rate": c.success_rate} for c in cards],
     )
     with open(card_path, "w") as f:
         json.dump(asdict(card), f, indent=1)
