@@ -17,6 +17,7 @@ from torch import nn
 from neural_ot.compatibility import Compatibility
 from neural_ot.costs import CostFn
 from neural_ot.potentials import TabularPotential
+from neural_ot.regularizers import get_regularizer
 
 
 @dataclass(frozen=True)
@@ -208,9 +209,10 @@ class DualResult:
     def potential_values(self, x: th.Tensor | None = None, y: th.Tensor | None = None) -> tuple[th.Tensor, th.Tensor]:
         """Values of ``u`` and ``v``: the whole table for tabular potentials, else at ``x`` and ``y``.
 
-        With neural potentials and keypoints under the mask, the potentials are trained on the other points
-        and the keypoint pairs have a closed-form optimum that these values do not hold: for plans that
-        include keypoint pairs use :meth:`StochasticDual.potentials_on` on a minibatch.
+        After a masked fit with neural potentials, the keypoint pairs take their closed-form optimum, as in
+        :meth:`StochasticDual.potentials_on`: a row of ``y`` that is keypoint target ``k`` gets
+        ``v = c(x_k, y_k) + z_k - u(x_k)`` with ``density(z_k) = 1 / w_k``, so that a plan with the keypoint mask
+        gives the pair its whole mass ``w_k``. (The potentials are trained on the other points.)
         """
         with th.no_grad():
             vals = []
@@ -221,4 +223,20 @@ class DualResult:
                     if pts is None:
                         raise ValueError("neural potentials need the points to evaluate them on")
                     vals.append(pot(pts))
+            if self.keypoints is not None and not isinstance(self.v, TabularPotential) and y is not None:
+                vals[1] = self._keypoint_optimum(y, vals[1])
         return vals[0], vals[1]
+
+    def _keypoint_optimum(self, y: th.Tensor, v: th.Tensor) -> th.Tensor:
+        """``v`` with the rows of ``y`` that are keypoint targets set to the keypoint pairs' optimum."""
+        assert self.keypoints is not None
+        kx, ky, kw = (t.to(v.device, v.dtype) for t in self.keypoints)
+        same = (y.reshape(len(y), -1)[:, None, :] == ky.reshape(len(ky), -1)[None, :, :]).all(-1)
+        rows = th.nonzero(same.any(1)).flatten()
+        if not len(rows):
+            return v
+        k = same[rows].float().argmax(1)
+        z = get_regularizer(self.reg, self.reg_type).inverse_density(1.0 / kw[k])
+        v = v.clone()
+        v[rows] = self.cost.paired_matrix(kx[k], ky[k]).to(v.dtype) + z - self.u(kx[k]).to(v.dtype)
+        return v

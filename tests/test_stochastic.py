@@ -26,6 +26,7 @@ CONVERGENCE_CASES = {
     "tabular-exact": (no.L2Dual, "tabular", "l2", "exact", 5e-2, 1500, TOL_TABULAR, None),
     "neural": (no.L2Dual, "mlp", "l2", "gradient", 3e-3, 3000, TOL_NEURAL, None),
     "masked-tabular": (no.MaskedL2Dual, "tabular", "l2", "gradient", 1e-2, 3000, TOL_TABULAR, [(0, 0), (1, 5), (2, 9)]),
+    "masked-neural": (no.MaskedL2Dual, "mlp", "l2", "gradient", 3e-3, 3000, TOL_NEURAL, [(0, 0), (1, 5), (2, 9)]),
     "entropic-tabular": (no.EntropicDual, "tabular", "entropic", "gradient", 1e-2, 3000, TOL_TABULAR, None),
     "tabular-semi-dual": (no.L2Dual, "tabular", "l2", "semi-dual", 1e-2, 1500, TOL_TABULAR, None),
     "neural-semi-dual": (no.L2Dual, "mlp", "l2", "semi-dual", 3e-3, 1500, TOL_NEURAL, None),
