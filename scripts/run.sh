@@ -25,8 +25,8 @@ case "$job" in
         "$py" examples/train_fetch.py --quick "$@"
         ;;
     test)
-        "$venv/bin/ruff" check neural_ot otpr_sb3 tests examples docs
-        "$venv/bin/ruff" format --check neural_ot otpr_sb3 tests examples docs
+        "$venv/bin/ruff" check neural_ot otpr_sb3 tests examples docs benchmarks
+        "$venv/bin/ruff" format --check neural_ot otpr_sb3 tests examples docs benchmarks
         "$venv/bin/mypy"
         "$py" -m pytest "$@"
         rm -rf docs/_build

@@ -39,8 +39,16 @@ def target(n: int, gen: th.Generator) -> th.Tensor:
 reg = 0.01
 cost = neural_ot.SqEuclidean(normalize=25.0)
 solver = neural_ot.L2Dual(
-    reg, cost=cost, potentials="mlp", hidden_sizes=(64, 64), batch_size=256, learning_rate=3e-3,
-    lr_schedule="cosine", max_steps=3000, seed=0, dtype=th.float64,
+    reg,
+    cost=cost,
+    potentials="mlp",
+    hidden_sizes=(64, 64),
+    batch_size=256,
+    learning_rate=3e-3,
+    lr_schedule="cosine",
+    max_steps=3000,
+    seed=0,
+    dtype=th.float64,
 )
 result = solver.fit(source, target)
 print(f"{result.n_steps} steps, Monte-Carlo marginal error {result.marginal_error:.3f}")
