@@ -162,6 +162,7 @@ def check_policy_arguments(args: dict[str, Any], guidance: Iterable[str]) -> Non
         _rate("value_learning_rate", args["value_learning_rate"])
     if args["eval_noise_seed"] is not None:
         _int("eval_noise_seed", args["eval_noise_seed"], 0)
+    _int("eval_candidates", args["eval_candidates"], 1)
 
 
 __all__ = [

@@ -68,6 +68,10 @@ class OTPRPolicy(BasePolicy):
         As in SB3. Adam and AdamW default to ``fused=True`` (pass ``fused`` or ``foreach`` to choose).
     eval_noise_seed : int or None
         Fixed noise of deterministic predictions: zeros by default (the DDIM image of the noise mode), or a seeded draw.
+    eval_candidates : int
+        Candidates of a deterministic prediction. 1 (default): the DDIM sample of the fixed noise. N > 1: N DDIM
+        samples of N fixed noises (seeded by ``eval_noise_seed``, or 0), and the one with the highest guidance
+        score; with the expectile guidance this is IDQL's greedy policy extraction.
     pair_precision : {"auto", "float32", "bfloat16"}
         Precision of the critics' hidden layers on many pairs without gradients (:func:`otpr_sb3.critics.pair_dtype`).
     features_extractor_class, features_extractor_kwargs, normalize_images
@@ -100,6 +104,7 @@ class OTPRPolicy(BasePolicy):
         optimizer_class: type[th.optim.Optimizer] = th.optim.Adam,
         optimizer_kwargs: dict[str, Any] | None = None,
         eval_noise_seed: int | None = None,
+        eval_candidates: int = 1,
         pair_precision: str = "auto",
         features_extractor_class: type[BaseFeaturesExtractor] = FlattenExtractor,
         features_extractor_kwargs: dict[str, Any] | None = None,
@@ -135,6 +140,7 @@ class OTPRPolicy(BasePolicy):
             actor_learning_rate=actor_learning_rate,
             value_learning_rate=value_learning_rate,
             eval_noise_seed=eval_noise_seed,
+            eval_candidates=eval_candidates,
             pair_precision=pair_precision,
         )
         self.ddim_steps, self.n_candidates, self.expectile = ddim_steps, n_candidates, expectile
@@ -162,6 +168,11 @@ class OTPRPolicy(BasePolicy):
         else:
             eval_noise = th.randn(self.act_dim, generator=th.Generator().manual_seed(a["eval_noise_seed"]))
         self.register_buffer("eval_noise", eval_noise)
+        # The fixed noises of `eval_candidates` > 1, a function of the constructor's arguments (so not saved).
+        N, gen = a["eval_candidates"], th.Generator().manual_seed(a["eval_noise_seed"] or 0)
+        candidate_noise = th.randn(N, self.act_dim, generator=gen) if N > 1 else th.zeros(0, self.act_dim)
+        self.eval_candidate_noise: th.Tensor
+        self.register_buffer("eval_candidate_noise", candidate_noise, persistent=False)
         # States selected by collection, and how many of them by a fallback rather than by the guidance.
         self.selection_counts: dict[str, Any] = {"states": 0, "fallback": 0}  # fallback: an int or a device tensor
         self._build_optimizers(lr_schedule)
@@ -315,8 +326,14 @@ class OTPRPolicy(BasePolicy):
     def _predict(self, observation: PyTorchObs, deterministic: bool = False) -> th.Tensor:
         obs_n = self.prepare_obs(observation)
         if deterministic:
-            # One DDIM sample from fixed noise: reproducible, identical before and after save/load.
-            return self.sample_actions(obs_n, self.eval_noise.expand(obs_n.shape[0], -1).contiguous())
+            # DDIM samples from fixed noise: reproducible, identical before and after save/load.
+            n, N = obs_n.shape[0], self.eval_candidate_noise.shape[0]
+            if N == 0:
+                return self.sample_actions(obs_n, self.eval_noise.expand(n, -1).contiguous())
+            noise = self.eval_candidate_noise.repeat(n, 1)
+            cand = self.sample_actions(obs_n.repeat_interleave(N, dim=0), noise).reshape(n, N, self.act_dim)
+            z, _ = self.guidance.grouped_weights(self, obs_n, cand)
+            return cand[th.arange(n, device=obs_n.device), z.argmax(1)]
         return self.select_action(obs_n)[0]
 
     def forward(self, obs: PyTorchObs, deterministic: bool = False) -> th.Tensor:

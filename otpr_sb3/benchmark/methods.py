@@ -59,6 +59,12 @@ METHODS: dict[str, Method] = {
             policy_kwargs={"guidance": "expectile"},
         ),
         Method(
+            "idql-n",
+            "otpr",
+            "IDQL with its policy extraction at evaluation: the best of N = 8 candidates by the critic (greedy)",
+            policy_kwargs={"guidance": "expectile", "eval_candidates": 8},
+        ),
+        Method(
             "dql",
             "otpr",
             "DQL-style: Q-gradient through the DDIM chain plus score matching (Diffusion-QL's eta = 1), IQL critic",

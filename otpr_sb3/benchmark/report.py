@@ -33,7 +33,7 @@ MIN_SEEDS_RLIABLE = 5
 
 #: Ablation panels (the paper's Fig. 3): guidance, and mask.
 ABLATIONS = {
-    "guidance": ("otpr", "otpr-q", "otpr-adv", "idql", "dql"),
+    "guidance": ("otpr", "otpr-q", "otpr-adv", "idql", "idql-n", "dql"),
     "mask": ("otpr", "otpr-u"),
 }
 
