@@ -25,6 +25,7 @@ import pandas as pd
 from otpr_sb3.benchmark.evaluation import read_evaluations
 from otpr_sb3.benchmark.methods import METHODS
 from otpr_sb3.benchmark.report_rst import DIAGNOSTICS, rst_diagnostics, rst_differences, rst_improvement, rst_table
+from otpr_sb3.benchmark.time_to_success import rst_time_to_success, time_to_success
 
 #: Per-run dual diagnostics carried into runs.csv and the summary (medians over the run, see diagnostics.py).
 
@@ -331,6 +332,7 @@ def build_report(runs_dir: str, out_dir: str, reps: int = 2_000) -> list[str]:
     ``summary.rst`` (the Table-1-style summary), ``diagnostics.rst`` (the dual's medians),
     ``differences.csv`` and ``.rst`` (OTPR minus each method, paired by seed),
     ``improvement.csv`` and ``.rst`` (rliable's probability of improvement, where there are enough seeds),
+    ``time_to_success.csv`` and ``.rst`` (env steps and wall-clock to 0.8 success, :mod:`.time_to_success`),
     ``curves.png``
     (success vs env steps, one panel per task, as the paper's Fig. 2) and
     ``ablations.png`` (guidance and mask panels per task, as Fig. 3).
@@ -368,6 +370,11 @@ def build_report(runs_dir: str, out_dir: str, reps: int = 2_000) -> list[str]:
     diffs.to_csv(written[-2], index=False)
     with open(written[-1], "w") as f:
         f.write(rst_differences(diffs))
+    timing = time_to_success(runs, curves)
+    written += [os.path.join(out_dir, "time_to_success.csv"), os.path.join(out_dir, "time_to_success.rst")]
+    timing.to_csv(written[-2], index=False)
+    with open(written[-1], "w") as f:
+        f.write(rst_time_to_success(timing))
     improvement = probability_of_improvement(runs, reps=reps)
     if not improvement.empty:
         written.append(os.path.join(out_dir, "improvement.csv"))
