@@ -23,9 +23,9 @@ import gymnasium as gym
 import gymnasium_robotics
 import numpy as np
 import torch as th
+from records import write_record
 
 from otpr_sb3 import OTPR
-from otpr_sb3.benchmark.provenance import provenance
 
 gym.register_envs(gymnasium_robotics)
 
@@ -98,11 +98,7 @@ def main() -> None:
                 f"error {row['marginal_error']:.3f}  gap {row['dual_gap']:.3f}  H>0 {row['h_nonzero_frac_heldout']:.3f}",
                 flush=True,
             )
-            if args.out:  # written as it goes
-                os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
-                record = {"checkpoint": args.checkpoint, "args": vars(args), "rows": rows, "provenance": provenance("cpu")}
-                with open(args.out, "w") as f:
-                    json.dump(record, f, indent=1)
+            write_record(args, rows)  # written as it goes
 
 
 if __name__ == "__main__":

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import os
 import time
 
@@ -25,10 +24,10 @@ import gymnasium as gym
 import gymnasium_robotics
 import numpy as np
 import torch as th
+from records import write_record
 
 from neural_ot import solve_discrete
 from otpr_sb3 import OTPR
-from otpr_sb3.benchmark.provenance import provenance
 
 gym.register_envs(gymnasium_robotics)
 
@@ -112,11 +111,7 @@ def main() -> None:
                     f"TV={row['tv']:.3f} H>0={row['h_nonzero_frac']:.3f}  [{time.perf_counter() - t0:.0f}s]",
                     flush=True,
                 )
-    if args.out:
-        os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
-        record = {"checkpoint": args.checkpoint, "args": vars(args), "rows": rows, "provenance": provenance("cpu")}
-        with open(args.out, "w") as f:
-            json.dump(record, f, indent=1)
+    write_record(args, rows)
 
 
 if __name__ == "__main__":
