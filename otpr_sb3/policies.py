@@ -31,6 +31,12 @@ from otpr_sb3.diffusion import VPSchedule
 from otpr_sb3.guidance import GUIDANCES, Guidance, make_guidance
 from otpr_sb3.networks import ResidualMLPDenoiser
 
+#: Arguments of :class:`OTPRPolicy` saved in ``arch`` (and so with the policy).
+ARCH_ARGUMENTS = (
+    "actor_hidden_dim actor_n_blocks time_dim critic_hidden n_timesteps ddim_steps n_candidates guidance expectile "
+    "actor_learning_rate value_learning_rate eval_noise_seed eval_candidates pair_precision"
+).split()
+
 
 class OTPRPolicy(BasePolicy):
     """Policy of :class:`~otpr_sb3.OTPR`.
@@ -112,7 +118,8 @@ class OTPRPolicy(BasePolicy):
     ) -> None:
         if not isinstance(action_space, spaces.Box):
             raise ValueError(f"OTPR needs a continuous (Box) action space, got {type(action_space).__name__}")
-        check_policy_arguments(locals(), tuple(GUIDANCES))
+        given = dict(locals())
+        check_policy_arguments(given, tuple(GUIDANCES))
         super().__init__(
             observation_space,
             action_space,
@@ -127,22 +134,9 @@ class OTPRPolicy(BasePolicy):
         self.trains_features = any(True for _ in self.features_extractor.parameters())
         self.obs_dim = self.features_extractor.features_dim
         self.act_dim = math.prod(action_space.shape)
-        self.arch: dict[str, Any] = dict(
-            actor_hidden_dim=actor_hidden_dim,
-            actor_n_blocks=actor_n_blocks,
-            time_dim=time_dim,
-            critic_hidden=tuple(critic_hidden),
-            n_timesteps=n_timesteps,
-            ddim_steps=ddim_steps,
-            n_candidates=n_candidates,
-            guidance=guidance,
-            expectile=expectile,
-            actor_learning_rate=actor_learning_rate,
-            value_learning_rate=value_learning_rate,
-            eval_noise_seed=eval_noise_seed,
-            eval_candidates=eval_candidates,
-            pair_precision=pair_precision,
-        )
+        # The architecture and settings saved with the policy (its constructor's arguments but the SB3 ones).
+        self.arch: dict[str, Any] = {name: given[name] for name in ARCH_ARGUMENTS}
+        self.arch["critic_hidden"] = tuple(critic_hidden)
         self.ddim_steps, self.n_candidates, self.expectile = ddim_steps, n_candidates, expectile
         self._build(lr_schedule, dict(guidance_kwargs or {}))
 

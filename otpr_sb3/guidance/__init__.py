@@ -9,6 +9,7 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
+from otpr_sb3.guidance.authors_release import AuthorsReleaseGuidance
 from otpr_sb3.guidance.base import (
     Guidance,
     GuidanceTrainingState,
@@ -34,7 +35,7 @@ def register_guidance(cls: type[Guidance]) -> type[Guidance]:
     return cls
 
 
-for _cls in (CompatibilityGuidance, QGuidance, AdvantageGuidance, ExpectileGuidance, DQLGuidance):
+for _cls in (CompatibilityGuidance, QGuidance, AdvantageGuidance, ExpectileGuidance, DQLGuidance, AuthorsReleaseGuidance):
     register_guidance(_cls)
 
 
@@ -66,6 +67,7 @@ def make_guidance(name: str, obs_dim: int, act_dim: int, policy: PolicyView, **k
 __all__ = [
     "COSTS",
     "GUIDANCES",
+    "AuthorsReleaseGuidance",
     "AdvantageGuidance",
     "CompatibilityGuidance",
     "CriticCost",

@@ -70,6 +70,11 @@ class CriticCost(CostFn):
         return cost
 
     @th.no_grad()
+    def critic_grouped(self, x: th.Tensor, y: th.Tensor) -> th.Tensor:
+        """Return the critic cost alone of each state with its own actions ``y`` ``(n, m, act_dim)``: ``(n, m)``."""
+        return self._scaled(self._critic_value(x, self.policy.critic.grouped_min(x, y)))
+
+    @th.no_grad()
     def critic_pairwise(self, x: th.Tensor, y: th.Tensor) -> th.Tensor:
         """Return the critic cost alone (no relation cost) on all pairs, ``(n, m)``."""
         return self._scaled(self._critic_value(x, self.policy.critic.pairwise_min(x, y)))
