@@ -112,7 +112,12 @@ def test_matched_sentences_and_the_tuning_sweep_uses_the_record():
     assert all(g["kwargs"]["dual_kwargs"] == {"reference_actions": 256} for g in h)
     assert {g["kwargs"]["reg"] for g in h if g["kwargs"].get("use_mask", True)} == {0.05}
     # two configurations per arm, each on seeds 100 and 101
-    assert sorted(len(g["seeds"]) for g in sweep["runs"]) == [1] * 16 and {g["seeds"][0] for g in sweep["runs"]} == {100, 101}
+    assert sorted(len(g["seeds"]) for g in sweep["runs"]) == [1] * 20 and {g["seeds"][0] for g in sweep["runs"]} == {100, 101}
+    arms = {}
+    for g in sweep["runs"]:
+        key = (g["methods"][0], g.get("kwargs", {}).get("use_mask", True))
+        arms.setdefault(key, set()).add(json.dumps([g.get("kwargs"), g.get("policy_kwargs")], sort_keys=True))
+    assert all(len(configs) == 2 for configs in arms.values()), arms  # the same number of configurations per arm
 
 
 @pytest.mark.parametrize("page", ["claims.rst"])
