@@ -33,12 +33,15 @@ def demonstration_tensors(policy: Any, demos: Demonstrations) -> tuple[Any, ...]
     """
     device = policy.device
     obs, next_obs = torch_obs(demos.observations, device), torch_obs(demos.next_observations, device)
-    policy.fit_obs_statistics(obs)
+    if policy.trains_features:
+        policy.fit_obs_statistics(obs)  # learned features stay as they are
+    else:
+        features = policy.features(obs)  # featurised once: for the statistics and the prepared observations
+        policy.set_obs_statistics(features)
+        obs, next_obs = policy.standardize(features), policy.prepare_obs(next_obs)
     actions = th.as_tensor(policy.scale_action(demos.actions), device=device).reshape(len(demos), -1).float().clamp(-1, 1)
     rewards = th.as_tensor(demos.rewards, device=device).float()
     dones = th.as_tensor(demos.terminations, device=device).float()
-    if not policy.trains_features:
-        obs, next_obs = policy.prepare_obs(obs), policy.prepare_obs(next_obs)
     return obs, actions, rewards, next_obs, dones
 
 
