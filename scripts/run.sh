@@ -18,6 +18,11 @@ if ! "$py" -c "import torch, sys; sys.exit(torch.__version__.split('+')[0] != '2
     "$py" -m pip install --quiet --disable-pip-version-check "torch==2.13.0"
 fi
 "$py" -m pip install --quiet --disable-pip-version-check -e ".[all]"
+# Meta-World 3.1.1 pins mujoco 3.3.0, but Fetch needs the project's 3.11.0; its v3 tasks and scripted policies run
+# on 3.11.0 (tests/test_metaworld.py), so it goes in without its dependencies (the others are already here).
+if ! "$py" -c "import metaworld" 2>/dev/null; then
+    "$py" -m pip install --quiet --disable-pip-version-check --no-deps "metaworld==3.1.1"
+fi
 
 case "$job" in
     demo)

@@ -1,4 +1,4 @@
-"""Scripted experts of the benchmark tasks: Fetch pick-and-place and push, and PointMaze.
+"""Scripted experts of the benchmark tasks: Fetch pick-and-place and push, PointMaze, and Meta-World's own.
 
 Each expert maps one (dict) observation to one action in the env's action space, ``[-1, 1]``. The Fetch
 experts are plain functions of the observation; the maze expert needs the maze, so :func:`expert_for` builds
@@ -13,6 +13,8 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
+
+from otpr_sb3.benchmark.metaworld_envs import metaworld_expert
 
 Expert = Callable[[dict[str, np.ndarray]], np.ndarray]
 
@@ -139,11 +141,15 @@ def expert_for(env: gym.Env | str) -> Expert:
     name = env_id.split("-")[0]
     if name in _FETCH_EXPERTS:
         return _FETCH_EXPERTS[name]
+    if name.startswith("MetaWorld"):
+        if isinstance(env, str):
+            raise ValueError(f"the Meta-World expert of {env_id} needs the env (for its task), not its id")
+        return metaworld_expert(env)
     if name.startswith("PointMaze"):
         if isinstance(env, str):
             raise ValueError(f"the maze expert of {env_id} needs the env (for its maze), not its id")
         return MazeExpert(env.unwrapped.maze)  # type: ignore[attr-defined]
-    raise ValueError(f"no scripted expert for {env_id}; available: {sorted(_FETCH_EXPERTS)} and PointMaze_*")
+    raise ValueError(f"no scripted expert for {env_id}; available: {sorted(_FETCH_EXPERTS)}, PointMaze_* and MetaWorld*")
 
 
 def run_expert(env: gym.Env, expert: Expert, episodes: int, noise: float, seed: int, success_key: str = "is_success") -> float:

@@ -13,7 +13,10 @@ import gymnasium as gym
 import gymnasium_robotics
 import numpy as np
 
+from otpr_sb3.benchmark.metaworld_envs import register_metaworld_envs
+
 gym.register_envs(gymnasium_robotics)
+register_metaworld_envs()
 
 
 @dataclass(frozen=True)
@@ -63,6 +66,11 @@ TASKS: dict[str, Task] = {
         # BC 0.52 on 50 episodes from 100 demos at noise 0.3 (noisy expert 0.62, noiseless 0.98).
         Task("FetchPush-v4", "is_success", demo_episodes=100, demo_noise=0.3),
         Task("PointMaze_UMaze-v3", "success", demo_episodes=20, demo_noise=0.3, pretrain_steps=1_000, smoke=True),
+        # Meta-World (optional extra; otpr_sb3/benchmark/metaworld_envs.py): Meta-World's own scripted policies.
+        Task("MetaWorldPickPlace-v3", "success", demo_episodes=100, demo_noise=0.5),
+        Task("MetaWorldPegInsertSide-v3", "success", demo_episodes=100, demo_noise=0.5),
+        Task("MetaWorldStickPull-v3", "success", demo_episodes=100, demo_noise=0.5),
+        Task("MetaWorldAssembly-v3", "success", demo_episodes=100, demo_noise=0.3),
     )
 }
 
