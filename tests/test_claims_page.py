@@ -12,11 +12,15 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "docs" / "data" / "claims"
 
 
-def _tables():
+def _module():
     spec = importlib.util.spec_from_file_location("claims_tables", ROOT / "examples" / "claims" / "claims_tables.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module.tables()
+    return module
+
+
+def _tables():
+    return _module().tables()
 
 
 def _load(name):
@@ -25,7 +29,7 @@ def _load(name):
 
 def test_tables_are_the_records():
     tables = _tables()
-    assert set(tables) == {"claims_dual_accuracy.inc", "claims_mask_tv.inc", "claims_matched.inc"}
+    assert set(tables) == {"claims_dual_accuracy.inc", "claims_mask_tv.inc", "claims_matched.inc", "claims_tuning.inc"}
     for name, text in tables.items():
         assert (ROOT / "docs" / name).read_text() == text, f"docs/{name} is stale: run examples/claims/claims_tables.py"
 
@@ -125,3 +129,57 @@ def test_page_includes_every_table(page):
     text = (ROOT / "docs" / page).read_text()
     for name in ("claims_dual_accuracy.inc", "claims_mask_tv.inc", "claims_matched.inc"):
         assert f".. include:: {name}" in text
+
+
+def test_tuning_choice_follows_the_protocol():
+    m = _module()
+
+    def run(arm, config, seed, last_five, auc):
+        return {"arm": arm, "config": config, "seed": seed, "last_five": last_five, "auc": auc}
+
+    runs = [
+        run("Q", "temperature 1", 100, 0.5, 0.4),
+        run("Q", "temperature 1", 101, 0.7, 0.4),
+        run("Q", "temperature 2", 100, 0.6, 0.9),
+        run("Q", "temperature 2", 101, 0.6, 0.9),  # a tie on the last five (0.60): the higher AUC is kept
+        run("H", "relation weight 0.1", 100, 0.9, 0.9),
+        run("H", "relation weight 0.3", 100, 0.1, 0.1),
+        run("H", "relation weight 0.3", 101, 0.1, 0.1),  # weight 0.1 lacks seed 101: no choice yet
+    ]
+    assert m.chosen_configs(runs) == {"Q": "temperature 2"}
+    runs[0]["last_five"] = 0.55
+    assert m.chosen_configs(runs) == {"Q": "temperature 1"}
+    # The arms are read from the records' specs.
+    assert m.arm_of({"method": "otpr", "kwargs": {"use_mask": False, "reg": 0.05}, "policy_kwargs": {}}) == (
+        "H, unmasked",
+        "reg 0.05",
+    )
+    spec = {"method": "otpr-adv", "kwargs": {}, "policy_kwargs": {"guidance_kwargs": {"temperature": 0.675}}}
+    assert m.arm_of(spec) == ("advantage", "temperature 0.675")
+    with pytest.raises(ValueError, match="not an arm"):
+        m.arm_of({"method": "dql", "kwargs": {}, "policy_kwargs": {}})
+
+
+def test_tuning_runs_are_one_commit_and_the_sweep_file():
+    runs = _module().tuning_runs()
+    assert {r["commit"] for r in runs} == {"02a25da"}  # every tuning run on one code commit
+    sweep = tomllib.loads((ROOT / "examples" / "sweeps" / "claims_tuning.toml").read_text())
+    assert all(r["seed"] in (100, 101) for r in runs) and len(runs) <= len(sweep["runs"])
+
+
+def test_tuning_sentences():
+    runs = _module().tuning_runs()
+
+    def of(arm, config, seed=100):
+        return next(r for r in runs if (r["arm"], r["config"], r["seed"]) == (arm, config, seed))
+
+    # Candidate-matched temperatures collapse (Q 65.4, advantage 3.9); actor-matched advantage is the best so far.
+    for arm, config in (("Q", "temperature 65.4"), ("advantage", "temperature 3.9"), ("Q", "temperature 21.7")):
+        assert of(arm, config)["final"] <= 0.05
+    best = of("advantage", "temperature 0.675")
+    assert best["final"] == 0.97 and best["final"] == max(r["final"] for r in runs if r["seed"] == 100)
+    # Masked H takes 2.3-2.4x the wall-clock per env step of unmasked H.
+    masked = [of("H", f"relation weight {w}")["env_steps_per_s"] for w in (0.1, 0.3)]
+    unmasked = [of("H, unmasked", f"reg {r}")["env_steps_per_s"] for r in (0.05, 0.025)]
+    ratios = [u / m for u in unmasked for m in masked]
+    assert 2.25 <= min(ratios) and max(ratios) < 2.45

@@ -5,12 +5,17 @@ python examples/claims/claims_tables.py            # rewrites docs/claims_*.inc
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 from typing import Any
 
+from otpr_sb3.benchmark.evaluation import read_evaluations
+from otpr_sb3.benchmark.report import area_under_curve
+
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, os.pardir)
 DATA = os.path.join(ROOT, "docs", "data", "claims")
+TUNING = os.path.join(ROOT, "results", "claims", "tuning", "runs")
 
 
 def _load(name: str) -> dict[str, Any]:
@@ -93,6 +98,98 @@ def matched_table(records: list[dict[str, Any]]) -> str:
     return _table(header, out)
 
 
+def arm_of(spec: dict[str, Any]) -> tuple[str, str]:
+    """The protocol's arm of a run and its configuration, from the run's ``spec.json``."""
+    kwargs, guidance = spec["kwargs"], spec["policy_kwargs"].get("guidance_kwargs", {})
+    method = spec["method"]
+    if method == "otpr" and kwargs.get("use_mask") is False:
+        return "H, unmasked", f"reg {kwargs['reg']:g}"
+    if method == "otpr":
+        return "H", f"relation weight {kwargs['relation_weight']:g}"
+    if method in ("otpr-q", "otpr-adv"):
+        return {"otpr-q": "Q", "otpr-adv": "advantage"}[method], f"temperature {guidance['temperature']:g}"
+    if method == "otpr-authors":
+        return "authors' release", f"reg {kwargs['reg']:g}"
+    raise ValueError(f"not an arm of the claims protocol: {method!r}")
+
+
+def last_five(rows: list[dict[str, float]]) -> float:
+    """The first primary metric: the mean success of the last five evaluations."""
+    return sum(r["success"] for r in rows[-5:]) / 5
+
+
+def tuning_runs(runs_dir: str = TUNING) -> list[dict[str, Any]]:
+    """The finished tuning runs: arm, configuration, seed, both primary metrics, env steps/s and commit."""
+    out = []
+    for path in sorted(glob.glob(os.path.join(runs_dir, "*", "*", "s*", "summary.json"))):
+        run_dir = os.path.dirname(path)
+        with open(os.path.join(run_dir, "spec.json")) as f:
+            spec = json.load(f)
+        with open(path) as f:
+            summary = json.load(f)
+        rows = read_evaluations(os.path.join(run_dir, "evaluations.csv"))
+        arm, config = arm_of(spec)
+        out.append(
+            {
+                "arm": arm,
+                "config": config,
+                "seed": spec["seed"],
+                "last_five": last_five(rows),
+                "auc": area_under_curve(rows),
+                "final": summary["final_success"],
+                "env_steps_per_s": summary["env_steps_per_s"],
+                "commit": spec["provenance"]["commit"][:7],
+            }
+        )
+    return out
+
+
+ARMS = ("H", "H, unmasked", "Q", "advantage", "authors' release")
+
+
+def chosen_configs(runs: list[dict[str, Any]], seeds: tuple[int, ...] = (100, 101)) -> dict[str, str]:
+    """Per arm whose configurations all have every tuning seed: the one with the higher mean last-five success.
+
+    A tie (equal to the reported two decimals) goes to the higher mean AUC, the second primary metric.
+    """
+    chosen = {}
+    for arm in ARMS:
+        configs = sorted({r["config"] for r in runs if r["arm"] == arm})
+        scores = {}
+        for config in configs:
+            done = [r for r in runs if (r["arm"], r["config"]) == (arm, config) and r["seed"] in seeds]
+            if sorted(r["seed"] for r in done) != sorted(seeds):
+                break
+            n = len(done)
+            scores[config] = (round(sum(r["last_five"] for r in done) / n, 2), sum(r["auc"] for r in done) / n)
+        else:
+            if len(configs) == 2:
+                chosen[arm] = max(scores, key=lambda c: scores[c])
+    return chosen
+
+
+def tuning_table(runs: list[dict[str, Any]]) -> str:
+    """Every tuning run by arm and configuration, with the configuration kept where the arm is complete."""
+    chosen = chosen_configs(runs)
+    rows = []
+    for r in sorted(runs, key=lambda r: (ARMS.index(r["arm"]), r["config"], r["seed"])):
+        kept = "yes" if chosen.get(r["arm"]) == r["config"] else ("no" if r["arm"] in chosen else "pending")
+        rows.append(
+            [
+                r["arm"],
+                r["config"],
+                str(r["seed"]),
+                f"{r['last_five']:.2f}",
+                f"{r['auc']:.2f}",
+                f"{r['final']:.2f}",
+                f"{r['env_steps_per_s']:.1f}",
+                kept,
+            ]
+        )
+    header = ["arm", "configuration", "seed", "last five", "AUC", "final (100 episodes)", "env steps/s", "kept"]
+    return _table(header, rows)
+
+
 def tables() -> dict[str, str]:
     """File name -> content of every table the records allow."""
     out = {}
@@ -103,6 +200,9 @@ def tables() -> dict[str, str]:
     matched = sorted(n for n in os.listdir(DATA) if n.startswith("matched_") and n.endswith(".json"))
     if matched:
         out["claims_matched.inc"] = matched_table([_load(n) for n in matched])
+    runs = tuning_runs()
+    if runs:
+        out["claims_tuning.inc"] = tuning_table(runs)
     return out
 
 
