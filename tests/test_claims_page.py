@@ -178,8 +178,3 @@ def test_tuning_sentences():
         assert of(arm, config)["final"] <= 0.05
     best = of("advantage", "temperature 0.675")
     assert best["final"] == 0.97 and best["final"] == max(r["final"] for r in runs if r["seed"] == 100)
-    # Masked H takes 2.3-2.4x the wall-clock per env step of unmasked H.
-    masked = [of("H", f"relation weight {w}")["env_steps_per_s"] for w in (0.1, 0.3)]
-    unmasked = [of("H, unmasked", f"reg {r}")["env_steps_per_s"] for r in (0.05, 0.025)]
-    ratios = [u / m for u in unmasked for m in masked]
-    assert 2.25 <= min(ratios) and max(ratios) < 2.45
