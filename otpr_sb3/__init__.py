@@ -5,6 +5,7 @@ other way round.
 """
 
 from otpr_sb3.demonstrations import Demonstrations, add_demonstrations
+from otpr_sb3.noise_steering import NoiseSteeringWrapper
 from otpr_sb3.otpr import OTPR, PAPER_DUAL
 from otpr_sb3.policies import CnnPolicy, MlpPolicy, MultiInputPolicy, OTPRPolicy
 from otpr_sb3.wrappers import ActionChunkWrapper
@@ -15,6 +16,7 @@ __all__ = [
     "PAPER_DUAL",
     "ActionChunkWrapper",
     "Demonstrations",
+    "NoiseSteeringWrapper",
     "add_demonstrations",
     "CnnPolicy",
     "MlpPolicy",

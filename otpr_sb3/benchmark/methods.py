@@ -18,8 +18,9 @@ class Method:
     Attributes
     ----------
     name : str
-    algo : {"bc", "otpr", "sac"}
-        ``"bc"``: the pretrained checkpoint evaluated, no fine-tuning.
+    algo : {"bc", "otpr", "sac", "dsrl"}
+        ``"bc"``: the pretrained checkpoint evaluated, no fine-tuning. ``"dsrl"``: SAC acting in the initial
+        noise of the pretrained diffusion actor, which stays frozen (:class:`otpr_sb3.NoiseSteeringWrapper`).
     description : str
     kwargs : dict
         Keyword arguments of the algorithm (OTPR's or SAC's).
@@ -36,7 +37,7 @@ class Method:
     @property
     def pretrained(self) -> bool:
         """Whether the method starts from the shared pretrained checkpoint."""
-        return self.algo in ("bc", "otpr")
+        return self.algo in ("bc", "otpr", "dsrl")
 
 
 METHODS: dict[str, Method] = {
@@ -78,6 +79,12 @@ METHODS: dict[str, Method] = {
             "otpr",
             "DQL-style: Q-gradient through the DDIM chain plus score matching (Diffusion-QL's eta = 1), IQL critic",
             policy_kwargs={"guidance": "dql"},
+        ),
+        Method(
+            "dsrl",
+            "dsrl",
+            "DSRL: SAC over the initial noise (|w| <= 1.5) of the frozen pretrained diffusion actor, DDIM-decoded; "
+            "no demonstrations in its replay (their noises are unknown)",
         ),
         Method(
             "sac-demos",

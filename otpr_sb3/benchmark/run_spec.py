@@ -111,10 +111,12 @@ def _parameters(fn: Callable[..., Any]) -> set[str]:
 
 def _check_overrides(method: Method, kwargs: dict[str, Any], policy_kwargs: dict[str, Any]) -> None:
     """Raise ``ValueError`` naming any override that the method's algorithm or policy does not take."""
-    if method.algo == "sac":
+    if method.algo in ("sac", "dsrl"):
         from stable_baselines3.sac.policies import SACPolicy
 
         algo_params, policy_params = _parameters(SAC.__init__), _parameters(SACPolicy.__init__)
+        if method.algo == "dsrl":
+            algo_params |= {"noise_magnitude"}
     else:
         from otpr_sb3.policies import OTPRPolicy
 
@@ -129,7 +131,7 @@ def _check_overrides(method: Method, kwargs: dict[str, Any], policy_kwargs: dict
                 f"unknown {what} argument(s) {[prefix + k for k in unknown]} for method {method.name!r}; "
                 f"valid: {', '.join(prefix + k for k in sorted(valid))}"
             )
-    if method.algo != "sac":  # the keys of OTPR's dict arguments, checked as early
+    if method.algo in ("otpr", "bc"):  # the keys of OTPR's dict arguments, checked as early
         for name, defaults in (("dual_kwargs", DUAL_KWARGS), ("actor_kwargs", ACTOR_KWARGS)):
             with_defaults(name, kwargs.get(name), defaults)
 

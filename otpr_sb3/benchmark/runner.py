@@ -46,6 +46,7 @@ from otpr_sb3.benchmark.recording import DatasetCard, load_card, record
 from otpr_sb3.benchmark.run_spec import RunSpec, check_spec
 from otpr_sb3.benchmark.tasks import Task, get_task
 from otpr_sb3.demonstrations import Demonstrations, add_demonstrations
+from otpr_sb3.noise_steering import NoiseSteeringWrapper
 from otpr_sb3.otpr import OTPR
 
 EvaluationHook = Callable[[dict[str, float]], None]
@@ -81,12 +82,13 @@ def run(spec: RunSpec, progress_bar: bool = False, on_evaluation: EvaluationHook
     os.makedirs(run_dir, exist_ok=True)
     demos = Demonstrations.from_minari(card.dataset_id, data_path=os.path.abspath(spec.data_path))
     _, policy_kwargs = _otpr_kwargs(spec, method)
-    origin = provenance(spec.device, policy_kwargs if method.algo != "sac" else None)
+    origin = provenance(spec.device, policy_kwargs if method.algo in ("otpr", "bc") else None)
     if not started:  # written once: where the run and its data sit is the machine's business, not the run's
         with open(os.path.join(run_dir, "spec.json"), "w") as f:
             json.dump({**identity, "provenance": origin}, f, indent=1)
     evals_path = os.path.join(run_dir, "evaluations.csv")
-    eval_env = task.make_env()
+    make_env = _env_maker(spec, task, method, card, demos, progress_bar)
+    eval_env = make_env()
     clock = [time.time()]  # wall_time counts across resumes: the start is moved back by the time already spent
 
     def evaluate(model: Any, timesteps: int, episodes: int, final: bool) -> dict[str, float]:
@@ -103,7 +105,7 @@ def run(spec: RunSpec, progress_bar: bool = False, on_evaluation: EvaluationHook
         return _finish(spec, card, model, [row], 0.0, origin)
 
     ckpt_dir = os.path.join(run_dir, "checkpoint")
-    model, resumed = _model(spec, task, method, card, demos, ckpt_dir, progress_bar)
+    model, resumed = _model(spec, task, method, card, demos, ckpt_dir, progress_bar, make_env)
     rows = [r for r in read_evaluations(evals_path) if r["timesteps"] <= model.num_timesteps and not r["final"]]
     if resumed and rows:
         clock[0] -= rows[-1]["wall_time"]
@@ -156,10 +158,17 @@ def _otpr_kwargs(spec: RunSpec, method: Method) -> tuple[dict[str, Any], dict[st
 CHECKPOINT_FORMAT = "fmt2"
 
 
-def _pretrained(spec: RunSpec, task: Task, card: DatasetCard, demos: Demonstrations, progress_bar: bool) -> str:
-    """Path of the shared pretrained OTPR checkpoint of (task, dataset, seed, BC steps, architecture), built once."""
+def _pretrained(
+    spec: RunSpec, task: Task, card: DatasetCard, demos: Demonstrations, progress_bar: bool, default_arch: bool = False
+) -> str:
+    """Path of the shared pretrained OTPR checkpoint of (task, dataset, seed, BC steps, architecture), built once.
+
+    The architecture is the run's OTPR policy arguments, or the default one with ``default_arch`` (DSRL, whose
+    policy arguments are its SAC's).
+    """
     steps = task.pretrain_steps if spec.pretrain_steps is None else int(spec.pretrain_steps)
-    arch = {k: v for k, v in spec.policy_kwargs.items() if k not in ("guidance", "guidance_kwargs")}
+    given = {} if default_arch else spec.policy_kwargs
+    arch = {k: v for k, v in given.items() if k not in ("guidance", "guidance_kwargs")}
     key = hashlib.sha1(json.dumps(arch, sort_keys=True, default=str).encode()).hexdigest()[:8] if arch else "default"
     # `CHECKPOINT_FORMAT` in the name: a checkpoint of an older policy layout is never picked up.
     name = f"{card.dataset_id.replace('/', '_')}-bc{steps}-{key}-s{spec.seed}-{CHECKPOINT_FORMAT}"
@@ -183,6 +192,18 @@ def _buffer_size(spec: RunSpec, demos: Demonstrations) -> int:
     return int(spec.buffer_size) if spec.buffer_size else len(demos) + spec.steps + 1
 
 
+def _env_maker(
+    spec: RunSpec, task: Task, method: Method, card: DatasetCard, demos: Demonstrations, progress_bar: bool
+) -> Callable[[], Any]:
+    """How the run makes its envs: the task's, or for DSRL the task's steered by the frozen pretrained actor."""
+    if method.algo != "dsrl":
+        return task.make_env
+    kwargs, _ = _otpr_kwargs(spec, method)
+    magnitude = float(kwargs.get("noise_magnitude", 1.5))
+    frozen = OTPR.load(_pretrained(spec, task, card, demos, progress_bar, default_arch=True), device=spec.device).policy
+    return lambda: NoiseSteeringWrapper(task.make_env(), frozen, magnitude)
+
+
 def _model(
     spec: RunSpec,
     task: Task,
@@ -191,10 +212,11 @@ def _model(
     demos: Demonstrations,
     ckpt_dir: str,
     progress_bar: bool,
+    make_env: Callable[[], Any],
 ) -> tuple[OffPolicyAlgorithm, bool]:
     """Return the model to fine-tune: loaded from the run's checkpoint (True) or built fresh (False)."""
-    env = task.make_env()
-    algo_class: type[OffPolicyAlgorithm] = SAC if method.algo == "sac" else OTPR
+    env = make_env()
+    algo_class: type[OffPolicyAlgorithm] = OTPR if method.algo == "otpr" else SAC
     model_path, buffer_path = os.path.join(ckpt_dir, "model.zip"), os.path.join(ckpt_dir, "replay_buffer.pkl")
     if os.path.exists(model_path) and os.path.exists(buffer_path):
         model = algo_class.load(model_path, env=env, device=spec.device)
@@ -203,6 +225,19 @@ def _model(
     policy = "MultiInputPolicy" if isinstance(demos.observations, dict) else "MlpPolicy"
     tb = os.path.join(spec.run_dir, "tb")
     kwargs, policy_kwargs = _otpr_kwargs(spec, method)
+    if method.algo == "dsrl":  # no demonstrations: the noise that would give their actions is unknown
+        sac_kwargs = {k: v for k, v in kwargs.items() if k != "noise_magnitude"}
+        dsrl = SAC(
+            policy,
+            env,
+            seed=spec.seed,
+            buffer_size=int(spec.buffer_size) if spec.buffer_size else spec.steps + 1,
+            tensorboard_log=tb,
+            device=spec.device,
+            **sac_kwargs,
+            policy_kwargs=policy_kwargs or None,
+        )
+        return dsrl, False
     if method.algo == "sac":
         buffer_class = SymmetricDictReplayBuffer if policy == "MultiInputPolicy" else SymmetricReplayBuffer
         sac = SAC(
