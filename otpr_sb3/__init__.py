@@ -5,6 +5,7 @@ other way round.
 """
 
 from otpr_sb3.demonstrations import Demonstrations, add_demonstrations
+from otpr_sb3.ibrl import IBRL
 from otpr_sb3.noise_steering import NoiseSteeringWrapper
 from otpr_sb3.otpr import OTPR, PAPER_DUAL
 from otpr_sb3.policies import CnnPolicy, MlpPolicy, MultiInputPolicy, OTPRPolicy
@@ -14,6 +15,7 @@ __version__ = "0.1.0"
 __all__ = [
     "OTPR",
     "PAPER_DUAL",
+    "IBRL",
     "ActionChunkWrapper",
     "Demonstrations",
     "NoiseSteeringWrapper",

@@ -8,7 +8,7 @@ import torch as th
 from otpr_helpers import SMALL, fast
 from stable_baselines3 import SAC
 
-from otpr_sb3 import OTPR
+from otpr_sb3 import IBRL, OTPR
 from otpr_sb3.benchmark.evaluation import read_evaluations
 from otpr_sb3.benchmark.methods import METHODS, get_method
 from otpr_sb3.benchmark.recording import record
@@ -28,7 +28,7 @@ def dirs(tmp_path_factory):
 
 def spec_for(dirs, method, steps=200, **extra):
     root, dataset = dirs
-    sac = get_method(method).algo in ("sac", "dsrl")
+    sac = get_method(method).algo in ("sac", "dsrl", "ibrl")
     base = dict(
         env_id=ENV,
         method=method,
@@ -91,7 +91,7 @@ class Interrupt(Exception):
     pass
 
 
-@pytest.mark.parametrize("method", ["otpr", "sac-demos", "dsrl"])
+@pytest.mark.parametrize("method", ["otpr", "sac-demos", "dsrl", "ibrl"])
 def test_interrupted_run_resumes_from_its_checkpoint(dirs, method, tmp_path):
     spec = spec_for(dirs, method, steps=300, runs_dir=str(tmp_path / "runs"))
 
@@ -103,7 +103,7 @@ def test_interrupted_run_resumes_from_its_checkpoint(dirs, method, tmp_path):
         run(spec, on_evaluation=stop_at_200)
     before = read_evaluations(f"{spec.run_dir}/evaluations.csv")
     assert [r["timesteps"] for r in before] == [0, 100, 200]
-    algo = OTPR if method == "otpr" else SAC
+    algo = {"otpr": OTPR, "ibrl": IBRL}.get(method, SAC)
     ckpt = algo.load(f"{spec.run_dir}/checkpoint/model.zip")
     assert ckpt.num_timesteps == 200
     summary = run(spec)

@@ -18,9 +18,10 @@ class Method:
     Attributes
     ----------
     name : str
-    algo : {"bc", "otpr", "sac", "dsrl"}
+    algo : {"bc", "otpr", "sac", "dsrl", "ibrl"}
         ``"bc"``: the pretrained checkpoint evaluated, no fine-tuning. ``"dsrl"``: SAC acting in the initial
         noise of the pretrained diffusion actor, which stays frozen (:class:`otpr_sb3.NoiseSteeringWrapper`).
+        ``"ibrl"``: TD3 with the frozen pretrained actor as a second proposer (:class:`otpr_sb3.IBRL`).
     description : str
     kwargs : dict
         Keyword arguments of the algorithm (OTPR's or SAC's).
@@ -37,7 +38,7 @@ class Method:
     @property
     def pretrained(self) -> bool:
         """Whether the method starts from the shared pretrained checkpoint."""
-        return self.algo in ("bc", "otpr", "dsrl")
+        return self.algo in ("bc", "otpr", "dsrl", "ibrl")
 
 
 METHODS: dict[str, Method] = {
@@ -85,6 +86,12 @@ METHODS: dict[str, Method] = {
             "dsrl",
             "DSRL: SAC over the initial noise (|w| <= 1.5) of the frozen pretrained diffusion actor, DDIM-decoded; "
             "no demonstrations in its replay (their noises are unknown)",
+        ),
+        Method(
+            "ibrl",
+            "ibrl",
+            "IBRL: TD3 and the frozen pretrained diffusion actor both propose, min(Q1, Q2) picks for acting and for "
+            "the target; demonstrations in a 50/50 replay",
         ),
         Method(
             "sac-demos",

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from stable_baselines3 import SAC
+from stable_baselines3 import SAC, TD3
 
 from otpr_sb3.arguments import ACTOR_KWARGS, DUAL_KWARGS, with_defaults
 from otpr_sb3.benchmark.methods import Method, get_method
@@ -111,7 +111,14 @@ def _parameters(fn: Callable[..., Any]) -> set[str]:
 
 def _check_overrides(method: Method, kwargs: dict[str, Any], policy_kwargs: dict[str, Any]) -> None:
     """Raise ``ValueError`` naming any override that the method's algorithm or policy does not take."""
-    if method.algo in ("sac", "dsrl"):
+    if method.algo == "ibrl":
+        from stable_baselines3.td3.policies import TD3Policy
+
+        from otpr_sb3.ibrl import IBRL
+
+        algo_params, policy_params = _parameters(IBRL.__init__) | _parameters(TD3.__init__), _parameters(TD3Policy.__init__)
+        algo_params -= {"il_policy"}
+    elif method.algo in ("sac", "dsrl"):
         from stable_baselines3.sac.policies import SACPolicy
 
         algo_params, policy_params = _parameters(SAC.__init__), _parameters(SACPolicy.__init__)

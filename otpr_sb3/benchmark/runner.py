@@ -46,6 +46,7 @@ from otpr_sb3.benchmark.recording import DatasetCard, load_card, record
 from otpr_sb3.benchmark.run_spec import RunSpec, check_spec
 from otpr_sb3.benchmark.tasks import Task, get_task
 from otpr_sb3.demonstrations import Demonstrations, add_demonstrations
+from otpr_sb3.ibrl import IBRL
 from otpr_sb3.noise_steering import NoiseSteeringWrapper
 from otpr_sb3.otpr import OTPR
 
@@ -216,7 +217,8 @@ def _model(
 ) -> tuple[OffPolicyAlgorithm, bool]:
     """Return the model to fine-tune: loaded from the run's checkpoint (True) or built fresh (False)."""
     env = make_env()
-    algo_class: type[OffPolicyAlgorithm] = OTPR if method.algo == "otpr" else SAC
+    classes: dict[str, type[OffPolicyAlgorithm]] = {"otpr": OTPR, "ibrl": IBRL}
+    algo_class = classes.get(method.algo, SAC)
     model_path, buffer_path = os.path.join(ckpt_dir, "model.zip"), os.path.join(ckpt_dir, "replay_buffer.pkl")
     if os.path.exists(model_path) and os.path.exists(buffer_path):
         model = algo_class.load(model_path, env=env, device=spec.device)
@@ -238,8 +240,26 @@ def _model(
             policy_kwargs=policy_kwargs or None,
         )
         return dsrl, False
+    buffer_class = SymmetricDictReplayBuffer if policy == "MultiInputPolicy" else SymmetricReplayBuffer
+    if method.algo == "ibrl":
+        frozen = OTPR.load(_pretrained(spec, task, card, demos, progress_bar, default_arch=True), device=spec.device)
+        ibrl = IBRL(
+            policy,
+            env,
+            il_policy=frozen.policy,
+            seed=spec.seed,
+            buffer_size=_buffer_size(spec, demos),
+            replay_buffer_class=buffer_class,
+            tensorboard_log=tb,
+            device=spec.device,
+            **kwargs,
+            policy_kwargs=policy_kwargs or None,
+        )
+        assert ibrl.replay_buffer is not None
+        add_demonstrations(ibrl.replay_buffer, demos, ibrl.action_space)  # type: ignore[arg-type]
+        ibrl.replay_buffer.freeze_demonstrations()  # type: ignore[attr-defined]
+        return ibrl, False
     if method.algo == "sac":
-        buffer_class = SymmetricDictReplayBuffer if policy == "MultiInputPolicy" else SymmetricReplayBuffer
         sac = SAC(
             policy,
             env,
