@@ -14,11 +14,13 @@ import json
 import os
 import time
 
+import gymnasium as gym
 import numpy as np
 
+import otpr_sb3.benchmark.tasks  # noqa: F401  (registers the Meta-World ids)
 from otpr_sb3.benchmark.experts import expert_for
+from otpr_sb3.benchmark.metaworld_envs import METAWORLD_IDS
 from otpr_sb3.benchmark.provenance import provenance
-from otpr_sb3.benchmark.tasks import TASKS, get_task
 
 
 def main() -> None:
@@ -28,8 +30,8 @@ def main() -> None:
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
     rows = []
-    for env_id in sorted(t for t in TASKS if t.startswith("MetaWorld")):
-        env = get_task(env_id).make_env()
+    for env_id in sorted(METAWORLD_IDS):
+        env = gym.make(env_id)
         expert = expert_for(env)
         for noise in args.noises:
             rng = np.random.default_rng(0)

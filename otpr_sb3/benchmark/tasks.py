@@ -67,10 +67,12 @@ TASKS: dict[str, Task] = {
         Task("FetchPush-v4", "is_success", demo_episodes=100, demo_noise=0.3),
         Task("PointMaze_UMaze-v3", "success", demo_episodes=20, demo_noise=0.3, pretrain_steps=1_000, smoke=True),
         # Meta-World (optional extra; otpr_sb3/benchmark/metaworld_envs.py): Meta-World's own scripted policies.
-        Task("MetaWorldPickPlace-v3", "success", demo_episodes=100, demo_noise=0.5),
+        # BC on seed 100 (results/metaworld/calibration): PickPlace 0.94 from 100 demos at noise 0.5, 0.64 from 25,
+        # 0.46 from 10; PegInsertSide 0.40 from 100 at 0.5; Assembly 0.62 from 100 at 0.3, 0.44 at 0.5. StickPull stays out:
+        # BC reached 0.86-0.88 from 100 or 25 demonstrations at 0.5.
+        Task("MetaWorldPickPlace-v3", "success", demo_episodes=10, demo_noise=0.5),
         Task("MetaWorldPegInsertSide-v3", "success", demo_episodes=100, demo_noise=0.5),
-        Task("MetaWorldStickPull-v3", "success", demo_episodes=100, demo_noise=0.5),
-        Task("MetaWorldAssembly-v3", "success", demo_episodes=100, demo_noise=0.3),
+        Task("MetaWorldAssembly-v3", "success", demo_episodes=100, demo_noise=0.5),
     )
 }
 

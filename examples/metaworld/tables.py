@@ -1,0 +1,96 @@
+"""Tables of the Meta-World section of docs/benchmarks_howto.rst, from the committed records::
+
+    python examples/metaworld/tables.py     # rewrites docs/metaworld_*.inc
+
+``docs/data/metaworld/experts.json`` (``expert_success.py``) gives the experts' success by noise;
+``results/metaworld/calibration/<setting>/`` holds the BC runs (seed 100, a tuning seed) that chose each task's
+demonstration setting.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+from typing import Any
+
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, os.pardir)
+DATA = os.path.join(ROOT, "docs", "data", "metaworld")
+CALIBRATION = os.path.join(ROOT, "results", "metaworld", "calibration")
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    lines = [".. list-table::", "   :header-rows: 1", ""]
+    for row in [header, *rows]:
+        lines.append("   * - " + row[0])
+        lines.extend("     - " + cell for cell in row[1:])
+    return "\n".join(lines) + "\n"
+
+
+def experts_table(record: dict[str, Any]) -> str:
+    """Success (and median / longest successful episode) of each expert, by action-noise std."""
+    noises = sorted({r["noise"] for r in record["rows"]})
+    out = []
+    for env_id in sorted({r["env_id"] for r in record["rows"]}):
+        cells = []
+        for noise in noises:
+            r = next(x for x in record["rows"] if (x["env_id"], x["noise"]) == (env_id, noise))
+            length = "" if r["length_median"] is None else f" ({r['length_median']:.0f} / {r['length_max']})"
+            cells.append(f"{r['success']:.2f}{length}")
+        out.append([f"``{env_id}``", *cells])
+    return _table(["task", *(f"noise {n:g}" for n in noises)], out)
+
+
+def calibration_runs() -> list[dict[str, Any]]:
+    """The BC calibration runs: task, demonstrations, noise, demonstrators' success and BC's final success."""
+    out = []
+    for path in sorted(glob.glob(os.path.join(CALIBRATION, "*", "*", "bc", "s*", "summary.json"))):
+        with open(os.path.join(os.path.dirname(path), "spec.json")) as f:
+            spec = json.load(f)
+        with open(path) as f:
+            summary = json.load(f)
+        card = spec["card"]
+        out.append(
+            {
+                "env_id": spec["env_id"],
+                "episodes": card["episodes"],
+                "noise": card["noise"],
+                "demonstrators": card["success_rate"],
+                "bc": summary["final_success"],
+                "seed": spec["seed"],
+            }
+        )
+    return out
+
+
+def calibration_table(runs: list[dict[str, Any]], chosen: dict[str, tuple[int, float]]) -> str:
+    """Every calibration run, with the setting each task keeps (its default in ``otpr_sb3.benchmark.tasks``)."""
+    out = []
+    for r in sorted(runs, key=lambda r: (r["env_id"], -r["episodes"], r["noise"])):
+        kept = "yes" if chosen.get(r["env_id"]) == (r["episodes"], r["noise"]) else "no"
+        out.append(
+            [f"``{r['env_id']}``", str(r["episodes"]), f"{r['noise']:g}", f"{r['demonstrators']:.2f}", f"{r['bc']:.2f}", kept]
+        )
+    return _table(["task", "demonstrations", "noise", "demonstrators' success", "BC (50 episodes)", "default"], out)
+
+
+def tables() -> dict[str, str]:
+    """File name -> content of every table the records allow."""
+    from otpr_sb3.benchmark.tasks import TASKS
+
+    out = {}
+    if os.path.exists(os.path.join(DATA, "experts.json")):
+        with open(os.path.join(DATA, "experts.json")) as f:
+            out["metaworld_experts.inc"] = experts_table(json.load(f))
+    runs = calibration_runs()
+    if runs:
+        chosen = {t: (task.demo_episodes, task.demo_noise) for t, task in TASKS.items() if t.startswith("MetaWorld")}
+        out["metaworld_calibration.inc"] = calibration_table(runs, chosen)
+    return out
+
+
+if __name__ == "__main__":
+    for name, text in tables().items():
+        with open(os.path.join(ROOT, "docs", name), "w") as f:
+            f.write(text)
+        print("wrote docs/" + name)
