@@ -13,6 +13,7 @@ from otpr_sb3.benchmark.evaluation import read_evaluations
 from otpr_sb3.benchmark.methods import METHODS, get_method
 from otpr_sb3.benchmark.recording import record
 from otpr_sb3.benchmark.runner import RunSpec, run
+from otpr_sb3.rlpd import RLPD
 
 ENV = "PointMaze_UMaze-v3"
 SMALL_POLICY = SMALL
@@ -28,7 +29,7 @@ def dirs(tmp_path_factory):
 
 def spec_for(dirs, method, steps=200, **extra):
     root, dataset = dirs
-    sac = get_method(method).algo in ("sac", "dsrl", "ibrl")
+    sac = get_method(method).algo in ("sac", "dsrl", "ibrl", "rlpd")
     base = dict(
         env_id=ENV,
         method=method,
@@ -91,7 +92,7 @@ class Interrupt(Exception):
     pass
 
 
-@pytest.mark.parametrize("method", ["otpr", "sac-demos", "dsrl", "ibrl"])
+@pytest.mark.parametrize("method", ["otpr", "sac-demos", "dsrl", "ibrl", "rlpd"])
 def test_interrupted_run_resumes_from_its_checkpoint(dirs, method, tmp_path):
     spec = spec_for(dirs, method, steps=300, runs_dir=str(tmp_path / "runs"))
 
@@ -103,7 +104,7 @@ def test_interrupted_run_resumes_from_its_checkpoint(dirs, method, tmp_path):
         run(spec, on_evaluation=stop_at_200)
     before = read_evaluations(f"{spec.run_dir}/evaluations.csv")
     assert [r["timesteps"] for r in before] == [0, 100, 200]
-    algo = {"otpr": OTPR, "ibrl": IBRL}.get(method, SAC)
+    algo = {"otpr": OTPR, "ibrl": IBRL, "rlpd": RLPD}.get(method, SAC)
     ckpt = algo.load(f"{spec.run_dir}/checkpoint/model.zip")
     assert ckpt.num_timesteps == 200
     summary = run(spec)

@@ -18,10 +18,11 @@ class Method:
     Attributes
     ----------
     name : str
-    algo : {"bc", "otpr", "sac", "dsrl", "ibrl"}
+    algo : {"bc", "otpr", "sac", "rlpd", "dsrl", "ibrl"}
         ``"bc"``: the pretrained checkpoint evaluated, no fine-tuning. ``"dsrl"``: SAC acting in the initial
         noise of the pretrained diffusion actor, which stays frozen (:class:`otpr_sb3.NoiseSteeringWrapper`).
         ``"ibrl"``: TD3 with the frozen pretrained actor as a second proposer (:class:`otpr_sb3.IBRL`).
+        ``"rlpd"``: SAC with RLPD's critic ensemble (:class:`otpr_sb3.rlpd.RLPD`) and the demonstrations.
     description : str
     kwargs : dict
         Keyword arguments of the algorithm (OTPR's or SAC's).
@@ -92,6 +93,13 @@ METHODS: dict[str, Method] = {
             "ibrl",
             "IBRL: TD3 and the frozen pretrained diffusion actor both propose, min(Q1, Q2) picks for acting and for "
             "the target; demonstrations in a 50/50 replay",
+        ),
+        Method(
+            "rlpd",
+            "rlpd",
+            "RLPD: SAC with 10 LayerNorm critics, targets from a random pair, the ensemble mean in the actor loss, "
+            "4 updates per env step, demonstrations in a 50/50 replay; no hindsight relabelling",
+            kwargs={"gradient_steps": 4},
         ),
         Method(
             "sac-demos",

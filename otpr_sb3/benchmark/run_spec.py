@@ -118,12 +118,14 @@ def _check_overrides(method: Method, kwargs: dict[str, Any], policy_kwargs: dict
 
         algo_params, policy_params = _parameters(IBRL.__init__) | _parameters(TD3.__init__), _parameters(TD3Policy.__init__)
         algo_params -= {"il_policy"}
-    elif method.algo in ("sac", "dsrl"):
+    elif method.algo in ("sac", "dsrl", "rlpd"):
         from stable_baselines3.sac.policies import SACPolicy
 
         algo_params, policy_params = _parameters(SAC.__init__), _parameters(SACPolicy.__init__)
         if method.algo == "dsrl":
             algo_params |= {"noise_magnitude"}
+        if method.algo == "rlpd":
+            algo_params |= {"target_subset"}
     else:
         from otpr_sb3.policies import OTPRPolicy
 

@@ -49,6 +49,7 @@ from otpr_sb3.demonstrations import Demonstrations, add_demonstrations
 from otpr_sb3.ibrl import IBRL
 from otpr_sb3.noise_steering import NoiseSteeringWrapper
 from otpr_sb3.otpr import OTPR
+from otpr_sb3.rlpd import RLPD
 
 EvaluationHook = Callable[[dict[str, float]], None]
 
@@ -217,7 +218,7 @@ def _model(
 ) -> tuple[OffPolicyAlgorithm, bool]:
     """Return the model to fine-tune: loaded from the run's checkpoint (True) or built fresh (False)."""
     env = make_env()
-    classes: dict[str, type[OffPolicyAlgorithm]] = {"otpr": OTPR, "ibrl": IBRL}
+    classes: dict[str, type[OffPolicyAlgorithm]] = {"otpr": OTPR, "ibrl": IBRL, "rlpd": RLPD}
     algo_class = classes.get(method.algo, SAC)
     model_path, buffer_path = os.path.join(ckpt_dir, "model.zip"), os.path.join(ckpt_dir, "replay_buffer.pkl")
     if os.path.exists(model_path) and os.path.exists(buffer_path):
@@ -241,26 +242,12 @@ def _model(
         )
         return dsrl, False
     buffer_class = SymmetricDictReplayBuffer if policy == "MultiInputPolicy" else SymmetricReplayBuffer
-    if method.algo == "ibrl":
-        frozen = OTPR.load(_pretrained(spec, task, card, demos, progress_bar, default_arch=True), device=spec.device)
-        ibrl = IBRL(
-            policy,
-            env,
-            il_policy=frozen.policy,
-            seed=spec.seed,
-            buffer_size=_buffer_size(spec, demos),
-            replay_buffer_class=buffer_class,
-            tensorboard_log=tb,
-            device=spec.device,
-            **kwargs,
-            policy_kwargs=policy_kwargs or None,
-        )
-        assert ibrl.replay_buffer is not None
-        add_demonstrations(ibrl.replay_buffer, demos, ibrl.action_space)  # type: ignore[arg-type]
-        ibrl.replay_buffer.freeze_demonstrations()  # type: ignore[attr-defined]
-        return ibrl, False
-    if method.algo == "sac":
-        sac = SAC(
+    if method.algo in ("sac", "rlpd", "ibrl"):  # from scratch, with the demonstrations as half of every batch
+        extra: dict[str, Any] = {}
+        if method.algo == "ibrl":
+            pretrained = _pretrained(spec, task, card, demos, progress_bar, default_arch=True)
+            extra["il_policy"] = OTPR.load(pretrained, device=spec.device).policy
+        model = algo_class(
             policy,
             env,
             seed=spec.seed,
@@ -268,13 +255,14 @@ def _model(
             replay_buffer_class=buffer_class,
             tensorboard_log=tb,
             device=spec.device,
+            **extra,
             **kwargs,
             policy_kwargs=policy_kwargs or None,
         )
-        assert sac.replay_buffer is not None
-        add_demonstrations(sac.replay_buffer, demos, sac.action_space)  # type: ignore[arg-type]
-        sac.replay_buffer.freeze_demonstrations()  # type: ignore[attr-defined]
-        return sac, False
+        assert model.replay_buffer is not None
+        add_demonstrations(model.replay_buffer, demos, model.action_space)  # type: ignore[arg-type]
+        model.replay_buffer.freeze_demonstrations()  # type: ignore[attr-defined]
+        return model, False
     otpr = OTPR(
         policy,
         env,
