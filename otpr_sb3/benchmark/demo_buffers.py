@@ -78,3 +78,77 @@ class SymmetricReplayBuffer(_Symmetric, ReplayBuffer):
 
 class SymmetricDictReplayBuffer(_Symmetric, DictReplayBuffer):
     """:class:`SymmetricReplayBuffer` for dict observations (SB3's ``DictReplayBuffer``)."""
+
+
+class HerSymmetricDictReplayBuffer(SymmetricDictReplayBuffer):
+    """:class:`SymmetricDictReplayBuffer` with hindsight relabelling ("future" strategy) of goal-conditioned data.
+
+    Each sampled transition, demonstration or online, has its desired goal replaced with probability
+    ``her_ratio`` by the achieved goal of a step drawn uniformly from the rest of its episode (that step included),
+    and its reward recomputed by the env's ``compute_reward``, as SB3's ``HerReplayBuffer`` does with
+    ``n_sampled_goal = 4`` (``her_ratio = 0.8``). An episode ends at a termination or a ``TimeLimit.truncated``
+    step; the future of an episode still running is its steps so far.
+
+    Parameters
+    ----------
+    *args, **kwargs
+        As :class:`SymmetricDictReplayBuffer` (one env: ``n_envs`` must be 1).
+    env_id : str
+        The gymnasium id whose ``compute_reward(achieved_goal, desired_goal, info)`` gives the relabelled rewards
+        (an env is made for it; a name keeps the buffer's saved arguments small).
+    her_ratio : float
+        Share of sampled transitions relabelled, in ``[0, 1]``.
+    """
+
+    def __init__(self, *args: Any, env_id: str, her_ratio: float = 0.8, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.n_envs != 1:
+            raise ValueError(f"{type(self).__name__} supports one env, got `n_envs`={self.n_envs}")
+        if not 0.0 <= her_ratio <= 1.0:
+            raise ValueError(f"`her_ratio` must be in [0, 1], got {her_ratio}")
+        for key in ("achieved_goal", "desired_goal"):
+            if key not in self.observations:
+                raise ValueError(f"hindsight relabelling needs goal-conditioned observations with {key!r}")
+        self.env_id, self.her_ratio = env_id, float(her_ratio)
+        self.episode_start = np.zeros(self.buffer_size, dtype=np.int64)
+        self.episode_end = np.zeros(self.buffer_size, dtype=np.int64)  # exclusive; of the steps stored so far
+        self._current_start = 0
+        self._compute_reward: Any = None
+
+    def add(self, obs: Any, next_obs: Any, action: Any, reward: Any, done: Any, infos: list[dict[str, Any]]) -> None:  # noqa: D102
+        pos = self.pos
+        if pos == self._current_start or pos < self._current_start:  # a new episode (or the write wrapped)
+            self._current_start = pos
+        super().add(obs, next_obs, action, reward, done, infos)
+        start = self._current_start
+        self.episode_start[pos] = start
+        self.episode_end[start : pos + 1] = pos + 1
+        if bool(np.asarray(done).reshape(-1)[0]) or infos[0].get("TimeLimit.truncated", False):
+            self._current_start = self.pos  # the next step starts an episode
+
+    def _get_samples(self, batch_inds: np.ndarray, env: VecNormalize | None = None) -> Any:
+        data = super()._get_samples(batch_inds, env)
+        relabel = np.random.random(len(batch_inds)) < self.her_ratio  # noqa: NPY002  (SB3's seeded global stream)
+        if not relabel.any():
+            return data
+        idx = batch_inds[relabel]
+        start, end = idx, self.episode_end[idx]
+        future = start + (np.random.random(len(idx)) * (end - start)).astype(np.int64)  # noqa: NPY002
+        goals = self.next_observations["achieved_goal"][future, 0]
+        achieved = self.next_observations["achieved_goal"][idx, 0]
+        if self._compute_reward is None:
+            import gymnasium as gym
+
+            self._compute_reward = gym.make(self.env_id).unwrapped.compute_reward  # type: ignore[attr-defined]
+        rewards = np.asarray(self._compute_reward(achieved, goals, [{} for _ in idx]), dtype=np.float32)
+        where = np.flatnonzero(relabel)
+        goals_t = self.to_torch(goals).to(data.observations["desired_goal"].dtype)
+        data.observations["desired_goal"][where] = goals_t
+        data.next_observations["desired_goal"][where] = goals_t
+        data.rewards[where] = self.to_torch(rewards.reshape(-1, 1)).to(data.rewards.dtype)
+        return data
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_compute_reward"] = None  # made again from `env_id` after loading
+        return state

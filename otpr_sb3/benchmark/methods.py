@@ -28,6 +28,8 @@ class Method:
         Keyword arguments of the algorithm (OTPR's or SAC's).
     policy_kwargs : dict
         Keyword arguments of its policy.
+    her : bool
+        Hindsight relabelling of goal-conditioned replay (SAC-family methods; ``HerSymmetricDictReplayBuffer``).
     """
 
     name: str
@@ -35,6 +37,7 @@ class Method:
     description: str
     kwargs: dict[str, Any] = field(default_factory=dict)
     policy_kwargs: dict[str, Any] = field(default_factory=dict)
+    her: bool = False
 
     @property
     def pretrained(self) -> bool:
@@ -100,6 +103,14 @@ METHODS: dict[str, Method] = {
             "RLPD: SAC with 10 LayerNorm critics, targets from a random pair, the ensemble mean in the actor loss, "
             "4 updates per env step, demonstrations in a 50/50 replay; no hindsight relabelling",
             kwargs={"gradient_steps": 4},
+        ),
+        Method(
+            "rlpd-her",
+            "rlpd",
+            "RLPD with hindsight relabelling (future goals, 80% of sampled transitions, demonstrations included); "
+            "goal-conditioned tasks only",
+            kwargs={"gradient_steps": 4},
+            her=True,
         ),
         Method(
             "sac-demos",

@@ -33,11 +33,16 @@ from typing import Any
 import torch as th
 from stable_baselines3 import SAC
 from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.buffers import ReplayBuffer
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.save_util import load_from_zip_file
 
-from otpr_sb3.benchmark.demo_buffers import SymmetricDictReplayBuffer, SymmetricReplayBuffer
+from otpr_sb3.benchmark.demo_buffers import (
+    HerSymmetricDictReplayBuffer,
+    SymmetricDictReplayBuffer,
+    SymmetricReplayBuffer,
+)
 from otpr_sb3.benchmark.diagnostics import read_diagnostics
 from otpr_sb3.benchmark.evaluation import append_evaluation, read_evaluations, success_rate, write_evaluations
 from otpr_sb3.benchmark.methods import Method, get_method
@@ -241,9 +246,14 @@ def _model(
             policy_kwargs=policy_kwargs or None,
         )
         return dsrl, False
-    buffer_class = SymmetricDictReplayBuffer if policy == "MultiInputPolicy" else SymmetricReplayBuffer
+    buffer_class: type[ReplayBuffer] = SymmetricDictReplayBuffer if policy == "MultiInputPolicy" else SymmetricReplayBuffer
     if method.algo in ("sac", "rlpd", "ibrl"):  # from scratch, with the demonstrations as half of every batch
         extra: dict[str, Any] = {}
+        if method.her:
+            if policy != "MultiInputPolicy":
+                raise ValueError(f"method {method.name!r} relabels goals: {task.env_id} is not goal-conditioned")
+            buffer_class = HerSymmetricDictReplayBuffer
+            extra["replay_buffer_kwargs"] = {"env_id": task.env_id}
         if method.algo == "ibrl":
             pretrained = _pretrained(spec, task, card, demos, progress_bar, default_arch=True)
             extra["il_policy"] = OTPR.load(pretrained, device=spec.device).policy
