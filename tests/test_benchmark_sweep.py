@@ -153,3 +153,14 @@ def test_sweep_file_expands_to_one_run_per_method_and_seed(tmp_path):
         SweepConfig.from_dict({"name": "x"})
     with pytest.raises(ValueError, match="unknown sweep keys"):
         SweepConfig.from_dict({"name": "x", "threads": 2, "runs": [{"env": "PointMaze_UMaze-v3", "methods": ["otpr"]}]})
+
+
+def test_the_baselines_tuning_sweep_gives_every_method_two_configurations_on_the_tuning_seeds():
+    from collections import Counter
+
+    path = Path(__file__).resolve().parents[1] / "examples" / "sweeps" / "baselines_tuning.toml"
+    specs = SweepConfig.from_toml(str(path)).specs()
+    assert {s.seed for s in specs} == {100, 101}
+    configs = Counter(s.method for s in specs if s.seed == 100)
+    assert set(configs.values()) == {2} and {"otpr", "idql-n", "dql", "rlpd-her", "ibrl", "dsrl"} == set(configs)
+    assert len({s.run_dir for s in specs}) == len(specs) == 24  # every configuration is a run of its own
