@@ -178,3 +178,47 @@ def test_tuning_sentences():
         assert of(arm, config)["final"] <= 0.05
     best = of("advantage", "temperature 0.675")
     assert best["final"] == 0.97 and best["final"] == max(r["final"] for r in runs if r["seed"] == 100)
+
+
+def test_report_sweep_is_valid_and_runs_the_kept_settings():
+    import sys
+
+    from otpr_sb3.benchmark.sweep import SweepConfig
+
+    sys.path.insert(0, str(ROOT / "examples" / "claims"))
+    try:
+        spec = importlib.util.spec_from_file_location("report_sweep", ROOT / "examples" / "claims" / "report_sweep.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.pop(0)
+    settings = {
+        "H": {"method": "otpr", "kwargs": {"reg": 0.05, "relation_weight": 0.1}, "policy_kwargs": {}},
+        "H, unmasked": {"method": "otpr", "kwargs": {"use_mask": False, "reg": 0.05}, "policy_kwargs": {}},
+        "Q": {"method": "otpr-q", "kwargs": {}, "policy_kwargs": {"guidance_kwargs": {"temperature": 21.7}}},
+        "advantage": {"method": "otpr-adv", "kwargs": {}, "policy_kwargs": {"guidance_kwargs": {"temperature": 0.675}}},
+        "authors' release": {"method": "otpr-authors", "kwargs": {"reg": 0.5}, "policy_kwargs": {}},
+    }
+    config = SweepConfig.from_dict(tomllib.loads(module.sweep_text(settings)))
+    runs = config.runs
+    assert len(runs) == 5 * 2 * 10 and {r["seed"] for r in runs} == set(range(10))
+    assert {r.get("dataset") for r in runs} == {None, module.MIXED}
+    h = [r for r in runs if r["method"] == "otpr" and r["kwargs"].get("relation_weight") == 0.1]
+    assert len(h) == 20 and all(r["kwargs"]["reg"] == 0.05 for r in h)
+    q = [r for r in runs if r["method"] == "otpr-q"]
+    assert all(r["policy_kwargs"] == {"guidance_kwargs": {"temperature": 21.7}} for r in q)
+
+
+def test_regime_c_sentence():
+    (spec_path,) = (ROOT / "results" / "claims" / "regime_c_bc").glob("*/bc/s100/spec.json")
+    spec = json.loads(spec_path.read_text())
+    rows = (spec_path.parent / "evaluations.csv").read_text().splitlines()
+    assert rows[1].split(",")[1:3] == ["0.04", "50"]
+    assert [(p["episodes"], p["noise"], p["success_rate"]) for p in spec["card"]["parts"]] == [(50, 0.1, 1.0), (50, 1.0, 0.06)]
+    starts = {
+        (ROOT / p).read_text().splitlines()[1].split(",")[1]
+        for p in (ROOT / "results" / "claims" / "tuning" / "runs").glob("*/*/s100/evaluations.csv")
+    }
+    assert starts == {"0.34"}
+    text = " ".join((ROOT / "docs" / "claims.rst").read_text().split())
+    assert "reaches 0.04 on tuning seed 100" in text and "succeeds in 0.06 of its episodes" in text

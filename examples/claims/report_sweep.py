@@ -1,0 +1,90 @@
+"""Write the report sweep of claims 3 and 4 from the tuning records: each arm at its kept configuration.
+
+The configuration of every arm is read from the ``spec.json`` of its kept tuning runs (``claims_tables.chosen_configs``:
+the protocol's rule), so the report runs exactly the settings that were tuned. Regimes (a) (the task's default
+demonstrations) and (c) (50 at noise 0.1 + 50 at noise 1.0), seeds 0-9, the protocol's run settings::
+
+    python examples/claims/report_sweep.py            # writes examples/sweeps/claims_report.toml
+
+It refuses while an arm has no kept configuration (tuning runs still missing).
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+from typing import Any
+
+from claims_tables import ARMS, TUNING, arm_of, chosen_configs, tuning_runs
+
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, os.pardir)
+OUT = os.path.join(ROOT, "examples", "sweeps", "claims_report.toml")
+MIXED = "otpr/fetchpickandplace-mix-50ep-noise10-50ep-noise100-s0-v0"
+SEEDS = list(range(10))
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items()) + " }"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return json.dumps(value)
+    return repr(value)
+
+
+def kept_settings() -> dict[str, dict[str, Any]]:
+    """Arm -> the method, kwargs and policy_kwargs of its kept tuning runs."""
+    chosen = chosen_configs(tuning_runs())
+    missing = [arm for arm in ARMS if arm not in chosen]
+    if missing:
+        raise SystemExit(f"no kept configuration yet for {missing}: their tuning runs are not all in")
+    out = {}
+    for path in sorted(glob.glob(os.path.join(TUNING, "*", "*", "s*", "spec.json"))):
+        with open(path) as f:
+            spec = json.load(f)
+        arm, config = arm_of(spec)
+        if chosen[arm] == config:
+            out[arm] = {"method": spec["method"], "kwargs": spec["kwargs"], "policy_kwargs": spec["policy_kwargs"]}
+    return out
+
+
+def sweep_text(settings: dict[str, dict[str, Any]]) -> str:
+    """The TOML of the report sweep."""
+    lines = [
+        "# Claims 3 and 4 (docs/claims.rst): the report runs, written by examples/claims/report_sweep.py from the",
+        "# tuning records (each arm at its kept configuration). Regimes (a) and (c), seeds 0-9. Record (c) first:",
+        "#   otpr record --env FetchPickAndPlace-v4 --mix 50:0.1 50:1.0 --data-path outputs/minari",
+        "#   otpr sweep examples/sweeps/claims_report.toml",
+        'name = "claims-report"',
+        'runs_dir = "outputs/claims_report/runs"',
+        'data_path = "outputs/minari"',
+        'storage = "outputs/claims_report/ray"',
+        "max_concurrent = 2",
+        "threads_per_trial = 1",
+        "",
+        "[defaults]",
+        'env = "FetchPickAndPlace-v4"',
+        "steps = 10000",
+        "eval_freq = 1000",
+        "eval_episodes = 20",
+        "final_eval_episodes = 100",
+        f"seeds = {SEEDS}",
+    ]
+    for regime, dataset in (("a", None), ("c", MIXED)):
+        for arm in ARMS:
+            s = settings[arm]
+            lines += ["", f"# regime ({regime}), {arm}", "[[runs]]", f'methods = ["{s["method"]}"]']
+            if dataset:
+                lines.append(f'dataset = "{dataset}"')
+            for key in ("kwargs", "policy_kwargs"):
+                if s[key]:
+                    lines.append(f"{key} = {_toml_value(s[key])}")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    with open(OUT, "w") as f:
+        f.write(sweep_text(kept_settings()))
+    print("wrote examples/sweeps/claims_report.toml")
