@@ -1,0 +1,49 @@
+"""docs/results.rst: the sentences about curves that the audit corrected hold on the committed run records."""
+
+from pathlib import Path
+
+from otpr_sb3.benchmark.evaluation import read_evaluations
+from otpr_sb3.benchmark.report import area_under_curve
+
+ROOT = Path(__file__).resolve().parents[1]
+RUNS = ROOT / "results" / "fetch" / "runs"
+TEXT = " ".join((ROOT / "docs" / "results_claims.inc").read_text().split())
+
+
+def curve(task, method, seed):
+    return [
+        (int(r["timesteps"]), r["success"])
+        for r in read_evaluations(str(RUNS / task / method / f"s{seed}" / "evaluations.csv"))
+    ]
+
+
+def test_claim_1_first_reaching_085():
+    first = {s: next(t for t, x in curve("FetchPickAndPlace", "otpr", s) if x >= 0.85) for s in range(5)}
+    assert all(2000 <= first[s] <= 4000 for s in (0, 1, 3, 4)) and first[2] == 12000
+    assert "at 2,000-4,000 steps on four seeds and at 12,000 steps on seed 2" in TEXT
+
+
+def test_push_seed_1_below_its_start_and_bc():
+    otpr = curve("FetchPush", "otpr", 1)
+    start, later = otpr[0][1], [x for _, x in otpr[1:]]
+    assert start == 0.56 and len(later) == 15 and sum(x < start for x in later) == 6
+    rows = read_evaluations(str(RUNS / "FetchPush" / "otpr" / "s1" / "evaluations.csv"))
+    bc = curve("FetchPush", "bc", 1)[0][1]
+    assert round(area_under_curve(rows), 2) == 0.56 and bc == 0.58
+    assert curve("FetchPush", "dql", 1)[0][1] == 0.56
+    assert "is below that on 6 of its 15 later evaluations, and its area under the curve (0.56)" in TEXT
+
+
+def test_dql_dips_on_every_seed():
+    for s in range(5):
+        c = dict(curve("FetchPickAndPlace", "dql", s))
+        assert 0.75 <= c[4000] <= 0.90 and 0.10 <= min(c[6000], c[8000]) <= 0.40
+    assert dict(curve("FetchPickAndPlace", "dql", 3))[6000] == 0.10
+    assert "on all five seeds it reached 0.75-0.90 at 4,000 steps and then fell, to 0.10-0.40" in TEXT
+
+
+def test_dql_on_push():
+    c = {s: dict(curve("FetchPush", "dql", s)) for s in range(3)}
+    assert c[0][4000] == c[1][4000] == 0.20 and c[2][12000] == 0.25
+    assert all(max(x for t, x in c[s].items() if 0 < t <= 16000) <= 0.60 for s in range(3))
+    assert "at or below 0.60 through 16,000 steps on every seed" in TEXT
