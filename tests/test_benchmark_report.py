@@ -184,3 +184,11 @@ def test_report_names_commits_and_cpus_only_where_runs_differ(runs_dir, tmp_path
     text = (out / "summary.rst").read_text()
     assert "     - commits" in text and "     - aaaaaaa, bbbbbbb+dirty, unknown" in text
     assert "     - AMD EPYC, Intel Xeon, unknown" in text
+
+
+def test_list_table_never_writes_a_cell_that_rst_reads_as_a_bullet():
+    from otpr_sb3.benchmark.report_rst import list_table
+
+    text = list_table(["a", "b", "c"], [["1", "-", ""]])
+    cells = [line.split("- ", 1)[1] if "- " in line else line for line in text.splitlines()[3:]]
+    assert cells[3:] == ["1", "n/a", "n/a"]

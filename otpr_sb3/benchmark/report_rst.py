@@ -17,10 +17,14 @@ DIAGNOSTICS = tuple(TAGS.values())
 
 
 def list_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    """Return an RST ``list-table`` with one header row."""
+    """Return an RST ``list-table`` with one header row; an empty or ``-`` cell is written ``n/a``.
+
+    (A cell holding only ``-`` would be read as a bullet list, an empty one as an empty item.)
+    """
     lines = [".. list-table::", "   :header-rows: 1", ""]
     for row in [headers, *rows]:
-        lines += [f"   {'*' if i == 0 else ' '} - {cell}" for i, cell in enumerate(row)]
+        cells = [cell if str(cell).strip() not in ("", "-") else "n/a" for cell in row]
+        lines += [f"   {'*' if i == 0 else ' '} - {cell}" for i, cell in enumerate(cells)]
     return "\n".join(lines) + "\n"
 
 
@@ -29,7 +33,7 @@ def rst_table(table: pd.DataFrame) -> str:
 
     def pm(mean: float, se: float) -> str:
         if not np.isfinite(mean):
-            return "-"
+            return "n/a"
         return f"{mean:.2f}" + (f" ± {se:.2f}" if np.isfinite(se) else "")
 
     headers: tuple[str, ...] = ("task", "method", "seeds", "start", "final", "AUC", "IQM final [95% CI]", "min per run")
@@ -39,7 +43,7 @@ def rst_table(table: pd.DataFrame) -> str:
         headers = (*headers, "commits", "CPUs")
     rows = []
     for _, r in table.iterrows():
-        iqm = f"{r.iqm_final:.2f} [{r.iqm_low:.2f}, {r.iqm_high:.2f}]" if np.isfinite(r.iqm_final) else "-"
+        iqm = f"{r.iqm_final:.2f} [{r.iqm_low:.2f}, {r.iqm_high:.2f}]" if np.isfinite(r.iqm_final) else "n/a"
         seeds = f"{r.seeds}" + (f" (+{r.unfinished} running)" if r.unfinished else "")
         rows.append(
             (
@@ -50,7 +54,7 @@ def rst_table(table: pd.DataFrame) -> str:
                 pm(r.final_success, r.final_success_se),
                 pm(r.auc, r.auc_se),
                 iqm,
-                f"{r.wall_time_min:.0f}" if np.isfinite(r.wall_time_min) else "-",
+                f"{r.wall_time_min:.0f}" if np.isfinite(r.wall_time_min) else "n/a",
                 *((r.commits, r.cpus) if show else ()),
             )
         )
@@ -63,7 +67,7 @@ def rst_diagnostics(table: pd.DataFrame) -> str:
     headers = ["task", "method", "seeds", "marginal error", "dual gap", "share of weights > 0", "H fallback share"]
     headers.append("weight entropy")
     rows = [
-        (r.task, r.method, f"{r.seeds}", *(f"{r[name]:.3f}" if np.isfinite(r[name]) else "-" for name in DIAGNOSTICS))
+        (r.task, r.method, f"{r.seeds}", *(f"{r[name]:.3f}" if np.isfinite(r[name]) else "n/a" for name in DIAGNOSTICS))
         for _, r in shown.iterrows()
     ]
     return list_table(headers, rows)
