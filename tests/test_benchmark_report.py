@@ -192,3 +192,22 @@ def test_list_table_never_writes_a_cell_that_rst_reads_as_a_bullet():
     text = list_table(["a", "b", "c"], [["1", "-", ""]])
     cells = [line.split("- ", 1)[1] if "- " in line else line for line in text.splitlines()[3:]]
     assert cells[3:] == ["1", "n/a", "n/a"]
+
+
+def test_figure_panels_compare_methods_on_their_shared_seeds():
+    import pandas as pd
+
+    from otpr_sb3.benchmark.report import _seed_range, panel_curves
+
+    rows = [
+        ("T", m, s, t, 0.5)
+        for m, seeds in (("otpr", range(5)), ("dql", range(3)), ("bc", (0, 1, 2)))
+        for s in seeds
+        for t in (0, 10)
+    ]
+    curves = pd.DataFrame(rows, columns=["task", "method", "seed", "timesteps", "success"])
+    panel, shared = panel_curves(curves, "T", None)
+    assert shared == [0, 1, 2] and set(panel["seed"]) == {0, 1, 2} and set(panel["method"]) == {"otpr", "dql", "bc"}
+    panel, shared = panel_curves(curves, "T", ("otpr",))
+    assert shared == [0, 1, 2, 3, 4]
+    assert _seed_range([0, 1, 2]) == "0-2" and _seed_range([0, 2, 5]) == "0, 2, 5"

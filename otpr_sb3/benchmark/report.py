@@ -283,10 +283,35 @@ def mean_curves(curves: pd.DataFrame) -> pd.DataFrame:
     return out.drop(columns="std").rename(columns={"count": "seeds"})
 
 
-def _color(method: str) -> str:
-    """One colour per method in every figure: matplotlib's cycle in the order of METHODS."""
+def _color(method: str) -> Any:
+    """One colour per method in every figure: ``tab10`` then ``Dark2`` in the order of METHODS (18 distinct)."""
+    import matplotlib
+
+    palette = [*matplotlib.colormaps["tab10"].colors, *matplotlib.colormaps["Dark2"].colors]  # type: ignore[attr-defined]
     names = list(METHODS)
-    return f"C{names.index(method) % 10}" if method in names else "k"
+    return palette[names.index(method) % len(palette)] if method in names else "k"
+
+
+def panel_curves(curves: pd.DataFrame, task: str, methods: Sequence[str] | None) -> tuple[pd.DataFrame, list[int]]:
+    """Return the evaluations of one figure panel, on the seeds every one of its methods has, and those seeds.
+
+    No curve of a panel then averages more seeds than another (a 5-seed mean beside a 3-seed one would compare
+    different checkpoints).
+    """
+    panel = curves[curves["task"] == task]
+    if methods:
+        panel = panel[panel["method"].isin(methods)]
+    seed_sets = [set(g["seed"]) for _, g in panel.groupby("method")]
+    shared = sorted(set.intersection(*seed_sets)) if seed_sets else []
+    return panel[panel["seed"].isin(shared)], shared
+
+
+def _seed_range(seeds: Sequence[int]) -> str:
+    """``0-2`` for consecutive seeds, ``0, 2, 5`` otherwise."""
+    seeds = sorted(seeds)
+    if len(seeds) > 1 and seeds == list(range(seeds[0], seeds[-1] + 1)):
+        return f"{seeds[0]}-{seeds[-1]}"
+    return ", ".join(str(s) for s in seeds)
 
 
 def _plot_panels(curves: pd.DataFrame, panels: Sequence[tuple[str, str, tuple[str, ...] | None]], path: str) -> None:
@@ -295,13 +320,15 @@ def _plot_panels(curves: pd.DataFrame, panels: Sequence[tuple[str, str, tuple[st
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    mean = mean_curves(curves)
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 4.4), squeeze=False)
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 4.6), squeeze=False)
     for ax, (task, title, methods) in zip(axes[0], panels):
-        sub = mean[mean["task"] == task]
+        panel, shared = panel_curves(curves, task, methods)
+        sub = mean_curves(panel)
+        if shared:
+            title = f"{title}\nseeds {_seed_range(shared)} (shared by every curve)"
         # BC is one evaluation: drawn across the task's runs, or every task's when it has no other run yet.
         span = sub["timesteps"].max() if len(sub) else 0
-        span = span if span > 0 else max(float(mean["timesteps"].max()), 1.0)
+        span = span if span > 0 else max(float(curves["timesteps"].max()), 1.0)
         for method in methods or sorted(sub["method"].unique()):
             m = sub[sub["method"] == method]
             if m.empty:
@@ -314,11 +341,12 @@ def _plot_panels(curves: pd.DataFrame, panels: Sequence[tuple[str, str, tuple[st
             else:
                 ax.plot(x, y, marker=".", color=color, label=f"{method} (n={int(m['seeds'].max())})")
             ax.fill_between(x, y - se, y + se, color=color, alpha=0.2)
-        ax.set_title(title)
-        ax.set_xlabel("online env steps")
+        ax.set_title(title, fontsize=10)
+        # The band is the spread over seeds; one evaluation of n episodes has its own binomial noise on top.
+        ax.set_xlabel("online env steps (one 20-episode evaluation: s.e. up to 0.11)", fontsize=9)
         ax.set_ylim(-0.02, 1.02)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.17), ncol=3, frameon=False)
+        ax.legend(fontsize=9, loc="upper center", bbox_to_anchor=(0.5, -0.15), ncol=2, frameon=False)
     axes[0][0].set_ylabel("success rate (mean ± s.e. over seeds)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
