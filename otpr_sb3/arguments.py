@@ -138,6 +138,7 @@ def check_otpr_arguments(args: dict[str, Any]) -> None:
     _choice("actor_targets", args["actor_targets"], ("replay", "candidates", None))
     _choice("use_mask", args["use_mask"], (True, False))
     _choice("random_warmup", args["random_warmup"], (True, False, None))
+    _choice("critic_backup", args["critic_backup"], ("value", "policy"))
 
 
 def check_policy_arguments(args: dict[str, Any], guidance: Iterable[str]) -> None:

@@ -68,6 +68,10 @@ class OTPR(RegimeDefaults, ExpertPairs, OffPolicyAlgorithm):
         with ``beta`` the policies that filled the replay). ``"candidates"``: the paper's remedy of Sec. 4.4: per replay
         state, one of the acting actor's L candidates and the replay action drawn with probabilities ``H / sum H``,
         fitted unweighted. ``None`` (default): ``"candidates"`` from scratch, ``"replay"`` after :meth:`pretrain`.
+    critic_backup : {"value", "policy"}
+        The Q target's next-state value. ``"value"`` (default): IQL's in-sample ``V(s')``. ``"policy"``: the
+        target critics' ``min(Q1, Q2)(s', a')`` at an action ``a'`` sampled from the acting actor (Diffusion-QL's
+        Bellman backup); V is still fitted, for the guidances that read it.
     actor_kwargs : dict, optional
         ``batch_size`` (256) of the replay-target update, ``ema`` (0.995) of the acting copy, ``loss``
         (``"normalized"``: weighted score matching divided by the sum of the weights; ``"mean"``: the plain mean),
@@ -123,6 +127,7 @@ class OTPR(RegimeDefaults, ExpertPairs, OffPolicyAlgorithm):
         gradient_steps: int = 1,
         actor_targets: str | None = None,
         actor_kwargs: dict[str, Any] | None = None,
+        critic_backup: str = "value",
         reg: float | None = None,
         use_mask: bool = True,
         relation_weight: float | None = None,
@@ -158,6 +163,7 @@ class OTPR(RegimeDefaults, ExpertPairs, OffPolicyAlgorithm):
             **{name: given[name] for name in _OFF_POLICY_ARGUMENTS},
         )
         self.actor_targets, self.use_mask, self.random_warmup = actor_targets, use_mask, random_warmup
+        self.critic_backup = critic_backup
         self.dual_freq, self.dual_start, self.policy_delay = dual_freq, dual_start, policy_delay
         self.dual_updates = 0
         self.pretrained = False  # set by `pretrain`; saved with the model
@@ -279,7 +285,11 @@ class OTPR(RegimeDefaults, ExpertPairs, OffPolicyAlgorithm):
             finite = th.isfinite(obs.detach()).all() & th.isfinite(rewards).all()
             check_finite(finite, "NaN or infinite values in replay observations or rewards")
             batch = (obs, data.actions, rewards, next_obs, data.dones.reshape(-1))
-            critic_loss, value_loss = iql_update(policy, policy.critic_target, batch, self.gamma, self.tau)
+            next_actions = None
+            if self.critic_backup == "policy":  # one DDIM sample per next state, from the acting actor
+                noise = th.randn(next_obs.shape[0], policy.act_dim, device=next_obs.device)
+                next_actions = policy.sample_actions(next_obs, noise)
+            critic_loss, value_loss = iql_update(policy, policy.critic_target, batch, self.gamma, self.tau, next_actions)
             stats: dict[str, Any] = {"critic_loss": critic_loss, "value_loss": value_loss}
             if self._n_updates % self.dual_freq == 0:
                 stats.update(self._guidance_update())

@@ -38,10 +38,13 @@ def iql_update(
     batch: tuple[th.Tensor, th.Tensor, th.Tensor, th.Tensor, th.Tensor],
     gamma: float,
     tau: float,
+    next_actions: th.Tensor | None = None,
 ) -> tuple[th.Tensor, th.Tensor]:
     """One IQL step: expectile regression of V on the target critics, then the TD step of both Q networks.
 
     ``batch`` is ``(obs, actions, rewards, next_obs, dones)`` with prepared observations and flat rewards and dones.
+    With ``next_actions`` the TD target bootstraps from the target critics' ``min(Q1, Q2)(next_obs, next_actions)``
+    (a Bellman backup on the policy's actions) instead of ``V(next_obs)``.
     As in IQL, both losses use the networks before this step; the running scales take the batch's Q and Q - V.
     ``obs`` may carry the gradient of a trained features extractor: only the Q loss passes it on.
     Returns the critic and value losses, as detached 0-dim tensors (read them when logging: no synchronisation here).
@@ -50,7 +53,7 @@ def iql_update(
     fixed_obs = obs.detach()
     with th.no_grad():
         q_target = critic_target.min(fixed_obs, act)
-        v_next = policy.value(next_obs)
+        v_next = policy.value(next_obs) if next_actions is None else critic_target.min(next_obs, next_actions)
     v = policy.value(fixed_obs)
     diff = q_target - v
     weight = th.where(diff < 0, 1.0 - policy.expectile, policy.expectile)

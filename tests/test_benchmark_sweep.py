@@ -162,5 +162,6 @@ def test_the_baselines_tuning_sweep_gives_every_method_two_configurations_on_the
     specs = SweepConfig.from_toml(str(path)).specs()
     assert {s.seed for s in specs} == {100, 101}
     configs = Counter(s.method for s in specs if s.seed == 100)
-    assert set(configs.values()) == {2} and {"otpr", "idql-n", "dql", "rlpd-her", "ibrl", "dsrl"} == set(configs)
-    assert len({s.run_dir for s in specs}) == len(specs) == 24  # every configuration is a run of its own
+    methods = {"otpr", "idql-n", "dql", "diffusion-ql", "rlpd-her", "ibrl", "dsrl"}
+    assert set(configs.values()) == {2} and methods == set(configs)
+    assert len({s.run_dir for s in specs}) == len(specs) == 28  # every configuration is a run of its own

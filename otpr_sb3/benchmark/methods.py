@@ -113,6 +113,14 @@ METHODS: dict[str, Method] = {
             her=True,
         ),
         Method(
+            "diffusion-ql",
+            "otpr",
+            "Diffusion-QL as its paper runs it: the dql actor loss (eta = 1), a Bellman critic on actions sampled "
+            "from the actor, and collection by one actor sample (no candidate selection)",
+            kwargs={"critic_backup": "policy"},
+            policy_kwargs={"guidance": "dql", "n_candidates": 1},
+        ),
+        Method(
             "sac-demos",
             "sac",
             "SAC with the demonstrations kept in its replay buffer and 50/50 batches (RLPD-like, no ensemble)",
