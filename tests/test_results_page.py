@@ -47,3 +47,33 @@ def test_dql_on_push():
     assert c[0][4000] == c[1][4000] == 0.20 and c[2][12000] == 0.25
     assert all(max(x for t, x in c[s].items() if 0 < t <= 16000) <= 0.60 for s in range(3))
     assert "at or below 0.60 through 16,000 steps on every seed" in TEXT
+
+
+def test_plateau_section_is_the_record():
+    import importlib.util
+    import json
+
+    spec = importlib.util.spec_from_file_location("plateau_tables", ROOT / "examples" / "plateau" / "tables.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert (ROOT / "docs" / "plateau_variants.inc").read_text() == module.table()
+    record = json.loads((ROOT / "docs" / "data" / "plateau" / "variants.json").read_text())
+    rows = {r["variant"]: r for r in record["rows"]}
+    assert record["timesteps"] == 4000 and all(r["episodes"] == 100 for r in rows.values())
+    det = rows["deterministic"]
+    assert det["success"] == 0.94 and det["no grasp"] == 6 and det["dropped"] == det["held, not placed"] == 0
+    assert max(rows, key=lambda k: rows[k]["success"]) == "deterministic"
+    online = rows["online actor"]
+    assert online["success"] == 0.79 and online["no grasp"] == 21 and online["dropped"] == online["held, not placed"] == 0
+    best = rows["best of 8"]
+    assert best["success"] == 0.61 and best["held, not placed"] > best["no grasp"] + best["dropped"]
+    assert rows["collection"]["success"] == 0.91
+    page = " ".join((ROOT / "docs" / "results.rst").read_text().split())
+    for phrase in (
+        "already the best of the four** (0.94)",
+        "online actor succeeds in 0.79",
+        "by H's score hurts** (0.61)",
+        "succeeds in 0.91",
+        "after 4,000 online steps",
+    ):
+        assert phrase in page, phrase
