@@ -222,3 +222,21 @@ def test_regime_c_sentence():
     assert starts == {"0.34"}
     text = " ".join((ROOT / "docs" / "claims.rst").read_text().split())
     assert "reaches 0.04 on tuning seed 100" in text and "succeeds in 0.06 of its episodes" in text
+
+
+def test_the_second_wave_is_the_first_with_candidate_targets():
+    from otpr_sb3.benchmark.sweep import SweepConfig
+
+    sweeps = ROOT / "examples" / "sweeps"
+    first = SweepConfig.from_toml(str(sweeps / "claims_tuning.toml")).runs
+    second = SweepConfig.from_toml(str(sweeps / "claims_candidates_tuning.toml")).runs
+    assert len(first) == len(second)
+    for a, b in zip(first, second):
+        kwargs = dict(b.get("kwargs", {}))
+        assert kwargs.pop("actor_targets") == "candidates"
+        assert (kwargs, b.get("policy_kwargs"), b["method"], b["seed"]) == (
+            a.get("kwargs", {}),
+            a.get("policy_kwargs"),
+            a["method"],
+            a["seed"],
+        )
