@@ -118,3 +118,20 @@ def fast(**overrides):
         else:
             out[key] = value
     return out
+
+
+def load_script(relpath: str, name: str | None = None):
+    """Import a script of the repository (``examples/...``, ``benchmarks/...``) as a module, its folder on the path."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / relpath
+    sys.path.insert(0, str(path.parent))  # its sibling modules (``from claims_tables import ...``)
+    try:
+        spec = importlib.util.spec_from_file_location(name or path.stem, path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(path.parent))
+    return module

@@ -1,22 +1,19 @@
 """docs/claims.rst: its tables are generated from the committed records, and its sentences about them hold."""
 
-import importlib.util
 import json
 import math
 import tomllib
 from pathlib import Path
 
 import pytest
+from otpr_helpers import load_script
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "docs" / "data" / "claims"
 
 
 def _module():
-    spec = importlib.util.spec_from_file_location("claims_tables", ROOT / "examples" / "claims" / "claims_tables.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("examples/claims/claims_tables.py")
 
 
 def _tables():
@@ -181,17 +178,9 @@ def test_tuning_sentences():
 
 
 def test_report_sweep_is_valid_and_runs_the_kept_settings():
-    import sys
-
     from otpr_sb3.benchmark.sweep import SweepConfig
 
-    sys.path.insert(0, str(ROOT / "examples" / "claims"))
-    try:
-        spec = importlib.util.spec_from_file_location("report_sweep", ROOT / "examples" / "claims" / "report_sweep.py")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    finally:
-        sys.path.pop(0)
+    module = load_script("examples/claims/report_sweep.py")
     settings = {
         "H": {"method": "otpr", "kwargs": {"reg": 0.05, "relation_weight": 0.1}, "policy_kwargs": {}},
         "H, unmasked": {"method": "otpr", "kwargs": {"use_mask": False, "reg": 0.05}, "policy_kwargs": {}},

@@ -1,8 +1,9 @@
 """The Meta-World section of docs/benchmarks_howto.rst: tables generated from the records, sentences that hold."""
 
-import importlib.util
 import json
 from pathlib import Path
+
+from otpr_helpers import load_script
 
 from otpr_sb3.benchmark.metaworld_envs import METAWORLD_IDS
 from otpr_sb3.benchmark.tasks import TASKS
@@ -13,10 +14,7 @@ PAGE = (ROOT / "docs" / "benchmarks_howto.rst").read_text()
 
 
 def _module():
-    spec = importlib.util.spec_from_file_location("mw_tables", ROOT / "examples" / "metaworld" / "tables.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("examples/metaworld/tables.py", "mw_tables")
 
 
 def test_tables_are_the_records():

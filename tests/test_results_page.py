@@ -2,6 +2,8 @@
 
 from pathlib import Path
 
+from otpr_helpers import load_script
+
 from otpr_sb3.benchmark.evaluation import read_evaluations
 from otpr_sb3.benchmark.report import area_under_curve
 
@@ -50,12 +52,9 @@ def test_dql_on_push():
 
 
 def test_plateau_section_is_the_record():
-    import importlib.util
     import json
 
-    spec = importlib.util.spec_from_file_location("plateau_tables", ROOT / "examples" / "plateau" / "tables.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_script("examples/plateau/tables.py", "plateau_tables")
     assert (ROOT / "docs" / "plateau_variants.inc").read_text() == module.table()
     record = json.loads((ROOT / "docs" / "data" / "plateau" / "variants.json").read_text())
     rows = {r["variant"]: r for r in record["rows"]}

@@ -12,6 +12,7 @@ from typing import Any
 
 from otpr_sb3.benchmark.evaluation import read_evaluations
 from otpr_sb3.benchmark.report import area_under_curve
+from otpr_sb3.benchmark.report_rst import list_table
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, os.pardir)
 DATA = os.path.join(ROOT, "docs", "data", "claims")
@@ -23,15 +24,7 @@ def _load(name: str) -> dict[str, Any]:
         return json.load(f)
 
 
-def _table(header: list[str], rows: list[list[str]]) -> str:
-    lines = [".. list-table::", "   :header-rows: 1", ""]
-    for row in [header, *rows]:
-        lines.append("   * - " + row[0])
-        lines.extend("     - " + cell for cell in row[1:])
-    return "\n".join(lines) + "\n"
-
-
-def dual_accuracy_table(record: dict[str, Any]) -> str:
+def dual_accuracylist_table(record: dict[str, Any]) -> str:
     """Held-out marginal error, dual gap, H's non-zero share and time per update, per reg and lever."""
     rows = []
     for r in sorted(record["rows"], key=lambda r: (-r["reg"], r["heldout"], r["updates"])):
@@ -48,10 +41,10 @@ def dual_accuracy_table(record: dict[str, Any]) -> str:
             ]
         )
     header = ["reg", "lever", "held-out marginal error", "dual gap", "H > 0 (share of pairs)", "ms per update", "holds"]
-    return _table(header, rows)
+    return list_table(header, rows)
 
 
-def mask_tv_table(record: dict[str, Any]) -> str:
+def mask_tvlist_table(record: dict[str, Any]) -> str:
     """TV distance between the replay block's plans with and without the relation term, per setting."""
     rows = [r for r in record["rows"] if r["relation_weight"] > 0]
     weights = sorted({r["relation_weight"] for r in rows})
@@ -64,10 +57,10 @@ def mask_tv_table(record: dict[str, Any]) -> str:
         spread = next(r["relation_spread"] for r in rows if (r["keypoints"], r["relation_scale"]) == (K, scale))
         out.append([scale, str(K), f"{spread:.3f}", f"{reg:g}", *(f"{tvs[w]:.3f}" for w in weights)])
     header = ["relation cost", "keypoints", "spread ratio", "reg", *(f"TV at w = {w:g}" for w in weights)]
-    return _table(header, out)
+    return list_table(header, out)
 
 
-def matched_table(records: list[dict[str, Any]]) -> str:
+def matchedlist_table(records: list[dict[str, Any]]) -> str:
     """H's entropies and the matched temperatures of the Q and advantage guidances."""
     out = []
     for rec in records:
@@ -95,7 +88,7 @@ def matched_table(records: list[dict[str, Any]]) -> str:
         "advantage: matched T",
         "advantage entropy at T = 1",
     ]
-    return _table(header, out)
+    return list_table(header, out)
 
 
 def arm_of(spec: dict[str, Any]) -> tuple[str, str]:
@@ -168,7 +161,7 @@ def chosen_configs(runs: list[dict[str, Any]], seeds: tuple[int, ...] = (100, 10
     return chosen
 
 
-def tuning_table(runs: list[dict[str, Any]]) -> str:
+def tuninglist_table(runs: list[dict[str, Any]]) -> str:
     """Every tuning run by arm and configuration, with the configuration kept where the arm is complete."""
     chosen = chosen_configs(runs)
     rows = []
@@ -187,22 +180,22 @@ def tuning_table(runs: list[dict[str, Any]]) -> str:
             ]
         )
     header = ["arm", "configuration", "seed", "last five", "AUC", "final (100 episodes)", "env steps/s", "kept"]
-    return _table(header, rows)
+    return list_table(header, rows)
 
 
 def tables() -> dict[str, str]:
     """File name -> content of every table the records allow."""
     out = {}
     if os.path.exists(os.path.join(DATA, "dual_accuracy.json")):
-        out["claims_dual_accuracy.inc"] = dual_accuracy_table(_load("dual_accuracy.json"))
+        out["claims_dual_accuracy.inc"] = dual_accuracylist_table(_load("dual_accuracy.json"))
     if os.path.exists(os.path.join(DATA, "mask_tv.json")):
-        out["claims_mask_tv.inc"] = mask_tv_table(_load("mask_tv.json"))
+        out["claims_mask_tv.inc"] = mask_tvlist_table(_load("mask_tv.json"))
     matched = sorted(n for n in os.listdir(DATA) if n.startswith("matched_") and n.endswith(".json"))
     if matched:
-        out["claims_matched.inc"] = matched_table([_load(n) for n in matched])
+        out["claims_matched.inc"] = matchedlist_table([_load(n) for n in matched])
     runs = tuning_runs()
     if runs:
-        out["claims_tuning.inc"] = tuning_table(runs)
+        out["claims_tuning.inc"] = tuninglist_table(runs)
     return out
 
 

@@ -14,20 +14,14 @@ import json
 import os
 from typing import Any
 
+from otpr_sb3.benchmark.report_rst import list_table
+
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, os.pardir)
 DATA = os.path.join(ROOT, "docs", "data", "metaworld")
 CALIBRATION = os.path.join(ROOT, "results", "metaworld", "calibration")
 
 
-def _table(header: list[str], rows: list[list[str]]) -> str:
-    lines = [".. list-table::", "   :header-rows: 1", ""]
-    for row in [header, *rows]:
-        lines.append("   * - " + row[0])
-        lines.extend("     - " + cell for cell in row[1:])
-    return "\n".join(lines) + "\n"
-
-
-def experts_table(record: dict[str, Any]) -> str:
+def expertslist_table(record: dict[str, Any]) -> str:
     """Success (and median / longest successful episode) of each expert, by action-noise std."""
     noises = sorted({r["noise"] for r in record["rows"]})
     out = []
@@ -38,7 +32,7 @@ def experts_table(record: dict[str, Any]) -> str:
             length = "" if r["length_median"] is None else f" ({r['length_median']:.0f} / {r['length_max']})"
             cells.append(f"{r['success']:.2f}{length}")
         out.append([f"``{env_id}``", *cells])
-    return _table(["task", *(f"noise {n:g}" for n in noises)], out)
+    return list_table(["task", *(f"noise {n:g}" for n in noises)], out)
 
 
 def calibration_runs() -> list[dict[str, Any]]:
@@ -63,7 +57,7 @@ def calibration_runs() -> list[dict[str, Any]]:
     return out
 
 
-def calibration_table(runs: list[dict[str, Any]], chosen: dict[str, tuple[int, float]]) -> str:
+def calibrationlist_table(runs: list[dict[str, Any]], chosen: dict[str, tuple[int, float]]) -> str:
     """Every calibration run, with the setting each task keeps (its default in ``otpr_sb3.benchmark.tasks``)."""
     out = []
     for r in sorted(runs, key=lambda r: (r["env_id"], -r["episodes"], r["noise"])):
@@ -71,7 +65,7 @@ def calibration_table(runs: list[dict[str, Any]], chosen: dict[str, tuple[int, f
         out.append(
             [f"``{r['env_id']}``", str(r["episodes"]), f"{r['noise']:g}", f"{r['demonstrators']:.2f}", f"{r['bc']:.2f}", kept]
         )
-    return _table(["task", "demonstrations", "noise", "demonstrators' success", "BC (50 episodes)", "default"], out)
+    return list_table(["task", "demonstrations", "noise", "demonstrators' success", "BC (50 episodes)", "default"], out)
 
 
 def tables() -> dict[str, str]:
@@ -81,11 +75,11 @@ def tables() -> dict[str, str]:
     out = {}
     if os.path.exists(os.path.join(DATA, "experts.json")):
         with open(os.path.join(DATA, "experts.json")) as f:
-            out["metaworld_experts.inc"] = experts_table(json.load(f))
+            out["metaworld_experts.inc"] = expertslist_table(json.load(f))
     runs = calibration_runs()
     if runs:
         chosen = {t: (task.demo_episodes, task.demo_noise) for t, task in TASKS.items() if t.startswith("MetaWorld")}
-        out["metaworld_calibration.inc"] = calibration_table(runs, chosen)
+        out["metaworld_calibration.inc"] = calibrationlist_table(runs, chosen)
     return out
 
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 import os
 
+from otpr_sb3.benchmark.report_rst import list_table
+
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, os.pardir)
 RECORD = os.path.join(ROOT, "docs", "data", "plateau", "variants.json")
 OUT = os.path.join(ROOT, "docs", "plateau_variants.inc")
@@ -16,15 +18,11 @@ OUT = os.path.join(ROOT, "docs", "plateau_variants.inc")
 def variants_table(record: dict) -> str:
     """Success and failed episodes by kind, per way of acting."""
     header = ["acting", "success", "no grasp", "dropped", "held, not placed"]
-    lines = [".. list-table::", "   :header-rows: 1", ""]
     rows = [
         [r["variant"], f"{r['success']:.2f}", str(r["no grasp"]), str(r["dropped"]), str(r["held, not placed"])]
         for r in record["rows"]
     ]
-    for row in [header, *rows]:
-        lines.append("   * - " + row[0])
-        lines.extend("     - " + cell for cell in row[1:])
-    return "\n".join(lines) + "\n"
+    return list_table(header, rows)
 
 
 def table() -> str:
