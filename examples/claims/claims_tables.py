@@ -12,7 +12,7 @@ from typing import Any
 
 from otpr_sb3.benchmark.evaluation import read_evaluations
 from otpr_sb3.benchmark.report import area_under_curve
-from otpr_sb3.benchmark.report_rst import list_table
+from otpr_sb3.benchmark.report_rst import list_table, write_includes
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, os.pardir)
 DATA = os.path.join(ROOT, "docs", "data", "claims")
@@ -24,7 +24,7 @@ def _load(name: str) -> dict[str, Any]:
         return json.load(f)
 
 
-def dual_accuracylist_table(record: dict[str, Any]) -> str:
+def dual_accuracy_table(record: dict[str, Any]) -> str:
     """Held-out marginal error, dual gap, H's non-zero share and time per update, per reg and lever."""
     rows = []
     for r in sorted(record["rows"], key=lambda r: (-r["reg"], r["heldout"], r["updates"])):
@@ -44,7 +44,7 @@ def dual_accuracylist_table(record: dict[str, Any]) -> str:
     return list_table(header, rows)
 
 
-def mask_tvlist_table(record: dict[str, Any]) -> str:
+def mask_tv_table(record: dict[str, Any]) -> str:
     """TV distance between the replay block's plans with and without the relation term, per setting."""
     rows = [r for r in record["rows"] if r["relation_weight"] > 0]
     weights = sorted({r["relation_weight"] for r in rows})
@@ -60,7 +60,7 @@ def mask_tvlist_table(record: dict[str, Any]) -> str:
     return list_table(header, out)
 
 
-def matchedlist_table(records: list[dict[str, Any]]) -> str:
+def matched_table(records: list[dict[str, Any]]) -> str:
     """H's entropies and the matched temperatures of the Q and advantage guidances."""
     out = []
     for rec in records:
@@ -161,7 +161,7 @@ def chosen_configs(runs: list[dict[str, Any]], seeds: tuple[int, ...] = (100, 10
     return chosen
 
 
-def tuninglist_table(runs: list[dict[str, Any]]) -> str:
+def tuning_table(runs: list[dict[str, Any]]) -> str:
     """Every tuning run by arm and configuration, with the configuration kept where the arm is complete."""
     chosen = chosen_configs(runs)
     rows = []
@@ -187,20 +187,18 @@ def tables() -> dict[str, str]:
     """File name -> content of every table the records allow."""
     out = {}
     if os.path.exists(os.path.join(DATA, "dual_accuracy.json")):
-        out["claims_dual_accuracy.inc"] = dual_accuracylist_table(_load("dual_accuracy.json"))
+        out["claims_dual_accuracy.inc"] = dual_accuracy_table(_load("dual_accuracy.json"))
     if os.path.exists(os.path.join(DATA, "mask_tv.json")):
-        out["claims_mask_tv.inc"] = mask_tvlist_table(_load("mask_tv.json"))
+        out["claims_mask_tv.inc"] = mask_tv_table(_load("mask_tv.json"))
     matched = sorted(n for n in os.listdir(DATA) if n.startswith("matched_") and n.endswith(".json"))
     if matched:
-        out["claims_matched.inc"] = matchedlist_table([_load(n) for n in matched])
+        out["claims_matched.inc"] = matched_table([_load(n) for n in matched])
     runs = tuning_runs()
     if runs:
-        out["claims_tuning.inc"] = tuninglist_table(runs)
+        out["claims_tuning.inc"] = tuning_table(runs)
     return out
 
 
 if __name__ == "__main__":
-    for name, text in tables().items():
-        with open(os.path.join(ROOT, "docs", name), "w") as f:
-            f.write(text)
-        print("wrote docs/" + name)
+    for path in write_includes(tables(), os.path.join(ROOT, "docs")):
+        print("wrote", os.path.relpath(path, ROOT))

@@ -14,14 +14,14 @@ import json
 import os
 from typing import Any
 
-from otpr_sb3.benchmark.report_rst import list_table
+from otpr_sb3.benchmark.report_rst import list_table, write_includes
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, os.pardir)
 DATA = os.path.join(ROOT, "docs", "data", "metaworld")
 CALIBRATION = os.path.join(ROOT, "results", "metaworld", "calibration")
 
 
-def expertslist_table(record: dict[str, Any]) -> str:
+def experts_table(record: dict[str, Any]) -> str:
     """Success (and median / longest successful episode) of each expert, by action-noise std."""
     noises = sorted({r["noise"] for r in record["rows"]})
     out = []
@@ -57,7 +57,7 @@ def calibration_runs() -> list[dict[str, Any]]:
     return out
 
 
-def calibrationlist_table(runs: list[dict[str, Any]], chosen: dict[str, tuple[int, float]]) -> str:
+def calibration_table(runs: list[dict[str, Any]], chosen: dict[str, tuple[int, float]]) -> str:
     """Every calibration run, with the setting each task keeps (its default in ``otpr_sb3.benchmark.tasks``)."""
     out = []
     for r in sorted(runs, key=lambda r: (r["env_id"], -r["episodes"], r["noise"])):
@@ -75,16 +75,14 @@ def tables() -> dict[str, str]:
     out = {}
     if os.path.exists(os.path.join(DATA, "experts.json")):
         with open(os.path.join(DATA, "experts.json")) as f:
-            out["metaworld_experts.inc"] = expertslist_table(json.load(f))
+            out["metaworld_experts.inc"] = experts_table(json.load(f))
     runs = calibration_runs()
     if runs:
         chosen = {t: (task.demo_episodes, task.demo_noise) for t, task in TASKS.items() if t.startswith("MetaWorld")}
-        out["metaworld_calibration.inc"] = calibrationlist_table(runs, chosen)
+        out["metaworld_calibration.inc"] = calibration_table(runs, chosen)
     return out
 
 
 if __name__ == "__main__":
-    for name, text in tables().items():
-        with open(os.path.join(ROOT, "docs", name), "w") as f:
-            f.write(text)
-        print("wrote docs/" + name)
+    for path in write_includes(tables(), os.path.join(ROOT, "docs")):
+        print("wrote", os.path.relpath(path, ROOT))

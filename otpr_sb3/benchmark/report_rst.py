@@ -5,6 +5,7 @@ List tables of the summary, the diagnostics, the paired differences and the prob
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 
 import numpy as np
@@ -101,3 +102,14 @@ def rst_improvement(improvement: pd.DataFrame) -> str:
         for _, r in improvement.iterrows()
     ]
     return list_table(("task", "method", "P(OTPR > method) [95% CI]"), rows)
+
+
+def write_includes(texts: dict[str, str], directory: str) -> list[str]:
+    """Write each ``name -> text`` to ``directory/name`` (the docs' generated includes); return the paths."""
+    paths = []
+    for name, text in texts.items():
+        path = os.path.join(directory, name)
+        with open(path, "w") as f:
+            f.write(text)
+        paths.append(path)
+    return paths
