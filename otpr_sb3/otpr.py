@@ -30,7 +30,7 @@ from otpr_sb3.guidance import GuidanceTrainingState, UpdateContext
 from otpr_sb3.policies import CnnPolicy, MultiInputPolicy, OTPRPolicy
 from otpr_sb3.pretraining import as_demonstrations, behaviour_cloning, demonstration_tensors
 from otpr_sb3.replay_sampling import ReplaySampler
-from otpr_sb3.updates import actor_step, candidate_targets_loss, check_finite, iql_update
+from otpr_sb3.updates import actor_step, candidate_targets_loss, check_finite, iql_update, sampled_next_actions
 
 SelfOTPR = TypeVar("SelfOTPR", bound="OTPR")
 # SAC's arguments, passed on to SB3 as they are.
@@ -285,10 +285,7 @@ class OTPR(RegimeDefaults, ExpertPairs, OffPolicyAlgorithm):
             finite = th.isfinite(obs.detach()).all() & th.isfinite(rewards).all()
             check_finite(finite, "NaN or infinite values in replay observations or rewards")
             batch = (obs, data.actions, rewards, next_obs, data.dones.reshape(-1))
-            next_actions = None
-            if self.critic_backup == "policy":  # one DDIM sample per next state, from the acting actor
-                noise = th.randn(next_obs.shape[0], policy.act_dim, device=next_obs.device)
-                next_actions = policy.sample_actions(next_obs, noise)
+            next_actions = sampled_next_actions(policy, next_obs) if self.critic_backup == "policy" else None
             critic_loss, value_loss = iql_update(policy, policy.critic_target, batch, self.gamma, self.tau, next_actions)
             stats: dict[str, Any] = {"critic_loss": critic_loss, "value_loss": value_loss}
             if self._n_updates % self.dual_freq == 0:

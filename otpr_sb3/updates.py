@@ -69,6 +69,12 @@ def iql_update(
     return critic_loss.detach(), value_loss.detach()
 
 
+def sampled_next_actions(policy: Any, next_obs: th.Tensor) -> th.Tensor:
+    """One DDIM sample of the acting actor per next state: the actions of ``critic_backup="policy"``'s target."""
+    noise = th.randn(next_obs.shape[0], policy.act_dim, device=next_obs.device)
+    return policy.sample_actions(next_obs, noise)
+
+
 def actor_step(actor: th.nn.Module, actor_ema: th.nn.Module, loss: th.Tensor, ema: float) -> None:
     """Step the actor on ``loss`` and move its acting copy (EMA rate ``ema``) towards it."""
     optimize(actor.optimizer, loss)  # type: ignore[arg-type]

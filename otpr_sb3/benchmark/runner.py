@@ -33,7 +33,6 @@ from typing import Any
 import torch as th
 from stable_baselines3 import SAC
 from stable_baselines3.common.base_class import BaseAlgorithm
-from stable_baselines3.common.buffers import ReplayBuffer
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.save_util import load_from_zip_file
@@ -231,60 +230,40 @@ def _model(
         model.load_replay_buffer(buffer_path)
         return model, True
     policy = "MultiInputPolicy" if isinstance(demos.observations, dict) else "MlpPolicy"
-    tb = os.path.join(spec.run_dir, "tb")
     kwargs, policy_kwargs = _otpr_kwargs(spec, method)
+    common: dict[str, Any] = {"seed": spec.seed, "tensorboard_log": os.path.join(spec.run_dir, "tb"), "device": spec.device}
     if method.algo == "dsrl":  # no demonstrations: the noise that would give their actions is unknown
         sac_kwargs = {k: v for k, v in kwargs.items() if k != "noise_magnitude"}
-        dsrl = SAC(
-            policy,
-            env,
-            seed=spec.seed,
-            buffer_size=int(spec.buffer_size) if spec.buffer_size else spec.steps + 1,
-            tensorboard_log=tb,
-            device=spec.device,
-            **sac_kwargs,
-            policy_kwargs=policy_kwargs or None,
-        )
-        return dsrl, False
-    buffer_class: type[ReplayBuffer] = SymmetricDictReplayBuffer if policy == "MultiInputPolicy" else SymmetricReplayBuffer
-    if method.algo in ("sac", "rlpd", "ibrl"):  # from scratch, with the demonstrations as half of every batch
-        extra: dict[str, Any] = {}
-        if method.her:
-            if policy != "MultiInputPolicy":
-                raise ValueError(f"method {method.name!r} relabels goals: {task.env_id} is not goal-conditioned")
-            buffer_class = HerSymmetricDictReplayBuffer
-            extra["replay_buffer_kwargs"] = {"env_id": task.env_id}
-        if method.algo == "ibrl":
-            pretrained = _pretrained(spec, task, card, demos, progress_bar, default_arch=True)
-            extra["il_policy"] = OTPR.load(pretrained, device=spec.device).policy
-        model = algo_class(
-            policy,
-            env,
-            seed=spec.seed,
-            buffer_size=_buffer_size(spec, demos),
-            replay_buffer_class=buffer_class,
-            tensorboard_log=tb,
-            device=spec.device,
-            **extra,
-            **kwargs,
-            policy_kwargs=policy_kwargs or None,
-        )
+        size = int(spec.buffer_size) if spec.buffer_size else spec.steps + 1
+        return SAC(policy, env, buffer_size=size, **common, **sac_kwargs, policy_kwargs=policy_kwargs or None), False
+    if method.algo in ("sac", "rlpd", "ibrl"):
+        extra = _from_scratch_arguments(spec, task, method, card, demos, progress_bar, policy)
+        model = algo_class(policy, env, **common, **extra, **kwargs, policy_kwargs=policy_kwargs or None)
         assert model.replay_buffer is not None
         add_demonstrations(model.replay_buffer, demos, model.action_space)  # type: ignore[arg-type]
         model.replay_buffer.freeze_demonstrations()  # type: ignore[attr-defined]
         return model, False
-    otpr = OTPR(
-        policy,
-        env,
-        seed=spec.seed,
-        buffer_size=_buffer_size(spec, demos),
-        tensorboard_log=tb,
-        device=spec.device,
-        policy_kwargs=policy_kwargs,
-        **kwargs,
-    )
+    otpr = OTPR(policy, env, buffer_size=_buffer_size(spec, demos), policy_kwargs=policy_kwargs, **common, **kwargs)
     start_from_pretrained(otpr, _pretrained(spec, task, card, demos, progress_bar), demos)
     return otpr, False
+
+
+def _from_scratch_arguments(
+    spec: RunSpec, task: Task, method: Method, card: DatasetCard, demos: Demonstrations, progress_bar: bool, policy: str
+) -> dict[str, Any]:
+    """Return the replay arguments (demonstrations as half of every batch, HER if asked) and IBRL's proposer."""
+    dict_obs = policy == "MultiInputPolicy"
+    extra: dict[str, Any] = {"buffer_size": _buffer_size(spec, demos)}
+    extra["replay_buffer_class"] = SymmetricDictReplayBuffer if dict_obs else SymmetricReplayBuffer
+    if method.her:
+        if not dict_obs:
+            raise ValueError(f"method {method.name!r} relabels goals: {task.env_id} is not goal-conditioned")
+        extra["replay_buffer_class"] = HerSymmetricDictReplayBuffer
+        extra["replay_buffer_kwargs"] = {"env_id": task.env_id}
+    if method.algo == "ibrl":
+        pretrained = _pretrained(spec, task, card, demos, progress_bar, default_arch=True)
+        extra["il_policy"] = OTPR.load(pretrained, device=spec.device).policy
+    return extra
 
 
 def start_from_pretrained(model: OTPR, path: str, demos: Demonstrations) -> None:
