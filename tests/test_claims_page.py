@@ -242,3 +242,27 @@ def test_the_q_arm_collapses_on_both_seeds():
     assert max(r["final"] for r in runs) == 0.03
     assert _module().chosen_configs(_module().tuning_runs())["Q"] == "temperature 21.7"
     assert "final at most 0.03" in " ".join((ROOT / "docs" / "claims.rst").read_text().split())
+
+
+def test_kept_configurations_sentence():
+    m = _module()
+    runs = m.tuning_runs()
+
+    def mean(arm, config):
+        xs = [r["last_five"] for r in runs if (r["arm"], r["config"]) == (arm, config)]
+        assert len(xs) == 2
+        return round(sum(xs) / 2, 2)
+
+    assert (mean("H", "relation weight 0.1"), mean("H", "relation weight 0.3")) == (0.70, 0.47)
+    assert (mean("H, unmasked", "reg 0.05"), mean("H, unmasked", "reg 0.025")) == (0.85, 0.71)
+    assert (mean("advantage", "temperature 0.675"), mean("advantage", "temperature 3.9")) == (0.77, 0.03)
+    assert (mean("Q", "temperature 21.7"), mean("Q", "temperature 65.4")) == (0.05, 0.04)
+    chosen = m.chosen_configs(runs)
+    assert [chosen[a] for a in ("H", "H, unmasked", "advantage", "Q")] == [
+        "relation weight 0.1",
+        "reg 0.05",
+        "temperature 0.675",
+        "temperature 21.7",
+    ]
+    text = " ".join((ROOT / "docs" / "claims.rst").read_text().split())
+    assert "H with relation weight 0.1 (0.70, against 0.47 at 0.3), H unmasked at reg 0.05 (0.85, against 0.71" in text
