@@ -87,7 +87,9 @@ class HerSymmetricDictReplayBuffer(SymmetricDictReplayBuffer):
     ``her_ratio`` by the achieved goal of a step drawn uniformly from the rest of its episode (that step included),
     and its reward recomputed by the env's ``compute_reward``, as SB3's ``HerReplayBuffer`` does with
     ``n_sampled_goal = 4`` (``her_ratio = 0.8``). An episode ends at a termination or a ``TimeLimit.truncated``
-    step; the future of an episode still running is its steps so far.
+    step; the future of an episode still running is its steps so far. Once the online part of the buffer wraps,
+    the unwritten steps of an overwritten episode may draw goals from newer data (the harness sizes its buffers so
+    that they never wrap).
 
     Parameters
     ----------
@@ -110,18 +112,16 @@ class HerSymmetricDictReplayBuffer(SymmetricDictReplayBuffer):
             if key not in self.observations:
                 raise ValueError(f"hindsight relabelling needs goal-conditioned observations with {key!r}")
         self.env_id, self.her_ratio = env_id, float(her_ratio)
-        self.episode_start = np.zeros(self.buffer_size, dtype=np.int64)
         self.episode_end = np.zeros(self.buffer_size, dtype=np.int64)  # exclusive; of the steps stored so far
         self._current_start = 0
         self._compute_reward: Any = None
 
     def add(self, obs: Any, next_obs: Any, action: Any, reward: Any, done: Any, infos: list[dict[str, Any]]) -> None:  # noqa: D102
         pos = self.pos
-        if pos == self._current_start or pos < self._current_start:  # a new episode (or the write wrapped)
+        if pos < self._current_start:  # the write wrapped: the running episode continues as a new one
             self._current_start = pos
         super().add(obs, next_obs, action, reward, done, infos)
         start = self._current_start
-        self.episode_start[pos] = start
         self.episode_end[start : pos + 1] = pos + 1
         if bool(np.asarray(done).reshape(-1)[0]) or infos[0].get("TimeLimit.truncated", False):
             self._current_start = self.pos  # the next step starts an episode
