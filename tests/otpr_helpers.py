@@ -135,3 +135,28 @@ def load_script(relpath: str, name: str | None = None):
     finally:
         sys.path.remove(str(path.parent))
     return module
+
+
+def small_run_spec(root, env_id: str, method: str, dataset: str, **overrides):
+    """A benchmark ``RunSpec`` sized for tests: small networks, 200 steps, one-episode evaluations, under ``root``."""
+    from otpr_sb3.benchmark.methods import get_method
+    from otpr_sb3.benchmark.runner import RunSpec
+
+    from_scratch = get_method(method).algo in ("sac", "dsrl", "ibrl", "rlpd")
+    otpr_kwargs = {k: v for k, v in fast(learning_starts=20).items() if k != "policy_kwargs"}
+    base = dict(
+        env_id=env_id,
+        method=method,
+        seed=0,
+        steps=200,
+        dataset=dataset,
+        eval_freq=100,
+        eval_episodes=1,
+        final_eval_episodes=2,
+        pretrain_steps=50,
+        runs_dir=str(root / "runs"),
+        data_path=str(root / "minari"),
+        kwargs=dict(learning_starts=20, batch_size=32) if from_scratch else otpr_kwargs,
+        policy_kwargs=dict(net_arch=[32, 32]) if from_scratch else SMALL,
+    )
+    return RunSpec(**{**base, **overrides})

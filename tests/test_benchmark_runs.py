@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 import torch as th
-from otpr_helpers import SMALL, fast
+from otpr_helpers import small_run_spec
 from stable_baselines3 import SAC
 
 from otpr_sb3 import IBRL, OTPR
@@ -16,8 +16,6 @@ from otpr_sb3.benchmark.runner import RunSpec, run
 from otpr_sb3.rlpd import RLPD
 
 ENV = "PointMaze_UMaze-v3"
-SMALL_POLICY = SMALL
-FAST_OTPR = {k: v for k, v in fast(learning_starts=20).items() if k != "policy_kwargs"}
 
 
 @pytest.fixture(scope="module")
@@ -29,24 +27,7 @@ def dirs(tmp_path_factory):
 
 def spec_for(dirs, method, steps=200, **extra):
     root, dataset = dirs
-    sac = get_method(method).algo in ("sac", "dsrl", "ibrl", "rlpd")
-    base = dict(
-        env_id=ENV,
-        method=method,
-        seed=0,
-        steps=steps,
-        dataset=dataset,
-        eval_freq=100,
-        eval_episodes=1,
-        final_eval_episodes=2,
-        pretrain_steps=50,
-        runs_dir=str(root / "runs"),
-        data_path=str(root / "minari"),
-        kwargs=dict(learning_starts=20, batch_size=32) if sac else FAST_OTPR,
-        policy_kwargs=dict(net_arch=[32, 32]) if sac else SMALL_POLICY,
-    )
-    base.update(extra)
-    return RunSpec(**base)
+    return small_run_spec(root, ENV, method, dataset, steps=steps, **extra)
 
 
 @pytest.mark.parametrize("method", sorted(METHODS))

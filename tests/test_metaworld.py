@@ -5,14 +5,14 @@ import json
 import gymnasium as gym
 import numpy as np
 import pytest
-from otpr_helpers import SMALL, fast
+from otpr_helpers import small_run_spec
 
 from otpr_sb3 import Demonstrations
 from otpr_sb3.benchmark.evaluation import read_evaluations
 from otpr_sb3.benchmark.experts import expert_for, run_expert
 from otpr_sb3.benchmark.metaworld_envs import METAWORLD_IDS, make_metaworld_env
 from otpr_sb3.benchmark.recording import record
-from otpr_sb3.benchmark.runner import RunSpec, run
+from otpr_sb3.benchmark.runner import run
 from otpr_sb3.benchmark.tasks import TASKS, get_task
 
 metaworld = pytest.importorskip("metaworld")  # installed by scripts/run.sh; the harness itself does not need it
@@ -90,20 +90,8 @@ def test_record_and_a_short_run(tmp_path):
     env = get_task(env_id).make_env()
     demos.check_spaces(env.observation_space, env.action_space)
     assert len(demos) == card.transitions < 2 * METAWORLD_IDS[env_id][1]
-    spec = RunSpec(
-        env_id=env_id,
-        method="otpr",
-        seed=0,
-        steps=120,
-        dataset=card.dataset_id,
-        eval_freq=120,
-        eval_episodes=1,
-        final_eval_episodes=1,
-        pretrain_steps=20,
-        runs_dir=str(tmp_path / "runs"),
-        data_path=str(tmp_path / "minari"),
-        kwargs={k: v for k, v in fast(learning_starts=20).items() if k != "policy_kwargs"},
-        policy_kwargs=SMALL,
+    spec = small_run_spec(
+        tmp_path, env_id, "otpr", card.dataset_id, steps=120, eval_freq=120, final_eval_episodes=1, pretrain_steps=20
     )
     summary = run(spec)
     rows = read_evaluations(f"{spec.run_dir}/evaluations.csv")
