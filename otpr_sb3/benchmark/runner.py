@@ -205,9 +205,9 @@ def _env_maker(
     if method.algo != "dsrl":
         return task.make_env
     kwargs, _ = _otpr_kwargs(spec, method)
-    magnitude = float(kwargs.get("noise_magnitude", 1.5))
+    box = {"magnitude": float(kwargs["noise_magnitude"])} if "noise_magnitude" in kwargs else {}  # else the wrapper's
     frozen = OTPR.load(_pretrained(spec, task, card, demos, progress_bar, default_arch=True), device=spec.device).policy
-    return lambda: NoiseSteeringWrapper(task.make_env(), frozen, magnitude)
+    return lambda: NoiseSteeringWrapper(task.make_env(), frozen, **box)
 
 
 def _model(
