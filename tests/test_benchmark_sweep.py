@@ -145,6 +145,15 @@ def test_sweep_file_expands_to_one_run_per_method_and_seed(tmp_path):
     assert [(s.method, s.seed) for s in specs] == [(m, k) for k in (0, 1, 2) for m in ("otpr", "idql")]
     assert all(s.steps == 400 and s.threads == 1 and os.path.isabs(s.runs_dir) for s in specs)
     assert specs[0].policy_kwargs["critic_hidden"] == [32, 32]
+    # Seeds outermost across groups as well, so a sweep cut short leaves every arm paired on its first seeds.
+    two = SweepConfig.from_dict(
+        {
+            "name": "x",
+            "defaults": {"env": "PointMaze_UMaze-v3", "seeds": [0, 1]},
+            "runs": [{"methods": ["otpr"]}, {"methods": ["idql"], "kwargs": {"n_candidates": 4}}],
+        }
+    )
+    assert [(r["method"], r["seed"]) for r in two.runs] == [("otpr", 0), ("idql", 0), ("otpr", 1), ("idql", 1)]
     with pytest.raises(ValueError, match="unknown run keys"):
         SweepConfig.from_dict({"name": "x", "runs": [{"env": "PointMaze_UMaze-v3", "methods": ["otpr"], "stpes": 3}]})
     with pytest.raises(ValueError, match="method"):

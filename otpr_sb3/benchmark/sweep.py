@@ -105,8 +105,9 @@ class SweepConfig:
             get_task(group.get("env_id", ""))
             for method in methods:
                 get_method(method)
-            # Seeds outermost: a sweep cut short still has every method on its first seeds.
-            runs.extend({**group, "method": method, "seed": int(seed)} for seed in seeds for method in methods)
+            runs.extend({**group, "method": method, "seed": int(seed)} for method in methods for seed in seeds)
+        # Seeds outermost, across groups too: a sweep cut short still has every arm on its first seeds (paired).
+        runs.sort(key=lambda run: run["seed"])
         return cls(runs=runs, **data)
 
     @classmethod
