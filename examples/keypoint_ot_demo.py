@@ -46,12 +46,17 @@ def main(out: str = "outputs/keypoint_ot.png", seed: int = 0) -> dict[str, float
     eps = 1e-3
     a = b = np.full(n, 1.0 / n)
 
-    t0 = time.perf_counter()
-    res = no.solve_discrete(a, b, M, eps, mask=mask)
-    t_ours = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    ref = ot.smooth.smooth_ot_dual(a, b, M + 10.0 * (1 - mask), 2 * eps * n * m, reg_type="l2", stopThr=1e-12, numItermax=5000)
-    t_pot = time.perf_counter() - t0
+    # Best of five, alternating: one solve takes milliseconds, and single timings vary by 2x on a shared machine.
+    t_ours = t_pot = float("inf")
+    for _ in range(5):
+        t0 = time.perf_counter()
+        res = no.solve_discrete(a, b, M, eps, mask=mask)
+        t_ours = min(t_ours, time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        ref = ot.smooth.smooth_ot_dual(
+            a, b, M + 10.0 * (1 - mask), 2 * eps * n * m, reg_type="l2", stopThr=1e-12, numItermax=5000
+        )
+        t_pot = min(t_pot, time.perf_counter() - t0)
     plain = no.solve_discrete(a, b, base(x, y), eps)
 
     solver = no.MaskedL2Dual(

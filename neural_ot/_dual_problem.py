@@ -53,15 +53,35 @@ class _Problem:
         return value if value == value else float("inf")
 
     def line_loss(
-        self, u: th.Tensor, v: th.Tensor, du: th.Tensor, dv: th.Tensor, z: th.Tensor, active: th.Tensor | None
+        self,
+        u: th.Tensor,
+        v: th.Tensor,
+        du: th.Tensor,
+        dv: th.Tensor,
+        z: th.Tensor,
+        active: th.Tensor | None,
+        dense: bool = False,
     ) -> Callable[[float], float]:
         """Loss along ``(u, v) + t (du, dv)`` for ``t`` in ``[0, 1]``, with ``z`` the current ``u + v - C``.
 
         The L2 penalty vanishes where ``z + t s <= 0`` for every such ``t``, so only the pairs active now
-        (``active``, a boolean matrix) or at ``t = 1`` are kept: one dense pass per line search.
+        (``active``, a boolean matrix) or at ``t = 1`` are kept: one dense pass per line search. When most
+        pairs are active (``dense``), gathering them costs more than the zeros it skips, and each trial is a
+        few dense passes on ``z`` instead.
         """
         if not isinstance(self.r, SquaredL2) or active is None:
             return lambda t: self.loss(u + t * du, v + t * dv)
+        lin0, lin1 = float(self.a @ u + self.b @ v), float(self.a @ du + self.b @ dv)
+        if dense:
+            scale = 1.0 / (4.0 * self.r.reg)
+
+            def f_dense(t: float) -> float:
+                y = th.add(z, du[:, None], alpha=t).add_(dv[None, :], alpha=t).relu_().square_()
+                if self.mask is not None:
+                    y.mul_(self.mask)
+                return scale * float(self.a @ y @ self.b) - lin0 - t * lin1
+
+            return f_dense
         keep = th.add(z, du[:, None]).add_(dv[None, :]) > 0
         keep |= active
         if self.mask is not None:
@@ -69,7 +89,6 @@ class _Problem:
         rows, cols = th.nonzero(keep, as_tuple=True)
         zc, sc = z[rows, cols], du[rows] + dv[cols]
         wc = self.a[rows] * self.b[cols]
-        lin0, lin1 = float(self.a @ u + self.b @ v), float(self.a @ du + self.b @ dv)
 
         def f(t: float) -> float:
             return float(wc @ self.r.conjugate(zc + t * sc)) - lin0 - t * lin1
@@ -131,7 +150,14 @@ class _SparseProblem:
         return value if value == value else float("inf")
 
     def line_loss(
-        self, u: th.Tensor, v: th.Tensor, du: th.Tensor, dv: th.Tensor, z: th.Tensor, active: th.Tensor | None
+        self,
+        u: th.Tensor,
+        v: th.Tensor,
+        du: th.Tensor,
+        dv: th.Tensor,
+        z: th.Tensor,
+        active: th.Tensor | None,
+        dense: bool = False,
     ) -> Callable[[float], float]:
         s = du[self.rows] + dv[self.cols]
         lin0, lin1 = float(self.a @ u + self.b @ v), float(self.a @ du + self.b @ dv)

@@ -42,10 +42,9 @@ class _Curvature:
             self.active = active
             self.dense = float(active.sum()) > _DENSE_FRACTION * n * m
             if self.dense:  # dense products: no index lists (their scatter costs more than the zeros it skips)
-                ab = a[:, None] * b[None, :]
-                zp = th.where(active, z, 0.0)
-                self._W = ab * prob.r.curvature(zp) * active
-                T = ab * prob.r.density(zp)
+                # L2: curvature a_i b_j / (2 eps) on active pairs, plan = z * curvature there (three passes).
+                self._W = active.to(z.dtype).mul_(a[:, None]).mul_((b / (2.0 * prob.r.reg))[None, :])
+                T = th.relu(z).mul_(self._W)  # relu: a diverged -inf z gives 0, not 0 * -inf
                 self.row_mass, self.col_mass = T.sum(1), T.sum(0)
                 self.d1, self.d2 = self._W.sum(1), self._W.sum(0)
             else:
@@ -129,10 +128,16 @@ class _HessianOperator:
         c, n = self.c, self.n
         W = c.W if c.dense else th.zeros(n, self.m, dtype=rhs.dtype, device=rhs.device).index_put_((c.rows, c.cols), c.w)
         free = self.free > 0
-        fu, fv = free[:n], free[n:]
         d = self.diagonal
-        Wf, d1, d2 = W[fu][:, fv], d[:n][fu], d[n:][fv]
-        ru, rv = rhs[:n][fu], rhs[n:][fv]
+        fu: th.Tensor | slice
+        fv: th.Tensor | slice
+        if bool(free.all()):  # the usual case: no copies of W
+            fu = fv = slice(None)
+            Wf = W
+        else:
+            fu, fv = free[:n], free[n:]
+            Wf = W[fu][:, fv]
+        d1, d2, ru, rv = d[:n][fu], d[n:][fv], rhs[:n][fu], rhs[n:][fv]
         if Wf.shape[0] < Wf.shape[1]:  # eliminate the larger side: v
             xu, xv = self._schur(Wf, d1, d2, ru, rv)
         else:
@@ -145,7 +150,8 @@ class _HessianOperator:
     def _schur(W: th.Tensor, d1: th.Tensor, d2: th.Tensor, r1: th.Tensor, r2: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
         """Solve ``[[D1, W], [W^T, D2]] [x1; x2] = [r1; r2]`` (``W`` is ``k x l``, k <= l) by eliminating ``x2``."""
         Wd = W / d2[None, :]  # D2^{-1} eliminated: S = D1 - W D2^{-1} W^T, of the smaller side
-        S = th.diag(d1) - Wd @ W.T
+        S = (Wd @ W.T).neg_()
+        S.diagonal().add_(d1)
         rhs = r1 - Wd @ r2
         L, info = th.linalg.cholesky_ex(S)
         x1 = th.cholesky_solve(rhs[:, None], L).squeeze(1) if int(info) == 0 else th.linalg.solve(S, rhs)

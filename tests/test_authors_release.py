@@ -1,5 +1,6 @@
 """The "authors' release" guidance: the potentials of the relation-cost dual, candidates ranked with -Q, plain loss."""
 
+import pytest
 import torch as th
 
 from otpr_sb3 import OTPR
@@ -35,6 +36,29 @@ def test_the_dual_is_trained_on_the_relation_cost_alone_and_candidates_are_ranke
     th.testing.assert_close(w, th.relu(expected) / (2 * g.reg))
     # And not with the dual's own cost: the two rankings use different costs.
     assert not th.allclose(c_q, g.dual_cost.grouped(x[:2], cand))
+
+
+def test_at_relation_weight_one_the_dual_cost_never_evaluates_the_critics(monkeypatch):
+    """The critics' weight is 0 there, and on all pairs of a dual batch they were most of its arithmetic."""
+    model = authors_model()
+    g = model.policy.guidance
+    gen = th.Generator().manual_seed(0)
+    ctx = model._update_context()
+    x, y = ctx.sample_states(8, gen), ctx.sample_actions(8, gen)
+    expected = [g.dual_cost.pairwise(x, y), g.dual_cost.grouped(x[:2], y[:6].reshape(2, 3, -1)), g.dual_cost.paired(x, y)]
+
+    def no_critic(*args, **kwargs):
+        raise AssertionError("the critics were evaluated at relation weight 1")
+
+    monkeypatch.setattr(model.policy.critic, "pairwise_min", no_critic)
+    monkeypatch.setattr(model.policy.critic, "grouped_min", no_critic)
+    got = [g.dual_cost.pairwise(x, y), g.dual_cost.grouped(x[:2], y[:6].reshape(2, 3, -1)), g.dual_cost.paired(x, y)]
+    for a, b in zip(got, expected):
+        th.testing.assert_close(a, b.to(a.dtype))
+    # Below weight 1 the critics are in the cost again.
+    g.relation_weight = 0.5
+    with pytest.raises(AssertionError, match="critics were evaluated"):
+        g.dual_cost.pairwise(x, y)
 
 
 def test_the_actor_loss_is_the_plain_diffusion_loss():

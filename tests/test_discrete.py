@@ -314,3 +314,33 @@ def test_masked_entropic_matches_pot_sinkhorn_with_a_large_cost_on_masked_pairs(
     assert ours.plan[mask == 0].max() == 0.0  # exactly zero where masked, where POT's is only tiny
     for i, j in pairs:
         assert ours.plan[i, j] == pytest.approx(1 / n, rel=1e-9)
+
+
+@pytest.mark.parametrize("target", [1e-5, 2e-3, 1.0])
+@pytest.mark.parametrize("max_iter", [1, 30])
+def test_l2_row_roots_agree_with_a_brute_force_root_on_every_path(target, max_iter, monkeypatch):
+    """Partial sort, Newton and the sort fallback (max_iter=1 forces it) give the root of each row."""
+    from neural_ot import regularizers
+
+    newton = regularizers._newton_roots
+    monkeypatch.setattr(regularizers, "_newton_roots", lambda t, w, tg: newton(t, w, tg, max_iter=max_iter))
+    gen = th.Generator().manual_seed(0)
+    for m in (40, 300):  # 40: straight to Newton; 300: partial sort first
+        t = th.rand(50, m, generator=gen, dtype=th.float64)
+        w = th.rand(m, generator=gen, dtype=th.float64) + 0.1
+        active = th.rand(50, m, generator=gen) > 0.3
+        s = regularizers.l2_row_roots(t, w, active, target)
+        value = (w * th.where(active, (s[:, None] - t).clamp_min(0), 0.0)).sum(1)
+        th.testing.assert_close(value, th.full_like(value, target), rtol=1e-10, atol=1e-14)
+
+
+def test_a_fully_active_l2_problem_is_solved_by_the_cold_start_alone(rng):
+    """Where every pair is active, the all-active closed form is the optimum: no Newton step, the QP's plan."""
+    n, m = 7, 6
+    x, y = point_clouds(rng, n, m)
+    M = normalized_cost(x, y)
+    a, b = rng.dirichlet(np.ones(n)), rng.dirichlet(np.ones(m))
+    res = no.solve_discrete(a, b, M, 2.0)
+    T, _ = _l2_qp(a, b, M, 2.0)
+    assert res.converged and res.n_iter == 0 and (res.plan > 0).all()
+    np.testing.assert_allclose(res.plan, T, atol=1e-6)
