@@ -1,10 +1,12 @@
 """Benchmark neural_ot against POT, side by side in one process, and print Markdown tables.
 
-Run: ``python examples/benchmarks/bench_neural_ot.py`` (about 5 minutes on 2 cores; ``--quick`` for
-a one-minute subset). Costs are squared Euclidean between Gaussian clouds, normalised to max 1.
+Run: ``python examples/benchmarks/bench_neural_ot.py`` (about 15 minutes on 2 cores; ``--quick`` for
+a subset). Costs are squared Euclidean between Gaussian clouds, normalised to max 1.
 POT's ``smooth_ot_dual`` uses ``reg/2 ||T||^2``; with uniform weights that is ``eps = reg / (2 n m)``
 in neural_ot's density-based convention. POT runs with the tight tolerances a reference needs
-(``stopThr=1e-12``, ``numItermax=5000``).
+(``stopThr=1e-12``, ``numItermax=5000``). ``regot`` (C++ semismooth-Newton and Newton-Sinkhorn solvers) uses
+POT's convention and runs at ``tol=1e-9``. The large-cloud part compares the exact entropic solver with geomloss
+(tensorized backend; cost ``|x - y|^2 / 2``, ``eps = blur^2``), whose epsilon-scaling stops at its own accuracy.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ import time
 
 import numpy as np
 import ot
+import regot
+import torch as th
 
 import neural_ot as no
 
@@ -46,6 +50,9 @@ def bench_l2(sizes: list[int], regs: list[float]) -> list[dict[str, float]]:
             t0 = time.perf_counter()
             G = ot.smooth.smooth_ot_dual(a, b, M, reg, reg_type="l2", stopThr=1e-12, numItermax=5000)
             t_pot = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            R = np.asarray(regot.qrot_grssn(np.asfortranarray(M), a, b, reg, tol=1e-9, max_iter=1000).plan)
+            t_regot = time.perf_counter() - t0
             rows.append(
                 {
                     "n": n,
@@ -53,13 +60,20 @@ def bench_l2(sizes: list[int], regs: list[float]) -> list[dict[str, float]]:
                     "eps": eps,
                     "t_ours": t_ours,
                     "t_pot": t_pot,
+                    "t_regot": t_regot,
                     "err_ours": res.marginal_error,
                     "err_pot": _marginal_error(G, a, b),
+                    "err_regot": _marginal_error(R, a, b),
                     "l1": float(np.abs(res.plan - G).sum()),
+                    "l1_regot": float(np.abs(res.plan - R).sum()),
                     "iters": res.n_iter,
                 }
             )
-            print(f"l2 n={n} reg={reg:g}: ours {t_ours:.2f}s, POT {t_pot:.2f}s", file=sys.stderr, flush=True)
+            print(
+                f"l2 n={n} reg={reg:g}: ours {t_ours:.2f}s, POT {t_pot:.2f}s, regot {t_regot:.2f}s",
+                file=sys.stderr,
+                flush=True,
+            )
     return rows
 
 
@@ -80,18 +94,69 @@ def bench_entropic(sizes: list[int], regs: list[float]) -> list[dict[str, float]
                 t0 = time.perf_counter()
                 G = ot.sinkhorn(a, b, M, reg, stopThr=1e-9, numItermax=100000)
                 t_pot = min(t_pot, time.perf_counter() - t0)
+            # regot's Newton-Sinkhorn solvers, once each (dense Newton; sparsified Newton, SSNS).
+            regot_rows = {}
+            for name in ("sinkhorn_newton", "sinkhorn_ssns"):
+                t0 = time.perf_counter()
+                out = getattr(regot, name)(np.asfortranarray(M), a, b, reg, tol=1e-9, max_iter=1000)
+                regot_rows[name] = (time.perf_counter() - t0, _marginal_error(np.asarray(out.plan), a, b))
             rows.append(
                 {
                     "n": n,
                     "reg": reg,
                     "t_ours": t_ours,
                     "t_pot": t_pot,
+                    "t_newton": regot_rows["sinkhorn_newton"][0],
+                    "t_ssns": regot_rows["sinkhorn_ssns"][0],
                     "err_ours": res.marginal_error,
                     "err_pot": _marginal_error(G, a, b),
+                    "err_newton": regot_rows["sinkhorn_newton"][1],
+                    "err_ssns": regot_rows["sinkhorn_ssns"][1],
                     "l1": float(np.abs(res.plan - G).sum()),
                 }
             )
             print(f"entropic n={n} reg={reg:g}: ours {t_ours:.2f}s, POT {t_pot:.2f}s", file=sys.stderr, flush=True)
+    return rows
+
+
+def _geomloss_marginal_error(F: th.Tensor, G: th.Tensor, x: th.Tensor, y: th.Tensor, eps: float) -> float:
+    """Relative L1 marginal error of the plan ``a_i b_j exp((F_i + G_j - |x_i - y_j|^2 / 2) / eps)``, in row blocks."""
+    n, m = len(x), len(y)
+    x, y, F, G = x.double(), y.double(), F.double(), G.double()
+    rows, cols = th.empty(n, dtype=th.float64), th.zeros(m, dtype=th.float64)
+    for i in range(0, n, 2000):
+        C = th.cdist(x[i : i + 2000], y).square_().div_(2)
+        P = (F[i : i + 2000, None] + G[None] - C).div_(eps).exp_().div_(n * m)
+        rows[i : i + 2000], cols = P.sum(1), cols + P.sum(0)
+    return float(max((rows - 1 / n).abs().sum(), (cols - 1 / m).abs().sum()))
+
+
+def bench_large(sizes: list[int], blur: float = 0.5) -> list[dict[str, float]]:
+    """Entropic OT between Gaussian clouds of ``n`` points: neural_ot's exact solver against geomloss."""
+    from geomloss import SamplesLoss
+
+    rows = []
+    eps = blur**2
+    for n in sizes:
+        gen = th.Generator().manual_seed(0)
+        x, y = th.randn(n, 2, generator=gen), th.randn(n, 2, generator=gen) + 1.0
+        row: dict[str, float] = {"n": n, "eps": eps}
+        t0 = time.perf_counter()
+        M = th.cdist(x.double(), y.double()).square_().div_(2)
+        w = th.full((n,), 1.0 / n, dtype=th.float64)
+        res = no.solve(M, w, w, reg=eps, reg_type="entropic")
+        row["t_ours"], row["err_ours"] = time.perf_counter() - t0, res.marginal_error
+        del M, res
+        for scaling in (0.5, 0.9):
+            loss = SamplesLoss(
+                "sinkhorn", p=2, blur=blur, scaling=scaling, debias=False, potentials=True, backend="tensorized"
+            )
+            t0 = time.perf_counter()
+            F, G = loss(x, y)
+            row[f"t_geomloss_{scaling}"] = time.perf_counter() - t0
+            row[f"err_geomloss_{scaling}"] = _geomloss_marginal_error(F.view(-1), G.view(-1), x, y, eps)
+        rows.append(row)
+        print(f"large n={n}: ours {row['t_ours']:.1f}s, geomloss {row['t_geomloss_0.5']:.1f}s", file=sys.stderr, flush=True)
     return rows
 
 
@@ -166,26 +231,46 @@ def bench_stochastic(points: list[int], dims: list[int], steps: int) -> list[dic
     return rows
 
 
-def print_tables(l2: list[dict], ent: list[dict], sto: list[dict]) -> None:
-    print("\n### Exact L2 solver vs POT `smooth_ot_dual` (uniform weights, same problems)\n")
+def print_tables(l2: list[dict], ent: list[dict], sto: list[dict], large: list[dict] | None = None) -> None:
+    print("\n### Exact L2 solver vs POT `smooth_ot_dual` and regot `qrot_grssn` (uniform weights, same problems)\n")
     print(
-        "| n = m | POT reg | eps (density) | neural_ot [s] | POT [s] | speed-up | marginal err neural_ot | "
-        "marginal err POT | L1(plan diff) |"
+        "| n = m | POT reg | eps (density) | neural_ot [s] | POT [s] | regot [s] | speed-up vs POT | speed-up vs regot | "
+        "marginal err neural_ot | marginal err POT | marginal err regot | L1(plan diff) POT | L1(plan diff) regot |"
     )
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in l2:
         print(
-            f"| {r['n']} | {r['pot_reg']:g} | {r['eps']:.2e} | {r['t_ours']:.2f} | {r['t_pot']:.2f} | "
-            f"{r['t_pot'] / r['t_ours']:.1f}x | {r['err_ours']:.1e} | {r['err_pot']:.1e} | {r['l1']:.1e} |"
+            f"| {r['n']} | {r['pot_reg']:g} | {r['eps']:.2e} | {r['t_ours']:.2f} | {r['t_pot']:.2f} | {r['t_regot']:.2f} | "
+            f"{r['t_pot'] / r['t_ours']:.1f}x | {r['t_regot'] / r['t_ours']:.1f}x | {r['err_ours']:.1e} | "
+            f"{r['err_pot']:.1e} | {r['err_regot']:.1e} | {r['l1']:.1e} | {r['l1_regot']:.1e} |"
         )
-    print("\n### Exact entropic solver vs POT `sinkhorn` (stopThr=1e-9; best of 3 runs, 1 at reg 1e-3)\n")
-    print("| n = m | reg | neural_ot [s] | POT [s] | speed-up | marginal err neural_ot | marginal err POT | L1(plan diff) |")
-    print("|---|---|---|---|---|---|---|---|")
+    print(
+        "\n### Exact entropic solver vs POT `sinkhorn` (stopThr=1e-9; best of 3 runs, 1 at reg 1e-3) and regot's "
+        "Newton solvers (tol=1e-9, one run)\n"
+    )
+    print(
+        "| n = m | reg | neural_ot [s] | POT [s] | regot Newton [s] | regot SSNS [s] | speed-up vs POT | "
+        "marginal err neural_ot | marginal err POT | marginal err regot Newton | marginal err regot SSNS | L1(plan diff) |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in ent:
         print(
-            f"| {r['n']} | {r['reg']:g} | {r['t_ours']:.3f} | {r['t_pot']:.3f} | {r['t_pot'] / r['t_ours']:.1f}x | "
-            f"{r['err_ours']:.1e} | {r['err_pot']:.1e} | {r['l1']:.1e} |"
+            f"| {r['n']} | {r['reg']:g} | {r['t_ours']:.3f} | {r['t_pot']:.3f} | {r['t_newton']:.3f} | {r['t_ssns']:.3f} | "
+            f"{r['t_pot'] / r['t_ours']:.1f}x | {r['err_ours']:.1e} | {r['err_pot']:.1e} | {r['err_newton']:.1e} | "
+            f"{r['err_ssns']:.1e} | {r['l1']:.1e} |"
         )
+    if large:
+        print("\n### Entropic OT on large clouds: exact solver vs geomloss (tensorized, epsilon-scaling 0.5 and 0.9)\n")
+        print(
+            "| n = m | eps | neural_ot [s] | geomloss 0.5 [s] | geomloss 0.9 [s] | marginal err neural_ot | "
+            "marginal err geomloss 0.5 | marginal err geomloss 0.9 |"
+        )
+        print("|---|---|---|---|---|---|---|---|")
+        for r in large:
+            print(
+                f"| {r['n']:,} | {r['eps']:g} | {r['t_ours']:.1f} | {r['t_geomloss_0.5']:.1f} | {r['t_geomloss_0.9']:.1f} | "
+                f"{r['err_ours']:.1e} | {r['err_geomloss_0.5']:.1e} | {r['err_geomloss_0.9']:.1e} |"
+            )
     print("\n### Stochastic `L2Dual` (MLP potentials, batch 256): time and memory\n")
     print("| points per side | dim | steps | time [s] | data [MB] | peak RSS added by fitting [MB] |")
     print("|---|---|---|---|---|---|")
@@ -196,14 +281,14 @@ def print_tables(l2: list[dict], ent: list[dict], sto: list[dict]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small subset (about a minute)")
-    parser.add_argument("--only", choices=["l2", "entropic", "stochastic"], help="run one of the three parts")
+    parser.add_argument("--only", choices=["l2", "entropic", "stochastic", "large"], help="run one of the four parts")
     parser.add_argument("--child", nargs=3, type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         _stochastic_child(*args.child)
         return
     sizes = [500, 1000] if args.quick else [500, 1000, 2000]
-    want = {args.only} if args.only else {"l2", "entropic", "stochastic"}
+    want = {args.only} if args.only else {"l2", "entropic", "stochastic", "large"}
     l2 = bench_l2(sizes, [1e-2, 1e-1]) if "l2" in want else []
     ent = bench_entropic(sizes[:1] if args.quick else sizes, [1e-1, 1e-2, 1e-3]) if "entropic" in want else []
     sto = (
@@ -211,7 +296,8 @@ def main() -> None:
         if "stochastic" in want
         else []
     )
-    print_tables(l2, ent, sto)
+    large = bench_large([2000] if args.quick else [2000, 10_000]) if "large" in want else []
+    print_tables(l2, ent, sto, large)
 
 
 if __name__ == "__main__":
