@@ -31,6 +31,39 @@ def test_l2_exact(benchmark, n, solver):
     benchmark.extra_info["marginal_error"] = float(np.abs(plan.sum(1) - a).sum() + np.abs(plan.sum(0) - a).sum())
 
 
+def _masked_problem(n: int):
+    """Three rotated clusters with one keypoint pair each (the keypoint demo's problem at size ``n``)."""
+    rng = np.random.default_rng(0)
+    labels = np.arange(n) % 3
+    x = np.array([[0.0, 0.0], [3.0, 0.0], [0.0, 3.0]])[labels] + 0.5 * rng.normal(size=(n, 2))
+    rot = np.array([[np.cos(2.1), -np.sin(2.1)], [np.sin(2.1), np.cos(2.1)]])
+    y = x @ rot.T * 0.8 + np.array([6.0, 0.0]) + 0.1 * rng.normal(size=(n, 2))
+    pairs = [(k, k) for k in range(3)]
+    base = no.SqEuclidean(normalize="max")
+    base.fit_scale(x, y)
+    cost = no.MixedCost(base, no.KeypointRelationCost(x[:3], y[:3], rho=0.1), weight=0.5)
+    return np.asarray(cost(x, y)), no.keypoint_mask(n, n, pairs), np.full(n, 1.0 / n)
+
+
+@pytest.mark.parametrize("n", [100, 300])
+@pytest.mark.parametrize("solver", ["neural_ot", "pot"])
+def test_l2_masked(benchmark, n, solver):
+    """Keypoint-masked L2 at the demo's eps = 1e-3; POT solves it with a large cost on the masked pairs."""
+    M, mask, a = _masked_problem(n)
+    eps = 1e-3
+    benchmark.group = f"L2 masked (3 keypoint pairs), n={n}, reg={eps}"
+    if solver == "neural_ot":
+        res = benchmark.pedantic(no.solve_discrete, args=(a, a, M, eps), kwargs={"mask": mask}, rounds=5, warmup_rounds=1)
+        plan = res.plan
+    else:
+        kw = {"reg_type": "l2", "stopThr": 1e-12, "numItermax": 5000}
+        big = M + 10.0 * (1 - mask)
+        plan = benchmark.pedantic(
+            ot.smooth.smooth_ot_dual, args=(a, a, big, 2 * eps * n * n), kwargs=kw, rounds=5, warmup_rounds=1
+        )
+    benchmark.extra_info["marginal_error"] = float(np.abs(plan.sum(1) - a).sum() + np.abs(plan.sum(0) - a).sum())
+
+
 @pytest.mark.parametrize("n", [300, 1000])
 @pytest.mark.parametrize("solver", ["neural_ot", "pot"])
 def test_entropic_exact(benchmark, n, solver):
