@@ -27,6 +27,7 @@ _DENSE_SOLVE_MAX = 600  # up to this many unknowns (n + m), Newton systems are s
 _WORKING_SET_MIN_PAIRS = 250_000  # below this many pairs the full matrix is cheaper than a working set
 # Stall: the best marginal error has not halved in this many Newton iterations (rounding floor, or no progress).
 _STALL_ITERS = 25
+_DAMPINGS = (1.0, 1e3, 1e6)  # Levenberg damping factors tried in turn when a Newton step is rejected
 _ALL_ACTIVE_START = 0.5  # a cold L2 start uses the all-active optimum when this share of pairs is active there
 
 
@@ -138,10 +139,7 @@ def _working_set_stage(
     if bool((u == 0).all()) and bool((v == 0).all()):
         # From a cold start only: later stages start from the previous stage's potentials, which the working-set
         # Newton corrects without full-matrix block steps (7-23% faster on the benchmark, the same optima).
-        # Block steps, not the all-active start of small problems: from it, the final stage at the benchmark's
-        # n = 1000, reg 0.01 crawled and stalled at 9e-8 (with block steps it converges, 81 iterations).
-        u = prob.block_maximize(u, v, side="u")
-        v = prob.block_maximize(u, v, side="v")
+        u, v = _cold_start(prob, u, v)
     n, m = prob.shape
     total = 0
     work: th.Tensor | None = None
@@ -186,16 +184,23 @@ def _working_set_stage(
 
 
 def _newton_direction(
-    prob: _Problem | _SparseProblem, curv: _Curvature, g: th.Tensor, error: float, cg_max_iter: int
+    prob: _Problem | _SparseProblem,
+    curv: _Curvature,
+    g: th.Tensor,
+    error: float,
+    cg_max_iter: int,
+    damping: float = 1.0,
 ) -> tuple[th.Tensor, th.Tensor, th.Tensor]:
     """Levenberg-regularised Newton step on the non-isolated nodes: dense Cholesky, sparse direct or CG.
 
-    Returns the step and the masks of free (non-isolated) ``u`` and ``v`` nodes.
+    ``damping`` multiplies the Levenberg term (raised after a rejected step). Returns the step and the masks of
+    free (non-isolated) ``u`` and ``v`` nodes.
     """
     d1, d2 = curv.d1, curv.d2
     scale = float(th.cat([d1, d2]).max())
     free_u, free_v = d1 > 1e-14 * scale, d2 > 1e-14 * scale
-    delta = max(1e-12 * scale, _DELTA * min(1.0, error) * float(th.cat([d1, d2]).mean()))
+    mean = float(th.cat([d1, d2]).mean())
+    delta = min(mean, max(1e-12 * scale, damping * _DELTA * min(1.0, error) * mean))
     op = _HessianOperator(curv, delta, free_u, free_v)
     rhs = -g * op.free
     if sum(prob.shape) <= _DENSE_SOLVE_MAX:
@@ -326,8 +331,15 @@ def _newton_stage(
         if loss is None:  # needed by the line search only
             loss = prob.loss(u, v)
         g = th.cat([curv.row_mass - prob.a, curv.col_mass - prob.b])
-        step, free_u, free_v = _newton_direction(prob, curv, g, max(ea, eb), cg_max_iter)
-        t, accepted, cand = _line_search(prob, u, v, step, z, curv, g, loss, max(ea, eb))
+        # Levenberg-Marquardt: a rejected step is retried with a larger damping before falling back to block
+        # steps. Near the optimum the active graph can be a forest whose trees carry unequal mass; the Newton
+        # system is then nearly singular, and its step shifts whole trees so far that no step length reduces
+        # the error (the block steps that replaced it crawled, 2% per iteration at n = 2000).
+        for damping in _DAMPINGS:
+            step, free_u, free_v = _newton_direction(prob, curv, g, max(ea, eb), cg_max_iter, damping)
+            t, accepted, cand = _line_search(prob, u, v, step, z, curv, g, loss, max(ea, eb))
+            if accepted:
+                break
         del z
         if accepted:
             u, v = u + t * step[:n], v + t * step[n:]
