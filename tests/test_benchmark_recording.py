@@ -81,3 +81,56 @@ def test_mixed_quality_dataset_is_its_parts_in_order(tmp_path):
     assert load_card(card.dataset_id, str(tmp_path)) == card  # the card round-trips, parts included
     with pytest.raises(ValueError, match="at least two"):
         record_mixed("PointMaze_UMaze-v3", [(2, 0.1)], data_path=str(tmp_path))
+
+
+def test_multimodal_dataset_holds_both_approach_sides(tmp_path):
+    import minari
+
+    from otpr_sb3.benchmark.modes import lateral_side, mode_shares
+    from otpr_sb3.benchmark.recording import mixed_dataset_id, record_mixed
+    from otpr_sb3.demonstrations import minari_datasets_path
+
+    parts = [(2, 0.0, "left"), (2, 0.0, "right")]
+    card = record_mixed("FetchPickAndPlace-v4", parts, seed=0, data_path=str(tmp_path))
+    assert card.dataset_id == mixed_dataset_id("FetchPickAndPlace-v4", parts, 0) == (
+        "otpr/fetchpickandplace-mix-2ep-noise0-left-2ep-noise0-right-s0-v0"
+    )
+    assert [p["expert"] for p in card.parts] == ["pick_and_place_from_left", "pick_and_place_from_right"]
+    assert card.success_rate == 1.0  # noiseless, both variants succeed
+    with minari_datasets_path(str(tmp_path)):
+        episodes = list(minari.load_dataset(card.dataset_id).iterate_episodes())
+    first = [int(lateral_side(ep.observations["observation"][0], ep.actions[:1])[0]) for ep in episodes]
+    assert first == [1, 1, -1, -1]  # each part's first action bends to its own side
+    assert mode_shares(np.array(first)) == {"left": 0.5, "right": 0.5, "modes": 2}
+    with pytest.raises(ValueError, match="not an expert variant"):
+        record_mixed("FetchPush-v4", [(1, 0.0, "left"), (1, 0.0, "right")], data_path=str(tmp_path))
+
+
+def test_mode_counting_and_the_actor_sampler():
+    import torch as th
+
+    from otpr_sb3 import OTPR
+    from otpr_sb3.benchmark.experts import EXPERT_VARIANTS
+    from otpr_sb3.benchmark.modes import actor_mode_shares, lateral_side, mode_shares
+
+    assert mode_shares(np.array([1] * 19 + [-1])) == {"left": 0.95, "right": 0.05, "modes": 1}
+    obs = np.zeros(25)
+    obs[3:5] = [0.1, 0.0]  # the object straight ahead (+x): left is +y
+    assert list(lateral_side(obs, np.array([[0.5, 0.3, 0, 0], [0.5, -0.3, 0, 0], [1, 0, 0, 0]]))) == [1, -1, 0]
+    obs[3:5] = [0.01, 0.0]
+    assert list(lateral_side(obs, np.array([[0.5, 0.3, 0, 0]]))) == [0]  # at the object: no approach direction
+    with pytest.raises(ValueError, match="empty"):
+        mode_shares(np.array([]))
+    # The sampler reads the actor's own samples: an actor that always answers with the left expert keeps one mode.
+    import gymnasium as gym
+
+    model = OTPR("MultiInputPolicy", "FetchPickAndPlace-v4", seed=0)
+    left = EXPERT_VARIANTS["FetchPickAndPlace"]["left"]
+    current, _ = gym.make("FetchPickAndPlace-v4").reset(seed=0)  # the sampler's first (and only) state
+
+    def sample_actions(obs, noise):
+        return th.as_tensor(np.stack([left(current)] * len(noise)), dtype=th.float32)
+
+    model.policy.sample_actions = sample_actions
+    shares = actor_mode_shares(model, n_states=1, n_samples=4, seed=0)
+    assert shares == {"left": 1.0, "right": 0.0, "modes": 1}

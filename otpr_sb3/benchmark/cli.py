@@ -66,12 +66,17 @@ def _record(args: argparse.Namespace) -> None:
     print(json.dumps(asdict(card), indent=1))
 
 
-def _mix_part(text: str) -> tuple[int, float]:
+def _mix_part(text: str) -> tuple[int, float] | tuple[int, float, str]:
     try:
-        episodes, noise = text.split(":")
+        fields = text.split(":")
+        if len(fields) == 3:
+            return int(fields[0]), float(fields[1]), fields[2]
+        episodes, noise = fields
         return int(episodes), float(noise)
     except ValueError:
-        raise SystemExit(f"otpr record: --mix parts are EPISODES:NOISE (e.g. 50:0.1), got {text!r}") from None
+        raise SystemExit(
+            f"otpr record: --mix parts are EPISODES:NOISE or EPISODES:NOISE:VARIANT (e.g. 50:0.1, 50:0.3:left), got {text!r}"
+        ) from None
 
 
 def _train(args: argparse.Namespace) -> None:
@@ -186,8 +191,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--mix",
         nargs="+",
-        metavar="EPISODES:NOISE",
-        help="a mixed-quality dataset of several parts, e.g. --mix 50:0.1 50:1.0 (combined with Minari)",
+        metavar="EPISODES:NOISE[:VARIANT]",
+        help="a dataset of several parts, combined with Minari: mixed quality (--mix 50:0.1 50:1.0) or an expert's "
+        "variants (--mix 50:0.3:left 50:0.3:right)",
     )
     p.set_defaults(func=_record)
 

@@ -45,6 +45,28 @@ def pick_and_place_action(obs: dict[str, np.ndarray]) -> np.ndarray:
     return np.clip(action, -1.0, 1.0)
 
 
+def _from_side(side: float) -> Expert:
+    """Return the pick-and-place expert approaching on a curve that bends to one side (``+1`` left, ``-1`` right).
+
+    Until it holds the object, the horizontal action gains a component perpendicular to the direction of the object
+    (turned counter-clockwise for ``+1``) as large as the direct one, so the gripper comes in at about 45 degrees from
+    that side. Both variants succeed as often as the plain expert (all 30 noiseless episodes; 0.6-0.73 at noise 0.3
+    against 0.7), and at the start their actions differ in the sign of that component: two modes of one state.
+    """
+
+    def expert(obs: dict[str, np.ndarray]) -> np.ndarray:
+        action = pick_and_place_action(obs)
+        o = obs["observation"]
+        rel = o[3:5] - o[0:2]
+        holding = np.linalg.norm(o[3:6] - o[0:3]) < 0.03 and o[9] + o[10] < 0.07
+        if np.linalg.norm(rel) > 0.02 and not holding:
+            action[:2] = np.clip(action[:2] + side * 10.0 * np.array([-rel[1], rel[0]]), -1.0, 1.0)
+        return action
+
+    expert.__name__ = f"pick_and_place_from_{'left' if side > 0 else 'right'}"
+    return expert
+
+
 def push_action(obs: dict[str, np.ndarray]) -> np.ndarray:
     """Come down behind the object on the goal's far side, then push it along the line to the goal.
 
@@ -127,18 +149,27 @@ class MazeExpert:
 
 
 _FETCH_EXPERTS: dict[str, Expert] = {"FetchPickAndPlace": pick_and_place_action, "FetchPush": push_action}
+#: Named variants of a task's expert, for multimodal datasets (regime (d) of docs/claims.rst).
+EXPERT_VARIANTS: dict[str, dict[str, Expert]] = {"FetchPickAndPlace": {"left": _from_side(1.0), "right": _from_side(-1.0)}}
 
 
-def expert_for(env: gym.Env | str) -> Expert:
+def expert_for(env: gym.Env | str, variant: str | None = None) -> Expert:
     """Return the scripted expert of a task: a Fetch task id (``"FetchPush-v4"``) or an env (needed for PointMaze).
+
+    ``variant`` names one of the task's :data:`EXPERT_VARIANTS` (``"left"`` or ``"right"`` for pick-and-place).
 
     Raises
     ------
     ValueError
-        If the task has no scripted expert.
+        If the task has no scripted expert, or no such variant.
     """
     env_id = env if isinstance(env, str) else (env.spec.id if env.spec is not None else type(env.unwrapped).__name__)
     name = env_id.split("-")[0]
+    if variant is not None:
+        variants = EXPERT_VARIANTS.get(name, {})
+        if variant not in variants:
+            raise ValueError(f"`variant` {variant!r} is not an expert variant of {env_id}; available: {sorted(variants)}")
+        return variants[variant]
     if name in _FETCH_EXPERTS:
         return _FETCH_EXPERTS[name]
     if name.startswith("MetaWorld"):

@@ -50,9 +50,13 @@ class DatasetCard:
     parts: list[dict[str, Any]] = field(default_factory=list)  # a list, as JSON gives it back
 
 
-def dataset_id_for(env_id: str, episodes: int, noise: float, seed: int) -> str:
-    """Return the default dataset id of a setting, e.g. ``otpr/fetchpush-100ep-noise30-s0-v0``."""
-    return f"otpr/{env_id.split('-')[0].lower()}-{episodes}ep-noise{round(100 * noise)}-s{seed}-v0"
+def dataset_id_for(env_id: str, episodes: int, noise: float, seed: int, variant: str | None = None) -> str:
+    """Return the default dataset id of a setting, e.g. ``otpr/fetchpush-100ep-noise30-s0-v0``.
+
+    An expert variant enters the name before the episodes: ``otpr/fetchpickandplace-left-50ep-noise30-s0-v0``.
+    """
+    task = env_id.split("-")[0].lower() + ("" if variant is None else f"-{variant}")
+    return f"otpr/{task}-{episodes}ep-noise{round(100 * noise)}-s{seed}-v0"
 
 
 class _SuccessOnReset(gym.Wrapper):
@@ -79,6 +83,7 @@ def record(
     data_path: str = "outputs/minari",
     dataset_id: str | None = None,
     overwrite: bool = False,
+    variant: str | None = None,
 ) -> DatasetCard:
     """Record the noisy scripted expert of a task into a local Minari dataset and write its card.
 
@@ -95,6 +100,8 @@ def record(
         Default :func:`dataset_id_for` of the setting.
     overwrite : bool
         Re-record a dataset that exists; otherwise an existing dataset with a card is kept and its card returned.
+    variant : str, optional
+        One of the task's expert variants (:data:`otpr_sb3.benchmark.experts.EXPERT_VARIANTS`), e.g. ``"left"``.
 
     Returns
     -------
@@ -108,12 +115,12 @@ def record(
     if not noise >= 0:
         raise ValueError(f"`noise` must be >= 0, got {noise}")
     data_path = os.path.abspath(data_path)
-    dataset_id = dataset_id or dataset_id_for(env_id, episodes, noise, seed)
+    dataset_id = dataset_id or dataset_id_for(env_id, episodes, noise, seed, variant)
     card_path = os.path.join(_dataset_dir(data_path, dataset_id), CARD_FILE)
     if not overwrite and os.path.exists(card_path):
         return load_card(dataset_id, data_path)
     with minari_datasets_path(data_path):
-        rate, total_steps, expert_name = _record_episodes(task, env_id, dataset_id, episodes, noise, seed)
+        rate, total_steps, expert_name = _record_episodes(task, env_id, dataset_id, episodes, noise, seed, variant)
     card = DatasetCard(dataset_id, env_id, expert_name, episodes, noise, seed, rate, total_steps)
     with open(card_path, "w") as f:
         json.dump(asdict(card), f, indent=1)
@@ -121,7 +128,7 @@ def record(
 
 
 def _record_episodes(
-    task: Task, env_id: str, dataset_id: str, episodes: int, noise: float, seed: int
+    task: Task, env_id: str, dataset_id: str, episodes: int, noise: float, seed: int, variant: str | None
 ) -> tuple[float, int, str]:
     """Record the noisy expert into the Minari dataset ``dataset_id``; return its success rate, steps and name."""
     import minari
@@ -129,7 +136,7 @@ def _record_episodes(
     if dataset_id in minari.list_local_datasets():
         minari.delete_dataset(dataset_id)
     env = task.make_env()
-    expert = expert_for(env)
+    expert = expert_for(env, variant)
     collector = minari.DataCollector(_SuccessOnReset(env, task.success_key), record_infos=False)
     rate = run_expert(collector, expert, episodes, noise, seed, task.success_key)
     expert_name = getattr(expert, "__name__", type(expert).__name__)
@@ -161,21 +168,32 @@ def load_card(dataset_id: str, data_path: str = "outputs/minari") -> DatasetCard
         return DatasetCard(**json.load(f))
 
 
-def mixed_dataset_id(env_id: str, parts: list[tuple[int, float]], seed: int) -> str:
-    """``otpr/<task>-mix-<episodes>ep-noise<pct>-...-s<seed>-v0``."""
-    body = "-".join(f"{n}ep-noise{round(100 * noise)}" for n, noise in parts)
+Part = tuple[int, float] | tuple[int, float, str]
+
+
+def _part(part: Part) -> tuple[int, float, str | None]:
+    """``(episodes, noise)`` or ``(episodes, noise, variant)`` as a triple."""
+    return (int(part[0]), float(part[1]), part[2] if len(part) == 3 else None)
+
+
+def mixed_dataset_id(env_id: str, parts: list[Part], seed: int) -> str:
+    """``otpr/<task>-mix-<episodes>ep-noise<pct>[-<variant>]-...-s<seed>-v0``."""
+    body = "-".join(
+        f"{n}ep-noise{round(100 * noise)}" + ("" if variant is None else f"-{variant}")
+        for n, noise, variant in map(_part, parts)
+    )
     return f"otpr/{env_id.split('-')[0].lower()}-mix-{body}-s{seed}-v0"
 
 
 def record_mixed(
     env_id: str,
-    parts: list[tuple[int, float]],
+    parts: list[Part],
     seed: int = 0,
     data_path: str = "outputs/minari",
     dataset_id: str | None = None,
     overwrite: bool = False,
 ) -> DatasetCard:
-    """Record a mixed-quality dataset: parts of ``(episodes, noise)``, each its own dataset, combined by Minari.
+    """Record a mixed dataset: parts of ``(episodes, noise[, variant])``, each its own dataset, combined by Minari.
 
     Part ``k`` is recorded with seed ``seed + 1000 k`` (so the parts reset to different initial states) and kept as a
     dataset of its own; ``minari.combine_datasets`` joins them in order.
@@ -183,8 +201,9 @@ def record_mixed(
     Parameters
     ----------
     env_id : str
-    parts : list of (int, float)
-        Episodes and action-noise std of each part, e.g. ``[(50, 0.1), (50, 1.0)]``.
+    parts : list of (int, float) or (int, float, str)
+        Episodes and action-noise std of each part, e.g. ``[(50, 0.1), (50, 1.0)]`` (mixed quality), and optionally
+        the expert variant, e.g. ``[(50, 0.3, "left"), (50, 0.3, "right")]`` (multimodal).
     seed, data_path, dataset_id, overwrite
         As :func:`record` (``dataset_id`` defaults to :func:`mixed_dataset_id`).
     """
@@ -197,7 +216,10 @@ def record_mixed(
     card_path = os.path.join(_dataset_dir(data_path, dataset_id), CARD_FILE)
     if not overwrite and os.path.exists(card_path):
         return load_card(dataset_id, data_path)
-    cards = [record(env_id, n, noise, seed + 1000 * k, data_path, overwrite=overwrite) for k, (n, noise) in enumerate(parts)]
+    cards = [
+        record(env_id, n, noise, seed + 1000 * k, data_path, overwrite=overwrite, variant=variant)
+        for k, (n, noise, variant) in enumerate(map(_part, parts))
+    ]
     with minari_datasets_path(data_path):
         if dataset_id in minari.list_local_datasets():
             minari.delete_dataset(dataset_id)
@@ -206,13 +228,16 @@ def record_mixed(
     card = DatasetCard(
         dataset_id,
         env_id,
-        cards[0].expert,
+        cards[0].expert if len({c.expert for c in cards}) == 1 else " + ".join(c.expert for c in cards),
         episodes,
         sum(c.episodes * c.noise for c in cards) / episodes,
         seed,
         sum(c.episodes * c.success_rate for c in cards) / episodes,
         int(combined.total_steps),
-        [{"episodes": c.episodes, "noise": c.noise, "seed": c.seed, "success_rate": c.success_rate} for c in cards],
+        [
+            {"episodes": c.episodes, "noise": c.noise, "seed": c.seed, "success_rate": c.success_rate, "expert": c.expert}
+            for c in cards
+        ],
     )
     with open(card_path, "w") as f:
         json.dump(asdict(card), f, indent=1)
