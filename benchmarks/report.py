@@ -1,7 +1,8 @@
-"""Ratio table of a pytest-benchmark JSON for docs/benchmarks.rst::
+"""Ratio table of a pytest-benchmark JSON for docs/benchmarks.rst, and the comparison of two records::
 
 pytest benchmarks --benchmark-enable --benchmark-json=docs/data/benchmarks/pytest-benchmark.json
 python benchmarks/report.py docs/data/benchmarks/pytest-benchmark.json > docs/benchmarks_pytest.inc
+python benchmarks/report.py docs/data/benchmarks/pytest-benchmark.json --compare OLD.json > docs/benchmarks_compare.inc
 """
 
 from __future__ import annotations
@@ -50,6 +51,44 @@ def table(data: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def compare(new: dict[str, Any], old: dict[str, Any]) -> str:
+    """One row per benchmark in both records: the old and new medians and their ratio (new / old)."""
+    before = {b["fullname"]: b for b in old["benchmarks"]}
+    lines = [
+        ".. list-table::",
+        "   :header-rows: 1",
+        "",
+        "   * - group",
+        "     - benchmark",
+        "     - before: median (ms)",
+        "     - now: median (ms)",
+        "     - now / before",
+    ]
+    for b in sorted(new["benchmarks"], key=lambda b: (b["group"], b["name"])):
+        if b["fullname"] not in before:
+            continue
+        was, now = before[b["fullname"]]["stats"]["median"], b["stats"]["median"]
+        lines += [
+            f"   * - {b['group']}",
+            f"     - ``{b['name']}``",
+            f"     - {1e3 * was:.2f}",
+            f"     - {1e3 * now:.2f}",
+            f"     - {now / was:.2f}",
+        ]
+    commit = old.get("commit_info", {}).get("id", "?")[:7]
+    lines += [
+        "",
+        f"Before: {old['datetime'][:10]}, commit ``{commit}``; now: {new['datetime'][:10]}, commit "
+        f"``{new.get('commit_info', {}).get('id', '?')[:7]}``.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
 if __name__ == "__main__":
     with open(sys.argv[1]) as f:
-        sys.stdout.write(table(json.load(f)))
+        data = json.load(f)
+    if "--compare" in sys.argv:
+        with open(sys.argv[sys.argv.index("--compare") + 1]) as f:
+            sys.stdout.write(compare(data, json.load(f)))
+    else:
+        sys.stdout.write(table(data))

@@ -92,8 +92,10 @@ def test_multimodal_dataset_holds_both_approach_sides(tmp_path):
 
     parts = [(2, 0.0, "left"), (2, 0.0, "right")]
     card = record_mixed("FetchPickAndPlace-v4", parts, seed=0, data_path=str(tmp_path))
-    assert card.dataset_id == mixed_dataset_id("FetchPickAndPlace-v4", parts, 0) == (
-        "otpr/fetchpickandplace-mix-2ep-noise0-left-2ep-noise0-right-s0-v0"
+    assert (
+        card.dataset_id
+        == mixed_dataset_id("FetchPickAndPlace-v4", parts, 0)
+        == ("otpr/fetchpickandplace-mix-2ep-noise0-left-2ep-noise0-right-s0-v0")
     )
     assert [p["expert"] for p in card.parts] == ["pick_and_place_from_left", "pick_and_place_from_right"]
     assert card.success_rate == 1.0  # noiseless, both variants succeed
