@@ -284,8 +284,9 @@ def _cold_start(prob: _Problem | _SparseProblem, u: th.Tensor, v: th.Tensor) -> 
         Cb, aC = prob.C @ prob.b, prob.a @ prob.C
         c = 0.5 * (2.0 * prob.r.reg - float(prob.a @ Cb))
         u0, v0 = Cb + c, aC + c
-        # Only where most pairs are active there: on sparser plans the block steps start closer (3 Newton
-        # iterations instead of 5 on Gaussian costs at reg 0.05).
+        # Where fewer than half the pairs are active there, the block steps start closer. (On N(0, 1) costs at
+        # reg 0.05, n = 64-256, the closed form passes and needs 5 Newton iterations instead of 3, in the same
+        # time: the block steps it saves cost about two iterations.)
         if float((prob.z(u0, v0) > 0).sum()) >= _ALL_ACTIVE_START * prob.C.numel():
             return u0, v0
     u = prob.block_maximize(u, v, side="u")

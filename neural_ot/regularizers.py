@@ -158,11 +158,12 @@ class Entropic(Regularizer):
 
 
 def l2_row_roots(thresholds: th.Tensor, w: th.Tensor, active: th.Tensor | None, target: float) -> th.Tensor:
-    """Solve ``sum_j w_j (s - t_j)_+ = target`` for ``s`` on each row, by sorting the thresholds ``t``.
+    """Solve ``sum_j w_j (s - t_j)_+ = target`` for ``s`` on each row.
 
     Only the smallest thresholds matter when few pairs are active, so a partial sort (``topk``) of 64 is
-    tried first; rows whose solution lies beyond it are retried with four times as many, and only rows
-    beyond a quarter of the columns get a full sort (a full sort of every row costs several top-k passes).
+    tried first; rows whose solution lies beyond it are retried with four times as many, and rows beyond a
+    quarter of the columns are solved by Newton's method (:func:`_newton_roots`, a few mat-vec products where a
+    full sort of every row costs several top-k passes), with a full sort for any row it leaves unsettled.
     """
     inf = th.tensor(float("inf"), dtype=thresholds.dtype, device=thresholds.device)
     t = thresholds if active is None else th.where(active, thresholds, inf)
