@@ -268,3 +268,23 @@ def test_kept_configurations_sentence():
     ]
     text = " ".join((ROOT / "docs" / "claims.rst").read_text().split())
     assert "H with relation weight 0.1 (0.70, against 0.47 at 0.3), H unmasked at reg 0.05 (0.85, against 0.71" in text
+
+
+def test_regimes_b_and_d_sentences():
+    def bc(regime):
+        (spec_path,) = (ROOT / "results" / "claims" / f"regime_{regime}_bc").glob("*/bc/s100/spec.json")
+        rows = (spec_path.parent / "evaluations.csv").read_text().splitlines()
+        return json.loads(spec_path.read_text()), rows[1].split(",")[1:3]
+
+    spec_b, first_b = bc("b")
+    spec_d, first_d = bc("d")
+    assert first_b == ["0.16", "50"] and first_d == ["0.08", "50"]
+    assert spec_b["card"]["episodes"] == 25 and spec_b["card"]["noise"] == 0.3
+    parts = [(p["episodes"], p["noise"], p["expert"], p["success_rate"]) for p in spec_d["card"]["parts"]]
+    assert parts == [(50, 0.3, "pick_and_place_from_left", 0.64), (50, 0.3, "pick_and_place_from_right", 0.62)]
+    modes = json.loads((ROOT / "docs" / "data" / "claims" / "regime_d_bc_modes.json").read_text())
+    assert modes["checkpoint"].startswith(spec_d["dataset"].replace("/", "_")) and "-s100-" in modes["checkpoint"]
+    assert (modes["left"], modes["right"], modes["modes"]) == (0.575, 0.425, 2)
+    text = " ".join((ROOT / "docs" / "claims.rst").read_text().split())
+    assert "reaches 0.16 on regime (b)'s 25 demonstrations" in text and "0.08 on regime (d)'s" in text
+    assert "succeed in 0.64 and 0.62" in text and "0.575 bend left and 0.425 right" in text
