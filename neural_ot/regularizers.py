@@ -157,13 +157,18 @@ class Entropic(Regularizer):
         return -self.reg * th.logsumexp(logits, dim=1)
 
 
+_SORT_MAX_COLUMNS = 256  # up to this many columns a full sort; beyond, Newton's method (host syncs, fewer passes)
+
+
 def l2_row_roots(thresholds: th.Tensor, w: th.Tensor, active: th.Tensor | None, target: float) -> th.Tensor:
     """Solve ``sum_j w_j (s - t_j)_+ = target`` for ``s`` on each row.
 
     Only the smallest thresholds matter when few pairs are active, so a partial sort (``topk``) of 64 is
-    tried first; rows whose solution lies beyond it are retried with four times as many, and rows beyond a
-    quarter of the columns are solved by Newton's method (:func:`_newton_roots`, a few mat-vec products where a
-    full sort of every row costs several top-k passes), with a full sort for any row it leaves unsettled.
+    tried first; rows whose solution lies beyond it are retried with four times as many. Rows beyond a quarter
+    of the columns get a full sort up to 256 columns (no host synchronisation, which OTPR's acting path needs),
+    and beyond that Newton's method (:func:`_newton_roots`: a few mat-vec products where a full sort of every row
+    costs several top-k passes, at one host synchronisation per step), with a full sort for any row it leaves
+    unsettled.
     """
     inf = th.tensor(float("inf"), dtype=thresholds.dtype, device=thresholds.device)
     t = thresholds if active is None else th.where(active, thresholds, inf)
@@ -187,11 +192,15 @@ def l2_row_roots(thresholds: th.Tensor, w: th.Tensor, active: th.Tensor | None, 
             return sol
         k *= 4
     tr = t if rows is None else t[rows]
-    part, ok = _newton_roots(tr, w, target)
-    if not bool(ok.all()):  # rare: more breakpoints crossed than Newton's budget; a full sort settles them
-        left = th.nonzero(~ok).flatten()
-        ts, order = th.sort(tr[left], dim=1)
-        part[left] = _breakpoint_solution(ts, th.gather(wt[: left.numel()], 1, order), None, target)[0]
+    if m <= _SORT_MAX_COLUMNS:  # a full sort: no host synchronisation (acting computes u(s) this way, every step)
+        ts, order = th.sort(tr, dim=1)
+        part = _breakpoint_solution(ts, th.gather(wt if rows is None else wt[rows], 1, order), None, target)[0]
+    else:
+        part, ok = _newton_roots(tr, w, target)
+        if not bool(ok.all()):  # rare: more breakpoints crossed than Newton's budget; a full sort settles them
+            left = th.nonzero(~ok).flatten()
+            ts, order = th.sort(tr[left], dim=1)
+            part[left] = _breakpoint_solution(ts, th.gather(wt[: left.numel()], 1, order), None, target)[0]
     if rows is None:
         return part
     sol[rows] = part

@@ -325,7 +325,7 @@ def test_l2_row_roots_agree_with_a_brute_force_root_on_every_path(target, max_it
     newton = regularizers._newton_roots
     monkeypatch.setattr(regularizers, "_newton_roots", lambda t, w, tg: newton(t, w, tg, max_iter=max_iter))
     gen = th.Generator().manual_seed(0)
-    for m in (40, 300):  # 40: straight to Newton; 300: partial sort first
+    for m in (40, 300):  # 40: a full sort; 300: a partial sort, then Newton (and its sort fallback at max_iter=1)
         t = th.rand(50, m, generator=gen, dtype=th.float64)
         w = th.rand(m, generator=gen, dtype=th.float64) + 0.1
         active = th.rand(50, m, generator=gen) > 0.3
