@@ -190,10 +190,14 @@ def test_report_sweep_is_valid_and_runs_the_kept_settings():
         "advantage": {"method": "otpr-adv", "kwargs": {}, "policy_kwargs": {"guidance_kwargs": {"temperature": 0.675}}},
         "authors' release": {"method": "otpr-authors", "kwargs": {"reg": 0.5}, "policy_kwargs": {}},
     }
-    config = SweepConfig.from_dict(tomllib.loads(module.sweep_text(settings)))
-    runs = config.runs
+    by_regime = {g: SweepConfig.from_dict(tomllib.loads(module.sweep_text(settings, g))).runs for g in ("a", "c")}
+    assert {r.get("dataset") for r in by_regime["a"]} == {None} and {r.get("dataset") for r in by_regime["c"]} == {
+        module.MIXED
+    }
+    runs = by_regime["a"] + by_regime["c"]
     assert len(runs) == 5 * 2 * 10 and {r["seed"] for r in runs} == set(range(10))
-    assert {r.get("dataset") for r in runs} == {None, module.MIXED}
+    with pytest.raises(ValueError, match="regime"):
+        module.sweep_text(settings, "b")
     h = [r for r in runs if r["method"] == "otpr" and r["kwargs"].get("relation_weight") == 0.1]
     assert len(h) == 20 and all(r["kwargs"]["reg"] == 0.05 for r in h)
     q = [r for r in runs if r["method"] == "otpr-q"]

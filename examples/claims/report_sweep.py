@@ -2,9 +2,11 @@
 
 The configuration of every arm is read from the ``spec.json`` of its kept tuning runs (``claims_tables.chosen_configs``:
 the protocol's rule), so the report runs exactly the settings that were tuned. Regimes (a) (the task's default
-demonstrations) and (c) (50 at noise 0.1 + 50 at noise 1.0), seeds 0-9, the protocol's run settings::
+demonstrations) and (c) (50 at noise 0.1 + 50 at noise 1.0), seeds 0-9, the protocol's run settings, one file per
+regime so that regime (a) gets its ten seeds first (a sweep runs its seeds outermost, and a session's runs end with
+it)::
 
-    python examples/claims/report_sweep.py            # writes examples/sweeps/claims_report.toml
+    python examples/claims/report_sweep.py   # writes examples/sweeps/claims_report_a.toml and claims_report_c.toml
 
 It refuses while an arm has no kept configuration (tuning runs still missing), unless ``--partial``: then it writes
 the arms that have one and names the others in a comment. Rerun it once they are in: the runs already made keep their
@@ -21,7 +23,7 @@ from typing import Any
 from claims_tables import ARMS, TUNING, arm_of, chosen_configs, tuning_runs
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, os.pardir)
-OUT = os.path.join(ROOT, "examples", "sweeps", "claims_report.toml")
+SWEEPS = os.path.join(ROOT, "examples", "sweeps")
 MIXED = "otpr/fetchpickandplace-mix-50ep-noise10-50ep-noise100-s0-v0"
 SEEDS = list(range(10))
 
@@ -52,14 +54,22 @@ def kept_settings(partial: bool = False) -> dict[str, dict[str, Any]]:
     return out
 
 
-def sweep_text(settings: dict[str, dict[str, Any]]) -> str:
-    """The TOML of the report sweep."""
+REGIMES = {"a": None, "c": MIXED}
+
+
+def sweep_text(settings: dict[str, dict[str, Any]], regime: str) -> str:
+    """The TOML of the report sweep of one regime (``"a"`` or ``"c"``)."""
+    if regime not in REGIMES:
+        raise ValueError(f"regime must be one of {sorted(REGIMES)}, got {regime!r}")
+    dataset = REGIMES[regime]
+    how = ["#   otpr record --env FetchPickAndPlace-v4 --mix 50:0.1 50:1.0 --data-path outputs/minari"] if dataset else []
     lines = [
         "# Claims 3 and 4 (docs/claims.rst): the report runs, written by examples/claims/report_sweep.py from the",
-        "# tuning records (each arm at its kept configuration). Regimes (a) and (c), seeds 0-9. Record (c) first:",
-        "#   otpr record --env FetchPickAndPlace-v4 --mix 50:0.1 50:1.0 --data-path outputs/minari",
-        "#   otpr sweep examples/sweeps/claims_report.toml",
-        'name = "claims-report"',
+        f"# tuning records (each arm at its kept configuration). Regime ({regime}), seeds 0-9."
+        + (" Record its data first:" if dataset else ""),
+        *how,
+        f"#   otpr sweep examples/sweeps/claims_report_{regime}.toml",
+        f'name = "claims-report-{regime}"',
         'runs_dir = "outputs/claims_report/runs"',
         'data_path = "outputs/minari"',
         'storage = "outputs/claims_report/ray"',
@@ -77,21 +87,22 @@ def sweep_text(settings: dict[str, dict[str, Any]]) -> str:
     missing = [arm for arm in ARMS if arm not in settings]
     if missing:
         lines += ["", f"# Not yet in (no kept configuration when this file was written): {', '.join(missing)}"]
-    for regime, dataset in (("a", None), ("c", MIXED)):
-        for arm in [arm for arm in ARMS if arm in settings]:
-            s = settings[arm]
-            lines += ["", f"# regime ({regime}), {arm}", "[[runs]]", f'methods = ["{s["method"]}"]']
-            if dataset:
-                lines.append(f'dataset = "{dataset}"')
-            for key in ("kwargs", "policy_kwargs"):
-                if s[key]:
-                    lines.append(f"{key} = {_toml_value(s[key])}")
+    for arm in [arm for arm in ARMS if arm in settings]:
+        s = settings[arm]
+        lines += ["", f"# regime ({regime}), {arm}", "[[runs]]", f'methods = ["{s["method"]}"]']
+        if dataset:
+            lines.append(f'dataset = "{dataset}"')
+        for key in ("kwargs", "policy_kwargs"):
+            if s[key]:
+                lines.append(f"{key} = {_toml_value(s[key])}")
     return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":
     import sys
 
-    with open(OUT, "w") as f:
-        f.write(sweep_text(kept_settings(partial="--partial" in sys.argv[1:])))
-    print("wrote examples/sweeps/claims_report.toml")
+    kept = kept_settings(partial="--partial" in sys.argv[1:])
+    for regime in REGIMES:
+        with open(os.path.join(SWEEPS, f"claims_report_{regime}.toml"), "w") as f:
+            f.write(sweep_text(kept, regime))
+        print(f"wrote examples/sweeps/claims_report_{regime}.toml")
