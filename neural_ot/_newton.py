@@ -23,7 +23,9 @@ _WORKING_SET_FRACTION = 0.05  # above this fraction of active pairs, the full ma
 _WORKING_SET_ROUNDS = 50
 _WORKING_SET_ROUND_ITERS = 100  # Newton iterations of one working-set round before the full check enlarges the set
 _SINKHORN_SWEEPS = 1000  # at most this many Sinkhorn iterations before Newton (entropic problems)
-_DENSE_SOLVE_MAX = 600  # up to this many unknowns (n + m), Newton systems are solved by dense Cholesky
+# Newton systems with min(n, m)^2 max(n, m) up to this are solved by dense Cholesky of the Schur complement; above
+# it, CG or sparse LU on the active graph is faster even for a nearly dense plan (about 150 x 150 on one core).
+_DENSE_SOLVE_WORK = 4e6
 _WORKING_SET_MIN_PAIRS = 250_000  # below this many pairs the full matrix is cheaper than a working set
 # Stall: the best marginal error has not halved in this many Newton iterations (rounding floor, or no progress).
 _STALL_ITERS = 25
@@ -203,7 +205,7 @@ def _newton_direction(
     delta = min(mean, max(1e-12 * scale, damping * _DELTA * min(1.0, error) * mean))
     op = _HessianOperator(curv, delta, free_u, free_v)
     rhs = -g * op.free
-    if sum(prob.shape) <= _DENSE_SOLVE_MAX:
+    if min(prob.shape) ** 2 * max(prob.shape) <= _DENSE_SOLVE_WORK:
         step = op.solve_dense(rhs)
     elif curv.direct:
         step = op.solve_sparse(rhs)
