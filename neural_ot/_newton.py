@@ -29,6 +29,7 @@ _DENSE_SOLVE_WORK = 4e6
 _WORKING_SET_MIN_PAIRS = 250_000  # below this many pairs the full matrix is cheaper than a working set
 # Stall: the best marginal error has not halved in this many Newton iterations (rounding floor, or no progress).
 _STALL_ITERS = 25
+_STAGE_TOL = 1e-4  # marginal error at which an intermediate stage of the continuation hands over
 _DAMPINGS = (1.0, 1e3, 1e6)  # Levenberg damping factors tried in turn when a Newton step is rejected
 _ALL_ACTIVE_START = 0.5  # a cold L2 start uses the all-active optimum when this share of pairs is active there
 
@@ -65,7 +66,7 @@ def _newton(
         stage_prob = prob if last else prob.with_regularizer(type(target)(reg))
         small = n * m < _WORKING_SET_MIN_PAIRS
         stage = _working_set_stage if isinstance(target, SquaredL2) and not small else _newton_stage
-        u, v, it, converged = stage(stage_prob, u, v, tol if last else max(tol, 1e-4), max_iter - total, cg_max_iter, verbose)
+        u, v, it, converged = stage(stage_prob, u, v, tol if last else max(tol, _STAGE_TOL), max_iter - total, cg_max_iter, verbose)
         if stage_prob is not prob:
             prob.sinkhorn_sweeps += stage_prob.sinkhorn_sweeps
         total += it
