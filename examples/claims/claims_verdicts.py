@@ -1,0 +1,117 @@
+"""Verdicts of claims 3 and 4 from the committed report runs (``results/claims/report/runs``), by the page's rule.
+
+Each comparison pairs two arms of one regime by seed, on both primary metrics (last-five mean success and AUC),
+and applies :func:`otpr_sb3.benchmark.decision.decide`. A comparison whose runs do not share one code commit and
+one CPU kind is refused (the protocol requires both)::
+
+    python examples/claims/claims_verdicts.py     # writes docs/claims_verdicts.inc
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+from typing import Any
+
+from claims_tables import ROOT, arm_of, last_five
+from report_sweep import MIXED
+
+from otpr_sb3.benchmark.decision import decide
+from otpr_sb3.benchmark.evaluation import read_evaluations
+from otpr_sb3.benchmark.report import area_under_curve
+from otpr_sb3.benchmark.report_rst import list_table, write_includes
+
+REPORT = os.path.join(ROOT, "results", "claims", "report", "runs")
+# (claim, arm A, arm B): the claim is "A beats B". The authors' release is compared with H for the reader; it is
+# not one of the paper's claims.
+COMPARISONS = (
+    ("3", "H", "Q"),
+    ("3", "H", "advantage"),
+    ("4", "H", "H, unmasked"),
+    ("-", "H", "authors' release"),
+)
+METRICS = (("last five", "last_five"), ("AUC", "auc"))
+
+
+def report_runs(runs_dir: str = REPORT) -> list[dict[str, Any]]:
+    """The finished report runs: regime, arm, seed, both primary metrics, commit and CPU."""
+    out = []
+    for path in sorted(glob.glob(os.path.join(runs_dir, "*", "*", "s*", "summary.json"))):
+        run_dir = os.path.dirname(path)
+        with open(os.path.join(run_dir, "spec.json")) as f:
+            spec = json.load(f)
+        rows = read_evaluations(os.path.join(run_dir, "evaluations.csv"))
+        arm, _ = arm_of(spec)
+        out.append(
+            {
+                "regime": "c" if spec["dataset"] == MIXED else "a",
+                "arm": arm,
+                "seed": spec["seed"],
+                "last_five": last_five(rows),
+                "auc": area_under_curve(rows),
+                "commit": spec["provenance"]["commit"][:7],
+                "cpu": spec["provenance"]["cpu"],
+            }
+        )
+    return out
+
+
+def verdicts(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per regime, comparison and metric that has at least one paired seed."""
+    rows = []
+    for regime in ("a", "c"):
+        for claim, a, b in COMPARISONS:
+            first = {r["seed"]: r for r in runs if (r["regime"], r["arm"]) == (regime, a)}
+            second = {r["seed"]: r for r in runs if (r["regime"], r["arm"]) == (regime, b)}
+            seeds = sorted(set(first) & set(second))
+            if not seeds:
+                continue
+            paired = [first[s] for s in seeds] + [second[s] for s in seeds]
+            where = {(r["commit"], r["cpu"]) for r in paired}
+            if len(where) > 1:
+                raise ValueError(f"regime ({regime}) {a} vs {b}: runs on more than one commit and CPU: {sorted(where)}")
+            for label, key in METRICS:
+                d = decide([first[s][key] - second[s][key] for s in seeds])
+                rows.append(
+                    {
+                        "claim": claim,
+                        "regime": regime,
+                        "comparison": f"{a} - {b}",
+                        "metric": label,
+                        "decision": d,
+                        "commit": next(iter(where))[0],
+                    }
+                )
+    return rows
+
+
+def verdict_table(rows: list[dict[str, Any]]) -> str:
+    """The verdicts as an RST list table."""
+    body = []
+    for r in rows:
+        d = r["decision"]
+        body.append(
+            [
+                r["claim"],
+                f"({r['regime']})",
+                r["comparison"],
+                r["metric"],
+                str(d.seeds),
+                f"{d.mean:+.3f}",
+                f"[{d.ci95[0]:+.3f}, {d.ci95[1]:+.3f}]",
+                f"[{d.ci90[0]:+.3f}, {d.ci90[1]:+.3f}]",
+                d.verdict,
+                "" if d.seeds_needed is None else str(d.seeds_needed),
+            ]
+        )
+    header = ["claim", "regime", "A - B", "metric", "seeds", "mean", "95% CI", "90% CI", "verdict", "seeds to decide"]
+    return list_table(header, body)
+
+
+if __name__ == "__main__":
+    runs = report_runs()
+    if not runs:
+        raise SystemExit(f"no finished report runs in {os.path.relpath(REPORT, ROOT)}")
+    for path in write_includes({"claims_verdicts.inc": verdict_table(verdicts(runs))}, os.path.join(ROOT, "docs")):
+        print("wrote", os.path.relpath(path, ROOT))

@@ -1,0 +1,179 @@
+"""The decision rule of a paired comparison: holds, reversed, equivalent or undecided, and the seeds that would decide.
+
+The rule of ``docs/claims.rst``, written there before the reported runs: with ``d`` the per-seed differences
+(method A minus method B, paired by seed), the claim "A beats B"
+
+- *holds* when the 95% interval of the mean of ``d`` lies above 0;
+- is *reversed* when it lies below 0 (B beats A);
+- is *equivalent* when the 90% interval lies within ``±margin``;
+- is otherwise *undecided*, with the number of seeds that the observed spread says would decide it.
+
+Below the protocol's ten seeds a comparison is *pending*: small-sample bootstrap intervals are too narrow to decide
+on (one seed gives a zero-width interval), so they are shown but not judged. The intervals are rliable's stratified
+bootstrap (one task: a bootstrap over seeds).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+
+from otpr_sb3.benchmark.report import _bootstrap_rng
+
+MARGIN = 0.05  # the equivalence margin of the protocol, in success rate
+MIN_SEEDS = 10  # the protocol's paired seeds per comparison
+_Z95, _Z90 = 1.959964, 1.644854  # two-sided normal quantiles of the 95% and 90% intervals
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The outcome of :func:`decide`.
+
+    Attributes
+    ----------
+    verdict : str
+        ``"holds"``, ``"reversed"``, ``"equivalent"``, ``"undecided"``, or ``"pending"`` (fewer seeds than the
+        protocol's).
+    mean : float
+        Mean paired difference.
+    ci95, ci90 : tuple of float
+        Bootstrap intervals of the mean.
+    seeds : int
+        Number of paired seeds.
+    seeds_needed : int or None
+        For an undecided or pending comparison, the seeds at which the observed mean and spread would decide it (normal
+        approximation; the smaller of the seeds for a sign and for equivalence). ``None`` when decided, or when
+        fewer than two seeds leave the spread unknown.
+    """
+
+    verdict: str
+    mean: float
+    ci95: tuple[float, float]
+    ci90: tuple[float, float]
+    seeds: int
+    seeds_needed: int | None
+
+
+def bootstrap_interval(diffs: np.ndarray, level: float, reps: int = 2_000, seed: int = 0) -> tuple[float, float]:
+    """Stratified-bootstrap interval (rliable) of the mean of ``diffs`` at confidence ``level``.
+
+    Parameters
+    ----------
+    diffs : array of shape (n_seeds,)
+        Paired differences, one per seed.
+    level : float
+        Confidence level in (0, 1), e.g. 0.95.
+    reps : int
+        Bootstrap samples.
+    seed : int
+        Seed of the bootstrap, so that a report is the same each time it is made.
+    """
+    from rliable import library as rly
+
+    if not 0.0 < level < 1.0:
+        raise ValueError(f"level must be in (0, 1), got {level}")
+    values = _checked(diffs)
+    with warnings.catch_warnings(), _bootstrap_rng(seed):  # rliable passes arch a RandomState, which arch deprecates
+        warnings.simplefilter("ignore", FutureWarning)
+        _, interval = rly.get_interval_estimates(
+            {"d": values[:, None]},
+            lambda x: np.array([x.mean()]),
+            reps=reps,
+            confidence_interval_size=level,
+            random_state=np.random.RandomState(seed),
+        )
+    return float(interval["d"][0, 0]), float(interval["d"][1, 0])
+
+
+def seeds_needed(mean: float, std: float, margin: float = MARGIN, max_seeds: int = 10_000) -> int | None:
+    """Seeds at which a mean difference ``mean`` with per-seed spread ``std`` would be decided.
+
+    The smallest ``n`` at which the Student-t interval of the mean (``n - 1`` degrees of freedom, a little wider
+    than the bootstrap's normal limit, so the estimate errs towards more seeds) either excludes 0 at 95% or, when
+    ``|mean| < margin``, fits in ``±margin`` at 90%. ``None`` if no ``n`` up to ``max_seeds`` does (``mean`` 0 and
+    no equivalence possible, or a non-finite or negative spread).
+    """
+    from scipy.stats import t
+
+    if not (math.isfinite(mean) and math.isfinite(std)) or std < 0:
+        return None
+    m = abs(mean)
+    if std == 0:
+        return 2 if (m > 0 or m < margin) else None
+
+    def decided(n: int) -> bool:
+        sign = m > 0 and t.ppf(0.975, n - 1) * std / math.sqrt(n) < m
+        equivalent = m < margin and m + t.ppf(0.95, n - 1) * std / math.sqrt(n) <= margin
+        return bool(sign or equivalent)
+
+    options = []  # the normal approximation, then the first n at which the t interval decides
+    if m > 0:
+        options.append((_Z95 * std / m) ** 2)
+    if m < margin:
+        options.append((_Z90 * std / (margin - m)) ** 2)
+    if not options or min(options) > max_seeds:
+        return None
+    n = max(2, math.ceil(min(options)))
+    while not decided(n):
+        n += 1
+        if n > max_seeds:
+            return None
+    return n
+
+
+def decide(
+    diffs: np.ndarray, margin: float = MARGIN, min_seeds: int = MIN_SEEDS, reps: int = 2_000, seed: int = 0
+) -> Decision:
+    """Apply the decision rule to paired differences (A minus B, one per seed).
+
+    Parameters
+    ----------
+    diffs : array of shape (n_seeds,)
+        Per-seed differences of a primary metric. At least one, all finite.
+    margin : float
+        Equivalence margin (0.05 in the protocol).
+    min_seeds : int
+        Seeds below which the comparison is ``"pending"`` (10 in the protocol).
+    reps, seed : int
+        Bootstrap samples and seed.
+
+    Returns
+    -------
+    Decision
+    """
+    if margin <= 0:
+        raise ValueError(f"margin must be positive, got {margin}")
+    if min_seeds < 2:
+        raise ValueError(f"min_seeds must be at least 2 (a spread needs two seeds), got {min_seeds}")
+    values = _checked(diffs)
+    lo95, hi95 = bootstrap_interval(values, 0.95, reps, seed)
+    lo90, hi90 = bootstrap_interval(values, 0.90, reps, seed)
+    mean = float(values.mean())
+    if len(values) < min_seeds:
+        verdict = "pending"
+    elif lo95 > 0:
+        verdict = "holds"
+    elif hi95 < 0:
+        verdict = "reversed"
+    elif -margin <= lo90 and hi90 <= margin:
+        verdict = "equivalent"
+    else:
+        verdict = "undecided"
+    needed = None
+    if verdict in ("undecided", "pending") and len(values) > 1:
+        needed = seeds_needed(mean, float(values.std(ddof=1)), margin)
+        floor = len(values) + 1 if verdict == "undecided" else min_seeds
+        needed = None if needed is None else max(needed, floor)
+    return Decision(verdict, mean, (lo95, hi95), (lo90, hi90), len(values), needed)
+
+
+def _checked(diffs: np.ndarray) -> np.ndarray:
+    values = np.asarray(diffs, dtype=float)
+    if values.ndim != 1 or len(values) == 0:
+        raise ValueError(f"diffs must be a non-empty 1-D array of per-seed differences, got shape {values.shape}")
+    if not np.isfinite(values).all():
+        raise ValueError("diffs must be finite (a run without a metric cannot be paired)")
+    return values
