@@ -47,3 +47,14 @@ def test_unknown_task_has_no_expert():
     with pytest.raises(ValueError, match="benchmark tasks"):
         get_task("FetchSlide-v4")
     assert {"FetchPickAndPlace-v4", "FetchPush-v4", "PointMaze_UMaze-v3"} <= set(TASKS)
+
+
+def test_noise_dims_limit_the_noise_to_those_action_dimensions():
+    env = gym.make("FetchPickAndPlace-v4")
+    expert = expert_for("FetchPickAndPlace-v4")
+    clean = run_expert(env, expert, episodes=3, noise=0.0, seed=0)
+    # No dimension noised: the noiseless rollouts, although the normal draws are still made.
+    assert run_expert(env, expert, episodes=3, noise=5.0, seed=0, noise_dims=()) == clean == 1.0
+    assert run_expert(env, expert, episodes=3, noise=5.0, seed=0, noise_dims=(0, 1, 2, 3)) < clean
+    with pytest.raises(ValueError, match="noise_dims"):
+        run_expert(env, expert, episodes=1, noise=0.3, seed=0, noise_dims=(4,))

@@ -1,4 +1,4 @@
-"""Scripted experts of the benchmark tasks: Fetch pick-and-place and push, PointMaze, and Meta-World's own.
+"""Scripted experts of the benchmark tasks: Fetch pick-and-place and push, PointMaze, Meta-World's own, robosuite's.
 
 Each expert maps one (dict) observation to one action in the env's action space, ``[-1, 1]``. The Fetch
 experts are plain functions of the observation; the maze expert needs the maze, so :func:`expert_for` builds
@@ -15,6 +15,7 @@ import gymnasium as gym
 import numpy as np
 
 from otpr_sb3.benchmark.metaworld_envs import metaworld_expert
+from otpr_sb3.benchmark.robosuite_envs import RobosuiteExpert
 
 Expert = Callable[[dict[str, np.ndarray]], np.ndarray]
 
@@ -176,26 +177,48 @@ def expert_for(env: gym.Env | str, variant: str | None = None) -> Expert:
         if isinstance(env, str):
             raise ValueError(f"the Meta-World expert of {env_id} needs the env (for its task), not its id")
         return metaworld_expert(env)
+    if name.startswith("Robosuite"):
+        if isinstance(env, str):
+            raise ValueError(f"the robosuite expert of {env_id} reads the simulator: it needs the env, not its id")
+        return RobosuiteExpert(env)
     if name.startswith("PointMaze"):
         if isinstance(env, str):
             raise ValueError(f"the maze expert of {env_id} needs the env (for its maze), not its id")
         return MazeExpert(env.unwrapped.maze)  # type: ignore[attr-defined]
-    raise ValueError(f"no scripted expert for {env_id}; available: {sorted(_FETCH_EXPERTS)}, PointMaze_* and MetaWorld*")
+    raise ValueError(
+        f"no scripted expert for {env_id}; available: {sorted(_FETCH_EXPERTS)}, PointMaze_*, MetaWorld* and Robosuite*"
+    )
 
 
-def run_expert(env: gym.Env, expert: Expert, episodes: int, noise: float, seed: int, success_key: str = "is_success") -> float:
+def run_expert(
+    env: gym.Env,
+    expert: Expert,
+    episodes: int,
+    noise: float,
+    seed: int,
+    success_key: str = "is_success",
+    noise_dims: tuple[int, ...] | None = None,
+) -> float:
     """Roll out the expert with Gaussian action noise of std ``noise``; returns its success rate.
 
     Episode ``k`` is reset with seed ``seed + k``; success is ``info[success_key]`` at the episode's last step.
+    ``noise_dims`` limits the noise to those action dimensions (all if ``None``); the same normal draws are made
+    either way, so the noise of the other dimensions does not depend on it.
     """
     rng = np.random.default_rng(seed)
     low, high = env.action_space.low, env.action_space.high  # type: ignore[attr-defined]
+    scale = np.full(low.shape, float(noise))
+    if noise_dims is not None:
+        if not all(0 <= d < low.size for d in noise_dims):
+            raise ValueError(f"`noise_dims` must index the {low.size} action dimensions, got {noise_dims}")
+        scale = np.zeros(low.shape)
+        scale[list(noise_dims)] = noise
     successes = 0
     for ep in range(episodes):
         obs, _ = env.reset(seed=seed + ep)
         done, info = False, dict[str, Any]()
         while not done:
-            action = expert(obs) + noise * rng.normal(size=low.shape)
+            action = expert(obs) + scale * rng.normal(size=low.shape)
             obs, _, terminated, truncated, info = env.step(np.clip(action, low, high).astype(np.float32))
             done = terminated or truncated
         successes += int(bool(info.get(success_key, False)))

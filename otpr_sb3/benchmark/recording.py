@@ -138,17 +138,18 @@ def _record_episodes(
     env = task.make_env()
     expert = expert_for(env, variant)
     collector = minari.DataCollector(_SuccessOnReset(env, task.success_key), record_infos=False)
-    rate = run_expert(collector, expert, episodes, noise, seed, task.success_key)
+    rate = run_expert(collector, expert, episodes, noise, seed, task.success_key, task.noise_dims)
     expert_name = getattr(expert, "__name__", type(expert).__name__)
+    dims = "" if task.noise_dims is None else f" on action dimensions {list(task.noise_dims)}"
     dataset = collector.create_dataset(
         dataset_id=dataset_id,
         eval_env=env_id,
-        algorithm_name=f"{expert_name} + N(0, {noise}^2) action noise",
+        algorithm_name=f"{expert_name} + N(0, {noise}^2) action noise{dims}",
         author="otpr_sb3.benchmark",
         author_email="otpr@example.com",
         code_permalink="https://example.com/otpr",
         description=f"{episodes} episodes of {env_id}'s scripted expert ({expert_name}) with Gaussian action noise of "
-        f"std {noise}, seed {seed}; demonstrators' success rate {rate:.3f}.",
+        f"std {noise}{dims}, seed {seed}; demonstrators' success rate {rate:.3f}.",
     )
     return rate, int(dataset.total_steps), expert_name
 

@@ -14,9 +14,11 @@ import gymnasium_robotics
 import numpy as np
 
 from otpr_sb3.benchmark.metaworld_envs import register_metaworld_envs
+from otpr_sb3.benchmark.robosuite_envs import register_robosuite_envs
 
 gym.register_envs(gymnasium_robotics)
 register_metaworld_envs()
+register_robosuite_envs()
 
 
 @dataclass(frozen=True)
@@ -35,6 +37,9 @@ class Task:
         Behaviour-cloning steps of the shared pretrained checkpoint.
     smoke : bool
         A fast task for trying the harness, not a benchmark result.
+    noise_dims : tuple of int, optional
+        The action dimensions that get the demonstrations' noise (all if ``None``). robosuite's rotation deltas
+        compound: noise on them breaks its experts, so their demonstrations perturb position and gripper only.
     """
 
     env_id: str
@@ -43,6 +48,7 @@ class Task:
     demo_noise: float
     pretrain_steps: int = 5_000
     smoke: bool = False
+    noise_dims: tuple[int, ...] | None = None
 
     @property
     def name(self) -> str:
@@ -73,6 +79,10 @@ TASKS: dict[str, Task] = {
         Task("MetaWorldPickPlace-v3", "success", demo_episodes=10, demo_noise=0.5),
         Task("MetaWorldPegInsertSide-v3", "success", demo_episodes=100, demo_noise=0.5),
         Task("MetaWorldAssembly-v3", "success", demo_episodes=100, demo_noise=0.5),
+        # robosuite (its own environment, .venv-robosuite; otpr_sb3/benchmark/robosuite_envs.py): experts written here.
+        # Noise on position and gripper only (rotation noise compounds). The settings await the BC calibration.
+        Task("RobosuiteLift-v1", "success", demo_episodes=100, demo_noise=0.3, noise_dims=(0, 1, 2, 6)),
+        Task("RobosuitePickPlaceCan-v1", "success", demo_episodes=100, demo_noise=0.3, noise_dims=(0, 1, 2, 6)),
     )
 }
 

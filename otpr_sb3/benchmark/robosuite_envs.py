@@ -1,0 +1,179 @@
+"""Robomimic's tasks through robosuite: gymnasium envs with Robomimic's low-dimensional observations.
+
+robosuite (the simulator under Robomimic's Lift and Can) runs on mujoco 3.3.0 and needs numpy < 2, so it lives in
+an environment of its own (``bash scripts/run.sh robosuite``, see ``docs/benchmarks_howto.rst``); this module
+imports it only when an env is made. Each env follows the harness's Fetch conventions:
+
+- **Observation**: Robomimic's ``low_dim`` keys, flattened in this order: the object state (``object-state``),
+  ``robot0_eef_pos``, ``robot0_eef_quat``, ``robot0_gripper_qpos`` (19 dimensions for Lift, 23 for Can).
+- **Action**: robosuite's default Panda controller (operational space, position and orientation deltas) and the
+  gripper, 7 dimensions in ``[-1, 1]``; 20 control steps per second.
+- **Reset**: ``reset(seed=k)`` reseeds the object placement, so an evaluation seed names one placement.
+- **Reward and success**: the task's own success check (``_check_success``); reward 0 on the step that reaches
+  it and -1 before, and the episode ends there, so success at any step and at the last step coincide.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+#: Registered id -> (robosuite environment, episode cap in control steps).
+ROBOSUITE_IDS: dict[str, tuple[str, int]] = {
+    "RobosuiteLift-v1": ("Lift", 150),
+    "RobosuitePickPlaceCan-v1": ("PickPlaceCan", 300),
+}
+
+LOW_DIM_KEYS = ("object-state", "robot0_eef_pos", "robot0_eef_quat", "robot0_gripper_qpos")
+
+
+def _import_robosuite() -> Any:
+    try:
+        import robosuite
+    except ImportError as err:  # pragma: no cover - depends on the install
+        raise ImportError(
+            "the robosuite tasks need robosuite in its own environment: `bash scripts/run.sh robosuite` makes "
+            ".venv-robosuite (mujoco 3.3.0, numpy < 2)"
+        ) from err
+    return robosuite
+
+
+class RobosuiteTask(gym.Env):
+    """A robosuite manipulation task as a gymnasium env (see the module docstring).
+
+    Parameters
+    ----------
+    task : str
+        A robosuite environment, ``"Lift"`` or ``"PickPlaceCan"``.
+    """
+
+    metadata: dict[str, Any] = {"render_modes": []}
+
+    def __init__(self, task: str) -> None:
+        robosuite = _import_robosuite()
+        if task not in {name for name, _ in ROBOSUITE_IDS.values()}:
+            raise ValueError(f"`task` must be one of {sorted(n for n, _ in ROBOSUITE_IDS.values())}, got {task!r}")
+        self.task = task
+        self.sim_env = robosuite.make(
+            task,
+            robots="Panda",
+            has_renderer=False,
+            has_offscreen_renderer=False,
+            use_camera_obs=False,
+            use_object_obs=True,
+            reward_shaping=False,
+            control_freq=20,
+            horizon=10_000,  # the TimeLimit of make_robosuite_env truncates; robosuite's own horizon never does
+            ignore_done=True,
+            hard_reset=False,
+        )
+        low, high = self.sim_env.action_spec
+        self.action_space = spaces.Box(low.astype(np.float32), high.astype(np.float32), dtype=np.float32)
+        obs = self._flat(self.sim_env.reset())
+        self.observation_space = spaces.Box(-np.inf, np.inf, obs.shape, dtype=np.float64)
+
+    @staticmethod
+    def _flat(obs: dict[str, np.ndarray]) -> np.ndarray:
+        return np.concatenate([np.asarray(obs[k], dtype=np.float64).ravel() for k in LOW_DIM_KEYS])
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict[str, Any]]:  # noqa: D102
+        super().reset(seed=seed)
+        if seed is not None:  # the placement sampler shares this generator: reseed it in place
+            self.sim_env.rng.bit_generator.state = np.random.default_rng(seed).bit_generator.state
+        self.last_obs = self.sim_env.reset()
+        return self._flat(self.last_obs), {"success": False}
+
+    def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:  # noqa: D102
+        action = np.asarray(action, dtype=np.float64)
+        if action.shape != self.action_space.shape:
+            raise ValueError(f"`action` must have shape {self.action_space.shape}, got {action.shape}")
+        self.last_obs, _, _, _ = self.sim_env.step(np.clip(action, -1.0, 1.0))
+        success = bool(self.sim_env._check_success())
+        return self._flat(self.last_obs), float(success) - 1.0, success, False, {"success": success}
+
+
+def make_robosuite_env(task: str, max_episode_steps: int) -> gym.Env:
+    """Make a robosuite task as a benchmark env, truncated at ``max_episode_steps`` control steps."""
+    if max_episode_steps < 1:
+        raise ValueError(f"`max_episode_steps` must be >= 1, got {max_episode_steps}")
+    return gym.wrappers.TimeLimit(RobosuiteTask(task), max_episode_steps)
+
+
+class RobosuiteExpert:
+    """Scripted pick-up for robosuite's Lift and PickPlaceCan, a function of the env's current state.
+
+    Above the object, down to it with the gripper open, close, then lift (Lift) or carry it above the target bin
+    and open (Can). Orientation is held (zero rotation deltas). Phases switch on loose thresholds, so Gaussian
+    action noise does not make them flicker.
+
+    Parameters
+    ----------
+    env : gymnasium.Env
+        A :class:`RobosuiteTask` (possibly wrapped). The expert reads the object, the end effector and, for Can,
+        the target bin from the simulator, so it acts on the env's current state, not on an observation passed in.
+    gain : float
+        Proportional gain from position error (m) to the action.
+    """
+
+    def __init__(self, env: gym.Env, gain: float = 10.0) -> None:
+        task = env.unwrapped
+        if not isinstance(task, RobosuiteTask):
+            raise ValueError(f"{type(task).__name__} is not a robosuite task env")
+        self.task, self.gain = task, gain
+        self.__name__ = f"robosuite_{task.task.lower()}_expert"
+
+    def _target_bin(self) -> np.ndarray:
+        sim_env = self.task.sim_env
+        return np.asarray(sim_env.target_bin_placements[sim_env.object_id], dtype=np.float64)
+
+    def __call__(self, obs: Any) -> np.ndarray:
+        """Return the action for the env's current state (``obs`` is the env's last observation)."""
+        raw = self.task.last_obs
+        eef = np.asarray(raw["robot0_eef_pos"], dtype=np.float64)
+        name = "cube" if self.task.task == "Lift" else "Can"
+        obj = np.asarray(raw[f"{name}_pos"], dtype=np.float64)
+        width = float(raw["robot0_gripper_qpos"][0] - raw["robot0_gripper_qpos"][1])
+        rel = obj - eef
+        action = np.zeros(7)
+        # Finger gap once closed on the object, and how close above it to start closing: cube / can.
+        closed, xy_tol, z_tol = (0.07, 0.01, 0.008) if self.task.task == "Lift" else (0.062, 0.015, 0.015)
+        held = np.linalg.norm(rel) < 0.02 and width < closed
+        if held and self.task.task == "Lift":
+            action[2], action[6] = 0.5, 1.0
+        elif held:
+            target = self._target_bin()
+            # Carried high enough to clear the wall between the bins (at lower heights the can hits it and drops),
+            # and not at full speed (a can swung at the clip limit slips out of the fingers).
+            above = np.array([target[0], target[1], max(obj[2], target[2] + 0.2)])
+            if np.linalg.norm(above[:2] - obj[:2]) < 0.02:
+                action[6] = -1.0  # over the bin: let go
+            else:
+                if obj[2] > target[2] + 0.15:
+                    action[:3] = np.clip(self.gain * (above - obj), -0.6, 0.6)
+                else:
+                    action[2] = 1.0
+                action[6] = 1.0
+        elif np.linalg.norm(rel[:2]) > xy_tol:  # above the object first
+            action[:3] = self.gain * (rel + np.array([0.0, 0.0, 0.08]))
+            action[6] = -1.0
+        elif rel[2] < -z_tol:  # down, open (the fingers stop about 1 cm above the can's centre)
+            action[:3] = self.gain * rel
+            action[6] = -1.0
+        else:  # close on it
+            action[:3] = self.gain * rel
+            action[6] = 1.0
+        return np.clip(action, -1.0, 1.0)
+
+
+def register_robosuite_envs() -> None:
+    """Register :data:`ROBOSUITE_IDS` with gymnasium (idempotent; robosuite is imported only by ``gym.make``)."""
+    for env_id, (task, cap) in ROBOSUITE_IDS.items():
+        if env_id not in gym.registry:
+            gym.register(
+                env_id,
+                entry_point="otpr_sb3.benchmark.robosuite_envs:make_robosuite_env",
+                kwargs={"task": task, "max_episode_steps": cap},
+            )

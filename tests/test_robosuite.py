@@ -1,0 +1,86 @@
+"""robosuite's Lift and PickPlaceCan as benchmark tasks (run in .venv-robosuite: ``bash scripts/run.sh test`` does).
+
+In the main environment robosuite is absent and only the error that names the fix is checked.
+"""
+
+import importlib.util
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+from otpr_sb3.benchmark.experts import expert_for, run_expert
+from otpr_sb3.benchmark.tasks import TASKS
+
+HAS_ROBOSUITE = importlib.util.find_spec("robosuite") is not None
+needs_robosuite = pytest.mark.skipif(not HAS_ROBOSUITE, reason="robosuite runs in .venv-robosuite (scripts/run.sh)")
+IDS = {"RobosuiteLift-v1": 19, "RobosuitePickPlaceCan-v1": 23}  # Robomimic's low_dim observation sizes
+
+
+@pytest.mark.skipif(HAS_ROBOSUITE, reason="checks the message of an environment without robosuite")
+def test_without_robosuite_the_error_names_the_environment_to_use():
+    with pytest.raises(ImportError, match="scripts/run.sh robosuite"):
+        gym.make("RobosuiteLift-v1")
+
+
+@needs_robosuite
+@pytest.mark.parametrize("env_id", sorted(IDS))
+def test_env_spaces_reset_seeds_and_bad_actions(env_id):
+    env = TASKS[env_id].make_env()
+    assert env.observation_space.shape == (IDS[env_id],)
+    assert env.action_space.shape == (7,) and np.all(env.action_space.low == -1) and np.all(env.action_space.high == 1)
+    first, info = env.reset(seed=3)
+    again, _ = env.reset(seed=3)
+    other, _ = env.reset(seed=4)
+    np.testing.assert_array_equal(first, again)  # a seed names one placement
+    assert not np.array_equal(first, other) and info == {"success": False}
+    obs, reward, terminated, truncated, info = env.step(np.zeros(7))
+    assert obs.shape == first.shape and reward == -1.0 and not terminated and not truncated
+    with pytest.raises(ValueError, match="`action` must have shape"):
+        env.step(np.zeros(4))
+    env.close()
+
+
+@needs_robosuite
+@pytest.mark.parametrize("env_id", sorted(IDS))
+def test_the_expert_succeeds_without_noise_and_less_with_it(env_id):
+    task = TASKS[env_id]
+    env = task.make_env()
+    expert = expert_for(env)
+    clean = run_expert(env, expert, episodes=3, noise=0.0, seed=0, success_key="success")
+    assert clean == 1.0
+    assert run_expert(env, expert, episodes=3, noise=3.0, seed=0, success_key="success", noise_dims=task.noise_dims) < 1.0
+    with pytest.raises(ValueError, match="needs the env"):
+        expert_for(env_id)
+    env.close()
+
+
+@needs_robosuite
+def test_an_episode_ends_on_success_with_reward_zero():
+    env = TASKS["RobosuiteLift-v1"].make_env()
+    expert = expert_for(env)
+    obs, _ = env.reset(seed=0)
+    rewards, done = [], False
+    while not done:
+        obs, reward, terminated, truncated, info = env.step(expert(obs))
+        rewards.append(reward)
+        done = terminated or truncated
+    assert terminated and info["success"] and rewards[-1] == 0.0 and set(rewards[:-1]) == {-1.0}
+    env.close()
+
+
+@needs_robosuite
+def test_a_tiny_minari_dataset_is_recorded(tmp_path):
+    import minari
+
+    from otpr_sb3.benchmark.recording import record
+    from otpr_sb3.demonstrations import minari_datasets_path
+
+    card = record("RobosuiteLift-v1", episodes=2, noise=0.3, data_path=str(tmp_path))
+    assert card.episodes == 2 and card.transitions > 0 and 0.0 <= card.success_rate <= 1.0
+    with minari_datasets_path(str(tmp_path)):
+        dataset = minari.load_dataset(card.dataset_id)
+    for episode in dataset.iterate_episodes():
+        assert episode.observations.shape[1] == 19 and episode.actions.shape[1] == 7
+        # The expert holds the orientation (zero rotation deltas) and the noise goes to position and gripper only.
+        assert np.all(episode.actions[:, 3:6] == 0) and np.std(episode.actions[:, :3]) > 0
