@@ -2,7 +2,7 @@
 
     python examples/metaworld/tables.py     # rewrites docs/metaworld_*.inc
 
-``docs/data/metaworld/experts.json`` (``expert_success.py``) gives the experts' success by noise;
+``docs/data/metaworld/experts.json`` (``examples/benchmarks/expert_success.py``) gives the experts' success by noise;
 ``results/metaworld/calibration/<setting>/`` holds the BC runs (seed 100, a tuning seed) that chose each task's
 demonstration setting.
 """
