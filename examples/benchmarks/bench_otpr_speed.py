@@ -1,9 +1,10 @@
 """Wall-clock of OTPR fine-tuning against SAC on FetchPickAndPlace-v4, side by side in one process.
 
-Run: ``python examples/benchmarks/bench_otpr_speed.py [--steps 2000] [--threads 2] [--levers]``. Every algorithm
-does one gradient step per environment step (``train_freq=1, gradient_steps=1``, batch 256) after the same warm-up, so the
-ratio isolates the cost of the diffusion actor and the OT machinery. Also reports per-action inference
-latency of OTPR (L=8 candidates, K=5 DDIM steps, and the deterministic L=1 path) and of SAC.
+Run: ``python examples/benchmarks/bench_otpr_speed.py [--steps 2000] [--threads 2] [--levers] [--models otpr q ...]``.
+Every algorithm does one gradient step per environment step (``train_freq=1, gradient_steps=1``, batch 256) after
+the same warm-up, so the ratio isolates the cost of the diffusion actor and the OT machinery (against OTPR's own
+loop with Q guidance, ``q``: what the OT part adds). Also reports per-action inference latency of OTPR (L=8
+candidates, K=5 DDIM steps, and the deterministic L=1 path) and of SAC.
 """
 
 from __future__ import annotations
@@ -68,6 +69,12 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=500)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument(
+        "--models",
+        nargs="+",
+        default=None,
+        help="which to run: sac sac3 otpr otpr-f32 q gradient claims-h (default: all but claims-h)",
+    )
+    parser.add_argument(
         "--levers", action="store_true", help="also OTPR with fewer critic pairs (dual_freq, reference actions)"
     )
     args = parser.parse_args()
@@ -75,25 +82,50 @@ def main() -> None:
     env = gym.make(ENV)
     obs, _ = env.reset(seed=0)
     common = dict(batch_size=256, train_freq=1, gradient_steps=1, seed=0, learning_starts=256)
-    models = {
-        "SAC (SB3 defaults, 2x256 nets)": SAC("MultiInputPolicy", env, **common),
-        "SAC (3x256 nets, like OTPR's critics)": SAC(
-            "MultiInputPolicy", env, policy_kwargs=dict(net_arch=[256] * 3), **common
+    builders = {
+        "sac": ("SAC (SB3 defaults, 2x256 nets)", lambda: SAC("MultiInputPolicy", env, **common)),
+        "sac3": (
+            "SAC (3x256 nets, like OTPR's critics)",
+            lambda: SAC("MultiInputPolicy", env, policy_kwargs=dict(net_arch=[256] * 3), **common),
         ),
-        "OTPR (L=8, K=5, 3x256 actor and critics)": OTPR("MultiInputPolicy", env, dual_start=100, **common),
+        "otpr": ("OTPR (L=8, K=5, 3x256 actor and critics)", lambda: OTPR("MultiInputPolicy", env, dual_start=100, **common)),
         # The pairs' precision on its own (the default is bfloat16 on CPUs with AMX tiles).
-        "OTPR, float32 pairs": OTPR(
-            "MultiInputPolicy", env, dual_start=100, policy_kwargs=dict(pair_precision="float32"), **common
+        "otpr-f32": (
+            "OTPR, float32 pairs",
+            lambda: OTPR("MultiInputPolicy", env, dual_start=100, policy_kwargs=dict(pair_precision="float32"), **common),
         ),
         # No dual and no H: what the OT machinery costs.
-        "OTPR's loop with Q guidance (no dual)": OTPR(
-            "MultiInputPolicy", env, dual_start=100, policy_kwargs=dict(guidance="q"), **common
+        "q": (
+            "OTPR's loop with Q guidance (no dual)",
+            lambda: OTPR("MultiInputPolicy", env, dual_start=100, policy_kwargs=dict(guidance="q"), **common),
         ),
         # The dual before u came from reference actions: gradient ascent, learned u.
-        "OTPR, previous dual (gradient, learned u)": OTPR(
-            "MultiInputPolicy", env, dual_start=100, dual_kwargs=dict(method="gradient", reference_actions=0), **common
+        "gradient": (
+            "OTPR, previous dual (gradient, learned u)",
+            lambda: OTPR(
+                "MultiInputPolicy", env, dual_start=100, dual_kwargs=dict(method="gradient", reference_actions=0), **common
+            ),
+        ),
+        # The H of the claims study (docs/claims.rst): reg 0.05, u over 256 reference actions, relation cost rescaled.
+        "claims-h": (
+            "OTPR, claims' H (reg 0.05, 256 reference actions, masked, spread)",
+            lambda: OTPR(
+                "MultiInputPolicy",
+                env,
+                dual_start=100,
+                reg=0.05,
+                relation_weight=0.1,
+                dual_kwargs=dict(reference_actions=256),
+                policy_kwargs=dict(guidance_kwargs=dict(relation_scale="spread")),
+                **common,
+            ),
         ),
     }
+    chosen = args.models or ["sac", "sac3", "otpr", "otpr-f32", "q", "gradient"]
+    unknown = sorted(set(chosen) - set(builders))
+    if unknown:
+        parser.error(f"--models: unknown {unknown}; choose from {sorted(builders)}")
+    models = {builders[key][0]: builders[key][1]() for key in chosen}
     if args.levers:  # fewer critic pairs per env step: the dual's cost matrix less often, fewer references for u
         for name, kwargs in {
             "OTPR, dual every 4 steps, 2 Adam steps per cost matrix": dict(dual_freq=4, dual_kwargs=dict(steps_per_batch=2)),
@@ -114,27 +146,32 @@ def main() -> None:
         sps = steps_per_second(model, args.steps, args.warmup)
         rows.append((name, sps))
         print(f"{name}: {sps:.1f} env steps/s", flush=True)
-    otpr = models["OTPR (L=8, K=5, 3x256 actor and critics)"]
-    lat = {
-        "OTPR collection (L=8 candidates, K=5 DDIM, H resampling)": latency_ms(otpr, obs, deterministic=False),
-        "OTPR evaluation (L=1, fixed noise, K=5)": latency_ms(otpr, obs, deterministic=True),
-        "SAC (stochastic)": latency_ms(models["SAC (SB3 defaults, 2x256 nets)"], obs, deterministic=False),
-    }
+    names = {key: builders[key][0] for key in chosen}
+    lat = {}
+    if "otpr" in chosen:
+        otpr = models[names["otpr"]]
+        lat["OTPR collection (L=8 candidates, K=5 DDIM, H resampling)"] = latency_ms(otpr, obs, deterministic=False)
+        lat["OTPR evaluation (L=1, fixed noise, K=5)"] = latency_ms(otpr, obs, deterministic=True)
+    if "sac" in chosen:
+        lat["SAC (stochastic)"] = latency_ms(models[names["sac"]], obs, deterministic=False)
     print(f"\n### Fine-tuning speed on {ENV} ({args.steps} steps, 1 gradient step per env step, batch 256)\n")
-    print("| algorithm | env steps/s | wall-clock per env step vs SAC defaults | vs SAC 3x256 |")
-    print("|---|---|---|---|")
-    base, base3 = rows[0][1], rows[1][1]
+    labels = (("sac", "SAC defaults"), ("sac3", "SAC 3x256"), ("q", "Q loop"))
+    refs = [(label, dict(rows)[names[key]]) for key, label in labels if key in chosen]
+    print("| algorithm | env steps/s | " + " | ".join(f"wall-clock per env step vs {label}" for label, _ in refs) + " |")
+    print("|---|---|" + "---|" * len(refs))
     for name, sps in rows:
-        print(f"| {name} | {sps:.1f} | {base / sps:.2f}x | {base3 / sps:.2f}x |")
-    print(f"\n### Per-action inference latency (one observation, CPU, {args.threads} threads)\n")
-    print("| policy | ms per action |")
-    print("|---|---|")
-    for name, ms in lat.items():
-        print(f"| {name} | {ms:.2f} |")
-    print(
-        f"\n(dual ready during the OTPR run: {bool(otpr.policy.guidance.ready)}; "
-        f"updates: {otpr._n_updates}, dual updates: {otpr.dual_updates})"
-    )
+        print(f"| {name} | {sps:.1f} | " + " | ".join(f"{rate / sps:.2f}x" for _, rate in refs) + " |")
+    if lat:
+        print(f"\n### Per-action inference latency (one observation, CPU, {args.threads} threads)\n")
+        print("| policy | ms per action |")
+        print("|---|---|")
+        for name, ms in lat.items():
+            print(f"| {name} | {ms:.2f} |")
+    if "otpr" in chosen:
+        print(
+            f"\n(dual ready during the OTPR run: {bool(otpr.policy.guidance.ready)}; "
+            f"updates: {otpr._n_updates}, dual updates: {otpr.dual_updates})"
+        )
 
 
 if __name__ == "__main__":
