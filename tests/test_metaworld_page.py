@@ -14,14 +14,14 @@ PAGE = (ROOT / "docs" / "benchmarks_howto.rst").read_text()
 
 
 def _module():
-    return load_script("examples/metaworld/tables.py", "mw_tables")
+    return load_script("examples/benchmarks/task_tables.py", "task_tables")
 
 
 def test_tables_are_the_records():
     tables = _module().tables()
     assert set(tables) == {"metaworld_experts.inc", "metaworld_calibration.inc"}
     for name, text in tables.items():
-        assert (ROOT / "docs" / name).read_text() == text, f"docs/{name} is stale: run examples/metaworld/tables.py"
+        assert (ROOT / "docs" / name).read_text() == text, f"docs/{name} is stale: run examples/benchmarks/task_tables.py"
 
 
 def test_expert_sentences():

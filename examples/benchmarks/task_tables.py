@@ -1,10 +1,10 @@
-"""Tables of the Meta-World section of docs/benchmarks_howto.rst, from the committed records::
+"""Tables of the Meta-World and robosuite sections of docs/benchmarks_howto.rst, from the committed records::
 
-    python examples/metaworld/tables.py     # rewrites docs/metaworld_*.inc
+    python examples/benchmarks/task_tables.py     # rewrites docs/metaworld_*.inc and docs/robosuite_*.inc
 
-``docs/data/metaworld/experts.json`` (``examples/benchmarks/expert_success.py``) gives the experts' success by noise;
-``results/metaworld/calibration/<setting>/`` holds the BC runs (seed 100, a tuning seed) that chose each task's
-demonstration setting.
+For each family, ``docs/data/<family>/experts.json`` (``examples/benchmarks/expert_success.py``) gives the experts'
+success by noise; ``results/<family>/calibration/<setting>/`` holds the BC runs (seed 100, a tuning seed) that chose
+each task's demonstration setting.
 """
 
 from __future__ import annotations
@@ -17,8 +17,15 @@ from typing import Any
 from otpr_sb3.benchmark.report_rst import list_table, write_includes
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, os.pardir)
-DATA = os.path.join(ROOT, "docs", "data", "metaworld")
-CALIBRATION = os.path.join(ROOT, "results", "metaworld", "calibration")
+FAMILIES = {"metaworld": "MetaWorld", "robosuite": "Robosuite"}  # family -> prefix of its task ids
+
+
+def _data(family: str) -> str:
+    return os.path.join(ROOT, "docs", "data", family)
+
+
+def _calibration(family: str) -> str:
+    return os.path.join(ROOT, "results", family, "calibration")
 
 
 def experts_table(record: dict[str, Any]) -> str:
@@ -35,10 +42,10 @@ def experts_table(record: dict[str, Any]) -> str:
     return list_table(["task", *(f"noise {n:g}" for n in noises)], out)
 
 
-def calibration_runs() -> list[dict[str, Any]]:
+def calibration_runs(family: str = "metaworld") -> list[dict[str, Any]]:
     """The BC calibration runs: task, demonstrations, noise, demonstrators' success and BC's final success."""
     out = []
-    for path in sorted(glob.glob(os.path.join(CALIBRATION, "*", "*", "bc", "s*", "summary.json"))):
+    for path in sorted(glob.glob(os.path.join(_calibration(family), "*", "*", "bc", "s*", "summary.json"))):
         with open(os.path.join(os.path.dirname(path), "spec.json")) as f:
             spec = json.load(f)
         with open(path) as f:
@@ -69,17 +76,18 @@ def calibration_table(runs: list[dict[str, Any]], chosen: dict[str, tuple[int, f
 
 
 def tables() -> dict[str, str]:
-    """File name -> content of every table the records allow."""
+    """File name -> content of every table the records allow, for every family."""
     from otpr_sb3.benchmark.tasks import TASKS
 
     out = {}
-    if os.path.exists(os.path.join(DATA, "experts.json")):
-        with open(os.path.join(DATA, "experts.json")) as f:
-            out["metaworld_experts.inc"] = experts_table(json.load(f))
-    runs = calibration_runs()
-    if runs:
-        chosen = {t: (task.demo_episodes, task.demo_noise) for t, task in TASKS.items() if t.startswith("MetaWorld")}
-        out["metaworld_calibration.inc"] = calibration_table(runs, chosen)
+    for family, prefix in FAMILIES.items():
+        if os.path.exists(os.path.join(_data(family), "experts.json")):
+            with open(os.path.join(_data(family), "experts.json")) as f:
+                out[f"{family}_experts.inc"] = experts_table(json.load(f))
+        runs = calibration_runs(family)
+        if runs:
+            chosen = {t: (task.demo_episodes, task.demo_noise) for t, task in TASKS.items() if t.startswith(prefix)}
+            out[f"{family}_calibration.inc"] = calibration_table(runs, chosen)
     return out
 
 
