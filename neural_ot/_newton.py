@@ -29,6 +29,7 @@ _DENSE_SOLVE_WORK = 4e6
 _WORKING_SET_MIN_PAIRS = 250_000  # below this many pairs the full matrix is cheaper than a working set
 # Stall: the best marginal error has not halved in this many Newton iterations (rounding floor, or no progress).
 _STALL_ITERS = 25
+_FIRST_STAGE = 1e-2  # the continuation starts at the first eps below this share of the costs' spread
 _STAGE_TOL = 1e-4  # marginal error at which an intermediate stage of the continuation hands over
 _DAMPINGS = (1.0, 1e3, 1e6)  # Levenberg damping factors tried in turn when a Newton step is rejected
 _ALL_ACTIVE_START = 0.5  # a cold L2 start uses the all-active optimum when this share of pairs is active there
@@ -56,7 +57,7 @@ def _newton(
     lo, hi = prob.cost_range
     spread = hi - lo
     schedule = [target.reg]
-    while start is None and spread > 0 and schedule[-1] * _CONTINUATION < 1e-2 * spread:
+    while start is None and spread > 0 and schedule[-1] * _CONTINUATION < _FIRST_STAGE * spread:
         schedule.append(schedule[-1] * _CONTINUATION)
     total = 0
     converged = False
