@@ -7,7 +7,7 @@ over all the task's episodes::
 
     python examples/benchmarks/expert_success.py --out docs/data/metaworld/experts.json
     bash scripts/run.sh robosuite python examples/benchmarks/expert_success.py --family robosuite \
-        --noises 0 0.3 0.6 1.0 --out docs/data/robosuite/experts.json
+        --noises 0 0.3 0.6 1.0 --all-dims 0.3 --out docs/data/robosuite/experts.json
 """
 
 from __future__ import annotations
@@ -32,6 +32,9 @@ def main() -> None:
     parser.add_argument("--family", choices=["metaworld", "robosuite"], default="metaworld")
     parser.add_argument("--episodes", type=int, default=50)
     parser.add_argument("--noises", type=float, nargs="+", default=[0.0, 0.3, 0.5, 0.75, 1.0])
+    parser.add_argument(
+        "--all-dims", type=float, nargs="*", default=[], help="also these noises on every action dimension (rows 'all')"
+    )
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
     rows = []
@@ -40,8 +43,10 @@ def main() -> None:
         expert = expert_for(env)
         low = env.action_space.low  # type: ignore[attr-defined]
         dims = get_task(env_id).noise_dims
-        mask = np.ones(low.shape) if dims is None else np.isin(np.arange(low.size), dims).astype(float)
-        for noise in args.noises:
+        task_mask = np.ones(low.shape) if dims is None else np.isin(np.arange(low.size), dims).astype(float)
+        settings = [(noise, "task", task_mask) for noise in args.noises]
+        settings += [(noise, "all", np.ones(low.shape)) for noise in args.all_dims]
+        for noise, noised, mask in settings:
             rng = np.random.default_rng(0)
             lengths, wins, steps = [], 0, 0
             t0 = time.perf_counter()
@@ -61,6 +66,7 @@ def main() -> None:
             row = {
                 "env_id": env_id,
                 "noise": noise,
+                "noise_dims": noised,  # the task's noise dimensions, or every dimension
                 "episodes": args.episodes,
                 "success": wins / args.episodes,
                 "length_median": float(np.median(lengths)) if lengths else None,

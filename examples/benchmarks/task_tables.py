@@ -30,12 +30,13 @@ def _calibration(family: str) -> str:
 
 def experts_table(record: dict[str, Any]) -> str:
     """Success (and median / longest successful episode) of each expert, by action-noise std."""
-    noises = sorted({r["noise"] for r in record["rows"]})
+    rows = [r for r in record["rows"] if r.get("noise_dims", "task") == "task"]  # the task's noise dimensions
+    noises = sorted({r["noise"] for r in rows})
     out = []
-    for env_id in sorted({r["env_id"] for r in record["rows"]}):
+    for env_id in sorted({r["env_id"] for r in rows}):
         cells = []
         for noise in noises:
-            r = next(x for x in record["rows"] if (x["env_id"], x["noise"]) == (env_id, noise))
+            r = next(x for x in rows if (x["env_id"], x["noise"]) == (env_id, noise))
             length = "" if r["length_median"] is None else f" ({r['length_median']:.0f} / {r['length_max']})"
             cells.append(f"{r['success']:.2f}{length}")
         out.append([f"``{env_id}``", *cells])
