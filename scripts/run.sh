@@ -13,30 +13,32 @@ shift || true
 venv=".venv"
 py="$venv/bin/python"
 
-if [ ! -x "$py" ]; then
-    python3 -m venv "$venv"
-fi
-# torch first and pinned: the 2.13.0 CPU wheel is available offline; an unpinned torch pulls a multi-GB CUDA build.
-if ! "$py" -c "import torch, sys; sys.exit(torch.__version__.split('+')[0] != '2.13.0')" 2>/dev/null; then
-    "$py" -m pip install --quiet --disable-pip-version-check "torch==2.13.0"
-fi
-"$py" -m pip install --quiet --disable-pip-version-check -e ".[all]"
-# Meta-World 3.1.1 pins mujoco 3.3.0, but Fetch needs the project's 3.11.0; its v3 tasks and scripted policies run
-# on 3.11.0 (tests/test_metaworld.py), so it goes in without its dependencies (the others are already here).
-if ! "$py" -c "import metaworld" 2>/dev/null; then
-    "$py" -m pip install --quiet --disable-pip-version-check --no-deps "metaworld==3.1.1"
-fi
+# A venv with torch first and pinned: the 2.13.0 CPU wheel is available offline; an unpinned torch pulls a multi-GB
+# CUDA build.
+venv_with_torch() {
+    if [ ! -x "$1/bin/python" ]; then
+        python3 -m venv "$1"
+    fi
+    if ! "$1/bin/python" -c "import torch, sys; sys.exit(torch.__version__.split('+')[0] != '2.13.0')" 2>/dev/null; then
+        "$1/bin/python" -m pip install --quiet --disable-pip-version-check "torch==2.13.0"
+    fi
+}
+
+setup_main() {
+    venv_with_torch "$venv"
+    "$py" -m pip install --quiet --disable-pip-version-check -e ".[all]"
+    # Meta-World 3.1.1 pins mujoco 3.3.0, but Fetch needs the project's 3.11.0; its v3 tasks and scripted policies
+    # run on 3.11.0 (tests/test_metaworld.py), so it goes in without its dependencies (the others are already here).
+    if ! "$py" -c "import metaworld" 2>/dev/null; then
+        "$py" -m pip install --quiet --disable-pip-version-check --no-deps "metaworld==3.1.1"
+    fi
+}
 
 # robosuite needs mujoco 3.3.0 (Fetch's results are on 3.11.0): its own venv, with robosuite and mink installed
 # without their dependencies (mink pins numpy < 2, minari needs numpy >= 2; see pyproject.toml).
 setup_robosuite() {
     local rv=".venv-robosuite"
-    if [ ! -x "$rv/bin/python" ]; then
-        python3 -m venv "$rv"
-    fi
-    if ! "$rv/bin/python" -c "import torch, sys; sys.exit(torch.__version__.split('+')[0] != '2.13.0')" 2>/dev/null; then
-        "$rv/bin/python" -m pip install --quiet --disable-pip-version-check "torch==2.13.0"
-    fi
+    venv_with_torch "$rv"
     "$rv/bin/python" -m pip install --quiet --disable-pip-version-check -e ".[robosuite]"
     if ! "$rv/bin/python" -c "import robosuite" 2>/dev/null; then
         "$rv/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps "robosuite==1.5.2" "mink==0.0.5"
@@ -51,10 +53,12 @@ case "$job" in
         fi
         ;;
     demo)
+        setup_main
         "$py" examples/keypoint_ot_demo.py
         "$py" examples/train_fetch.py --quick "$@"
         ;;
     test)
+        setup_main
         "$venv/bin/ruff" check neural_ot otpr_sb3 tests examples docs benchmarks
         "$venv/bin/ruff" format --check neural_ot otpr_sb3 tests examples docs benchmarks
         "$venv/bin/mypy"

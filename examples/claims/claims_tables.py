@@ -8,6 +8,7 @@ from __future__ import annotations
 import glob
 import json
 import os
+from collections.abc import Iterator
 from typing import Any
 
 from otpr_sb3.benchmark.evaluation import read_evaluations
@@ -111,16 +112,21 @@ def last_five(rows: list[dict[str, float]]) -> float:
     return sum(r["success"] for r in rows[-5:]) / 5
 
 
-def tuning_runs(runs_dir: str = TUNING) -> list[dict[str, Any]]:
-    """The finished tuning runs: arm, configuration, seed, both primary metrics, env steps/s and commit."""
-    out = []
+def finished_runs(runs_dir: str) -> Iterator[tuple[dict[str, Any], dict[str, Any], list[dict[str, float]]]]:
+    """``(spec, summary, evaluation rows)`` of every finished run (one with a ``summary.json``) under ``runs_dir``."""
     for path in sorted(glob.glob(os.path.join(runs_dir, "*", "*", "s*", "summary.json"))):
         run_dir = os.path.dirname(path)
         with open(os.path.join(run_dir, "spec.json")) as f:
             spec = json.load(f)
         with open(path) as f:
             summary = json.load(f)
-        rows = read_evaluations(os.path.join(run_dir, "evaluations.csv"))
+        yield spec, summary, read_evaluations(os.path.join(run_dir, "evaluations.csv"))
+
+
+def tuning_runs(runs_dir: str = TUNING) -> list[dict[str, Any]]:
+    """The finished tuning runs: arm, configuration, seed, both primary metrics, env steps/s and commit."""
+    out = []
+    for spec, summary, rows in finished_runs(runs_dir):
         arm, config = arm_of(spec)
         out.append(
             {

@@ -9,16 +9,13 @@ one CPU kind is refused (the protocol requires both)::
 
 from __future__ import annotations
 
-import glob
-import json
 import os
 from typing import Any
 
-from claims_tables import ROOT, arm_of, last_five
+from claims_tables import ROOT, arm_of, finished_runs, last_five
 from report_sweep import MIXED
 
 from otpr_sb3.benchmark.decision import decide
-from otpr_sb3.benchmark.evaluation import read_evaluations
 from otpr_sb3.benchmark.report import area_under_curve
 from otpr_sb3.benchmark.report_rst import list_table, write_includes
 
@@ -37,11 +34,7 @@ METRICS = (("last five", "last_five"), ("AUC", "auc"))
 def report_runs(runs_dir: str = REPORT) -> list[dict[str, Any]]:
     """The finished report runs: regime, arm, seed, both primary metrics, commit and CPU."""
     out = []
-    for path in sorted(glob.glob(os.path.join(runs_dir, "*", "*", "s*", "summary.json"))):
-        run_dir = os.path.dirname(path)
-        with open(os.path.join(run_dir, "spec.json")) as f:
-            spec = json.load(f)
-        rows = read_evaluations(os.path.join(run_dir, "evaluations.csv"))
+    for spec, _, rows in finished_runs(runs_dir):
         arm, _ = arm_of(spec)
         out.append(
             {

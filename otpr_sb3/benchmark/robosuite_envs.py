@@ -1,6 +1,6 @@
 """Robomimic's tasks through robosuite: gymnasium envs with Robomimic's low-dimensional observations.
 
-robosuite (the simulator under Robomimic's Lift and Can) runs on mujoco 3.3.0 and needs numpy < 2, so it lives in
+robosuite (the simulator under Robomimic's Lift and Can) runs on mujoco 3.3.0 (Fetch's results use 3.11.0), so it lives in
 an environment of its own (``bash scripts/run.sh robosuite``, see ``docs/benchmarks_howto.rst``); this module
 imports it only when an env is made. Each env follows the harness's Fetch conventions:
 
@@ -33,10 +33,10 @@ LOW_DIM_KEYS = ("object-state", "robot0_eef_pos", "robot0_eef_quat", "robot0_gri
 def _import_robosuite() -> Any:
     try:
         import robosuite
-    except ImportError as err:  # pragma: no cover - depends on the install
+    except ImportError as err:  # tests/test_robosuite.py checks this message where robosuite is absent
         raise ImportError(
             "the robosuite tasks need robosuite in its own environment: `bash scripts/run.sh robosuite` makes "
-            ".venv-robosuite (mujoco 3.3.0, numpy < 2)"
+            ".venv-robosuite (mujoco 3.3.0; Fetch's results use 3.11.0)"
         ) from err
     return robosuite
 
