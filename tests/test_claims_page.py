@@ -159,9 +159,9 @@ def test_tuning_choice_follows_the_protocol():
 
 def test_tuning_runs_are_one_commit_and_the_sweep_file():
     runs = _module().tuning_runs()
-    # Every arm's tuning runs on one code commit: 02a25da, the authors' arm (its code came later) on 7038d2c.
+    # Every arm's tuning runs on one code commit: 02a25da, the authors' arm (its code came later) on df13a12.
     for r in runs:
-        assert r["commit"] == ("7038d2c" if r["arm"] == "authors' release" else "02a25da"), r
+        assert r["commit"] == ("df13a12" if r["arm"] == "authors' release" else "02a25da"), r
     sweep = tomllib.loads((ROOT / "examples" / "sweeps" / "claims_tuning.toml").read_text())
     assert all(r["seed"] in (100, 101) for r in runs) and len(runs) <= len(sweep["runs"])
 
