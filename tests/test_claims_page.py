@@ -157,6 +157,18 @@ def test_tuning_choice_follows_the_protocol():
         m.arm_of({"method": "dql", "kwargs": {}, "policy_kwargs": {}})
 
 
+def test_report_tables_are_the_records_and_on_the_page():
+    module = load_script("examples/claims/claims_verdicts.py")
+    tables = module.tables()
+    page = (ROOT / "docs" / "claims.rst").read_text()
+    for name, text in tables.items():
+        assert (ROOT / "docs" / name).read_text() == text, f"docs/{name} is stale: run examples/claims/claims_verdicts.py"
+        assert f".. include:: {name}" in page
+    assert ("No comparison has a paired seed yet" in page) == ("claims_verdicts.inc" not in tables)
+    # One commit and CPU for every report run (the protocol); the verdicts refuse otherwise.
+    assert {(r["commit"], r["cpu"]) for r in module.report_runs()} <= {("9921064", "AMD EPYC")}
+
+
 def test_tuning_runs_are_one_commit_and_the_sweep_file():
     runs = _module().tuning_runs()
     # Every arm's tuning runs on one code commit: 02a25da, the authors' arm (its code came later) on df13a12.

@@ -107,7 +107,7 @@ def _fake_run(root, method, kwargs, seed, successes, commit="abc1234", cpu="AMD 
     rows = ["timesteps,success,episodes,final,wall_time"]
     rows += [f"{1000 * i},{s},20,0,{i}" for i, s in enumerate(successes)]
     (run_dir / "evaluations.csv").write_text("\n".join(rows) + "\n")
-    (run_dir / "summary.json").write_text(json.dumps({"final_success": successes[-1]}))
+    (run_dir / "summary.json").write_text(json.dumps({"final_success": successes[-1], "env_steps_per_s": 20.0}))
 
 
 def test_claims_verdicts_pair_by_seed_and_refuse_mixed_commits(tmp_path):
@@ -123,6 +123,11 @@ def test_claims_verdicts_pair_by_seed_and_refuse_mixed_commits(tmp_path):
     last_five = rows[0]["decision"]
     assert last_five.verdict == "holds" and last_five.seeds == 10 and last_five.mean == pytest.approx(0.2)
     assert "holds" in module.verdict_table(rows)
+    tables = module.tables(str(tmp_path))
+    assert (
+        set(tables) == {"claims_report_runs.inc", "claims_verdicts.inc"}
+        and tables["claims_report_runs.inc"].count("* - (a)") == 21
+    )
     _fake_run(tmp_path, "otpr", unmasked, 10, [0.3] + [0.6] * 10, commit="def5678")
     with pytest.raises(ValueError, match="more than one commit"):
         module.verdicts(module.report_runs(str(tmp_path)))

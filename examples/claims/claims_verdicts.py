@@ -4,7 +4,7 @@ Each comparison pairs two arms of one regime by seed, on both primary metrics (l
 and applies :func:`otpr_sb3.benchmark.decision.decide`. A comparison whose runs do not share one code commit and
 one CPU kind is refused (the protocol requires both)::
 
-    python examples/claims/claims_verdicts.py     # writes docs/claims_verdicts.inc
+    python examples/claims/claims_verdicts.py     # writes docs/claims_report_runs.inc and docs/claims_verdicts.inc
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from claims_tables import ROOT, arm_of, finished_runs, last_five
+from claims_tables import ARMS, ROOT, arm_of, finished_runs, last_five
 from report_sweep import MIXED
 
 from otpr_sb3.benchmark.decision import decide
@@ -34,7 +34,7 @@ METRICS = (("last five", "last_five"), ("AUC", "auc"))
 def report_runs(runs_dir: str = REPORT) -> list[dict[str, Any]]:
     """The finished report runs: regime, arm, seed, both primary metrics, commit and CPU."""
     out = []
-    for spec, _, rows in finished_runs(runs_dir):
+    for spec, summary, rows in finished_runs(runs_dir):
         arm, _ = arm_of(spec)
         out.append(
             {
@@ -43,10 +43,42 @@ def report_runs(runs_dir: str = REPORT) -> list[dict[str, Any]]:
                 "seed": spec["seed"],
                 "last_five": last_five(rows),
                 "auc": area_under_curve(rows),
+                "final": summary["final_success"],
+                "env_steps_per_s": summary["env_steps_per_s"],
                 "commit": spec["provenance"]["commit"][:7],
                 "cpu": spec["provenance"]["cpu"],
             }
         )
+    return out
+
+
+def runs_table(runs: list[dict[str, Any]]) -> str:
+    """Every finished report run, by regime, seed and arm."""
+    order = {arm: i for i, arm in enumerate(ARMS)}
+    rows = [
+        [
+            f"({r['regime']})",
+            str(r["seed"]),
+            r["arm"],
+            f"{r['last_five']:.2f}",
+            f"{r['auc']:.2f}",
+            f"{r['final']:.2f}",
+            f"{r['env_steps_per_s']:.1f}",
+            r["commit"],
+        ]
+        for r in sorted(runs, key=lambda r: (r["regime"], r["seed"], order[r["arm"]]))
+    ]
+    header = ["regime", "seed", "arm", "last five", "AUC", "final (100 episodes)", "env steps/s", "commit"]
+    return list_table(header, rows)
+
+
+def tables(runs_dir: str = REPORT) -> dict[str, str]:
+    """File name -> content: the finished runs, and the verdicts once a comparison has a paired seed."""
+    runs = report_runs(runs_dir)
+    out = {"claims_report_runs.inc": runs_table(runs)} if runs else {}
+    rows = verdicts(runs)
+    if rows:
+        out["claims_verdicts.inc"] = verdict_table(rows)
     return out
 
 
@@ -103,8 +135,5 @@ def verdict_table(rows: list[dict[str, Any]]) -> str:
 
 
 if __name__ == "__main__":
-    runs = report_runs()
-    if not runs:
-        raise SystemExit(f"no finished report runs in {os.path.relpath(REPORT, ROOT)}")
-    for path in write_includes({"claims_verdicts.inc": verdict_table(verdicts(runs))}, os.path.join(ROOT, "docs")):
+    for path in write_includes(tables(), os.path.join(ROOT, "docs")):
         print("wrote", os.path.relpath(path, ROOT))
