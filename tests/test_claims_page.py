@@ -164,7 +164,10 @@ def test_report_tables_are_the_records_and_on_the_page():
     for name, text in tables.items():
         assert (ROOT / "docs" / name).read_text() == text, f"docs/{name} is stale: run examples/claims/claims_verdicts.py"
         assert f".. include:: {name}" in page
-    assert ("No comparison has a paired seed yet" in page) == ("claims_verdicts.inc" not in tables)
+    assert "claims_verdicts.inc" in tables  # the page includes it: seed 0 pairs H with H, unmasked
+    # "every comparison stays pending until it has ten paired seeds"
+    verdicts = module.verdicts(module.report_runs())
+    assert all((r["decision"].verdict == "pending") == (r["decision"].seeds < 10) for r in verdicts)
     # One commit and CPU for every report run (the protocol); the verdicts refuse otherwise.
     assert {(r["commit"], r["cpu"]) for r in module.report_runs()} <= {("9921064", "AMD EPYC")}
 

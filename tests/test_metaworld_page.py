@@ -19,7 +19,7 @@ def _module():
 
 def test_tables_are_the_records():
     tables = _module().tables()
-    assert set(tables) == {"metaworld_experts.inc", "metaworld_calibration.inc"}
+    assert {"metaworld_experts.inc", "metaworld_calibration.inc"} <= set(tables)  # and robosuite's (its own test)
     for name, text in tables.items():
         assert (ROOT / "docs" / name).read_text() == text, f"docs/{name} is stale: run examples/benchmarks/task_tables.py"
 

@@ -1,0 +1,53 @@
+"""The robosuite section of docs/benchmarks_howto.rst: its tables are the records and its sentences hold."""
+
+import json
+from pathlib import Path
+
+from otpr_helpers import load_script
+
+from otpr_sb3.benchmark.robosuite_envs import ROBOSUITE_IDS
+from otpr_sb3.benchmark.tasks import TASKS
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT / "docs" / "data" / "robosuite"
+PAGE = " ".join((ROOT / "docs" / "benchmarks_howto.rst").read_text().split())
+
+
+def _module():
+    return load_script("examples/benchmarks/task_tables.py", "task_tables")
+
+
+def test_the_tables_are_on_the_page():
+    tables = _module().tables()
+    assert {"robosuite_experts.inc", "robosuite_calibration.inc"} <= set(tables)
+    for name in ("robosuite_experts.inc", "robosuite_calibration.inc"):
+        assert f".. include:: {name}" in PAGE
+
+
+def test_every_default_setting_was_calibrated_and_lands_in_the_band():
+    runs = _module().calibration_runs("robosuite")
+    for env_id in ROBOSUITE_IDS:
+        task = TASKS[env_id]
+        mine = [r for r in runs if (r["env_id"], r["episodes"], r["noise"]) == (env_id, task.demo_episodes, task.demo_noise)]
+        assert len(mine) == 1, f"{env_id}: its default demonstrations have no calibration run"
+        assert 0.2 <= mine[0]["bc"] <= 0.6, f"{env_id}: BC {mine[0]['bc']} outside the 20-60% band"
+
+
+def test_expert_sentences():
+    rows = json.loads((DATA / "experts.json").read_text())["rows"]
+
+    def success(env_id, noise, dims="task"):
+        (r,) = [r for r in rows if (r["env_id"], r["noise"], r["noise_dims"]) == (env_id, noise, dims)]
+        return r["success"]
+
+    lift, can = "RobosuiteLift-v1", "RobosuitePickPlaceCan-v1"
+    # "on every dimension at std 0.3 ... against ... on position and gripper only"
+    assert success(lift, 0.3, "all") < success(lift, 0.3) and success(can, 0.3, "all") < success(can, 0.3)
+    phrase = (
+        f"at std 0.3 on every dimension the Lift expert succeeds in {success(lift, 0.3, 'all'):.2f} of its episodes and "
+        f"the Can expert in {success(can, 0.3, 'all'):.2f}, against {success(lift, 0.3):.2f} and {success(can, 0.3):.2f} "
+        "with noise on position and gripper only"
+    )
+    assert phrase in PAGE, phrase
+    clean = f"Without noise they succeed in {success(lift, 0.0):.2f} (Lift) and {success(can, 0.0):.2f} (Can)"
+    assert clean in PAGE, clean
