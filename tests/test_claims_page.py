@@ -307,3 +307,21 @@ def test_regimes_b_and_d_sentences():
     text = " ".join((ROOT / "docs" / "claims.rst").read_text().split())
     assert "reaches 0.16 on regime (b)'s 25 demonstrations" in text and "0.08 on regime (d)'s" in text
     assert "succeed in 0.64 and 0.62" in text and "0.575 bend left and 0.425 right" in text
+
+
+def test_step_cost_sentence():
+    record = _load("step_cost.json")
+    medians = {name: round(rate, 1) for name, rate in record["median_env_steps_per_s"].items()}
+    assert medians == {
+        "default (reg 0.5, 48 reference actions, masked)": 17.9,
+        "H masked, reg 0.05, ref256, spread": 17.8,
+        "H unmasked, reg 0.05, ref256": 19.7,
+    }
+    rates = {}
+    for row in record["rows"]:
+        rates.setdefault(row["setting"], []).append(row["env_steps_per_s"])
+    assert all(max(r) / min(r) <= 1.07 for r in rates.values())  # "the rounds agree within 7%"
+    assert record["provenance"]["commit"].startswith("0a0cdcd") and record["args"]["steps"] == 300
+    text = " ".join((ROOT / "docs" / "claims.rst").read_text().split())
+    assert "median 17.8 env steps/s for H at reg 0.05 with 256 reference actions against 17.9 for the default" in text
+    assert "and 19.7 unmasked; the rounds agree within 7%" in text

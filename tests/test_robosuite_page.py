@@ -33,6 +33,26 @@ def test_every_default_setting_was_calibrated_and_lands_in_the_band():
         assert 0.2 <= mine[0]["bc"] <= 0.6, f"{env_id}: BC {mine[0]['bc']} outside the 20-60% band"
 
 
+def test_default_setting_sentences():
+    runs = _module().calibration_runs("robosuite")
+
+    def bc(env_id, episodes, noise):
+        (r,) = [r for r in runs if (r["env_id"], r["episodes"], r["noise"]) == (env_id, episodes, noise)]
+        return r["bc"]
+
+    lift, can = "RobosuiteLift-v1", "RobosuitePickPlaceCan-v1"
+    assert (bc(lift, 100, 0.3), bc(lift, 50, 0.3), bc(lift, 25, 0.3)) == (0.50, 0.54, 0.12)
+    assert (bc(can, 25, 0.3), bc(can, 100, 0.3)) == (0.32, 0.76)
+    assert (bc(lift, 100, 0.6), bc(can, 100, 0.6), bc(lift, 100, 0.1)) == (0.0, 0.06, 0.98)
+    for phrase in (
+        "100 demonstrations at noise 0.3 (BC 0.50; 50 gave 0.54, 25 gave 0.12)",
+        "25 at noise 0.3 (BC 0.32; 100 gave 0.76)",
+        "fails on both (0.00 and 0.06 from 100 demonstrations)",
+        "(noise 0.1) it reaches 0.98",
+    ):
+        assert phrase in PAGE, phrase
+
+
 def test_expert_sentences():
     rows = json.loads((DATA / "experts.json").read_text())["rows"]
 
@@ -51,3 +71,8 @@ def test_expert_sentences():
     assert phrase in PAGE, phrase
     clean = f"Without noise they succeed in {success(lift, 0.0):.2f} (Lift) and {success(can, 0.0):.2f} (Can)"
     assert clean in PAGE, clean
+    for env_id, name in ((lift, "Lift"), (can, "Can")):
+        rates = [r["env_steps_per_s"] for r in rows if r["env_id"] == env_id]
+        assert f"{min(rates):.0f}-{max(rates):.0f} env steps/s on {name}" in PAGE or (
+            f"and {min(rates):.0f}-{max(rates):.0f} on {name}" in PAGE
+        )

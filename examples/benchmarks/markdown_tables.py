@@ -1,14 +1,14 @@
 """Turn the Markdown tables of a benchmark's raw output into the RST list-tables that docs/benchmarks.rst includes.
 
 Run: ``python examples/benchmarks/markdown_tables.py docs/data/bench_neural_ot-2026-12-04.txt`` writes one
-``docs/bench_<slug>_table.inc`` per table it finds (the slug names the table by its heading, see :data:`SLUGS`).
+``docs/bench_<slug>_table.inc`` per table it finds (the slug names the table by its heading, see :data:`SLUGS`);
+``--name NAME`` writes ``docs/bench_<NAME>_<slug>_table.inc`` instead (for several records of one script).
 ``tests/test_benchmark_pages.py`` checks that the committed ``.inc`` files are this conversion of the committed record.
 """
 
 from __future__ import annotations
 
 import os
-import sys
 
 #: Heading prefix of a table in the raw output -> slug of its include file.
 SLUGS = {
@@ -16,6 +16,8 @@ SLUGS = {
     "### Exact entropic solver": "entropic",
     "### Entropic OT on large clouds": "large",
     "### Stochastic `L2Dual`": "stochastic",
+    "### Fine-tuning speed": "speed",
+    "### Per-action inference latency": "latency",
 }
 
 
@@ -40,12 +42,17 @@ def list_table(rows: list[list[str]]) -> str:
 
 
 def main() -> None:
-    path = sys.argv[1]
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("record")
+    parser.add_argument("--name", default=None, help="part of the include files' names")
+    args = parser.parse_args()
     root = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, os.pardir)
-    with open(path) as f:
+    with open(args.record) as f:
         found = tables(f.read())
     for slug, rows in found.items():
-        out = os.path.join(root, "docs", f"bench_{slug}_table.inc")
+        out = os.path.join(root, "docs", f"bench_{args.name + '_' if args.name else ''}{slug}_table.inc")
         with open(out, "w") as f:
             f.write(list_table(rows))
         print(f"wrote {os.path.relpath(out, root)}")
