@@ -76,3 +76,12 @@ def test_expert_sentences():
         assert f"{min(rates):.0f}-{max(rates):.0f} env steps/s on {name}" in PAGE or (
             f"and {min(rates):.0f}-{max(rates):.0f} on {name}" in PAGE
         )
+
+
+def test_the_robosuite_sweep_file_is_valid():
+    from otpr_sb3.benchmark.sweep import SweepConfig
+
+    specs = SweepConfig.from_toml(str(ROOT / "examples" / "sweeps" / "robosuite.toml")).specs()
+    assert len(specs) == 18 and {s.method for s in specs} == {"bc", "otpr", "dql"}
+    assert {s.env_id for s in specs} == set(ROBOSUITE_IDS)
+    assert {s.seed for s in specs} == {0, 1, 2}  # reported seeds only: the settings were calibrated on seed 100
