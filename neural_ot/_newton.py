@@ -67,7 +67,9 @@ def _newton(
         stage_prob = prob if last else prob.with_regularizer(type(target)(reg))
         small = n * m < _WORKING_SET_MIN_PAIRS
         stage = _working_set_stage if isinstance(target, SquaredL2) and not small else _newton_stage
-        u, v, it, converged = stage(stage_prob, u, v, tol if last else max(tol, _STAGE_TOL), max_iter - total, cg_max_iter, verbose)
+        u, v, it, converged = stage(
+            stage_prob, u, v, tol if last else max(tol, _STAGE_TOL), max_iter - total, cg_max_iter, verbose
+        )
         if stage_prob is not prob:
             prob.sinkhorn_sweeps += stage_prob.sinkhorn_sweeps
         total += it
