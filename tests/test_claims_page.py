@@ -190,6 +190,17 @@ def test_tuning_sentences():
     # Candidate-matched temperatures collapse (Q 65.4, advantage 3.9); actor-matched advantage is the best so far.
     for arm, config in (("Q", "temperature 65.4"), ("advantage", "temperature 3.9"), ("Q", "temperature 21.7")):
         assert of(arm, config)["final"] <= 0.05
+    # The authors' release keeps reg 0.05: "(0.60, against 0.52 at 0.5)"
+    chosen = _module().chosen_configs(runs)
+    assert chosen["authors' release"] == "reg 0.05" and len(chosen) == 5
+    means = {
+        c: round(sum(r["last_five"] for r in runs if (r["arm"], r["config"]) == ("authors' release", c)) / 2, 2)
+        for c in ("reg 0.05", "reg 0.5")
+    }
+    assert means == {"reg 0.05": 0.60, "reg 0.5": 0.52}
+    text = " ".join((ROOT / "docs" / "claims.rst").read_text().split())
+    assert "the authors' release at reg 0.05 (0.60, against 0.52 at 0.5)" in text
+    assert len(runs) == 20 and "all 20 are collected" in text
     best = of("advantage", "temperature 0.675")
     assert best["final"] == 0.97 and best["final"] == max(r["final"] for r in runs if r["seed"] == 100)
 
