@@ -125,22 +125,24 @@ def finished_runs(runs_dir: str) -> Iterator[tuple[dict[str, Any], dict[str, Any
 
 def tuning_runs(runs_dir: str = TUNING) -> list[dict[str, Any]]:
     """The finished tuning runs: arm, configuration, seed, both primary metrics, env steps/s and commit."""
-    out = []
-    for spec, summary, rows in finished_runs(runs_dir):
-        arm, config = arm_of(spec)
-        out.append(
-            {
-                "arm": arm,
-                "config": config,
-                "seed": spec["seed"],
-                "last_five": last_five(rows),
-                "auc": area_under_curve(rows),
-                "final": summary["final_success"],
-                "env_steps_per_s": summary["env_steps_per_s"],
-                "commit": spec["provenance"]["commit"][:7],
-            }
-        )
-    return out
+    return [run_record(*run) for run in finished_runs(runs_dir)]
+
+
+def run_record(spec: dict[str, Any], summary: dict[str, Any], rows: list[dict[str, float]]) -> dict[str, Any]:
+    """One finished run: arm, configuration, seed, both primary metrics, final success, env steps/s, commit, CPU."""
+    arm, config = arm_of(spec)
+    return {
+        "arm": arm,
+        "config": config,
+        "seed": spec["seed"],
+        "dataset": spec["dataset"],
+        "last_five": last_five(rows),
+        "auc": area_under_curve(rows),
+        "final": summary["final_success"],
+        "env_steps_per_s": summary["env_steps_per_s"],
+        "commit": spec["provenance"]["commit"][:7],
+        "cpu": spec["provenance"]["cpu"],
+    }
 
 
 ARMS = ("H", "H, unmasked", "Q", "advantage", "authors' release")

@@ -12,11 +12,10 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from claims_tables import ARMS, ROOT, arm_of, finished_runs, last_five
+from claims_tables import ARMS, ROOT, finished_runs, run_record
 from report_sweep import MIXED
 
 from otpr_sb3.benchmark.decision import decide
-from otpr_sb3.benchmark.report import area_under_curve
 from otpr_sb3.benchmark.report_rst import list_table, write_includes
 
 REPORT = os.path.join(ROOT, "results", "claims", "report", "runs")
@@ -34,21 +33,9 @@ METRICS = (("last five", "last_five"), ("AUC", "auc"))
 def report_runs(runs_dir: str = REPORT) -> list[dict[str, Any]]:
     """The finished report runs: regime, arm, seed, both primary metrics, commit and CPU."""
     out = []
-    for spec, summary, rows in finished_runs(runs_dir):
-        arm, _ = arm_of(spec)
-        out.append(
-            {
-                "regime": "c" if spec["dataset"] == MIXED else "a",
-                "arm": arm,
-                "seed": spec["seed"],
-                "last_five": last_five(rows),
-                "auc": area_under_curve(rows),
-                "final": summary["final_success"],
-                "env_steps_per_s": summary["env_steps_per_s"],
-                "commit": spec["provenance"]["commit"][:7],
-                "cpu": spec["provenance"]["cpu"],
-            }
-        )
+    for run in finished_runs(runs_dir):
+        record = run_record(*run)
+        out.append({"regime": "c" if record["dataset"] == MIXED else "a", **record})
     return out
 
 
