@@ -99,6 +99,7 @@ def _fake_run(root, method, kwargs, seed, successes, commit="abc1234", cpu="AMD 
         "method": method,
         "kwargs": kwargs,
         "policy_kwargs": policy_kwargs or {},
+        "env_id": "FetchPickAndPlace-v4",
         "dataset": "otpr/fetchpickandplace-100ep-noise30-s0-v0",
         "seed": seed,
         "provenance": {"commit": commit + "0" * 33, "cpu": cpu},
@@ -131,3 +132,5 @@ def test_claims_verdicts_pair_by_seed_and_refuse_mixed_commits(tmp_path):
     _fake_run(tmp_path, "otpr", unmasked, 10, [0.3] + [0.6] * 10, commit="def5678")
     with pytest.raises(ValueError, match="more than one commit"):
         module.verdicts(module.report_runs(str(tmp_path)))
+    with pytest.raises(ValueError, match="not the dataset of regime"):  # regimes (b) and (d) are not (a)
+        module.regime_of("FetchPickAndPlace-v4", "otpr/fetchpickandplace-25ep-noise30-s0-v0")

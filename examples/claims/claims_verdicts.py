@@ -16,7 +16,9 @@ from claims_tables import ARMS, ROOT, finished_runs, run_record
 from report_sweep import MIXED
 
 from otpr_sb3.benchmark.decision import decide
+from otpr_sb3.benchmark.recording import dataset_id_for
 from otpr_sb3.benchmark.report_rst import list_table, write_includes
+from otpr_sb3.benchmark.tasks import get_task
 
 REPORT = os.path.join(ROOT, "results", "claims", "report", "runs")
 # (claim, arm A, arm B): the claim is "A beats B". The authors' release is compared with H for the reader; it is
@@ -30,12 +32,20 @@ COMPARISONS = (
 METRICS = (("last five", "last_five"), ("AUC", "auc"))
 
 
+def regime_of(env_id: str, dataset: str) -> str:
+    """``"a"`` for the task's default demonstrations, ``"c"`` for the mixed-quality ones; anything else is refused."""
+    task = get_task(env_id)
+    regimes = {dataset_id_for(env_id, task.demo_episodes, task.demo_noise, 0): "a", MIXED: "c"}
+    if dataset not in regimes:
+        raise ValueError(f"{dataset!r} is not the dataset of regime (a) or (c): {sorted(regimes)}")
+    return regimes[dataset]
+
+
 def report_runs(runs_dir: str = REPORT) -> list[dict[str, Any]]:
     """The finished report runs: regime, arm, seed, both primary metrics, commit and CPU."""
     out = []
-    for run in finished_runs(runs_dir):
-        record = run_record(*run)
-        out.append({"regime": "c" if record["dataset"] == MIXED else "a", **record})
+    for spec, summary, rows in finished_runs(runs_dir):
+        out.append({"regime": regime_of(spec["env_id"], spec["dataset"]), **run_record(spec, summary, rows)})
     return out
 
 
