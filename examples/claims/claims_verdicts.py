@@ -27,7 +27,7 @@ COMPARISONS = (
     ("3", "H", "Q"),
     ("3", "H", "advantage"),
     ("4", "H", "H, unmasked"),
-    ("-", "H", "authors' release"),
+    ("none", "H", "authors' release"),
 )
 METRICS = (("last five", "last_five"), ("AUC", "auc"))
 
