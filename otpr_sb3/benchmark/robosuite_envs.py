@@ -141,7 +141,12 @@ class RobosuiteExpert:
         # Finger gap once closed on the object, and how close above it to start closing: cube / can.
         closed, xy_tol, z_tol = (0.07, 0.01, 0.008) if self.task.task == "Lift" else (0.062, 0.015, 0.015)
         held = np.linalg.norm(rel) < 0.02 and width < closed
-        if held and self.task.task == "Lift":
+        # Lift: the cube is narrower than the can, and lifting while the fingers still close let it slip out of a
+        # grasp near its top face (seed 17); wait until they stop.
+        settling = self.task.task == "Lift" and float(np.abs(raw["robot0_gripper_qvel"]).max()) > 0.01
+        if held and settling:
+            action[6] = 1.0
+        elif held and self.task.task == "Lift":
             action[2], action[6] = 0.5, 1.0
         elif held:
             target = self._target_bin()
