@@ -24,8 +24,8 @@ def _data(family: str) -> str:
     return os.path.join(ROOT, "docs", "data", family)
 
 
-def _calibration(family: str) -> str:
-    return os.path.join(ROOT, "results", family, "calibration")
+def _calibration(family: str, folder: str = "calibration") -> str:
+    return os.path.join(ROOT, "results", family, folder)
 
 
 def experts_table(record: dict[str, Any]) -> str:
@@ -43,10 +43,14 @@ def experts_table(record: dict[str, Any]) -> str:
     return list_table(["task", *(f"noise {n:g}" for n in noises)], out)
 
 
-def calibration_runs(family: str = "metaworld") -> list[dict[str, Any]]:
-    """The BC calibration runs: task, demonstrations, noise, demonstrators' success and BC's final success."""
+def calibration_runs(family: str = "metaworld", folder: str = "calibration") -> list[dict[str, Any]]:
+    """The BC calibration runs: task, demonstrations, noise, demonstrators' success and BC's final success.
+
+    ``folder``: ``"calibration"`` (the current runs) or an older set kept beside it (robosuite's
+    ``"calibration_previous_expert"``: the Lift runs made before its expert waited for the fingers).
+    """
     out = []
-    for path in sorted(glob.glob(os.path.join(_calibration(family), "*", "*", "bc", "s*", "summary.json"))):
+    for path in sorted(glob.glob(os.path.join(_calibration(family, folder), "*", "*", "bc", "s*", "summary.json"))):
         with open(os.path.join(os.path.dirname(path), "spec.json")) as f:
             spec = json.load(f)
         with open(path) as f:
