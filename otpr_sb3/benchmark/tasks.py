@@ -81,8 +81,8 @@ TASKS: dict[str, Task] = {
         Task("MetaWorldAssembly-v3", "success", demo_episodes=100, demo_noise=0.5),
         # robosuite (its own environment, .venv-robosuite; otpr_sb3/benchmark/robosuite_envs.py): experts written here.
         # Noise on position and gripper only (rotation noise compounds). BC on seed 100 (results/robosuite/calibration):
-        # Lift 0.50 from 100 demos at noise 0.3, 0.54 from 50, 0.12 from 25, 0.00 from 100 at 0.6; Can 0.32 from 25 at
-        # 0.3, 0.76 from 100 at 0.3, 0.06 from 100 at 0.6.
+        # Lift 0.44 from 100 demos at noise 0.3, 0.08 from 50, 0.34 from 25, 0.00 from 100 at 0.6 (single-seed BC on Lift
+        # is noisy; docs/benchmarks_howto.rst); Can 0.32 from 25 at 0.3, 0.76 from 100 at 0.3, 0.06 from 100 at 0.6.
         Task("RobosuiteLift-v1", "success", demo_episodes=100, demo_noise=0.3, noise_dims=(0, 1, 2, 6)),
         Task("RobosuitePickPlaceCan-v1", "success", demo_episodes=25, demo_noise=0.3, noise_dims=(0, 1, 2, 6)),
     )
