@@ -172,6 +172,31 @@ def test_report_tables_are_the_records_and_on_the_page():
     assert {(r["commit"], r["cpu"]) for r in module.report_runs()} <= {("9921064", "AMD EPYC")}
 
 
+def test_report_curves_are_the_records_on_shared_seeds(tmp_path):
+    from otpr_sb3.benchmark.report import panel_curves
+
+    module = load_script("examples/claims/claims_verdicts.py")
+    page = (ROOT / "docs" / "claims.rst").read_text()
+    assert (
+        ".. figure:: _static/claims_report_curves.png" in page
+        and (ROOT / "docs" / "_static" / "claims_report_curves.png").exists()
+    )
+    runs = module.report_runs()
+    curves = module.report_curves()
+    for regime in {r["regime"] for r in runs}:
+        panel, shared = panel_curves(curves, f"regime ({regime})", module.ARMS)
+        arms_by_seed = {}
+        for r in runs:
+            if r["regime"] == regime:
+                arms_by_seed.setdefault(r["seed"], set()).add(r["arm"])
+        assert shared == sorted(s for s, arms in arms_by_seed.items() if arms == set(module.ARMS))
+        for arm in module.ARMS:  # the last point of a curve is the mean of the shared seeds' final evaluations
+            finals = [r["final"] for r in runs if r["regime"] == regime and r["arm"] == arm and r["seed"] in shared]
+            last = panel[(panel["method"] == arm) & (panel["timesteps"] == panel["timesteps"].max())]["success"]
+            assert math.isclose(last.mean(), sum(finals) / len(finals))
+    assert module.curves_figure(path=str(tmp_path / "curves.png")) and (tmp_path / "curves.png").stat().st_size > 0
+
+
 def test_tuning_runs_are_one_commit_and_the_sweep_file():
     runs = _module().tuning_runs()
     # Every arm's tuning runs on one code commit: 02a25da, the authors' arm (its code came later) on df13a12.

@@ -4,7 +4,8 @@ Each comparison pairs two arms of one regime by seed, on both primary metrics (l
 and applies :func:`otpr_sb3.benchmark.decision.decide`. A comparison whose runs do not share one code commit and
 one CPU kind is refused (the protocol requires both)::
 
-    python examples/claims/claims_verdicts.py     # writes docs/claims_report_runs.inc and docs/claims_verdicts.inc
+    python examples/claims/claims_verdicts.py     # writes docs/claims_report_runs.inc, docs/claims_verdicts.inc
+                                                  # and the curves, docs/_static/claims_report_curves.png
 """
 
 from __future__ import annotations
@@ -12,15 +13,18 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from claims_tables import ARMS, ROOT, finished_runs, run_record
+import pandas as pd
+from claims_tables import ARMS, ROOT, arm_of, finished_runs, run_record
 from report_sweep import MIXED
 
 from otpr_sb3.benchmark.decision import decide
 from otpr_sb3.benchmark.recording import dataset_id_for
+from otpr_sb3.benchmark.report import plot_panels
 from otpr_sb3.benchmark.report_rst import list_table, write_includes
 from otpr_sb3.benchmark.tasks import get_task
 
 REPORT = os.path.join(ROOT, "results", "claims", "report", "runs")
+FIGURE = os.path.join(ROOT, "docs", "_static", "claims_report_curves.png")
 # (claim, arm A, arm B): the claim is "A beats B". The authors' release is compared with H for the reader; it is
 # not one of the paper's claims.
 COMPARISONS = (
@@ -131,6 +135,42 @@ def verdict_table(rows: list[dict[str, Any]]) -> str:
     return list_table(header, body)
 
 
+def report_curves(runs_dir: str = REPORT) -> pd.DataFrame:
+    """Every evaluation of the finished report runs (the first and the last of 100 episodes, the others of 20).
+
+    ``task`` is the regime and ``method`` the arm.
+    """
+    rows = []
+    for spec, _, evaluations in finished_runs(runs_dir):
+        task, arm = f"regime ({regime_of(spec['env_id'], spec['dataset'])})", arm_of(spec)[0]
+        rows += [
+            {"task": task, "method": arm, "seed": spec["seed"], "timesteps": r["timesteps"], "success": r["success"]}
+            for r in evaluations
+        ]
+    return pd.DataFrame(rows, columns=["task", "method", "seed", "timesteps", "success"])
+
+
+def arm_color(arm: str) -> Any:
+    """One colour per arm of the protocol (tab10, in the order of ``ARMS``)."""
+    import matplotlib
+
+    return matplotlib.colormaps["tab10"].colors[ARMS.index(arm)]  # type: ignore[attr-defined]
+
+
+def curves_figure(runs_dir: str = REPORT, path: str = FIGURE) -> str | None:
+    """Draw the report runs' curves, a panel per regime that has runs, on the seeds every arm has; None if no runs."""
+    curves = report_curves(runs_dir)
+    if curves.empty:
+        return None
+    regimes = sorted(curves["task"].unique())
+    panels = [(r, f"FetchPickAndPlace-v4, {r}", ARMS) for r in regimes]
+    plot_panels(curves, panels, path, color=arm_color)
+    return path
+
+
 if __name__ == "__main__":
     for path in write_includes(tables(), os.path.join(ROOT, "docs")):
         print("wrote", os.path.relpath(path, ROOT))
+    figure = curves_figure()
+    if figure:
+        print("wrote", os.path.relpath(figure, ROOT))

@@ -15,7 +15,7 @@ import glob
 import json
 import os
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -314,7 +314,25 @@ def _seed_range(seeds: Sequence[int]) -> str:
     return ", ".join(str(s) for s in seeds)
 
 
-def _plot_panels(curves: pd.DataFrame, panels: Sequence[tuple[str, str, tuple[str, ...] | None]], path: str) -> None:
+def plot_panels(
+    curves: pd.DataFrame,
+    panels: Sequence[tuple[str, str, tuple[str, ...] | None]],
+    path: str,
+    color: Callable[[str], Any] = _color,
+) -> None:
+    """Draw learning curves, one panel per ``(task, title, methods)``, each on the seeds all its methods share.
+
+    Parameters
+    ----------
+    curves : pandas.DataFrame
+        One row per evaluation: ``task``, ``method``, ``seed``, ``timesteps``, ``success``.
+    panels : sequence of (str, str, tuple of str or None)
+        The task of a panel, its title and its methods in legend order (``None``: every method of the task).
+    path : str
+        Where the PNG goes.
+    color : callable
+        Method name -> matplotlib colour (default: one fixed colour per harness method).
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -334,13 +352,13 @@ def _plot_panels(curves: pd.DataFrame, panels: Sequence[tuple[str, str, tuple[st
             if m.empty:
                 continue
             x, y, se = m["timesteps"].to_numpy(), m["mean"].to_numpy(), np.nan_to_num(m["se"].to_numpy())
-            color = _color(method)
+            shade = color(method)
             if len(x) == 1:  # behaviour cloning: one evaluation, drawn across the panel
                 x, y, se = np.array([0, span]), np.repeat(y, 2), np.repeat(se, 2)
-                ax.plot(x, y, ls="--", color=color, label=f"{method} (n={int(m['seeds'].max())})")
+                ax.plot(x, y, ls="--", color=shade, label=f"{method} (n={int(m['seeds'].max())})")
             else:
-                ax.plot(x, y, marker=".", color=color, label=f"{method} (n={int(m['seeds'].max())})")
-            ax.fill_between(x, y - se, y + se, color=color, alpha=0.2)
+                ax.plot(x, y, marker=".", color=shade, label=f"{method} (n={int(m['seeds'].max())})")
+            ax.fill_between(x, y - se, y + se, color=shade, alpha=0.2)
         ax.set_title(title, fontsize=10)
         # The band is the spread over seeds; one evaluation of n episodes has its own binomial noise on top.
         ax.set_xlabel("online env steps (one 20-episode evaluation: s.e. up to 0.11)", fontsize=9)
@@ -417,12 +435,12 @@ def _plots(runs: pd.DataFrame, curves: pd.DataFrame, out_dir: str) -> list[str]:
     """Write ``curves.png`` (one panel per task) and, where two of its methods ran, ``ablations.png``."""
     tasks = sorted(runs["task"].unique())
     written = [os.path.join(out_dir, "curves.png")]
-    _plot_panels(curves, [(t, t, None) for t in tasks], written[-1])
+    plot_panels(curves, [(t, t, None) for t in tasks], written[-1])
     panels = [(t, f"{t}: {name}", methods) for t in tasks for name, methods in ABLATIONS.items()]
     present = [
         p for p in panels if curves[(curves["task"] == p[0]) & curves["method"].isin(p[2] or ())]["method"].nunique() > 1
     ]
     if present:
         written.append(os.path.join(out_dir, "ablations.png"))
-        _plot_panels(curves, present, written[-1])
+        plot_panels(curves, present, written[-1])
     return written
