@@ -197,6 +197,24 @@ def test_report_curves_are_the_records_on_shared_seeds(tmp_path):
     assert module.curves_figure(path=str(tmp_path / "curves.png")) and (tmp_path / "curves.png").stat().st_size > 0
 
 
+def test_live_diagnostics_sentences():
+    module = load_script("examples/claims/claims_verdicts.py")
+    page = " ".join((ROOT / "docs" / "claims.rst").read_text().split())
+    assert ".. include:: claims_live.inc" in page
+    live = {r["arm"]: r for r in module.live_diagnostics(module.report_runs()) if r["regime"] == "a"}
+    h, unmasked = live["H"], live["H, unmasked"]
+    # "H's held-out marginal error is above 0.1 while its dual gap is within 5%; unmasked H misses both"
+    assert "H's held-out marginal error is above 0.1 while its dual gap is within 5%; unmasked H misses both" in page
+    assert h["marginal_error"] > 0.1 and h["dual_gap"] <= 0.05
+    assert unmasked["marginal_error"] > 0.1 and unmasked["dual_gap"] > 0.05
+    # "The advantage weights are less selective than H's (closer to uniform) and the Q weights far more."
+    assert h["weight_entropy"] < live["advantage"]["weight_entropy"] < math.log(256)
+    assert live["Q"]["weight_entropy"] < h["weight_entropy"] - 0.5
+    # "The authors' release weights every pair alike"
+    assert live["authors' release"]["weight_entropy"] == pytest.approx(math.log(256), abs=1e-3)
+    assert live["authors' release"]["h_nonzero_frac"] == 1.0
+
+
 def test_tuning_runs_are_one_commit_and_the_sweep_file():
     runs = _module().tuning_runs()
     # Every arm's tuning runs on one code commit: 02a25da, the authors' arm (its code came later) on df13a12.

@@ -4,7 +4,7 @@ Each comparison pairs two arms of one regime by seed, on both primary metrics (l
 and applies :func:`otpr_sb3.benchmark.decision.decide`. A comparison whose runs do not share one code commit and
 one CPU kind is refused (the protocol requires both)::
 
-    python examples/claims/claims_verdicts.py     # writes docs/claims_report_runs.inc, docs/claims_verdicts.inc
+    python examples/claims/claims_verdicts.py     # writes docs/claims_report_runs.inc, claims_live.inc, claims_verdicts.inc
                                                   # and the curves, docs/_static/claims_report_curves.png
 """
 
@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from claims_tables import ARMS, ROOT, arm_of, finished_runs, run_record
 from report_sweep import MIXED
@@ -49,8 +50,43 @@ def report_runs(runs_dir: str = REPORT) -> list[dict[str, Any]]:
     """The finished report runs: regime, arm, seed, both primary metrics, commit and CPU."""
     out = []
     for spec, summary, rows in finished_runs(runs_dir):
-        out.append({"regime": regime_of(spec["env_id"], spec["dataset"]), **run_record(spec, summary, rows)})
+        record = {"regime": regime_of(spec["env_id"], spec["dataset"]), **run_record(spec, summary, rows)}
+        out.append({**record, "diagnostics": summary.get("diagnostics", {})})
     return out
+
+
+#: Live diagnostics of a run (medians over the run after the dual is ready; ``otpr_sb3.benchmark.diagnostics``).
+LIVE = (
+    ("marginal_error", "held-out marginal error"),
+    ("dual_gap", "dual gap"),
+    ("h_nonzero_frac", "pairs with weight > 0"),
+    ("weight_entropy", "actor weight entropy"),
+    ("h_fallback_frac", "collection fallback share"),
+)
+
+
+def live_diagnostics(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per regime and arm: the number of runs and the median over them of each :data:`LIVE` diagnostic (None if absent)."""
+    out = []
+    for regime in sorted({r["regime"] for r in runs}):
+        for arm in ARMS:
+            mine = [r["diagnostics"] for r in runs if (r["regime"], r["arm"]) == (regime, arm)]
+            if not mine:
+                continue
+            row: dict[str, Any] = {"regime": regime, "arm": arm, "runs": len(mine)}
+            for key, _ in LIVE:
+                values = [d[key] for d in mine if key in d]
+                row[key] = float(np.median(values)) if values else None
+            out.append(row)
+    return out
+
+
+def live_table(rows: list[dict[str, Any]]) -> str:
+    """:func:`live_diagnostics` as an RST list table (n/a where an arm has no dual)."""
+    body = [
+        [f"({r['regime']})", r["arm"], str(r["runs"])] + ["" if r[k] is None else f"{r[k]:.3f}" for k, _ in LIVE] for r in rows
+    ]
+    return list_table(["regime", "arm", "runs", *(label for _, label in LIVE)], body)
 
 
 def runs_table(runs: list[dict[str, Any]]) -> str:
@@ -76,7 +112,7 @@ def runs_table(runs: list[dict[str, Any]]) -> str:
 def tables(runs_dir: str = REPORT) -> dict[str, str]:
     """File name -> content: the finished runs, and the verdicts once a comparison has a paired seed."""
     runs = report_runs(runs_dir)
-    out = {"claims_report_runs.inc": runs_table(runs)} if runs else {}
+    out = {"claims_report_runs.inc": runs_table(runs), "claims_live.inc": live_table(live_diagnostics(runs))} if runs else {}
     rows = verdicts(runs)
     if rows:
         out["claims_verdicts.inc"] = verdict_table(rows)
