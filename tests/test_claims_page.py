@@ -259,16 +259,20 @@ def test_report_sweep_is_valid_and_runs_the_kept_settings():
         "advantage": {"method": "otpr-adv", "kwargs": {}, "policy_kwargs": {"guidance_kwargs": {"temperature": 0.675}}},
         "authors' release": {"method": "otpr-authors", "kwargs": {"reg": 0.5}, "policy_kwargs": {}},
     }
-    by_regime = {g: SweepConfig.from_dict(tomllib.loads(module.sweep_text(settings, g))).runs for g in ("a", "c")}
-    assert {r.get("dataset") for r in by_regime["a"]} == {None} and {r.get("dataset") for r in by_regime["c"]} == {
-        module.MIXED
-    }
-    runs = by_regime["a"] + by_regime["c"]
-    assert len(runs) == 5 * 2 * 10 and {r["seed"] for r in runs} == set(range(10))
+    regimes = ("a", "b", "c", "d")
+    by_regime = {g: SweepConfig.from_dict(tomllib.loads(module.sweep_text(settings, g))).runs for g in regimes}
+    datasets = {g: {r.get("dataset") for r in runs} for g, runs in by_regime.items()}
+    assert datasets == {"a": {None}, "b": {module.FEW}, "c": {module.MIXED}, "d": {module.MULTIMODAL}}
+    runs = [r for g in regimes for r in by_regime[g]]
+    assert len(runs) == 5 * 4 * 10 and {r["seed"] for r in runs} == set(range(10))
     with pytest.raises(ValueError, match="regime"):
-        module.sweep_text(settings, "b")
+        module.sweep_text(settings, "e")
+    # Every regime's file is the committed one's arms (the same settings for every regime)
+    for g in regimes:
+        committed = SweepConfig.from_toml(str(ROOT / "examples" / "sweeps" / f"claims_report_{g}.toml")).runs
+        assert len(committed) == 50 and {r.get("dataset") for r in committed} == datasets[g]
     h = [r for r in runs if r["method"] == "otpr" and r["kwargs"].get("relation_weight") == 0.1]
-    assert len(h) == 20 and all(r["kwargs"]["reg"] == 0.05 for r in h)
+    assert len(h) == 40 and all(r["kwargs"]["reg"] == 0.05 for r in h)
     q = [r for r in runs if r["method"] == "otpr-q"]
     assert all(r["policy_kwargs"] == {"guidance_kwargs": {"temperature": 21.7}} for r in q)
 

@@ -126,11 +126,13 @@ def test_claims_verdicts_pair_by_seed_and_refuse_mixed_commits(tmp_path):
     assert "holds" in module.verdict_table(rows)
     tables = module.tables(str(tmp_path))
     assert (
-        set(tables) == {"claims_report_runs.inc", "claims_verdicts.inc"}
+        set(tables) == {"claims_report_runs.inc", "claims_live.inc", "claims_verdicts.inc"}
         and tables["claims_report_runs.inc"].count("* - (a)") == 21
     )
     _fake_run(tmp_path, "otpr", unmasked, 10, [0.3] + [0.6] * 10, commit="def5678")
     with pytest.raises(ValueError, match="more than one commit"):
         module.verdicts(module.report_runs(str(tmp_path)))
-    with pytest.raises(ValueError, match="not the dataset of regime"):  # regimes (b) and (d) are not (a)
-        module.regime_of("FetchPickAndPlace-v4", "otpr/fetchpickandplace-25ep-noise30-s0-v0")
+    # Each regime is its own dataset: (b)'s 25 demonstrations are not (a)'s, and an unknown dataset is refused.
+    assert module.regime_of("FetchPickAndPlace-v4", "otpr/fetchpickandplace-25ep-noise30-s0-v0") == "b"
+    with pytest.raises(ValueError, match="not the dataset of a regime"):
+        module.regime_of("FetchPickAndPlace-v4", "otpr/fetchpickandplace-50ep-noise30-s0-v0")

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from claims_tables import ARMS, ROOT, arm_of, finished_runs, run_record
-from report_sweep import MIXED
+from report_sweep import FEW, MIXED, MULTIMODAL
 
 from otpr_sb3.benchmark.decision import decide
 from otpr_sb3.benchmark.recording import dataset_id_for
@@ -38,11 +38,11 @@ METRICS = (("last five", "last_five"), ("AUC", "auc"))
 
 
 def regime_of(env_id: str, dataset: str) -> str:
-    """``"a"`` for the task's default demonstrations, ``"c"`` for the mixed-quality ones; anything else is refused."""
+    """The regime (``"a"`` to ``"d"``) whose demonstrations ``dataset`` is; any other dataset is refused."""
     task = get_task(env_id)
-    regimes = {dataset_id_for(env_id, task.demo_episodes, task.demo_noise, 0): "a", MIXED: "c"}
+    regimes = {dataset_id_for(env_id, task.demo_episodes, task.demo_noise, 0): "a", FEW: "b", MIXED: "c", MULTIMODAL: "d"}
     if dataset not in regimes:
-        raise ValueError(f"{dataset!r} is not the dataset of regime (a) or (c): {sorted(regimes)}")
+        raise ValueError(f"{dataset!r} is not the dataset of a regime of the protocol: {sorted(regimes)}")
     return regimes[dataset]
 
 
@@ -122,7 +122,7 @@ def tables(runs_dir: str = REPORT) -> dict[str, str]:
 def verdicts(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """One row per regime, comparison and metric that has at least one paired seed."""
     rows = []
-    for regime in ("a", "c"):
+    for regime in ("a", "b", "c", "d"):
         for claim, a, b in COMPARISONS:
             first = {r["seed"]: r for r in runs if (r["regime"], r["arm"]) == (regime, a)}
             second = {r["seed"]: r for r in runs if (r["regime"], r["arm"]) == (regime, b)}

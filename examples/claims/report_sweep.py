@@ -2,11 +2,11 @@
 
 The configuration of every arm is read from the ``spec.json`` of its kept tuning runs (``claims_tables.chosen_configs``:
 the protocol's rule), so the report runs exactly the settings that were tuned. Regimes (a) (the task's default
-demonstrations) and (c) (50 at noise 0.1 + 50 at noise 1.0), seeds 0-9, the protocol's run settings, one file per
-regime so that regime (a) gets its ten seeds first (a sweep runs its seeds outermost, and a session's runs end with
-it)::
+demonstrations), (b) (25 of them), (c) (50 at noise 0.1 + 50 at noise 1.0) and (d) (two expert variants, 50 each),
+seeds 0-9, the protocol's run settings, one file per regime so that regimes run in the protocol's order, (a) and (c)
+first (a sweep runs its seeds outermost, and a session's runs end with it)::
 
-    python examples/claims/report_sweep.py   # writes examples/sweeps/claims_report_a.toml and claims_report_c.toml
+    python examples/claims/report_sweep.py   # writes examples/sweeps/claims_report_{a,b,c,d}.toml
 
 It refuses while an arm has no kept configuration (tuning runs still missing), unless ``--partial``: then it writes
 the arms that have one and names the others in a comment. Rerun it once they are in: the runs already made keep their
@@ -25,6 +25,8 @@ from claims_tables import ARMS, TUNING, arm_of, chosen_configs, tuning_runs
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, os.pardir)
 SWEEPS = os.path.join(ROOT, "examples", "sweeps")
 MIXED = "otpr/fetchpickandplace-mix-50ep-noise10-50ep-noise100-s0-v0"
+FEW = "otpr/fetchpickandplace-25ep-noise30-s0-v0"
+MULTIMODAL = "otpr/fetchpickandplace-mix-50ep-noise30-left-50ep-noise30-right-s0-v0"
 SEEDS = list(range(10))
 
 
@@ -54,15 +56,21 @@ def kept_settings(partial: bool = False) -> dict[str, dict[str, Any]]:
     return out
 
 
-REGIMES = {"a": None, "c": MIXED}
+#: Regime -> its dataset (None: the task's default) and the command that records it.
+REGIMES = {
+    "a": (None, None),
+    "b": (FEW, "--episodes 25 --noise 0.3"),
+    "c": (MIXED, "--mix 50:0.1 50:1.0"),
+    "d": (MULTIMODAL, "--mix 50:0.3:left 50:0.3:right"),
+}
 
 
 def sweep_text(settings: dict[str, dict[str, Any]], regime: str) -> str:
-    """The TOML of the report sweep of one regime (``"a"`` or ``"c"``)."""
+    """The TOML of the report sweep of one regime (``"a"``, ``"b"``, ``"c"`` or ``"d"``)."""
     if regime not in REGIMES:
         raise ValueError(f"regime must be one of {sorted(REGIMES)}, got {regime!r}")
-    dataset = REGIMES[regime]
-    how = ["#   otpr record --env FetchPickAndPlace-v4 --mix 50:0.1 50:1.0 --data-path outputs/minari"] if dataset else []
+    dataset, record = REGIMES[regime]
+    how = [f"#   otpr record --env FetchPickAndPlace-v4 {record} --data-path outputs/minari"] if dataset else []
     lines = [
         "# Claims 3 and 4 (docs/claims.rst): the report runs, written by examples/claims/report_sweep.py from the",
         f"# tuning records (each arm at its kept configuration). Regime ({regime}), seeds 0-9."
