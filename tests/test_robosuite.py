@@ -1,6 +1,7 @@
-"""robosuite's Lift and PickPlaceCan as benchmark tasks (run in .venv-robosuite: ``bash scripts/run.sh test`` does).
+"""robosuite's Lift, PickPlaceCan and NutAssemblySquare as benchmark tasks (run in .venv-robosuite: see below).
 
-In the main environment robosuite is absent and only the error that names the fix is checked.
+``bash scripts/run.sh test`` runs them there; in the main environment robosuite is absent and only the error that names
+the fix is checked (and the Square expert's geometry, which needs no simulator).
 """
 
 import importlib.util
@@ -14,7 +15,8 @@ from otpr_sb3.benchmark.tasks import TASKS
 
 HAS_ROBOSUITE = importlib.util.find_spec("robosuite") is not None
 needs_robosuite = pytest.mark.skipif(not HAS_ROBOSUITE, reason="robosuite runs in .venv-robosuite (scripts/run.sh)")
-IDS = {"RobosuiteLift-v1": 19, "RobosuitePickPlaceCan-v1": 23}  # Robomimic's low_dim observation sizes
+# Robomimic's low_dim observation sizes
+IDS = {"RobosuiteLift-v1": 19, "RobosuitePickPlaceCan-v1": 23, "RobosuiteNutAssemblySquare-v1": 23}
 
 
 @pytest.mark.skipif(HAS_ROBOSUITE, reason="checks the message of an environment without robosuite")
@@ -105,3 +107,20 @@ def test_a_tiny_minari_dataset_is_recorded(tmp_path):
         assert episode.observations.shape[1] == 19 and episode.actions.shape[1] == 7
         # The expert holds the orientation (zero rotation deltas) and the noise goes to position and gripper only.
         assert np.all(episode.actions[:, 3:6] == 0) and np.std(episode.actions[:, :3]) > 0
+
+
+def test_square_expert_geometry_against_scipy():
+    """The Square expert's rotation axes are scipy's, and its angle wraps respect the gripper's and the nut's symmetry."""
+    from scipy.spatial.transform import Rotation
+
+    from otpr_sb3.benchmark.robosuite_envs import _axis, _half_turn, _quarter_turn
+
+    rng = np.random.default_rng(0)
+    for q in Rotation.random(20, random_state=0).as_quat():  # scipy's order is (x, y, z, w), as robosuite's
+        for k in range(3):
+            np.testing.assert_allclose(_axis(q, k), Rotation.from_quat(q).as_matrix()[:, k], atol=1e-12)
+    angles = rng.uniform(-10, 10, 100)
+    half, quarter = _half_turn(angles), _quarter_turn(angles)
+    assert np.all((-np.pi / 2 <= half) & (half < np.pi / 2)) and np.all((-np.pi / 4 <= quarter) & (quarter < np.pi / 4))
+    np.testing.assert_allclose(np.sin(2 * half), np.sin(2 * angles), atol=1e-9)  # the same up to half turns
+    np.testing.assert_allclose(np.sin(4 * quarter), np.sin(4 * angles), atol=1e-9)  # the same up to quarter turns

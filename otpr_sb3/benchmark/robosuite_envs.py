@@ -1,11 +1,11 @@
 """Robomimic's tasks through robosuite: gymnasium envs with Robomimic's low-dimensional observations.
 
-robosuite (the simulator under Robomimic's Lift and Can) runs on mujoco 3.3.0 (Fetch's results use 3.11.0), so it lives in
-an environment of its own (``bash scripts/run.sh robosuite``, see ``docs/benchmarks_howto.rst``); this module
+robosuite (the simulator under Robomimic's Lift, Can and Square) runs on mujoco 3.3.0 (Fetch's results use 3.11.0),
+so it lives in an environment of its own (``bash scripts/run.sh robosuite``, see ``docs/benchmarks_howto.rst``); this module
 imports it only when an env is made. Each env follows the harness's Fetch conventions:
 
 - **Observation**: Robomimic's ``low_dim`` keys, flattened in this order: the object state (``object-state``),
-  ``robot0_eef_pos``, ``robot0_eef_quat``, ``robot0_gripper_qpos`` (19 dimensions for Lift, 23 for Can).
+  ``robot0_eef_pos``, ``robot0_eef_quat``, ``robot0_gripper_qpos`` (19 dimensions for Lift, 23 for Can and Square).
 - **Action**: robosuite's default Panda controller (operational space, position and orientation deltas) and the
   gripper, 7 dimensions in ``[-1, 1]``; 20 control steps per second.
 - **Reset**: ``reset(seed=k)`` reseeds the object placement, so an evaluation seed names one placement.
@@ -25,6 +25,7 @@ from gymnasium import spaces
 ROBOSUITE_IDS: dict[str, tuple[str, int]] = {
     "RobosuiteLift-v1": ("Lift", 150),
     "RobosuitePickPlaceCan-v1": ("PickPlaceCan", 300),
+    "RobosuiteNutAssemblySquare-v1": ("NutAssemblySquare", 300),
 }
 
 LOW_DIM_KEYS = ("object-state", "robot0_eef_pos", "robot0_eef_quat", "robot0_gripper_qpos")
@@ -102,12 +103,37 @@ def make_robosuite_env(task: str, max_episode_steps: int) -> gym.Env:
     return gym.wrappers.TimeLimit(RobosuiteTask(task), max_episode_steps)
 
 
-class RobosuiteExpert:
-    """Scripted pick-up for robosuite's Lift and PickPlaceCan, a function of the env's current state.
+def _half_turn(angle: float | np.ndarray) -> Any:
+    """``angle`` wrapped to ``[-pi/2, pi/2)``: a parallel gripper is the same after half a turn."""
+    return (angle + np.pi / 2) % np.pi - np.pi / 2
 
-    Above the object, down to it with the gripper open, close, then lift (Lift) or carry it above the target bin
-    and open (Can). Orientation is held (zero rotation deltas). Phases switch on loose thresholds, so Gaussian
-    action noise does not make them flicker.
+
+def _quarter_turn(angle: float | np.ndarray) -> Any:
+    """``angle`` wrapped to ``[-pi/4, pi/4)``: a square is the same after a quarter turn."""
+    return (angle + np.pi / 4) % (np.pi / 2) - np.pi / 4
+
+
+def _axis(quat_xyzw: np.ndarray, k: int) -> np.ndarray:
+    """Column ``k`` of the rotation matrix of a unit quaternion in robosuite's ``(x, y, z, w)`` order."""
+    x, y, z, w = quat_xyzw
+    matrix = np.array(
+        [
+            [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
+            [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
+            [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
+        ]
+    )
+    return matrix[:, k]
+
+
+class RobosuiteExpert:
+    """Scripted manipulation for robosuite's Lift, PickPlaceCan and NutAssemblySquare, a function of the env's state.
+
+    Lift and Can: above the object, down to it with the gripper open, close, then lift (Lift) or carry it above the
+    target bin and open (Can), orientation held (zero rotation deltas). Square: the fingers turned across the nut's
+    handle on the way above it, down, close, up above the peg, the nut turned square to the peg while it is carried
+    over it, lowered onto the peg's top and let go (it drops around the peg), then up. Phases switch on loose
+    thresholds, so Gaussian action noise does not make them flicker.
 
     Parameters
     ----------
@@ -131,6 +157,8 @@ class RobosuiteExpert:
 
     def __call__(self, obs: Any) -> np.ndarray:
         """Return the action for the env's current state (``obs`` is the env's last observation)."""
+        if self.task.task == "NutAssemblySquare":
+            return self._square()
         raw = self.task.last_obs
         eef = np.asarray(raw["robot0_eef_pos"], dtype=np.float64)
         name = "cube" if self.task.task == "Lift" else "Can"
@@ -171,6 +199,54 @@ class RobosuiteExpert:
             action[:3] = self.gain * rel
             action[6] = 1.0
         return np.clip(action, -1.0, 1.0)
+
+    def _square(self) -> np.ndarray:
+        raw, sim_env = self.task.last_obs, self.task.sim_env
+        eef = np.asarray(raw["robot0_eef_pos"], dtype=np.float64)
+        nut = np.asarray(raw["SquareNut_pos"], dtype=np.float64)
+        handle = np.asarray(sim_env.sim.data.site_xpos[self._handle_site()], dtype=np.float64)
+        peg = np.asarray(sim_env.sim.data.body_xpos[sim_env.peg1_body_id], dtype=np.float64)  # the square nut's peg
+        width = float(raw["robot0_gripper_qpos"][0] - raw["robot0_gripper_qpos"][1])
+        settling = float(np.abs(raw["robot0_gripper_qvel"]).max()) > 0.01
+        fingers = _axis(np.asarray(raw["robot0_eef_quat"], dtype=np.float64), 1)  # the axis the fingers close along
+        along = _axis(np.asarray(raw["SquareNut_quat"], dtype=np.float64), 0)  # from the nut's centre to its handle
+        action = np.zeros(7)
+        off_peg = float(np.linalg.norm(nut[:2] - peg[:2]))
+        if off_peg < 0.02 and nut[2] < sim_env.table_offset[2] + 0.05:  # around the peg: let go, move away
+            action[2], action[6] = 1.0, -1.0
+            return action
+        rel = handle - eef
+        if np.linalg.norm(rel) < 0.02 and width < 0.045:  # the handle is between the fingers
+            action[6] = 1.0
+            if settling:  # lifting while the fingers still close lets the handle slip (as for Lift)
+                return action
+            square = _quarter_turn(-np.arctan2(along[1], along[0]))  # the nut's sides parallel to the peg's
+            action[5] = 3.0 * square
+            if nut[2] < sim_env.table_offset[2] + 0.17 and off_peg > 0.01:  # above the peg's top first
+                action[2] = 1.0
+            elif off_peg > 0.005 or abs(square) > 0.05:  # the nut's centre over the peg, the nut turned square
+                action[:2] = np.clip(self.gain * (peg[:2] - nut[:2]), -0.6, 0.6)
+            elif nut[2] < peg[2] + 0.055:  # on the peg's top (held by its handle the nut tilts and would jam)
+                action[6] = -1.0
+            else:
+                action[2] = -0.5
+            return np.clip(action, -1.0, 1.0)
+        # Fingers across the handle: the closing axis perpendicular to the handle, half a turn either way.
+        action[5] = 3.0 * _half_turn(np.arctan2(along[0], -along[1]) - np.arctan2(fingers[1], fingers[0]))
+        if np.linalg.norm(rel[:2]) > 0.01 or abs(action[5]) > 0.15:  # above the handle, turned, open
+            action[:3] = self.gain * (rel + np.array([0.0, 0.0, 0.06]))
+            action[6] = -1.0
+        elif rel[2] < -0.01:  # down, open
+            action[:3] = self.gain * rel
+            action[6] = -1.0
+        else:  # close on it
+            action[:3] = self.gain * rel
+            action[6] = 1.0
+        return np.clip(action, -1.0, 1.0)
+
+    def _handle_site(self) -> int:
+        sim_env = self.task.sim_env
+        return int(sim_env.sim.model.site_name2id(sim_env.nuts[0].important_sites["handle"]))
 
 
 def register_robosuite_envs() -> None:

@@ -85,6 +85,7 @@ TASKS: dict[str, Task] = {
         # is noisy; docs/benchmarks_howto.rst); Can 0.32 from 25 at 0.3, 0.76 from 100 at 0.3, 0.06 from 100 at 0.6.
         Task("RobosuiteLift-v1", "success", demo_episodes=100, demo_noise=0.3, noise_dims=(0, 1, 2, 6)),
         Task("RobosuitePickPlaceCan-v1", "success", demo_episodes=25, demo_noise=0.3, noise_dims=(0, 1, 2, 6)),
+        Task("RobosuiteNutAssemblySquare-v1", "success", demo_episodes=100, demo_noise=0.3, noise_dims=(0, 1, 2, 6)),
     )
 }
 
