@@ -28,7 +28,8 @@ def test_every_default_setting_was_calibrated_and_lands_in_the_band():
     runs = _module().calibration_runs("robosuite")
     for env_id in ROBOSUITE_IDS:
         task = TASKS[env_id]
-        mine = [r for r in runs if (r["env_id"], r["episodes"], r["noise"]) == (env_id, task.demo_episodes, task.demo_noise)]
+        default = (env_id, task.demo_episodes, task.demo_noise, task.pretrain_steps)
+        mine = [r for r in runs if (r["env_id"], r["episodes"], r["noise"], r["bc_steps"]) == default]
         assert len(mine) == 1, f"{env_id}: its default demonstrations have no calibration run"
         assert 0.2 <= mine[0]["bc"] <= 0.6, f"{env_id}: BC {mine[0]['bc']} outside the 20-60% band"
 
@@ -36,8 +37,8 @@ def test_every_default_setting_was_calibrated_and_lands_in_the_band():
 def test_default_setting_sentences():
     runs = _module().calibration_runs("robosuite")
 
-    def bc(env_id, episodes, noise):
-        (r,) = [r for r in runs if (r["env_id"], r["episodes"], r["noise"]) == (env_id, episodes, noise)]
+    def bc(env_id, episodes, noise, steps=5_000):
+        (r,) = [r for r in runs if (r["env_id"], r["episodes"], r["noise"], r["bc_steps"]) == (env_id, episodes, noise, steps)]
         return r["bc"]
 
     lift, can = "RobosuiteLift-v1", "RobosuitePickPlaceCan-v1"
@@ -61,6 +62,16 @@ def test_default_setting_sentences():
     )
     assert phrase in PAGE, phrase
     assert bc(lift, 50, 0.3) < bc(lift, 25, 0.3)  # "50 demonstrations gave less than 25"
+    square = "RobosuiteNutAssemblySquare-v1"
+    five_k = [r["bc"] for r in runs if r["env_id"] == square and r["bc_steps"] == 5_000]
+    assert len(five_k) == 3 and max(five_k) < 0.2  # "every setting tried stays below the band"
+    phrase = (
+        f"({bc(square, 100, 0.1):.2f} from 100 demonstrations at noise 0.1, {bc(square, 200, 0.1):.2f} from 200, "
+        f"{bc(square, 100, 0.2):.2f} from 100 at noise 0.2), and 20,000 steps on 100 demonstrations at noise 0.1 reach "
+        f"{bc(square, 100, 0.1, 20_000):.2f} (on 200, {bc(square, 200, 0.1, 20_000):.2f}), the default"
+    )
+    assert phrase in PAGE, phrase
+    assert TASKS[square].pretrain_steps == 20_000
 
 
 def test_expert_sentences():
@@ -83,19 +94,23 @@ def test_expert_sentences():
     (lift_before,) = [r for r in before if (r["env_id"], r["noise"], r["noise_dims"]) == (lift, 0.0, "task")]
     phrase = f"without noise it then succeeded in {lift_before['success']:.2f} of {lift_before['episodes']} placements"
     assert phrase in PAGE, phrase
-    clean = f"Without noise they succeed in {success(lift, 0.0):.2f} (Lift) and {success(can, 0.0):.2f} (Can)"
+    square = "RobosuiteNutAssemblySquare-v1"
+    clean = (
+        f"Without noise they succeed in {success(lift, 0.0):.2f} (Lift), {success(can, 0.0):.2f} (Can) and "
+        f"{success(square, 0.0):.2f} (Square)"
+    )
     assert clean in PAGE, clean
-    for env_id, name in ((lift, "Lift"), (can, "Can")):
+    assert f"noise 0.3 on position and gripper leaves its expert {success(square, 0.3):.2f}" in PAGE
+    for env_id, name in ((lift, "Lift"), (can, "Can"), (square, "Square")):
         rates = [r["env_steps_per_s"] for r in rows if r["env_id"] == env_id]
-        assert f"{min(rates):.0f}-{max(rates):.0f} env steps/s on {name}" in PAGE or (
-            f"and {min(rates):.0f}-{max(rates):.0f} on {name}" in PAGE
-        )
+        span = f"{min(rates):.0f}-{max(rates):.0f}"
+        assert any(f"{span} {tail}" in PAGE for tail in (f"env steps/s on {name}", f"on {name}")), (name, span)
 
 
 def test_the_robosuite_sweep_file_is_valid():
     from otpr_sb3.benchmark.sweep import SweepConfig
 
     specs = SweepConfig.from_toml(str(ROOT / "examples" / "sweeps" / "robosuite.toml")).specs()
-    assert len(specs) == 18 and {s.method for s in specs} == {"bc", "otpr", "dql"}
+    assert len(specs) == 3 * 3 * len(ROBOSUITE_IDS) and {s.method for s in specs} == {"bc", "otpr", "dql"}
     assert {s.env_id for s in specs} == set(ROBOSUITE_IDS)
     assert {s.seed for s in specs} == {0, 1, 2}  # reported seeds only: the settings were calibrated on seed 100

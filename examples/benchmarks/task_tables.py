@@ -64,20 +64,34 @@ def calibration_runs(family: str = "metaworld", folder: str = "calibration") -> 
                 "demonstrators": card["success_rate"],
                 "bc": summary["final_success"],
                 "seed": spec["seed"],
+                # None: the task's default then, 5,000 for every task when these runs were made
+                "bc_steps": spec["pretrain_steps"] or 5_000,
             }
         )
     return out
 
 
-def calibration_table(runs: list[dict[str, Any]], chosen: dict[str, tuple[int, float]]) -> str:
-    """Every calibration run, with the setting each task keeps (its default in ``otpr_sb3.benchmark.tasks``)."""
+def calibration_table(runs: list[dict[str, Any]], chosen: dict[str, tuple[int, float, int]]) -> str:
+    """Every calibration run, with the setting each task keeps (its default in ``otpr_sb3.benchmark.tasks``).
+
+    ``chosen``: task id -> its default ``(demonstrations, noise, BC steps)``.
+    """
     out = []
-    for r in sorted(runs, key=lambda r: (r["env_id"], -r["episodes"], r["noise"])):
-        kept = "yes" if chosen.get(r["env_id"]) == (r["episodes"], r["noise"]) else "no"
+    for r in sorted(runs, key=lambda r: (r["env_id"], -r["episodes"], r["noise"], r["bc_steps"])):
+        kept = "yes" if chosen.get(r["env_id"]) == (r["episodes"], r["noise"], r["bc_steps"]) else "no"
         out.append(
-            [f"``{r['env_id']}``", str(r["episodes"]), f"{r['noise']:g}", f"{r['demonstrators']:.2f}", f"{r['bc']:.2f}", kept]
+            [
+                f"``{r['env_id']}``",
+                str(r["episodes"]),
+                f"{r['noise']:g}",
+                f"{r['bc_steps']:,}",
+                f"{r['demonstrators']:.2f}",
+                f"{r['bc']:.2f}",
+                kept,
+            ]
         )
-    return list_table(["task", "demonstrations", "noise", "demonstrators' success", "BC (50 episodes)", "default"], out)
+    header = ["task", "demonstrations", "noise", "BC steps", "demonstrators' success", "BC (50 episodes)", "default"]
+    return list_table(header, out)
 
 
 def tables() -> dict[str, str]:
@@ -91,7 +105,11 @@ def tables() -> dict[str, str]:
                 out[f"{family}_experts.inc"] = experts_table(json.load(f))
         runs = calibration_runs(family)
         if runs:
-            chosen = {t: (task.demo_episodes, task.demo_noise) for t, task in TASKS.items() if t.startswith(prefix)}
+            chosen = {
+                t: (task.demo_episodes, task.demo_noise, task.pretrain_steps)
+                for t, task in TASKS.items()
+                if t.startswith(prefix)
+            }
             out[f"{family}_calibration.inc"] = calibration_table(runs, chosen)
     return out
 
