@@ -189,13 +189,19 @@ class RobosuiteExpert:
                 else:
                     action[2] = 1.0
                 action[6] = 1.0
-        elif np.linalg.norm(rel[:2]) > xy_tol:  # above the object first
-            action[:3] = self.gain * (rel + np.array([0.0, 0.0, 0.08]))
+        else:  # (the fingers stop about 1 cm above the can's centre: its z_tol)
+            return self._reach(action, rel, bool(np.linalg.norm(rel[:2]) > xy_tol), 0.08, z_tol)
+        return np.clip(action, -1.0, 1.0)
+
+    def _reach(self, action: np.ndarray, rel: np.ndarray, far: bool, height: float, z_tol: float) -> np.ndarray:
+        """To a grasp at ``rel`` from the end effector: above it while ``far``, then down open, then close on it."""
+        if far:
+            action[:3] = self.gain * (rel + np.array([0.0, 0.0, height]))
             action[6] = -1.0
-        elif rel[2] < -z_tol:  # down, open (the fingers stop about 1 cm above the can's centre)
+        elif rel[2] < -z_tol:
             action[:3] = self.gain * rel
             action[6] = -1.0
-        else:  # close on it
+        else:
             action[:3] = self.gain * rel
             action[6] = 1.0
         return np.clip(action, -1.0, 1.0)
@@ -233,16 +239,8 @@ class RobosuiteExpert:
             return np.clip(action, -1.0, 1.0)
         # Fingers across the handle: the closing axis perpendicular to the handle, half a turn either way.
         action[5] = 3.0 * _half_turn(np.arctan2(along[0], -along[1]) - np.arctan2(fingers[1], fingers[0]))
-        if np.linalg.norm(rel[:2]) > 0.01 or abs(action[5]) > 0.15:  # above the handle, turned, open
-            action[:3] = self.gain * (rel + np.array([0.0, 0.0, 0.06]))
-            action[6] = -1.0
-        elif rel[2] < -0.01:  # down, open
-            action[:3] = self.gain * rel
-            action[6] = -1.0
-        else:  # close on it
-            action[:3] = self.gain * rel
-            action[6] = 1.0
-        return np.clip(action, -1.0, 1.0)
+        far = bool(np.linalg.norm(rel[:2]) > 0.01 or abs(action[5]) > 0.15)  # not above the handle, or not turned
+        return self._reach(action, rel, far, 0.06, 0.01)
 
     def _handle_site(self) -> int:
         sim_env = self.task.sim_env
