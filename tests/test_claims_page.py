@@ -182,7 +182,7 @@ def test_report_curves_are_the_records_on_shared_seeds(tmp_path):
         and (ROOT / "docs" / "_static" / "claims_report_curves.png").exists()
     )
     runs = module.report_runs()
-    curves = module.report_curves()
+    curves = module.report_curves(runs)
     for regime in {r["regime"] for r in runs}:
         panel, shared = panel_curves(curves, f"regime ({regime})", module.ARMS)
         arms_by_seed = {}
@@ -194,7 +194,7 @@ def test_report_curves_are_the_records_on_shared_seeds(tmp_path):
             finals = [r["final"] for r in runs if r["regime"] == regime and r["arm"] == arm and r["seed"] in shared]
             last = panel[(panel["method"] == arm) & (panel["timesteps"] == panel["timesteps"].max())]["success"]
             assert math.isclose(last.mean(), sum(finals) / len(finals))
-    assert module.curves_figure(path=str(tmp_path / "curves.png")) and (tmp_path / "curves.png").stat().st_size > 0
+    assert module.curves_figure(runs, path=str(tmp_path / "curves.png")) and (tmp_path / "curves.png").stat().st_size > 0
 
 
 def test_live_diagnostics_sentences():

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from claims_tables import ARMS, ROOT, arm_of, finished_runs, run_record
+from claims_tables import ARMS, ROOT, finished_runs, run_record
 from report_sweep import FEW, MIXED, MULTIMODAL
 
 from otpr_sb3.benchmark.decision import decide
@@ -51,7 +51,7 @@ def report_runs(runs_dir: str = REPORT) -> list[dict[str, Any]]:
     out = []
     for spec, summary, rows in finished_runs(runs_dir):
         record = {"regime": regime_of(spec["env_id"], spec["dataset"]), **run_record(spec, summary, rows)}
-        out.append({**record, "diagnostics": summary.get("diagnostics", {})})
+        out.append({**record, "diagnostics": summary.get("diagnostics", {}), "evaluations": rows})
     return out
 
 
@@ -111,7 +111,11 @@ def runs_table(runs: list[dict[str, Any]]) -> str:
 
 def tables(runs_dir: str = REPORT) -> dict[str, str]:
     """File name -> content: the finished runs, and the verdicts once a comparison has a paired seed."""
-    runs = report_runs(runs_dir)
+    return tables_of(report_runs(runs_dir))
+
+
+def tables_of(runs: list[dict[str, Any]]) -> dict[str, str]:
+    """:func:`tables` of the records :func:`report_runs` read."""
     out = {"claims_report_runs.inc": runs_table(runs), "claims_live.inc": live_table(live_diagnostics(runs))} if runs else {}
     rows = verdicts(runs)
     if rows:
@@ -171,17 +175,17 @@ def verdict_table(rows: list[dict[str, Any]]) -> str:
     return list_table(header, body)
 
 
-def report_curves(runs_dir: str = REPORT) -> pd.DataFrame:
-    """Every evaluation of the finished report runs (the first and the last of 100 episodes, the others of 20).
+def report_curves(runs: list[dict[str, Any]]) -> pd.DataFrame:
+    """Every evaluation of the report runs (the first and the last of 100 episodes, the others of 20).
 
-    ``task`` is the regime and ``method`` the arm.
+    ``runs`` are :func:`report_runs`' records; ``task`` is the regime and ``method`` the arm.
     """
     rows = []
-    for spec, _, evaluations in finished_runs(runs_dir):
-        task, arm = f"regime ({regime_of(spec['env_id'], spec['dataset'])})", arm_of(spec)[0]
+    for r in runs:
+        task = f"regime ({r['regime']})"
         rows += [
-            {"task": task, "method": arm, "seed": spec["seed"], "timesteps": r["timesteps"], "success": r["success"]}
-            for r in evaluations
+            {"task": task, "method": r["arm"], "seed": r["seed"], "timesteps": e["timesteps"], "success": e["success"]}
+            for e in r["evaluations"]
         ]
     return pd.DataFrame(rows, columns=["task", "method", "seed", "timesteps", "success"])
 
@@ -193,9 +197,9 @@ def arm_color(arm: str) -> Any:
     return matplotlib.colormaps["tab10"].colors[ARMS.index(arm)]  # type: ignore[attr-defined]
 
 
-def curves_figure(runs_dir: str = REPORT, path: str = FIGURE) -> str | None:
+def curves_figure(runs: list[dict[str, Any]], path: str = FIGURE) -> str | None:
     """Draw the report runs' curves, a panel per regime that has runs, on the seeds every arm has; None if no runs."""
-    curves = report_curves(runs_dir)
+    curves = report_curves(runs)
     if curves.empty:
         return None
     regimes = sorted(curves["task"].unique())
@@ -205,8 +209,9 @@ def curves_figure(runs_dir: str = REPORT, path: str = FIGURE) -> str | None:
 
 
 if __name__ == "__main__":
-    for path in write_includes(tables(), os.path.join(ROOT, "docs")):
+    report = report_runs()
+    for path in write_includes(tables_of(report), os.path.join(ROOT, "docs")):
         print("wrote", os.path.relpath(path, ROOT))
-    figure = curves_figure()
+    figure = curves_figure(report)
     if figure:
         print("wrote", os.path.relpath(figure, ROOT))
