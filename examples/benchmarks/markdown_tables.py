@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import os
 
+from otpr_sb3.benchmark import report_rst
+
 #: Heading prefix of a table in the raw output -> slug of its include file.
 SLUGS = {
     "### Exact L2 solver": "l2",
@@ -34,11 +36,8 @@ def tables(text: str) -> dict[str, list[list[str]]]:
 
 
 def list_table(rows: list[list[str]]) -> str:
-    """An RST list-table of the rows, the first being the header."""
-    lines = [".. list-table::", "   :header-rows: 1", ""]
-    for row in rows:
-        lines += [f"   * - {row[0]}"] + [f"     - {cell}" for cell in row[1:]]
-    return "\n".join(lines) + "\n"
+    """An RST list-table of the rows, the first being the header (:func:`otpr_sb3.benchmark.report_rst.list_table`)."""
+    return report_rst.list_table(rows[0], rows[1:])
 
 
 def main() -> None:

@@ -113,6 +113,11 @@ def _quarter_turn(angle: float | np.ndarray) -> Any:
     return (angle + np.pi / 4) % (np.pi / 2) - np.pi / 4
 
 
+def _fingers_moving(raw: dict[str, np.ndarray]) -> bool:
+    """Whether the gripper's fingers are still moving (a grasp is not settled until they stop)."""
+    return float(np.abs(raw["robot0_gripper_qvel"]).max()) > 0.01
+
+
 def _axis(quat_xyzw: np.ndarray, k: int) -> np.ndarray:
     """Column ``k`` of the rotation matrix of a unit quaternion in robosuite's ``(x, y, z, w)`` order."""
     x, y, z, w = quat_xyzw
@@ -171,7 +176,7 @@ class RobosuiteExpert:
         held = np.linalg.norm(rel) < 0.02 and width < closed
         # Lift: the cube is narrower than the can, and lifting while the fingers still close let it slip out of a
         # grasp near its top face (seed 17); wait until they stop.
-        settling = self.task.task == "Lift" and float(np.abs(raw["robot0_gripper_qvel"]).max()) > 0.01
+        settling = self.task.task == "Lift" and _fingers_moving(raw)
         if held and settling:
             action[6] = 1.0
         elif held and self.task.task == "Lift":
@@ -213,7 +218,6 @@ class RobosuiteExpert:
         handle = np.asarray(sim_env.sim.data.site_xpos[self._handle_site()], dtype=np.float64)
         peg = np.asarray(sim_env.sim.data.body_xpos[sim_env.peg1_body_id], dtype=np.float64)  # the square nut's peg
         width = float(raw["robot0_gripper_qpos"][0] - raw["robot0_gripper_qpos"][1])
-        settling = float(np.abs(raw["robot0_gripper_qvel"]).max()) > 0.01
         fingers = _axis(np.asarray(raw["robot0_eef_quat"], dtype=np.float64), 1)  # the axis the fingers close along
         along = _axis(np.asarray(raw["SquareNut_quat"], dtype=np.float64), 0)  # from the nut's centre to its handle
         action = np.zeros(7)
@@ -224,7 +228,7 @@ class RobosuiteExpert:
         rel = handle - eef
         if np.linalg.norm(rel) < 0.02 and width < 0.045:  # the handle is between the fingers
             action[6] = 1.0
-            if settling:  # lifting while the fingers still close lets the handle slip (as for Lift)
+            if _fingers_moving(raw):  # lifting while the fingers still close lets the handle slip (as for Lift)
                 return action
             square = _quarter_turn(-np.arctan2(along[1], along[0]))  # the nut's sides parallel to the peg's
             action[5] = 3.0 * square
