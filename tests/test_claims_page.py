@@ -383,3 +383,28 @@ def test_step_cost_sentence():
     text = " ".join((ROOT / "docs" / "claims.rst").read_text().split())
     assert "median 17.8 env steps/s for H at reg 0.05 with 256 reference actions against 17.9 for the default" in text
     assert "and 19.7 unmasked; the rounds agree within 7%" in text
+
+
+def test_failure_kinds_are_the_report_runs_and_the_sentences_hold():
+    from otpr_sb3.benchmark.failures import CATEGORIES
+
+    module = load_script("examples/claims/claims_verdicts.py")
+    page = " ".join((ROOT / "docs" / "claims.rst").read_text().split())
+    assert ".. include:: claims_failures.inc" in page
+    record = _load("failure_kinds.json")
+    finals = {(r["regime"], r["arm"], r["seed"]): r["final"] for r in module.report_runs()}
+    assert record["runs"]
+    for r in record["runs"]:
+        # "Every re-evaluation reproduces its run's final evaluation exactly": of a committed run, on its 100 episodes
+        assert r["episodes"] == 100 and r["success"] == finals[(r["regime"], r["arm"], r["seed"])] == r["final_success_of_run"]
+        assert round(r["success"] * 100) + sum(r[k] for k in CATEGORIES) == 100
+    assert "Every re-evaluation reproduces its run's final evaluation exactly" in page
+    # "In every arm at least 70% of the failed episodes never lift the object, and dropped objects are at most 3%"
+    assert "at least 70% of the failed episodes never lift the object, and dropped objects are at most 3% of them" in page
+    for row in module.failure_kinds():
+        failed = sum(row[k] for k in CATEGORIES)
+        assert row["no grasp"] >= 0.7 * failed and row["dropped"] <= 0.03 * failed, row
+    # "Every run that ends below 0.2 ... misses the grasp in at least 90% of its failures"
+    low = [r for r in record["runs"] if r["success"] < 0.2]
+    assert {r["arm"] for r in low} == {"Q", "H"}
+    assert all(r["no grasp"] >= 0.9 * sum(r[k] for k in CATEGORIES) for r in low)

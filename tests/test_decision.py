@@ -124,7 +124,7 @@ def test_claims_verdicts_pair_by_seed_and_refuse_mixed_commits(tmp_path):
     last_five = rows[0]["decision"]
     assert last_five.verdict == "holds" and last_five.seeds == 10 and last_five.mean == pytest.approx(0.2)
     assert "holds" in module.verdict_table(rows)
-    tables = module.tables(str(tmp_path))
+    tables = module.tables(str(tmp_path), failures_path=None)
     assert (
         set(tables) == {"claims_report_runs.inc", "claims_live.inc", "claims_verdicts.inc"}
         and tables["claims_report_runs.inc"].count("* - (a)") == 21

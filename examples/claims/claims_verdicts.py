@@ -4,12 +4,14 @@ Each comparison pairs two arms of one regime by seed, on both primary metrics (l
 and applies :func:`otpr_sb3.benchmark.decision.decide`. A comparison whose runs do not share one code commit and
 one CPU kind is refused (the protocol requires both)::
 
-    python examples/claims/claims_verdicts.py     # writes docs/claims_report_runs.inc, claims_live.inc, claims_verdicts.inc
+    python examples/claims/claims_verdicts.py     # writes docs/claims_report_runs.inc, claims_live.inc, claims_verdicts.inc,
+                                                  # claims_failures.inc (from examples/claims/failure_kinds.py's record)
                                                   # and the curves, docs/_static/claims_report_curves.png
 """
 
 from __future__ import annotations
 
+import json
 import os
 from typing import Any
 
@@ -19,6 +21,7 @@ from claims_tables import ARMS, ROOT, finished_runs, run_record
 from report_sweep import FEW, MIXED, MULTIMODAL
 
 from otpr_sb3.benchmark.decision import decide
+from otpr_sb3.benchmark.failures import CATEGORIES
 from otpr_sb3.benchmark.recording import dataset_id_for
 from otpr_sb3.benchmark.report import plot_panels
 from otpr_sb3.benchmark.report_rst import list_table, write_includes
@@ -26,6 +29,7 @@ from otpr_sb3.benchmark.tasks import get_task
 
 REPORT = os.path.join(ROOT, "results", "claims", "report", "runs")
 FIGURE = os.path.join(ROOT, "docs", "_static", "claims_report_curves.png")
+FAILURES = os.path.join(ROOT, "docs", "data", "claims", "failure_kinds.json")
 # (claim, arm A, arm B): the claim is "A beats B". The authors' release is compared with H for the reader; it is
 # not one of the paper's claims.
 COMPARISONS = (
@@ -89,6 +93,33 @@ def live_table(rows: list[dict[str, Any]]) -> str:
     return list_table(["regime", "arm", "runs", *(label for _, label in LIVE)], body)
 
 
+def failure_kinds(path: str = FAILURES) -> list[dict[str, Any]]:
+    """Per regime and arm, from ``examples/claims/failure_kinds.py``'s record: runs, mean final success, and the
+    mean number of failed episodes of each kind per run (of the record's episodes, 100)."""
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        record = json.load(f)
+    out = []
+    for regime in sorted({r["regime"] for r in record["runs"]}):
+        for arm in ARMS:
+            mine = [r for r in record["runs"] if (r["regime"], r["arm"]) == (regime, arm)]
+            if mine:
+                row = {"regime": regime, "arm": arm, "runs": len(mine)}
+                means = {key: float(np.mean([r[key] for r in mine])) for key in ("success", *CATEGORIES)}
+                out.append({**row, **means})
+    return out
+
+
+def failures_table(rows: list[dict[str, Any]]) -> str:
+    """:func:`failure_kinds` as an RST list table."""
+    body = [
+        [f"({r['regime']})", r["arm"], str(r["runs"]), f"{r['success']:.2f}"] + [f"{r[k]:.1f}" for k in CATEGORIES]
+        for r in rows
+    ]
+    return list_table(["regime", "arm", "runs", "final success", *CATEGORIES], body)
+
+
 def runs_table(runs: list[dict[str, Any]]) -> str:
     """Every finished report run, by regime, seed and arm."""
     order = {arm: i for i, arm in enumerate(ARMS)}
@@ -109,14 +140,18 @@ def runs_table(runs: list[dict[str, Any]]) -> str:
     return list_table(header, rows)
 
 
-def tables(runs_dir: str = REPORT) -> dict[str, str]:
-    """File name -> content: the finished runs, and the verdicts once a comparison has a paired seed."""
-    return tables_of(report_runs(runs_dir))
+def tables(runs_dir: str = REPORT, failures_path: str | None = FAILURES) -> dict[str, str]:
+    """File name -> content: the finished runs, the verdicts once a comparison has a paired seed, and the failure
+    kinds if ``failures_path`` (the record of ``failure_kinds.py``) is given and exists."""
+    return tables_of(report_runs(runs_dir), failures_path)
 
 
-def tables_of(runs: list[dict[str, Any]]) -> dict[str, str]:
+def tables_of(runs: list[dict[str, Any]], failures_path: str | None = FAILURES) -> dict[str, str]:
     """:func:`tables` of the records :func:`report_runs` read."""
     out = {"claims_report_runs.inc": runs_table(runs), "claims_live.inc": live_table(live_diagnostics(runs))} if runs else {}
+    failures = failure_kinds(failures_path) if failures_path else []
+    if failures:
+        out["claims_failures.inc"] = failures_table(failures)
     rows = verdicts(runs)
     if rows:
         out["claims_verdicts.inc"] = verdict_table(rows)
