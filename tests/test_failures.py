@@ -39,3 +39,46 @@ def test_a_success_or_a_stub_is_refused():
         classify([start, at_goal])
     with pytest.raises(ValueError, match="episode"):
         classify([start])
+
+
+def test_the_kinds_of_no_grasp():
+    from otpr_sb3.benchmark.failures import no_grasp_kind
+
+    # Fetch reports closed fingers at reset: the reset observation never counts as a closing near the object.
+    start = obs((1.3, 0.75, TABLE + 0.01), (1.3, 0.75, TABLE), fingers=0.0)
+    stalled = obs((1.3, 0.8, TABLE + 0.03), (1.3, 0.75, TABLE), fingers=0.1)  # 5.8 cm away, open
+    assert no_grasp_kind([start, stalled, stalled]) == "never reached"
+    hovering = obs((1.3, 0.755, TABLE + 0.01), (1.3, 0.75, TABLE), fingers=0.1)  # 1.1 cm away, open
+    assert no_grasp_kind([start, stalled, hovering, hovering]) == "reached, fingers open"
+    closed_beside = obs((1.3, 0.775, TABLE + 0.01), (1.3, 0.75, TABLE), fingers=0.01)  # 2.7 cm: closed next to it
+    assert no_grasp_kind([start, hovering, closed_beside]) == "closed, missed"
+    assert no_grasp_kind([start, stalled, closed_beside]) == "never reached"  # closed, but never within 2 cm
+    with pytest.raises(ValueError, match="episode"):
+        no_grasp_kind([start])
+
+
+def test_failure_counts_split_no_grasp_and_add_up():
+    from otpr_sb3.benchmark.failures import CATEGORIES, NO_GRASP_KINDS, failure_counts
+
+    class Env:  # the object sits still; the gripper moves to it and hovers with open fingers: every episode fails
+        def reset(self, seed=None):
+            self.t = 0
+            return obs((1.2, 0.7, 0.6), (1.3, 0.75, TABLE), fingers=0.0), {}
+
+        def step(self, action):
+            self.t += 1
+            return (
+                obs((1.3, 0.75, TABLE + 0.01), (1.3, 0.75, TABLE), fingers=0.1),
+                0.0,
+                False,
+                self.t == 5,
+                {"is_success": 0.0},
+            )
+
+    class Model:
+        def predict(self, observation, deterministic=True):
+            return np.zeros(4), None
+
+    counts = failure_counts(Model(), Env(), episodes=3, seed=0)
+    assert counts["success"] == 0 and counts["no grasp"] == 3 and counts["reached, fingers open"] == 3
+    assert sum(counts[k] for k in CATEGORIES) == 3 == sum(counts[k] for k in NO_GRASP_KINDS)

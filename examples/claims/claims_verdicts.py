@@ -20,8 +20,8 @@ import pandas as pd
 from claims_tables import ARMS, ROOT, finished_runs, run_record
 from report_sweep import FEW, MIXED, MULTIMODAL
 
-from otpr_sb3.benchmark.decision import decide
-from otpr_sb3.benchmark.failures import CATEGORIES
+from otpr_sb3.benchmark.decision import bootstrap_interval, decide
+from otpr_sb3.benchmark.failures import CATEGORIES, NO_GRASP_KINDS
 from otpr_sb3.benchmark.recording import dataset_id_for
 from otpr_sb3.benchmark.report import plot_panels
 from otpr_sb3.benchmark.report_rst import list_table, write_includes
@@ -94,8 +94,8 @@ def live_table(rows: list[dict[str, Any]]) -> str:
 
 
 def failure_kinds(path: str = FAILURES) -> list[dict[str, Any]]:
-    """Per regime and arm, from ``examples/claims/failure_kinds.py``'s record: runs, mean final success, and the
-    mean number of failed episodes of each kind per run (of the record's episodes, 100)."""
+    """Per regime, arm and way of acting, from ``examples/claims/failure_kinds.py``'s record: runs, mean success, and
+    the mean number of failed episodes of each kind per run (of the record's episodes, 100)."""
     if not os.path.exists(path):
         return []
     with open(path) as f:
@@ -104,20 +104,67 @@ def failure_kinds(path: str = FAILURES) -> list[dict[str, Any]]:
     for regime in sorted({r["regime"] for r in record["runs"]}):
         for arm in ARMS:
             mine = [r for r in record["runs"] if (r["regime"], r["arm"]) == (regime, arm)]
-            if mine:
-                row = {"regime": regime, "arm": arm, "runs": len(mine)}
-                means = {key: float(np.mean([r[key] for r in mine])) for key in ("success", *CATEGORIES)}
-                out.append({**row, **means})
+            for how in record["acting"] if mine else ():
+                means = {key: float(np.mean([r[how][key] for r in mine])) for key in ("success", *CATEGORIES, *NO_GRASP_KINDS)}
+                out.append({"regime": regime, "arm": arm, "acting": how, "runs": len(mine), **means})
     return out
 
 
 def failures_table(rows: list[dict[str, Any]]) -> str:
-    """:func:`failure_kinds` as an RST list table."""
+    """:func:`failure_kinds` as an RST list table: the kinds of ``"no grasp"`` in its place, then the other kinds."""
+    kinds = (*NO_GRASP_KINDS, *CATEGORIES[1:])
     body = [
-        [f"({r['regime']})", r["arm"], str(r["runs"]), f"{r['success']:.2f}"] + [f"{r[k]:.1f}" for k in CATEGORIES]
+        [f"({r['regime']})", r["arm"], r["acting"], str(r["runs"]), f"{r['success']:.2f}", *(f"{r[k]:.1f}" for k in kinds)]
         for r in rows
     ]
-    return list_table(["regime", "arm", "runs", "final success", *CATEGORIES], body)
+    header = ["regime", "arm", "acting", "runs", "success", *(f"no grasp: {k}" for k in NO_GRASP_KINDS), *CATEGORIES[1:]]
+    return list_table(header, body)
+
+
+def acting_differences(path: str = FAILURES) -> list[dict[str, Any]]:
+    """Per regime, comparison and way of acting: the paired difference of the final models' success (A minus B).
+
+    Exploratory, not a verdict: the protocol's metrics are the harness's deterministic evaluations. Each row has the
+    paired seeds, the mean difference and its 95% bootstrap interval.
+    """
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        record = json.load(f)
+    rows = []
+    for regime in sorted({r["regime"] for r in record["runs"]}):
+        for _, a, b in COMPARISONS:
+            first = {r["seed"]: r for r in record["runs"] if (r["regime"], r["arm"]) == (regime, a)}
+            second = {r["seed"]: r for r in record["runs"] if (r["regime"], r["arm"]) == (regime, b)}
+            seeds = sorted(set(first) & set(second))
+            for how in record["acting"] if len(seeds) >= 2 else ():
+                diffs = np.array([first[s][how]["success"] - second[s][how]["success"] for s in seeds])
+                lo, hi = bootstrap_interval(diffs, 0.95)
+                rows.append(
+                    {"regime": regime, "comparison": f"{a} - {b}", "acting": how, "seeds": len(seeds)}
+                    | {"mean": float(diffs.mean()), "lo": lo, "hi": hi}
+                )
+    return rows
+
+
+def _interval(lo: float, hi: float) -> str:
+    return f"[{lo:+.3f}, {hi:+.3f}]"
+
+
+def acting_table(rows: list[dict[str, Any]]) -> str:
+    """:func:`acting_differences` as an RST list table."""
+    body = [
+        [
+            f"({r['regime']})",
+            r["comparison"],
+            r["acting"],
+            str(r["seeds"]),
+            f"{r['mean']:+.3f}",
+            _interval(r["lo"], r["hi"]),
+        ]
+        for r in rows
+    ]
+    return list_table(["regime", "A - B", "acting", "seeds", "mean", "95% CI"], body)
 
 
 def runs_table(runs: list[dict[str, Any]]) -> str:
@@ -152,6 +199,7 @@ def tables_of(runs: list[dict[str, Any]], failures_path: str | None = FAILURES) 
     failures = failure_kinds(failures_path) if failures_path else []
     if failures:
         out["claims_failures.inc"] = failures_table(failures)
+        out["claims_acting.inc"] = acting_table(acting_differences(failures_path))
     rows = verdicts(runs)
     if rows:
         out["claims_verdicts.inc"] = verdict_table(rows)
@@ -200,8 +248,8 @@ def verdict_table(rows: list[dict[str, Any]]) -> str:
                 r["metric"],
                 str(d.seeds),
                 f"{d.mean:+.3f}",
-                f"[{d.ci95[0]:+.3f}, {d.ci95[1]:+.3f}]",
-                f"[{d.ci90[0]:+.3f}, {d.ci90[1]:+.3f}]",
+                _interval(*d.ci95),
+                _interval(*d.ci90),
                 d.verdict,
                 "" if d.seeds_needed is None else str(d.seeds_needed),
             ]

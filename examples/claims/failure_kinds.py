@@ -1,10 +1,16 @@
 """How the claims report's runs fail at the end: each finished run's final model, its failed episodes by kind.
 
-The final model (``model.zip`` of a run directory) acts as the harness's final evaluation does (deterministic, on
-the first ``--episodes`` evaluation episodes), and every failed episode is classified by
-:func:`otpr_sb3.benchmark.failures.classify` (no grasp, dropped, held but not placed). The success it measures must
-equal the run's own final evaluation: the record keeps both, and ``tests/test_claims_page.py`` checks them against
-the committed run records. Runs already in ``--out`` are skipped, so the script resumes::
+The final model (``model.zip`` of a run directory) acts on the first ``--episodes`` evaluation episodes two ways:
+
+- ``deterministic``: as the harness's final evaluation does (DDIM from the noise mode, EMA actor); the success it
+  measures must equal the run's own final evaluation (the record keeps both, and ``tests/test_claims_page.py``
+  checks them against the committed run records);
+- ``sampled``: the same actor from a fresh Gaussian noise at every step (``examples/plateau/evaluation_variants.py``'s
+  variant of that name; generator seeded with 0), which is not one of the protocol's metrics: it tells whether the
+  deterministic policy's failures are fixed points of the noise mode.
+
+Every failed episode is classified by :mod:`otpr_sb3.benchmark.failures` (no grasp, and its kinds; dropped; held but
+not placed). Runs already in ``--out`` are skipped, so the script resumes::
 
     python examples/claims/failure_kinds.py --runs-dir outputs/claims_report/runs --out docs/data/claims/failure_kinds.json
 """
@@ -15,10 +21,11 @@ import argparse
 import glob
 import json
 import os
+import sys
 from typing import Any
 
 import torch as th
-from claims_tables import run_record
+from claims_tables import ROOT, run_record
 from claims_verdicts import regime_of
 
 from otpr_sb3 import OTPR
@@ -27,13 +34,18 @@ from otpr_sb3.benchmark.failures import failure_counts
 from otpr_sb3.benchmark.provenance import provenance
 from otpr_sb3.benchmark.tasks import get_task
 
+sys.path.insert(0, os.path.join(ROOT, "examples", "plateau"))
+from evaluation_variants import Variant  # noqa: E402
 
-def classify_run(run_dir: str, spec: dict[str, Any], episodes: int) -> dict[str, Any]:
-    """Failure counts of the final model in ``run_dir`` on the first ``episodes`` evaluation episodes."""
-    task = get_task(spec["env_id"])
-    env = task.make_env()
+#: The ways of acting evaluated (see the module docstring).
+ACTING = ("deterministic", "sampled")
+
+
+def classify_run(run_dir: str, spec: dict[str, Any], episodes: int) -> dict[str, dict[str, Any]]:
+    """Failure counts of the final model in ``run_dir`` per way of acting (:data:`ACTING`), on ``episodes`` episodes."""
+    env = get_task(spec["env_id"]).make_env()
     model = OTPR.load(os.path.join(run_dir, "model.zip"), env=env, device="cpu")
-    return failure_counts(model, env, episodes, EVAL_SEED)
+    return {how: failure_counts(Variant(model, how), env, episodes, EVAL_SEED) for how in ACTING}
 
 
 def main() -> None:
@@ -43,7 +55,7 @@ def main() -> None:
     parser.add_argument("--episodes", type=int, default=100)
     args = parser.parse_args()
     th.set_num_threads(1)
-    record: dict[str, Any] = {"episodes": args.episodes, "runs": []}
+    record: dict[str, Any] = {"episodes": args.episodes, "acting": list(ACTING), "runs": []}
     if os.path.exists(args.out):
         with open(args.out) as f:
             record = json.load(f)

@@ -5,7 +5,9 @@ One fine-tuning checkpoint, evaluated on the harness's evaluation episodes (seed
 - ``deterministic``: the harness's evaluation (DDIM from the noise mode, EMA actor);
 - ``online actor``: the same with the online actor instead of its EMA;
 - ``best of 8``: 8 fixed noises, the candidate the guidance scores highest (IDQL's extraction with H);
-- ``collection``: the stochastic policy that collects data (L candidates, one drawn by the guidance's weights).
+- ``collection``: the stochastic policy that collects data (L candidates, one drawn by the guidance's weights);
+- ``sampled``: the EMA actor from a fresh Gaussian noise at every step (no candidates, no guidance), which tells
+  whether a deterministic fixed point (the gripper at the object, the fingers kept open) is what fails.
 
 Each failed episode is classified by :func:`otpr_sb3.benchmark.failures.classify`::
 
@@ -53,12 +55,14 @@ class Variant:
             scaled = cand[:, int(z.argmax(1))]
         elif self.how == "collection":
             scaled, _ = policy.select_action(obs_n, generator=self.gen)
+        elif self.how == "sampled":
+            scaled = policy.sample_actions(obs_n, th.randn(1, policy.act_dim, generator=self.gen))
         else:
             raise ValueError(f"unknown variant {self.how!r}")
         return policy.unscale_action(scaled.cpu().numpy())[0], None
 
 
-VARIANTS = ("deterministic", "online actor", "best of 8", "collection")
+VARIANTS = ("deterministic", "online actor", "best of 8", "collection", "sampled")
 
 
 def main() -> None:
