@@ -77,3 +77,28 @@ def test_plateau_section_is_the_record():
         "after 4,000 online steps",
     ):
         assert phrase in page, phrase
+
+
+def test_plateau_final_model_sentences():
+    import json
+
+    record = json.loads((ROOT / "docs" / "data" / "plateau" / "variants_final.json").read_text())
+    rows = {r["variant"]: r for r in record["rows"]}
+    run = ROOT / "results" / "baselines" / "tuning" / "runs" / "FetchPickAndPlace" / "otpr" / "s100"
+    spec = json.loads((run / "spec.json").read_text())
+    summary = json.loads((run / "summary.json").read_text())
+    assert record["timesteps"] == spec["steps"] == 15000 and spec["kwargs"] == {} and spec["policy_kwargs"] == {}
+    page = " ".join((ROOT / "docs" / "results.rst").read_text().split())
+    det = rows["deterministic"]
+    # "The deterministic evaluation reproduces the run's final evaluation (0.89), and every one of its failures
+    # without a grasp is the gripper stopped at the object with open fingers"
+    assert det["episodes"] == 100 and det["success"] == summary["final_success"] == 0.89
+    assert det["no grasp"] == det["reached, fingers open"] > 0
+    assert "reproduces the run's final evaluation (0.89), and **every one of its failures without a grasp" in page
+    # "the collection policy (0.96) and sampled actions (0.95) reach the 0.95 ...; the online actor (0.75) and the
+    # best of 8 by H's score (0.80) stay below the deterministic EMA actor"
+    assert rows["collection"]["success"] == 0.96 and rows["sampled"]["success"] == 0.95
+    assert rows["online actor"]["success"] == 0.75 and rows["best of 8"]["success"] == 0.80
+    assert max(rows["online actor"]["success"], rows["best of 8"]["success"]) < det["success"]
+    for phrase in ("collection policy (0.96) and sampled actions (0.95)", "online actor (0.75)", "score (0.80)"):
+        assert phrase in page, phrase

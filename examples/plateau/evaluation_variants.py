@@ -1,6 +1,8 @@
 """Where OTPR's PickAndPlace success stops: its failed episodes by kind, under several ways of acting.
 
-One fine-tuning checkpoint, evaluated on the harness's evaluation episodes (seeds 10000, ...) with
+One fine-tuning checkpoint (a run's ``checkpoint`` directory, or the run's directory for its final ``model.zip``;
+acting needs no replay buffer: the guidance keeps its reference actions and keypoints in the model), evaluated on
+the harness's evaluation episodes (seeds 10000, ...) with
 
 - ``deterministic``: the harness's evaluation (DDIM from the noise mode, EMA actor);
 - ``online actor``: the same with the online actor instead of its EMA;
@@ -12,6 +14,7 @@ One fine-tuning checkpoint, evaluated on the harness's evaluation episodes (seed
 Each failed episode is classified by :func:`otpr_sb3.benchmark.failures.classify`::
 
     python examples/plateau/evaluation_variants.py RUN_DIR/checkpoint --out docs/data/plateau/variants.json
+    python examples/plateau/evaluation_variants.py RUN_DIR --out docs/data/plateau/variants_final.json
 """
 
 from __future__ import annotations
@@ -75,7 +78,9 @@ def main() -> None:
     th.set_num_threads(1)
     env = gym.make(args.env)
     model = OTPR.load(os.path.join(args.checkpoint, "model.zip"), env=env, device="cpu")
-    model.load_replay_buffer(os.path.join(args.checkpoint, "replay_buffer.pkl"))
+    replay = os.path.join(args.checkpoint, "replay_buffer.pkl")
+    if os.path.exists(replay):  # a checkpoint has it; a finished run's directory (its final model.zip) does not
+        model.load_replay_buffer(replay)
     rows = []
     for how in VARIANTS:
         row = {"variant": how, **failure_counts(Variant(model, how), env, args.episodes, EVAL_SEED)}
