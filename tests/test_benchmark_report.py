@@ -211,3 +211,50 @@ def test_figure_panels_compare_methods_on_their_shared_seeds():
     panel, shared = panel_curves(curves, "T", ("otpr",))
     assert shared == [0, 1, 2, 3, 4]
     assert _seed_range([0, 1, 2]) == "0-2" and _seed_range([0, 2, 5]) == "0, 2, 5"
+
+
+def test_stochastic_final_evaluation_is_a_column_where_runs_recorded_it(runs_dir, tmp_path):
+    from otpr_sb3.benchmark.report import summary_table
+    from otpr_sb3.benchmark.report_rst import rst_table
+
+    root, _ = runs_dir
+    runs, _ = load_runs(str(root))
+    assert runs["final_stochastic"].isna().all()  # older records: no column in the table
+    assert "final, stochastic" not in rst_table(summary_table(runs, reps=100))
+    for seed, value in enumerate((0.9, 1.0, 0.95, 0.85, 1.0)):
+        path = root / "FetchPush" / "otpr" / f"s{seed}" / "summary.json"
+        summary = json.loads(path.read_text())
+        path.write_text(json.dumps({**summary, "final_success_stochastic": value}))
+    bc = root / "FetchPush" / "bc" / "s0" / "summary.json"
+    bc.write_text(json.dumps({**json.loads(bc.read_text()), "final_success_stochastic": None}))
+    runs, _ = load_runs(str(root))
+    table = summary_table(runs, reps=100).set_index("method")
+    assert table.loc["otpr", "final_stochastic"] == pytest.approx(0.94)
+    assert table.loc["otpr", "final_stochastic_se"] == pytest.approx(np.std([0.9, 1.0, 0.95, 0.85, 1.0], ddof=1) / np.sqrt(5))
+    assert np.isnan(table.loc["bc", "final_stochastic"])
+    text = rst_table(table.reset_index())
+    assert "final, stochastic" in text and "0.94 ± 0.03" in text
+
+
+def test_success_rate_passes_deterministic_to_predict():
+    from otpr_sb3.benchmark.evaluation import success_rate
+    from otpr_sb3.benchmark.tasks import get_task
+
+    class Env:  # one-step episodes: success when the action is the deterministic one
+        def reset(self, seed=None):
+            return np.zeros(2), {}
+
+        def step(self, action):
+            return np.zeros(2), 0.0, True, False, {"is_success": float(action[0] == 1.0)}
+
+    class Model:
+        def __init__(self):
+            self.flags = []
+
+        def predict(self, obs, deterministic=True):
+            self.flags.append(deterministic)
+            return np.array([1.0 if deterministic else 0.0]), None
+
+    task, model = get_task("FetchPush-v4"), Model()
+    assert success_rate(model, task, 3, env=Env()) == 1.0 and model.flags == [True] * 3
+    assert success_rate(model, task, 2, env=Env(), deterministic=False) == 0.0 and model.flags[3:] == [False] * 2

@@ -44,6 +44,9 @@ def test_each_method_runs_and_logs_its_evaluations(dirs, method):
         assert [r["episodes"] for r in rows] == [2, 1, 2]  # the start and the end on the final evaluation's episodes
         assert summary["steps"] == 200 and summary["env_steps_per_s"] > 0
     assert summary["done"] and summary["final_success"] == rows[-1]["success"]
+    # The final model also acts as it collects, on the same episodes; behaviour cloning never collects.
+    stochastic = summary["final_success_stochastic"]
+    assert stochastic is None if method == "bc" else 0.0 <= stochastic <= 1.0
     with open(f"{spec.run_dir}/summary.json") as f:
         assert json.load(f) == summary
     with open(f"{spec.run_dir}/spec.json") as f:

@@ -18,8 +18,10 @@ EVAL_FIELDS = ("timesteps", "success", "episodes", "final", "wall_time")
 _INT_FIELDS = ("timesteps", "episodes", "final")
 
 
-def success_rate(model: Any, task: Task, episodes: int, env: gym.Env | None = None, seed: int = EVAL_SEED) -> float:
-    """Fraction of ``episodes`` deterministic episodes that end in success, as the task defines it.
+def success_rate(
+    model: Any, task: Task, episodes: int, env: gym.Env | None = None, seed: int = EVAL_SEED, deterministic: bool = True
+) -> float:
+    """Fraction of ``episodes`` episodes that end in success, as the task defines it.
 
     Parameters
     ----------
@@ -31,6 +33,9 @@ def success_rate(model: Any, task: Task, episodes: int, env: gym.Env | None = No
         Reused if given (a new one otherwise).
     seed : int
         Episode ``k`` is reset with ``seed + k``.
+    deterministic : bool
+        Passed to ``predict``. ``False`` acts as the method collects (for OTPR, L candidates drawn by the guidance's
+        weights), from the global torch and numpy generators: seed them to repeat it.
     """
     if episodes < 1:
         raise ValueError(f"`episodes` must be >= 1, got {episodes}")
@@ -40,7 +45,7 @@ def success_rate(model: Any, task: Task, episodes: int, env: gym.Env | None = No
         obs, _ = env.reset(seed=seed + ep)
         done, info = False, dict[str, Any]()
         while not done:
-            action, _ = model.predict(obs, deterministic=True)
+            action, _ = model.predict(obs, deterministic=deterministic)
             obs, _, terminated, truncated, info = env.step(action)
             done = terminated or truncated
         wins += int(task.succeeded(info))

@@ -45,7 +45,8 @@ def load_runs(runs_dir: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     Returns
     -------
     runs : pandas.DataFrame
-        One row per run: task, method, seed, done, start_success, final_success, auc, steps, wall_time,
+        One row per run: task, method, seed, done, start_success, final_success, final_stochastic (the final
+        model acting as it collects; NaN for runs that did not record it), auc, steps, wall_time,
         env_steps_per_s, and the run's dual diagnostics (:mod:`otpr_sb3.benchmark.diagnostics`; NaN where
         the summary has none).
     curves : pandas.DataFrame
@@ -78,6 +79,7 @@ def load_runs(runs_dir: str) -> tuple[pd.DataFrame, pd.DataFrame]:
                 "done": done,
                 "start_success": rows[0]["success"],
                 "final_success": finals[-1]["success"] if done else np.nan,
+                "final_stochastic": _number(summary.get("final_success_stochastic")) if done else np.nan,
                 "auc": area_under_curve(rows),
                 "steps": int(rows[-1]["timesteps"]),
                 "wall_time": rows[-1]["wall_time"],
@@ -88,11 +90,16 @@ def load_runs(runs_dir: str) -> tuple[pd.DataFrame, pd.DataFrame]:
             }
         )
         curves.extend({"task": task, "method": method, "seed": seed, **r} for r in rows)
-    columns = ["task", "method", "seed", "done", "start_success", "final_success", "auc", "steps", "wall_time"]
+    columns = ["task", "method", "seed", "done", "start_success", "final_success", "final_stochastic", "auc", "steps"]
+    columns.append("wall_time")
     return (
         pd.DataFrame(runs, columns=[*columns, "env_steps_per_s", "commit", "cpu", *DIAGNOSTICS]),
         pd.DataFrame(curves, columns=["task", "method", "seed", "timesteps", "success", "episodes", "final", "wall_time"]),
     )
+
+
+def _number(value: Any) -> float:
+    return float(value) if value is not None else np.nan
 
 
 def _provenance(run_dir: str, summary: dict[str, Any]) -> tuple[str, str]:
@@ -155,8 +162,9 @@ def summary_table(runs: pd.DataFrame, reps: int = 2_000, seed: int = 0) -> pd.Da
             "seeds": len(finished),
             "unfinished": len(group) - len(finished),
         }
-        for column in ("start_success", "final_success", "auc"):
-            row[column], row[column + "_se"] = _mean_se(finished[column].to_numpy(float))
+        for column in ("start_success", "final_success", "final_stochastic", "auc"):
+            values = finished[column].to_numpy(float) if column in finished else np.array([])  # older tables lack one
+            row[column], row[column + "_se"] = _mean_se(values)
         for column, name in (("commit", "commits"), ("cpu", "cpus")):
             row[name] = ", ".join(sorted(set(group[column]))) if column in group else "unknown"
         row["wall_time_min"] = float(finished["wall_time"].mean() / 60.0) if len(finished) else np.nan

@@ -42,6 +42,10 @@ def rst_table(table: pd.DataFrame) -> str:
     show = any(len({c for v in table.get(col, []) for c in v.split(", ")}) > 1 for col in ("commits", "cpus"))
     if show:
         headers = (*headers, "commits", "CPUs")
+    # Runs that evaluated their final model acting as it collects, too (older records did not).
+    stochastic = bool(np.isfinite(table.get("final_stochastic", pd.Series(dtype=float)).to_numpy(float)).any())
+    if stochastic:
+        headers = (*headers[:5], "final, stochastic", *headers[5:])
     rows = []
     for _, r in table.iterrows():
         iqm = f"{r.iqm_final:.2f} [{r.iqm_low:.2f}, {r.iqm_high:.2f}]" if np.isfinite(r.iqm_final) else "n/a"
@@ -53,6 +57,7 @@ def rst_table(table: pd.DataFrame) -> str:
                 seeds,
                 pm(r.start_success, r.start_success_se),
                 pm(r.final_success, r.final_success_se),
+                *((pm(r.final_stochastic, r.final_stochastic_se),) if stochastic else ()),
                 pm(r.auc, r.auc_se),
                 iqm,
                 f"{r.wall_time_min:.0f}" if np.isfinite(r.wall_time_min) else "n/a",

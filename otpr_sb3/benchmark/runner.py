@@ -36,6 +36,7 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.save_util import load_from_zip_file
+from stable_baselines3.common.utils import set_random_seed
 
 from otpr_sb3.benchmark.demo_buffers import (
     HerSymmetricDictReplayBuffer,
@@ -131,7 +132,11 @@ def run(spec: RunSpec, progress_bar: bool = False, on_evaluation: EvaluationHook
     append_evaluation(evals_path, final)
     if on_evaluation:
         on_evaluation(final)
-    return _finish(spec, card, model, read_evaluations(evals_path), fps, origin)
+    # A second look at the final model, acting as it collects: a deterministic policy can stall at a state its own
+    # action does not change (OTPR's noise-mode actor at the object, fingers open; docs/results.rst). Seeded: repeatable.
+    set_random_seed(spec.seed)
+    stochastic = success_rate(model, task, spec.final_eval_episodes, env=eval_env, deterministic=False)
+    return _finish(spec, card, model, read_evaluations(evals_path), fps, origin, stochastic)
 
 
 def _dataset(spec: RunSpec, task: Task) -> DatasetCard:
@@ -325,6 +330,7 @@ def _finish(
     rows: list[dict[str, float]],
     fps: float,
     origin: dict[str, Any],
+    final_stochastic: float | None = None,
 ) -> dict[str, Any]:
     model.save(os.path.join(spec.run_dir, "model"))
     finals = [r for r in rows if r["final"]]
@@ -336,6 +342,8 @@ def _finish(
         "demonstrators_success": card.success_rate,
         "start_success": rows[0]["success"],
         "final_success": finals[-1]["success"] if finals else float("nan"),
+        # the final model on the same episodes, predict(deterministic=False); None for "bc" (it never collects)
+        "final_success_stochastic": final_stochastic,
         "steps": int(rows[-1]["timesteps"]),
         "wall_time": rows[-1]["wall_time"],
         "env_steps_per_s": fps,
