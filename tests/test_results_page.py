@@ -102,3 +102,22 @@ def test_plateau_final_model_sentences():
     assert max(rows["online actor"]["success"], rows["best of 8"]["success"]) < det["success"]
     for phrase in ("collection policy (0.96) and sampled actions (0.95)", "online actor (0.75)", "score (0.80)"):
         assert phrase in page, phrase
+
+
+def test_baselines_protocol_is_the_tuning_sweep():
+    import tomllib
+
+    page = " ".join((ROOT / "docs" / "results.rst").read_text().split())
+    sweep = tomllib.loads((ROOT / "examples" / "sweeps" / "baselines_tuning.toml").read_text())
+    assert sweep["defaults"]["env"] == "FetchPickAndPlace-v4" and sweep["defaults"]["seeds"] == [100, 101]
+    assert sweep["defaults"]["steps"] == 15000
+    configs = {}
+    for group in sweep["runs"]:
+        for method in group["methods"]:
+            configs[method] = configs.get(method, 0) + 1
+    assert set(configs.values()) == {2}  # "two configurations per method"
+    named = "``otpr``, ``idql-n``, ``dql``, ``diffusion-ql``, ``rlpd-her``, ``ibrl`` and ``dsrl``"
+    assert named in page and set(configs) == {"otpr", "idql-n", "dql", "diffusion-ql", "rlpd-her", "ibrl", "dsrl"}
+    assert {"kwargs": {"reg": 0.1}, "methods": ["otpr"]} in sweep["runs"]  # "OTPR's alternative is reg = 0.1"
+    for phrase in ("two configurations per method", "seeds 100-101 only, 15,000 steps", "OTPR's alternative is ``reg = 0.1``"):
+        assert phrase in page, phrase
