@@ -79,7 +79,7 @@ def load_runs(runs_dir: str) -> tuple[pd.DataFrame, pd.DataFrame]:
                 "done": done,
                 "start_success": rows[0]["success"],
                 "final_success": finals[-1]["success"] if done else np.nan,
-                "final_stochastic": _number(summary.get("final_success_stochastic")) if done else np.nan,
+                "final_stochastic": summary.get("final_success_stochastic") if done else np.nan,  # None: NaN
                 "auc": area_under_curve(rows),
                 "steps": int(rows[-1]["timesteps"]),
                 "wall_time": rows[-1]["wall_time"],
@@ -91,15 +91,10 @@ def load_runs(runs_dir: str) -> tuple[pd.DataFrame, pd.DataFrame]:
         )
         curves.extend({"task": task, "method": method, "seed": seed, **r} for r in rows)
     columns = ["task", "method", "seed", "done", "start_success", "final_success", "final_stochastic", "auc", "steps"]
-    columns.append("wall_time")
     return (
-        pd.DataFrame(runs, columns=[*columns, "env_steps_per_s", "commit", "cpu", *DIAGNOSTICS]),
+        pd.DataFrame(runs, columns=[*columns, "wall_time", "env_steps_per_s", "commit", "cpu", *DIAGNOSTICS]),
         pd.DataFrame(curves, columns=["task", "method", "seed", "timesteps", "success", "episodes", "final", "wall_time"]),
     )
-
-
-def _number(value: Any) -> float:
-    return float(value) if value is not None else np.nan
 
 
 def _provenance(run_dir: str, summary: dict[str, Any]) -> tuple[str, str]:

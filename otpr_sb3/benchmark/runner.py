@@ -132,11 +132,18 @@ def run(spec: RunSpec, progress_bar: bool = False, on_evaluation: EvaluationHook
     append_evaluation(evals_path, final)
     if on_evaluation:
         on_evaluation(final)
-    # A second look at the final model, acting as it collects: a deterministic policy can stall at a state its own
-    # action does not change (OTPR's noise-mode actor at the object, fingers open; docs/results.rst). Seeded: repeatable.
-    set_random_seed(spec.seed)
-    stochastic = success_rate(model, task, spec.final_eval_episodes, env=eval_env, deterministic=False)
+    stochastic = _stochastic_success(spec, task, model, eval_env)
     return _finish(spec, card, model, read_evaluations(evals_path), fps, origin, stochastic)
+
+
+def _stochastic_success(spec: RunSpec, task: Task, model: BaseAlgorithm, env: Any) -> float:
+    """Return the success of the final model acting as it collects, on the final evaluation's episodes, seeded.
+
+    A second look at the final model: a deterministic policy can stall at a state its own action does not change
+    (OTPR's noise-mode actor at the object, its fingers open; docs/results.rst).
+    """
+    set_random_seed(spec.seed)
+    return success_rate(model, task, spec.final_eval_episodes, env=env, deterministic=False)
 
 
 def _dataset(spec: RunSpec, task: Task) -> DatasetCard:
