@@ -407,7 +407,7 @@ def test_failure_kinds_are_the_report_runs_and_the_sentences_hold():
             assert round(counts["success"] * 100) + sum(counts[k] for k in CATEGORIES) == 100
             assert counts["no grasp"] == sum(counts[k] for k in NO_GRASP_KINDS)
     assert "Every deterministic re-evaluation reproduces its run's final evaluation exactly" in page
-    rows = {(r["arm"], r["acting"]): r for r in module.failure_kinds() if r["regime"] == "a"}
+    rows = {(r["arm"], r["acting"]): r for r in module.failure_kinds(module.failure_record()) if r["regime"] == "a"}
     failures = CATEGORIES[1:] + NO_GRASP_KINDS
     # "the commonest failure of every arm but Q is a fixed point: the gripper reaches the object and stays there,
     # fingers open"; "Q's failures never reach the object"
@@ -428,7 +428,9 @@ def test_failure_kinds_are_the_report_runs_and_the_sentences_hold():
     assert "the advantage arm's changes by less than 0.05 and Q stays below 0.1" in page
     # "Under sampled acting, H's mean differences from the advantage arm, from unmasked H and from the authors'
     # release are all within 0.05, and H stays far ahead of Q."
-    diffs = {(r["comparison"], r["acting"]): r for r in module.acting_differences() if r["regime"] == "a"}
+    diffs = {
+        (r["comparison"], r["acting"]): r for r in module.acting_differences(module.failure_record()) if r["regime"] == "a"
+    }
     for other in ("advantage", "H, unmasked", "authors' release"):
         assert abs(diffs[(f"H - {other}", "sampled")]["mean"]) < 0.05
     assert diffs[("H - Q", "sampled")]["lo"] > 0.5

@@ -93,13 +93,17 @@ def live_table(rows: list[dict[str, Any]]) -> str:
     return list_table(["regime", "arm", "runs", *(label for _, label in LIVE)], body)
 
 
-def failure_kinds(path: str = FAILURES) -> list[dict[str, Any]]:
-    """Per regime, arm and way of acting, from ``examples/claims/failure_kinds.py``'s record: runs, mean success, and
-    the mean number of failed episodes of each kind per run (of the record's episodes, 100)."""
+def failure_record(path: str = FAILURES) -> dict[str, Any] | None:
+    """The record of ``examples/claims/failure_kinds.py`` (None if it has not been made)."""
     if not os.path.exists(path):
-        return []
+        return None
     with open(path) as f:
-        record = json.load(f)
+        return dict(json.load(f))
+
+
+def failure_kinds(record: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per regime, arm and way of acting, from :func:`failure_record`: runs, mean success, and the mean number of
+    failed episodes of each kind per run (of the record's episodes, 100)."""
     out = []
     for regime in sorted({r["regime"] for r in record["runs"]}):
         for arm in ARMS:
@@ -121,16 +125,13 @@ def failures_table(rows: list[dict[str, Any]]) -> str:
     return list_table(header, body)
 
 
-def acting_differences(path: str = FAILURES) -> list[dict[str, Any]]:
-    """Per regime, comparison and way of acting: the paired difference of the final models' success (A minus B).
+def acting_differences(record: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per regime, comparison and way of acting (:func:`failure_record`): the paired difference of the final models'
+    success (A minus B).
 
     Exploratory, not a verdict: the protocol's metrics are the harness's deterministic evaluations. Each row has the
     paired seeds, the mean difference and its 95% bootstrap interval.
     """
-    if not os.path.exists(path):
-        return []
-    with open(path) as f:
-        record = json.load(f)
     rows = []
     for regime in sorted({r["regime"] for r in record["runs"]}):
         for _, a, b in COMPARISONS:
@@ -196,10 +197,10 @@ def tables(runs_dir: str = REPORT, failures_path: str | None = FAILURES) -> dict
 def tables_of(runs: list[dict[str, Any]], failures_path: str | None = FAILURES) -> dict[str, str]:
     """:func:`tables` of the records :func:`report_runs` read."""
     out = {"claims_report_runs.inc": runs_table(runs), "claims_live.inc": live_table(live_diagnostics(runs))} if runs else {}
-    failures = failure_kinds(failures_path) if failures_path else []
-    if failures:
-        out["claims_failures.inc"] = failures_table(failures)
-        out["claims_acting.inc"] = acting_table(acting_differences(failures_path))
+    record = failure_record(failures_path) if failures_path else None
+    if record:
+        out["claims_failures.inc"] = failures_table(failure_kinds(record))
+        out["claims_acting.inc"] = acting_table(acting_differences(record))
     rows = verdicts(runs)
     if rows:
         out["claims_verdicts.inc"] = verdict_table(rows)
