@@ -435,3 +435,28 @@ def test_failure_kinds_are_the_report_runs_and_the_sentences_hold():
         assert abs(diffs[(f"H - {other}", "sampled")]["mean"]) < 0.05
     assert diffs[("H - Q", "sampled")]["lo"] > 0.5
     assert "are all within 0.05, and H stays far ahead of Q" in page
+
+
+def test_stall_probe_table_and_sentences():
+    module = load_script("examples/claims/claims_verdicts.py")
+    page = " ".join((ROOT / "docs" / "claims.rst").read_text().split())
+    assert ".. include:: claims_stalls.inc" in page
+    record = _load("stall_probe.json")
+    assert record["args"]["episodes"] == 30 and record["args"]["step"] == 30
+    assert (ROOT / "docs" / "claims_stalls.inc").read_text() == module.stall_table()
+    rows = record["rows"]
+    report = {(r["arm"], r["seed"]) for r in module.report_runs() if r["regime"] == "a"}
+    # committed runs (a later collection may add seeds the probe has not seen yet)
+    assert {r["seed"] for r in rows} <= {s for arm, s in report if arm == "H" and ("advantage", s) in report}
+    assert all(r["stalled"] > 0 for r in rows)
+    # "H's own critic prefers closing there on every seed ... yet H's actor keeps the fingers open on every seed,
+    # while the advantage actor closes them at the same states on 7 of the 8"
+    assert all(r["h_critic_cost"] < 0 for r in rows) and all(r["h_gripper"] > 0 for r in rows)
+    assert sum(r["adv_gripper"] < 0 for r in rows) == 7 and len(rows) == 8
+    assert "the advantage actor closes them at the same states on 7 of the 8" in page
+    # "v(close) - v(open) is negative on every seed and offsets at least half of the cost difference ...
+    # (on seed 2, the seed that stalls in all 30 episodes, not at all)"
+    assert all(r["h_v"] < 0 and r["h_v"] <= 0.5 * r["h_cost"] for r in rows)
+    seed2 = next(r for r in rows if r["seed"] == 2)
+    assert seed2["stalled"] == 30 and abs(seed2["h_score"]) < 0.05
+    assert "offsets at least half of the cost difference" in page and "stalls in all 30 episodes, not at all" in page

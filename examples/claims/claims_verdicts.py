@@ -30,6 +30,18 @@ from otpr_sb3.benchmark.tasks import get_task
 REPORT = os.path.join(ROOT, "results", "claims", "report", "runs")
 FIGURE = os.path.join(ROOT, "docs", "_static", "claims_report_curves.png")
 FAILURES = os.path.join(ROOT, "docs", "data", "claims", "failure_kinds.json")
+STALLS = os.path.join(ROOT, "docs", "data", "claims", "stall_probe.json")
+#: The columns of the stall probe's table (``examples/claims/stall_probe.py``): record key -> header.
+STALL_COLUMNS = {
+    "stalled": "stalled episodes (of 30)",
+    "h_gripper": "H: gripper command",
+    "h_critic_cost": "H: critic cost, close - open",
+    "h_cost": "H: cost, close - open",
+    "h_v": "H: v, close - open",
+    "h_score": "H: z, close - open",
+    "adv_gripper": "advantage: gripper command",
+    "adv_score": "advantage: score, close - open",
+}
 # (claim, arm A, arm B): the claim is "A beats B". The authors' release is compared with H for the reader; it is
 # not one of the paper's claims.
 COMPARISONS = (
@@ -168,6 +180,16 @@ def acting_table(rows: list[dict[str, Any]]) -> str:
     return list_table(["regime", "A - B", "acting", "seeds", "mean", "95% CI"], body)
 
 
+def stall_table(path: str = STALLS) -> str | None:
+    """The stall probe's record as an RST list table, a row per seed (None if the record has not been made)."""
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        rows = json.load(f)["rows"]
+    body = [[str(r["seed"]), *(str(r[k]) if k == "stalled" else f"{r[k]:+.2f}" for k in STALL_COLUMNS)] for r in rows]
+    return list_table(["seed", *STALL_COLUMNS.values()], body)
+
+
 def runs_table(runs: list[dict[str, Any]]) -> str:
     """Every finished report run, by regime, seed and arm."""
     order = {arm: i for i, arm in enumerate(ARMS)}
@@ -197,6 +219,9 @@ def tables(runs_dir: str = REPORT, failures_path: str | None = FAILURES) -> dict
 def tables_of(runs: list[dict[str, Any]], failures_path: str | None = FAILURES) -> dict[str, str]:
     """:func:`tables` of the records :func:`report_runs` read."""
     out = {"claims_report_runs.inc": runs_table(runs), "claims_live.inc": live_table(live_diagnostics(runs))} if runs else {}
+    stalls = stall_table() if failures_path else None
+    if stalls:
+        out["claims_stalls.inc"] = stalls
     record = failure_record(failures_path) if failures_path else None
     if record:
         out["claims_failures.inc"] = failures_table(failure_kinds(record))
