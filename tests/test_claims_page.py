@@ -460,3 +460,7 @@ def test_stall_probe_table_and_sentences():
     seed2 = next(r for r in rows if r["seed"] == 2)
     assert seed2["stalled"] == 30 and abs(seed2["h_score"]) < 0.05
     assert "offsets at least half of the cost difference" in page and "stalls in all 30 episodes, not at all" in page
+    # "In every seed's replay ... H's critic prefers closing in a larger share of states than the share of replay
+    # actions that close"
+    assert all(r["critic_prefers_close_share"] > r["replay_closing_share"] for r in rows)
+    assert "H's critic prefers closing in a larger share of states than the share of replay actions that close" in page

@@ -41,6 +41,8 @@ STALL_COLUMNS = {
     "h_score": "H: z, close - open",
     "adv_gripper": "advantage: gripper command",
     "adv_score": "advantage: score, close - open",
+    "replay_closing_share": "replay: share of closing actions",
+    "critic_prefers_close_share": "replay: share of states where H's critic prefers closing",
 }
 # (claim, arm A, arm B): the claim is "A beats B". The authors' release is compared with H for the reader; it is
 # not one of the paper's claims.
@@ -186,7 +188,11 @@ def stall_table(path: str = STALLS) -> str | None:
         return None
     with open(path) as f:
         rows = json.load(f)["rows"]
-    body = [[str(r["seed"]), *(str(r[k]) if k == "stalled" else f"{r[k]:+.2f}" for k in STALL_COLUMNS)] for r in rows]
+
+    def cell(key: str, value: float) -> str:
+        return str(value) if key == "stalled" else f"{value:.2f}" if key.endswith("share") else f"{value:+.2f}"
+
+    body = [[str(r["seed"]), *(cell(k, r[k]) for k in STALL_COLUMNS)] for r in rows]
     return list_table(["seed", *STALL_COLUMNS.values()], body)
 
 

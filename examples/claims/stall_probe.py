@@ -10,6 +10,11 @@ with the gripper command set to close (-1) and to open (+1), and scored by each 
   close minus open, and its terms: the action potential ``v`` and the cost ``c`` (its critic part alone, too);
 - the advantage model's score of the same two actions, and both actors' deterministic gripper command.
 
+And over the replay: 2,048 transitions of H's last checkpoint's replay buffer (sampled after seeding numpy with 0),
+the share of actions that close the gripper and the share of states where H's critic prefers closing (at the
+actor's deterministic action there), which shows whether closing is over-demanded against the action marginal
+that ``v`` enforces.
+
 Means over the stalled states of each seed go to ``--out``::
 
     python examples/claims/stall_probe.py --runs-dir outputs/claims_report/runs --out docs/data/claims/stall_probe.json
@@ -77,6 +82,24 @@ def close_minus_open(h: OTPR, adv: OTPR, obs: dict[str, np.ndarray]) -> dict[str
     }
 
 
+@th.no_grad()
+def replay_demand(h: OTPR, run_dir: str, n: int = 2048) -> dict[str, float]:
+    """Share of closing actions in H's replay, and share of its states where H's critic prefers closing."""
+    h.load_replay_buffer(os.path.join(run_dir, "checkpoint", "replay_buffer.pkl"))
+    np.random.seed(0)  # noqa: NPY002  (SB3's buffers draw their indices from the global numpy generator)
+    batch = h.replay_buffer.sample(n)
+    p = h.policy
+    obs_n = p.prepare_obs(batch.observations)
+    action = p.sample_actions(obs_n, p.eval_noise.expand(n, -1).contiguous())
+    y = action[:, None].repeat(1, 2, 1)
+    y[:, 0, -1], y[:, 1, -1] = -1.0, 1.0
+    critic = p.guidance.dual_cost.critic_grouped(obs_n, y)
+    return {
+        "replay_closing_share": float((batch.actions[:, -1] < 0).float().mean()),
+        "critic_prefers_close_share": float((critic[:, 0] < critic[:, 1]).float().mean()),
+    }
+
+
 def final_models(runs_dir: str) -> dict[tuple[str, int], str]:
     """(arm, seed) -> run directory of every finished regime-(a) report run with a final model."""
     task = get_task("FetchPickAndPlace-v4")
@@ -110,6 +133,7 @@ def main() -> None:
         for key in probes[0] if probes else ():
             row[key] = float(np.mean([p[key] for p in probes]))
         row["h_critic_prefers_close"] = float(np.mean([p["h_critic_cost"] < 0 for p in probes])) if probes else None
+        row.update(replay_demand(h, models[("H", seed)]))
         rows.append(row)
         print(json.dumps(row), flush=True)
     record = {"args": vars(args), "rows": rows, "provenance": provenance("cpu")}
