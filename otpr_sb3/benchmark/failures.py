@@ -78,7 +78,9 @@ def classify(observations: list[dict[str, np.ndarray]]) -> str:
 
 
 def failure_counts(model: Any, env: Any, episodes: int, seed: int) -> dict[str, Any]:
-    """Run ``episodes`` deterministic episodes (reset with ``seed + k``) and count successes and failure kinds.
+    """Run ``episodes`` episodes of ``model.predict(obs, deterministic=True)`` (reset with ``seed + k``); count kinds.
+
+    A model whose ``predict`` samples anyway (the plateau study's ``sampled`` way of acting) is counted the same way.
 
     The counts of :data:`CATEGORIES` add up with the successes to ``episodes``; those of :data:`NO_GRASP_KINDS` split
     the ``"no grasp"`` count.
