@@ -407,6 +407,14 @@ def test_failure_kinds_are_the_report_runs_and_the_sentences_hold():
             assert round(counts["success"] * 100) + sum(counts[k] for k in CATEGORIES) == 100
             assert counts["no grasp"] == sum(counts[k] for k in NO_GRASP_KINDS)
     assert "Every deterministic re-evaluation reproduces its run's final evaluation exactly" in page
+    # The pretrained actor's deterministic success is the start evaluation of every run of its seed.
+    starts = {}
+    for run in module.report_runs():
+        if run["regime"] == "a":
+            starts.setdefault(run["seed"], set()).add(run["evaluations"][0]["success"])
+    assert record["bc"]
+    for b in record["bc"]:
+        assert starts[b["seed"]] == {b["deterministic"]["success"]}, b["seed"]
     rows = {(r["arm"], r["acting"]): r for r in module.failure_kinds(module.failure_record()) if r["regime"] == "a"}
     failures = CATEGORIES[1:] + NO_GRASP_KINDS
     # "the commonest failure of every arm but Q is a fixed point: the gripper reaches the object and stays there,
@@ -435,6 +443,15 @@ def test_failure_kinds_are_the_report_runs_and_the_sentences_hold():
         assert abs(diffs[(f"H - {other}", "sampled")]["mean"]) < 0.05
     assert diffs[("H - Q", "sampled")]["lo"] > 0.5
     assert "are all within 0.05, and H stays far ahead of Q" in page
+    # "The stall is there before fine-tuning ... already stalls at the object in most of its failed episodes, and
+    # sampled it succeeds far more often. Fine-tuning with the advantage weights removes most of these stalls; with
+    # H, most of them stay."
+    bc_det, bc_sampled = rows[("BC (start)", "deterministic")], rows[("BC (start)", "sampled")]
+    assert bc_det["reached, fingers open"] > 0.5 * sum(bc_det[k] for k in CATEGORIES)
+    assert bc_sampled["success"] > bc_det["success"] + 0.2
+    assert rows[("advantage", "deterministic")]["reached, fingers open"] < 0.25 * bc_det["reached, fingers open"]
+    assert rows[("H", "deterministic")]["reached, fingers open"] > 0.5 * bc_det["reached, fingers open"]
+    assert "Fine-tuning with the advantage weights removes most of these stalls; with H, most of them stay" in page
 
 
 def test_stall_probe_table_and_sentences():

@@ -119,9 +119,10 @@ def failure_kinds(record: dict[str, Any]) -> list[dict[str, Any]]:
     """Per regime, arm and way of acting, from :func:`failure_record`: runs, mean success, and the mean number of
     failed episodes of each kind per run (of the record's episodes, 100)."""
     out = []
+    bc = [{**r, "arm": "BC (start)"} for r in record.get("bc", [])]  # the pretrained actor the arms start from
     for regime in sorted({r["regime"] for r in record["runs"]}):
-        for arm in ARMS:
-            mine = [r for r in record["runs"] if (r["regime"], r["arm"]) == (regime, arm)]
+        for arm in ("BC (start)", *ARMS):
+            mine = [r for r in record["runs"] + bc if (r["regime"], r["arm"]) == (regime, arm)]
             for how in record["acting"] if mine else ():
                 means = {key: float(np.mean([r[how][key] for r in mine])) for key in ("success", *CATEGORIES, *NO_GRASP_KINDS)}
                 out.append({"regime": regime, "arm": arm, "acting": how, "runs": len(mine), **means})

@@ -9,6 +9,10 @@ The final model (``model.zip`` of a run directory) acts on the first ``--episode
   variant of that name; generator seeded with 0), which is not one of the protocol's metrics: it tells whether the
   deterministic policy's failures are fixed points of the noise mode.
 
+The behaviour-cloned actor every arm of a seed starts from (the shared pretrained checkpoint in the runs
+directory's ``pretrained`` folder) is classified the same two ways, as ``"bc"`` entries: its deterministic success
+must equal the start evaluation of that seed's runs.
+
 Every failed episode is classified by :mod:`otpr_sb3.benchmark.failures` (no grasp, and its kinds; dropped; held but
 not placed). Runs already in ``--out`` are skipped, so the script resumes::
 
@@ -32,6 +36,7 @@ from otpr_sb3 import OTPR
 from otpr_sb3.benchmark.evaluation import EVAL_SEED, read_evaluations
 from otpr_sb3.benchmark.failures import failure_counts
 from otpr_sb3.benchmark.provenance import provenance
+from otpr_sb3.benchmark.recording import dataset_id_for
 from otpr_sb3.benchmark.tasks import get_task
 
 sys.path.insert(0, os.path.join(ROOT, "examples", "plateau"))
@@ -46,6 +51,17 @@ def classify_run(run_dir: str, spec: dict[str, Any], episodes: int) -> dict[str,
     env = get_task(spec["env_id"]).make_env()
     model = OTPR.load(os.path.join(run_dir, "model.zip"), env=env, device="cpu")
     return {how: failure_counts(Variant(model, how), env, episodes, EVAL_SEED) for how in ACTING}
+
+
+def classify_pretrained(runs_dir: str, dataset: str, seed: int, episodes: int) -> dict[str, Any] | None:
+    """Failure counts of the pretrained actor of ``seed`` on ``dataset`` (None if its checkpoint is not there)."""
+    name = f"otpr_{dataset.split('/')[-1]}-bc5000-default-s{seed}-fmt2.zip"
+    path = os.path.join(runs_dir, "FetchPickAndPlace", "pretrained", name)
+    if not os.path.exists(path):
+        return None
+    env = get_task("FetchPickAndPlace-v4").make_env()
+    model = OTPR.load(path, env=env, device="cpu")
+    return {"checkpoint": name, **{how: failure_counts(Variant(model, how), env, episodes, EVAL_SEED) for how in ACTING}}
 
 
 def main() -> None:
@@ -85,11 +101,24 @@ def main() -> None:
         }
         record["runs"].append(entry)
         print(json.dumps({k: v for k, v in entry.items() if k != "provenance"}), flush=True)
-        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-        tmp = args.out + ".tmp"
-        with open(tmp, "w") as f:
-            json.dump(record, f, indent=1)
-        os.replace(tmp, args.out)
+        _write(record, args.out)
+    record.setdefault("bc", [])
+    task = get_task("FetchPickAndPlace-v4")
+    dataset = dataset_id_for(task.env_id, task.demo_episodes, task.demo_noise, 0)  # regime (a)'s demonstrations
+    for seed in sorted({r["seed"] for r in record["runs"] if r["regime"] == "a"} - {b["seed"] for b in record["bc"]}):
+        counts = classify_pretrained(args.runs_dir, dataset, seed, args.episodes)
+        if counts:
+            record["bc"].append({"regime": "a", "seed": seed, **counts})
+            print(json.dumps({"bc": seed, **{how: counts[how]["success"] for how in ACTING}}), flush=True)
+            _write(record, args.out)
+
+
+def _write(record: dict[str, Any], path: str) -> None:
+    """Write the record atomically (an interrupted run leaves the previous one)."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path + ".tmp", "w") as f:
+        json.dump(record, f, indent=1)
+    os.replace(path + ".tmp", path)
 
 
 if __name__ == "__main__":
