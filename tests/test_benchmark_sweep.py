@@ -174,3 +174,40 @@ def test_the_baselines_tuning_sweep_gives_every_method_two_configurations_on_the
     methods = {"otpr", "idql-n", "dql", "diffusion-ql", "rlpd-her", "ibrl", "dsrl"}
     assert set(configs.values()) == {2} and methods == set(configs)
     assert len({s.run_dir for s in specs}) == len(specs) == 28  # every configuration is a run of its own
+
+
+def test_the_baselines_report_sweep_keeps_each_methods_better_configuration(tmp_path):
+    import json
+
+    from otpr_helpers import load_script
+
+    from otpr_sb3.benchmark.evaluation import write_evaluations
+
+    module = load_script("examples/benchmarks/baselines_report_sweep.py")
+
+    def run(name, method, seed, curve, kwargs=None):
+        run_dir = tmp_path / "FetchPickAndPlace" / name / f"s{seed}"
+        run_dir.mkdir(parents=True)
+        spec = {"method": method, "seed": seed, "kwargs": kwargs or {}, "policy_kwargs": {}}
+        (run_dir / "spec.json").write_text(json.dumps(spec))
+        (run_dir / "summary.json").write_text(json.dumps({"done": True}))
+        rows = [
+            {"timesteps": 1000 * i, "success": s, "episodes": 20, "final": 0, "wall_time": 1.0} for i, s in enumerate(curve)
+        ]
+        write_evaluations(str(run_dir / "evaluations.csv"), rows)
+
+    for seed in (100, 101):
+        run("otpr", "otpr", seed, [0.3] + [0.8] * 6)
+        run("otpr-7daf0e95", "otpr", seed, [0.3] + [0.9] * 6, kwargs={"reg": 0.1})
+        run("dql", "dql", seed, [0.3] + [0.5] * 6)
+    run("dql-1234abcd", "dql", 100, [0.3] + [1.0] * 6)  # better, but seed 101 is missing: not a candidate yet
+    scores = module.tuning_scores(str(tmp_path))
+    assert scores["otpr-7daf0e95"]["last_five"] == pytest.approx(0.9) and scores["dql-1234abcd"]["seeds"] == [100]
+    chosen = module.kept(scores)
+    assert chosen == {"otpr": "otpr-7daf0e95", "dql": "dql"}
+    config = SweepConfig.from_dict(tomllib.loads(module.sweep_text(scores, chosen)))
+    runs = {(r["env_id"], r["method"], r["seed"]): r for r in config.runs}
+    assert runs[("FetchPickAndPlace-v4", "otpr", 4)]["kwargs"] == {"reg": 0.1}
+    assert runs[("FetchPickAndPlace-v4", "otpr", 4)]["steps"] == 15000 and ("FetchPush-v4", "dql", 2) in runs
+    assert ("FetchPickAndPlace-v4", "otpr", 5) not in runs and ("FetchPush-v4", "bc", 0) in runs
+    assert {r["final_eval_episodes"] for r in config.runs} == {100}

@@ -136,3 +136,12 @@ def test_claims_verdicts_pair_by_seed_and_refuse_mixed_commits(tmp_path):
     assert module.regime_of("FetchPickAndPlace-v4", "otpr/fetchpickandplace-25ep-noise30-s0-v0") == "b"
     with pytest.raises(ValueError, match="not the dataset of a regime"):
         module.regime_of("FetchPickAndPlace-v4", "otpr/fetchpickandplace-50ep-noise30-s0-v0")
+
+
+def test_last_five_is_the_mean_of_the_last_five_evaluations_and_needs_five():
+    from otpr_sb3.benchmark.decision import last_five
+
+    rows = [{"success": s} for s in (0.0, 0.1, 0.5, 0.6, 0.7, 0.8, 0.9)]
+    assert last_five(rows) == pytest.approx(0.7)
+    with pytest.raises(ValueError, match="at least five"):
+        last_five(rows[:4])

@@ -11,6 +11,7 @@ import os
 from collections.abc import Iterator
 from typing import Any
 
+from otpr_sb3.benchmark.decision import last_five
 from otpr_sb3.benchmark.evaluation import read_evaluations
 from otpr_sb3.benchmark.report import area_under_curve
 from otpr_sb3.benchmark.report_rst import list_table, write_includes
@@ -105,11 +106,6 @@ def arm_of(spec: dict[str, Any]) -> tuple[str, str]:
     if method == "otpr-authors":
         return "authors' release", f"reg {kwargs['reg']:g}"
     raise ValueError(f"not an arm of the claims protocol: {method!r}")
-
-
-def last_five(rows: list[dict[str, float]]) -> float:
-    """The first primary metric: the mean success of the last five evaluations."""
-    return sum(r["success"] for r in rows[-5:]) / 5
 
 
 def finished_runs(runs_dir: str) -> Iterator[tuple[dict[str, Any], dict[str, Any], list[dict[str, float]]]]:

@@ -28,6 +28,16 @@ MIN_SEEDS = 10  # the protocol's paired seeds per comparison
 _Z95, _Z90 = 1.959964, 1.644854  # two-sided normal quantiles of the 95% and 90% intervals
 
 
+def last_five(rows: list[dict[str, float]]) -> float:
+    """Return the mean success of a run's last five evaluations: the protocols' first primary metric and tuning score.
+
+    ``rows`` are a run's evaluations (:func:`otpr_sb3.benchmark.evaluation.read_evaluations`), at least five.
+    """
+    if len(rows) < 5:
+        raise ValueError(f"`rows` must hold at least five evaluations, got {len(rows)}")
+    return sum(r["success"] for r in rows[-5:]) / 5
+
+
 @dataclass(frozen=True)
 class Decision:
     """The outcome of :func:`decide`.

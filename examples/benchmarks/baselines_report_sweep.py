@@ -1,0 +1,127 @@
+"""Write the baselines study's report sweep from its tuning records: every method at its kept configuration.
+
+The protocol (docs/results.rst, "The baselines study"): each method's two configurations ran on seeds 100-101
+(``examples/sweeps/baselines_tuning.toml``, collected in ``results/baselines/tuning/runs``); the one with the higher
+mean last-five success is kept (ties: the higher AUC). A configuration is a run directory name (``otpr``,
+``otpr-7daf0e95``: the method and the digest of its overrides), so its settings are read back from its
+``spec.json``. The report runs them on fresh seeds, 0-4 on FetchPickAndPlace (15,000 steps) and 0-2 on FetchPush
+(30,000 steps), with ``bc`` beside them::
+
+    python examples/benchmarks/baselines_report_sweep.py   # writes examples/sweeps/baselines_report.toml
+
+It refuses while a method has no configuration with both tuning seeds finished, unless ``--partial``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import os
+from typing import Any
+
+import numpy as np
+
+from otpr_sb3.benchmark.decision import last_five
+from otpr_sb3.benchmark.evaluation import read_evaluations
+from otpr_sb3.benchmark.report import area_under_curve
+
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, os.pardir)
+TUNING = os.path.join(ROOT, "results", "baselines", "tuning", "runs")
+OUT = os.path.join(ROOT, "examples", "sweeps", "baselines_report.toml")
+METHODS = ("otpr", "idql-n", "dql", "diffusion-ql", "rlpd-her", "ibrl", "dsrl")
+TUNING_SEEDS = (100, 101)
+#: Task -> (steps, report seeds).
+REPORT = {"FetchPickAndPlace-v4": (15_000, [0, 1, 2, 3, 4]), "FetchPush-v4": (30_000, [0, 1, 2])}
+
+
+def tuning_scores(runs_dir: str = TUNING) -> dict[str, dict[str, Any]]:
+    """Configuration (run directory name) -> method, settings, and its mean last-five success and AUC over the
+    tuning seeds it has finished (``seeds``)."""
+    out: dict[str, dict[str, Any]] = {}
+    for path in sorted(glob.glob(os.path.join(runs_dir, "*", "*", "s*", "summary.json"))):
+        run_dir = os.path.dirname(path)
+        with open(os.path.join(run_dir, "spec.json")) as f:
+            spec = json.load(f)
+        if spec["seed"] not in TUNING_SEEDS:
+            continue
+        rows = read_evaluations(os.path.join(run_dir, "evaluations.csv"))
+        config = out.setdefault(
+            os.path.basename(os.path.dirname(run_dir)),
+            {"method": spec["method"], "kwargs": spec["kwargs"], "policy_kwargs": spec["policy_kwargs"], "runs": []},
+        )
+        config["runs"].append({"seed": spec["seed"], "last_five": last_five(rows), "auc": area_under_curve(rows)})
+    for config in out.values():
+        config["seeds"] = sorted(r["seed"] for r in config["runs"])
+        config["last_five"] = float(np.mean([r["last_five"] for r in config["runs"]]))
+        config["auc"] = float(np.mean([r["auc"] for r in config["runs"]]))
+    return out
+
+
+def kept(scores: dict[str, dict[str, Any]]) -> dict[str, str]:
+    """Method -> its kept configuration, among those with every tuning seed (higher last five; ties: higher AUC).
+
+    The last five is compared at the two decimals it is reported with.
+    """
+    out = {}
+    for method in METHODS:
+        done = {name: c for name, c in scores.items() if c["method"] == method and c["seeds"] == list(TUNING_SEEDS)}
+        if done:
+            out[method] = max(done, key=lambda name: (round(done[name]["last_five"], 2), done[name]["auc"]))
+    return out
+
+
+def _toml(value: Any) -> str:
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{k} = {_toml(v)}" for k, v in value.items()) + " }"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return json.dumps(value) if isinstance(value, str) else repr(value)
+
+
+def sweep_text(scores: dict[str, dict[str, Any]], chosen: dict[str, str]) -> str:
+    """The report sweep's TOML: ``bc`` and every chosen configuration on each task of :data:`REPORT`."""
+    missing = [m for m in METHODS if m not in chosen]
+    lines = [
+        "# The baselines study's report (docs/results.rst): written by examples/benchmarks/baselines_report_sweep.py",
+        "# from the tuning runs in results/baselines/tuning/runs; do not edit by hand.",
+        *([f"# No kept configuration yet (tuning runs missing): {', '.join(missing)}"] if missing else []),
+        'name = "baselines-report"',
+        'runs_dir = "outputs/baselines_report/runs"',
+        'collect_dir = "results/baselines/report/runs"',
+        'data_path = "outputs/minari"',
+        'storage = "outputs/baselines_report/ray"',
+        "max_concurrent = 2",
+        "threads_per_trial = 1",
+        "",
+        "[defaults]",
+        "eval_freq = 1000",
+        "eval_episodes = 20",
+        "final_eval_episodes = 100",
+    ]
+    for env, (steps, seeds) in REPORT.items():
+        lines += ["", "[[runs]]", f'env = "{env}"', f"steps = {steps}", f"seeds = {seeds}", 'methods = ["bc"]']
+        for method, name in chosen.items():
+            config = scores[name]
+            lines += ["", f"# {method}: {name}, last five {config['last_five']:.2f}, AUC {config['auc']:.2f} on seeds 100-101"]
+            lines += ["[[runs]]", f'env = "{env}"', f"steps = {steps}", f"seeds = {seeds}", f'methods = ["{method}"]']
+            lines += [f"{key} = {_toml(config[key])}" for key in ("kwargs", "policy_kwargs") if config[key]]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--partial", action="store_true", help="write the methods that have a kept configuration")
+    args = parser.parse_args()
+    scores = tuning_scores()
+    chosen = kept(scores)
+    missing = [m for m in METHODS if m not in chosen]
+    if missing and not args.partial:
+        raise SystemExit(f"no kept configuration yet for {missing}: their tuning runs are not all in (or pass --partial)")
+    with open(OUT, "w") as f:
+        f.write(sweep_text(scores, chosen))
+    print(f"wrote {os.path.relpath(OUT, ROOT)}")
+
+
+if __name__ == "__main__":
+    main()
