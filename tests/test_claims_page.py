@@ -474,6 +474,9 @@ def test_stall_probe_table_and_sentences():
     # "v(close) - v(open) is negative on every seed and offsets at least half of the cost difference ...
     # (on seed 2, the seed that stalls in all 30 episodes, not at all)"
     assert all(r["h_v"] < 0 and r["h_v"] <= 0.5 * r["h_cost"] for r in rows)
+    # "H's score separates closing from opening less than its cost alone does on every seed"
+    assert all(abs(r["h_score"]) < abs(r["h_cost"]) for r in rows)
+    assert "separates closing from opening less than its cost alone does on every seed" in page
     seed2 = next(r for r in rows if r["seed"] == 2)
     assert seed2["stalled"] == 30 and abs(seed2["h_score"]) < 0.05
     assert "offsets at least half of the cost difference" in page and "stalls in all 30 episodes, not at all" in page
