@@ -31,12 +31,12 @@ from typing import Any
 import numpy as np
 import torch as th
 from claims_tables import arm_of
+from claims_verdicts import regime_of
 
 from otpr_sb3 import OTPR
 from otpr_sb3.benchmark.evaluation import EVAL_SEED
 from otpr_sb3.benchmark.failures import CLOSED_WIDTH, REACH_DISTANCE
 from otpr_sb3.benchmark.provenance import provenance
-from otpr_sb3.benchmark.recording import dataset_id_for
 from otpr_sb3.benchmark.tasks import get_task
 
 
@@ -102,14 +102,12 @@ def replay_demand(h: OTPR, run_dir: str, n: int = 2048) -> dict[str, float]:
 
 def final_models(runs_dir: str) -> dict[tuple[str, int], str]:
     """(arm, seed) -> run directory of every finished regime-(a) report run with a final model."""
-    task = get_task("FetchPickAndPlace-v4")
-    default = dataset_id_for(task.env_id, task.demo_episodes, task.demo_noise, 0)  # regime (a)'s demonstrations
     out = {}
     for path in sorted(glob.glob(os.path.join(runs_dir, "*", "*", "s*", "summary.json"))):
         run_dir = os.path.dirname(path)
         with open(os.path.join(run_dir, "spec.json")) as f:
             spec = json.load(f)
-        if spec["dataset"] == default and os.path.exists(os.path.join(run_dir, "model.zip")):
+        if regime_of(spec["env_id"], spec["dataset"]) == "a" and os.path.exists(os.path.join(run_dir, "model.zip")):
             out[(arm_of(spec)[0], spec["seed"])] = run_dir
     return out
 
