@@ -24,7 +24,7 @@ SLUGS = {
 
 
 def tables(text: str) -> dict[str, list[list[str]]]:
-    """Slug -> rows of cells (the header first) of each Markdown table under a known heading."""
+    """Slug -> rows of cells (the header first) of each Markdown table under a known heading that has rows."""
     out: dict[str, list[list[str]]] = {}
     slug = None
     for line in text.splitlines():
@@ -32,7 +32,7 @@ def tables(text: str) -> dict[str, list[list[str]]]:
             slug = next((s for prefix, s in SLUGS.items() if line.startswith(prefix)), None)
         elif slug and line.startswith("|") and not line.startswith("|---"):
             out.setdefault(slug, []).append([cell.strip() for cell in line.strip().strip("|").split("|")])
-    return out
+    return {slug: rows for slug, rows in out.items() if len(rows) > 1}  # a part not run prints its header alone
 
 
 def list_table(rows: list[list[str]]) -> str:
