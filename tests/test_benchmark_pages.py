@@ -169,6 +169,9 @@ def test_env_speed_table_and_sentences_are_the_records():
         record = json.loads((directory / f"{family}.json").read_text())
         assert {r["env_id"] for r in record["rows"]} == set(module.family_ids(family))
         rates[family] = [r[k] for r in record["rows"] for k in ("random_steps_per_s", "expert_steps_per_s")]
+        # docs/benchmarks.rst: "Zen 4: AVX512-BF16, no AMX tiles, so pair_precision="auto" runs the pairs in bfloat16"
+        assert record["provenance"]["cpu"] == "AMD EPYC" and "avx512_bf16" in record["provenance"]["cpu_flags"]
+        assert record["provenance"]["pair_precision"] == "bfloat16"
     fast = rates["fetch"] + rates["metaworld"]
     # "Fetch and Meta-World step at 940-2,590 env steps/s (at most 1.1 ms per step)"
     assert (round(min(fast), -1), round(max(fast), -1)) == (940, 2590) and round(1e3 / min(fast), 1) == 1.1
@@ -190,3 +193,24 @@ def test_newton_trace_sentence_is_the_record():
     # last[k] is the error after k iterations of the stage
     assert [k for k, err in enumerate(last) if err > 0.01] == list(range(21)) and last[-1] <= 1e-9
     assert iterations[-1] - 20 == 34
+
+
+def test_overhead_by_component_is_the_record():
+    spec = importlib.util.spec_from_file_location("overhead_table", ROOT / "examples" / "benchmarks" / "overhead_table.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    h_text = (ROOT / "docs" / "data" / "profile_otpr_step-2026-12-04-h-1thread.txt").read_text()
+    q_text = (ROOT / "docs" / "data" / "profile_otpr_step-2026-12-04-q-1thread.txt").read_text()
+    assert (ROOT / "docs" / "overhead_by_component.inc").read_text() == module.table(h_text, q_text)
+    (h_total, h), (q_total, q) = module.read_profile(h_text), module.read_profile(q_text)
+    dual, matrix = h["dual: potentials step"], h["of which: cost matrix (critic on all pairs)"]
+    actor = h["actor: score-matching step (with its targets)"] - q["actor: score-matching step (with its targets)"]
+    collection = h["collection: L candidates, DDIM, H, draw"] - q["collection: L candidates, DDIM, H, draw"]
+    # "1.40x ... (43.6 against 31.1 ms ...). Of the 12.5 ms ..., 6.6 ms (... 5.1 ms), ... 5.2 ms ...; 1.3 ms."
+    assert (round(h_total / q_total, 2), h_total, q_total, round(h_total - q_total, 1)) == (1.40, 43.6, 31.1, 12.5)
+    assert (dual, matrix, round(actor, 1), round(collection, 1)) == (6.6, 5.1, 5.2, 1.3)
+    assert q["dual: potentials step"] == 0.0
+    # "The 1.25x target allows 7.8 ms, so 4.7 ms (38% of the OT part) would have to go."
+    allowed = 0.25 * q_total
+    assert (round(allowed, 1), round(h_total - q_total - allowed, 1)) == (7.8, 4.7)
+    assert round((h_total - q_total - allowed) / (h_total - q_total), 2) == 0.38

@@ -48,6 +48,11 @@ def main() -> None:
     parser.add_argument("--finetune", action="store_true", help="defaults, pretrained, on FetchPickAndPlace-v4")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--no-cprofile", action="store_true", help="time the components only (no cProfile overhead)")
+    parser.add_argument(
+        "--guidance",
+        default="compatibility",
+        help="with --finetune: the policy's guidance (``q``: OTPR's own loop with the Q guidance, no dual)",
+    )
     args = parser.parse_args()
     th.set_num_threads(args.threads)
     if args.finetune:
@@ -55,10 +60,10 @@ def main() -> None:
         from bench_otpr_speed import ENV, expert_demos
 
         gym.register_envs(gymnasium_robotics)
-        args.env, args.config = ENV, "defaults (fine-tuning)"
+        args.env, args.config = ENV, f"defaults (fine-tuning), guidance {args.guidance}"
         env = gym.make(ENV)
         common = dict(batch_size=256, train_freq=1, gradient_steps=1, learning_starts=256, dual_start=100)
-        model = OTPR("MultiInputPolicy", env, seed=0, **common)
+        model = OTPR("MultiInputPolicy", env, seed=0, policy_kwargs=dict(guidance=args.guidance), **common)
         model.pretrain(expert_demos(), n_steps=200, add_to_replay_buffer=True)
     else:
         env = gym.make(args.env)
@@ -83,9 +88,10 @@ def main() -> None:
     policy.select_action = _timed(totals, names[0], policy.select_action)
     otpr_module.iql_update = _timed(totals, names[1], otpr_module.iql_update)
     model._guidance_update = _timed(totals, names[2], model._guidance_update)
-    policy.guidance.dual_cost.pairwise = _timed(totals, names[3], policy.guidance.dual_cost.pairwise)
     model._actor_update = _timed(totals, names[4], model._actor_update)
-    policy.guidance.grouped_scores = _timed(totals, names[5], policy.guidance.grouped_scores)
+    if hasattr(policy.guidance, "dual_cost"):  # H guidance: the dual's cost matrix and H over reference actions
+        policy.guidance.dual_cost.pairwise = _timed(totals, names[3], policy.guidance.dual_cost.pairwise)
+        policy.guidance.grouped_scores = _timed(totals, names[5], policy.guidance.grouped_scores)
     profiler = cProfile.Profile()
     start = time.perf_counter()
     if not args.no_cprofile:
