@@ -467,10 +467,10 @@ def test_stall_probe_table_and_sentences():
     assert {r["seed"] for r in rows} <= {s for arm, s in report if arm == "H" and ("advantage", s) in report}
     assert all(r["stalled"] > 0 for r in rows)
     # "H's own critic prefers closing there on every seed ... yet H's actor keeps the fingers open on every seed,
-    # while the advantage actor closes them at the same states on 8 of the 9"
+    # while the advantage actor closes them at the same states on 9 of the 10"
     assert all(r["h_critic_cost"] < 0 for r in rows) and all(r["h_gripper"] > 0 for r in rows)
-    assert sum(r["adv_gripper"] < 0 for r in rows) == 8 and len(rows) == 9
-    assert "the advantage actor closes them at the same states on 8 of the 9" in page
+    assert sum(r["adv_gripper"] < 0 for r in rows) == 9 and len(rows) == 10
+    assert "the advantage actor closes them at the same states on 9 of the 10" in page
     # "v(close) - v(open) is negative on every seed and offsets at least half of the cost difference ...
     # (on seed 2, the seed that stalls in all 30 episodes, not at all)"
     assert all(r["h_v"] < 0 and r["h_v"] <= 0.5 * r["h_cost"] for r in rows)
