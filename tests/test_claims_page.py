@@ -484,3 +484,38 @@ def test_stall_probe_table_and_sentences():
     # actions that close"
     assert all(r["critic_prefers_close_share"] > r["replay_closing_share"] for r in rows)
     assert "H's critic prefers closing in a larger share of states than the share of replay actions that close" in page
+
+
+def test_regime_a_verdict_sentences():
+    """The status paragraph, the verdict bullets and the results page read regime (a)'s verdicts right."""
+    module = load_script("examples/claims/claims_verdicts.py")
+    rows = {(r["comparison"], r["metric"]): r["decision"] for r in module.verdicts(module.report_runs()) if r["regime"] == "a"}
+    page = " ".join((ROOT / "docs" / "claims.rst").read_text().split())
+    results = " ".join((ROOT / "docs" / "results_claims.inc").read_text().split())
+    q, adv, mask = ("H - Q", "H - advantage", "H - H, unmasked")
+    assert all(rows[(c, m)].seeds == 10 for c in (q, adv, mask) for m in ("last five", "AUC"))
+    # "claim 3 holds against Q guidance and is reversed against advantage guidance, on both primary metrics"
+    assert {rows[(q, m)].verdict for m in ("last five", "AUC")} == {"holds"}
+    assert {rows[(adv, m)].verdict for m in ("last five", "AUC")} == {"reversed"}
+    assert "claim 3 holds against Q guidance and is reversed against advantage guidance**, on both primary metrics" in page
+    # "H ends 0.61 above the Q arm ... and is 0.49 above it in AUC"
+    assert (round(rows[(q, "last five")].mean, 2), round(rows[(q, "AUC")].mean, 2)) == (0.61, 0.49)
+    assert "H ends 0.61 above the Q arm on the last five evaluations and is 0.49 above it in AUC" in page
+    # "the advantage arm ends 0.23 above H ... and is 0.14 above it in AUC, both 95% intervals below zero"
+    assert (round(rows[(adv, "last five")].mean, 2), round(rows[(adv, "AUC")].mean, 2)) == (-0.23, -0.14)
+    assert all(rows[(adv, m)].ci95[1] < 0 for m in ("last five", "AUC"))
+    assert "the advantage arm ends 0.23 above H on the last five evaluations and is 0.14 above it in AUC" in page
+    # "claim 4 is undecided, with the mask's point estimate below zero"; "0.10 below ... from -0.24 to +0.01, and 0.02
+    # below it in AUC; about 20 and 30 paired seeds would decide"
+    last, auc = rows[(mask, "last five")], rows[(mask, "AUC")]
+    assert last.verdict == auc.verdict == "undecided" and last.mean < 0 and auc.mean < 0
+    assert (round(last.mean, 2), round(last.ci95[0], 2), round(last.ci95[1], 2), round(auc.mean, 2)) == (
+        -0.10,
+        -0.24,
+        0.01,
+        -0.02,
+    )
+    assert (last.seeds_needed, auc.seeds_needed) == (20, 30)
+    assert "about 20 and 30 paired seeds would decide the two metrics" in page
+    assert "the claim holds against the Q guidance and is reversed against the advantage guidance" in results
+    assert "claim 4 is undecided, with the mask's point estimate below zero" in results
