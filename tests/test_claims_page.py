@@ -517,5 +517,16 @@ def test_regime_a_verdict_sentences():
     )
     assert (last.seeds_needed, auc.seeds_needed) == (20, 30)
     assert "about 20 and 30 paired seeds would decide the two metrics" in page
+    # authors' release: "0.12 above it in AUC, a difference that holds, and 0.03 below it on the last five ...
+    # undecided (... about 230 paired seeds ...)"
+    rel_auc, rel_last = rows[("H - authors' release", "AUC")], rows[("H - authors' release", "last five")]
+    assert (rel_auc.verdict, round(rel_auc.mean, 2), rel_last.verdict, round(rel_last.mean, 2)) == (
+        "holds",
+        0.12,
+        "undecided",
+        -0.03,
+    )
+    assert rel_last.seeds_needed is not None and round(rel_last.seeds_needed, -1) == 230
+    assert "H is 0.12 above it in AUC, a difference that holds, and 0.03 below it on the last five" in page
     assert "the claim holds against the Q guidance and is reversed against the advantage guidance" in results
     assert "claim 4 is undecided, with the mask's point estimate below zero" in results
