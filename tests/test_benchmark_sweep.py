@@ -1,5 +1,7 @@
 """`otpr sweep`: a two-trial grid through Ray Tune on this machine, stopped mid-way and resumed."""
 
+import dataclasses
+import json
 import os
 import shutil
 import signal
@@ -13,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from otpr_sb3.benchmark.evaluation import read_evaluations
+from otpr_sb3.benchmark.run_spec import RunSpec, default_dataset_id
 from otpr_sb3.benchmark.sweep import SweepConfig
 
 pytest.importorskip("ray.tune")
@@ -109,8 +112,10 @@ def test_collected_runs_are_not_run_again_and_collect_refuses_to_replace(tmp_pat
     assert pending(config) == specs
     done = Path(specs[0].run_dir)  # a finished run, as the runner leaves it (light files and heavy ones)
     (done / "checkpoint").mkdir(parents=True)
-    for name in ("spec.json", "evaluations.csv", "summary.json", "checkpoint/model.zip"):
+    for name in ("evaluations.csv", "summary.json", "checkpoint/model.zip"):
         (done / name).write_text(name)
+    stored = json.dumps({**specs[0].identity(), "dataset": default_dataset_id(specs[0].env_id), "provenance": {}})
+    (done / "spec.json").write_text(stored)
     copied = collect(str(tmp_path / "runs"), str(tmp_path / "results"))
     assert copied == [os.path.relpath(done, tmp_path / "runs")]
     target = tmp_path / "results" / copied[0]
@@ -123,6 +128,43 @@ def test_collected_runs_are_not_run_again_and_collect_refuses_to_replace(tmp_pat
     with pytest.raises(ValueError, match="different record"):
         collect(str(tmp_path / "runs"), str(tmp_path / "results"))
     assert (target / "summary.json").read_text() == "summary.json"
+
+
+def test_a_finished_directory_of_another_run_is_an_error_not_a_finished_run(tmp_path):
+    """Runs that differ only in their demonstrations get their own directories; a directory that holds another run
+    than the sweep asks for (here: other steps) makes ``pending`` raise instead of counting that run as done."""
+    from otpr_sb3.benchmark.sweep import pending
+
+    config = SweepConfig.from_dict(tomllib.loads(SWEEP.format(root=tmp_path)))
+    spec = config.specs()[0]
+    mixed = dataclasses.replace(spec, dataset="otpr/fetchpickandplace-mix-50ep-noise10-50ep-noise100-s0-v0")
+    explicit = dataclasses.replace(spec, dataset=default_dataset_id(spec.env_id))
+    assert mixed.run_dir != spec.run_dir and explicit.run_dir == spec.run_dir
+    done = Path(spec.run_dir)
+    done.mkdir(parents=True)
+    (done / "summary.json").write_text("{}")
+    other = {**dataclasses.replace(spec, steps=spec.steps + 1).identity(), "dataset": default_dataset_id(spec.env_id)}
+    (done / "spec.json").write_text(json.dumps(other))
+    with pytest.raises(ValueError, match=r"holds another run .*steps: \d+ -> \d+"):
+        pending(config)
+    (done / "spec.json").write_text(json.dumps({**other, "steps": spec.steps}))
+    assert spec not in pending(config)
+
+
+def test_the_committed_claims_runs_keep_their_directories():
+    """The directory key of a run on the task's default demonstrations did not change when datasets entered it."""
+    spec = RunSpec(
+        "FetchPickAndPlace-v4",
+        "otpr",
+        steps=10000,
+        eval_freq=1000,
+        final_eval_episodes=100,
+        kwargs={"dual_kwargs": {"reference_actions": 256}, "reg": 0.05, "relation_weight": 0.1},
+        policy_kwargs={"guidance_kwargs": {"relation_scale": "spread"}},
+    )
+    root = Path(__file__).resolve().parents[1] / "results" / "claims" / "report" / "runs"
+    stored = json.loads((root / "FetchPickAndPlace" / "otpr-ae6208b4" / "s0" / "spec.json").read_text())
+    assert os.path.basename(os.path.dirname(spec.run_dir)) == "otpr-ae6208b4" and spec.differences(stored) == []
 
 
 def test_an_address_where_nothing_answers_fails_fast():

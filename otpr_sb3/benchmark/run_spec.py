@@ -17,6 +17,7 @@ from stable_baselines3 import SAC, TD3
 
 from otpr_sb3.arguments import ACTOR_KWARGS, DUAL_KWARGS, with_defaults
 from otpr_sb3.benchmark.methods import Method, get_method
+from otpr_sb3.benchmark.recording import dataset_id_for
 from otpr_sb3.benchmark.tasks import get_task
 from otpr_sb3.otpr import OTPR
 
@@ -75,12 +76,22 @@ class RunSpec:
 
     @property
     def overrides(self) -> dict[str, Any]:
-        """The fields that change the method's configuration (overrides, BC steps, buffer size), where set."""
-        return {k: getattr(self, k) for k in _OVERRIDE_FIELDS if getattr(self, k) not in (None, {})}
+        """The fields that make the run differ from the method's default run on the task, where set.
+
+        The method's configuration (overrides, BC steps, buffer size) and the demonstrations when they are not the
+        task's default dataset: two runs that differ in any of them get different directories.
+        """
+        out = {k: getattr(self, k) for k in _OVERRIDE_FIELDS if getattr(self, k) not in (None, {})}
+        if self.dataset is not None and self.dataset != default_dataset_id(self.env_id):
+            out["dataset"] = self.dataset
+        return out
 
     @property
     def run_dir(self) -> str:
-        """``<runs_dir>/<task>/<method>/s<seed>``, or ``<method>-<key>`` with :attr:`overrides` (``key`` their digest)."""
+        """``<runs_dir>/<task>/<method>/s<seed>``, or ``<method>-<key>`` with :attr:`overrides` (``key`` their digest).
+
+        Two specs with different overrides (the demonstrations included) never share a directory.
+        """
         name = self.method
         if self.overrides:
             name += "-" + hashlib.sha1(_canonical(self.overrides).encode()).hexdigest()[:8]
@@ -89,6 +100,21 @@ class RunSpec:
     def identity(self) -> dict[str, Any]:
         """Return what the run is: every field but :data:`_MACHINE_FIELDS` (where and how it executes)."""
         return json.loads(_canonical({k: v for k, v in asdict(self).items() if k not in _MACHINE_FIELDS}))
+
+    def differences(self, stored: dict[str, Any]) -> list[str]:
+        """List how a run directory's stored ``spec.json`` differs from this spec (empty: it is this run).
+
+        The dataset is compared by id, the default resolved to the task's (the stored card is the runner's business).
+        """
+        requested = {**self.identity(), "dataset": self.dataset or default_dataset_id(self.env_id)}
+        stored = {k: v for k, v in stored.items() if k not in (*_MACHINE_FIELDS, "provenance", "card")}
+        return _differences(stored, requested)
+
+
+def default_dataset_id(env_id: str) -> str:
+    """Return the id of a task's default demonstrations (its chosen setting, recorded with seed 0), as the runner does."""
+    task = get_task(env_id)
+    return dataset_id_for(env_id, task.demo_episodes, task.demo_noise, 0)
 
 
 #: RunSpec fields that say where and how a run executes, not what it is: recorded as provenance, not identity.

@@ -1,7 +1,7 @@
 """One benchmark run: a method on a task with one seed, resumable from its last checkpoint.
 
 A run directory ``<runs_dir>/<task>/<method>/s<seed>/`` (``<method>-<key>`` when the spec overrides the method's
-configuration, ``key`` a digest of the overrides) holds
+configuration or names other demonstrations than the task's default, ``key`` a digest of those) holds
 
 - ``spec.json``: what the run is (its identity: every field of the :class:`RunSpec` but where and how it executes,
   with the dataset resolved and its card) and the provenance of the process that started it (commit, versions,

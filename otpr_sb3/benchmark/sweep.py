@@ -24,6 +24,7 @@ up: the run directories, not Ray's experiment state, are the record of results; 
 from __future__ import annotations
 
 import datetime
+import json
 import os
 import socket
 import tomllib
@@ -143,12 +144,28 @@ def _trainable(config: dict[str, Any]) -> None:
 
 
 def pending(config: SweepConfig) -> list[RunSpec]:
-    """Return the runs of ``config`` that have no finished run directory (``summary.json``)."""
+    """Return the runs of ``config`` that have no finished run directory (``summary.json``).
+
+    Raises
+    ------
+    ValueError
+        If a finished run directory of a requested run holds another run (its ``spec.json`` differs): counting it as
+        done would report a run that never ran.
+    """
     roots = [config.runs_dir] + ([config.collect_dir] if config.collect_dir else [])
     out = []
     for spec in config.specs():
         rel = os.path.relpath(spec.run_dir, spec.runs_dir)
-        if not any(os.path.exists(os.path.join(root, rel, "summary.json")) for root in roots):
+        finished = [os.path.join(root, rel) for root in roots if os.path.exists(os.path.join(root, rel, "summary.json"))]
+        for run_dir in finished:
+            with open(os.path.join(run_dir, "spec.json")) as f:
+                diffs = spec.differences(json.load(f))
+            if diffs:
+                raise ValueError(
+                    f"{run_dir} holds another run than the sweep's {spec.method} seed {spec.seed} ({'; '.join(diffs)}); "
+                    "use another `runs_dir`, or delete that directory to replace the run"
+                )
+        if not finished:
             out.append(spec)
     return out
 
