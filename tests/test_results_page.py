@@ -121,3 +121,15 @@ def test_baselines_protocol_is_the_tuning_sweep():
     assert {"kwargs": {"reg": 0.1}, "methods": ["otpr"]} in sweep["runs"]  # "OTPR's alternative is reg = 0.1"
     for phrase in ("two configurations per method", "seeds 100-101 only, 15,000 steps", "OTPR's alternative is ``reg = 0.1``"):
         assert phrase in page, phrase
+
+
+def test_metaworld_table_is_the_report_of_the_collected_runs(tmp_path):
+    """docs/results/metaworld/summary.rst is ``otpr report`` of results/metaworld/runs as committed."""
+    from otpr_sb3.benchmark.report import build_report
+
+    build_report(str(ROOT / "results" / "metaworld" / "runs"), str(tmp_path))
+    assert (tmp_path / "summary.rst").read_text() == (ROOT / "docs" / "results" / "metaworld" / "summary.rst").read_text()
+    page = " ".join((ROOT / "docs" / "results.rst").read_text().split())
+    assert ".. include:: results/metaworld/summary.rst" in page
+    robosuite = ROOT / "results" / "robosuite" / "runs"
+    assert "No robosuite run has finished yet" not in page or not any(robosuite.glob("*/*/s*/summary.json"))
