@@ -102,6 +102,16 @@ def test_plateau_final_model_sentences():
     assert max(rows["online actor"]["success"], rows["best of 8"]["success"]) < det["success"]
     for phrase in ("collection policy (0.96) and sampled actions (0.95)", "online actor (0.75)", "score (0.80)"):
         assert phrase in page, phrase
+    # "the best of the same 8 candidates by the critic alone ... gets 0.82. It stalls at the object in 2 episodes
+    # instead of 10, but holds the object away from the goal in 15 ... The idql-n tuning run of the same seed ends
+    # at 0.95"
+    critic = rows["best of 8 by the critic"]
+    assert (critic["success"], critic["reached, fingers open"], det["reached, fingers open"]) == (0.82, 2, 10)
+    assert critic["held, not placed"] == 15
+    idql = json.loads((run.parent.parent / "idql-n" / "s100" / "summary.json").read_text())
+    assert idql["final_success"] == 0.95
+    assert "by the critic alone (the lowest critic cost, as the ``idql-n`` baseline evaluates; no ``v(a)``) gets 0.82" in page
+    assert "The ``idql-n`` tuning run of the same seed ends at 0.95" in page
 
 
 def test_baselines_protocol_is_the_tuning_sweep():

@@ -7,6 +7,8 @@ the harness's evaluation episodes (seeds 10000, ...) with
 - ``deterministic``: the harness's evaluation (DDIM from the noise mode, EMA actor);
 - ``online actor``: the same with the online actor instead of its EMA;
 - ``best of 8``: 8 fixed noises, the candidate the guidance scores highest (IDQL's extraction with H);
+- ``best of 8 by the critic``: the same 8 candidates, the one with the lowest critic cost (the highest advantage:
+  IDQL's extraction with the critic, as the ``idql-n`` baseline evaluates; ``v(a)`` left out);
 - ``collection``: the stochastic policy that collects data (L candidates, one drawn by the guidance's weights);
 - ``sampled``: the EMA actor from a fresh Gaussian noise at every step (no candidates, no guidance), which tells
   whether a deterministic fixed point (the gripper at the object, the fingers kept open) is what fails.
@@ -56,6 +58,9 @@ class Variant:
             cand = policy.sample_actions(obs_n.repeat_interleave(8, dim=0), self.noise8).reshape(1, 8, -1)
             z, _ = policy.guidance.grouped_weights(policy, obs_n, cand)
             scaled = cand[:, int(z.argmax(1))]
+        elif self.how == "best of 8 by the critic":
+            cand = policy.sample_actions(obs_n.repeat_interleave(8, dim=0), self.noise8).reshape(1, 8, -1)
+            scaled = cand[:, int(policy.guidance.dual_cost.critic_grouped(obs_n, cand).argmin(1))]
         elif self.how == "collection":
             scaled, _ = policy.select_action(obs_n, generator=self.gen)
         elif self.how == "sampled":
@@ -65,7 +70,7 @@ class Variant:
         return policy.unscale_action(scaled.cpu().numpy())[0], None
 
 
-VARIANTS = ("deterministic", "online actor", "best of 8", "collection", "sampled")
+VARIANTS = ("deterministic", "online actor", "best of 8", "best of 8 by the critic", "collection", "sampled")
 
 
 def main() -> None:
