@@ -41,5 +41,6 @@ sphinx_gallery_conf = {
 html_theme = "furo"
 html_title = "neural_ot & otpr_sb3"
 html_static_path = ["_static"]
-exclude_patterns = ["_build", "tutorials/README.rst", "*.inc", "results/*.rst"]  # results/: otpr report output, included
+# results/: otpr report output, included where used
+exclude_patterns = ["_build", "tutorials/README.rst", "*.inc", "results/*.rst", "results/*/*.rst"]
 suppress_warnings = ["config.cache"]

@@ -15,9 +15,12 @@ the share of actions that close the gripper and the share of states where H's cr
 actor's deterministic action there), which shows whether closing is over-demanded against the action marginal
 that ``v`` enforces.
 
-Means over the stalled states of each seed go to ``--out``::
+Means over the stalled states of each seed go to ``--out``. ``--arm "H, unmasked"`` probes the unmasked H arm the
+same way (against the same advantage models), to compare the two arms' action potentials::
 
     python examples/claims/stall_probe.py --runs-dir outputs/claims_report/runs --out docs/data/claims/stall_probe.json
+    python examples/claims/stall_probe.py --runs-dir outputs/claims_report/runs --arm "H, unmasked" \
+        --out docs/data/claims/stall_probe_unmasked.json
 """
 
 from __future__ import annotations
@@ -94,9 +97,14 @@ def replay_demand(h: OTPR, run_dir: str, n: int = 2048) -> dict[str, float]:
     y = action[:, None].repeat(1, 2, 1)
     y[:, 0, -1], y[:, 1, -1] = -1.0, 1.0
     critic = p.guidance.dual_cost.critic_grouped(obs_n, y)
+    keypoints = p.guidance.keypoint_actions
     return {
         "replay_closing_share": float((batch.actions[:, -1] < 0).float().mean()),
         "critic_prefers_close_share": float((critic[:, 0] < critic[:, 1]).float().mean()),
+        "keypoints": int(keypoints.shape[0]),
+        # under the mask, the keypoint actions belong to their keypoint states: regular states share the rest
+        "keypoint_closing_share": float((keypoints[:, -1] < 0).float().mean()) if keypoints.shape[0] else None,
+        "reference_mass": float(p.guidance.reference_mass),
     }
 
 
@@ -118,20 +126,21 @@ def main() -> None:
     parser.add_argument("--out", default="docs/data/claims/stall_probe.json")
     parser.add_argument("--episodes", type=int, default=30)
     parser.add_argument("--step", type=int, default=30)
+    parser.add_argument("--arm", default="H", choices=["H", "H, unmasked"], help="the H arm whose stalls are probed")
     args = parser.parse_args()
     th.set_num_threads(1)
     env = get_task("FetchPickAndPlace-v4").make_env()
     models = final_models(args.runs_dir)
     rows = []
-    for seed in sorted(s for arm, s in models if arm == "H" and ("advantage", s) in models):
-        h = OTPR.load(os.path.join(models[("H", seed)], "model.zip"), env=env, device="cpu")
+    for seed in sorted(s for arm, s in models if arm == args.arm and ("advantage", s) in models):
+        h = OTPR.load(os.path.join(models[(args.arm, seed)], "model.zip"), env=env, device="cpu")
         adv = OTPR.load(os.path.join(models[("advantage", seed)], "model.zip"), env=env, device="cpu")
         probes = [close_minus_open(h, adv, obs) for obs in stalled_states(h, env, args.episodes, args.step)]
         row: dict[str, Any] = {"seed": seed, "stalled": len(probes)}
         for key in probes[0] if probes else ():
             row[key] = float(np.mean([p[key] for p in probes]))
         row["h_critic_prefers_close"] = float(np.mean([p["h_critic_cost"] < 0 for p in probes])) if probes else None
-        row.update(replay_demand(h, models[("H", seed)]))
+        row.update(replay_demand(h, models[(args.arm, seed)]))
         rows.append(row)
         print(json.dumps(row), flush=True)
     record = {"args": vars(args), "rows": rows, "provenance": provenance("cpu")}
