@@ -530,3 +530,23 @@ def test_regime_a_verdict_sentences():
     assert "H is 0.12 above it in AUC, a difference that holds, and 0.03 below it on the last five" in page
     assert "the claim holds against the Q guidance and is reversed against the advantage guidance" in results
     assert "claim 4 is undecided, with the mask's point estimate below zero" in results
+
+
+def test_stall_probe_of_the_unmasked_arm_sentence():
+    page = " ".join((ROOT / "docs" / "claims.rst").read_text().split())
+    record, masked = _load("stall_probe_unmasked.json"), _load("stall_probe.json")
+    assert record["args"]["arm"] == "H, unmasked" and record["args"]["episodes"] == masked["args"]["episodes"] == 30
+    rows = record["rows"]
+    assert len(rows) == 10
+    # "its critic prefers closing on every seed, its actor keeps the fingers open on every seed, its v offsets at
+    # least 33% of the cost difference on every seed and all of it on 3 of the 10, and its replay over-demands
+    # closing on every seed"
+    assert all(r["h_critic_cost"] < 0 for r in rows) and all(r["h_gripper"] > 0 for r in rows)
+    assert all(r["h_v"] < 0 and round(r["h_v"] / r["h_cost"], 2) >= 0.33 for r in rows)
+    assert "offsets at least 33% of the cost difference on every seed" in page
+    assert sum(r["h_score"] <= 0 for r in rows) == 3
+    assert all(r["critic_prefers_close_share"] > r["replay_closing_share"] for r in rows)
+    # "stalled at step 30 in 96 of its 300 probed episodes, against 126 for the masked arm"
+    assert sum(r["stalled"] for r in rows) == 96 and sum(r["stalled"] for r in masked["rows"]) == 126
+    assert "It is stalled at step 30 in 96 of its 300 probed episodes, against 126 for the masked arm" in page
+    assert "all of it on 3 of the 10" in page
