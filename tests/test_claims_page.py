@@ -550,3 +550,18 @@ def test_stall_probe_of_the_unmasked_arm_sentence():
     assert sum(r["stalled"] for r in rows) == 96 and sum(r["stalled"] for r in masked["rows"]) == 126
     assert "It is stalled at step 30 in 96 of its 300 probed episodes, against 126 for the masked arm" in page
     assert "all of it on 3 of the 10" in page
+
+
+def test_readme_guidance_paragraph_is_the_study():
+    """README's "Which guidance?" reads regime (a)'s verdicts and the advantage arm's tuned temperature right."""
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    module = load_script("examples/claims/claims_verdicts.py")
+    rows = {(r["comparison"], r["metric"]): r["decision"] for r in module.verdicts(module.report_runs()) if r["regime"] == "a"}
+    assert all(rows[("H - Q", m)].verdict == "holds" for m in ("last five", "AUC"))
+    assert all(rows[("H - advantage", m)].verdict == "reversed" for m in ("last five", "AUC"))
+    assert rows[("H - H, unmasked", "last five")].verdict != "holds"
+    assert "`H` beat the Q guidance and lost to the advantage guidance on both primary metrics" in readme
+    sweep = tomllib.loads((ROOT / "examples" / "sweeps" / "claims_report_a.toml").read_text())
+    adv = [r for r in sweep["runs"] if r["methods"] == ["otpr-adv"]]
+    assert adv[0]["policy_kwargs"]["guidance_kwargs"]["temperature"] == 0.675
+    assert "guidance_kwargs=dict(temperature=0.675)" in readme
