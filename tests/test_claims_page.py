@@ -550,6 +550,14 @@ def test_stall_probe_of_the_unmasked_arm_sentence():
     assert sum(r["stalled"] for r in rows) == 96 and sum(r["stalled"] for r in masked["rows"]) == 126
     assert "It is stalled at step 30 in 96 of its 300 probed episodes, against 126 for the masked arm" in page
     assert "all of it on 3 of the 10" in page
+    # "it gives the 16 keypoints a quarter of the action measure (... reference mass is 0.75), and 2 to 9 of the 16
+    # keypoint actions close per seed, a smaller share than the replay's 56-63%"
+    m = masked["rows"]
+    assert all(r["keypoints"] == 16 and r["reference_mass"] == 0.75 for r in m)
+    kp, replay = [r["keypoint_closing_share"] for r in m], [r["replay_closing_share"] for r in m]
+    assert (16 * min(kp), 16 * max(kp)) == (2, 9) and (round(100 * min(replay)), round(100 * max(replay))) == (56, 63)
+    assert all(k < r for k, r in zip(kp, replay))
+    assert "2 to 9 of the 16 keypoint actions close per seed, a smaller share than the replay's 56-63%" in page
 
 
 def test_readme_guidance_paragraph_is_the_study():
