@@ -210,6 +210,9 @@ def test_live_diagnostics_sentences():
     # "The advantage weights are less selective than H's (closer to uniform) and the Q weights far more."
     assert h["weight_entropy"] < live["advantage"]["weight_entropy"] < math.log(256)
     assert live["Q"]["weight_entropy"] < h["weight_entropy"] - 0.5
+    # the verdicts: "during the runs the advantage weights were less selective than H's ..., so H did not lose to a
+    # sharper weighting"
+    assert "during the runs the advantage weights were less selective than H's" in page
     # "The authors' release weights every pair alike"
     assert live["authors' release"]["weight_entropy"] == pytest.approx(math.log(256), abs=1e-3)
     assert live["authors' release"]["h_nonzero_frac"] == 1.0
