@@ -533,6 +533,11 @@ def test_regime_a_verdict_sentences():
     assert "H is 0.12 above it in AUC, a difference that holds, and 0.03 below it on the last five" in page
     assert "the claim holds against the Q guidance and is reversed against the advantage guidance" in results
     assert "claim 4 is undecided, with the mask's point estimate below zero" in results
+    status = " ".join((ROOT / "docs" / "results_status.inc").read_text().split())
+    assert (
+        "claim 3 holds against the Q guidance and is reversed against the advantage guidance, and claim 4 is undecided"
+        in status
+    )
 
 
 def test_stall_probe_of_the_unmasked_arm_sentence():
