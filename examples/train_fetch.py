@@ -19,6 +19,7 @@ import numpy as np
 import torch as th
 from stable_baselines3 import SAC
 from stable_baselines3.common.callbacks import CheckpointCallback, EvalCallback
+from stable_baselines3.common.monitor import Monitor
 
 from otpr_sb3 import OTPR, Demonstrations, add_demonstrations
 from otpr_sb3.benchmark.recording import record
@@ -96,7 +97,7 @@ def main() -> None:
     start = success_rate(model, args.env, args.eval_episodes)
     print(f"[{time.time() - t0:6.0f}s] {args.algo} before fine-tuning: success {start:.2f}")
     eval_cb = EvalCallback(
-        gym.make(args.env),
+        Monitor(gym.make(args.env)),  # episode returns and lengths as SB3 reports them (and no warning)
         eval_freq=args.eval_freq,
         n_eval_episodes=args.eval_episodes,
         log_path=run_dir,
