@@ -39,6 +39,23 @@ def test_an_override_is_a_run_of_its_own_and_a_changed_spec_is_refused(dirs):  #
     assert run(spec_for(dirs, "otpr", steps=100, threads=2)) == first
 
 
+def test_a_run_being_run_by_another_process_is_refused_at_once(dirs):  # noqa: F811
+    """Two processes on one run directory would interleave its checkpoint and evaluations: the second is refused."""
+    import fcntl
+
+    from otpr_sb3.benchmark.runner import RUN_LOCK
+
+    spec = spec_for(dirs, "otpr", steps=100, seed=7)  # a run no other test makes (the fixture's folders are shared)
+    os.makedirs(spec.run_dir)
+    with open(os.path.join(spec.run_dir, RUN_LOCK), "a") as held:  # another process's lock (flock is per open file)
+        fcntl.flock(held, fcntl.LOCK_EX)
+        with pytest.raises(RuntimeError, match="is being run by another process"):
+            run(spec)
+        assert not os.path.exists(os.path.join(spec.run_dir, "spec.json"))  # nothing written
+        fcntl.flock(held, fcntl.LOCK_UN)
+    assert run(spec)["done"] and run(spec)["steps"] == 100  # once released, the run goes ahead (and is then found)
+
+
 def test_spec_and_summary_carry_provenance(dirs):  # noqa: F811
     spec = spec_for(dirs, "bc")
     run(spec)

@@ -59,6 +59,10 @@ from otpr_sb3.rlpd import RLPD
 EvaluationHook = Callable[[dict[str, float]], None]
 
 
+#: The file in a run directory whose lock a running process holds (not a record: ``otpr report --collect`` skips it).
+RUN_LOCK = ".run.lock"
+
+
 def run(spec: RunSpec, progress_bar: bool = False, on_evaluation: EvaluationHook | None = None) -> dict[str, Any]:
     """Run (or resume, or return the summary of a finished) benchmark run.
 
@@ -74,7 +78,36 @@ def run(spec: RunSpec, progress_bar: bool = False, on_evaluation: EvaluationHook
     -------
     dict
         The run's summary (also in ``summary.json``): start and final success, steps, wall-clock, env steps/s.
+
+    Raises
+    ------
+    RuntimeError
+        If another process is running the same run directory (two sweeps, or a sweep and ``otpr train``, asking
+        for the same run): both writing its checkpoint and evaluations would corrupt its record.
     """
+    with _run_lock(spec.run_dir):
+        return _run(spec, progress_bar, on_evaluation)
+
+
+@contextmanager
+def _run_lock(run_dir: str) -> Iterator[None]:
+    """Hold the run directory's exclusive lock (one process per run on this machine), or raise at once."""
+    os.makedirs(run_dir, exist_ok=True)
+    path = os.path.join(run_dir, RUN_LOCK)
+    with open(path, "a") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RuntimeError(
+                f"{run_dir} is being run by another process (it holds {path}); wait for it, or stop it"
+            ) from None
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _run(spec: RunSpec, progress_bar: bool, on_evaluation: EvaluationHook | None) -> dict[str, Any]:
     task, method = get_task(spec.env_id), get_method(spec.method)
     run_dir = spec.run_dir
     card = _dataset(spec, task)
