@@ -149,6 +149,9 @@ def test_a_finished_directory_of_another_run_is_an_error_not_a_finished_run(tmp_
         pending(config)
     (done / "spec.json").write_text(json.dumps({**other, "steps": spec.steps}))
     assert spec not in pending(config)
+    (done / "spec.json").unlink()
+    with pytest.raises(ValueError, match="has a summary.json but no spec.json"):
+        pending(config)
 
 
 def test_the_committed_claims_runs_keep_their_directories():

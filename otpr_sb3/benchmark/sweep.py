@@ -158,6 +158,8 @@ def pending(config: SweepConfig) -> list[RunSpec]:
         rel = os.path.relpath(spec.run_dir, spec.runs_dir)
         finished = [os.path.join(root, rel) for root in roots if os.path.exists(os.path.join(root, rel, "summary.json"))]
         for run_dir in finished:
+            if not os.path.exists(os.path.join(run_dir, "spec.json")):
+                raise ValueError(f"{run_dir} has a summary.json but no spec.json: it is not a record of this harness")
             with open(os.path.join(run_dir, "spec.json")) as f:
                 diffs = spec.differences(json.load(f))
             if diffs:
