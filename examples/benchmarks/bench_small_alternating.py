@@ -1,0 +1,72 @@
+"""Small exact L2 problems solved by neural_ot and POT one after the other, as a script alternating the two would.
+
+POT's L-BFGS runs on numpy, whose BLAS threads can keep spinning between calls; torch work that follows then waits
+for its own threads. The script times each solver's best of ``--repeats`` alternating calls, at the torch thread
+count given, on the 90-point keypoint demo (masked) and on the pytest-benchmark suite's dense ``L2 exact`` problems::
+
+    python examples/benchmarks/bench_small_alternating.py --threads 2 --out docs/data/bench_small_alternating.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+import numpy as np
+import ot
+import torch as th
+
+import neural_ot as no
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench_neural_ot import _problem  # noqa: E402
+from keypoint_ot_demo import make_problem  # noqa: E402
+
+
+def masked_demo() -> tuple[np.ndarray, np.ndarray, float]:
+    """The keypoint demo's 90-point problem: its mixed cost, its keypoint mask and its ``eps``."""
+    x, y, pairs = make_problem()
+    kx, ky = x[[i for i, _ in pairs]], y[[j for _, j in pairs]]
+    base = no.SqEuclidean(normalize="max")
+    base.fit_scale(x, y)
+    cost = no.MixedCost(base, no.KeypointRelationCost(kx, ky, rho=0.1), weight=0.5)
+    return cost(x, y), no.keypoint_mask(len(x), len(y), pairs), 1e-3
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--out", default=None)
+    args = parser.parse_args()
+    th.set_num_threads(args.threads)
+    cases = [("keypoint demo, masked, n = 90", *masked_demo())]
+    cases += [(f"L2 exact, n = {n}", _problem(n), None, 0.05) for n in (100, 300, 500)]
+    rows = []
+    for name, M, mask, eps in cases:
+        n = M.shape[0]
+        a = np.full(n, 1.0 / n)
+        M_pot = M if mask is None else M + 10.0 * (1 - mask)
+        ours, pot = [], []
+        for _ in range(args.repeats):
+            t0 = time.perf_counter()
+            no.solve_discrete(a, a, M, eps, mask=mask)
+            ours.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            ot.smooth.smooth_ot_dual(a, a, M_pot, 2 * eps * n * n, reg_type="l2", stopThr=1e-12, numItermax=5000)
+            pot.append(time.perf_counter() - t0)
+        rows.append({"case": name, "neural_ot_ms": 1e3 * min(ours), "pot_ms": 1e3 * min(pot)})
+        print(json.dumps(rows[-1]), flush=True)
+    if args.out:
+        from otpr_sb3.benchmark.provenance import git_state
+
+        with open(args.out, "w") as f:
+            json.dump({"args": vars(args), "rows": rows, "git": git_state(), "torch": th.__version__}, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
