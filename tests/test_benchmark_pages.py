@@ -214,3 +214,27 @@ def test_overhead_by_component_is_the_record():
     allowed = 0.25 * q_total
     assert (round(allowed, 1), round(h_total - q_total - allowed, 1)) == (7.8, 4.7)
     assert round((h_total - q_total - allowed) / (h_total - q_total), 2) == 0.38
+
+
+def test_small_problems_on_one_thread_table_and_sentences():
+    spec = importlib.util.spec_from_file_location(
+        "bench_small_alternating", ROOT / "examples" / "benchmarks" / "bench_small_alternating.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    record = json.loads((ROOT / "docs" / "data" / "bench_small_alternating.json").read_text())
+    assert record["args"]["threads"] == 2 and record["args"]["repeats"] == 15 and record["git"]["dirty"] is False
+    assert (ROOT / "docs" / "bench_small_alternating.inc").read_text() == module.table(record)
+    rows = {r["case"]: r for r in record["rows"]}
+    one_vs_two = [r["callers_threads_median_ms"] / r["shipped_median_ms"] for r in rows.values()]
+    vs_pot = {k: r["pot_median_ms"] / r["shipped_median_ms"] for k, r in rows.items()}
+    page = " ".join((ROOT / "docs" / "benchmarks.rst").read_text().split())
+    # "One thread is 1.24-1.55x faster than the caller's two on every problem."
+    assert (round(min(one_vs_two), 2), round(max(one_vs_two), 2)) == (1.24, 1.55)
+    assert "One thread is 1.24-1.55x faster than the caller's two on every problem" in page
+    # "the keypoint demo's problem and the dense n = 300 one are now faster (1.25x and 1.26x), and the dense n = 100
+    # and n = 500 ones are still slower (POT 1.44x and 1.83x faster)"
+    demo, n100, n300, n500 = (vs_pot[k] for k in rows)
+    assert (round(demo, 2), round(n300, 2)) == (1.25, 1.26)
+    assert (round(1 / n100, 2), round(1 / n500, 2)) == (1.44, 1.83)
+    assert "are now faster (1.25x and 1.26x)" in page and "(POT 1.44x and 1.83x faster)" in page

@@ -7,6 +7,8 @@ reports the median and best time of each, side by side in one process. Problems:
 (masked) and the pytest-benchmark suite's dense ``L2 exact`` problems::
 
     python examples/benchmarks/bench_small_alternating.py --threads 2 --out docs/data/bench_small_alternating.json
+    python examples/benchmarks/bench_small_alternating.py --table docs/data/bench_small_alternating.json \
+        > docs/bench_small_alternating.inc
 """
 
 from __future__ import annotations
@@ -42,12 +44,39 @@ def masked_demo() -> tuple[np.ndarray, np.ndarray, float]:
     return cost(x, y), no.keypoint_mask(len(x), len(y), pairs), 1e-3
 
 
+def table(record: dict) -> str:
+    """The record as the docs' RST table: median ms of each way, and the speed-ups of the shipped solver."""
+    from otpr_sb3.benchmark.report_rst import list_table
+
+    rows = []
+    for r in record["rows"]:
+        callers, shipped, pot = r["callers_threads_median_ms"], r["shipped_median_ms"], r["pot_median_ms"]
+        rows.append(
+            [r["case"], f"{callers:.2f}", f"{shipped:.2f}", f"{pot:.2f}", f"{callers / shipped:.2f}x", f"{pot / shipped:.2f}x"]
+        )
+    threads = record["args"]["threads"]
+    headers = [
+        "problem",
+        f"neural_ot on {threads} torch threads [ms]",
+        "neural_ot as shipped [ms]",
+        "POT [ms]",
+        f"shipped vs {threads} threads",
+        "shipped vs POT",
+    ]
+    return list_table(headers, rows)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--out", default=None)
+    parser.add_argument("--table", default=None, help="print the docs table of this record and exit")
     args = parser.parse_args()
+    if args.table:
+        with open(args.table) as f:
+            print(table(json.load(f)), end="")
+        return
     th.set_num_threads(args.threads)
     cases = [("keypoint demo, masked, n = 90", *masked_demo())]
     cases += [(f"L2 exact, n = {n}", _problem(n), None, 0.05) for n in (100, 300, 500)]
