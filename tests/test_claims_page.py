@@ -497,6 +497,10 @@ def test_regime_a_verdict_sentences():
     results = " ".join((ROOT / "docs" / "results_claims.inc").read_text().split())
     q, adv, mask = ("H - Q", "H - advantage", "H - H, unmasked")
     assert all(rows[(c, m)].seeds == 10 for c in (q, adv, mask) for m in ("last five", "AUC"))
+    # "regime (a)'s 50 at commit 9921064"
+    regime_a = [r for r in module.report_runs() if r["regime"] == "a"]
+    assert len(regime_a) == 50 and {r["commit"][:7] for r in regime_a} == {"9921064"}
+    assert "regime (a)'s 50 at commit ``9921064``" in " ".join((ROOT / "docs" / "claims.rst").read_text().split())
     # "claim 3 holds against Q guidance and is reversed against advantage guidance, on both primary metrics"
     assert {rows[(q, m)].verdict for m in ("last five", "AUC")} == {"holds"}
     assert {rows[(adv, m)].verdict for m in ("last five", "AUC")} == {"reversed"}
