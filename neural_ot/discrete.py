@@ -110,6 +110,12 @@ def solve_discrete(
     OTResult
         Arrays of the same kind (numpy or torch) and floating dtype as the inputs.
 
+    Notes
+    -----
+    A CPU problem of at most 250,000 pairs is solved on one torch thread (the thread count is process-wide and
+    restored after the call): its passes are too short to share, and beside numpy code whose BLAS threads spin
+    between calls, two threads were 1.24-1.55x slower (docs/benchmarks.rst).
+
     Examples
     --------
     >>> import numpy as np, neural_ot
