@@ -1,9 +1,10 @@
 """Why H's deterministic policy stalls at the object: its guidance at the stalled states, split into its terms.
 
-For every seed of regime (a) with both an H run and an advantage run finished, H's final model acts
-deterministically on the first ``--episodes`` evaluation episodes. A state is *stalled* when, at step ``--step``,
-the gripper is within 2 cm of the object with its fingers open (:data:`otpr_sb3.benchmark.failures.REACH_DISTANCE`,
-:data:`~otpr_sb3.benchmark.failures.CLOSED_WIDTH`). At each stalled state, H's deterministic action is taken twice,
+For every seed of a regime (``--regime``, (a) by default) with both an H run and an advantage run finished, H's
+final model acts deterministically on the first ``--episodes`` evaluation episodes. A state is *stalled* when, at
+step ``--step``, the gripper is within 2 cm of the object with its fingers open
+(:data:`otpr_sb3.benchmark.failures.REACH_DISTANCE`, :data:`~otpr_sb3.benchmark.failures.CLOSED_WIDTH`). At each
+stalled state, H's deterministic action is taken twice,
 with the gripper command set to close (-1) and to open (+1), and scored by each model's guidance:
 
 - H's score ``z = u(s) + v(a) - c(s, a)`` (:meth:`~otpr_sb3.guidance.CompatibilityGuidance.grouped_scores`),
@@ -108,14 +109,14 @@ def replay_demand(h: OTPR, run_dir: str, n: int = 2048) -> dict[str, float]:
     }
 
 
-def final_models(runs_dir: str) -> dict[tuple[str, int], str]:
-    """(arm, seed) -> run directory of every finished regime-(a) report run with a final model."""
+def final_models(runs_dir: str, regime: str = "a") -> dict[tuple[str, int], str]:
+    """(arm, seed) -> run directory of every finished report run of ``regime`` with a final model."""
     out = {}
     for path in sorted(glob.glob(os.path.join(runs_dir, "*", "*", "s*", "summary.json"))):
         run_dir = os.path.dirname(path)
         with open(os.path.join(run_dir, "spec.json")) as f:
             spec = json.load(f)
-        if regime_of(spec["env_id"], spec["dataset"]) == "a" and os.path.exists(os.path.join(run_dir, "model.zip")):
+        if regime_of(spec["env_id"], spec["dataset"]) == regime and os.path.exists(os.path.join(run_dir, "model.zip")):
             out[(arm_of(spec)[0], spec["seed"])] = run_dir
     return out
 
@@ -127,10 +128,11 @@ def main() -> None:
     parser.add_argument("--episodes", type=int, default=30)
     parser.add_argument("--step", type=int, default=30)
     parser.add_argument("--arm", default="H", choices=["H", "H, unmasked"], help="the H arm whose stalls are probed")
+    parser.add_argument("--regime", default="a", choices=["a", "b", "c", "d"], help="the data regime of the runs")
     args = parser.parse_args()
     th.set_num_threads(1)
     env = get_task("FetchPickAndPlace-v4").make_env()
-    models = final_models(args.runs_dir)
+    models = final_models(args.runs_dir, args.regime)
     rows = []
     for seed in sorted(s for arm, s in models if arm == args.arm and ("advantage", s) in models):
         h = OTPR.load(os.path.join(models[(args.arm, seed)], "model.zip"), env=env, device="cpu")
