@@ -588,6 +588,12 @@ def test_readme_guidance_paragraph_is_the_study():
     assert all(rows[("H - advantage", m)].verdict == "reversed" for m in ("last five", "AUC"))
     assert rows[("H - H, unmasked", "last five")].verdict != "holds"
     assert "`H` beat the Q guidance and lost to the advantage guidance on both primary metrics" in readme
+    mask = rows[("H - H, unmasked", "last five")]
+    assert (
+        mask.verdict == "undecided"
+        and mask.mean < 0
+        and "the keypoint mask's effect was undecided (its estimate below zero)" in readme
+    )
     sweep = tomllib.loads((ROOT / "examples" / "sweeps" / "claims_report_a.toml").read_text())
     adv = [r for r in sweep["runs"] if r["methods"] == ["otpr-adv"]]
     assert adv[0]["policy_kwargs"]["guidance_kwargs"]["temperature"] == 0.675
