@@ -22,10 +22,9 @@ from report_sweep import FEW, MIXED, MULTIMODAL
 
 from otpr_sb3.benchmark.decision import bootstrap_interval, decide
 from otpr_sb3.benchmark.failures import CATEGORIES, NO_GRASP_KINDS
-from otpr_sb3.benchmark.recording import dataset_id_for
 from otpr_sb3.benchmark.report import plot_panels
 from otpr_sb3.benchmark.report_rst import list_table, write_includes
-from otpr_sb3.benchmark.tasks import get_task
+from otpr_sb3.benchmark.run_spec import default_dataset_id
 
 REPORT = os.path.join(ROOT, "results", "claims", "report", "runs")
 FIGURE = os.path.join(ROOT, "docs", "_static", "claims_report_curves.png")
@@ -57,8 +56,7 @@ METRICS = (("last five", "last_five"), ("AUC", "auc"))
 
 def regime_of(env_id: str, dataset: str) -> str:
     """The regime (``"a"`` to ``"d"``) whose demonstrations ``dataset`` is; any other dataset is refused."""
-    task = get_task(env_id)
-    regimes = {dataset_id_for(env_id, task.demo_episodes, task.demo_noise, 0): "a", FEW: "b", MIXED: "c", MULTIMODAL: "d"}
+    regimes = {default_dataset_id(env_id): "a", FEW: "b", MIXED: "c", MULTIMODAL: "d"}
     if dataset not in regimes:
         raise ValueError(f"{dataset!r} is not the dataset of a regime of the protocol: {sorted(regimes)}")
     return regimes[dataset]

@@ -36,7 +36,7 @@ from otpr_sb3 import OTPR
 from otpr_sb3.benchmark.evaluation import EVAL_SEED, read_evaluations
 from otpr_sb3.benchmark.failures import failure_counts
 from otpr_sb3.benchmark.provenance import provenance
-from otpr_sb3.benchmark.recording import dataset_id_for
+from otpr_sb3.benchmark.run_spec import default_dataset_id
 from otpr_sb3.benchmark.tasks import get_task
 
 sys.path.insert(0, os.path.join(ROOT, "examples", "plateau"))
@@ -103,8 +103,7 @@ def main() -> None:
         print(json.dumps({k: v for k, v in entry.items() if k != "provenance"}), flush=True)
         _write(record, args.out)
     record.setdefault("bc", [])
-    task = get_task("FetchPickAndPlace-v4")
-    dataset = dataset_id_for(task.env_id, task.demo_episodes, task.demo_noise, 0)  # regime (a)'s demonstrations
+    dataset = default_dataset_id("FetchPickAndPlace-v4")  # regime (a)'s demonstrations
     for seed in sorted({r["seed"] for r in record["runs"] if r["regime"] == "a"} - {b["seed"] for b in record["bc"]}):
         counts = classify_pretrained(args.runs_dir, dataset, seed, args.episodes)
         if counts:
