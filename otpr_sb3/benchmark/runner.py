@@ -85,26 +85,9 @@ def run(spec: RunSpec, progress_bar: bool = False, on_evaluation: EvaluationHook
         If another process is running the same run directory (two sweeps, or a sweep and ``otpr train``, asking
         for the same run): both writing its checkpoint and evaluations would corrupt its record.
     """
-    with _run_lock(spec.run_dir):
+    path = os.path.join(spec.run_dir, RUN_LOCK)  # one process per run on this machine
+    with _locked(path, busy=f"{spec.run_dir} is being run by another process (it holds {path}); wait for it, or stop it"):
         return _run(spec, progress_bar, on_evaluation)
-
-
-@contextmanager
-def _run_lock(run_dir: str) -> Iterator[None]:
-    """Hold the run directory's exclusive lock (one process per run on this machine), or raise at once."""
-    os.makedirs(run_dir, exist_ok=True)
-    path = os.path.join(run_dir, RUN_LOCK)
-    with open(path, "a") as f:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise RuntimeError(
-                f"{run_dir} is being run by another process (it holds {path}); wait for it, or stop it"
-            ) from None
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def _run(spec: RunSpec, progress_bar: bool, on_evaluation: EvaluationHook | None) -> dict[str, Any]:
@@ -190,11 +173,18 @@ def _dataset(spec: RunSpec, task: Task) -> DatasetCard:
 
 
 @contextmanager
-def _locked(path: str) -> Iterator[None]:
-    """Hold an exclusive file lock: concurrent runs (sweep trials) wait for the one that builds a shared file."""
+def _locked(path: str, busy: str | None = None) -> Iterator[None]:
+    """Hold an exclusive file lock.
+
+    Without ``busy``, wait for it: concurrent runs (sweep trials) wait for the one that builds a shared file. With
+    ``busy``, refuse at once if another process holds it, raising ``RuntimeError(busy)`` (a run's own directory).
+    """
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path, "w") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
+    with open(path, "a") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX if busy is None else fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RuntimeError(busy) from None
         try:
             yield
         finally:
