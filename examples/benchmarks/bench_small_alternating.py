@@ -29,7 +29,7 @@ import neural_ot.discrete as discrete
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_neural_ot import _problem  # noqa: E402
-from keypoint_ot_demo import make_problem  # noqa: E402
+from keypoint_ot_demo import EPS, keypoint_cost, make_problem  # noqa: E402
 
 ONE_THREAD_PAIRS = discrete._ONE_THREAD_PAIRS
 
@@ -37,11 +37,8 @@ ONE_THREAD_PAIRS = discrete._ONE_THREAD_PAIRS
 def masked_demo() -> tuple[np.ndarray, np.ndarray, float]:
     """The keypoint demo's 90-point problem: its mixed cost, its keypoint mask and its ``eps``."""
     x, y, pairs = make_problem()
-    kx, ky = x[[i for i, _ in pairs]], y[[j for _, j in pairs]]
-    base = no.SqEuclidean(normalize="max")
-    base.fit_scale(x, y)
-    cost = no.MixedCost(base, no.KeypointRelationCost(kx, ky, rho=0.1), weight=0.5)
-    return cost(x, y), no.keypoint_mask(len(x), len(y), pairs), 1e-3
+    _, cost = keypoint_cost(x, y, pairs)
+    return cost(x, y), no.keypoint_mask(len(x), len(y), pairs), EPS
 
 
 def table(record: dict) -> str:
