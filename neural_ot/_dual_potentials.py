@@ -20,6 +20,7 @@ from neural_ot.duals import relative_marginal_errors
 from neural_ot.minibatch import Measure, Minibatch, draw_minibatch
 from neural_ot.potentials import MLPPotential, TabularPotential, make_potential
 from neural_ot.regularizers import Regularizer
+from neural_ot.relaxation import MarginalRelaxation
 from neural_ot.sources import PointSource
 
 
@@ -37,6 +38,7 @@ class DualPotentials:
     seed: int | None
     cost: CostFn
     regularizer: Regularizer
+    relaxation: MarginalRelaxation
     total_steps: int
     u: nn.Module | None
     v: nn.Module | None
@@ -140,7 +142,19 @@ class DualPotentials:
         if batch.mask is not None:
             H = H * batch.mask
         T = batch.wx[:, None] * H * batch.wy[None, :]
-        return max(relative_marginal_errors(T.sum(1), T.sum(0), batch.wx, batch.wy))
+        return max(relative_marginal_errors(T.sum(1), T.sum(0), *self.target_marginals(batch, uu, vv)))
+
+    def target_marginals(self, batch: Minibatch, uu: th.Tensor, vv: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
+        """Return the marginals of the optimal plan of ``batch`` given the potentials' values there.
+
+        The weights themselves when balanced; under a relaxation, ``a (1 - u / rho_x)`` and ``b (1 - v / rho_y)``
+        (:mod:`neural_ot.relaxation`), except for matched keypoint pairs of neural potentials, which keep their mass.
+        """
+        rows, cols = self.relaxation.marginals(uu, vv, batch.wx, batch.wy)
+        K = batch.n_keypoints
+        if K and not self.relaxation.balanced and not isinstance(self.u, TabularPotential):
+            rows, cols = th.cat([batch.wx[:K], rows[K:]]), th.cat([batch.wy[:K], cols[K:]])
+        return rows, cols
 
     def _eval_potentials(self) -> tuple[nn.Module, nn.Module]:
         if self.u_ema is not None and self.v_ema is not None:

@@ -13,10 +13,15 @@ targets) is shared by the ``steps_per_batch`` optimiser steps on one minibatch.
   exactly its mass; ``u`` regresses onto that c-transform, so that it can be evaluated at new points
   (collection, new states). By the envelope theorem the semi-dual's gradient in ``v`` is the dual's gradient
   at fixed ``u`` = the c-transform, so no gradient flows through the sort.
+
+A rule carries the problem's :class:`~neural_ot.relaxation.MarginalRelaxation`: gradient ascent takes any;
+the semi-dual keeps the rows exact (its ``u`` is the c-transform), so it takes a relaxed column marginal only;
+the exact regression needs the balanced problem of :func:`~neural_ot.solve_discrete`.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch as th
@@ -25,12 +30,25 @@ from neural_ot.discrete import solve_discrete
 from neural_ot.duals import _dual_value
 from neural_ot.minibatch import Minibatch
 from neural_ot.regularizers import Regularizer
+from neural_ot.relaxation import BALANCED, MarginalRelaxation
 
 
 class DualUpdate:
-    """A minibatch update rule: ``prepare`` once per minibatch, then ``loss`` at each optimiser step."""
+    """A minibatch update rule: ``prepare`` once per minibatch, then ``loss`` at each optimiser step.
+
+    Parameters
+    ----------
+    relaxation : MarginalRelaxation
+        The marginals' relaxation (balanced by default).
+    """
 
     name = ""
+
+    def __init__(self, relaxation: MarginalRelaxation = BALANCED) -> None:
+        self.relaxation = relaxation
+
+    def _objective(self, uu: th.Tensor, vv: th.Tensor, C: th.Tensor, batch: Minibatch, reg: Regularizer) -> th.Tensor:
+        return _dual_value(uu, vv, C, reg, batch.wx, batch.wy, batch.mask, self.relaxation)
 
     def prepare(self, batch: Minibatch, C: th.Tensor, reg: Regularizer) -> Any:
         """Return what the steps on this minibatch share beyond its cost matrix (``None`` by default)."""
@@ -51,7 +69,7 @@ class GradientAscent(DualUpdate):
     def loss(  # noqa: D102
         self, uu: th.Tensor, vv: th.Tensor, C: th.Tensor, batch: Minibatch, reg: Regularizer, prepared: Any
     ) -> tuple[th.Tensor, th.Tensor]:
-        obj = _dual_value(uu, vv, C, reg, batch.wx, batch.wy, batch.mask)
+        obj = self._objective(uu, vv, C, batch, reg)
         return -obj, obj
 
 
@@ -71,6 +89,14 @@ class ExactRegression(DualUpdate):
     """Regression onto the exact minibatch potentials."""
 
     name = "exact"
+
+    def __init__(self, relaxation: MarginalRelaxation = BALANCED) -> None:
+        if not relaxation.balanced:
+            raise ValueError(
+                "`method='exact'` regresses onto the balanced minibatch optimum of solve_discrete: use "
+                "'gradient' or 'semi-dual' with `unbalanced`"
+            )
+        super().__init__(relaxation)
 
     def prepare(self, batch: Minibatch, C: th.Tensor, reg: Regularizer) -> tuple[th.Tensor, th.Tensor]:  # noqa: D102
         return exact_minibatch_potentials(batch, C, reg)
@@ -96,11 +122,19 @@ class SemiDual(DualUpdate):
 
     name = "semi-dual"
 
+    def __init__(self, relaxation: MarginalRelaxation = BALANCED) -> None:
+        if relaxation.rho_x != math.inf:
+            raise ValueError(
+                "`method='semi-dual'` keeps the rows exact (u is the c-transform of v): relax the columns only, "
+                f"`unbalanced=(inf, rho)`, or use 'gradient'; got rho_x={relaxation.rho_x}"
+            )
+        super().__init__(relaxation)
+
     def loss(  # noqa: D102
         self, uu: th.Tensor, vv: th.Tensor, C: th.Tensor, batch: Minibatch, reg: Regularizer, prepared: Any
     ) -> tuple[th.Tensor, th.Tensor]:
         u_star = minibatch_c_transform(vv.detach(), C, batch, reg)
-        obj = _dual_value(u_star, vv, C, reg, batch.wx, batch.wy, batch.mask)
+        obj = self._objective(u_star, vv, C, batch, reg)
         # u and v have separate parameters, so one loss serves both: ascent for v, regression for u.
         return batch.wx @ (uu - u_star).square() - obj, obj.detach()
 
@@ -108,8 +142,8 @@ class SemiDual(DualUpdate):
 UPDATES: dict[str, type[DualUpdate]] = {rule.name: rule for rule in (GradientAscent, ExactRegression, SemiDual)}
 
 
-def get_update(method: str) -> DualUpdate:
-    """Return the update rule named ``method`` (``"gradient"``, ``"exact"`` or ``"semi-dual"``)."""
+def get_update(method: str, relaxation: MarginalRelaxation = BALANCED) -> DualUpdate:
+    """Return the update rule named ``method`` (``"gradient"``, ``"exact"`` or ``"semi-dual"``) for ``relaxation``."""
     if method not in UPDATES:
         raise ValueError(f"`method` must be one of {sorted(UPDATES)}, got {method!r}")
-    return UPDATES[method]()
+    return UPDATES[method](relaxation)

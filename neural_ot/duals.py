@@ -13,6 +13,7 @@ from torch import nn
 from neural_ot._arrays import ArrayLike, is_numpy, to_output, to_tensor
 from neural_ot._validation import check_on_device
 from neural_ot.regularizers import Regularizer, get_regularizer
+from neural_ot.relaxation import BALANCED, MarginalRelaxation, get_relaxation
 
 
 def potential_values(potential: th.Tensor | nn.Module, points: th.Tensor | None, name: str) -> th.Tensor:
@@ -68,8 +69,9 @@ def dual_objective(
     reg_type: str = "l2",
     x: th.Tensor | None = None,
     y: th.Tensor | None = None,
+    unbalanced: float | tuple[float, float] | None = None,
 ) -> th.Tensor:
-    r"""Regularised (and optionally masked) dual objective, to be maximised.
+    r"""Regularised (and optionally masked, or unbalanced) dual objective, to be maximised.
 
     .. math:: \sum_i a_i u_i + \sum_j b_j v_j - \sum_{ij} a_i b_j m_{ij} \phi^*(u_i + v_j - M_{ij})
 
@@ -91,6 +93,10 @@ def dual_objective(
     reg_type : {"l2", "entropic"}
     x, y : torch.Tensor, optional
         Points for module potentials.
+    unbalanced : float or (float, float), optional
+        Quadratic relaxation of the marginals (:mod:`neural_ot.relaxation`): subtracts
+        :math:`\sum_i a_i u_i^2 / (2\rho_x) + \sum_j b_j v_j^2 / (2\rho_y)`. ``None``: balanced;
+        ``(inf, rho)``: semi-relaxed.
 
     Returns
     -------
@@ -111,17 +117,25 @@ def dual_objective(
             raise TypeError(f"`{name}` has dtype {t.dtype} but `M` has {M.dtype}: use one floating dtype")
     a = _uniform(M.shape[0], M) if a is None else a
     b = _uniform(M.shape[1], M) if b is None else b
-    return _dual_value(uu, vv, M, regularizer, a, b, mask)
+    return _dual_value(uu, vv, M, regularizer, a, b, mask, get_relaxation(unbalanced))
 
 
 def _dual_value(
-    u: th.Tensor, v: th.Tensor, M: th.Tensor, regularizer: Regularizer, a: th.Tensor, b: th.Tensor, mask: th.Tensor | None
+    u: th.Tensor,
+    v: th.Tensor,
+    M: th.Tensor,
+    regularizer: Regularizer,
+    a: th.Tensor,
+    b: th.Tensor,
+    mask: th.Tensor | None,
+    relaxation: MarginalRelaxation = BALANCED,
 ) -> th.Tensor:
     """Evaluate the dual objective of :func:`dual_objective` on validated tensors (values, weights, regulariser)."""
     penalty = regularizer.conjugate(_z(u, v, M))
     if mask is not None:
         penalty = penalty * mask
-    return a @ u + b @ v - a @ penalty @ b
+    value = a @ u + b @ v - a @ penalty @ b
+    return value if relaxation.balanced else value - relaxation.penalty(u, v, a, b)
 
 
 def c_transform(

@@ -40,6 +40,7 @@ from neural_ot.dual_updates import get_update
 from neural_ot.minibatch import Measure, Minibatch, build_measures
 from neural_ot.potentials import TabularPotential
 from neural_ot.regularizers import Regularizer, get_regularizer
+from neural_ot.relaxation import get_relaxation
 from neural_ot.results import DualResult
 
 Callback = Callable[[dict[str, Any]], bool | None]
@@ -98,6 +99,12 @@ class StochasticDual(DualPotentials):
         Gradient ascent on the minibatch dual, regression onto the exact minibatch potentials, or semi-dual
         ascent in ``v`` with ``u`` regressed onto the minibatch c-transform of ``v`` (see
         :mod:`neural_ot.dual_updates`).
+    unbalanced : float or (float, float), optional
+        Quadratic relaxation of the marginals, as in POT's ``ot.solve`` but in the density convention
+        (:mod:`neural_ot.relaxation`): ``None`` is balanced OT, ``(inf, rho)`` semi-relaxed (the ``y`` marginal
+        penalised with strength ``rho``). Matched keypoint pairs of neural potentials keep their whole mass; the
+        relaxation applies to the other points. The marginal error then measures the distance to the marginals
+        the optimum has, ``b (1 - v / rho)``.
     """
 
     keypoints_required = False
@@ -125,8 +132,10 @@ class StochasticDual(DualPotentials):
         seed: int | None = None,
         progress_bar: bool = False,
         method: str = "gradient",
+        unbalanced: float | tuple[float, float] | None = None,
     ) -> None:
-        self.update_rule = get_update(method)
+        self.relaxation = get_relaxation(unbalanced)
+        self.update_rule = get_update(method, self.relaxation)
         self.method = method
         self.regularizer: Regularizer = get_regularizer(reg, reg_type)
         self.cost = get_cost(cost)

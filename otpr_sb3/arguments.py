@@ -59,6 +59,7 @@ DUAL_KWARGS: dict[str, Any] = {
     "steps": 1,
     "steps_per_batch": 1,
     "reference_actions": None,
+    "unbalanced": None,
     "n_keypoints": 16,
     "eval_freq": 500,
     "eval_batch_size": 256,
@@ -107,6 +108,10 @@ def check_dual_kwargs(kw: dict[str, Any]) -> None:
         _choice("dual_kwargs['method']", kw["method"], DUAL_METHODS)
     if kw["reference_actions"] is not None:
         _int("dual_kwargs['reference_actions']", kw["reference_actions"], 0, " (0: the learned u)")
+    if kw["unbalanced"] is not None:
+        _real("dual_kwargs['unbalanced']", kw["unbalanced"], 0.0, low_open=True)
+        if kw["method"] == "exact":
+            raise ValueError("`dual_kwargs['unbalanced']` needs method 'semi-dual' or 'gradient', not 'exact'")
 
 
 def check_actor_kwargs(kw: dict[str, Any]) -> None:

@@ -213,7 +213,7 @@ class RegimeDefaults:
 
     def _training_settings(self) -> dict[str, Any]:
         d = self.dual_kwargs
-        names = ("method", "learning_rate", "batch_size", "steps", "steps_per_batch", "reference_actions")
+        names = ("method", "learning_rate", "batch_size", "steps", "steps_per_batch", "reference_actions", "unbalanced")
         return {**{k: d[k] for k in names}, "use_mask": self.use_mask, "seed": self.seed, "device": self.device}
 
     def _configure_guidance(self, **settings: Any) -> None:

@@ -92,8 +92,9 @@ class OTPR(RegimeDefaults, ExpertPairs, OffPolicyAlgorithm):
         The dual's solver: ``method`` (``"gradient"``, ``"semi-dual"`` or ``"exact"``, :mod:`neural_ot.dual_updates`;
         unset: follows the regime), ``learning_rate`` (1e-3), ``batch_size`` (48), ``steps`` (1) minibatches per update,
         ``steps_per_batch`` (1), ``reference_actions`` (``M > 0``: ``u(s)`` is the c-transform of ``v`` over ``M``
-        replay actions redrawn at every update; unset: follows the regime), ``n_keypoints`` (16) expert pairs of the
-        mask, ``eval_freq`` (500; 0: off) and ``eval_batch_size`` (256) of the held-out diagnostics.
+        replay actions redrawn at every update; unset: follows the regime), ``unbalanced`` (``None``: balanced; ``rho``:
+        the action marginal relaxed with strength ``rho``, :mod:`neural_ot.relaxation`), ``n_keypoints`` (16) expert
+        pairs of the mask, ``eval_freq`` (500; 0: off) and ``eval_batch_size`` (256) of the held-out diagnostics.
     policy_delay : int
         Update the actor every ``policy_delay`` gradient steps (as TD3 delays its actor).
     random_warmup : bool or None

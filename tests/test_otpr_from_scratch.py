@@ -484,3 +484,51 @@ def test_every_guidance_has_the_same_fallback_period(guidance):
     model.learn(2 * model.dual_freq * FAST["dual_start"], reset_num_timesteps=False)
     assert bool(policy.guidance.ready) and model.dual_updates >= FAST["dual_start"]
     assert not th.allclose(policy.candidate_scores(obs, act)[1], th.where(adv < 0, 0.3, 0.7))
+
+
+def test_semi_relaxed_dual_diagnostics_and_round_trip(tmp_path):
+    """dual_kwargs['unbalanced'] relaxes the action marginal: errors measured against b (1 - v / rho); it is saved."""
+    import math
+
+    import neural_ot as no
+
+    rho = 0.5
+    model = OTPR(
+        "MlpPolicy", IdentityEnvBox(ep_length=20), use_mask=False, seed=0,
+        **fast(reference_actions=48, dual_kwargs={"unbalanced": rho}),
+    )  # fmt: skip
+    model.learn(40)
+    rule = model.policy.guidance.trainer.solver.update_rule
+    assert (rule.relaxation.rho_x, rule.relaxation.rho_y) == (math.inf, rho)
+    state = model._eval_generator.get_state()
+    diag = model.dual_diagnostics(24)
+    model._eval_generator.set_state(state)
+    x, y = model._sampler.states(24, model._eval_generator), model._sampler.actions(24, model._eval_generator)
+    g = model.policy.guidance
+    with th.no_grad():
+        C = g.dual_cost.matrix(x, y).double().numpy()
+        v = g.v(y).double().numpy()
+        u = no.c_transform(
+            g.v(g.reference_actions).double().numpy(), g.dual_cost.matrix(x, g.reference_actions).double().numpy(), g.reg
+        )
+    row, col = no.plan_marginals(u, v, C, g.reg)
+    target = (1 - v / rho) / 24
+    assert diag["marginal_error_actions"] == pytest.approx(np.abs(col - target).sum() / target.sum(), rel=1e-4, abs=1e-6)
+    assert diag["action_marginal_shift"] == pytest.approx(np.abs(target - 1 / 24).sum(), rel=1e-4, abs=1e-6)
+    assert "dual_gap" not in diag
+    model.save(tmp_path / "m")
+    loaded = OTPR.load(tmp_path / "m", env=IdentityEnvBox(ep_length=20))
+    assert loaded.dual_kwargs["unbalanced"] == rho
+    assert loaded.policy.guidance.trainer.solver.update_rule.relaxation.rho_y == rho
+
+
+@pytest.mark.parametrize(
+    "dual_kwargs, match",
+    [
+        ({"unbalanced": 0.0}, r"`dual_kwargs\['unbalanced'\]` must be a finite number in \(0, inf\)"),
+        ({"unbalanced": 1.0, "method": "exact"}, r"`dual_kwargs\['unbalanced'\]` needs method"),
+    ],
+)
+def test_bad_relaxation_is_rejected_by_otpr(dual_kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        OTPR("MlpPolicy", IdentityEnvBox(ep_length=20), dual_kwargs=dual_kwargs)

@@ -22,6 +22,7 @@ import numpy as np
 TAGS = {
     "train/marginal_error": "marginal_error",
     "train/dual_gap": "dual_gap",
+    "train/action_marginal_shift": "action_marginal_shift",
     "train/h_nonzero_frac": "h_nonzero_frac",
     "rollout/h_fallback_frac": "h_fallback_frac",
     "train/h_entropy": "weight_entropy",

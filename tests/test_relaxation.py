@@ -1,0 +1,197 @@
+"""Relaxed marginals (semi-relaxed and unbalanced L2 OT) against a primal QP and POT; limits; bad input."""
+
+import math
+
+import numpy as np
+import ot
+import pytest
+import torch as th
+from conftest import normalized_cost, point_clouds
+from scipy.optimize import minimize
+
+import neural_ot as no
+from neural_ot.relaxation import BALANCED, MarginalRelaxation, get_relaxation
+
+EPS = 0.05
+INF = math.inf
+
+
+def _relaxed_qp(a, b, M, eps, rho_x, rho_y):
+    """Independent reference: the primal, with a marginal exact (rho = inf) or penalised, solved by SLSQP."""
+    n, m = M.shape
+    ab, c = np.outer(a, b).ravel(), M.ravel()
+    rows, cols = np.repeat(np.arange(n), m), np.tile(np.arange(m), n)
+
+    def f(t):
+        value = c @ t + eps * np.sum(t**2 / ab)
+        for rho, w, side in ((rho_x, a, rows), (rho_y, b, cols)):
+            if rho != INF:
+                value += rho / 2 * np.sum((np.bincount(side, t, w.size) - w) ** 2 / w)
+        return value
+
+    def g(t):
+        grad = c + 2 * eps * t / ab
+        for rho, w, side in ((rho_x, a, rows), (rho_y, b, cols)):
+            if rho != INF:
+                grad = grad + rho * ((np.bincount(side, t, w.size) - w) / w)[side]
+        return grad
+
+    cons = []
+    for rho, w, side in ((rho_x, a, rows), (rho_y, b, cols)):
+        if rho == INF:
+            A = np.zeros((w.size, n * m))
+            A[side, np.arange(n * m)] = 1
+            cons.append({"type": "eq", "fun": lambda t, A=A, w=w: A @ t - w, "jac": lambda t, A=A: A})
+    sol = minimize(
+        f, ab.copy(), jac=g, constraints=cons, bounds=[(0, None)] * (n * m), method="SLSQP",
+        options={"ftol": 1e-15, "maxiter": 3000},
+    )  # fmt: skip
+    assert sol.success, sol.message
+    return sol.x.reshape(n, m), sol.fun
+
+
+def _dual_maximum(a, b, M, eps, unbalanced):
+    """Maximise dual_objective over vector potentials with L-BFGS; return (u, v, value)."""
+    n = M.shape[0]
+    Mt, at, bt = th.tensor(M), th.tensor(a), th.tensor(b)
+
+    def neg(x):
+        x = th.tensor(x, requires_grad=True)
+        d = no.dual_objective(x[:n], x[n:], Mt, eps, at, bt, unbalanced=unbalanced)
+        (-d).backward()
+        return -float(d.detach()), x.grad.numpy()
+
+    sol = minimize(neg, np.zeros(M.shape[0] + M.shape[1]), jac=True, method="L-BFGS-B",
+                   options={"gtol": 1e-12, "ftol": 1e-16, "maxiter": 20000})  # fmt: skip
+    return sol.x[:n], sol.x[n:], -sol.fun
+
+
+@pytest.fixture
+def problem(rng):
+    x, y = point_clouds(rng, 7, 6)
+    return rng.dirichlet(np.ones(7)), rng.dirichlet(np.ones(6)), normalized_cost(x, y)
+
+
+@pytest.mark.parametrize("unbalanced", [(INF, 0.3), (INF, 3.0), (0.5, INF), (0.4, 1.5)])
+def test_relaxed_dual_matches_the_primal_qp(problem, unbalanced):
+    """Strong duality, the same plan, and the optimal plan's marginals are a (1 - u / rho_x), b (1 - v / rho_y)."""
+    a, b, M = problem
+    T_ref, primal = _relaxed_qp(a, b, M, EPS, *unbalanced)
+    u, v, dual = _dual_maximum(a, b, M, EPS, unbalanced)
+    T = no.plan(u, v, M, EPS, a, b)
+    assert dual == pytest.approx(primal, abs=1e-8)
+    assert np.abs(T - T_ref).sum() < 1e-6
+    rows, cols = get_relaxation(unbalanced).marginals(th.tensor(u), th.tensor(v), th.tensor(a), th.tensor(b))
+    np.testing.assert_allclose(T.sum(1), rows.numpy(), atol=1e-7)
+    np.testing.assert_allclose(T.sum(0), cols.numpy(), atol=1e-7)
+    # The relaxation is active: some column (or row) leaves its weight.
+    assert max(np.abs(T.sum(1) - a).sum(), np.abs(T.sum(0) - b).sum()) > 1e-3
+
+
+def test_semi_relaxed_agrees_with_pot_in_the_limit(rng):
+    """POT penalises masses (lambda = rho m for uniform b) and cannot take inf: its plan approaches ours as 1 / reg_m1."""
+    x, y = point_clouds(rng, 7, 6)
+    M = normalized_cost(x, y)
+    a, b = np.ones(7) / 7, np.ones(6) / 6
+    rho = 0.3
+    u, v, _ = _dual_maximum(a, b, M, EPS, (INF, rho))
+    T = no.plan(u, v, M, EPS, a, b)
+    dist = []
+    for reg_m1 in (1e3, 1e4):
+        ref = ot.solve(M, a, b, reg=2 * EPS * M.size, reg_type="L2", unbalanced=(reg_m1, rho * 6),
+                       unbalanced_type="L2", max_iter=100000, tol=1e-14)  # fmt: skip
+        dist.append(np.abs(np.asarray(ref.plan) - T).sum())
+    assert dist[1] < 1e-3 and dist[1] < dist[0] / 5
+
+
+def test_limits_balanced_and_free(problem):
+    """rho -> inf gives solve_discrete's balanced plan; rho -> 0 frees the columns (v -> 0)."""
+    a, b, M = problem
+    exact = no.solve_discrete(a, b, M, EPS)
+    u, v, _ = _dual_maximum(a, b, M, EPS, (INF, 1e6))
+    assert np.abs(no.plan(u, v, M, EPS, a, b) - exact.plan).sum() < 1e-4
+    u0, v0, _ = _dual_maximum(a, b, M, EPS, (INF, 1e-6))
+    assert np.abs(v0).max() < 1e-4
+    # With v = 0 the plan is each row's own thresholded density, u its c-transform of zero.
+    u_free = no.c_transform(np.zeros(6), M, EPS, b)
+    assert np.abs(no.plan(u0, v0, M, EPS, a, b) - no.plan(u_free, np.zeros(6), M, EPS, a, b)).sum() < 1e-4
+
+
+@pytest.mark.parametrize(
+    "potentials, method, lr, tol",
+    [("tabular", "gradient", 1e-2, 0.05), ("tabular", "semi-dual", 1e-2, 0.05), ("mlp", "gradient", 3e-3, 0.1)],
+)
+def test_stochastic_solver_converges_to_the_semi_relaxed_plan(rng, potentials, method, lr, tol):
+    x, y = point_clouds(rng, 30, 30)
+    scale = float(((x[:, None] - y[None]) ** 2).sum(-1).max())
+    cost = no.SqEuclidean(normalize=scale)
+    M = cost(x, y)
+    w = np.ones(30) / 30
+    u_ref, v_ref, _ = _dual_maximum(w, w, M, EPS, (INF, 0.2))
+    T_ref = no.plan(u_ref, v_ref, M, EPS)
+    assert np.abs(T_ref - no.solve_discrete(None, None, M, EPS).plan).sum() > 0.2  # the relaxation changes the plan
+    solver = no.L2Dual(EPS, cost=cost, potentials=potentials, hidden_sizes=(64, 64), batch_size=30, learning_rate=lr,
+                       lr_schedule="cosine", max_steps=3000, seed=0, dtype=th.float64, method=method,
+                       unbalanced=(INF, 0.2), eval_batch_size=256)  # fmt: skip
+    res = solver.fit(x, y)
+    u, v = res.potential_values(th.tensor(x), th.tensor(y))
+    assert np.abs(no.plan(u.numpy(), v.numpy(), M, EPS) - T_ref).sum() < tol
+    if potentials == "tabular":
+        assert res.marginal_error < 0.1  # measured against b (1 - v / rho), not b
+
+
+def test_keypoint_pairs_keep_their_mass_under_relaxation(rng):
+    """Neural potentials: the relaxation acts on the regular points; matched keypoints still carry their mass."""
+    x, y = point_clouds(rng, 30, 30)
+    cost = no.SqEuclidean(normalize="max")
+    pairs = [(0, 0), (1, 5), (2, 9)]
+    solver = no.MaskedL2Dual(EPS, cost=cost, hidden_sizes=(32, 32), batch_size=30, max_steps=200, seed=0,
+                             unbalanced=(INF, 0.2))  # fmt: skip
+    solver.fit(x, y, pairs=pairs)
+    batch = solver.sample_batch(30)
+    uu, vv = solver.potentials_on(batch)
+    rows, cols = solver.target_marginals(batch, uu, vv)
+    K = batch.n_keypoints
+    assert K == 3 and th.equal(rows[:K], batch.wx[:K]) and th.equal(cols[:K], batch.wy[:K])
+    assert not th.allclose(cols[K:], batch.wy[K:])
+
+
+def test_relaxation_penalty_is_weighted_weight_decay():
+    r = MarginalRelaxation(2.0, INF)
+    u, v = th.tensor([1.0, -3.0]), th.tensor([5.0])
+    a, b = th.tensor([0.25, 0.75]), th.tensor([1.0])
+    assert float(r.penalty(u, v, a, b)) == pytest.approx((0.25 * 1 + 0.75 * 9) / 4)
+    assert BALANCED.balanced and float(BALANCED.penalty(u, v, a, b)) == 0.0
+    assert get_relaxation(1.5) == MarginalRelaxation(1.5, 1.5) and get_relaxation(None) is BALANCED
+
+
+@pytest.mark.parametrize(
+    "unbalanced, error, match",
+    [
+        (0.0, ValueError, r"`unbalanced` must be positive"),
+        (-1.0, ValueError, r"`unbalanced` must be positive"),
+        (float("nan"), ValueError, r"`unbalanced` must be positive"),
+        ((1.0, 2.0, 3.0), ValueError, r"two strengths"),
+        ((INF, "a"), TypeError, r"`unbalanced\[1\]` must be a positive float"),
+    ],
+)
+def test_bad_relaxation_is_rejected(unbalanced, error, match):
+    with pytest.raises(error, match=match):
+        no.L2Dual(EPS, unbalanced=unbalanced)
+
+
+def test_methods_that_cannot_relax_say_so():
+    with pytest.raises(ValueError, match="balanced minibatch optimum"):
+        no.L2Dual(EPS, method="exact", unbalanced=(INF, 1.0))
+    with pytest.raises(ValueError, match="relax the columns only"):
+        no.L2Dual(EPS, method="semi-dual", unbalanced=(1.0, INF))
+    no.L2Dual(EPS, method="semi-dual", unbalanced=(INF, 1.0))  # the semi-relaxed problem is fine
+
+
+def test_pot_cannot_take_an_exact_marginal_with_l2_relaxation(rng):
+    """The stumbling block docs/conventions.rst records: POT returns the independent plan a b^T, with a warning only."""
+    M = rng.random((6, 5))
+    a, b = np.ones(6) / 6, np.ones(5) / 5
+    with pytest.warns(RuntimeWarning):
+        res = ot.solve(M, a, b, reg=1.0, reg_type="L2", unbalanced=(INF, 3.0), unbalanced_type="L2")
+    np.testing.assert_array_equal(np.asarray(res.plan), np.outer(a, b))
