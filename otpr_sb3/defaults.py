@@ -212,7 +212,8 @@ class RegimeDefaults:
             policy.guidance.setup_training(**self._training_settings())
 
     def _training_settings(self) -> dict[str, Any]:
-        d = self.dual_kwargs
+        # A model saved before a key of `dual_kwargs` existed loads with that key's default.
+        d = self.dual_kwargs = {**DUAL_KWARGS, **self.dual_kwargs}
         names = ("method", "learning_rate", "batch_size", "steps", "steps_per_batch", "reference_actions", "unbalanced")
         return {**{k: d[k] for k in names}, "use_mask": self.use_mask, "seed": self.seed, "device": self.device}
 

@@ -89,3 +89,29 @@ def test_load_overrides_the_dual_settings_everywhere(tmp_path):
     plain = OTPR.load(tmp_path / "otpr.zip", env=env)  # without overrides: the saved values
     assert plain.policy.guidance.reg == model.reg and plain.policy.guidance.relation_weight == 0.1
     loaded.learn(20)  # the overridden model still trains
+
+
+def test_a_model_saved_before_a_dual_setting_existed_loads_with_its_default(tmp_path):
+    """A zip whose dual_kwargs lack a key added later (``unbalanced``) loads, and that key takes its default."""
+    import json
+    import zipfile
+
+    env = IdentityEnvBox(ep_length=20)
+    model = _trained(env, steps=30)
+    model.save(tmp_path / "new.zip")
+    with zipfile.ZipFile(tmp_path / "new.zip") as src, zipfile.ZipFile(tmp_path / "old.zip", "w") as dst:
+        for item in src.infolist():
+            content = src.read(item.filename)
+            if item.filename == "data":
+                data = json.loads(content)
+                assert "unbalanced" in data["dual_kwargs"]
+                del data["dual_kwargs"]["unbalanced"]
+                content = json.dumps(data).encode()
+            dst.writestr(item, content)
+    loaded = OTPR.load(tmp_path / "old.zip", env=env)
+    assert loaded.dual_kwargs["unbalanced"] is None
+    assert loaded.policy.guidance.trainer.unbalanced is None
+    obs = np.linspace(-1, 1, 5, dtype=np.float32)[:, None]
+    np.testing.assert_allclose(
+        model.predict(obs, deterministic=True)[0], loaded.predict(obs, deterministic=True)[0], atol=1e-4
+    )
