@@ -97,6 +97,10 @@ def arm_of(spec: dict[str, Any]) -> tuple[str, str]:
     """The protocol's arm of a run and its configuration, from the run's ``spec.json``."""
     kwargs, guidance = spec["kwargs"], spec["policy_kwargs"].get("guidance_kwargs", {})
     method = spec["method"]
+    rho = kwargs.get("dual_kwargs", {}).get("unbalanced")
+    if method == "otpr" and rho is not None:  # not an arm of the protocol: the relaxed-marginal probe's
+        masked = "" if kwargs.get("use_mask", True) else ", unmasked"
+        return f"H{masked}, action marginal relaxed", f"reg {kwargs['reg']:g}, rho {rho:g}"
     if method == "otpr" and kwargs.get("use_mask") is False:
         return "H, unmasked", f"reg {kwargs['reg']:g}"
     if method == "otpr":

@@ -1,0 +1,141 @@
+"""Does relaxing the action marginal remove H's stall? The probe runs of ``examples/sweeps/claims_relaxed_probe.toml``.
+
+The stall probe (``stall_probe.py``) puts H's stall at the object on the action potential ``v``: the critic prefers
+closing the fingers there and ``v`` takes that preference back, because closing actions are over-demanded against
+the replay's action marginal, which the balanced dual enforces. Relaxing that marginal with strength ``rho``
+(``dual_kwargs={"unbalanced": rho}``, :mod:`neural_ot.relaxation`) bounds what ``v`` can take back: at the optimum
+``v = rho (1 - q)`` for an action whose plan density is ``q``. ``rho = inf`` is today's H; ``rho -> 0`` is a
+thresholded critic weight.
+
+For every finished run of the probe (regime (a), unmasked H, tuning seeds 100-101): its curve's numbers, the
+dual's diagnostics after it started guiding (``summary.json``), and its final model's failed episodes by kind,
+deterministic and sampled (``failure_kinds.classify_run``: the stall is ``"reached, fingers open"``). Runs already in
+``--out`` are skipped, so the script resumes; ``--table`` writes the page's table from the record::
+
+    python examples/claims/relaxed_probe.py --runs-dir outputs/claims_relaxed/runs --out docs/data/claims/relaxed_probe.json
+    python examples/claims/relaxed_probe.py --table docs/claims_relaxed.inc
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import math
+import os
+from typing import Any
+
+import torch as th
+from claims_tables import ROOT, run_record
+from failure_kinds import _write, classify_run
+
+from otpr_sb3.benchmark.evaluation import read_evaluations
+from otpr_sb3.benchmark.provenance import provenance
+from otpr_sb3.benchmark.report_rst import list_table
+
+RECORD = os.path.join(ROOT, "docs", "data", "claims", "relaxed_probe.json")
+STALL = "reached, fingers open"
+
+
+def rho_of(spec: dict[str, Any]) -> float:
+    """The run's relaxation strength (``inf``: the balanced dual)."""
+    rho = spec["kwargs"].get("dual_kwargs", {}).get("unbalanced")
+    return math.inf if rho is None else float(rho)
+
+
+def probe_entry(run_dir: str, name: str, episodes: int) -> dict[str, Any]:
+    """The record of the finished probe run in ``run_dir`` (classifies its final model: a few minutes)."""
+    with open(os.path.join(run_dir, "spec.json")) as f:
+        spec = json.load(f)
+    with open(os.path.join(run_dir, "summary.json")) as f:
+        summary = json.load(f)
+    run = run_record(spec, summary, read_evaluations(os.path.join(run_dir, "evaluations.csv")))
+    diagnostics = summary.get("diagnostics", {})
+    return {
+        "run": name,
+        "rho": "inf" if rho_of(spec) == math.inf else rho_of(spec),
+        "seed": spec["seed"],
+        "start": summary["start_success"],
+        "final": run["final"],
+        "last_five": run["last_five"],
+        "auc": run["auc"],
+        **{k: diagnostics.get(k) for k in ("marginal_error", "action_marginal_shift", "h_nonzero_frac")},
+        **classify_run(run_dir, spec, episodes),
+        "commit": run["commit"],
+        "cpu": run["cpu"],
+        "provenance": provenance("cpu"),
+    }
+
+
+def table(path: str = RECORD) -> str:
+    """The probe's record as an RST list table: a row per run, balanced first, then by falling ``rho`` and seed."""
+    with open(path) as f:
+        runs = json.load(f)["runs"]
+
+    def order(r: dict[str, Any]) -> tuple[float, int]:
+        return (-math.inf if r["rho"] == "inf" else -float(r["rho"]), r["seed"])
+
+    def num(value: float | None, fmt: str = ".2f") -> str:
+        return "" if value is None else format(value, fmt)
+
+    body = [
+        [
+            "inf (balanced)" if r["rho"] == "inf" else f"{float(r['rho']):g}",
+            str(r["seed"]),
+            num(r["start"]),
+            num(r["final"]),
+            num(r["sampled"]["success"]),
+            str(r["deterministic"][STALL]),
+            str(r["sampled"][STALL]),
+            num(r["last_five"]),
+            num(r["action_marginal_shift"]),
+            num(r["marginal_error"]),
+            num(r["h_nonzero_frac"]),
+        ]
+        for r in sorted(runs, key=order)
+    ]
+    header = [
+        "rho",
+        "seed",
+        "start",
+        "final, deterministic",
+        "final, sampled",
+        "stalls, deterministic",
+        "stalls, sampled",
+        "last five",
+        "action marginal moved",
+        "marginal error",
+        "H > 0 share",
+    ]
+    return list_table(header, body)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs-dir", default="outputs/claims_relaxed/runs")
+    parser.add_argument("--out", default=RECORD)
+    parser.add_argument("--episodes", type=int, default=100)
+    parser.add_argument("--table", help="write the table of --out's record to this file instead")
+    args = parser.parse_args()
+    if args.table:
+        with open(args.table, "w") as f:
+            f.write(table(args.out))
+        return
+    th.set_num_threads(1)
+    record: dict[str, Any] = {"episodes": args.episodes, "runs": []}
+    if os.path.exists(args.out):
+        with open(args.out) as f:
+            record = json.load(f)
+    done = {r["run"] for r in record["runs"]}
+    for path in sorted(glob.glob(os.path.join(args.runs_dir, "*", "*", "s*", "summary.json"))):
+        run_dir = os.path.dirname(path)
+        name = os.path.relpath(run_dir, args.runs_dir)
+        if name in done or not os.path.exists(os.path.join(run_dir, "model.zip")):
+            continue
+        record["runs"].append(probe_entry(run_dir, name, args.episodes))
+        print(json.dumps({k: v for k, v in record["runs"][-1].items() if k != "provenance"}), flush=True)
+        _write(record, args.out)
+
+
+if __name__ == "__main__":
+    main()
