@@ -26,6 +26,7 @@ import glob
 import json
 import os
 import sys
+from collections.abc import Iterator
 from typing import Any
 
 import torch as th
@@ -71,18 +72,8 @@ def main() -> None:
     parser.add_argument("--episodes", type=int, default=100)
     args = parser.parse_args()
     th.set_num_threads(1)
-    record: dict[str, Any] = {"episodes": args.episodes, "acting": list(ACTING), "runs": []}
-    if os.path.exists(args.out):
-        with open(args.out) as f:
-            record = json.load(f)
-        if record["episodes"] != args.episodes:
-            raise ValueError(f"{args.out} holds {record['episodes']}-episode counts; `--episodes` is {args.episodes}")
-    done = {r["run"] for r in record["runs"]}
-    for path in sorted(glob.glob(os.path.join(args.runs_dir, "*", "*", "s*", "model.zip"))):
-        run_dir = os.path.dirname(path)
-        name = os.path.relpath(run_dir, args.runs_dir)
-        if name in done or not os.path.exists(os.path.join(run_dir, "summary.json")):
-            continue
+    record = load_record(args.out, {"episodes": args.episodes, "acting": list(ACTING), "runs": []})
+    for run_dir, name in runs_to_classify(args.runs_dir, {r["run"] for r in record["runs"]}):
         with open(os.path.join(run_dir, "spec.json")) as f:
             spec = json.load(f)
         with open(os.path.join(run_dir, "summary.json")) as f:
@@ -110,6 +101,26 @@ def main() -> None:
             record["bc"].append({"regime": "a", "seed": seed, **counts})
             print(json.dumps({"bc": seed, **{how: counts[how]["success"] for how in ACTING}}), flush=True)
             _write(record, args.out)
+
+
+def load_record(path: str, empty: dict[str, Any]) -> dict[str, Any]:
+    """The record at ``path`` to resume (``empty`` if there is none); raises if its episode count differs."""
+    if not os.path.exists(path):
+        return empty
+    with open(path) as f:
+        record = json.load(f)
+    if record["episodes"] != empty["episodes"]:
+        raise ValueError(f"{path} holds {record['episodes']}-episode counts; `--episodes` is {empty['episodes']}")
+    return record
+
+
+def runs_to_classify(runs_dir: str, done: set[str]) -> Iterator[tuple[str, str]]:
+    """``(run directory, name relative to runs_dir)`` of each finished run with a final model, not in ``done``."""
+    for path in sorted(glob.glob(os.path.join(runs_dir, "*", "*", "s*", "model.zip"))):
+        run_dir = os.path.dirname(path)
+        name = os.path.relpath(run_dir, runs_dir)
+        if name not in done and os.path.exists(os.path.join(run_dir, "summary.json")):
+            yield run_dir, name
 
 
 def _write(record: dict[str, Any], path: str) -> None:

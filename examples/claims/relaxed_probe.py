@@ -19,7 +19,6 @@ deterministic and sampled (``failure_kinds.classify_run``: the stall is ``"reach
 from __future__ import annotations
 
 import argparse
-import glob
 import json
 import math
 import os
@@ -27,7 +26,7 @@ from typing import Any
 
 import torch as th
 from claims_tables import ROOT, run_record
-from failure_kinds import _write, classify_run
+from failure_kinds import _write, classify_run, load_record, runs_to_classify
 
 from otpr_sb3.benchmark.evaluation import read_evaluations
 from otpr_sb3.benchmark.provenance import provenance
@@ -122,16 +121,8 @@ def main() -> None:
             f.write(table(args.out))
         return
     th.set_num_threads(1)
-    record: dict[str, Any] = {"episodes": args.episodes, "runs": []}
-    if os.path.exists(args.out):
-        with open(args.out) as f:
-            record = json.load(f)
-    done = {r["run"] for r in record["runs"]}
-    for path in sorted(glob.glob(os.path.join(args.runs_dir, "*", "*", "s*", "summary.json"))):
-        run_dir = os.path.dirname(path)
-        name = os.path.relpath(run_dir, args.runs_dir)
-        if name in done or not os.path.exists(os.path.join(run_dir, "model.zip")):
-            continue
+    record = load_record(args.out, {"episodes": args.episodes, "runs": []})
+    for run_dir, name in runs_to_classify(args.runs_dir, {r["run"] for r in record["runs"]}):
         record["runs"].append(probe_entry(run_dir, name, args.episodes))
         print(json.dumps({k: v for k, v in record["runs"][-1].items() if k != "provenance"}), flush=True)
         _write(record, args.out)
