@@ -180,7 +180,8 @@ class DualResult:
     marginal_error : float
         Last estimate of the relative marginal error (NaN if never evaluated): a Monte-Carlo estimate on
         ``eval_batch_size`` points, with a noise floor of order ``1 / sqrt(eval_batch_size * fraction of
-        pairs with H > 0)``.
+        pairs with H > 0)``. Under ``unbalanced``, measured against the marginals of the relaxed optimum
+        (:mod:`neural_ot.relaxation`).
     history : dict of lists
         ``step``, ``objective``, ``marginal_error``, ``reg`` and ``lr`` at each evaluation.
     keypoints : (torch.Tensor, torch.Tensor, torch.Tensor), optional
