@@ -1,0 +1,118 @@
+"""The relaxed-marginal probe on the claims page: its table, its sentences and the report it chose (docs/claims.rst)."""
+
+import json
+import math
+import tomllib
+from pathlib import Path
+
+import pytest
+from otpr_helpers import load_script
+
+ROOT = Path(__file__).resolve().parents[1]
+RECORD = ROOT / "docs" / "data" / "claims" / "relaxed_probe.json"
+RUNS = ROOT / "results" / "claims" / "relaxed_probe" / "runs"
+
+
+@pytest.fixture(scope="module")
+def probe():
+    return load_script("examples/claims/relaxed_probe.py")
+
+
+@pytest.fixture(scope="module")
+def runs():
+    return json.loads(RECORD.read_text())["runs"]
+
+
+def _by(runs):
+    return {(str(r["rho"]), r["seed"]): r for r in runs}
+
+
+def test_table_is_the_record(probe):
+    assert (ROOT / "docs" / "claims_relaxed.inc").read_text() == probe.table(str(RECORD))
+
+
+def test_record_matches_the_committed_runs(runs):
+    """Each entry's numbers are its committed run's; all six runs share one commit and CPU kind."""
+    claims_tables = load_script("examples/claims/claims_tables.py")
+    from otpr_sb3.benchmark.evaluation import read_evaluations
+
+    assert sorted((str(r["rho"]), r["seed"]) for r in runs) == sorted(
+        (rho, s) for rho in ("inf", "1.0", "0.1") for s in (100, 101)
+    )
+    for r in runs:
+        run_dir = RUNS / r["run"]
+        spec = json.loads((run_dir / "spec.json").read_text())
+        summary = json.loads((run_dir / "summary.json").read_text())
+        record = claims_tables.run_record(spec, summary, read_evaluations(str(run_dir / "evaluations.csv")))
+        assert (r["final"], r["last_five"], r["auc"], r["start"]) == (
+            record["final"], record["last_five"], record["auc"], summary["start_success"],
+        )  # fmt: skip
+        assert r["deterministic"]["success"] == r["final"]  # the classifier reproduces the run's final evaluation
+        rho = spec["kwargs"]["dual_kwargs"].get("unbalanced")
+        assert str(r["rho"]) == ("inf" if rho is None else str(rho))
+    assert {(r["commit"], r["cpu"]) for r in runs} == {("14a9642", "AMD EPYC")}
+
+
+def test_sentences(runs):
+    page = " ".join((ROOT / "docs" / "claims.rst").read_text().split())
+    by = _by(runs)
+
+    def seeds(rho, get):
+        return [get(by[(rho, s)]) for s in (100, 101)]
+
+    def stalls(r):
+        return r["deterministic"]["reached, fingers open"]
+
+    assert seeds("1.0", stalls) == [4, 5] and seeds("inf", stalls) == [28, 9]
+    assert seeds("1.0", lambda r: r["final"]) == [0.91, 0.93] and seeds("inf", lambda r: r["final"]) == [0.69, 0.86]
+    assert (
+        "At ``rho = 1`` the deterministic final models stall at the object in 4 and 5 of 100 episodes, against 28 and 9 "
+        "for the balanced dual on the same seeds, and end at 0.91 and 0.93 against 0.69 and 0.86." in page
+    )
+    assert seeds("0.1", stalls) == [0, 6]
+    assert seeds("0.1", lambda r: r["deterministic"]["held, not placed"]) == [8, 9]
+    assert seeds("1.0", lambda r: r["deterministic"]["held, not placed"]) == [3, 2]
+    assert seeds("0.1", lambda r: r["final"]) == [0.84, 0.79]
+    assert (
+        "At ``rho = 0.1`` the models stall in 0 and 6 episodes but hold the object without placing it in 8 and 9 (3 and "
+        "2 at ``rho = 1``), and end at 0.84 and 0.79." in page
+    )
+    means = {rho: round(sum(seeds(rho, lambda r: r["last_five"])) / 2, 2) for rho in ("inf", "1.0", "0.1")}
+    assert means == {"1.0": 0.89, "0.1": 0.84, "inf": 0.81}
+    assert "0.89 at ``rho = 1``, 0.84 at ``rho = 0.1``, 0.81 balanced" in page
+    # "The advantage arm's tuning runs on the same seeds had 0.77, at another commit (02a25da)"
+    claims_tables = load_script("examples/claims/claims_tables.py")
+    from otpr_sb3.benchmark.evaluation import read_evaluations
+
+    adv = []
+    for d in sorted((ROOT / "results" / "claims" / "tuning" / "runs" / "FetchPickAndPlace").glob("otpr-adv-*/s*")):
+        spec = json.loads((d / "spec.json").read_text())
+        if spec["policy_kwargs"]["guidance_kwargs"]["temperature"] == 0.675:
+            summary = json.loads((d / "summary.json").read_text())
+            adv.append(claims_tables.run_record(spec, summary, read_evaluations(str(d / "evaluations.csv"))))
+    assert sorted(r["seed"] for r in adv) == [100, 101] and {r["commit"] for r in adv} == {"02a25da"}
+    assert round(sum(r["last_five"] for r in adv) / 2, 2) == 0.77
+    assert "The advantage arm's tuning runs on the same seeds had 0.77, at another commit (``02a25da``)" in page
+
+
+def test_the_report_runs_the_chosen_rho_against_regime_a_arms(runs):
+    """The tuning rule (higher mean last five over seeds 100-101) keeps rho = 1; the report's other arms are (a)'s."""
+    relaxed = [r for r in runs if r["rho"] != "inf"]
+    mean = {}
+    for r in relaxed:
+        mean.setdefault(float(r["rho"]), []).append(r["last_five"])
+    chosen = max(mean, key=lambda rho: sum(mean[rho]) / len(mean[rho]))
+    assert chosen == 1.0 and "keeps ``rho = 1``" in " ".join((ROOT / "docs" / "claims.rst").read_text().split())
+    report = tomllib.loads((ROOT / "examples" / "sweeps" / "claims_relaxed_report.toml").read_text())
+    regime_a = tomllib.loads((ROOT / "examples" / "sweeps" / "claims_report_a.toml").read_text())
+    assert report["defaults"]["seeds"] == list(range(10))
+    for key in ("env", "steps", "eval_freq", "eval_episodes", "final_eval_episodes"):
+        assert report["defaults"][key] == regime_a["defaults"][key]
+    arms = report["runs"]
+    assert arms[0]["kwargs"]["dual_kwargs"]["unbalanced"] == chosen
+    unrelaxed = dict(arms[0]["kwargs"], dual_kwargs={"reference_actions": 256})
+    unmasked_a = next(r for r in regime_a["runs"] if r.get("kwargs", {}).get("use_mask") is False)
+    assert unrelaxed == unmasked_a["kwargs"] == arms[1]["kwargs"]
+    advantage_a = next(r for r in regime_a["runs"] if r["methods"] == ["otpr-adv"])
+    assert arms[2] == advantage_a
+    assert not math.isinf(chosen)
