@@ -116,3 +116,9 @@ def test_the_report_runs_the_chosen_rho_against_regime_a_arms(runs):
     advantage_a = next(r for r in regime_a["runs"] if r["methods"] == ["otpr-adv"])
     assert arms[2] == advantage_a
     assert not math.isinf(chosen)
+
+
+def test_report_verdicts_are_the_committed_runs(probe):
+    """The verdicts include is regenerated from results/claims/relaxed_report/runs (none, or pending, at first)."""
+    assert (ROOT / "docs" / "claims_relaxed_verdicts.inc").read_text() == probe.report_verdicts()
+    assert ".. include:: claims_relaxed_verdicts.inc" in (ROOT / "docs" / "claims.rst").read_text()

@@ -237,11 +237,11 @@ def tables_of(runs: list[dict[str, Any]], failures_path: str | None = FAILURES) 
     return out
 
 
-def verdicts(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One row per regime, comparison and metric that has at least one paired seed."""
+def verdicts(runs: list[dict[str, Any]], comparisons: tuple[tuple[str, str, str], ...] = COMPARISONS) -> list[dict[str, Any]]:
+    """One row per regime, comparison (``(claim, arm A, arm B)``) and metric that has at least one paired seed."""
     rows = []
     for regime in ("a", "b", "c", "d"):
-        for claim, a, b in COMPARISONS:
+        for claim, a, b in comparisons:
             first = {r["seed"]: r for r in runs if (r["regime"], r["arm"]) == (regime, a)}
             second = {r["seed"]: r for r in runs if (r["regime"], r["arm"]) == (regime, b)}
             seeds = sorted(set(first) & set(second))

@@ -7,13 +7,16 @@ the replay's action marginal, which the balanced dual enforces. Relaxing that ma
 ``v = rho (1 - q)`` for an action whose plan density is ``q``. ``rho = inf`` is today's H; ``rho -> 0`` is a
 thresholded critic weight.
 
-For every finished run of the probe (regime (a), unmasked H, tuning seeds 100-101): its curve's numbers, the
+The probe: for every finished run (regime (a), unmasked H, tuning seeds 100-101): its curve's numbers, the
 dual's diagnostics after it started guiding (``summary.json``), and its final model's failed episodes by kind,
 deterministic and sampled (``failure_kinds.classify_run``: the stall is ``"reached, fingers open"``). Runs already in
 ``--out`` are skipped, so the script resumes; ``--table`` writes the page's table from the record::
 
     python examples/claims/relaxed_probe.py --runs-dir outputs/claims_relaxed/runs --out docs/data/claims/relaxed_probe.json
     python examples/claims/relaxed_probe.py --table docs/claims_relaxed.inc
+
+The report (``examples/sweeps/claims_relaxed_report.toml``, seeds 0-9, collected in ``results/claims/relaxed_report/runs``):
+``--report`` writes its verdicts, by the claims protocol's decision rule, to ``docs/claims_relaxed_verdicts.inc``.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from typing import Any
 
 import torch as th
 from claims_tables import ROOT, run_record
+from claims_verdicts import report_runs, verdict_table, verdicts
 from failure_kinds import _write, classify_run, load_record, runs_to_classify
 
 from otpr_sb3.benchmark.evaluation import read_evaluations
@@ -33,7 +37,17 @@ from otpr_sb3.benchmark.provenance import provenance
 from otpr_sb3.benchmark.report_rst import list_table
 
 RECORD = os.path.join(ROOT, "docs", "data", "claims", "relaxed_probe.json")
+REPORT = os.path.join(ROOT, "results", "claims", "relaxed_report", "runs")
 STALL = "reached, fingers open"
+RELAXED = "H, unmasked, action marginal relaxed"
+#: The report's comparisons, ``(label, arm A, arm B)``: "A beats B".
+COMPARISONS = (("relaxed", RELAXED, "H, unmasked"), ("relaxed", RELAXED, "advantage"))
+
+
+def report_verdicts(runs_dir: str = REPORT) -> str:
+    """The report's verdicts as an RST table (a sentence while no seed of a comparison is paired)."""
+    rows = verdicts(report_runs(runs_dir), COMPARISONS) if os.path.isdir(runs_dir) else []
+    return verdict_table(rows) if rows else "No seed of the report has finished in every arm yet.\n"
 
 
 def rho_of(spec: dict[str, Any]) -> float:
@@ -115,7 +129,12 @@ def main() -> None:
     parser.add_argument("--out", default=RECORD)
     parser.add_argument("--episodes", type=int, default=100)
     parser.add_argument("--table", help="write the table of --out's record to this file instead")
+    parser.add_argument("--report", action="store_true", help="write the report's verdicts to the docs instead")
     args = parser.parse_args()
+    if args.report:
+        with open(os.path.join(ROOT, "docs", "claims_relaxed_verdicts.inc"), "w") as f:
+            f.write(report_verdicts())
+        return
     if args.table:
         with open(args.table, "w") as f:
             f.write(table(args.out))
