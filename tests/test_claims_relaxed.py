@@ -122,3 +122,14 @@ def test_report_verdicts_are_the_committed_runs(probe):
     """The verdicts include is regenerated from results/claims/relaxed_report/runs (none, or pending, at first)."""
     assert (ROOT / "docs" / "claims_relaxed_verdicts.inc").read_text() == probe.report_verdicts()
     assert ".. include:: claims_relaxed_verdicts.inc" in (ROOT / "docs" / "claims.rst").read_text()
+
+
+def test_readme_points_to_the_relaxation():
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    assert (
+        "Relaxing the action marginal that `v(a)` enforces, `dual_kwargs=dict(unbalanced=1.0)`, removed most of those "
+        "stalls on the two tuning seeds; whether it beats the balanced `H` and the advantage weights is being decided on "
+        "ten seeds" in readme
+    )
+    report = tomllib.loads((ROOT / "examples" / "sweeps" / "claims_relaxed_report.toml").read_text())
+    assert report["runs"][0]["kwargs"]["dual_kwargs"]["unbalanced"] == 1.0
