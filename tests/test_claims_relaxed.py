@@ -128,8 +128,8 @@ def test_readme_points_to_the_relaxation():
     readme = " ".join((ROOT / "README.md").read_text().split())
     assert (
         "Relaxing the action marginal that `v(a)` enforces, `dual_kwargs=dict(unbalanced=1.0)`, removed most of the "
-        "stalls at the object on the two tuning seeds; whether it beats the balanced `H` and the advantage weights is being decided on "
-        "ten seeds" in readme
+        "stalls at the object on the two tuning seeds; whether it beats the balanced `H` and the advantage weights is "
+        "being decided on ten seeds" in readme
     )
     report = tomllib.loads((ROOT / "examples" / "sweeps" / "claims_relaxed_report.toml").read_text())
     assert report["runs"][0]["kwargs"]["dual_kwargs"]["unbalanced"] == 1.0

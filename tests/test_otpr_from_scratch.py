@@ -532,3 +532,19 @@ def test_semi_relaxed_dual_diagnostics_and_round_trip(tmp_path):
 def test_bad_relaxation_is_rejected_by_otpr(dual_kwargs, match):
     with pytest.raises(ValueError, match=match):
         OTPR("MlpPolicy", IdentityEnvBox(ep_length=20), dual_kwargs=dual_kwargs)
+
+
+def test_semi_relaxed_dual_with_the_keypoint_mask():
+    """Masked (the default) and relaxed: keypoint pairs keep their mass, the regular actions' marginal is relaxed."""
+    model = OTPR("MlpPolicy", IdentityEnvBox(ep_length=20), seed=0, **fast(dual_kwargs={"unbalanced": 0.5}))
+    model.pretrain(identity_demos(), n_steps=5)
+    model.learn(40)
+    trainer = model.policy.guidance.trainer
+    assert trainer.masked and trainer.solver.relaxation.rho_y == 0.5
+    diag = model.dual_diagnostics(24)
+    assert all(np.isfinite(diag[k]) for k in ("marginal_error", "action_marginal_shift", "h_nonzero_frac_heldout"))
+    batch = trainer.solver.sample_batch(24)
+    u, v = trainer.solver.potentials_on(batch)
+    rows, cols = trainer.solver.target_marginals(batch, u, v)
+    K = batch.n_keypoints
+    assert K > 0 and th.equal(cols[:K], batch.wy[:K]) and th.equal(rows, batch.wx)
