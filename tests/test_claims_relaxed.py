@@ -138,3 +138,22 @@ def test_readme_points_to_the_relaxation():
     )
     report = tomllib.loads((ROOT / "examples" / "sweeps" / "claims_relaxed_report.toml").read_text())
     assert report["runs"][0]["kwargs"]["dual_kwargs"]["unbalanced"] == 1.0
+
+
+def test_regime_c_stall_probe_sentence():
+    """ "On seed 0, H is stalled at step 30 in 27 of 30 probed episodes ... (-4.01 of -6.03) ... +2.02"."""
+    record = json.loads((ROOT / "docs" / "data" / "claims" / "stall_probe_c.json").read_text())
+    assert record["args"]["regime"] == "c" and record["args"]["arm"] == "H" and record["args"]["episodes"] == 30
+    (row,) = record["rows"]
+    assert (row["seed"], row["stalled"], row["h_critic_prefers_close"]) == (0, 27, 1.0)
+    assert (round(row["h_v"], 2), round(row["h_cost"], 2), round(row["h_score"], 2)) == (-4.01, -6.03, 2.02)
+    assert 0.6 < row["h_v"] / row["h_cost"] < 0.7  # "two thirds"
+    assert row["h_gripper"] > 0 > row["adv_gripper"]  # H's actor opens, the advantage actor closes
+    regime_a = json.loads((ROOT / "docs" / "data" / "claims" / "stall_probe.json").read_text())["rows"]
+    assert len(regime_a) == 10 and sum(r["h_score"] > 0 for r in regime_a) == 7  # "as it does on 7 of (a)'s 10 seeds"
+    page = " ".join((ROOT / "docs" / "claims.rst").read_text().split())
+    assert (
+        "On seed 0, H is stalled at step 30 in 27 of 30 probed episodes, and its critic prefers closing at every "
+        "stalled state. ``v`` takes back two thirds of that preference (-4.01 of -6.03), but H's score still prefers "
+        "closing (``z`` close - open +2.02), as it does on 7 of regime (a)'s 10 seeds" in page
+    )
