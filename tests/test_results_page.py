@@ -145,6 +145,29 @@ def test_metaworld_table_is_the_report_of_the_collected_runs(tmp_path):
     assert "No robosuite run has finished yet" not in page or not any(robosuite.glob("*/*/s*/summary.json"))
 
 
+def test_robosuite_table_is_the_report_of_the_collected_runs(tmp_path):
+    """docs/results/robosuite/summary.rst is ``otpr report`` of results/robosuite/runs, and the sentence before it holds."""
+    import json
+
+    from otpr_sb3.benchmark.report import build_report
+
+    runs = ROOT / "results" / "robosuite" / "runs"
+    build_report(str(runs), str(tmp_path))
+    assert (tmp_path / "summary.rst").read_text() == (ROOT / "docs" / "results" / "robosuite" / "summary.rst").read_text()
+    page = " ".join((ROOT / "docs" / "results.rst").read_text().split())
+    assert ".. include:: results/robosuite/summary.rst" in page
+    finals = {
+        (p.parts[-4], p.parts[-3], p.parts[-2]): json.loads(p.read_text())["final_success"]
+        for p in runs.glob("*/*/s*/summary.json")
+    }
+    assert finals[("RobosuiteLift", "bc", "s0")] == 0.52 and finals[("RobosuitePickPlaceCan", "bc", "s0")] == 0.26
+    assert all(0.2 <= finals[(task, "bc", "s0")] <= 0.6 for task in ("RobosuiteLift", "RobosuitePickPlaceCan"))
+    assert (
+        "behaviour cloning on seed 0, 0.52 on ``RobosuiteLift-v1`` and 0.26 on ``RobosuitePickPlaceCan-v1``, both inside "
+        "the 20-60% band" in page
+    )
+
+
 def test_metaworld_assembly_bc_sentence():
     """ "behaviour cloning on MetaWorldAssembly-v3's seed 0 reaches 0.12, below ... the calibration seed (100) ... (0.44)"."""
     import json
