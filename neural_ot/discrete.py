@@ -25,6 +25,7 @@ import torch as th
 from neural_ot._arrays import ArrayLike, is_numpy, result_dtype, to_output, to_tensor
 from neural_ot._dual_problem import _Problem
 from neural_ot._newton import _newton
+from neural_ot._relaxed_discrete import plan_and_errors, relaxed_values, solve_relaxed
 from neural_ot._validation import (
     check_equal_mass,
     check_mask,
@@ -35,6 +36,7 @@ from neural_ot._validation import (
 )
 from neural_ot.duals import _dual_value, relative_marginal_errors
 from neural_ot.regularizers import Regularizer, get_regularizer
+from neural_ot.relaxation import MarginalRelaxation, get_relaxation
 from neural_ot.results import OTResult
 
 
@@ -65,6 +67,7 @@ def solve_discrete(
     cg_max_iter: int = 1000,
     verbose: bool = False,
     potentials_init: tuple[ArrayLike, ArrayLike] | None = None,
+    unbalanced: float | tuple[float, float] | None = None,
 ) -> OTResult:
     r"""Solve regularised OT between discrete measures exactly (to ``tol``), with an optional mask.
 
@@ -104,6 +107,11 @@ def solve_discrete(
     potentials_init : (array-like (n,), array-like (m,)), optional
         A warm start: potentials ``(u, v)`` in cost units (``OTResult.potentials`` of an earlier solve, of this
         or a nearby problem). Newton then starts from them at the target ``reg``, without continuation.
+    unbalanced : float or (float, float), optional
+        Relax the marginals with a quadratic penalty (:mod:`neural_ot.relaxation`; ``(inf, rho)``: semi-relaxed).
+        The masses of ``a`` and ``b`` may then differ. Solved by L-BFGS on the relaxed dual
+        (``max_iter`` counts its iterations, ``potentials_init`` is not used), to
+        ``tol`` against the marginals of the relaxed optimum.
 
     Returns
     -------
@@ -134,7 +142,10 @@ def solve_discrete(
     data = (M, a, b)  # as given, for the gradient; the solver works on detached copies
     M, a, b = (t.detach() if isinstance(t, th.Tensor) else t for t in data)
     weights_dtype = th.float64 if a is None and b is None else result_dtype(a, b)
-    full = _validated_problem(a, b, M, mask, regularizer, tol, weights_dtype)
+    relaxation = get_relaxation(unbalanced)
+    full = _validated_problem(a, b, M, mask, regularizer, tol, weights_dtype, relaxation.balanced)
+    if not relaxation.balanced:
+        return _relaxed(full, relaxation, tol, max_iter, is_numpy(M), result_dtype(M, a, b))
     init = None if potentials_init is None else _warm_start(potentials_init, full.C)
     with _one_thread_if_small(full.C):
         u, v, n_iter, converged, sweeps = _solve_on_support(full, tol, max_iter, cg_max_iter, verbose, init)
@@ -162,6 +173,30 @@ def _envelope_value(
     return (dual - dual.detach() + value).to(dtype)
 
 
+def _relaxed(
+    full: _Problem, relaxation: MarginalRelaxation, tol: float, max_iter: int, as_numpy: bool, out_dtype: th.dtype
+) -> OTResult:
+    """Solve and assemble a relaxed problem."""
+    with _one_thread_if_small(full.C):
+        u, v, n_iter, converged = solve_relaxed(full, relaxation, tol, max_iter)
+    H, T, errors = plan_and_errors(full, relaxation, u, v)
+    value, value_dual, transport = relaxed_values(full, relaxation, u, v, H, T)
+    if not converged:
+        warnings.warn(
+            f"solve_discrete did not reach tol={tol:g} on the relaxed problem (marginal errors {errors[0]:.3g}, "
+            f"{errors[1]:.3g}) in {n_iter} L-BFGS iterations",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+
+    def out(t: th.Tensor) -> ArrayLike:
+        return to_output(t, as_numpy, out_dtype)
+
+    return OTResult(
+        out(T), out(u), out(v), out(H), value, value_dual, transport, errors, n_iter, converged, full.r.reg, full.r.name
+    )
+
+
 def rounding_floor(dtype: th.dtype, n: int, m: int = 1) -> float:
     """Relative marginal error that rounding to ``dtype`` alone can cause in a sum over ``max(n, m)`` entries.
 
@@ -181,11 +216,13 @@ def _validated_problem(
     regularizer: Regularizer,
     tol: float,
     weights_dtype: th.dtype = th.float64,
+    balanced: bool = True,
 ) -> _Problem:
     """Build the float64 problem after every check of :func:`solve_discrete`'s contract.
 
     Weights of a lower precision than float64 must have equal mass up to their own rounding
-    (:func:`rounding_floor`), not up to ``tol``; the problem solved gives ``b`` the mass of ``a``.
+    (:func:`rounding_floor`), not up to ``tol``; the problem solved gives ``b`` the mass of ``a``. A relaxed problem
+    (``balanced=False``) takes the weights as given, of any masses.
     """
     C = to_tensor(M, "M", dtype=th.float64)
     check_matrix(C, "M")
@@ -196,12 +233,14 @@ def _validated_problem(
     check_weights(bt, m, "b")
     # `b` is rescaled to the mass of `a`, which leaves the relative mismatch in the marginal errors: more than
     # `tol` could never converge.
-    check_equal_mass(at, bt, rtol=max(tol, rounding_floor(weights_dtype, n, m)))
+    if balanced:
+        check_equal_mass(at, bt, rtol=max(tol, rounding_floor(weights_dtype, n, m)))
     maskt = None
     if mask is not None:
         maskt = to_tensor(mask, "mask", th.float64, C.device)
         check_mask(maskt, (n, m))
-        check_masked_feasibility(at, bt, maskt, rtol=tol)
+        if balanced:
+            check_masked_feasibility(at, bt, maskt, rtol=tol)
     return _Problem(at, bt, C, maskt, regularizer)
 
 
@@ -347,6 +386,7 @@ def solve(
     max_iter: int = 500,
     verbose: bool = False,
     potentials_init: tuple[ArrayLike, ArrayLike] | None = None,
+    unbalanced: float | tuple[float, float] | None = None,
 ) -> OTResult:
     r"""Solve a regularised discrete OT problem, in the call form of POT's ``ot.solve``.
 
@@ -372,6 +412,9 @@ def solve(
         0/1 support mask (see :func:`solve_discrete`).
     tol, max_iter, verbose, potentials_init
         As in :func:`solve_discrete` (``potentials_init``: a warm start from earlier potentials).
+    unbalanced : float or (float, float), optional
+        Quadratic relaxation of the marginals, as POT's ``unbalanced`` with ``unbalanced_type="L2"`` but in the density
+        convention (:mod:`neural_ot.relaxation`); ``(inf, rho)`` is semi-relaxed.
 
     Returns
     -------
@@ -390,4 +433,6 @@ def solve(
     """
     if reg is None:
         raise ValueError("`reg` is required (neural_ot solves regularised OT; use ot.emd for the unregularised problem)")
-    return solve_discrete(a, b, M, reg, reg_type, mask, tol, max_iter, verbose=verbose, potentials_init=potentials_init)
+    return solve_discrete(
+        a, b, M, reg, reg_type, mask, tol, max_iter, verbose=verbose, potentials_init=potentials_init, unbalanced=unbalanced
+    )

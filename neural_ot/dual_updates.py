@@ -16,7 +16,8 @@ targets) is shared by the ``steps_per_batch`` optimiser steps on one minibatch.
 
 A rule carries the problem's :class:`~neural_ot.relaxation.MarginalRelaxation`: gradient ascent takes any;
 the semi-dual keeps the rows exact (its ``u`` is the c-transform), so it takes a relaxed column marginal only;
-the exact regression needs the balanced problem of :func:`~neural_ot.solve_discrete`.
+the exact regression stays balanced (its targets are shifted along the balanced dual's free direction ``(u + t, v - t)``,
+which a relaxed dual does not have, and keypoint columns would be relaxed too).
 """
 
 from __future__ import annotations

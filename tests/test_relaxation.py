@@ -195,3 +195,49 @@ def test_pot_cannot_take_an_exact_marginal_with_l2_relaxation(rng):
     with pytest.warns(RuntimeWarning):
         res = ot.solve(M, a, b, reg=1.0, reg_type="L2", unbalanced=(INF, 3.0), unbalanced_type="L2")
     np.testing.assert_array_equal(np.asarray(res.plan), np.outer(a, b))
+
+
+@pytest.mark.parametrize("unbalanced", [(INF, 0.3), (INF, 3.0), (0.5, INF), (0.4, 1.5)])
+def test_solve_discrete_relaxed_matches_the_primal_qp(problem, unbalanced):
+    """The exact relaxed solve: the QP's plan and value, strong duality, and marginal errors (vs the optimum's) at tol."""
+    a, b, M = problem
+    T_ref, primal = _relaxed_qp(a, b, M, EPS, *unbalanced)
+    res = no.solve_discrete(a, b, M, EPS, unbalanced=unbalanced)
+    assert res.status == "converged" and max(res.marginal_errors) <= 1e-9
+    assert np.abs(res.plan - T_ref).sum() < 1e-6
+    assert res.value == pytest.approx(primal, abs=1e-9) and res.value_dual == pytest.approx(res.value, abs=1e-10)
+    rows, cols = get_relaxation(unbalanced).marginals(*(th.as_tensor(t) for t in (res.u, res.v, a, b)))
+    np.testing.assert_allclose(res.plan.sum(1), rows.numpy(), atol=1e-9)
+    np.testing.assert_allclose(res.plan.sum(0), cols.numpy(), atol=1e-9)
+
+
+def test_solve_relaxed_takes_unequal_masses_and_pot_spelling(problem):
+    """A relaxed side may carry another mass than the exact one; ``neural_ot.solve`` takes ``unbalanced`` as POT."""
+    a, b, M = problem
+    T_ref, _ = _relaxed_qp(a, 1.7 * b, M, EPS, INF, 0.3)
+    res = no.solve(M, a, 1.7 * b, reg=EPS, unbalanced=(INF, 0.3))
+    assert res.status == "converged" and np.abs(res.plan - T_ref).sum() < 1e-6
+    np.testing.assert_allclose(res.plan.sum(1), a, atol=1e-9)  # the exact side keeps its mass
+    with pytest.raises(ValueError, match="equal total mass"):
+        no.solve(M, a, 1.7 * b, reg=EPS)  # balanced: refused, as before
+
+
+def test_solve_relaxed_limits_and_entropic(problem, rng):
+    a, b, M = problem
+    balanced = no.solve_discrete(a, b, M, EPS)
+    near = no.solve_discrete(a, b, M, EPS, unbalanced=(INF, 1e5))
+    assert np.abs(near.plan - balanced.plan).sum() < 1e-3
+    # entropic: strong duality, and the plan of the generic dual maximum (L-BFGS on dual_objective)
+    res = no.solve_discrete(a, b, M, EPS, reg_type="entropic", unbalanced=(INF, 0.5))
+    assert res.status == "converged" and res.value_dual == pytest.approx(res.value, abs=1e-10)
+    Mt, at, bt = th.tensor(M), th.tensor(a), th.tensor(b)
+
+    def neg(x):
+        x = th.tensor(x, requires_grad=True)
+        d = no.dual_objective(x[:7], x[7:], Mt, EPS, at, bt, reg_type="entropic", unbalanced=(INF, 0.5))
+        (-d).backward()
+        return -float(d.detach()), x.grad.numpy()
+
+    sol = minimize(neg, np.zeros(13), jac=True, method="L-BFGS-B", options={"gtol": 1e-12, "ftol": 1e-16, "maxiter": 20000})
+    T = no.plan(sol.x[:7], sol.x[7:], M, EPS, a, b, reg_type="entropic")
+    assert np.abs(T - res.plan).sum() < 1e-6

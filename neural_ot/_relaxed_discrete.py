@@ -1,0 +1,120 @@
+r"""Exact discrete OT with relaxed marginals (:mod:`neural_ot.relaxation`), for :func:`neural_ot.solve_discrete`.
+
+The relaxed dual is strongly concave in the potential of every relaxed side, so it is maximised by L-BFGS (scipy, in
+float64) rather than by the balanced problem's Newton method. When one side is exact (the semi-relaxed problem), its
+potential is the smooth c-transform of the other's (:meth:`~neural_ot.regularizers.Regularizer.row_potential`, which
+holds that side's marginal exactly), and only the relaxed side's potential is optimised: by the envelope theorem the
+gradient is that of the dual at the c-transform. It stops when the plan's marginals are within ``tol`` (relative L1)
+of those the optimum has, ``a (1 - u / rho_x)`` and ``b (1 - v / rho_y)``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import torch as th
+from scipy.optimize import minimize, root
+
+from neural_ot._dual_problem import _Problem
+from neural_ot.duals import _dual_value, relative_marginal_errors
+from neural_ot.relaxation import MarginalRelaxation
+
+
+class _Converged(Exception):
+    """Raised from the L-BFGS callback once ``tol`` is met (scipy has no stopping rule on marginals)."""
+
+
+def _potentials(prob: _Problem, relaxation: MarginalRelaxation, x: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
+    """``(u, v)`` from the optimised variables: both, or the relaxed side with the exact side's c-transform."""
+    n, m = prob.shape
+    keep = None if prob.mask is None else prob.mask > 0
+    if relaxation.rho_x == math.inf:
+        v = x
+        return prob.r.row_potential(prob.C - v[None, :], prob.b, keep), v
+    if relaxation.rho_y == math.inf:
+        u = x
+        return u, prob.r.row_potential(prob.C.T - u[None, :], prob.a, None if keep is None else keep.T)
+    return x[:n], x[n:]
+
+
+def plan_and_errors(
+    prob: _Problem, relaxation: MarginalRelaxation, u: th.Tensor, v: th.Tensor
+) -> tuple[th.Tensor, th.Tensor, tuple[float, float]]:
+    """Density, plan and relative marginal errors against the relaxed optimum's marginals."""
+    H, T = prob.plan(u, v)
+    rows, cols = relaxation.marginals(u, v, prob.a, prob.b)
+    return H, T, relative_marginal_errors(T.sum(1), T.sum(0), rows, cols)
+
+
+def solve_relaxed(
+    prob: _Problem, relaxation: MarginalRelaxation, tol: float, max_iter: int
+) -> tuple[th.Tensor, th.Tensor, int, bool]:
+    """Maximise the relaxed dual of ``prob``; returns ``(u, v, iterations, converged)``."""
+    n, m = prob.shape
+    size = m if relaxation.rho_x == math.inf else n if relaxation.rho_y == math.inf else n + m
+    state: dict[str, Any] = {"iter": 0, "x": np.zeros(size)}
+
+    def objective(x: np.ndarray) -> tuple[float, np.ndarray]:
+        xt = th.tensor(x, dtype=th.float64, device=prob.C.device, requires_grad=True)
+        u, v = _potentials(prob, relaxation, xt)
+        if relaxation.rho_x == math.inf:
+            u = u.detach()  # the envelope theorem: the c-transform's own gradient does not enter
+        elif relaxation.rho_y == math.inf:
+            v = v.detach()
+        value = _dual_value(u, v, prob.C, prob.r, prob.a, prob.b, prob.mask, relaxation)
+        (grad,) = th.autograd.grad(-value, xt)
+        return -float(value.detach()), grad.cpu().numpy()
+
+    def check(x: np.ndarray) -> None:
+        state["iter"] += 1
+        state["x"] = x.copy()
+        with th.no_grad():
+            u, v = _potentials(prob, relaxation, th.as_tensor(x, device=prob.C.device))
+            if max(plan_and_errors(prob, relaxation, u, v)[2]) <= tol:
+                raise _Converged
+
+    converged = False
+    try:
+        res = minimize(objective, state["x"], jac=True, method="L-BFGS-B", callback=check,
+                       options={"maxiter": max_iter, "maxcor": 20, "gtol": 0.0, "ftol": 0.0})  # fmt: skip
+        state["x"] = res.x
+    except _Converged:
+        converged = True
+    if not converged:
+        # max |gradient| <= tol mass / size bounds its L1 norm, the marginal error times the mass, by tol mass.
+        fatol = tol * float(min(prob.a.sum(), prob.b.sum())) / state["x"].size
+        state["x"] = _polish(lambda x: objective(x)[1], state["x"], state, max_iter, fatol)
+    with th.no_grad():
+        u, v = _potentials(prob, relaxation, th.as_tensor(state["x"], device=prob.C.device))
+        converged = converged or max(plan_and_errors(prob, relaxation, u, v)[2]) <= tol
+    return u, v, state["iter"], converged
+
+
+def _polish(gradient: Any, x: np.ndarray, state: dict[str, Any], max_iter: int, fatol: float) -> np.ndarray:
+    """Newton-Krylov on the optimality condition ``gradient(x) = 0`` from L-BFGS's last point.
+
+    L-BFGS's line search compares objective values, which float64 resolves only to about 1e-16 of their size; near the
+    optimum the gradient is still far more precise than that, and the active set no longer changes, so a few
+    Newton steps on it reach what the line search cannot. The polished point is kept only if it is better.
+    """
+    g0 = float(np.abs(gradient(x)).sum())
+    sol = root(gradient, x, method="krylov", options={"maxiter": max(1, min(20, max_iter - state["iter"])), "fatol": fatol})
+    state["iter"] += int(getattr(sol, "nit", 0) or 0)
+    return sol.x if float(np.abs(gradient(sol.x)).sum()) < g0 else x
+
+
+def relaxed_values(
+    prob: _Problem, relaxation: MarginalRelaxation, u: th.Tensor, v: th.Tensor, H: th.Tensor, T: th.Tensor
+) -> tuple[float, float, float]:
+    """``(primal value, dual value, linear part)`` of the relaxed problem at ``(u, v)`` and its plan."""
+    transport = float(th.vdot(prob.C.reshape(-1), T.reshape(-1)))
+    penalty = prob.masked(prob.r.primal(H)).mul_(prob.a[:, None]).mul_(prob.b[None, :]).sum()
+    primal = transport + float(penalty)
+    for rho, mass, w in ((relaxation.rho_x, T.sum(1), prob.a), (relaxation.rho_y, T.sum(0), prob.b)):
+        if rho != math.inf:
+            deviation = th.where(w > 0, (mass - w).square() / th.where(w > 0, w, 1.0), 0.0)
+            primal += 0.5 * rho * float(deviation.sum())
+    dual = float(_dual_value(u, v, prob.C, prob.r, prob.a, prob.b, prob.mask, relaxation))
+    return primal, dual, transport
