@@ -49,12 +49,17 @@ def plan_and_errors(
 
 
 def solve_relaxed(
-    prob: _Problem, relaxation: MarginalRelaxation, tol: float, max_iter: int
+    prob: _Problem,
+    relaxation: MarginalRelaxation,
+    tol: float,
+    max_iter: int,
+    init: tuple[th.Tensor, th.Tensor] | None = None,
 ) -> tuple[th.Tensor, th.Tensor, int, bool]:
-    """Maximise the relaxed dual of ``prob``; returns ``(u, v, iterations, converged)``."""
+    """Maximise the relaxed dual of ``prob`` from ``init`` (zeros by default); returns ``(u, v, iterations, converged)``."""
     n, m = prob.shape
-    size = m if relaxation.rho_x == math.inf else n if relaxation.rho_y == math.inf else n + m
-    state: dict[str, Any] = {"iter": 0, "x": np.zeros(size)}
+    u0, v0 = (th.zeros(n, dtype=th.float64), th.zeros(m, dtype=th.float64)) if init is None else init
+    x0 = v0 if relaxation.rho_x == math.inf else u0 if relaxation.rho_y == math.inf else th.cat([u0, v0])
+    state: dict[str, Any] = {"iter": 0, "x": x0.detach().cpu().double().numpy().copy()}
 
     def objective(x: np.ndarray) -> tuple[float, np.ndarray]:
         xt = th.tensor(x, dtype=th.float64, device=prob.C.device, requires_grad=True)

@@ -110,7 +110,7 @@ def solve_discrete(
     unbalanced : float or (float, float), optional
         Relax the marginals with a quadratic penalty (:mod:`neural_ot.relaxation`; ``(inf, rho)``: semi-relaxed).
         The masses of ``a`` and ``b`` may then differ. Solved by L-BFGS on the relaxed dual
-        (``max_iter`` counts its iterations, ``potentials_init`` is not used), to
+        (``max_iter`` counts its iterations; ``potentials_init`` is its starting point), to
         ``tol`` against the marginals of the relaxed optimum.
 
     Returns
@@ -144,9 +144,9 @@ def solve_discrete(
     weights_dtype = th.float64 if a is None and b is None else result_dtype(a, b)
     relaxation = get_relaxation(unbalanced)
     full = _validated_problem(a, b, M, mask, regularizer, tol, weights_dtype, relaxation.balanced)
-    if not relaxation.balanced:
-        return _relaxed(full, relaxation, tol, max_iter, is_numpy(M), result_dtype(M, a, b))
     init = None if potentials_init is None else _warm_start(potentials_init, full.C)
+    if not relaxation.balanced:
+        return _relaxed(full, relaxation, tol, max_iter, is_numpy(M), result_dtype(M, a, b), init)
     with _one_thread_if_small(full.C):
         u, v, n_iter, converged, sweeps = _solve_on_support(full, tol, max_iter, cg_max_iter, verbose, init)
     floor = rounding_floor(weights_dtype, *full.C.shape)
@@ -174,11 +174,17 @@ def _envelope_value(
 
 
 def _relaxed(
-    full: _Problem, relaxation: MarginalRelaxation, tol: float, max_iter: int, as_numpy: bool, out_dtype: th.dtype
+    full: _Problem,
+    relaxation: MarginalRelaxation,
+    tol: float,
+    max_iter: int,
+    as_numpy: bool,
+    out_dtype: th.dtype,
+    init: tuple[th.Tensor, th.Tensor] | None,
 ) -> OTResult:
     """Solve and assemble a relaxed problem."""
     with _one_thread_if_small(full.C):
-        u, v, n_iter, converged = solve_relaxed(full, relaxation, tol, max_iter)
+        u, v, n_iter, converged = solve_relaxed(full, relaxation, tol, max_iter, init)
     H, T, errors = plan_and_errors(full, relaxation, u, v)
     value, value_dual, transport = relaxed_values(full, relaxation, u, v, H, T)
     if not converged:

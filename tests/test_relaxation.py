@@ -241,3 +241,10 @@ def test_solve_relaxed_limits_and_entropic(problem, rng):
     sol = minimize(neg, np.zeros(13), jac=True, method="L-BFGS-B", options={"gtol": 1e-12, "ftol": 1e-16, "maxiter": 20000})
     T = no.plan(sol.x[:7], sol.x[7:], M, EPS, a, b, reg_type="entropic")
     assert np.abs(T - res.plan).sum() < 1e-6
+
+
+def test_solve_relaxed_warm_start_from_its_own_solution(problem):
+    a, b, M = problem
+    first = no.solve_discrete(a, b, M, EPS, unbalanced=(INF, 0.3))
+    again = no.solve_discrete(a, b, M, EPS, unbalanced=(INF, 0.3), potentials_init=(first.u, first.v))
+    assert again.status == "converged" and again.n_iter <= 1 and np.abs(again.plan - first.plan).sum() < 1e-9
