@@ -11,15 +11,18 @@ of those the optimum has, ``a (1 - u / rho_x)`` and ``b (1 - v / rho_y)``.
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any
 
 import numpy as np
 import torch as th
 from scipy.optimize import minimize, root
 
+from neural_ot._arrays import ArrayLike, to_output
 from neural_ot._dual_problem import _Problem
 from neural_ot.duals import _dual_value, relative_marginal_errors
 from neural_ot.relaxation import MarginalRelaxation
+from neural_ot.results import OTResult
 
 
 class _Converged(Exception):
@@ -123,3 +126,33 @@ def relaxed_values(
             primal += 0.5 * rho * float(deviation.sum())
     dual = float(_dual_value(u, v, prob.C, prob.r, prob.a, prob.b, prob.mask, relaxation))
     return primal, dual, transport
+
+
+def solve_relaxed_problem(
+    full: _Problem,
+    relaxation: MarginalRelaxation,
+    tol: float,
+    max_iter: int,
+    as_numpy: bool,
+    out_dtype: th.dtype,
+    init: tuple[th.Tensor, th.Tensor] | None,
+) -> tuple[OTResult, th.Tensor, th.Tensor]:
+    """Solve and assemble a relaxed problem; returns the result and the float64 potentials."""
+    u, v, n_iter, converged = solve_relaxed(full, relaxation, tol, max_iter, init)
+    H, T, errors = plan_and_errors(full, relaxation, u, v)
+    value, value_dual, transport = relaxed_values(full, relaxation, u, v, H, T)
+    if not converged:
+        warnings.warn(
+            f"solve_discrete did not reach tol={tol:g} on the relaxed problem (marginal errors {errors[0]:.3g}, "
+            f"{errors[1]:.3g}) in {n_iter} L-BFGS iterations",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+
+    def out(t: th.Tensor) -> ArrayLike:
+        return to_output(t, as_numpy, out_dtype)
+
+    res = OTResult(
+        out(T), out(u), out(v), out(H), value, value_dual, transport, errors, n_iter, converged, full.r.reg, full.r.name
+    )
+    return res, u, v

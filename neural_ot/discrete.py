@@ -25,7 +25,7 @@ import torch as th
 from neural_ot._arrays import ArrayLike, is_numpy, result_dtype, to_output, to_tensor
 from neural_ot._dual_problem import _Problem
 from neural_ot._newton import _newton
-from neural_ot._relaxed_discrete import plan_and_errors, relaxed_values, solve_relaxed
+from neural_ot._relaxed_discrete import solve_relaxed_problem
 from neural_ot._validation import (
     check_equal_mass,
     check_mask,
@@ -145,19 +145,28 @@ def solve_discrete(
     relaxation = get_relaxation(unbalanced)
     full = _validated_problem(a, b, M, mask, regularizer, tol, weights_dtype, relaxation.balanced)
     init = None if potentials_init is None else _warm_start(potentials_init, full.C)
-    if not relaxation.balanced:
-        return _relaxed(full, relaxation, tol, max_iter, is_numpy(M), result_dtype(M, a, b), init)
-    with _one_thread_if_small(full.C):
-        u, v, n_iter, converged, sweeps = _solve_on_support(full, tol, max_iter, cg_max_iter, verbose, init)
-    floor = rounding_floor(weights_dtype, *full.C.shape)
-    res = _result(full, u, v, n_iter, sweeps, converged, tol, is_numpy(M), result_dtype(M, a, b), floor)
+    if relaxation.balanced:
+        with _one_thread_if_small(full.C):
+            u, v, n_iter, converged, sweeps = _solve_on_support(full, tol, max_iter, cg_max_iter, verbose, init)
+        floor = rounding_floor(weights_dtype, *full.C.shape)
+        res = _result(full, u, v, n_iter, sweeps, converged, tol, is_numpy(M), result_dtype(M, a, b), floor)
+    else:
+        with _one_thread_if_small(full.C):
+            res, u, v = solve_relaxed_problem(full, relaxation, tol, max_iter, is_numpy(M), result_dtype(M, a, b), init)
     if wants_grad:
-        res = dataclasses.replace(res, value=_envelope_value(res.value, u, v, *data, full))
+        res = dataclasses.replace(res, value=_envelope_value(res.value, u, v, *data, full, relaxation))
     return res
 
 
 def _envelope_value(
-    value: float, u: th.Tensor, v: th.Tensor, M: ArrayLike, a: ArrayLike | None, b: ArrayLike | None, full: _Problem
+    value: float,
+    u: th.Tensor,
+    v: th.Tensor,
+    M: ArrayLike,
+    a: ArrayLike | None,
+    b: ArrayLike | None,
+    full: _Problem,
+    relaxation: MarginalRelaxation,
 ) -> th.Tensor:
     """``value`` as a tensor whose gradient in ``M``, ``a`` and ``b`` is the envelope theorem's.
 
@@ -168,39 +177,9 @@ def _envelope_value(
     M64 = M.to(th.float64) if isinstance(M, th.Tensor) else full.C
     a64 = a.to(th.float64) if isinstance(a, th.Tensor) else full.a
     b64 = b.to(th.float64) if isinstance(b, th.Tensor) else full.b
-    dual = _dual_value(u, v, M64, full.r, a64, b64, full.mask)
+    dual = _dual_value(u, v, M64, full.r, a64, b64, full.mask, relaxation)
     dtype = next(t.dtype for t in (M, a, b) if isinstance(t, th.Tensor) and t.requires_grad)
     return (dual - dual.detach() + value).to(dtype)
-
-
-def _relaxed(
-    full: _Problem,
-    relaxation: MarginalRelaxation,
-    tol: float,
-    max_iter: int,
-    as_numpy: bool,
-    out_dtype: th.dtype,
-    init: tuple[th.Tensor, th.Tensor] | None,
-) -> OTResult:
-    """Solve and assemble a relaxed problem."""
-    with _one_thread_if_small(full.C):
-        u, v, n_iter, converged = solve_relaxed(full, relaxation, tol, max_iter, init)
-    H, T, errors = plan_and_errors(full, relaxation, u, v)
-    value, value_dual, transport = relaxed_values(full, relaxation, u, v, H, T)
-    if not converged:
-        warnings.warn(
-            f"solve_discrete did not reach tol={tol:g} on the relaxed problem (marginal errors {errors[0]:.3g}, "
-            f"{errors[1]:.3g}) in {n_iter} L-BFGS iterations",
-            RuntimeWarning,
-            stacklevel=3,
-        )
-
-    def out(t: th.Tensor) -> ArrayLike:
-        return to_output(t, as_numpy, out_dtype)
-
-    return OTResult(
-        out(T), out(u), out(v), out(H), value, value_dual, transport, errors, n_iter, converged, full.r.reg, full.r.name
-    )
 
 
 def rounding_floor(dtype: th.dtype, n: int, m: int = 1) -> float:

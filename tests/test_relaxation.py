@@ -248,3 +248,21 @@ def test_solve_relaxed_warm_start_from_its_own_solution(problem):
     first = no.solve_discrete(a, b, M, EPS, unbalanced=(INF, 0.3))
     again = no.solve_discrete(a, b, M, EPS, unbalanced=(INF, 0.3), potentials_init=(first.u, first.v))
     assert again.status == "converged" and again.n_iter <= 1 and np.abs(again.plan - first.plan).sum() < 1e-9
+
+
+def test_solve_relaxed_value_is_differentiable_by_the_envelope_theorem(problem):
+    """With M requiring grad, value's gradient in M is the relaxed plan (as for the balanced solve)."""
+    a, b, M = problem
+    Mt = th.tensor(M, requires_grad=True)
+    res = no.solve_discrete(th.tensor(a), th.tensor(b), Mt, EPS, unbalanced=(INF, 0.3))
+    res.value.backward()
+    np.testing.assert_allclose(Mt.grad.numpy(), res.plan.detach().numpy(), atol=1e-12)
+    # and against finite differences of the value
+    i, j, h = 2, 3, 1e-6
+    Mp = M.copy()
+    Mp[i, j] += h
+    up = no.solve_discrete(a, b, Mp, EPS, unbalanced=(INF, 0.3)).value
+    down_M = M.copy()
+    down_M[i, j] -= h
+    down = no.solve_discrete(a, b, down_M, EPS, unbalanced=(INF, 0.3)).value
+    assert (up - down) / (2 * h) == pytest.approx(float(Mt.grad[i, j]), abs=1e-6)
