@@ -141,6 +141,8 @@ def solve_relaxed_problem(
     u, v, n_iter, converged = solve_relaxed(full, relaxation, tol, max_iter, init)
     H, T, errors = plan_and_errors(full, relaxation, u, v)
     value, value_dual, transport = relaxed_values(full, relaxation, u, v, H, T)
+    if not (value == value and value_dual == value_dual):
+        raise FloatingPointError("solve_discrete produced NaN; the problem is badly scaled (check `M`, `reg`, `unbalanced`)")
     if not converged:
         warnings.warn(
             f"solve_discrete did not reach tol={tol:g} on the relaxed problem (marginal errors {errors[0]:.3g}, "
