@@ -151,7 +151,7 @@ def _working_set_stage(
     work: th.Tensor | None = None
     k = _WORKING_SET_K
     for _ in range(_WORKING_SET_ROUNDS):
-        z = prob.z(u, v)
+        z = prob.z(u, v, out=prob.scratch("z"))  # dead before any Newton iteration on `prob` writes that buffer
         if prob.mask is not None:
             z.masked_fill_(prob.mask == 0, -float("inf"))
         if float((z > 0).sum()) > _WORKING_SET_FRACTION * n * m:
@@ -177,7 +177,7 @@ def _working_set_stage(
         budget = min(max_iter - total, _WORKING_SET_ROUND_ITERS)
         u, v, it, conv = _newton_stage(sub, u, v, tol, budget, cg_max_iter, verbose, initial_block=False)
         total += it
-        z = prob.z(u, v)
+        z = prob.z(u, v, out=prob.scratch("z"))
         outside = (z > 0) & ~work
         if prob.mask is not None:
             outside &= prob.mask > 0
@@ -228,10 +228,11 @@ def _line_search(
     g: th.Tensor,
     loss: float,
     error: float,
-) -> tuple[float, bool, float]:
+) -> tuple[float, bool, float | None]:
     """Backtracking along ``step``: Armijo on the dual, or the marginal error where the dual cannot resolve it.
 
-    Returns the step length, whether it was accepted, and the loss there.
+    Returns the step length, whether it was accepted, and the loss there (``None`` after a step on the marginal
+    error: the loss is then computed only if another step needs it, which near the optimum is rare).
     """
     n = prob.shape[0]
     slope = float(g @ step)
@@ -242,7 +243,7 @@ def _line_search(
         for _ in range(10):
             trial = _Curvature(prob, prob.z(u + t * step[:n], v + t * step[n:]))
             if max(trial.marginal_error(prob)) < error:
-                return t, True, prob.loss(u + t * step[:n], v + t * step[n:])
+                return t, True, None
             t *= 0.5
         return t, False, cand
     along = prob.line_loss(u, v, step[:n], step[n:], z, curv.active, curv.dense)
@@ -293,7 +294,7 @@ def _cold_start(prob: _Problem | _SparseProblem, u: th.Tensor, v: th.Tensor) -> 
         # Where fewer than half the pairs are active there, the block steps start closer. (On N(0, 1) costs at
         # reg 0.05, n = 64-256, the closed form passes and needs 5 Newton iterations instead of 3, in the same
         # time: the block steps it saves cost about two iterations.)
-        if float((prob.z(u0, v0) > 0).sum()) >= _ALL_ACTIVE_START * prob.C.numel():
+        if float((prob.z(u0, v0, out=prob.scratch("tmp")) > 0).sum()) >= _ALL_ACTIVE_START * prob.C.numel():
             return u0, v0
     u = prob.block_maximize(u, v, side="u")
     return u, prob.block_maximize(u, v, side="v")
@@ -308,7 +309,7 @@ def _damped_step(
     loss: float,
     error: float,
     cg_max_iter: int,
-) -> tuple[th.Tensor, th.Tensor, th.Tensor, float, bool, float]:
+) -> tuple[th.Tensor, th.Tensor, th.Tensor, float, bool, float | None]:
     """Newton direction and line search, retried with more Levenberg damping while the step is rejected.
 
     Near the optimum the active graph can be a forest whose trees carry unequal mass; the Newton system is then
@@ -346,8 +347,8 @@ def _newton_stage(
     best, best_it = float("inf"), 0
     prob.stalled = False
     for it in range(1, max_iter + 1):
-        z = prob.z(u, v)
-        curv = _Curvature(prob, z)
+        z = prob.z(u, v, out=prob.scratch("z"))
+        curv = _Curvature(prob, z, reuse=True)
         ea, eb = curv.marginal_error(prob)
         if verbose:
             print(f"eps {prob.r.reg:.2e}  newton {it:3d}  marginal error {max(ea, eb):.3e}")

@@ -22,12 +22,14 @@ _DENSE_FRACTION = 0.2  # above this fraction of active pairs, dense products bea
 class _Curvature:
     """Marginals of the plan and Hessian weights ``W`` at one point, sparse for L2, dense otherwise."""
 
-    def __init__(self, prob: _Problem | _SparseProblem, z: th.Tensor) -> None:
+    def __init__(self, prob: _Problem | _SparseProblem, z: th.Tensor, reuse: bool = False) -> None:
         n, m = prob.shape
         self.n, self.m = n, m
         a, b = prob.a, prob.b
         self.active: th.Tensor | None = None
         self._W: th.Tensor | None = None
+        # Dense L2: W = diag(a / (2 eps)) A diag(b) with A the 0/1 active matrix, kept as these three factors.
+        self._factors: tuple[th.Tensor, th.Tensor, th.Tensor] | None = None
         if isinstance(prob, _SparseProblem):
             active = z > 0
             self.active = active
@@ -42,11 +44,16 @@ class _Curvature:
             self.active = active
             self.dense = float(active.sum()) > _DENSE_FRACTION * n * m
             if self.dense:  # dense products: no index lists (their scatter costs more than the zeros it skips)
-                # L2: curvature a_i b_j / (2 eps) on active pairs, plan = z * curvature there (three passes).
-                self._W = active.to(z.dtype).mul_(a[:, None]).mul_((b / (2.0 * prob.r.reg))[None, :])
-                T = th.relu(z).mul_(self._W)  # relu: a diverged -inf z gives 0, not 0 * -inf
-                self.row_mass, self.col_mass = T.sum(1), T.sum(0)
-                self.d1, self.d2 = self._W.sum(1), self._W.sum(0)
+                # L2: curvature a_i b_j / (2 eps) on active pairs and plan z a_i b_j / (2 eps) there, so the masses
+                # and Hessian diagonals are matrix-vector products with the 0/1 active matrix and z+ (no W, no plan).
+                # `reuse`: the Newton iteration's own curvature, in the problem's buffers (dead at the next iteration).
+                A = prob.scratch("A").copy_(active) if reuse else active.to(z.dtype)
+                a_s = a / (2.0 * prob.r.reg)
+                self._factors = (A, a_s, b)
+                zp = th.clamp(z, min=0.0, out=prob.scratch("tmp"))  # a diverged -inf z gives 0, not 0 * -inf
+                zp = zp if prob.mask is None else zp.mul_(prob.mask)
+                self.row_mass, self.col_mass = a_s * (zp @ b), b * (a_s @ zp)
+                self.d1, self.d2 = a_s * (A @ b), b * (a_s @ A)
             else:
                 self.rows, self.cols = th.nonzero(active, as_tuple=True)
                 zc = z[self.rows, self.cols]
@@ -61,10 +68,21 @@ class _Curvature:
 
     @property
     def W(self) -> th.Tensor:
-        """Dense Hessian weights ``(n, m)`` (dense case)."""
+        """Dense Hessian weights ``(n, m)`` (dense case), built at the first use."""
         if self._W is None:
-            self._W = self._plan / self._reg
+            if self._factors is None:
+                self._W = self._plan / self._reg
+            else:
+                A, a_s, b = self._factors
+                self._W = (a_s[:, None] * A).mul_(b[None, :])
         return self._W
+
+    def w_products(self, xu: th.Tensor, xv: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
+        """``(W xv, W^T xu)`` in the dense case, without building ``W`` for L2."""
+        if self._W is None and self._factors is not None:
+            A, a_s, b = self._factors
+            return a_s * (A @ (b * xv)), b * ((a_s * xu) @ A)
+        return self.W @ xv, self.W.T @ xu
 
     def marginal_error(self, prob: _Problem | _SparseProblem) -> tuple[float, float]:
         """Relative L1 errors of the row and column marginals."""
@@ -108,7 +126,7 @@ class _HessianOperator:
         x = x * self.free
         xu, xv = x[: self.n], x[self.n :]
         if c.dense:
-            ou, ov = c.W @ xv, c.W.T @ xu
+            ou, ov = c.w_products(xu, xv)
         elif (csr := self.csr) is not None:
             ou = th.from_numpy(csr @ xv.numpy())
             ov = th.from_numpy(csr.T @ xu.numpy())
