@@ -238,3 +238,29 @@ def test_small_problems_on_one_thread_table_and_sentences():
     assert (round(demo, 2), round(n300, 2)) == (1.25, 1.26)
     assert (round(1 / n100, 2), round(1 / n500, 2)) == (1.44, 1.83)
     assert "are now faster (1.25x and 1.26x)" in page and "(POT 1.44x and 1.83x faster)" in page
+
+
+def test_reused_buffers_table_and_sentences_are_the_record():
+    spec = importlib.util.spec_from_file_location(
+        "bench_scratch_buffers", ROOT / "examples" / "benchmarks" / "bench_scratch_buffers.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    record = json.loads((ROOT / "docs" / "data" / "bench_scratch_buffers.json").read_text())
+    assert not record["before"]["git"]["dirty"] and not record["after"]["git"]["dirty"]
+    assert (ROOT / "docs" / "bench_scratch_buffers.inc").read_text() == module.table(record)
+    before, after = ({(r["n"], r["pot_reg"]): r for r in record[k]["rows"]} for k in ("before", "after"))
+    speedup = {k: before[k]["median_ms"] / after[k]["median_ms"] for k in before}
+    page = " ".join((ROOT / "docs" / "benchmarks.rst").read_text().split())
+    assert (before[(500, None)]["faults_per_solve"], max(r["faults_per_solve"] for r in before.values())) == (7718, 257494)
+    assert "at ``n = 500`` a solve took 7,718 page faults, at ``n = 2000`` up to 257,494" in page
+    many = [speedup[k] for k in ((300, None), (500, None), (1000, 0.01), (1000, 0.1), (2000, 0.1))]
+    assert (round(min(many), 2), round(max(many), 2)) == (1.15, 1.77)
+    assert "The solves are 1.15-1.77x faster where page faults were many" in page
+    assert round(speedup[(2000, 0.01)], 2) == 0.97 and 0.95 <= speedup[(100, None)] <= 1.05
+    assert (before[(2000, 0.01)]["n_iter"], after[(2000, 0.01)]["n_iter"]) == (67, 103)
+    assert "(0.97x: the trajectory changed in its last digits and took 103 Newton iterations instead of 67)" in page
+    vs_pot = {n: after[(n, None)]["pot_median_ms"] / after[(n, None)]["median_ms"] for n in (100, 300, 500)}
+    assert (round(vs_pot[300], 2), round(1 / vs_pot[100], 2), round(1 / vs_pot[500], 2)) == (1.19, 1.70, 1.21)
+    assert "solved 1.19x faster, and ``n = 100`` and ``n = 500`` are still slower (POT 1.70x and 1.21x faster)" in page
+    assert all(r["marginal_error"] <= 1e-9 for rows in (before, after) for r in rows.values())
