@@ -151,6 +151,7 @@ class RegimeDefaults:
     pretrained: bool
     default_settings: tuple[str, ...]
     dual_kwargs: dict[str, Any]
+    actor_kwargs: dict[str, Any]
     policy_kwargs: dict[str, Any]
     policy: Any
     use_mask: bool
@@ -211,9 +212,13 @@ class RegimeDefaults:
             self.dual_kwargs.update(training)
             policy.guidance.setup_training(**self._training_settings())
 
+    def _complete_settings(self) -> None:
+        """Complete ``dual_kwargs`` and ``actor_kwargs`` with their defaults (a model saved before a key existed)."""
+        self.dual_kwargs = {**DUAL_KWARGS, **self.dual_kwargs}
+        self.actor_kwargs = {**ACTOR_KWARGS, **self.actor_kwargs}
+
     def _training_settings(self) -> dict[str, Any]:
-        # A model saved before a key of `dual_kwargs` existed loads with that key's default.
-        d = self.dual_kwargs = {**DUAL_KWARGS, **self.dual_kwargs}
+        d = self.dual_kwargs
         names = ("method", "learning_rate", "batch_size", "steps", "steps_per_batch", "reference_actions", "unbalanced")
         return {**{k: d[k] for k in names}, "use_mask": self.use_mask, "seed": self.seed, "device": self.device}
 

@@ -172,6 +172,7 @@ class OTPR(RegimeDefaults, ExpertPairs, OffPolicyAlgorithm):
             self._setup_model()
 
     def _setup_model(self) -> None:
+        self._complete_settings()
         super()._setup_model()
         self._create_aliases()
         self._init_expert_pairs()
@@ -229,8 +230,7 @@ class OTPR(RegimeDefaults, ExpertPairs, OffPolicyAlgorithm):
         self._set_expert_pairs(data[0], data[1])
         self.mark_pretrained()  # before cloning: the fine-tuning actor learning rate is the one behaviour cloning uses
         critic_steps = n_steps // 2 if critic_steps is None else critic_steps
-        seed = 0 if self.seed is None else self.seed
-        ema = self.actor_kwargs["ema"]
+        seed, ema = 0 if self.seed is None else self.seed, self.actor_kwargs["ema"]
         behaviour_cloning(self.policy, data, n_steps, critic_steps, batch_size, seed, ema, self.gamma, self.tau, progress_bar)
         if add_to_replay_buffer:
             assert self.replay_buffer is not None
@@ -435,8 +435,8 @@ class OTPR(RegimeDefaults, ExpertPairs, OffPolicyAlgorithm):
 
     def _excluded_save_params(self) -> list[str]:
         excluded = ["actor", "critic", "critic_target", "value", "expert_obs", "expert_actions", "_actor_lr", "_value_lr"]
-        excluded.append("_expert_raw_obs")  # the keypoints' own (`keypoint_raw_obs`) are saved
-        return [*super()._excluded_save_params(), *excluded, "_told_no_demos", "_sampler"]
+        # The keypoints' own raw observations (`keypoint_raw_obs`) are saved, not `_expert_raw_obs`.
+        return [*super()._excluded_save_params(), *excluded, "_expert_raw_obs", "_told_no_demos", "_sampler"]
 
     def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
         # The guidance's training state (the dual's optimiser and minibatch generator), so a resumed run draws the same

@@ -5,6 +5,7 @@ import torch as th
 from otpr_helpers import FAST, IdentityEnvBox, PointGoalEnv, identity_demos, point_goal_demos
 
 from otpr_sb3 import OTPR
+from otpr_sb3.arguments import ACTOR_KWARGS
 
 
 def _trained(env, policy="MlpPolicy", demos=None, steps=60):
@@ -92,7 +93,7 @@ def test_load_overrides_the_dual_settings_everywhere(tmp_path):
 
 
 def test_a_model_saved_before_a_dual_setting_existed_loads_with_its_default(tmp_path):
-    """A zip whose dual_kwargs lack a key added later (``unbalanced``) loads, and that key takes its default."""
+    """A zip whose dual_kwargs and actor_kwargs lack a key added later loads, and those keys take their defaults."""
     import json
     import zipfile
 
@@ -106,11 +107,15 @@ def test_a_model_saved_before_a_dual_setting_existed_loads_with_its_default(tmp_
                 data = json.loads(content)
                 assert "unbalanced" in data["dual_kwargs"]
                 del data["dual_kwargs"]["unbalanced"]
+                assert data["actor_kwargs"]["reference_actions"] == 8
+                del data["actor_kwargs"]["reference_actions"]
                 content = json.dumps(data).encode()
             dst.writestr(item, content)
     loaded = OTPR.load(tmp_path / "old.zip", env=env)
     assert loaded.dual_kwargs["unbalanced"] is None
     assert loaded.policy.guidance.trainer.unbalanced is None
+    assert loaded.actor_kwargs["reference_actions"] == ACTOR_KWARGS["reference_actions"]
+    loaded.learn(10)  # the actor's update reads the completed actor_kwargs
     obs = np.linspace(-1, 1, 5, dtype=np.float32)[:, None]
     np.testing.assert_allclose(
         model.predict(obs, deterministic=True)[0], loaded.predict(obs, deterministic=True)[0], atol=1e-4
