@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# The long studies behind the results pages (docs/claims.rst, docs/results.rst), each run from a clone of this
+# repository at the commit all its runs share, with its runs outside the git tree. Finished runs already collected in
+# results/ are skipped (the sweep's `collect_dir`); unfinished ones resume from their checkpoints.
+#   bash scripts/studies.sh run NAME [NAME ...]   the studies one after the other, two runs at a time each
+#   bash scripts/studies.sh collect NAME          copy its finished runs into results/ (then commit them)
+#   bash scripts/studies.sh list                  the studies, their commits and sweep files
+# $STUDIES (default: ../studies) holds the clones, the runs and the datasets. Run `bash scripts/run.sh demo` first: the
+# studies use this checkout's .venv (robosuite: .venv-robosuite, from `bash scripts/run.sh robosuite`).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root="$PWD"
+studies="${STUDIES:-$(dirname "$root")/studies}"
+mix="--mix 50:0.1 50:1.0"
+
+# NAME -> commit, sweep file, results folder, venv, and the arguments of `otpr record` for a dataset the sweep does not
+# record itself (none: "-").
+study() {
+    case "$1" in
+        relaxed-report) echo "a9d796d examples/sweeps/claims_relaxed_report.toml results/claims/relaxed_report/runs .venv -" ;;
+        claims-c) echo "8d4c5c5 examples/sweeps/claims_report_c.toml results/claims/report/runs .venv $mix" ;;
+        claims-b) echo "8d4c5c5 examples/sweeps/claims_report_b.toml results/claims/report/runs .venv -" ;;
+        claims-d) echo "8d4c5c5 examples/sweeps/claims_report_d.toml results/claims/report/runs .venv -" ;;
+        relaxed-probe-c) echo "ce5495f examples/sweeps/claims_relaxed_probe_c.toml results/claims/relaxed_probe_c/runs .venv $mix" ;;
+        baselines-tuning) echo "f1b616d examples/sweeps/baselines_tuning.toml results/baselines/tuning/runs .venv -" ;;
+        metaworld) echo "76abd7f examples/sweeps/metaworld.toml results/metaworld/runs .venv -" ;;
+        robosuite) echo "76abd7f examples/sweeps/robosuite.toml results/robosuite/runs .venv-robosuite -" ;;
+        *) echo "unknown study '$1'; see: bash scripts/studies.sh list" >&2; return 2 ;;
+    esac
+}
+names="relaxed-report claims-c claims-b claims-d relaxed-probe-c baselines-tuning metaworld robosuite"
+
+# The clone at the study's commit and its sweep file with the runs, datasets and Ray storage under $studies.
+prepare() {
+    local name="$1" commit="$2" sweep="$3" results="$4" clone="$studies/clones/$2"
+    mkdir -p "$studies/$name"
+    if [ ! -d "$clone" ]; then
+        git clone --quiet "$root" "$clone"
+        git -C "$clone" checkout --quiet "$commit"
+    fi
+    sed -e "/^collect_dir = /d" \
+        -e "s#^runs_dir = .*#runs_dir = \"$studies/$name/runs\"#" \
+        -e "s#^data_path = .*#data_path = \"$studies/minari\"#" \
+        -e "s#^storage = .*#storage = \"$studies/$name/ray\"\ncollect_dir = \"$root/$results\"#" \
+        "$clone/$sweep" > "$studies/$name/sweep.toml"
+}
+
+case "${1:-list}" in
+    list)
+        for name in $names; do echo "$name: $(study "$name")"; done
+        ;;
+    run)
+        shift
+        for name in "$@"; do study "$name" > /dev/null; done  # every name checked before the first runs
+        for name in "$@"; do
+            read -r commit sweep results venv record <<< "$(study "$name")"
+            prepare "$name" "$commit" "$sweep" "$results"
+            clone="$studies/clones/$commit"
+            export PYTHONPATH="$clone" OMP_NUM_THREADS=1
+            if [ "$record" != "-" ]; then  # an existing dataset is kept (record refuses to overwrite it)
+                (cd "$clone" && "$root/$venv/bin/python" -m otpr_sb3.benchmark.cli record --env FetchPickAndPlace-v4 \
+                    $record --data-path "$studies/minari") >> "$studies/$name/record.log" 2>&1 || true
+            fi
+            echo "$(date -u +%FT%TZ) $name: sweep from $clone"
+            (cd "$clone" && "$root/$venv/bin/python" -m otpr_sb3.benchmark.cli sweep "$studies/$name/sweep.toml") \
+                >> "$studies/$name/sweep.log" 2>&1 || echo "$(date -u +%FT%TZ) $name: the sweep failed (see its sweep.log)"
+        done
+        ;;
+    collect)
+        read -r commit sweep results venv record <<< "$(study "$2")"
+        "$venv/bin/otpr" report --runs-dir "$studies/$2/runs" --collect "$results"
+        ;;
+    *)
+        echo "usage: bash scripts/studies.sh {list | run NAME [NAME ...] | collect NAME}" >&2
+        exit 2
+        ;;
+esac
