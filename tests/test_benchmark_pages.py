@@ -7,10 +7,16 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_pytest_benchmark_table_is_the_record():
-    spec = importlib.util.spec_from_file_location("bench_report", ROOT / "benchmarks" / "report.py")
+def _load(name, path):
+    """Import a script of the repository (examples/benchmarks, benchmarks) as a module."""
+    spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
+    return module
+
+
+def test_pytest_benchmark_table_is_the_record():
+    module = _load("bench_report", ROOT / "benchmarks" / "report.py")
     data = json.loads((ROOT / "docs" / "data" / "benchmarks" / "pytest-benchmark.json").read_text())
     assert (ROOT / "docs" / "benchmarks_pytest.inc").read_text() == module.table(data)
     old = json.loads((ROOT / "docs" / "data" / "benchmarks" / "pytest-benchmark-9368ae2.json").read_text())
@@ -74,9 +80,7 @@ def test_time_to_success_table_and_sentences_are_the_records():
 
 def test_neural_ot_tables_are_the_record_and_the_page_reads_them_right():
     """docs/benchmarks.rst's neural_ot tables are the conversion of the raw record, and its ratios are the record's."""
-    spec = importlib.util.spec_from_file_location("markdown_tables", ROOT / "examples" / "benchmarks" / "markdown_tables.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = _load("markdown_tables", ROOT / "examples" / "benchmarks" / "markdown_tables.py")
     found = module.tables((ROOT / "docs" / "data" / "bench_neural_ot-2026-12-04.txt").read_text())
     assert set(found) == {"l2", "entropic", "large", "stochastic"}
     idle = module.tables((ROOT / "docs" / "data" / "bench_neural_ot-l2-2026-12-04-idle.txt").read_text())
@@ -128,9 +132,7 @@ def test_neural_ot_tables_are_the_record_and_the_page_reads_them_right():
 
 
 def test_speed_issue_tables_and_sentences_are_the_records():
-    spec = importlib.util.spec_from_file_location("markdown_tables", ROOT / "examples" / "benchmarks" / "markdown_tables.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = _load("markdown_tables", ROOT / "examples" / "benchmarks" / "markdown_tables.py")
     page = " ".join((ROOT / "docs" / "benchmarks.rst").read_text().split())
     found = {}
     for threads in ("1thread", "2threads"):
@@ -159,9 +161,7 @@ def test_speed_issue_tables_and_sentences_are_the_records():
 
 
 def test_env_speed_table_and_sentences_are_the_records():
-    spec = importlib.util.spec_from_file_location("env_speed", ROOT / "examples" / "benchmarks" / "env_speed.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = _load("env_speed", ROOT / "examples" / "benchmarks" / "env_speed.py")
     directory = ROOT / "docs" / "data" / "env_speed"
     assert (ROOT / "docs" / "env_speed.inc").read_text() == module.table(str(directory))
     rates = {}
@@ -196,9 +196,7 @@ def test_newton_trace_sentence_is_the_record():
 
 
 def test_overhead_by_component_is_the_record():
-    spec = importlib.util.spec_from_file_location("overhead_table", ROOT / "examples" / "benchmarks" / "overhead_table.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = _load("overhead_table", ROOT / "examples" / "benchmarks" / "overhead_table.py")
     h_text = (ROOT / "docs" / "data" / "profile_otpr_step-2026-12-04-h-1thread.txt").read_text()
     q_text = (ROOT / "docs" / "data" / "profile_otpr_step-2026-12-04-q-1thread.txt").read_text()
     assert (ROOT / "docs" / "overhead_by_component.inc").read_text() == module.table(h_text, q_text)
@@ -217,11 +215,7 @@ def test_overhead_by_component_is_the_record():
 
 
 def test_small_problems_on_one_thread_table_and_sentences():
-    spec = importlib.util.spec_from_file_location(
-        "bench_small_alternating", ROOT / "examples" / "benchmarks" / "bench_small_alternating.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = _load("bench_small_alternating", ROOT / "examples" / "benchmarks" / "bench_small_alternating.py")
     record = json.loads((ROOT / "docs" / "data" / "bench_small_alternating.json").read_text())
     assert record["args"]["threads"] == 2 and record["args"]["repeats"] == 15 and record["git"]["dirty"] is False
     assert (ROOT / "docs" / "bench_small_alternating.inc").read_text() == module.table(record)
@@ -241,11 +235,7 @@ def test_small_problems_on_one_thread_table_and_sentences():
 
 
 def test_reused_buffers_table_and_sentences_are_the_record():
-    spec = importlib.util.spec_from_file_location(
-        "bench_scratch_buffers", ROOT / "examples" / "benchmarks" / "bench_scratch_buffers.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = _load("bench_scratch_buffers", ROOT / "examples" / "benchmarks" / "bench_scratch_buffers.py")
     record = json.loads((ROOT / "docs" / "data" / "bench_scratch_buffers.json").read_text())
     assert not record["before"]["git"]["dirty"] and not record["after"]["git"]["dirty"]
     assert (ROOT / "docs" / "bench_scratch_buffers.inc").read_text() == module.table(record)
