@@ -9,6 +9,7 @@ from otpr_helpers import small_run_spec
 from stable_baselines3 import SAC
 
 from otpr_sb3 import IBRL, OTPR
+from otpr_sb3.benchmark.demo_buffers import HerDictReplayBuffer
 from otpr_sb3.benchmark.evaluation import read_evaluations
 from otpr_sb3.benchmark.methods import METHODS, get_method
 from otpr_sb3.benchmark.recording import record
@@ -76,7 +77,7 @@ class Interrupt(Exception):
     pass
 
 
-@pytest.mark.parametrize("method", ["otpr", "sac-demos", "dsrl", "ibrl", "rlpd"])
+@pytest.mark.parametrize("method", ["otpr", "sac-demos", "dsrl", "ibrl", "rlpd", "otpr-her"])
 def test_interrupted_run_resumes_from_its_checkpoint(dirs, method, tmp_path):
     spec = spec_for(dirs, method, steps=300, runs_dir=str(tmp_path / "runs"))
 
@@ -88,7 +89,7 @@ def test_interrupted_run_resumes_from_its_checkpoint(dirs, method, tmp_path):
         run(spec, on_evaluation=stop_at_200)
     before = read_evaluations(f"{spec.run_dir}/evaluations.csv")
     assert [r["timesteps"] for r in before] == [0, 100, 200]
-    algo = {"otpr": OTPR, "ibrl": IBRL, "rlpd": RLPD}.get(method, SAC)
+    algo = {"otpr": OTPR, "ibrl": IBRL, "rlpd": RLPD}.get(get_method(method).algo, SAC)
     ckpt = algo.load(f"{spec.run_dir}/checkpoint/model.zip")
     assert ckpt.num_timesteps == 200
     summary = run(spec)
@@ -99,6 +100,9 @@ def test_interrupted_run_resumes_from_its_checkpoint(dirs, method, tmp_path):
     assert summary["steps"] == 300
     final = algo.load(f"{spec.run_dir}/model.zip")
     assert final.num_timesteps == 300
+    if method == "otpr-her":  # the relabelling buffer is what the checkpoint saved and the resumed run trained on
+        final.load_replay_buffer(f"{spec.run_dir}/checkpoint/replay_buffer.pkl")
+        assert type(final.replay_buffer) is HerDictReplayBuffer and final.replay_buffer.env_id == ENV
     if method == "otpr":
         assert final._n_updates > ckpt._n_updates
         # The replay buffer came back with the checkpoint: demonstrations and the first 200 online steps.

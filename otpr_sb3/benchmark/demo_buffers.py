@@ -2,7 +2,8 @@
 
 The demonstrations occupy the first slots of the buffer and are never overwritten: once online data fills the
 rest, writing wraps to the first slot after them. Every batch takes ``demo_fraction`` of its samples from the
-demonstrations and the rest from online data (all from the demonstrations until online data exists).
+demonstrations and the rest from online data (all from the demonstrations until online data exists). Hindsight
+relabelling of goal-conditioned replay mixes into either these buffers or SB3's own dict buffer.
 """
 
 from __future__ import annotations
@@ -80,8 +81,8 @@ class SymmetricDictReplayBuffer(_Symmetric, DictReplayBuffer):
     """:class:`SymmetricReplayBuffer` for dict observations (SB3's ``DictReplayBuffer``)."""
 
 
-class HerSymmetricDictReplayBuffer(SymmetricDictReplayBuffer):
-    """:class:`SymmetricDictReplayBuffer` with hindsight relabelling ("future" strategy) of goal-conditioned data.
+class HindsightRelabelling:
+    """Hindsight relabelling ("future" strategy) of goal-conditioned data, mixed in before a dict replay buffer.
 
     Each sampled transition, demonstration or online, has its desired goal replaced with probability
     ``her_ratio`` by the achieved goal of a step drawn uniformly from the rest of its episode (that step included),
@@ -89,18 +90,26 @@ class HerSymmetricDictReplayBuffer(SymmetricDictReplayBuffer):
     ``n_sampled_goal = 4`` (``her_ratio = 0.8``). An episode ends at a termination or a ``TimeLimit.truncated``
     step; the future of an episode still running is its steps so far. Once the online part of the buffer wraps,
     the unwritten steps of an overwritten episode may draw goals from newer data (the harness sizes its buffers so
-    that they never wrap).
+    that they never wrap). Only ``sample`` relabels: arrays read directly (OTPR's dual draws its states so) keep
+    their stored goals.
 
     Parameters
     ----------
     *args, **kwargs
-        As :class:`SymmetricDictReplayBuffer` (one env: ``n_envs`` must be 1).
+        As the buffer it is mixed into (one env: ``n_envs`` must be 1).
     env_id : str
         The gymnasium id whose ``compute_reward(achieved_goal, desired_goal, info)`` gives the relabelled rewards
         (an env is made for it; a name keeps the buffer's saved arguments small).
     her_ratio : float
         Share of sampled transitions relabelled, in ``[0, 1]``.
     """
+
+    n_envs: int
+    buffer_size: int
+    pos: int
+    observations: Any
+    next_observations: Any
+    to_torch: Any
 
     def __init__(self, *args: Any, env_id: str, her_ratio: float = 0.8, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -120,14 +129,14 @@ class HerSymmetricDictReplayBuffer(SymmetricDictReplayBuffer):
         pos = self.pos
         if pos < self._current_start:  # the write wrapped: the running episode continues as a new one
             self._current_start = pos
-        super().add(obs, next_obs, action, reward, done, infos)
+        super().add(obs, next_obs, action, reward, done, infos)  # type: ignore[misc]
         start = self._current_start
         self.episode_end[start : pos + 1] = pos + 1
         if bool(np.asarray(done).reshape(-1)[0]) or infos[0].get("TimeLimit.truncated", False):
             self._current_start = self.pos  # the next step starts an episode
 
     def _get_samples(self, batch_inds: np.ndarray, env: VecNormalize | None = None) -> Any:
-        data = super()._get_samples(batch_inds, env)
+        data = super()._get_samples(batch_inds, env)  # type: ignore[misc]
         relabel = np.random.random(len(batch_inds)) < self.her_ratio  # noqa: NPY002  (SB3's seeded global stream)
         if not relabel.any():
             return data
@@ -152,3 +161,11 @@ class HerSymmetricDictReplayBuffer(SymmetricDictReplayBuffer):
         state = self.__dict__.copy()
         state["_compute_reward"] = None  # made again from `env_id` after loading
         return state
+
+
+class HerDictReplayBuffer(HindsightRelabelling, DictReplayBuffer):
+    """SB3's ``DictReplayBuffer`` with :class:`HindsightRelabelling` (the ``otpr-her`` method's replay)."""
+
+
+class HerSymmetricDictReplayBuffer(HindsightRelabelling, SymmetricDictReplayBuffer):
+    """:class:`SymmetricDictReplayBuffer` with :class:`HindsightRelabelling` (the ``rlpd-her`` method's replay)."""

@@ -29,7 +29,8 @@ class Method:
     policy_kwargs : dict
         Keyword arguments of its policy.
     her : bool
-        Hindsight relabelling of goal-conditioned replay (SAC-family methods; ``HerSymmetricDictReplayBuffer``).
+        Hindsight relabelling of goal-conditioned replay (``HerSymmetricDictReplayBuffer`` for the SAC family,
+        ``HerDictReplayBuffer`` for OTPR).
     """
 
     name: str
@@ -124,6 +125,13 @@ METHODS: dict[str, Method] = {
             "sac-demos",
             "sac",
             "SAC with the demonstrations kept in its replay buffer and 50/50 batches (RLPD-like, no ensemble)",
+        ),
+        Method(
+            "otpr-her",
+            "otpr",
+            "OTPR (the library's defaults) with hindsight relabelling of its replay (future goals, 80% of sampled "
+            "transitions, demonstrations included; the dual's states keep their goals); goal-conditioned tasks only",
+            her=True,
         ),
     )
 }

@@ -39,6 +39,7 @@ from stable_baselines3.common.save_util import load_from_zip_file
 from stable_baselines3.common.utils import set_random_seed
 
 from otpr_sb3.benchmark.demo_buffers import (
+    HerDictReplayBuffer,
     HerSymmetricDictReplayBuffer,
     SymmetricDictReplayBuffer,
     SymmetricReplayBuffer,
@@ -278,6 +279,10 @@ def _model(
         add_demonstrations(model.replay_buffer, demos, model.action_space)  # type: ignore[arg-type]
         model.replay_buffer.freeze_demonstrations()  # type: ignore[attr-defined]
         return model, False
+    if method.her:
+        if policy != "MultiInputPolicy":
+            raise ValueError(f"method {method.name!r} relabels goals: {task.env_id} is not goal-conditioned")
+        kwargs = {**kwargs, "replay_buffer_class": HerDictReplayBuffer, "replay_buffer_kwargs": {"env_id": task.env_id}}
     otpr = OTPR(policy, env, buffer_size=_buffer_size(spec, demos), policy_kwargs=policy_kwargs, **common, **kwargs)
     start_from_pretrained(otpr, _pretrained(spec, task, card, demos, progress_bar), demos)
     return otpr, False
