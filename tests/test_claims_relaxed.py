@@ -157,3 +157,24 @@ def test_regime_c_stall_probe_sentence():
         "stalled state. ``v`` takes back two thirds of that preference (-4.01 of -6.03), but H's score still prefers "
         "closing (``z`` close - open +2.02), as it does on 7 of regime (a)'s 10 seeds" in page
     )
+
+
+def test_report_stalls_are_the_committed_runs(probe):
+    """The report's H arms' classified final models: the include is the record's, each entry its committed run's."""
+    claims_tables = load_script("examples/claims/claims_tables.py")
+    from otpr_sb3.benchmark.evaluation import read_evaluations
+
+    assert (ROOT / "docs" / "claims_relaxed_report_stalls.inc").read_text() == probe.report_stalls()
+    assert ".. include:: claims_relaxed_report_stalls.inc" in (ROOT / "docs" / "claims.rst").read_text()
+    stalls = json.loads((ROOT / "docs" / "data" / "claims" / "relaxed_report_stalls.json").read_text())["runs"]
+    report = ROOT / "results" / "claims" / "relaxed_report" / "runs"
+    for r in stalls:
+        run_dir = report / r["run"]
+        spec = json.loads((run_dir / "spec.json").read_text())
+        summary = json.loads((run_dir / "summary.json").read_text())
+        record = claims_tables.run_record(spec, summary, read_evaluations(str(run_dir / "evaluations.csv")))
+        assert (r["final"], r["last_five"], r["seed"]) == (record["final"], record["last_five"], spec["seed"])
+        assert r["deterministic"]["success"] == r["final"]  # the classifier reproduces the run's final evaluation
+        assert spec["method"] == "otpr" and str(r["rho"]) in ("1.0", "inf")
+        assert r["deterministic"]["episodes"] == r["sampled"]["episodes"] == 100
+    assert {(r["commit"], r["cpu"]) for r in stalls} == {("a9d796d", "AMD EPYC")}
