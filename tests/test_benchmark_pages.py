@@ -254,3 +254,14 @@ def test_reused_buffers_table_and_sentences_are_the_record():
     assert (round(vs_pot[300], 2), round(1 / vs_pot[100], 2), round(1 / vs_pot[500], 2)) == (1.19, 1.70, 1.21)
     assert "solved 1.19x faster, and ``n = 100`` and ``n = 500`` are still slower (POT 1.70x and 1.21x faster)" in page
     assert all(r["marginal_error"] <= 1e-9 for rows in (before, after) for r in rows.values())
+
+
+def test_ogbench_paragraph_is_the_probe_record():
+    record = json.loads((ROOT / "docs" / "data" / "ogbench_probe.json").read_text())
+    page = " ".join((ROOT / "docs" / "benchmarks_howto.rst").read_text().split())
+    assert (record["ogbench"], record["mujoco"], record["oracle_success"], record["episodes"]) == ("1.2.2", "3.11.0", 1.0, 10)
+    assert (
+        "succeeded in 10 of 10 episodes" in page and "**OGBench** (1.2.2) installs beside the project's mujoco 3.11.0" in page
+    )
+    assert not any("target" in key for key in record["task_mode_privileged_keys"])  # what the oracle lacks there
+    assert "(``privileged/block_0_pos``, ``_quat``, ``_yaw``)" in page
