@@ -219,12 +219,14 @@ def _newton_roots(t: th.Tensor, w: th.Tensor, target: float, max_iter: int = 30)
     """
     finite = th.isfinite(t)
     tz = th.where(finite, t, 0.0)
-    s = (target + tz @ w) / (finite.to(t.dtype) @ w).clamp_min(th.finfo(t.dtype).tiny)
+    # One float and one boolean matrix for every step: fresh (n, m) tensors at each step cost page faults.
+    act, act_t = finite, th.empty_like(t)
+    s = (target + tz @ w) / act_t.copy_(finite).matmul(w).clamp_min(th.finfo(t.dtype).tiny)
     ok = th.zeros_like(s, dtype=th.bool)
     for _ in range(max_iter):
-        act = t < s[:, None]
-        cw = act.to(t.dtype) @ w
-        nxt = (target + th.where(act, t, 0.0) @ w) / cw.clamp_min(th.finfo(t.dtype).tiny)
+        act = th.lt(t, s[:, None], out=act)
+        cw = act_t.copy_(act) @ w
+        nxt = (target + act_t.mul_(tz) @ w) / cw.clamp_min(th.finfo(t.dtype).tiny)  # tz: t where active, else 0
         ok = nxt >= s
         s = th.minimum(nxt, s)
         if bool(ok.all()):
