@@ -265,3 +265,34 @@ def test_ogbench_paragraph_is_the_probe_record():
     )
     assert not any("target" in key for key in record["task_mode_privileged_keys"])  # what the oracle lacks there
     assert "(``privileged/block_0_pos``, ``_quat``, ``_yaw``)" in page
+
+
+def test_near_active_table_and_sentences_are_the_record():
+    module = _load("bench_near_active", ROOT / "examples" / "benchmarks" / "bench_near_active.py")
+    record = json.loads((ROOT / "docs" / "data" / "bench_near_active.json").read_text())
+    assert not record["before"]["git"]["dirty"] and not record["after"]["git"]["dirty"]
+    assert (ROOT / "docs" / "bench_near_active.inc").read_text() == module.table(record)
+    before, after = ({(r["n"], r["pot_reg"]): r for r in record[k]["rows"]} for k in ("before", "after"))
+    speedup = {k: before[k]["median_ms"] / after[k]["median_ms"] for k in before}
+    page = " ".join((ROOT / "docs" / "benchmarks.rst").read_text().split())
+    stalled, fixed = before[(600, 0.01)], after[(600, 0.01)]
+    assert (stalled["status"], f"{stalled['marginal_error']:.1e}") == ("stalled", "1.9e-09")
+    assert (fixed["status"], f"{fixed['marginal_error']:.1e}") == ("converged", "2.8e-13")
+    assert f"{speedup[(600, 0.01)]:.2f}" == "3.53"
+    assert "The ``n = 600`` problem converges (2.8e-13) instead of stalling, 3.53x faster" in page
+    iters = [(before[(n, 0.01)]["n_iter"], after[(n, 0.01)]["n_iter"]) for n in (1000, 2000)]
+    assert iters == [(78, 53), (103, 68)]
+    assert [f"{speedup[(n, reg)]:.2f}" for reg in (0.01, 0.1) for n in (1000, 2000)] == ["1.68", "1.27", "1.10", "0.98"]
+    assert (
+        "take fewer Newton iterations (53 instead of 78, 68 instead of 103) and are 1.68x and 1.27x faster; at ``reg = "
+        "0.1`` the iterations barely change and the times are within run-to-run noise (1.10x and 0.98x)" in page
+    )
+    assert all(r["status"] == "converged" for r in after.values())
+    failed = {k: {s["ratio"]: len(s["not_converged"]) for s in record[k]["stall_sweep"]} for k in ("before", "after")}
+    assert failed["before"] == failed["after"] == {30.0: 0, 100.0: 2, 300.0: 6}
+    assert {s["problems"] for k in ("before", "after") for s in record[k]["stall_sweep"]} == {60}
+    assert "At the default continuation ratio of 30 every solve converges, before and after" in page
+    assert "stall on 2 and 6 of them, before and after: the ratio stays 30" in page
+    from neural_ot import _newton
+
+    assert _newton._CONTINUATION == 30.0 and _newton._WORKING_SET_FRACTION == 0.25
