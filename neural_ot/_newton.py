@@ -30,6 +30,7 @@ _DENSE_SOLVE_WORK = 4e6
 _WORKING_SET_MIN_PAIRS = 250_000  # below this many pairs the full matrix is cheaper than a working set
 # Stall: the best marginal error has not halved in this many Newton iterations (rounding floor, or no progress).
 _STALL_ITERS = 25
+_STALL_PROGRESS = 1e-9  # ... and the dual has improved by less than this (relative) over those iterations
 _FIRST_STAGE = 1e-2  # the continuation starts at the first eps below this share of the costs' spread
 _STAGE_TOL = 1e-4  # marginal error at which an intermediate stage of the continuation hands over
 _DAMPINGS = (1.0, 1e3, 1e6)  # Levenberg damping factors tried in turn when a Newton step is rejected
@@ -346,6 +347,7 @@ def _newton_stage(
     loss: float | None = None
     converged, it = False, 0
     best, best_it = float("inf"), 0
+    mark: float | None = None  # the dual's loss when the best marginal error was last set
     prob.stalled = False
     for it in range(1, max_iter + 1):
         z = prob.z(u, v, out=prob.scratch("z"))
@@ -357,14 +359,19 @@ def _newton_stage(
             converged = True
             it -= 1
             break
-        if max(ea, eb) <= 0.5 * best:
-            best, best_it = max(ea, eb), it
-        elif it - best_it >= _STALL_ITERS:
-            prob.stalled = True
-            it -= 1
-            break
-        if loss is None:  # needed by the line search only
+        if loss is None:  # needed by the line search and the stall check
             loss = prob.loss(u, v)
+        if max(ea, eb) <= 0.5 * best:
+            best, best_it, mark = max(ea, eb), it, loss
+        elif it - best_it >= _STALL_ITERS:
+            # Far from the optimum the marginal error is not monotone (the line search is on the dual) and can take
+            # longer to halve while the dual still improves: a stall is the error's and the dual's.
+            if mark is not None and mark - loss > _STALL_PROGRESS * max(1.0, abs(loss)):
+                best_it, mark = it, loss
+            else:
+                prob.stalled = True
+                it -= 1
+                break
         step, free_u, free_v, t, accepted, cand = _damped_step(prob, u, v, z, curv, loss, max(ea, eb), cg_max_iter)
         del z
         if accepted:

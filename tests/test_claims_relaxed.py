@@ -134,8 +134,7 @@ def test_readme_points_to_the_relaxation():
     assert (
         "Relaxing the action marginal that `v(a)` enforces, `dual_kwargs=dict(unbalanced=1.0)`, removed most of the "
         "stalls at the object on the two tuning seeds; on ten paired seeds it beat the balanced `H` on both primary "
-        "metrics and still trailed the advantage weights (behind them in AUC, undecided on the last five evaluations"
-        in readme
+        "metrics and still trailed the advantage weights (behind them in AUC, undecided on the last five evaluations" in readme
     )
     verdicts = _report_verdicts()
     assert [verdicts[(b, m)].verdict for b in ("H, unmasked", "advantage") for m in ("last five", "AUC")] == [
