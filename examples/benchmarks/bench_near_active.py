@@ -3,8 +3,9 @@
 Near a degenerate optimum (small eps: many pairs at the kink ``z = 0``), the curvature of the active pairs alone
 flips those pairs in and out of the active set at every step, and the working-set Newton crawled until the stall
 detector stopped it (``n = 600``, POT ``reg = 0.01``: marginal error 1.95e-9 against the tolerance 1e-9). The
-pairs just below the kink now carry curvature too (:data:`neural_ot._newton_system._NEAR_ACTIVE`), and the
-working set is used up to a quarter of active pairs (was 5%). Run the script once per checkout (``PYTHONPATH``
+pairs just below the kink now carry curvature too (``neural_ot._newton_system._NEAR_ACTIVE``), the working set is
+used up to a quarter of active pairs (was 5%), and a stall needs the dual to stop improving too (a slow far phase
+at a large continuation ratio was stopped). Run the script once per checkout (``PYTHONPATH``
 chooses which ``neural_ot`` is imported), alternating, into one record::
 
     PYTHONPATH=/path/to/old/checkout python examples/benchmarks/bench_near_active.py --label before \\
