@@ -296,8 +296,26 @@ def test_near_active_table_and_sentences_are_the_record():
     assert "At the default continuation ratio of 30 every solve converges, before and after" in page
     assert (
         "At the larger ratios 100 and 300 (fewer continuation stages) 2 and 6 solves stalled before, at marginal errors "
-        "up to 0.016, stopped in that slow far phase; after, all converge. The ratio stays 30" in page
+        "up to 0.016, stopped in that slow far phase; after, all converge." in page
     )
     from neural_ot import _newton
 
-    assert _newton._CONTINUATION == 30.0 and _newton._WORKING_SET_FRACTION == 0.25
+    assert _newton._WORKING_SET_FRACTION == 0.25
+    # "Fewer, looser continuation stages": the later label, against `after`
+    assert (_newton._CONTINUATION, _newton._STAGE_TOL) == (300.0, 1e-2)
+    assert (_newton._CONTINUATION_ENTROPIC, _newton._STAGE_TOL_ENTROPIC) == (30.0, 1e-4)
+    assert not record["stages"]["git"]["dirty"]
+    assert (ROOT / "docs" / "bench_continuation.inc").read_text() == module.table(record, ("after", "stages"))
+    stages = {(r["n"], r["pot_reg"]): r for r in record["stages"]["rows"]}
+    later = [after[k]["median_ms"] / stages[k]["median_ms"] for k in after]
+    assert f"{min(later):.2f}-{max(later):.2f}" == "1.06-1.44"
+    assert all(r["status"] == "converged" and r["marginal_error"] <= 1e-9 for r in stages.values())
+    assert all(not s["not_converged"] for s in record["stages"]["stall_sweep"])
+    assert "Every problem is faster (1.06-1.44x) and reaches the tolerance" in page
+    total = {k: before[k]["median_ms"] / stages[k]["median_ms"] for k in before}
+    assert f"{min(total.values()):.2f}-{max(total.values()):.2f}" == "1.10-5.12"
+    assert [f"{total[(n, reg)]:.2f}" for reg in (0.01, 0.1) for n in (1000, 2000)] == ["2.08", "1.68", "1.17", "1.10"]
+    assert (
+        "the benchmark's problems are 1.10-5.12x faster: 2.08x at ``n = 1000`` and 1.68x at ``n = 2000`` for POT ``reg "
+        "= 0.01``, 1.17x and 1.10x at ``reg = 0.1``" in page
+    )

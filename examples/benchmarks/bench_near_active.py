@@ -13,6 +13,10 @@ chooses which ``neural_ot`` is imported), alternating, into one record::
     python examples/benchmarks/bench_near_active.py --label after --out docs/data/bench_near_active.json
     python examples/benchmarks/bench_near_active.py --table docs/data/bench_near_active.json > docs/bench_near_active.inc
 
+The label ``stages`` is the later change of the L2 continuation (ratio 300, intermediate stages handing over at a
+marginal error of 1e-2; was 30 and 1e-4), compared with ``after`` by ``--compare after stages``
+(``docs/bench_continuation.inc``).
+
 Problems: the L2 table's (squared Euclidean between Gaussian clouds, ``n = m``, POT ``reg`` 0.1 and 0.01,
 ``eps = reg / (2 n m)``), ``n`` from 600 to 2000; then the stall sweep: 60 problems (five shapes from 60 x 60 to
 700 x 700, four cost kinds, random weights, three regs) solved with the working set forced on from 1,000 pairs,
@@ -99,11 +103,11 @@ def stall_sweep() -> list[dict[str, object]]:
     return rows
 
 
-def table(record: dict) -> str:
-    """The record as the docs' RST table: each problem before and after."""
+def table(record: dict, labels: tuple[str, str] = ("before", "after")) -> str:
+    """The record as the docs' RST tables: each problem under two labels, and the stall sweep of each."""
     from otpr_sb3.benchmark.report_rst import list_table
 
-    before, after = ({(r["n"], r["pot_reg"]): r for r in record[k]["rows"]} for k in ("before", "after"))
+    before, after = ({(r["n"], r["pot_reg"]): r for r in record[k]["rows"]} for k in labels)
     body = []
     for key, b in before.items():
         x = after[key]
@@ -118,11 +122,14 @@ def table(record: dict) -> str:
                 f"{b['median_ms'] / x['median_ms']:.2f}x",
             ]
         )
-    headers = ["n = m", "POT reg", "before: status, iterations, error", "after", "before [ms]", "after [ms]", "speed-up"]
+    first, second = labels
+    headers = [
+        "n = m", "POT reg", f"{first}: status, iterations, error", second, f"{first} [ms]", f"{second} [ms]", "speed-up",
+    ]  # fmt: skip
     out = list_table(headers, body)
     sweeps = [
-        ["before" if k == "before" else "after", f"{s['ratio']:g}", f"{len(s['not_converged'])} of {s['problems']}"]
-        for k in ("before", "after")
+        [k, f"{s['ratio']:g}", f"{len(s['not_converged'])} of {s['problems']}"]
+        for k in labels
         for s in record[k]["stall_sweep"]
     ]
     return out + "\n" + list_table(["code", "continuation ratio", "solves not converged"], sweeps)
@@ -130,14 +137,15 @@ def table(record: dict) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--label", choices=["before", "after"])
+    parser.add_argument("--label", choices=["before", "after", "stages"])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--out", default=None)
     parser.add_argument("--table", default=None, help="print the docs table of this record and exit")
+    parser.add_argument("--compare", nargs=2, default=["before", "after"], help="the two labels the table compares")
     args = parser.parse_args()
     if args.table:
         with open(args.table) as f:
-            print(table(json.load(f)), end="")
+            print(table(json.load(f), tuple(args.compare)), end="")
         return
     th.set_num_threads(1)
     rows = []
