@@ -25,7 +25,6 @@ at the continuation ratios 30 (the default), 100 and 300, counting the solves th
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -39,7 +38,7 @@ import neural_ot._newton as newton
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_neural_ot import _problem  # noqa: E402
-from bench_scratch_buffers import _checkout  # noqa: E402
+from record_cli import checkout, printed_table, record_parser, save_label  # noqa: E402
 
 PROBLEMS = [(600, 0.01), (1000, 0.1), (1000, 0.01), (2000, 0.1), (2000, 0.01)]
 RATIOS = (30.0, 100.0, 300.0)
@@ -136,16 +135,12 @@ def table(record: dict, labels: tuple[str, str] = ("before", "after")) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = record_parser(__doc__)
     parser.add_argument("--label", choices=["before", "after", "stages"])
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--out", default=None)
-    parser.add_argument("--table", default=None, help="print the docs table of this record and exit")
     parser.add_argument("--compare", nargs=2, default=["before", "after"], help="the two labels the table compares")
     args = parser.parse_args()
-    if args.table:
-        with open(args.table) as f:
-            print(table(json.load(f), tuple(args.compare)), end="")
+    if printed_table(args, table, tuple(args.compare)):
         return
     th.set_num_threads(1)
     rows = []
@@ -155,11 +150,8 @@ def main() -> None:
     sweep = stall_sweep()
     print(json.dumps(sweep), flush=True)
     if args.out:
-        record = json.load(open(args.out)) if os.path.exists(args.out) else {}
-        record[args.label] = {"rows": rows, "stall_sweep": sweep, "git": _checkout(), "torch": th.__version__,
-                              "threads": 1}  # fmt: skip
-        with open(args.out, "w") as f:
-            json.dump(record, f, indent=1)
+        entry = {"rows": rows, "stall_sweep": sweep, "git": checkout(no.__file__), "torch": th.__version__, "threads": 1}
+        save_label(args.out, args.label, entry)
 
 
 if __name__ == "__main__":

@@ -17,11 +17,9 @@ alternated with POT's ``smooth_ot_dual`` in the same process, and the L2 table's
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import resource
-import subprocess
 import sys
 import time
 
@@ -33,20 +31,11 @@ import neural_ot as no
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_neural_ot import _problem  # noqa: E402
+from record_cli import checkout, printed_table, record_parser, save_label  # noqa: E402
 
 
 def _faults() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-
-
-def _checkout() -> dict[str, object]:
-    """Commit and dirtiness of the checkout holding the imported ``neural_ot``."""
-    where = os.path.dirname(os.path.dirname(os.path.abspath(no.__file__)))
-
-    def git(*args: str) -> str:
-        return subprocess.run(["git", "-C", where, *args], capture_output=True, text=True, check=True).stdout.strip()
-
-    return {"commit": git("rev-parse", "HEAD"), "dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}
 
 
 def measure(n: int, pot_reg: float | None, repeats: int) -> dict[str, object]:
@@ -107,15 +96,11 @@ def table(record: dict) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = record_parser(__doc__)
     parser.add_argument("--label", choices=["before", "after"])
     parser.add_argument("--repeats", type=int, default=9)
-    parser.add_argument("--out", default=None)
-    parser.add_argument("--table", default=None, help="print the docs table of this record and exit")
     args = parser.parse_args()
-    if args.table:
-        with open(args.table) as f:
-            print(table(json.load(f)), end="")
+    if printed_table(args, table):
         return
     th.set_num_threads(1)
     problems: list[tuple[int, float | None]] = [(100, None), (300, None), (500, None)]
@@ -125,10 +110,7 @@ def main() -> None:
         rows.append(measure(n, pot_reg, args.repeats if n <= 1000 else max(3, args.repeats // 3)))
         print(json.dumps(rows[-1]), flush=True)
     if args.out:
-        record = json.load(open(args.out)) if os.path.exists(args.out) else {}
-        record[args.label] = {"rows": rows, "git": _checkout(), "torch": th.__version__, "threads": 1}
-        with open(args.out, "w") as f:
-            json.dump(record, f, indent=1)
+        save_label(args.out, args.label, {"rows": rows, "git": checkout(no.__file__), "torch": th.__version__, "threads": 1})
 
 
 if __name__ == "__main__":

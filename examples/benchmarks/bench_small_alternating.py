@@ -13,7 +13,6 @@ reports the median and best time of each, side by side in one process. Problems:
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -30,6 +29,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_neural_ot import _problem  # noqa: E402
 from keypoint_ot_demo import EPS, keypoint_cost, make_problem  # noqa: E402
+from record_cli import printed_table, record_parser  # noqa: E402
 
 ONE_THREAD_PAIRS = discrete._ONE_THREAD_PAIRS
 
@@ -64,15 +64,11 @@ def table(record: dict) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = record_parser(__doc__)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=7)
-    parser.add_argument("--out", default=None)
-    parser.add_argument("--table", default=None, help="print the docs table of this record and exit")
     args = parser.parse_args()
-    if args.table:
-        with open(args.table) as f:
-            print(table(json.load(f)), end="")
+    if printed_table(args, table):
         return
     th.set_num_threads(args.threads)
     cases = [("keypoint demo, masked, n = 90", *masked_demo())]
