@@ -331,7 +331,7 @@ def _result(
     errors, converged = _verdict(T, full, converged, tol, out_dtype, floor)
     stalled = full.stalled and not converged
     if not converged:
-        why = "stalled (no progress for 25 iterations) after" if stalled else "in"
+        why = "stalled (no progress for 25 iterations, in the error or the dual) after" if stalled else "in"
         warnings.warn(
             f"solve_discrete did not reach tol={tol:g} (marginal errors {errors[0]:.3g}, {errors[1]:.3g}); it {why} "
             f"{n_iter} Newton iterations; see `marginal_errors`",
