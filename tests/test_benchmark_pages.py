@@ -293,7 +293,7 @@ def test_near_active_table_and_sentences_are_the_record():
     worst = max(f["marginal_error"] for s in record["before"]["stall_sweep"] for f in s["not_converged"])
     assert f"{worst:.3f}" == "0.016"
     assert {s["problems"] for k in ("before", "after") for s in record[k]["stall_sweep"]} == {60}
-    assert "At the default continuation ratio of 30 every solve converges, before and after" in page
+    assert "At the continuation ratio of 30 (then the default) every solve converges, before and after" in page
     assert (
         "At the larger ratios 100 and 300 (fewer continuation stages) 2 and 6 solves stalled before, at marginal errors "
         "up to 0.016, stopped in that slow far phase; after, all converge." in page
