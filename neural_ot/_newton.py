@@ -18,8 +18,9 @@ from neural_ot.regularizers import Entropic, SquaredL2
 
 _DELTA = 1e-2  # Levenberg term relative to the mean diagonal, times the marginal error
 # Ratio between successive eps of the continuation, and the marginal error at which an intermediate stage hands over:
-# for L2, 300 and 1e-2 (30 and 1e-4 until the stall check stopped misreading slow far phases: 1.2-1.9x faster on the
-# benchmark's n = 500-2000 problems, every solve of a 60-problem sweep converged); entropic stages unchanged.
+# for L2, 300 and 1e-2 (30 and 1e-4 until the stall check stopped misreading slow far phases: 1.06-1.44x faster on
+# the benchmark's n = 600-2000 problems, docs/benchmarks.rst; every solve of a 60-problem sweep converged); entropic
+# stages unchanged (300 and 1e-2 gave no gain there).
 _CONTINUATION = 300.0
 _STAGE_TOL = 1e-2
 _CONTINUATION_ENTROPIC = 30.0

@@ -19,8 +19,9 @@ from neural_ot.regularizers import SquaredL2
 _DENSE_FRACTION = 0.2  # above this fraction of active pairs, dense products beat index scatter
 # L2: pairs with a density above -_NEAR_ACTIVE (z > -2 eps _NEAR_ACTIVE) carry curvature, the active ones and those
 # just below the kink. Near a degenerate optimum (many pairs at z = 0, as at small eps) the curvature of the active
-# pairs alone flips them in and out at every step and Newton stalls (n = 600-2000, POT reg 0.01: 2.5e-8); with
-# the pairs just below the kink it converged on all 20 benchmark problems (a generalised-Jacobian element).
+# pairs alone flips them in and out at every step and Newton stalls (POT reg 0.01: n = 600 at 1.9e-9, n = 1000 at
+# continuation ratio 100 at 2.5e-8); with the pairs just below the kink, an element of the generalised Jacobian there,
+# both converge (tests/test_discrete.py).
 _NEAR_ACTIVE = 1e-3
 
 
