@@ -234,14 +234,24 @@ def test_small_problems_on_one_thread_table_and_sentences():
     assert "are now faster (1.25x and 1.26x)" in page and "(POT 1.44x and 1.83x faster)" in page
 
 
-def test_reused_buffers_table_and_sentences_are_the_record():
-    module = _load("bench_scratch_buffers", ROOT / "examples" / "benchmarks" / "bench_scratch_buffers.py")
-    record = json.loads((ROOT / "docs" / "data" / "bench_scratch_buffers.json").read_text())
+def _before_after(script: str):
+    """A before/after benchmark record, checked clean and against its include: module, record, rows, speed-ups, page."""
+    module = _load(script, ROOT / "examples" / "benchmarks" / f"{script}.py")
+    record = json.loads((ROOT / "docs" / "data" / f"{script}.json").read_text())
     assert not record["before"]["git"]["dirty"] and not record["after"]["git"]["dirty"]
-    assert (ROOT / "docs" / "bench_scratch_buffers.inc").read_text() == module.table(record)
-    before, after = ({(r["n"], r["pot_reg"]): r for r in record[k]["rows"]} for k in ("before", "after"))
+    assert (ROOT / "docs" / f"{script}.inc").read_text() == module.table(record)
+    before, after = (_rows(record, k) for k in ("before", "after"))
     speedup = {k: before[k]["median_ms"] / after[k]["median_ms"] for k in before}
     page = " ".join((ROOT / "docs" / "benchmarks.rst").read_text().split())
+    return module, record, before, after, speedup, page
+
+
+def _rows(record: dict, label: str) -> dict:
+    return {(r["n"], r["pot_reg"]): r for r in record[label]["rows"]}
+
+
+def test_reused_buffers_table_and_sentences_are_the_record():
+    _, _, before, after, speedup, page = _before_after("bench_scratch_buffers")
     assert (before[(500, None)]["faults_per_solve"], max(r["faults_per_solve"] for r in before.values())) == (7718, 257494)
     assert "at ``n = 500`` a solve took 7,718 page faults, at ``n = 2000`` up to 257,494" in page
     many = [speedup[k] for k in ((300, None), (500, None), (1000, 0.01), (1000, 0.1), (2000, 0.1))]
@@ -268,13 +278,7 @@ def test_ogbench_paragraph_is_the_probe_record():
 
 
 def test_near_active_table_and_sentences_are_the_record():
-    module = _load("bench_near_active", ROOT / "examples" / "benchmarks" / "bench_near_active.py")
-    record = json.loads((ROOT / "docs" / "data" / "bench_near_active.json").read_text())
-    assert not record["before"]["git"]["dirty"] and not record["after"]["git"]["dirty"]
-    assert (ROOT / "docs" / "bench_near_active.inc").read_text() == module.table(record)
-    before, after = ({(r["n"], r["pot_reg"]): r for r in record[k]["rows"]} for k in ("before", "after"))
-    speedup = {k: before[k]["median_ms"] / after[k]["median_ms"] for k in before}
-    page = " ".join((ROOT / "docs" / "benchmarks.rst").read_text().split())
+    module, record, before, after, speedup, page = _before_after("bench_near_active")
     stalled, fixed = before[(600, 0.01)], after[(600, 0.01)]
     assert (stalled["status"], f"{stalled['marginal_error']:.1e}") == ("stalled", "1.9e-09")
     assert (fixed["status"], f"{fixed['marginal_error']:.1e}") == ("converged", "2.8e-13")
@@ -306,7 +310,7 @@ def test_near_active_table_and_sentences_are_the_record():
     assert (_newton._CONTINUATION_ENTROPIC, _newton._STAGE_TOL_ENTROPIC) == (30.0, 1e-4)
     assert not record["stages"]["git"]["dirty"]
     assert (ROOT / "docs" / "bench_continuation.inc").read_text() == module.table(record, ("after", "stages"))
-    stages = {(r["n"], r["pot_reg"]): r for r in record["stages"]["rows"]}
+    stages = _rows(record, "stages")
     later = [after[k]["median_ms"] / stages[k]["median_ms"] for k in after]
     assert f"{min(later):.2f}-{max(later):.2f}" == "1.06-1.44"
     assert all(r["status"] == "converged" and r["marginal_error"] <= 1e-9 for r in stages.values())
