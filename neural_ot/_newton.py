@@ -164,9 +164,16 @@ def _working_set_stage(
         z = prob.z(u, v, out=prob.scratch("z"))  # dead before any Newton iteration on `prob` writes that buffer
         if prob.mask is not None:
             z.masked_fill_(prob.mask == 0, -float("inf"))
-        if float((z > 0).sum()) > _WORKING_SET_FRACTION * n * m:
-            u, v, it, conv = _newton_stage(prob, u, v, tol, max_iter - total, cg_max_iter, verbose, initial_block=False)
-            return u, v, total + it, conv
+        if int(th.count_nonzero(z > 0)) > _WORKING_SET_FRACTION * n * m:  # a boolean sum() takes 14x longer
+            # Full-matrix Newton until few enough pairs have curvature (a stage from a cold start or from the
+            # previous eps begins with 30-60% of pairs active and ends with 3-10%); then the working set.
+            u, v, it, conv = _newton_stage(
+                prob, u, v, tol, max_iter - total, cg_max_iter, verbose, initial_block=False, exit_below=_WORKING_SET_FRACTION
+            )
+            total += it
+            if conv or prob.stalled or total >= max_iter:
+                return u, v, total, conv
+            continue
         # The set only grows (no cycling), and the candidates per row double after each miss, and until it is feasible.
         work = z > 0 if work is None else work | (z > 0)
         while True:
@@ -175,13 +182,13 @@ def _working_set_stage(
             k *= 2
             if prob.mask is not None:
                 work &= prob.mask > 0
-            feasible = support_carries_the_mass(prob.a, prob.b, work)  # one max-flow per enlargement
+            rows, cols = th.nonzero(work, as_tuple=True)
+            feasible = support_carries_the_mass(prob.a, prob.b, rows, cols)  # one max-flow per enlargement
             if feasible or k >= max(n, m):
                 break
         if not feasible:
             u, v, it, conv = _newton_stage(prob, u, v, tol, max_iter - total, cg_max_iter, verbose, initial_block=False)
             return u, v, total + it, conv
-        rows, cols = th.nonzero(work, as_tuple=True)
         del z
         sub = _SparseProblem(prob, rows, cols)
         budget = min(max_iter - total, _WORKING_SET_ROUND_ITERS)
@@ -304,7 +311,7 @@ def _cold_start(prob: _Problem | _SparseProblem, u: th.Tensor, v: th.Tensor) -> 
         # Where fewer than half the pairs are active there, the block steps start closer. (On N(0, 1) costs at
         # reg 0.05, n = 64-256, the closed form passes and needs 5 Newton iterations instead of 3, in the same
         # time: the block steps it saves cost about two iterations.)
-        if float((prob.z(u0, v0, out=prob.scratch("tmp")) > 0).sum()) >= _ALL_ACTIVE_START * prob.C.numel():
+        if int(th.count_nonzero(prob.z(u0, v0, out=prob.scratch("tmp")) > 0)) >= _ALL_ACTIVE_START * prob.C.numel():
             return u0, v0
     u = prob.block_maximize(u, v, side="u")
     return u, prob.block_maximize(u, v, side="v")
@@ -345,9 +352,13 @@ def _newton_stage(
     cg_max_iter: int,
     verbose: bool,
     initial_block: bool = True,
+    exit_below: float | None = None,
 ) -> tuple[th.Tensor, th.Tensor, int, bool]:
-    """Newton iterations at a fixed eps from ``(u, v)``; stops early (``prob.stalled``) when progress stalls."""
-    n = prob.shape[0]
+    """Newton iterations at a fixed eps from ``(u, v)``; stops early (``prob.stalled``) when progress stalls.
+
+    With ``exit_below``, it also returns (not converged, not stalled) once at most that fraction of pairs has
+    curvature, for the caller to go on on a working set.
+    """
     if initial_block:
         u, v, done = _initial_block(prob, u, v, tol)
         if done:  # Sinkhorn alone reached tol: no Newton step, no dense pass more (checked by the result)
@@ -367,6 +378,9 @@ def _newton_stage(
             converged = True
             it -= 1
             break
+        if exit_below is not None and curv.n_active <= exit_below * curv.n * curv.m:
+            it -= 1
+            break
         if loss is None:  # needed by the line search and the stall check
             loss = prob.loss(u, v)
         if max(ea, eb) <= 0.5 * best:
@@ -380,20 +394,33 @@ def _newton_stage(
                 prob.stalled = True
                 it -= 1
                 break
-        step, free_u, free_v, t, accepted, cand = _damped_step(prob, u, v, z, curv, loss, max(ea, eb), cg_max_iter)
+        u, v, loss = _newton_step(prob, u, v, z, curv, loss, max(ea, eb), cg_max_iter)
         del z
-        if accepted:
-            u, v = u + t * step[:n], v + t * step[n:]
-        # Exact block steps never decrease the dual: they repair isolated points, or replace a failed step.
-        if not accepted:
-            u = prob.block_maximize(u, v, side="u")
-            v = prob.block_maximize(u, v, side="v")
-        else:
-            iso_u, iso_v = th.nonzero(~free_u).flatten(), th.nonzero(~free_v).flatten()
-            u = prob.block_maximize(u, v, iso_u, side="u")
-            v = prob.block_maximize(u, v, iso_v, side="v")
-            if iso_u.numel() + iso_v.numel() == 0:
-                loss = cand
-                continue
-        loss = prob.loss(u, v)
     return u, v, it, converged
+
+
+def _newton_step(
+    prob: _Problem | _SparseProblem,
+    u: th.Tensor,
+    v: th.Tensor,
+    z: th.Tensor,
+    curv: _Curvature,
+    loss: float,
+    error: float,
+    cg_max_iter: int,
+) -> tuple[th.Tensor, th.Tensor, float | None]:
+    """One damped Newton step, with exact block steps on isolated nodes; returns the potentials and their loss."""
+    n = prob.shape[0]
+    step, free_u, free_v, t, accepted, cand = _damped_step(prob, u, v, z, curv, loss, error, cg_max_iter)
+    # Exact block steps never decrease the dual: they repair isolated points, or replace a failed step.
+    if not accepted:
+        u = prob.block_maximize(u, v, side="u")
+        v = prob.block_maximize(u, v, side="v")
+        return u, v, prob.loss(u, v)
+    u, v = u + t * step[:n], v + t * step[n:]
+    iso_u, iso_v = th.nonzero(~free_u).flatten(), th.nonzero(~free_v).flatten()
+    if iso_u.numel() + iso_v.numel() == 0:
+        return u, v, cand
+    u = prob.block_maximize(u, v, iso_u, side="u")
+    v = prob.block_maximize(u, v, iso_v, side="v")
+    return u, v, prob.loss(u, v)

@@ -131,7 +131,8 @@ def _check_mask_carries_the_mass(
     if bool((mask[keep_r][:, keep_c] > 0).all()):
         return  # exclusive pairs (checked above) plus a full block: KPG masks, feasible by inspection
     n, m = mask.shape
-    flow, need, scale, result, ca = _max_flow(a, b, mask)
+    rows, cols = np.nonzero(mask.detach().cpu().numpy() > 0)
+    flow, need, scale, result, ca = _max_flow(a, b, rows, cols)
     if need - flow > (n + m) + rtol * need:
         sent = np.asarray(result.flow[n + m, :n].todense()).ravel()
         blocked = np.flatnonzero(sent < ca - 1)[:5].tolist()
@@ -142,16 +143,15 @@ def _check_mask_carries_the_mass(
         )
 
 
-def _max_flow(a: th.Tensor, b: th.Tensor, mask: th.Tensor) -> tuple[int, int, float, Any, np.ndarray]:
-    """Max-flow of the masses ``a`` to ``b`` along the mask's pairs, in integer units of ``1 / scale``.
+def _max_flow(a: th.Tensor, b: th.Tensor, rows: np.ndarray, cols: np.ndarray) -> tuple[int, int, float, Any, np.ndarray]:
+    """Max-flow of the masses ``a`` to ``b`` along the pairs ``(rows, cols)``, in integer units of ``1 / scale``.
 
     Returns the flow, the mass to move, the scale, scipy's flow result and the integer row capacities.
     """
-    n, m = mask.shape
+    n, m = len(a), len(b)
     scale = 2.0**30 / max(float(a.sum()), float(b.sum()))
     ca = np.floor(a.detach().cpu().numpy() * scale).astype(np.int64)
     cb = np.floor(b.detach().cpu().numpy() * scale).astype(np.int64)
-    rows, cols = np.nonzero(mask.detach().cpu().numpy() > 0)
     src, sink = n + m, n + m + 1
     graph = sp.csr_matrix(
         (
@@ -167,11 +167,10 @@ def _max_flow(a: th.Tensor, b: th.Tensor, mask: th.Tensor) -> tuple[int, int, fl
     return int(result.flow_value), min(int(ca.sum()), int(cb.sum())), scale, result, ca
 
 
-def support_carries_the_mass(a: th.Tensor, b: th.Tensor, support: th.Tensor, rtol: float = 1e-6) -> bool:
-    """Whether a transport plan of marginals ``a``, ``b`` exists on the boolean ``support`` (by max-flow)."""
-    n, m = support.shape
-    flow, need, _, _, _ = _max_flow(a, b, support)
-    return need - flow <= (n + m) + rtol * need
+def support_carries_the_mass(a: th.Tensor, b: th.Tensor, rows: th.Tensor, cols: th.Tensor, rtol: float = 1e-6) -> bool:
+    """Whether a transport plan of marginals ``a``, ``b`` exists on the pairs ``(rows, cols)`` (by max-flow)."""
+    flow, need, _, _, _ = _max_flow(a, b, rows.cpu().numpy(), cols.cpu().numpy())
+    return need - flow <= (len(a) + len(b)) + rtol * need
 
 
 def check_solver_arguments(args: dict[str, Any]) -> None:
