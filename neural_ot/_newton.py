@@ -165,15 +165,10 @@ def _working_set_stage(
         if prob.mask is not None:
             z.masked_fill_(prob.mask == 0, -float("inf"))
         if int(th.count_nonzero(z > 0)) > _WORKING_SET_FRACTION * n * m:  # a boolean sum() takes 14x longer
-            # Full-matrix Newton until few enough pairs have curvature (a stage from a cold start or from the
-            # previous eps begins with 30-60% of pairs active and ends with 3-10%); then the working set.
-            u, v, it, conv = _newton_stage(
-                prob, u, v, tol, max_iter - total, cg_max_iter, verbose, initial_block=False, exit_below=_WORKING_SET_FRACTION
-            )
-            total += it
-            if conv or prob.stalled or total >= max_iter:
-                return u, v, total, conv
-            continue
+            # Leaving the full matrix for a working set within such a stage, once few pairs have curvature, was
+            # measured: 1.4x faster at n = 2000 (POT reg 0.01), 0.75-1.3x on other sizes, so not kept.
+            u, v, it, conv = _newton_stage(prob, u, v, tol, max_iter - total, cg_max_iter, verbose, initial_block=False)
+            return u, v, total + it, conv
         # The set only grows (no cycling), and the candidates per row double after each miss, and until it is feasible.
         work = z > 0 if work is None else work | (z > 0)
         while True:
@@ -352,13 +347,8 @@ def _newton_stage(
     cg_max_iter: int,
     verbose: bool,
     initial_block: bool = True,
-    exit_below: float | None = None,
 ) -> tuple[th.Tensor, th.Tensor, int, bool]:
-    """Newton iterations at a fixed eps from ``(u, v)``; stops early (``prob.stalled``) when progress stalls.
-
-    With ``exit_below``, it also returns (not converged, not stalled) once at most that fraction of pairs has
-    curvature, for the caller to go on on a working set.
-    """
+    """Newton iterations at a fixed eps from ``(u, v)``; stops early (``prob.stalled``) when progress stalls."""
     if initial_block:
         u, v, done = _initial_block(prob, u, v, tol)
         if done:  # Sinkhorn alone reached tol: no Newton step, no dense pass more (checked by the result)
@@ -376,9 +366,6 @@ def _newton_stage(
             print(f"eps {prob.r.reg:.2e}  newton {it:3d}  marginal error {max(ea, eb):.3e}")
         if max(ea, eb) <= tol:
             converged = True
-            it -= 1
-            break
-        if exit_below is not None and curv.n_active <= exit_below * curv.n * curv.m:
             it -= 1
             break
         if loss is None:  # needed by the line search and the stall check

@@ -33,15 +33,13 @@ class _Curvature:
         self.n, self.m = n, m
         a, b = prob.a, prob.b
         self.active: th.Tensor | None = None
-        self.n_active = n * m  # pairs with curvature (L2 counts them; entropic: every pair)
         self._W: th.Tensor | None = None
         # Dense L2: W = diag(a / (2 eps)) A diag(b) with A the 0/1 active matrix, kept as these three factors.
         self._factors: tuple[th.Tensor, th.Tensor, th.Tensor] | None = None
         if isinstance(prob, _SparseProblem):
             active = z > -2.0 * prob.r.reg * _NEAR_ACTIVE
             self.active = active
-            idx = th.nonzero(active).squeeze(1)
-            self.n_active = idx.numel()  # one pass: a boolean index per array would repeat it four times
+            idx = th.nonzero(active).squeeze(1)  # one pass: a boolean index per array would repeat it four times
             self.rows, self.cols = prob.rows.index_select(0, idx), prob.cols.index_select(0, idx)
             self._from_active(prob, z.index_select(0, idx), prob.ab.index_select(0, idx))
             self.dense = False
@@ -50,8 +48,7 @@ class _Curvature:
             if prob.mask is not None:
                 active &= prob.mask > 0
             self.active = active
-            self.n_active = int(th.count_nonzero(active))  # curvature support, near-active pairs included
-            self.dense = self.n_active > _DENSE_FRACTION * n * m
+            self.dense = int(th.count_nonzero(active)) > _DENSE_FRACTION * n * m
             if self.dense:  # dense products: no index lists (their scatter costs more than the zeros it skips)
                 # L2: curvature a_i b_j / (2 eps) on active pairs and plan z a_i b_j / (2 eps) there, so the masses
                 # and Hessian diagonals are matrix-vector products with the 0/1 active matrix and z+ (no W, no plan).
