@@ -61,9 +61,10 @@ class _Curvature:
                 self.row_mass, self.col_mass = a_s * (zp @ b), b * (a_s @ zp)
                 self.d1, self.d2 = a_s * (A @ b), b * (a_s @ A)
             else:
-                self.rows, self.cols = th.nonzero(active, as_tuple=True)
-                zc = z[self.rows, self.cols]
-                self._from_active(prob, zc, a[self.rows] * b[self.cols])
+                flat = th.nonzero(active.view(-1)).squeeze(1)
+                self.rows, self.cols = flat // m, flat % m
+                zc = z.view(-1).index_select(0, flat)
+                self._from_active(prob, zc, a.index_select(0, self.rows).mul_(b.index_select(0, self.cols)))
         else:
             T = prob.masked(prob.r.density(z)).mul_(a[:, None]).mul_(b[None, :])
             self.row_mass, self.col_mass = T.sum(1), T.sum(0)

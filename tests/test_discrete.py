@@ -281,6 +281,44 @@ def test_working_set_newton_matches_the_full_newton_even_from_a_cold_coarse_stag
     assert np.abs(working.plan - full.plan).sum() < 1e-8  # both to 1e-11 marginal error: the same plan
 
 
+def test_candidate_pairs_are_the_distinct_allowed_best_pairs_of_rows_and_columns():
+    """The working set's cheap feasibility check runs on these pairs: each row's and column's k best, no masked one."""
+    from neural_ot._newton import _candidate_pairs
+
+    rng = np.random.default_rng(3)
+    z = th.as_tensor(rng.normal(size=(7, 9)))
+    z[rng.random((7, 9)) < 0.4] = -float("inf")  # masked pairs
+    k = 3
+    best_cols, best_rows = th.topk(z, k, dim=1).indices, th.topk(z, k, dim=0).indices
+    rows, cols = _candidate_pairs(z, best_cols, best_rows)
+    got = list(zip(rows.tolist(), cols.tolist()))
+    expected = {(i, int(j)) for i in range(7) for j in best_cols[i]} | {(int(i), j) for j in range(9) for i in best_rows[:, j]}
+    assert len(got) == len(set(got))  # distinct: the max-flow graph sums duplicate edges
+    assert set(got) == {(i, j) for i, j in expected if z[i, j] > -float("inf")}
+
+
+def test_masked_problem_on_a_working_set_matches_the_full_newton(monkeypatch):
+    """A masked L2 problem on a forced working set with 2 candidates per row and column: the full Newton's plan."""
+    from neural_ot import _newton
+
+    rng = np.random.default_rng(4)
+    n = 120
+    x, y = rng.normal(size=(n, 2)), rng.normal(size=(n, 2)) + 1.0
+    M = ((x[:, None, :] - y[None, :, :]) ** 2).sum(-1)
+    M /= M.max()
+    mask = (rng.random((n, n)) < 0.3).astype(float)
+    np.fill_diagonal(mask, 1.0)  # a plan exists on the mask
+    reg = 0.01 / (2 * n * n)
+    monkeypatch.setattr(_newton, "_WORKING_SET_MIN_PAIRS", 10**12)
+    full = no.solve_discrete(None, None, M, reg, mask=mask, tol=1e-11)
+    monkeypatch.setattr(_newton, "_WORKING_SET_MIN_PAIRS", 0)
+    monkeypatch.setattr(_newton, "_WORKING_SET_K", 2)
+    working = no.solve_discrete(None, None, M, reg, mask=mask, tol=1e-11)
+    assert full.status == working.status == "converged"
+    assert float(np.abs(working.plan[mask == 0]).sum()) == 0.0
+    assert np.abs(working.plan - full.plan).sum() < 1e-8
+
+
 def test_a_stalled_solve_stops_early_with_an_honest_status():
     # Costs of order 1e6 at reg 1e-3: float64 cannot resolve the marginals below about 1e-8, so `tol` 1e-9 is out of
     # reach. Before stall detection every iteration of `max_iter` was spent there.
