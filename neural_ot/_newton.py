@@ -328,32 +328,6 @@ def _cold_start(prob: _Problem | _SparseProblem, u: th.Tensor, v: th.Tensor) -> 
     return u, prob.block_maximize(u, v, side="v")
 
 
-def _damped_step(
-    prob: _Problem | _SparseProblem,
-    u: th.Tensor,
-    v: th.Tensor,
-    z: th.Tensor,
-    curv: _Curvature,
-    loss: float,
-    error: float,
-    cg_max_iter: int,
-) -> tuple[th.Tensor, th.Tensor, th.Tensor, float, bool, float | None]:
-    """Newton direction and line search, retried with more Levenberg damping while the step is rejected.
-
-    Near the optimum the active graph can be a forest whose trees carry unequal mass; the Newton system is then
-    nearly singular, and its step shifts whole trees so far that no step length reduces the error (the block
-    steps that replaced it crawled, 2% per iteration at n = 2000). Returns the step, the free-node masks, the
-    step length, whether it was accepted and the loss there.
-    """
-    g = th.cat([curv.row_mass - prob.a, curv.col_mass - prob.b])
-    for damping in _DAMPINGS:
-        step, free_u, free_v = _newton_direction(prob, curv, g, error, cg_max_iter, damping)
-        t, accepted, cand = _line_search(prob, u, v, step, z, curv, g, loss, error)
-        if accepted:
-            break
-    return step, free_u, free_v, t, accepted, cand
-
-
 def _newton_stage(
     prob: _Problem | _SparseProblem,
     u: th.Tensor,
@@ -412,9 +386,19 @@ def _newton_step(
     error: float,
     cg_max_iter: int,
 ) -> tuple[th.Tensor, th.Tensor, float | None]:
-    """One damped Newton step, with exact block steps on isolated nodes; returns the potentials and their loss."""
+    """One damped Newton step, with exact block steps on isolated nodes; returns the potentials and their loss.
+
+    A rejected step is retried with more Levenberg damping: near the optimum the active graph can be a forest whose
+    trees carry unequal mass, the Newton system is then nearly singular, and its step shifts whole trees so far
+    that no step length reduces the error (the block steps that replaced it crawled, 2% per iteration at n = 2000).
+    """
     n = prob.shape[0]
-    step, free_u, free_v, t, accepted, cand = _damped_step(prob, u, v, z, curv, loss, error, cg_max_iter)
+    g = th.cat([curv.row_mass - prob.a, curv.col_mass - prob.b])
+    for damping in _DAMPINGS:
+        step, free_u, free_v = _newton_direction(prob, curv, g, error, cg_max_iter, damping)
+        t, accepted, cand = _line_search(prob, u, v, step, z, curv, g, loss, error)
+        if accepted:
+            break
     # Exact block steps never decrease the dual: they repair isolated points, or replace a failed step.
     if not accepted:
         u = prob.block_maximize(u, v, side="u")
