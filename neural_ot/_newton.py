@@ -165,8 +165,8 @@ def _working_set_stage(
         if prob.mask is not None:
             z.masked_fill_(prob.mask == 0, -float("inf"))
         if int(th.count_nonzero(z > 0)) > _WORKING_SET_FRACTION * n * m:  # a boolean sum() takes 14x longer
-            # Leaving the full matrix for a working set within such a stage, once few pairs have curvature, was
-            # measured: 1.4x faster at n = 2000 (POT reg 0.01), 0.75-1.3x on other sizes, so not kept.
+            # Leaving the full matrix for a working set within such a stage, once few pairs have curvature, was tried:
+            # faster at n = 2000 (POT reg 0.01), slower at n = 600-1500 and 3000 in trial runs, so not kept.
             u, v, it, conv = _newton_stage(prob, u, v, tol, max_iter - total, cg_max_iter, verbose, initial_block=False)
             return u, v, total + it, conv
         # The set only grows (no cycling), and the candidates per row double after each miss, and until it is feasible.
