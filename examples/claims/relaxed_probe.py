@@ -15,6 +15,12 @@ deterministic and sampled (``failure_kinds.classify_run``: the stall is ``"reach
     python examples/claims/relaxed_probe.py --runs-dir outputs/claims_relaxed/runs --out docs/data/claims/relaxed_probe.json
     python examples/claims/relaxed_probe.py --table docs/claims_relaxed.inc
 
+The regime (c) probe (``examples/sweeps/claims_relaxed_probe_c.toml``: unmasked H relaxed at ``rho = 1`` and
+balanced, and the advantage arm, on the mixed-quality demonstrations) goes to its own record and table::
+
+    python examples/claims/relaxed_probe.py --runs-dir RUNS --out docs/data/claims/relaxed_probe_c.json
+    python examples/claims/relaxed_probe.py --out docs/data/claims/relaxed_probe_c.json --table docs/claims_relaxed_c.inc
+
 The report (``examples/sweeps/claims_relaxed_report.toml``, seeds 0-9, collected in ``results/claims/relaxed_report/runs``):
 ``--report`` writes its verdicts, by the claims protocol's decision rule, to ``docs/claims_relaxed_verdicts.inc``, and
 the stalls of its two H arms (classified into ``docs/data/claims/relaxed_report_stalls.json`` with ``--runs-dir`` a
@@ -45,6 +51,8 @@ REPORT = os.path.join(ROOT, "results", "claims", "relaxed_report", "runs")
 STALLS = os.path.join(ROOT, "docs", "data", "claims", "relaxed_report_stalls.json")
 STALL = "reached, fingers open"
 RELAXED = "H, unmasked, action marginal relaxed"
+#: The guidance of a probe run's method, for records that hold more than OTPR's H (the regime (c) probe).
+GUIDANCE = {"otpr": "H, unmasked", "otpr-adv": "advantage"}
 #: The report's comparisons, ``(label, arm A, arm B)``: "A beats B".
 COMPARISONS = (("relaxed", RELAXED, "H, unmasked"), ("relaxed", RELAXED, "advantage"))
 
@@ -91,6 +99,7 @@ def probe_entry(run_dir: str, name: str, episodes: int) -> dict[str, Any]:
     diagnostics = summary.get("diagnostics", {})
     return {
         "run": name,
+        "method": spec["method"],
         "rho": "inf" if rho_of(spec) == math.inf else rho_of(spec),
         "seed": spec["seed"],
         "start": summary["start_success"],
@@ -106,19 +115,25 @@ def probe_entry(run_dir: str, name: str, episodes: int) -> dict[str, Any]:
 
 
 def table(path: str = RECORD) -> str:
-    """The probe's record as an RST list table: a row per run, balanced first, then by falling ``rho`` and seed."""
+    """The probe's record as an RST list table: a row per run, balanced first, then by falling ``rho`` and seed.
+
+    A record with runs of other guidances (the regime (c) probe's advantage arm) gets a first column naming the
+    guidance, and those runs come last.
+    """
     with open(path) as f:
         runs = json.load(f)["runs"]
+    guidances = {r.get("method", "otpr") for r in runs} != {"otpr"}
 
-    def order(r: dict[str, Any]) -> tuple[float, int]:
-        return (-math.inf if r["rho"] == "inf" else -float(r["rho"]), r["seed"])
+    def order(r: dict[str, Any]) -> tuple[bool, float, int]:
+        return (r.get("method", "otpr") != "otpr", -math.inf if r["rho"] == "inf" else -float(r["rho"]), r["seed"])
 
     def num(value: float | None, fmt: str = ".2f") -> str:
         return "" if value is None else format(value, fmt)
 
     body = [
         [
-            "inf (balanced)" if r["rho"] == "inf" else f"{float(r['rho']):g}",
+            *([GUIDANCE.get(r.get("method", "otpr"), r.get("method"))] if guidances else []),
+            "" if r.get("method", "otpr") != "otpr" else "inf (balanced)" if r["rho"] == "inf" else f"{float(r['rho']):g}",
             str(r["seed"]),
             num(r["start"]),
             num(r["final"]),
@@ -133,6 +148,7 @@ def table(path: str = RECORD) -> str:
         for r in sorted(runs, key=order)
     ]
     header = [
+        *(["guidance"] if guidances else []),
         "rho",
         "seed",
         "start",
