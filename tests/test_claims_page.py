@@ -10,6 +10,7 @@ from otpr_helpers import load_script
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "docs" / "data" / "claims"
+STALL = "reached, fingers open"  # the failure kind of a deterministic policy stopped at the object
 
 
 def _module():
@@ -600,46 +601,92 @@ def test_readme_guidance_paragraph_is_the_study():
     assert "guidance_kwargs=dict(temperature=0.675)" in readme
 
 
-def test_regime_c_first_runs_sentence():
-    """ "Regime (c)'s first seed (seed 0) has all five arms: H and unmasked H reach 0.9-0.95 before the dual starts
-    guiding and end at 0.03 under the deterministic evaluation (the curves below), and so does Q; advantage guidance
-    ends at 0.88 and the authors' release at 0.64"."""
+def test_regime_c_verdict_sentences():
+    """The status paragraph, "What regime (c) decides", README and the results page read regime (c)'s runs right."""
     module = load_script("examples/claims/claims_verdicts.py")
+    runs = [r for r in module.report_runs() if r["regime"] == "c"]
+    rows = {(r["comparison"], r["metric"]): r["decision"] for r in module.verdicts(module.report_runs()) if r["regime"] == "c"}
     page = " ".join((ROOT / "docs" / "claims.rst").read_text().split())
+    assert len(runs) == 50 and {r["commit"][:7] for r in runs} == {"8d4c5c5"}
+    assert {(r["arm"], r["seed"]) for r in runs} == {(a, s) for a in module.ARMS for s in range(10)}
+    assert "regime (c)'s 50 at ``8d4c5c5``" in page and "all 50 runs at commit ``8d4c5c5``" in page
+    q, adv, mask, rel = "H - Q", "H - advantage", "H - H, unmasked", "H - authors' release"
+    assert all(rows[(c, m)].seeds == 10 for c in (q, adv, mask, rel) for m in ("last five", "AUC"))
+    assert [rows[(q, m)].verdict for m in ("last five", "AUC")] == ["holds", "holds"]
+    assert [rows[(adv, m)].verdict for m in ("last five", "AUC")] == ["reversed", "reversed"]
+    assert [rows[(mask, m)].verdict for m in ("last five", "AUC")] == ["undecided", "undecided"]
+    assert [rows[(rel, m)].verdict for m in ("last five", "AUC")] == ["reversed", "undecided"]
     assert (
-        "Regime (c)'s first seed (seed 0) has all five arms: H and unmasked H reach 0.9-0.95 before the dual starts "
-        "guiding and end at 0.03 under the deterministic evaluation (the curves below), and so does Q; advantage "
-        "guidance ends at 0.88 and the authors' release at 0.64." in page
+        "In regime (c), 50 demonstrations at action noise 0.1 mixed with 50 at noise 1.0, with ten paired seeds: **claim "
+        "3 holds against Q guidance and is reversed against advantage guidance**, on both primary metrics, as in regime "
+        "(a), and **claim 4 is undecided**." in page
     )
-    runs = {r["arm"]: r for r in module.report_runs() if r["regime"] == "c" and r["seed"] == 0}
-    assert set(runs) == set(module.ARMS)
-    peaks = sorted(
-        max(e["success"] for e in runs[arm]["evaluations"] if e["timesteps"] < runs[arm]["diagnostics"]["dual_ready_step"])
-        for arm in ("H", "H, unmasked")
-    )
-    assert peaks == [0.9, 0.95]
-    finals = {arm: r["final"] for arm, r in runs.items()}
-    assert finals == {"H": 0.03, "H, unmasked": 0.03, "Q": 0.03, "advantage": 0.88, "authors' release": 0.64}
-
-
-def test_regime_c_seeds_1_2_sentence():
-    """Seeds 1 and 2 of regime (c): the five arms' final evaluations and the H arms' failure kinds."""
-    module = load_script("examples/claims/claims_verdicts.py")
-    page = " ".join((ROOT / "docs" / "claims.rst").read_text().split())
-    finals = {(r["arm"], r["seed"]): r["final"] for r in module.report_runs() if r["regime"] == "c" and r["seed"] in (1, 2)}
-    assert {arm: [finals[(arm, s)] for s in (1, 2)] for arm in module.ARMS} == {
-        "H": [0.1, 0.03], "H, unmasked": [0.11, 0.03], "Q": [0.03, 0.03], "advantage": [0.93, 0.91],
-        "authors' release": [0.43, 0.47],
-    }  # fmt: skip
-    kinds = json.loads((ROOT / "docs" / "data" / "claims" / "failure_kinds.json").read_text())["runs"]
-    h = [r for r in kinds if r["regime"] == "c" and r["seed"] in (1, 2) and r["arm"] in ("H", "H, unmasked")]
-    assert len(h) == 4
-    stalls = [r["deterministic"]["reached, fingers open"] for r in h]
-    sampled = [r["sampled"]["success"] for r in h]
-    assert (min(stalls), max(stalls), min(sampled), max(sampled)) == (85, 96, 0.31, 0.88)
+    by_arm = {a: [r for r in runs if r["arm"] == a] for a in module.ARMS}
+    ready = {r["diagnostics"]["dual_ready_step"] for r in runs}
+    assert ready == {2200}
+    peaks = {a: [max(e["success"] for e in r["evaluations"] if e["timesteps"] < 2200) for r in rs] for a, rs in by_arm.items()}
+    collapsing = ("H", "H, unmasked", "Q")
+    assert (min(min(peaks[a]) for a in collapsing), max(max(peaks[a]) for a in collapsing)) == (0.55, 1.0)
+    finals = {a: sorted(r["final"] for r in rs) for a, rs in by_arm.items()}
+    assert (min(finals[a][0] for a in collapsing), max(finals[a][-1] for a in collapsing)) == (0.02, 0.62)
+    assert (finals["advantage"][0], finals["advantage"][-1]) == (0.76, 0.95)
     assert (
-        "Seeds 1 and 2 have all five arms too: H ends at 0.10 and 0.03 and unmasked H at 0.11 and 0.03, stalled at the "
-        "object with open fingers in 85-96 of 100 deterministic episodes (0.31-0.88 with sampled actions); Q ends at "
-        "0.03 on both, advantage guidance at 0.93 and 0.91, and the authors' release at 0.43 and 0.47. Three seeds are "
-        "no verdict." in page
+        "There H (masked or not) and Q collapse once the guidance starts, from 0.55-1.0 success to 0.02-0.62 at the end; "
+        "the advantage weights keep the policy at 0.76-0.95" in page
     )
+    non_release = [p for a in module.ARMS if a != "authors' release" for p in peaks[a]]
+    assert (min(non_release), max(non_release)) == (0.55, 1.0) and max(peaks["authors' release"]) < 0.55
+    assert "every arm but the authors' release reaches 0.55-1.0 success in its first 2,200 steps" in page
+    # claim 3 vs Q
+    assert (round(rows[(q, "last five")].mean, 2), round(rows[(q, "AUC")].mean, 2)) == (0.07, 0.06)
+    assert "H ends 0.07 above the Q arm on the last five evaluations and is 0.06 above it in AUC" in page
+    kinds = [k for k in json.loads((ROOT / "docs" / "data" / "claims" / "failure_kinds.json").read_text())["runs"]]
+    kinds = {a: [k for k in kinds if k["regime"] == "c" and k["arm"] == a] for a in module.ARMS}
+    assert all(len(kinds[a]) == 10 for a in module.ARMS)
+    q_failed = sum(
+        k["deterministic"]["episodes"] - round(k["deterministic"]["success"] * k["deterministic"]["episodes"])
+        for k in kinds["Q"]
+    )
+    q_never = sum(k["deterministic"]["never reached"] for k in kinds["Q"])
+    assert (finals["Q"][0], finals["Q"][-1], q_never, q_failed) == (0.02, 0.03, 969, 971)
+    assert "The Q arm ends at 0.02-0.03 on every seed, 969 of its 971 failed episodes never reaching the object" in page
+    stalls = {a: sorted(k["deterministic"][STALL] for k in kinds[a]) for a in module.ARMS}
+    assert (finals["H"][0], finals["H"][-1], stalls["H"][0], stalls["H"][-1]) == (0.03, 0.37, 58, 96)
+    assert "H ends at 0.03-0.37, its deterministic policy stalled at the object with open fingers in 58-96 of 100" in page
+    # claim 3 vs advantage
+    assert (round(rows[(adv, "last five")].mean, 2), round(rows[(adv, "AUC")].mean, 2)) == (-0.79, -0.55)
+    assert "the advantage arm ends 0.79 above H on the last five evaluations and is 0.55 above it in AUC" in page
+    assert (stalls["advantage"][0], stalls["advantage"][-1]) == (0, 18)
+    assert "It ends at 0.76-0.95 and stalls in 0-18 of 100 final episodes" in page
+    sampled = {a: [k["sampled"]["success"] for k in kinds[a]] for a in ("H", "advantage")}
+    assert [(min(v), max(v), round(sum(v) / len(v), 2)) for v in sampled.values()] == [(0.31, 0.9, 0.66), (0.9, 0.96, 0.93)]
+    assert (
+        "the final H models succeed in 0.31-0.90 of episodes (mean 0.66), the advantage models in 0.90-0.96 (mean 0.93)"
+        in page
+    )
+    # claim 4
+    last, auc = rows[(mask, "last five")], rows[(mask, "AUC")]
+    assert (round(last.mean, 2), round(last.ci95[0], 2), round(last.ci95[1], 2), round(auc.mean, 2)) == (
+        -0.03,
+        -0.12,
+        0.05,
+        -0.03,
+    )
+    assert (round(last.seeds_needed, -1), round(auc.seeds_needed, -1)) == (110, 40)
+    assert (
+        "the masked H ends 0.03 below the unmasked one on the last five evaluations (95% interval from -0.12 to +0.05) "
+        "and 0.03 below it in AUC; at this spread about 110 and 40 paired seeds would decide the two metrics" in page
+    )
+    # authors' release
+    r_last, r_auc = rows[(rel, "last five")], rows[(rel, "AUC")]
+    assert (round(r_last.mean, 2), round(r_auc.mean, 2), round(r_auc.seeds_needed, -1)) == (-0.35, -0.08, 20)
+    assert (stalls["authors' release"][0], stalls["authors' release"][-1]) == (13, 70)
+    assert (finals["authors' release"][0], finals["authors' release"][-1]) == (0.23, 0.86)
+    assert "H ends 0.35 below it on the last five evaluations, a difference that is reversed, and 0.08 below it" in page
+    assert "(it stalls in 13-70 of 100 final episodes and ends at 0.23-0.86)" in page
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    assert "`H` ended 0.79 below it on the last five evaluations, its deterministic policy stalled at the object" in readme
+    results = " ".join((ROOT / "docs" / "results_claims.inc").read_text().split())
+    assert "the advantage guidance ending 0.79 ahead of H on the last five evaluations" in results
+    assert "claim 4 is undecided, with the mask's point estimate below zero in both" in results
+    assert last.mean < 0
