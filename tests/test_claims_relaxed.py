@@ -23,6 +23,18 @@ def runs():
     return json.loads(RECORD.read_text())["runs"]
 
 
+def _committed(run_dir: Path) -> tuple[dict, dict, dict]:
+    """A committed run's spec, summary and claims record (final, last five, AUC) from its files."""
+    from otpr_sb3.benchmark.evaluation import read_evaluations
+
+    spec = json.loads((run_dir / "spec.json").read_text())
+    summary = json.loads((run_dir / "summary.json").read_text())
+    record = load_script("examples/claims/claims_tables.py").run_record(
+        spec, summary, read_evaluations(str(run_dir / "evaluations.csv"))
+    )
+    return spec, summary, record
+
+
 def _by(runs):
     return {(str(r["rho"]), r["seed"]): r for r in runs}
 
@@ -33,17 +45,11 @@ def test_table_is_the_record(probe):
 
 def test_record_matches_the_committed_runs(runs):
     """Each entry's numbers are its committed run's; all six runs share one commit and CPU kind."""
-    claims_tables = load_script("examples/claims/claims_tables.py")
-    from otpr_sb3.benchmark.evaluation import read_evaluations
-
     assert sorted((str(r["rho"]), r["seed"]) for r in runs) == sorted(
         (rho, s) for rho in ("inf", "1.0", "0.1") for s in (100, 101)
     )
     for r in runs:
-        run_dir = RUNS / r["run"]
-        spec = json.loads((run_dir / "spec.json").read_text())
-        summary = json.loads((run_dir / "summary.json").read_text())
-        record = claims_tables.run_record(spec, summary, read_evaluations(str(run_dir / "evaluations.csv")))
+        spec, summary, record = _committed(RUNS / r["run"])
         assert (r["final"], r["last_five"], r["auc"], r["start"]) == (
             record["final"], record["last_five"], record["auc"], summary["start_success"],
         )  # fmt: skip
@@ -234,14 +240,8 @@ def test_regime_c_probe_table_record_and_sentences(probe):
     runs_dir = ROOT / "results" / "claims" / "relaxed_probe_c" / "runs"
     assert (ROOT / "docs" / "claims_relaxed_c.inc").read_text() == probe.table(str(record))
     runs = json.loads(record.read_text())["runs"]
-    claims_tables = load_script("examples/claims/claims_tables.py")
-    from otpr_sb3.benchmark.evaluation import read_evaluations
-
     for r in runs:
-        run_dir = runs_dir / r["run"]
-        spec = json.loads((run_dir / "spec.json").read_text())
-        summary = json.loads((run_dir / "summary.json").read_text())
-        rec = claims_tables.run_record(spec, summary, read_evaluations(str(run_dir / "evaluations.csv")))
+        spec, _, rec = _committed(runs_dir / r["run"])
         assert (r["final"], r["last_five"], r["auc"], r["method"]) == (
             rec["final"],
             rec["last_five"],
