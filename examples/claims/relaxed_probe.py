@@ -122,18 +122,22 @@ def table(path: str = RECORD) -> str:
     """
     with open(path) as f:
         runs = json.load(f)["runs"]
-    guidances = {r.get("method", "otpr") for r in runs} != {"otpr"}
+
+    def method(r: dict[str, Any]) -> str:
+        return r.get("method", "otpr")  # records before the regime (c) probe hold OTPR's runs only
+
+    guidances = {method(r) for r in runs} != {"otpr"}
 
     def order(r: dict[str, Any]) -> tuple[bool, float, int]:
-        return (r.get("method", "otpr") != "otpr", -math.inf if r["rho"] == "inf" else -float(r["rho"]), r["seed"])
+        return (method(r) != "otpr", -math.inf if r["rho"] == "inf" else -float(r["rho"]), r["seed"])
 
     def num(value: float | None, fmt: str = ".2f") -> str:
         return "" if value is None else format(value, fmt)
 
     body = [
         [
-            *([GUIDANCE.get(r.get("method", "otpr"), r.get("method"))] if guidances else []),
-            "" if r.get("method", "otpr") != "otpr" else "inf (balanced)" if r["rho"] == "inf" else f"{float(r['rho']):g}",
+            *([GUIDANCE.get(method(r), method(r))] if guidances else []),
+            "" if method(r) != "otpr" else "inf (balanced)" if r["rho"] == "inf" else f"{float(r['rho']):g}",
             str(r["seed"]),
             num(r["start"]),
             num(r["final"]),
