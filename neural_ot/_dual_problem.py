@@ -15,6 +15,15 @@ from neural_ot.duals import relative_marginal_errors
 from neural_ot.regularizers import Regularizer, SquaredL2
 
 
+def true_pairs(mask: th.Tensor) -> tuple[th.Tensor, th.Tensor, th.Tensor]:
+    """Flat indices, rows and columns of the true entries of a contiguous boolean ``(n, m)`` matrix.
+
+    Gathering through the flat indices (``X.view(-1).index_select(0, flat)``) is 2x faster than ``X[rows, cols]``.
+    """
+    flat = th.nonzero(mask.view(-1)).squeeze(1)
+    return flat, flat // mask.shape[1], flat % mask.shape[1]
+
+
 class _Problem:
     """Float64 data of one discrete problem, with the dual objective and its derivatives."""
 
@@ -104,8 +113,7 @@ class _Problem:
         keep |= active
         if self.mask is not None:
             keep &= self.mask > 0
-        flat = th.nonzero(keep.view(-1)).squeeze(1)  # gathers through flat indices: 2x faster than z[rows, cols]
-        rows, cols = flat // z.shape[1], flat % z.shape[1]
+        flat, rows, cols = true_pairs(keep)
         zc, sc = z.view(-1).index_select(0, flat), du.index_select(0, rows).add_(dv.index_select(0, cols))
         wc = self.a.index_select(0, rows).mul_(self.b.index_select(0, cols)).div_(4.0 * self.r.reg)
         buf = th.empty_like(zc)

@@ -12,7 +12,7 @@ import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 import torch as th
 
-from neural_ot._dual_problem import _Problem, _SparseProblem
+from neural_ot._dual_problem import _Problem, _SparseProblem, true_pairs
 from neural_ot.duals import relative_marginal_errors
 from neural_ot.regularizers import SquaredL2
 
@@ -61,8 +61,7 @@ class _Curvature:
                 self.row_mass, self.col_mass = a_s * (zp @ b), b * (a_s @ zp)
                 self.d1, self.d2 = a_s * (A @ b), b * (a_s @ A)
             else:
-                flat = th.nonzero(active.view(-1)).squeeze(1)
-                self.rows, self.cols = flat // m, flat % m
+                flat, self.rows, self.cols = true_pairs(active)
                 zc = z.view(-1).index_select(0, flat)
                 self._from_active(prob, zc, a.index_select(0, self.rows).mul_(b.index_select(0, self.cols)))
         else:
