@@ -5,6 +5,7 @@ from pathlib import Path
 from otpr_helpers import load_script
 
 from otpr_sb3.benchmark.evaluation import read_evaluations
+from otpr_sb3.benchmark.methods import get_method
 from otpr_sb3.benchmark.report import area_under_curve
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -129,7 +130,10 @@ def test_baselines_protocol_is_the_tuning_sweep():
     named = "``otpr``, ``idql-n``, ``dql``, ``diffusion-ql``, ``rlpd-her``, ``ibrl`` and ``dsrl``"
     assert named in page and set(configs) == {"otpr", "idql-n", "dql", "diffusion-ql", "rlpd-her", "ibrl", "dsrl"}
     assert {"kwargs": {"reg": 0.1}, "methods": ["otpr"]} in sweep["runs"]  # "OTPR's alternative is reg = 0.1"
-    for phrase in ("two configurations per method", "seeds 100-101 only, 15,000 steps", "OTPR's alternative is ``reg = 0.1``"):
+    assert {"kwargs": {"gradient_steps": 2}, "methods": ["rlpd-her"]} in sweep["runs"]  # "RLPD-HER's is 2 updates"
+    assert get_method("rlpd-her").kwargs["gradient_steps"] == 4  # "instead of 4"
+    phrases = ("two configurations per method", "seeds 100-101 only, 15,000 steps", "OTPR's alternative is ``reg = 0.1``")
+    for phrase in (*phrases, "RLPD-HER's is 2 updates per env step instead of 4"):
         assert phrase in page, phrase
 
 
