@@ -74,7 +74,7 @@ def _newton(
     for k, reg in enumerate(reversed(schedule)):
         last = k == len(schedule) - 1
         # Each stage is its own problem: `prob` keeps the target regulariser throughout.
-        stage_prob = prob if last else prob.with_regularizer(type(target)(reg))
+        stage_prob = prob if last else prob.with_regularizer(type(target)(reg), coarse=True)
         small = n * m < _WORKING_SET_MIN_PAIRS
         stage = _working_set_stage if l2 and not small else _newton_stage
         u, v, it, converged = stage(

@@ -53,13 +53,17 @@ class _Curvature:
                 # L2: curvature a_i b_j / (2 eps) on active pairs and plan z a_i b_j / (2 eps) there, so the masses
                 # and Hessian diagonals are matrix-vector products with the 0/1 active matrix and z+ (no W, no plan).
                 # `reuse`: the Newton iteration's own curvature, in the problem's buffers (dead at the next iteration).
-                A = (prob.scratch("A") if reuse else th.empty_like(z)).copy_(active)  # copy_: 20x faster than .to()
+                # A coarse stage's products with A run in float32 (half the memory traffic; CG there stops at rtol
+                # 0.1, far above float32's floor); the masses, from z, stay float64.
+                low = th.float32 if prob.coarse and z.dtype == th.float64 else z.dtype
+                name = "A32" if low != z.dtype else "A"
+                A = (prob.scratch(name, low) if reuse else th.empty_like(z, dtype=low)).copy_(active)  # copy_: 20x .to()
                 a_s = a / (2.0 * prob.r.reg)
                 self._factors = (A, a_s, b)
                 zp = th.clamp(z, min=0.0, out=prob.scratch("tmp"))  # a diverged -inf z gives 0, not 0 * -inf
                 zp = zp if prob.mask is None else zp.mul_(prob.mask)
                 self.row_mass, self.col_mass = a_s * (zp @ b), b * (a_s @ zp)
-                self.d1, self.d2 = a_s * (A @ b), b * (a_s @ A)
+                self.d1, self.d2 = a_s * (A @ b.to(low)).to(z.dtype), b * (a_s.to(low) @ A).to(z.dtype)
             else:
                 flat, self.rows, self.cols = true_pairs(active)
                 zc = z.view(-1).index_select(0, flat)
@@ -87,7 +91,8 @@ class _Curvature:
         """``(W xv, W^T xu)`` in the dense case, without building ``W`` for L2."""
         if self._W is None and self._factors is not None:
             A, a_s, b = self._factors
-            return a_s * (A @ (b * xv)), b * ((a_s * xu) @ A)
+            low = A.dtype
+            return a_s * (A @ (b * xv).to(low)).to(xv.dtype), b * ((a_s * xu).to(low) @ A).to(xu.dtype)
         return self.W @ xv, self.W.T @ xu
 
     def marginal_error(self, prob: _Problem | _SparseProblem) -> tuple[float, float]:

@@ -274,6 +274,7 @@ def _solve_on_support(
     prob = _Problem(at[keep_a], bt[keep_b] * (at.sum() / bt.sum()), sub_C, sub_mask, full.r)
     start = None if init is None else (init[0][keep_a], init[1][keep_b])
     u_s, v_s, n_iter, converged = _newton(prob, tol, max_iter, cg_max_iter, verbose, start)
+    full.adopt_scratch(prob)
     u, v = C.new_zeros(C.shape[0]), C.new_zeros(C.shape[1])
     u[keep_a], v[keep_b] = u_s, v_s
     full.stalled = prob.stalled

@@ -183,6 +183,20 @@ def test_q_value_scale_costs_with_paper_eps(rng, reg_type):
     assert res.converged and res.marginal_error <= 1e-9
 
 
+def test_plan_and_density_written_into_the_solver_buffers_are_the_potentials_own(rng):
+    """The result's plan and density reuse the Newton buffers: distinct arrays, both equal to the closed form of (u, v)."""
+    n = 520  # above the working-set threshold: continuation stages and (n, n) buffers shared between them
+    x, y = point_clouds(rng, n, n)
+    M = normalized_cost(x, y)
+    eps = 0.05 / (2 * n * n)
+    res = no.solve_discrete(None, None, M, eps)
+    assert res.converged
+    assert not np.shares_memory(res.plan, res.density)
+    density = np.maximum(res.u[:, None] + res.v[None, :] - M, 0.0) / (2 * eps)
+    np.testing.assert_allclose(res.density, density, rtol=1e-12, atol=1e-9 * density.max())
+    np.testing.assert_allclose(res.plan, density / n**2, rtol=1e-12, atol=1e-9 * density.max() / n**2)
+
+
 def test_large_problem_reaches_tolerance(rng):
     n = 400
     x, y = point_clouds(rng, n, n)
@@ -226,10 +240,10 @@ def test_continuation_leaves_the_problem_regulariser_alone():
     seen = []
     original = _Problem.with_regularizer
 
-    def spy(self, r):
+    def spy(self, r, **kwargs):
         seen.append(r.reg)
         assert prob.r is target
-        return original(self, r)
+        return original(self, r, **kwargs)
 
     _Problem.with_regularizer = spy
     try:

@@ -144,6 +144,26 @@ def test_conjugate_gradients_solve_the_newton_system(rng):
     th.testing.assert_close(sol, exact, rtol=1e-6, atol=1e-8)
 
 
+def test_coarse_stages_multiply_by_the_active_matrix_in_float32_and_the_target_in_float64(rng):
+    """An intermediate continuation stage's dense curvature runs its products in float32, close to the float64 ones."""
+    n, m = 120, 100
+    x, y = point_clouds(rng, n, m)
+    C = th.tensor(normalized_cost(x, y))
+    a, b = th.tensor(rng.dirichlet(np.ones(n))), th.tensor(rng.dirichlet(np.ones(m)))
+    target = _Problem(a, b, C, None, get_regularizer(0.05, "l2"))
+    coarse = target.with_regularizer(get_regularizer(0.05, "l2"), coarse=True)
+    u, v = th.full((n,), float(C.quantile(0.5))), th.zeros(m, dtype=th.float64)
+    exact, low = _Curvature(target, target.z(u, v), reuse=True), _Curvature(coarse, coarse.z(u, v), reuse=True)
+    assert exact.dense and low.dense
+    assert exact._factors[0].dtype == th.float64 and low._factors[0].dtype == th.float32
+    xu, xv = th.tensor(rng.normal(size=n)), th.tensor(rng.normal(size=m))
+    for got, want in zip(low.w_products(xu, xv), exact.w_products(xu, xv), strict=True):
+        assert got.dtype == th.float64
+        th.testing.assert_close(got, want, rtol=1e-5, atol=1e-7 * float(want.abs().max()))
+    th.testing.assert_close(low.d1, exact.d1, rtol=1e-6, atol=0.0)
+    th.testing.assert_close(low.row_mass, exact.row_mass, rtol=1e-12, atol=0.0)  # the masses stay float64
+
+
 @pytest.mark.parametrize("reg_type", ["l2", "entropic"])
 @pytest.mark.parametrize("reg", [1e-3, 1e-1, 3.0])
 def test_c_transform_of_the_optimal_v_is_the_optimal_u(reg_type, reg):
