@@ -17,7 +17,9 @@ The label ``stages`` is the later change of the L2 continuation (ratio 300, inte
 marginal error of 1e-2; was 30 and 1e-4), compared with ``after`` by ``--compare after stages``
 (``docs/bench_continuation.inc``). The labels ``base`` and ``passes`` compare the solver before and after fewer dense
 passes per Newton iteration (buffers for the working set, one compaction per curvature, the full matrix left for a
-working set within a stage), measured together (``--compare base passes``, ``docs/bench_passes.inc``).
+working set within a stage), measured together (``--compare base passes``, ``docs/bench_passes.inc``). The labels
+``unshared`` and ``buffers`` compare the solver before and after the result's plan took over the Newton buffers and
+the coarse stages' products ran in float32 (``--compare unshared buffers``, ``docs/bench_buffers.inc``).
 
 Problems: the L2 table's (squared Euclidean between Gaussian clouds, ``n = m``, POT ``reg`` 0.1 and 0.01,
 ``eps = reg / (2 n m)``), ``n`` from 600 to 2000; then the stall sweep: 60 problems (five shapes from 60 x 60 to
@@ -138,7 +140,7 @@ def table(record: dict, labels: tuple[str, str] = ("before", "after")) -> str:
 
 def main() -> None:
     parser = record_parser(__doc__)
-    parser.add_argument("--label", choices=["before", "after", "stages", "base", "passes"])
+    parser.add_argument("--label", choices=["before", "after", "stages", "base", "passes", "unshared", "buffers"])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--compare", nargs=2, default=["before", "after"], help="the two labels the table compares")
     args = parser.parse_args()
