@@ -146,10 +146,11 @@ def solve_discrete(
     full = _validated_problem(a, b, M, mask, regularizer, tol, weights_dtype, relaxation.balanced)
     init = None if potentials_init is None else _warm_start(potentials_init, full.C)
     if relaxation.balanced:
+        # The result too: on several threads, one vdot of its plan took milliseconds beside other processes.
         with _one_thread_if_small(full.C):
             u, v, n_iter, converged, sweeps = _solve_on_support(full, tol, max_iter, cg_max_iter, verbose, init)
-        floor = rounding_floor(weights_dtype, *full.C.shape)
-        res = _result(full, u, v, n_iter, sweeps, converged, tol, is_numpy(M), result_dtype(M, a, b), floor)
+            floor = rounding_floor(weights_dtype, *full.C.shape)
+            res = _result(full, u, v, n_iter, sweeps, converged, tol, is_numpy(M), result_dtype(M, a, b), floor)
     else:
         with _one_thread_if_small(full.C):
             res, u, v = solve_relaxed_problem(full, relaxation, tol, max_iter, is_numpy(M), result_dtype(M, a, b), init)
