@@ -354,3 +354,15 @@ def test_near_active_table_and_sentences_are_the_record():
     assert f"{min(gain):.2f}-{max(gain):.2f}" == "1.16-1.33"
     assert all(not s["not_converged"] for s in record["passes"]["stall_sweep"])
     assert "Every problem is 1.16-1.33x faster with the same number of Newton iterations, and every solve" in page
+    # "Fewer fresh buffers": unshared (the solver before) against buffers, measured together on the idle machine
+    assert record["unshared"]["git"]["commit"].startswith("6265412") and record["buffers"]["git"]["commit"].startswith(
+        "c158ce4"
+    )
+    assert not record["unshared"]["git"]["dirty"] and not record["buffers"]["git"]["dirty"]
+    assert (ROOT / "docs" / "bench_buffers.inc").read_text() == module.table(record, ("unshared", "buffers"))
+    unshared, buffers = _rows(record, "unshared"), _rows(record, "buffers")
+    assert all(unshared[k]["n_iter"] == buffers[k]["n_iter"] and buffers[k]["status"] == "converged" for k in unshared)
+    gain = [unshared[k]["median_ms"] / buffers[k]["median_ms"] for k in unshared]
+    assert f"{min(gain):.2f}-{max(gain):.2f}" == "1.17-1.37"
+    assert all(not s["not_converged"] for s in record["buffers"]["stall_sweep"])
+    assert "Every problem is 1.17-1.37x faster with the same number of Newton iterations, and every solve" in page
