@@ -344,25 +344,18 @@ def test_near_active_table_and_sentences_are_the_record():
         "the benchmark's problems are 1.10-5.12x faster: 2.08x at ``n = 1000`` and 1.68x at ``n = 2000`` for POT ``reg "
         "= 0.01``, 1.17x and 1.10x at ``reg = 0.1``" in page
     )
-    # "Fewer passes per Newton iteration": base (the solver of `stages`) against passes, measured together
-    assert not record["base"]["git"]["dirty"] and not record["passes"]["git"]["dirty"]
-    assert record["base"]["git"]["commit"].startswith("770556f") and record["passes"]["git"]["commit"].startswith("40d5d29")
-    assert (ROOT / "docs" / "bench_passes.inc").read_text() == module.table(record, ("base", "passes"))
-    base, passes = _rows(record, "base"), _rows(record, "passes")
-    assert all(base[k]["n_iter"] == passes[k]["n_iter"] and passes[k]["status"] == "converged" for k in base)
-    gain = [base[k]["median_ms"] / passes[k]["median_ms"] for k in base]
-    assert f"{min(gain):.2f}-{max(gain):.2f}" == "1.16-1.33"
-    assert all(not s["not_converged"] for s in record["passes"]["stall_sweep"])
-    assert "Every problem is 1.16-1.33x faster with the same number of Newton iterations, and every solve" in page
+    # "Fewer passes per Newton iteration": base (the solver of `stages`) against passes, measured together;
     # "Fewer fresh buffers": unshared (the solver before) against buffers, measured together on the idle machine
-    assert record["unshared"]["git"]["commit"].startswith("6265412") and record["buffers"]["git"]["commit"].startswith(
-        "c158ce4"
-    )
-    assert not record["unshared"]["git"]["dirty"] and not record["buffers"]["git"]["dirty"]
-    assert (ROOT / "docs" / "bench_buffers.inc").read_text() == module.table(record, ("unshared", "buffers"))
-    unshared, buffers = _rows(record, "unshared"), _rows(record, "buffers")
-    assert all(unshared[k]["n_iter"] == buffers[k]["n_iter"] and buffers[k]["status"] == "converged" for k in unshared)
-    gain = [unshared[k]["median_ms"] / buffers[k]["median_ms"] for k in unshared]
-    assert f"{min(gain):.2f}-{max(gain):.2f}" == "1.17-1.37"
-    assert all(not s["not_converged"] for s in record["buffers"]["stall_sweep"])
-    assert "Every problem is 1.17-1.37x faster with the same number of Newton iterations, and every solve" in page
+    for first, second, commits, inc, gains in (
+        ("base", "passes", ("770556f", "40d5d29"), "bench_passes.inc", "1.16-1.33"),
+        ("unshared", "buffers", ("6265412", "c158ce4"), "bench_buffers.inc", "1.17-1.37"),
+    ):
+        assert [record[k]["git"]["commit"][:7] for k in (first, second)] == list(commits)
+        assert not record[first]["git"]["dirty"] and not record[second]["git"]["dirty"]
+        assert (ROOT / "docs" / inc).read_text() == module.table(record, (first, second))
+        old, new = _rows(record, first), _rows(record, second)
+        assert all(old[k]["n_iter"] == new[k]["n_iter"] and new[k]["status"] == "converged" for k in old)
+        gain = [old[k]["median_ms"] / new[k]["median_ms"] for k in old]
+        assert f"{min(gain):.2f}-{max(gain):.2f}" == gains
+        assert all(not s["not_converged"] for s in record[second]["stall_sweep"])
+        assert f"Every problem is {gains}x faster with the same number of Newton iterations, and every solve" in page
