@@ -235,7 +235,7 @@ def test_the_baselines_report_sweep_keeps_each_methods_better_configuration(tmp_
         run_dir.mkdir(parents=True)
         spec = {"method": method, "seed": seed, "kwargs": kwargs or {}, "policy_kwargs": {}}
         (run_dir / "spec.json").write_text(json.dumps(spec))
-        (run_dir / "summary.json").write_text(json.dumps({"done": True}))
+        (run_dir / "summary.json").write_text(json.dumps({"final_success": curve[-1]}))
         rows = [
             {"timesteps": 1000 * i, "success": s, "episodes": 20, "final": 0, "wall_time": 1.0} for i, s in enumerate(curve)
         ]
@@ -256,3 +256,14 @@ def test_the_baselines_report_sweep_keeps_each_methods_better_configuration(tmp_
     assert runs[("FetchPickAndPlace-v4", "otpr", 4)]["steps"] == 15000 and ("FetchPush-v4", "dql", 2) in runs
     assert ("FetchPickAndPlace-v4", "otpr", 5) not in runs and ("FetchPush-v4", "bc", 0) in runs
     assert {r["final_eval_episodes"] for r in config.runs} == {100}
+    rows = [line for line in module.table_rst(scores).splitlines() if line.strip().startswith(("* -", "- "))]
+    assert "     - reg = 0.1" in rows and "     - 0.90 / 0.90" in rows  # the override, and last five / final
+    cells = rows[rows.index("   * - dql") :]
+    assert cells[1:6] == [
+        "     - default",
+        "     - 0.50 / 0.50",
+        "     - 0.50 / 0.50",
+        "     - 0.50",
+        "     - 0.48",
+    ]  # AUC (0.4 + 5 x 0.5) / 6
+    assert cells[7:12] == ["     - default", "     - 1.00 / 1.00", "     - not yet", "     - not yet", "     - not yet"]

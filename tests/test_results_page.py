@@ -137,6 +137,27 @@ def test_baselines_protocol_is_the_tuning_sweep():
         assert phrase in page, phrase
 
 
+def test_baselines_tuning_table_is_the_collected_runs():
+    module = load_script("examples/benchmarks/baselines_report_sweep.py")
+    scores = module.tuning_scores(str(ROOT / "results" / "baselines" / "tuning" / "runs"))
+    assert (ROOT / "docs" / "baselines_tuning.inc").read_text() == module.table_rst(scores)
+    page = " ".join((ROOT / "docs" / "results.rst").read_text().split())
+
+    def finals(method, seed=100):
+        return sorted(r["final"] for c in scores.values() if c["method"] == method for r in c["runs"] if r["seed"] == seed)
+
+    def span(values):
+        return f"{min(values):.2f}-{max(values):.2f}"
+
+    dql, ibrl, otpr = finals("diffusion-ql"), finals("ibrl"), finals("otpr")
+    assert len(dql) == len(ibrl) == len(otpr) == 2  # "both configurations"
+    sentence = (
+        f"On seed 100, both configurations of Diffusion-QL end at {span(dql)} and both of IBRL at {span(ibrl)}; "
+        f"OTPR's end at {span(otpr)}."
+    )
+    assert sentence in page, sentence
+
+
 def test_metaworld_table_is_the_report_of_the_collected_runs(tmp_path):
     """docs/results/metaworld/summary.rst is ``otpr report`` of results/metaworld/runs as committed."""
     from otpr_sb3.benchmark.report import build_report

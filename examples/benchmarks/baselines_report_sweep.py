@@ -8,6 +8,7 @@ mean last-five success is kept (ties: the higher AUC). A configuration is a run 
 (30,000 steps), with ``bc`` beside them::
 
     python examples/benchmarks/baselines_report_sweep.py   # writes examples/sweeps/baselines_report.toml
+    python examples/benchmarks/baselines_report_sweep.py --table docs/baselines_tuning.inc   # the runs so far
 
 It refuses while a method has no configuration with both tuning seeds finished, unless ``--partial``.
 """
@@ -50,7 +51,11 @@ def tuning_scores(runs_dir: str = TUNING) -> dict[str, dict[str, Any]]:
             os.path.basename(os.path.dirname(run_dir)),
             {"method": spec["method"], "kwargs": spec["kwargs"], "policy_kwargs": spec["policy_kwargs"], "runs": []},
         )
-        config["runs"].append({"seed": spec["seed"], "last_five": last_five(rows), "auc": area_under_curve(rows)})
+        with open(os.path.join(run_dir, "summary.json")) as f:
+            final = json.load(f)["final_success"]
+        config["runs"].append(
+            {"seed": spec["seed"], "last_five": last_five(rows), "auc": area_under_curve(rows), "final": final}
+        )
     for config in out.values():
         config["seeds"] = sorted(r["seed"] for r in config["runs"])
         config["last_five"] = float(np.mean([r["last_five"] for r in config["runs"]]))
@@ -69,6 +74,43 @@ def kept(scores: dict[str, dict[str, Any]]) -> dict[str, str]:
         if done:
             out[method] = max(done, key=lambda name: (round(done[name]["last_five"], 2), done[name]["auc"]))
     return out
+
+
+def _settings(config: dict[str, Any]) -> str:
+    """A configuration's overrides of its method's defaults, flattened (``default`` when it has none)."""
+
+    def flat(d: dict[str, Any], prefix: str = "") -> list[str]:
+        return [
+            item
+            for key, value in d.items()
+            for item in (flat(value, f"{prefix}{key}.") if isinstance(value, dict) else [f"{prefix}{key} = {value!r}"])
+        ]
+
+    return ", ".join(flat(config["kwargs"]) + flat(config["policy_kwargs"])) or "default"
+
+
+def table_rst(scores: dict[str, dict[str, Any]]) -> str:
+    """The tuning runs collected so far as an RST list-table: per configuration, each seed's last five and final."""
+    from otpr_sb3.benchmark.report_rst import list_table
+
+    body = []
+    for method in METHODS:
+        for name in sorted(n for n, c in scores.items() if c["method"] == method):  # the default first
+            c = scores[name]
+            runs = {r["seed"]: r for r in c["runs"]}
+            cells = [f"{runs[s]['last_five']:.2f} / {runs[s]['final']:.2f}" if s in runs else "not yet" for s in TUNING_SEEDS]
+            whole = c["seeds"] == list(TUNING_SEEDS)
+            body.append(
+                [
+                    method,
+                    _settings(c),
+                    *cells,
+                    f"{c['last_five']:.2f}" if whole else "not yet",
+                    f"{c['auc']:.2f}" if whole else "not yet",
+                ]
+            )
+    seeds = [f"seed {s}: last five / final" for s in TUNING_SEEDS]
+    return list_table(["method", "configuration", *seeds, "mean last five", "mean AUC"], body)
 
 
 def _toml(value: Any) -> str:
@@ -112,8 +154,14 @@ def sweep_text(scores: dict[str, dict[str, Any]], chosen: dict[str, str]) -> str
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--partial", action="store_true", help="write the methods that have a kept configuration")
+    parser.add_argument("--table", metavar="PATH", help="write the tuning runs so far as an RST table instead")
     args = parser.parse_args()
     scores = tuning_scores()
+    if args.table:
+        with open(args.table, "w") as f:
+            f.write(table_rst(scores))
+        print(f"wrote {args.table}")
+        return
     chosen = kept(scores)
     missing = [m for m in METHODS if m not in chosen]
     if missing and not args.partial:
