@@ -1,5 +1,6 @@
 """docs/results.rst: the sentences about curves that the audit corrected hold on the committed run records."""
 
+import json
 from pathlib import Path
 
 from otpr_helpers import load_script
@@ -149,6 +150,12 @@ def test_baselines_tuning_table_is_the_collected_runs():
     def span(values):
         return f"{min(values):.2f}-{max(values):.2f}"
 
+    commits = {m: set() for m in module.METHODS}
+    for run in (ROOT / "results" / "baselines" / "tuning" / "runs").glob("*/*/s*/spec.json"):
+        spec = json.loads(run.read_text())
+        commits[spec["method"]].add(spec["provenance"]["commit"][:7])
+    same_code = {"ibrl": {"0a91ad5", "6265412"}, "dsrl": {"0a91ad5", "6265412"}}  # differ in a sweep file, docs, tests
+    assert all(found <= same_code.get(m, {"f1b616d"}) for m, found in commits.items()), commits
     dql, ibrl, otpr = finals("diffusion-ql"), finals("ibrl"), finals("otpr")
     assert len(dql) == len(ibrl) == len(otpr) == 2  # "both configurations"
     sentence = (
