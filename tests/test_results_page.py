@@ -156,11 +156,11 @@ def test_baselines_tuning_table_is_the_collected_runs():
         commits[spec["method"]].add(spec["provenance"]["commit"][:7])
     same_code = {"ibrl": {"0a91ad5", "6265412"}, "dsrl": {"0a91ad5", "6265412"}}  # differ in a sweep file, docs, tests
     assert all(found <= same_code.get(m, {"f1b616d"}) for m, found in commits.items()), commits
-    dql, ibrl, otpr = finals("diffusion-ql"), finals("ibrl"), finals("otpr")
-    assert len(dql) == len(ibrl) == len(otpr) == 2  # "both configurations"
+    dql, dsrl, ibrl, otpr = finals("diffusion-ql"), finals("dsrl"), finals("ibrl"), finals("otpr")
+    assert len(dql) == len(dsrl) == len(ibrl) == len(otpr) == 2  # "both configurations"
     sentence = (
-        f"On seed 100, both configurations of Diffusion-QL end at {span(dql)} and both of IBRL at {span(ibrl)}; "
-        f"OTPR's end at {span(otpr)}."
+        f"On seed 100, both configurations of Diffusion-QL end at {span(dql)}, DSRL's at {span(dsrl)} and IBRL's at "
+        f"{span(ibrl)}; OTPR's end at {span(otpr)}."
     )
     assert sentence in page, sentence
 
