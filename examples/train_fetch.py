@@ -58,7 +58,10 @@ def main() -> None:
     parser.add_argument("--out", default="outputs")
     parser.add_argument("--quick", action="store_true", help="small run for a first look (a few minutes)")
     parser.add_argument(
-        "--threads", type=int, default=2, help="torch threads; 1 when two runs share the 2 cores (1.46x the throughput)"
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads (1: two threads on busy cores ran 0.03x as fast, docs/benchmarks_howto.rst; 2 if idle)",
     )
     args = parser.parse_args()
     if args.quick:

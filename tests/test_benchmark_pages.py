@@ -359,3 +359,27 @@ def test_near_active_table_and_sentences_are_the_record():
         assert f"{min(gain):.2f}-{max(gain):.2f}" == gains
         assert all(not s["not_converged"] for s in record[second]["stall_sweep"])
         assert f"Every problem is {gains}x faster with the same number of Newton iterations, and every solve" in page
+
+
+def test_thread_settings_table_and_sentences_are_the_record():
+    """docs/benchmarks_howto.rst's threads paragraph: the table is the record's, the ratios and the demo's default."""
+    import ast
+
+    module = _load("bench_threads", ROOT / "examples" / "benchmarks" / "bench_threads.py")
+    record = json.loads((ROOT / "docs" / "data" / "bench_threads.json").read_text())
+    assert (ROOT / "docs" / "bench_threads.inc").read_text() == module.table(record)
+    rate = {label: [r["steps_per_s"] for r in record[label]["rows"]] for label in ("idle", "loaded")}
+    one, two, passive = zip(rate["idle"], rate["loaded"], strict=True)
+    assert f"{two[0] / one[0]:.2f}" == "1.18" and f"{two[1] / one[1]:.2f}" == "0.03"
+    assert f"{one[1] / one[0]:.2f}" == "0.89" and 0.2 <= 1 - passive[0] / two[0] <= 0.3  # "a quarter"
+    assert passive[0] < one[0] and passive[1] < one[1]  # "one thread beats it in both states"
+    page = " ".join((ROOT / "docs" / "benchmarks_howto.rst").read_text().split())
+    assert "On the idle machine two threads are 1.18x one thread; beside the two runs they are 0.03x, and one" in page
+    assert "one thread keeps 0.89x of its idle rate" in page
+    tree = ast.parse((ROOT / "examples" / "train_fetch.py").read_text())
+    threads = next(
+        call
+        for call in ast.walk(tree)
+        if isinstance(call, ast.Call) and call.args and getattr(call.args[0], "value", None) == "--threads"
+    )
+    assert ast.literal_eval(next(k.value for k in threads.keywords if k.arg == "default")) == 1  # read, not run
