@@ -15,13 +15,12 @@ active pair) are repaired by exact block maximisation. See Lorenz, Manns and Mey
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import warnings
-from collections.abc import Iterator
 
 import torch as th
 
+from neural_ot import _threads
 from neural_ot._arrays import ArrayLike, is_numpy, result_dtype, to_output, to_tensor
 from neural_ot._dual_problem import _Problem
 from neural_ot._newton import _newton
@@ -147,12 +146,12 @@ def solve_discrete(
     init = None if potentials_init is None else _warm_start(potentials_init, full.C)
     if relaxation.balanced:
         # The result too: on several threads, one vdot of its plan took milliseconds beside other processes.
-        with _one_thread_if_small(full.C):
+        with _threads.one_thread_if_small(full.C.numel(), full.C.device):
             u, v, n_iter, converged, sweeps = _solve_on_support(full, tol, max_iter, cg_max_iter, verbose, init)
             floor = rounding_floor(weights_dtype, *full.C.shape)
             res = _result(full, u, v, n_iter, sweeps, converged, tol, is_numpy(M), result_dtype(M, a, b), floor)
     else:
-        with _one_thread_if_small(full.C):
+        with _threads.one_thread_if_small(full.C.numel(), full.C.device):
             res, u, v = solve_relaxed_problem(full, relaxation, tol, max_iter, is_numpy(M), result_dtype(M, a, b), init)
     if wants_grad:
         res = dataclasses.replace(res, value=_envelope_value(res.value, u, v, *data, full, relaxation))
@@ -228,29 +227,6 @@ def _validated_problem(
         if balanced:
             check_masked_feasibility(at, bt, maskt, rtol=tol)
     return _Problem(at, bt, C, maskt, regularizer)
-
-
-#: Below this many pairs a CPU solve runs on one torch thread: its passes are too short to share, and beside numpy
-#: code (POT, for one) whose BLAS threads spin between calls, two torch threads waited for each other up to 9x longer
-#: on the 90-point keypoint demo (docs/benchmarks.rst).
-_ONE_THREAD_PAIRS = 250_000
-
-
-@contextlib.contextmanager
-def _one_thread_if_small(C: th.Tensor) -> Iterator[None]:
-    """Run the block on one torch thread when ``C`` is a small CPU problem, restoring the thread count after.
-
-    The thread count is process-wide: torch work in other Python threads during the solve runs on one thread too.
-    """
-    threads = th.get_num_threads()
-    if C.device.type != "cpu" or C.numel() > _ONE_THREAD_PAIRS or threads == 1:
-        yield
-        return
-    th.set_num_threads(1)
-    try:
-        yield
-    finally:
-        th.set_num_threads(threads)
 
 
 def _solve_on_support(

@@ -31,6 +31,7 @@ from torch import nn
 from torch.optim.lr_scheduler import LambdaLR
 from tqdm.auto import tqdm
 
+from neural_ot import _threads
 from neural_ot._arrays import ArrayLike, resolve_device
 from neural_ot._dual_potentials import DualPotentials
 from neural_ot._validation import check_positive_int, check_solver_arguments
@@ -331,10 +332,17 @@ class StochasticDual(DualPotentials):
         Returns
         -------
         DualResult
+
+        Notes
+        -----
+        On the CPU, with ``batch_size ** 2`` up to 250,000 pairs, the steps run on one torch thread (the caller's
+        count is restored after): their operations are too small to share, and two threads on busy cores wait for
+        each other.
         """
         n_steps = check_positive_int(max_steps if max_steps is not None else self.max_steps, "max_steps")
         self.setup(x, y, a, b, pairs, keypoints, keypoint_mass, warm_start)
-        return self._run(n_steps, callback, evaluate)
+        with _threads.one_thread_if_small(self.batch_size**2, self.device):  # minibatch steps: small operations
+            return self._run(n_steps, callback, evaluate)
 
     def _run(self, n_steps: int, callback: Callback | None, evaluate: bool) -> DualResult:
         """Run the steps of :meth:`fit`, with their schedule, evaluations, callback and stopping rule."""

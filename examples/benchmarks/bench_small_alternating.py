@@ -2,8 +2,8 @@
 
 POT's L-BFGS runs on numpy, whose BLAS threads can keep spinning between calls; torch work that follows then waits
 for its own threads. For each problem the script alternates, ``--repeats`` times: neural_ot on the caller's torch
-threads (``--threads``), POT, neural_ot as shipped (one torch thread below ``_ONE_THREAD_PAIRS`` pairs), POT; and
-reports the median and best time of each, side by side in one process. Problems: the 90-point keypoint demo
+threads (``--threads``), POT, neural_ot as shipped (one torch thread up to ``neural_ot._threads.ONE_THREAD_PAIRS``
+pairs), POT; and reports the median and best time of each, side by side in one process. Problems: the 90-point keypoint demo
 (masked) and the pytest-benchmark suite's dense ``L2 exact`` problems::
 
     python examples/benchmarks/bench_small_alternating.py --threads 2 --out docs/data/bench_small_alternating.json
@@ -23,7 +23,7 @@ import ot
 import torch as th
 
 import neural_ot as no
-import neural_ot.discrete as discrete
+import neural_ot._threads as _threads
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -31,7 +31,7 @@ from bench_neural_ot import _problem  # noqa: E402
 from keypoint_ot_demo import EPS, keypoint_cost, make_problem  # noqa: E402
 from record_cli import printed_table, record_parser  # noqa: E402
 
-ONE_THREAD_PAIRS = discrete._ONE_THREAD_PAIRS
+ONE_THREAD_PAIRS = _threads.ONE_THREAD_PAIRS
 
 
 def masked_demo() -> tuple[np.ndarray, np.ndarray, float]:
@@ -81,14 +81,14 @@ def main() -> None:
         times: dict[str, list[float]] = {"callers_threads": [], "shipped": [], "pot": []}
         for _ in range(args.repeats):
             for mode in ("callers_threads", "shipped"):
-                discrete._ONE_THREAD_PAIRS = 0 if mode == "callers_threads" else ONE_THREAD_PAIRS
+                _threads.ONE_THREAD_PAIRS = 0 if mode == "callers_threads" else ONE_THREAD_PAIRS
                 t0 = time.perf_counter()
                 no.solve_discrete(a, a, M, eps, mask=mask)
                 times[mode].append(time.perf_counter() - t0)
                 t0 = time.perf_counter()
                 ot.smooth.smooth_ot_dual(a, a, M_pot, 2 * eps * n * n, reg_type="l2", stopThr=1e-12, numItermax=5000)
                 times["pot"].append(time.perf_counter() - t0)
-        discrete._ONE_THREAD_PAIRS = ONE_THREAD_PAIRS
+        _threads.ONE_THREAD_PAIRS = ONE_THREAD_PAIRS
         row: dict[str, object] = {"case": name}
         for mode, values in times.items():
             row[f"{mode}_median_ms"] = 1e3 * float(np.median(values))
