@@ -134,7 +134,7 @@ class _Problem:
         """Density ``H`` and plan ``a_i b_j H_ij`` of ``(u, v)``: two ``(n, m)`` tensors, no other temporary.
 
         They take over the ``"z"`` and ``"tmp"`` buffers when the solve has them (the problem's last use): a fresh
-        ``(n, m)`` tensor costs a page fault per 4 KiB, about a third of a cold solve's time at ``n = 2000``.
+        ``(n, m)`` tensor costs a page fault per 4 KiB (docs/benchmarks.rst, "Fewer fresh buffers").
         """
         H = self.r.density_(self.z(u, v, out=self._scratch.pop("z", None)))
         if self.mask is not None:
