@@ -163,6 +163,19 @@ def test_baselines_tuning_table_is_the_collected_runs():
         f"{span(ibrl)}; OTPR's end at {span(otpr)}."
     )
     assert sentence in page, sentence
+    chosen = module.kept(scores)
+    assert set(chosen) == {"otpr", "ibrl", "dsrl"}  # "kept so far": the methods with both seeds in, all named
+    parts = []
+    for method, label in (("otpr", "OTPR's defaults"), ("ibrl", "IBRL with"), ("dsrl", "DSRL with")):
+        other = next(n for n, c in scores.items() if c["method"] == method and n != chosen[method])
+        parts.append((label, scores[chosen[method]]["last_five"], scores[other]["last_five"], chosen[method] == method))
+    assert [p[3] for p in parts] == [True, False, False]  # OTPR keeps its defaults; IBRL and DSRL their alternatives
+    expected = (
+        f"Kept so far (both seeds in, by the rule above): OTPR's defaults (mean last five {parts[0][1]:.2f}, against "
+        f"{parts[0][2]:.2f} at ``reg = 0.1``), IBRL with ``exploration_std = 0.2`` ({parts[1][1]:.2f} against "
+        f"{parts[1][2]:.2f}) and DSRL with ``noise_magnitude = 1.0`` ({parts[2][1]:.2f} against {parts[2][2]:.2f})."
+    )
+    assert expected in page, expected
 
 
 def test_metaworld_table_is_the_report_of_the_collected_runs(tmp_path):
