@@ -164,16 +164,18 @@ def test_baselines_tuning_table_is_the_collected_runs():
     )
     assert sentence in page, sentence
     chosen = module.kept(scores)
-    assert set(chosen) == {"otpr", "ibrl", "dsrl"}  # "kept so far": the methods with both seeds in, all named
+    assert set(chosen) == {"otpr", "idql-n", "ibrl", "dsrl"}  # "kept so far": the methods with both seeds, all named
     parts = []
-    for method, label in (("otpr", "OTPR's defaults"), ("ibrl", "IBRL with"), ("dsrl", "DSRL with")):
+    for method in ("otpr", "idql-n", "ibrl", "dsrl"):
         other = next(n for n, c in scores.items() if c["method"] == method and n != chosen[method])
-        parts.append((label, scores[chosen[method]]["last_five"], scores[other]["last_five"], chosen[method] == method))
-    assert [p[3] for p in parts] == [True, False, False]  # OTPR keeps its defaults; IBRL and DSRL their alternatives
+        parts.append((scores[chosen[method]]["last_five"], scores[other]["last_five"], chosen[method] == method))
+    assert [p[2] for p in parts] == [True, True, False, False]  # OTPR and IDQL keep defaults; IBRL, DSRL alternatives
+    (otpr, otpr_alt, _), (idql, idql_alt, _), (ibrl, ibrl_alt, _), (dsrl, dsrl_alt, _) = parts
     expected = (
-        f"Kept so far (both seeds in, by the rule above): OTPR's defaults (mean last five {parts[0][1]:.2f}, against "
-        f"{parts[0][2]:.2f} at ``reg = 0.1``), IBRL with ``exploration_std = 0.2`` ({parts[1][1]:.2f} against "
-        f"{parts[1][2]:.2f}) and DSRL with ``noise_magnitude = 1.0`` ({parts[2][1]:.2f} against {parts[2][2]:.2f})."
+        f"Kept so far (both seeds in, by the rule above): OTPR's defaults (mean last five {otpr:.2f}, against "
+        f"{otpr_alt:.2f} at ``reg = 0.1``), IDQL's defaults ({idql:.2f} against {idql_alt:.2f} with 32 candidates), "
+        f"IBRL with ``exploration_std = 0.2`` ({ibrl:.2f} against {ibrl_alt:.2f}) and DSRL with ``noise_magnitude = "
+        f"1.0`` ({dsrl:.2f} against {dsrl_alt:.2f})."
     )
     assert expected in page, expected
 
