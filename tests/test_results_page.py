@@ -164,18 +164,20 @@ def test_baselines_tuning_table_is_the_collected_runs():
     )
     assert sentence in page, sentence
     chosen = module.kept(scores)
-    assert set(chosen) == {"otpr", "idql-n", "ibrl", "dsrl"}  # "kept so far": the methods with both seeds, all named
+    named = ("otpr", "idql-n", "dql", "ibrl", "dsrl")
+    assert set(chosen) == set(named)  # "kept so far": the methods with both seeds in, all named
     parts = []
-    for method in ("otpr", "idql-n", "ibrl", "dsrl"):
+    for method in named:
         other = next(n for n, c in scores.items() if c["method"] == method and n != chosen[method])
         parts.append((scores[chosen[method]]["last_five"], scores[other]["last_five"], chosen[method] == method))
-    assert [p[2] for p in parts] == [True, True, False, False]  # OTPR and IDQL keep defaults; IBRL, DSRL alternatives
-    (otpr, otpr_alt, _), (idql, idql_alt, _), (ibrl, ibrl_alt, _), (dsrl, dsrl_alt, _) = parts
+    assert [p[2] for p in parts] == [True, True, False, False, False]  # OTPR and IDQL keep their defaults
+    assert scores[chosen["dql"]]["policy_kwargs"] == {"guidance_kwargs": {"eta": 0.5}}
+    (otpr, otpr_alt, _), (idql, idql_alt, _), (dql, dql_alt, _), (ibrl, ibrl_alt, _), (dsrl, dsrl_alt, _) = parts
     expected = (
         f"Kept so far (both seeds in, by the rule above): OTPR's defaults (mean last five {otpr:.2f}, against "
         f"{otpr_alt:.2f} at ``reg = 0.1``), IDQL's defaults ({idql:.2f} against {idql_alt:.2f} with 32 candidates), "
-        f"IBRL with ``exploration_std = 0.2`` ({ibrl:.2f} against {ibrl_alt:.2f}) and DSRL with ``noise_magnitude = "
-        f"1.0`` ({dsrl:.2f} against {dsrl_alt:.2f})."
+        f"DQL with ``eta = 0.5`` ({dql:.2f} against {dql_alt:.2f} at ``eta = 1``), IBRL with ``exploration_std = 0.2`` "
+        f"({ibrl:.2f} against {ibrl_alt:.2f}) and DSRL with ``noise_magnitude = 1.0`` ({dsrl:.2f} against {dsrl_alt:.2f})."
     )
     assert expected in page, expected
 
