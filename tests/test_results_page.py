@@ -164,19 +164,25 @@ def test_baselines_tuning_table_is_the_collected_runs():
     )
     assert sentence in page, sentence
     chosen = module.kept(scores)
-    named = ("otpr", "idql-n", "dql", "ibrl", "dsrl")
+    named = ("otpr", "idql-n", "dql", "diffusion-ql", "ibrl", "dsrl")
     assert set(chosen) == set(named)  # "kept so far": the methods with both seeds in, all named
     parts = []
     for method in named:
         other = next(n for n, c in scores.items() if c["method"] == method and n != chosen[method])
         parts.append((scores[chosen[method]]["last_five"], scores[other]["last_five"], chosen[method] == method))
-    assert [p[2] for p in parts] == [True, True, False, False, False]  # OTPR and IDQL keep their defaults
-    assert scores[chosen["dql"]]["policy_kwargs"] == {"guidance_kwargs": {"eta": 0.5}}
-    (otpr, otpr_alt, _), (idql, idql_alt, _), (dql, dql_alt, _), (ibrl, ibrl_alt, _), (dsrl, dsrl_alt, _) = parts
+    assert [p[2] for p in parts] == [True, True, False, False, False, False]  # OTPR and IDQL keep their defaults
+    for method in ("dql", "diffusion-ql"):
+        assert scores[chosen[method]]["policy_kwargs"] == {"guidance_kwargs": {"eta": 0.5}}
+    (otpr, otpr_alt, _), (idql, idql_alt, _), (dql, dql_alt, _), (dql_f, dql_f_alt, _), *rest = parts
+    (ibrl, ibrl_alt, _), (dsrl, dsrl_alt, _) = rest
+    assert f"{dql_f:.2f}" == f"{dql_f_alt:.2f}" == "0.99"  # a tie at the reported decimals: AUC decides
+    aucs = [scores[n]["auc"] for n in (chosen["diffusion-ql"], "diffusion-ql")]
+    assert [f"{v:.2f}" for v in aucs] == ["0.86", "0.84"]
     expected = (
         f"Kept so far (both seeds in, by the rule above): OTPR's defaults (mean last five {otpr:.2f}, against "
         f"{otpr_alt:.2f} at ``reg = 0.1``), IDQL's defaults ({idql:.2f} against {idql_alt:.2f} with 32 candidates), "
-        f"DQL with ``eta = 0.5`` ({dql:.2f} against {dql_alt:.2f} at ``eta = 1``), IBRL with ``exploration_std = 0.2`` "
+        f"DQL with ``eta = 0.5`` ({dql:.2f} against {dql_alt:.2f} at ``eta = 1``), Diffusion-QL with ``eta = 0.5`` (0.99 "
+        "for both; the higher AUC, 0.86 against 0.84, breaks the tie), IBRL with ``exploration_std = 0.2`` "
         f"({ibrl:.2f} against {ibrl_alt:.2f}) and DSRL with ``noise_magnitude = 1.0`` ({dsrl:.2f} against {dsrl_alt:.2f})."
     )
     assert expected in page, expected
