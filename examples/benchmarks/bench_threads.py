@@ -23,7 +23,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from record_cli import printed_table, record_parser, save_label  # noqa: E402
+from record_cli import checkout, printed_table, record_parser, save_label  # noqa: E402
 
 #: (torch threads, OMP_WAIT_POLICY or None for OpenMP's default)
 SETTINGS = ((1, None), (2, None), (2, "PASSIVE"))
@@ -102,8 +102,6 @@ def main() -> None:
         return
     rows = measure(args.steps)
     if args.out:
-        from record_cli import checkout
-
         import otpr_sb3
 
         save_label(args.out, args.label, {"rows": rows, "steps": args.steps, "git": checkout(otpr_sb3.__file__)})
