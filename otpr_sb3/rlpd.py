@@ -151,11 +151,17 @@ class RLPD(SAC):
             self.critic.optimizer.zero_grad()
             critic_loss.backward()
             self.critic.optimizer.step()
-            q_pi = th.cat(self.critic(data.observations, actions_pi), dim=1).mean(dim=1, keepdim=True)
-            actor_loss = (ent_coef * log_prob - q_pi).mean()
-            actor_losses.append(actor_loss.item())
-            self.actor.optimizer.zero_grad()
-            actor_loss.backward()
+            # The critics' weight gradients of the actor loss would be discarded: not computing them saves a third
+            # of that backward pass through ten critics (the actor's gradients are bit for bit the same).
+            self.critic.requires_grad_(False)
+            try:
+                q_pi = th.cat(self.critic(data.observations, actions_pi), dim=1).mean(dim=1, keepdim=True)
+                actor_loss = (ent_coef * log_prob - q_pi).mean()
+                actor_losses.append(actor_loss.item())
+                self.actor.optimizer.zero_grad()
+                actor_loss.backward()
+            finally:
+                self.critic.requires_grad_(True)
             self.actor.optimizer.step()
             if self._n_updates % self.target_update_interval == 0:
                 polyak_update(self.critic.parameters(), self.critic_target.parameters(), self.tau)

@@ -48,3 +48,24 @@ def test_bad_input_is_refused():
         RLPD("MlpPolicy", "Pendulum-v1", target_subset=11, **KW)
     with pytest.raises(ValueError, match="n_critics"):
         RLPD("MlpPolicy", "Pendulum-v1", **{**KW, "policy_kwargs": dict(net_arch=[32], n_critics=1)})
+
+
+def test_the_actor_update_leaves_the_critics_gradients_alone():
+    """The actor loss's backward computes no critic weight gradients (they would be discarded) and the critics
+    are trainable again afterwards."""
+    model = RLPD("MlpPolicy", "Pendulum-v1", gradient_steps=1, **KW)
+    model.learn(25)
+    after_critic_step = {}
+    step = model.critic.optimizer.step
+
+    def record(*args, **kwargs):
+        out = step(*args, **kwargs)
+        after_critic_step.update({n: p.grad.clone() for n, p in model.critic.named_parameters()})
+        return out
+
+    model.critic.optimizer.step = record
+    model.train(gradient_steps=1, batch_size=8)
+    assert after_critic_step and all(p.requires_grad for p in model.critic.parameters())
+    for name, p in model.critic.named_parameters():
+        assert th.equal(p.grad, after_critic_step[name]), name  # nothing added by the actor loss
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.actor.parameters())
