@@ -254,6 +254,7 @@ def test_the_baselines_report_sweep_keeps_each_methods_better_configuration(tmp_
     runs = {(r["env_id"], r["method"], r["seed"]): r for r in config.runs}
     assert runs[("FetchPickAndPlace-v4", "otpr", 4)]["kwargs"] == {"reg": 0.1}
     assert runs[("FetchPickAndPlace-v4", "otpr", 4)]["steps"] == 15000 and ("FetchPush-v4", "dql", 2) in runs
+    assert runs[("FetchPush-v4", "otpr-her", 2)]["kwargs"] == {"reg": 0.1}  # with HER, at OTPR's kept configuration
     assert ("FetchPickAndPlace-v4", "otpr", 5) not in runs and ("FetchPush-v4", "bc", 0) in runs
     assert {r["final_eval_episodes"] for r in config.runs} == {100}
     rows = [line for line in module.table_rst(scores).splitlines() if line.strip().startswith(("* -", "- "))]
