@@ -3,6 +3,7 @@
 import json
 from pathlib import Path
 
+import pytest
 from otpr_helpers import load_script
 
 from otpr_sb3.benchmark.evaluation import read_evaluations
@@ -234,3 +235,52 @@ def test_metaworld_assembly_bc_sentence():
     assert seed0["dataset"] == calib["dataset"]  # the default demonstrations, the ones calibrated
     page = " ".join((ROOT / "docs" / "results.rst").read_text().split())
     assert "``MetaWorldAssembly-v3``'s seed 0 reaches 0.12, below the 20-60% band that the calibration seed (100)" in page
+
+
+def _report_run(root, task, method, seed, final, commit="abc1234", cpu="AMD EPYC"):
+    run_dir = root / task.split("-")[0] / method / f"s{seed}"
+    run_dir.mkdir(parents=True)
+    spec = {"env_id": task, "method": method, "seed": seed, "provenance": {"commit": commit + "0" * 33, "cpu": cpu}}
+    (run_dir / "spec.json").write_text(json.dumps(spec))
+    (run_dir / "summary.json").write_text(json.dumps({"final_success": final, "final_success_stochastic": final}))
+    rows = [(1000 * i, 0.3 + 0.1 * i, 20, 0) for i in range(5)] + [(5000, final, 100, 1)]
+    lines = [f"{t},{x},{e},{f},{float(t)}" for t, x, e, f in rows]
+    (run_dir / "evaluations.csv").write_text("\n".join(["timesteps,success,episodes,final,wall_time", *lines]) + "\n")
+
+
+def test_baselines_verdicts_apply_the_rule_per_task_and_refuse_mixed_commits(tmp_path):
+    module = load_script("examples/benchmarks/baselines_verdicts.py")
+    pnp = "FetchPickAndPlace-v4"
+    for seed in range(5):
+        _report_run(tmp_path, pnp, "otpr", seed, 0.96 + 0.01 * (seed % 2))
+        _report_run(tmp_path, pnp, "bc", seed, 0.30 + 0.02 * seed)  # far below: claim 1 holds
+        _report_run(tmp_path, pnp, "diffusion-ql", seed, 0.99)  # above OTPR on every seed: reversed
+        _report_run(tmp_path, pnp, "dsrl", seed, 0.96 + 0.01 * (seed % 2) + (0.01 if seed < 2 else -0.01))
+    _report_run(tmp_path, "FetchPush-v4", "otpr", 0, 0.8)
+    _report_run(tmp_path, "FetchPush-v4", "dql", 0, 0.5)  # one of three seeds: pending
+    runs = module.report_runs(str(tmp_path))
+    rows = {(r["task"], r["b"]): r for r in module.comparisons(runs)}
+    assert rows[(pnp, "bc")]["decision"].verdict == "holds" and rows[(pnp, "bc")]["question"] == "claim 1"
+    assert rows[(pnp, "diffusion-ql")]["decision"].verdict == "reversed"
+    assert rows[(pnp, "dsrl")]["decision"].verdict == "equivalent"  # within ±0.05 on five seeds
+    push = rows[("FetchPush-v4", "dql")]["decision"]
+    assert push.verdict == "pending" and push.mean == pytest.approx(0.3) and rows[("FetchPush-v4", "dql")]["seeds"] == [0]
+    level = module.claim1_level(runs)
+    assert level["mean"] == pytest.approx(0.964) and (level["runs"], level["status"]) == (5, "met")
+    below = [r for r in runs if not (r["method"] == "otpr" and r["seed"] == 4 and r["task"] == pnp)]
+    assert module.claim1_level(below)["status"] == "pending"  # four of five seeds
+    lower = [{**r, "final": 0.9} if r["method"] == "otpr" else r for r in runs]
+    assert module.claim1_level(lower)["status"] == "not met"
+    text = module.page_text(runs)
+    assert "**met**" in text and "     - reversed" in text and "otpr on FetchPickAndPlace-v4 (5)" in text
+    _report_run(tmp_path, pnp, "idql-n", 0, 0.8, commit="def5678")
+    _report_run(tmp_path, pnp, "idql-n", 1, 0.8)
+    with pytest.raises(ValueError, match="mixes commits"):
+        module.comparisons(module.report_runs(str(tmp_path)))
+
+
+def test_baselines_verdicts_include_is_the_collected_report_runs():
+    module = load_script("examples/benchmarks/baselines_verdicts.py")
+    runs = module.report_runs(str(ROOT / "results" / "baselines" / "report" / "runs"))
+    assert (ROOT / "docs" / "baselines_verdicts.inc").read_text() == module.page_text(runs)
+    assert ".. include:: baselines_verdicts.inc" in (ROOT / "docs" / "results.rst").read_text()

@@ -1,0 +1,163 @@
+"""Verdicts of claims 1 and 2 (and of HER for OTPR) from the baselines study's report runs, by the page's rule.
+
+The protocol is on docs/results.rst ("The baselines study"), fixed before the runs: the primary metric is the final
+deterministic success; each comparison pairs two methods of one task by seed and applies
+:func:`otpr_sb3.benchmark.decision.decide` with the study's seeds of that task as its minimum (``pending`` until
+they are all in). A comparison whose runs do not share one code commit and one CPU kind is refused::
+
+    python examples/benchmarks/baselines_verdicts.py   # writes docs/baselines_verdicts.inc
+
+The runs are read from ``results/baselines/report/runs`` (``otpr report --collect`` puts them there).
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import sys
+from typing import Any
+
+import numpy as np
+
+from otpr_sb3.benchmark.decision import decide, last_five
+from otpr_sb3.benchmark.evaluation import read_evaluations
+from otpr_sb3.benchmark.report import area_under_curve
+from otpr_sb3.benchmark.report_rst import list_table
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from baselines_report_sweep import REPORT  # noqa: E402
+
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, os.pardir)
+RUNS = os.path.join(ROOT, "results", "baselines", "report", "runs")
+OUT = os.path.join(ROOT, "docs", "baselines_verdicts.inc")
+BASELINES = ("idql-n", "dql", "diffusion-ql", "rlpd-her", "ibrl", "dsrl")
+#: (question, A, B): "A beats B", on the final deterministic success paired by seed.
+COMPARISONS = (
+    ("claim 1", "otpr", "bc"),
+    *(("claim 2", "otpr", b) for b in BASELINES),
+    ("HER for OTPR", "otpr-her", "otpr"),
+)
+#: Claim 1's level: OTPR's mean final success on this task must reach it (the study's aim).
+CLAIM1_LEVEL = ("FetchPickAndPlace-v4", 0.95)
+
+
+def report_runs(runs_dir: str = RUNS) -> list[dict[str, Any]]:
+    """Every finished report run: task, method, seed, final (deterministic and stochastic) success, last five, AUC,
+    commit and CPU kind."""
+    out = []
+    for path in sorted(glob.glob(os.path.join(runs_dir, "*", "*", "s*", "summary.json"))):
+        run_dir = os.path.dirname(path)
+        with open(os.path.join(run_dir, "spec.json")) as f:
+            spec = json.load(f)
+        with open(path) as f:
+            summary = json.load(f)
+        rows = read_evaluations(os.path.join(run_dir, "evaluations.csv"))
+        out.append(
+            {
+                "task": spec["env_id"],
+                "method": spec["method"],
+                "seed": spec["seed"],
+                "final": summary["final_success"],
+                "stochastic": summary.get("final_success_stochastic"),
+                "last_five": last_five(rows),
+                "auc": area_under_curve(rows),
+                "commit": spec["provenance"]["commit"][:7],
+                "cpu": spec["provenance"]["cpu"],
+            }
+        )
+    return out
+
+
+def comparisons(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per task of the study and comparison with runs on both sides: the paired seeds and the decision.
+
+    Raises
+    ------
+    ValueError
+        If the runs of a comparison do not share one commit and one CPU kind, or a run's seed is not one of the
+        study's seeds for its task.
+    """
+    out = []
+    for task, (_, seeds) in REPORT.items():
+        for question, a, b in COMPARISONS:
+            first = {r["seed"]: r for r in runs if (r["task"], r["method"]) == (task, a)}
+            second = {r["seed"]: r for r in runs if (r["task"], r["method"]) == (task, b)}
+            if not first or not second:
+                continue
+            stray = sorted((set(first) | set(second)) - set(seeds))
+            if stray:
+                raise ValueError(f"{task}: seeds {stray} of {a} or {b} are not the study's ({seeds})")
+            both = list(first.values()) + list(second.values())
+            kinds = {(r["commit"], r["cpu"]) for r in both}
+            if len(kinds) > 1:
+                raise ValueError(f"{task}: {a} against {b} mixes commits or CPU kinds {sorted(kinds)}")
+            paired = sorted(set(first) & set(second))
+            diffs = np.array([first[s]["final"] - second[s]["final"] for s in paired])
+            decision = decide(diffs, min_seeds=len(seeds)) if len(paired) else None
+            out.append(
+                {"task": task, "question": question, "a": a, "b": b, "seeds": paired}
+                | {"a_mean": float(np.mean([first[s]["final"] for s in paired])) if paired else float("nan")}
+                | {"decision": decision}
+            )
+    return out
+
+
+def claim1_level(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """OTPR's mean final success on :data:`CLAIM1_LEVEL`'s task against the level: ``met``, ``not met`` or
+    ``pending`` (until every seed of the study is in)."""
+    task, level = CLAIM1_LEVEL
+    finals = [r["final"] for r in runs if (r["task"], r["method"]) == (task, "otpr")]
+    seeds = REPORT[task][1]
+    mean = float(np.mean(finals)) if finals else float("nan")
+    status = "pending" if len(finals) < len(seeds) else ("met" if mean >= level else "not met")
+    return {"task": task, "level": level, "runs": len(finals), "mean": mean, "status": status}
+
+
+def verdicts_table(rows: list[dict[str, Any]]) -> str:
+    """:func:`comparisons` as an RST list table."""
+    body = []
+    for r in rows:
+        d = r["decision"]
+        interval = "" if d is None else f"[{d.ci95[0]:+.2f}, {d.ci95[1]:+.2f}]"
+        needed = "" if d is None or d.seeds_needed is None else str(d.seeds_needed)
+        body.append(
+            [
+                r["task"],
+                r["question"],
+                f"{r['a']} - {r['b']}",
+                str(len(r["seeds"])),
+                "" if d is None else f"{d.mean:+.2f}",
+                interval,
+                "pending" if d is None else d.verdict,
+                needed,
+            ]
+        )
+    header = ["task", "question", "A - B", "paired seeds", "mean", "95% CI", "verdict", "seeds that would decide"]
+    return list_table(header, body)
+
+
+def page_text(runs: list[dict[str, Any]]) -> str:
+    """The include: the runs in so far, the verdicts table and claim 1's level."""
+    if not runs:
+        return "No report run has finished yet.\n"
+    done = sorted({(r["task"], r["method"]) for r in runs})
+    counts = ", ".join(f"{m} on {t} ({sum(1 for r in runs if (r['task'], r['method']) == (t, m))})" for t, m in done)
+    level = claim1_level(runs)
+    mean = "no run yet" if not level["runs"] else f"{level['mean']:.2f} over {level['runs']} seeds"
+    return (
+        f"Report runs finished so far, per method and task: {counts}.\n\n"
+        + verdicts_table(comparisons(runs))
+        + f"\nClaim 1's level on {level['task']}: OTPR's mean final success {mean}, against {level['level']:.2f}: "
+        + f"**{level['status']}**.\n"
+    )
+
+
+def main() -> None:
+    with open(OUT, "w") as f:
+        f.write(page_text(report_runs()))
+    print(f"wrote {os.path.relpath(OUT, ROOT)}")
+
+
+if __name__ == "__main__":
+    main()
