@@ -255,6 +255,13 @@ def test_the_baselines_report_sweep_keeps_each_methods_better_configuration(tmp_
     assert runs[("FetchPickAndPlace-v4", "otpr", 4)]["kwargs"] == {"reg": 0.1}
     assert runs[("FetchPickAndPlace-v4", "otpr", 4)]["steps"] == 15000 and ("FetchPush-v4", "dql", 2) in runs
     assert runs[("FetchPush-v4", "otpr-her", 2)]["kwargs"] == {"reg": 0.1}  # with HER, at OTPR's kept configuration
+    run("rlpd-her", "rlpd-her", 100, [0.0] * 7)
+    run("rlpd-her", "rlpd-her", 101, [0.0] * 7)
+    scores = module.tuning_scores(str(tmp_path))
+    order = SweepConfig.from_dict(tomllib.loads(module.sweep_text(scores, module.kept(scores)))).runs
+    for seed in (0, 4):  # seeds outermost (the sweep's order); within a seed, the expensive method last
+        methods = [r["method"] for r in order if r["seed"] == seed]
+        assert methods.index("rlpd-her") > max(i for i, m in enumerate(methods) if m != "rlpd-her")
     assert ("FetchPickAndPlace-v4", "otpr", 5) not in runs and ("FetchPush-v4", "bc", 0) in runs
     assert {r["final_eval_episodes"] for r in config.runs} == {100}
     rows = [line for line in module.table_rst(scores).splitlines() if line.strip().startswith(("* -", "- "))]
