@@ -82,3 +82,38 @@ def test_failure_counts_split_no_grasp_and_add_up():
     counts = failure_counts(Model(), Env(), episodes=3, seed=0)
     assert counts["success"] == 0 and counts["no grasp"] == 3 and counts["reached, fingers open"] == 3
     assert sum(counts[k] for k in CATEGORIES) == 3 == sum(counts[k] for k in NO_GRASP_KINDS)
+
+
+def test_the_baselines_failure_script_classifies_otpr_models_and_resumes(tmp_path, monkeypatch):
+    """examples/benchmarks/baselines_failures.py on a runs directory: OTPR-class PickAndPlace runs are classified
+    (counts add up to the episodes), other runs are listed and skipped, and a second pass adds nothing."""
+    import json
+    import sys
+
+    import gymnasium as gym
+    from otpr_helpers import SMALL, load_script
+
+    from otpr_sb3 import OTPR
+
+    module = load_script("examples/benchmarks/baselines_failures.py")
+    env = gym.make("FetchPickAndPlace-v4")
+    for method, task in (("otpr", "FetchPickAndPlace-v4"), ("otpr", "FetchPush-v4"), ("rlpd-her", "FetchPickAndPlace-v4")):
+        run_dir = tmp_path / "runs" / task.split("-")[0] / method / "s0"
+        run_dir.mkdir(parents=True)
+        (run_dir / "spec.json").write_text(json.dumps({"env_id": task, "method": method, "seed": 0}))
+        (run_dir / "summary.json").write_text(json.dumps({"final_success": 0.0}))
+        OTPR("MultiInputPolicy", env, policy_kwargs=SMALL, seed=0).save(run_dir / "model")
+    out = tmp_path / "failures.json"
+    argv = ["baselines_failures.py", "--runs-dir", str(tmp_path / "runs"), "--out", str(out), "--episodes", "2"]
+    monkeypatch.setattr(sys, "argv", argv)
+    module.main()
+    record = json.loads(out.read_text())
+    assert [r["run"] for r in record["runs"]] == ["FetchPickAndPlace/otpr/s0"]
+    assert sorted(record["other_runs"]) == ["FetchPickAndPlace/rlpd-her/s0", "FetchPush/otpr/s0"]
+    run = record["runs"][0]
+    kinds = ("no grasp", "dropped", "held, not placed")
+    assert run["success"] * 2 + sum(run[k] for k in kinds) == 2 and run["final_success_of_run"] == 0.0
+    module.main()  # resumes: nothing new
+    assert json.loads(out.read_text()) == record
+    table = module.failures_table(record)
+    assert "   * - otpr" in table and "otpr-her" not in table

@@ -92,7 +92,7 @@ def main() -> None:
         }
         record["runs"].append(entry)
         print(json.dumps({k: v for k, v in entry.items() if k != "provenance"}), flush=True)
-        _write(record, args.out)
+        write_record(record, args.out)
     record.setdefault("bc", [])
     dataset = default_dataset_id("FetchPickAndPlace-v4")  # regime (a)'s demonstrations
     for seed in sorted({r["seed"] for r in record["runs"] if r["regime"] == "a"} - {b["seed"] for b in record["bc"]}):
@@ -100,7 +100,7 @@ def main() -> None:
         if counts:
             record["bc"].append({"regime": "a", "seed": seed, **counts})
             print(json.dumps({"bc": seed, **{how: counts[how]["success"] for how in ACTING}}), flush=True)
-            _write(record, args.out)
+            write_record(record, args.out)
 
 
 def load_record(path: str, empty: dict[str, Any]) -> dict[str, Any]:
@@ -123,7 +123,7 @@ def runs_to_classify(runs_dir: str, done: set[str]) -> Iterator[tuple[str, str]]
             yield run_dir, name
 
 
-def _write(record: dict[str, Any], path: str) -> None:
+def write_record(record: dict[str, Any], path: str) -> None:
     """Write the record atomically (an interrupted run leaves the previous one)."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with open(path + ".tmp", "w") as f:

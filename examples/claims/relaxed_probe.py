@@ -39,7 +39,7 @@ from typing import Any
 import torch as th
 from claims_tables import ROOT, run_record
 from claims_verdicts import report_runs, verdict_table, verdicts
-from failure_kinds import _write, classify_run, load_record, runs_to_classify
+from failure_kinds import classify_run, load_record, runs_to_classify, write_record
 
 from otpr_sb3.benchmark.evaluation import read_evaluations
 from otpr_sb3.benchmark.provenance import provenance
@@ -191,7 +191,7 @@ def main() -> None:
     for run_dir, name in runs_to_classify(args.runs_dir, {r["run"] for r in record["runs"]}):
         record["runs"].append(probe_entry(run_dir, name, args.episodes))
         print(json.dumps({k: v for k, v in record["runs"][-1].items() if k != "provenance"}), flush=True)
-        _write(record, args.out)
+        write_record(record, args.out)
 
 
 if __name__ == "__main__":
