@@ -275,3 +275,18 @@ def test_the_baselines_report_sweep_keeps_each_methods_better_configuration(tmp_
         "     - 0.48",
     ]  # AUC (0.4 + 5 x 0.5) / 6
     assert cells[7:12] == ["     - default", "     - 1.00 / 1.00", "     - not yet", "     - not yet", "     - not yet"]
+
+
+def test_finished_runs_are_those_with_a_summary_in_path_order(tmp_path):
+    from otpr_sb3.benchmark.collect import finished_runs
+
+    for method, seed, done in (("otpr", 1, True), ("bc", 0, True), ("otpr", 0, False)):
+        run_dir = tmp_path / "Task" / method / f"s{seed}"
+        run_dir.mkdir(parents=True)
+        (run_dir / "spec.json").write_text(json.dumps({"method": method, "seed": seed}))
+        (run_dir / "evaluations.csv").write_text("timesteps,success,episodes,final,wall_time\n0,0.5,10,1,1.0\n")
+        if done:
+            (run_dir / "summary.json").write_text(json.dumps({"final_success": 0.5}))
+    runs = list(finished_runs(str(tmp_path)))
+    assert [(spec["method"], spec["seed"]) for spec, _, _ in runs] == [("bc", 0), ("otpr", 1)]
+    assert runs[0][1] == {"final_success": 0.5} and runs[0][2][0]["success"] == 0.5

@@ -12,16 +12,14 @@ The runs are read from ``results/baselines/report/runs`` (``otpr report --collec
 
 from __future__ import annotations
 
-import glob
-import json
 import os
 import sys
 from typing import Any
 
 import numpy as np
 
+from otpr_sb3.benchmark.collect import finished_runs
 from otpr_sb3.benchmark.decision import decide, last_five
-from otpr_sb3.benchmark.evaluation import read_evaluations
 from otpr_sb3.benchmark.report import area_under_curve
 from otpr_sb3.benchmark.report_rst import list_table
 
@@ -46,13 +44,7 @@ def report_runs(runs_dir: str = RUNS) -> list[dict[str, Any]]:
     """Every finished report run: task, method, seed, final (deterministic and stochastic) success, last five, AUC,
     commit and CPU kind."""
     out = []
-    for path in sorted(glob.glob(os.path.join(runs_dir, "*", "*", "s*", "summary.json"))):
-        run_dir = os.path.dirname(path)
-        with open(os.path.join(run_dir, "spec.json")) as f:
-            spec = json.load(f)
-        with open(path) as f:
-            summary = json.load(f)
-        rows = read_evaluations(os.path.join(run_dir, "evaluations.csv"))
+    for spec, summary, rows in finished_runs(runs_dir):
         out.append(
             {
                 "task": spec["env_id"],

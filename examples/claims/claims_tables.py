@@ -5,14 +5,12 @@ python examples/claims/claims_tables.py            # rewrites docs/claims_*.inc
 
 from __future__ import annotations
 
-import glob
 import json
 import os
-from collections.abc import Iterator
 from typing import Any
 
+from otpr_sb3.benchmark.collect import finished_runs
 from otpr_sb3.benchmark.decision import last_five
-from otpr_sb3.benchmark.evaluation import read_evaluations
 from otpr_sb3.benchmark.report import area_under_curve
 from otpr_sb3.benchmark.report_rst import list_table, write_includes
 
@@ -110,17 +108,6 @@ def arm_of(spec: dict[str, Any]) -> tuple[str, str]:
     if method == "otpr-authors":
         return "authors' release", f"reg {kwargs['reg']:g}"
     raise ValueError(f"not an arm of the claims protocol: {method!r}")
-
-
-def finished_runs(runs_dir: str) -> Iterator[tuple[dict[str, Any], dict[str, Any], list[dict[str, float]]]]:
-    """``(spec, summary, evaluation rows)`` of every finished run (one with a ``summary.json``) under ``runs_dir``."""
-    for path in sorted(glob.glob(os.path.join(runs_dir, "*", "*", "s*", "summary.json"))):
-        run_dir = os.path.dirname(path)
-        with open(os.path.join(run_dir, "spec.json")) as f:
-            spec = json.load(f)
-        with open(path) as f:
-            summary = json.load(f)
-        yield spec, summary, read_evaluations(os.path.join(run_dir, "evaluations.csv"))
 
 
 def tuning_runs(runs_dir: str = TUNING) -> list[dict[str, Any]]:

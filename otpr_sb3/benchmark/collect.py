@@ -4,11 +4,31 @@ from __future__ import annotations
 
 import filecmp
 import glob
+import json
 import os
 import shutil
+from collections.abc import Iterator
+from typing import Any
+
+from otpr_sb3.benchmark.evaluation import read_evaluations
 
 #: What a finished run keeps in a results folder: its record, not its checkpoints or logs.
 LIGHT_FILES = ("spec.json", "evaluations.csv", "summary.json")
+
+
+def finished_runs(runs_dir: str) -> Iterator[tuple[dict[str, Any], dict[str, Any], list[dict[str, float]]]]:
+    """Yield ``(spec, summary, evaluation rows)`` of every finished run under ``runs_dir``.
+
+    A run is finished when it has ``summary.json``; runs come in the order of their paths
+    (``<task>/<method>/s<seed>/``).
+    """
+    for path in sorted(glob.glob(os.path.join(runs_dir, "*", "*", "s*", "summary.json"))):
+        run_dir = os.path.dirname(path)
+        with open(os.path.join(run_dir, "spec.json")) as f:
+            spec = json.load(f)
+        with open(path) as f:
+            summary = json.load(f)
+        yield spec, summary, read_evaluations(os.path.join(run_dir, "evaluations.csv"))
 
 
 def collect(runs_dir: str, dest: str) -> list[str]:
