@@ -143,6 +143,8 @@ def test_baselines_tuning_table_is_the_collected_runs():
     module = load_script("examples/benchmarks/baselines_report_sweep.py")
     scores = module.tuning_scores(str(ROOT / "results" / "baselines" / "tuning" / "runs"))
     assert (ROOT / "docs" / "baselines_tuning.inc").read_text() == module.table_rst(scores)
+    report = (ROOT / "examples" / "sweeps" / "baselines_report.toml").read_text()
+    assert report == module.sweep_text(scores, module.kept(scores))  # the report runs the kept configurations
     page = " ".join((ROOT / "docs" / "results.rst").read_text().split())
 
     def finals(method, seed=100):
@@ -165,28 +167,39 @@ def test_baselines_tuning_table_is_the_collected_runs():
     )
     assert sentence in page, sentence
     chosen = module.kept(scores)
-    named = ("otpr", "idql-n", "dql", "diffusion-ql", "ibrl", "dsrl")
+    named = ("otpr", "idql-n", "dql", "diffusion-ql", "ibrl", "dsrl", "rlpd-her")
     assert set(chosen) == set(named)  # "kept so far": the methods with both seeds in, all named
     parts = []
     for method in named:
         other = next(n for n, c in scores.items() if c["method"] == method and n != chosen[method])
         parts.append((scores[chosen[method]]["last_five"], scores[other]["last_five"], chosen[method] == method))
-    assert [p[2] for p in parts] == [True, True, False, False, False, False]  # OTPR and IDQL keep their defaults
+    assert [p[2] for p in parts] == [True, True, False, False, False, False, True]  # OTPR, IDQL, RLPD-HER: defaults
     for method in ("dql", "diffusion-ql"):
         assert scores[chosen[method]]["policy_kwargs"] == {"guidance_kwargs": {"eta": 0.5}}
     (otpr, otpr_alt, _), (idql, idql_alt, _), (dql, dql_alt, _), (dql_f, dql_f_alt, _), *rest = parts
-    (ibrl, ibrl_alt, _), (dsrl, dsrl_alt, _) = rest
+    (ibrl, ibrl_alt, _), (dsrl, dsrl_alt, _), (rlpd, rlpd_alt, _) = rest
     assert f"{dql_f:.2f}" == f"{dql_f_alt:.2f}" == "0.99"  # a tie at the reported decimals: AUC decides
     aucs = [scores[n]["auc"] for n in (chosen["diffusion-ql"], "diffusion-ql")]
     assert [f"{v:.2f}" for v in aucs] == ["0.86", "0.84"]
     expected = (
-        f"Kept so far (both seeds in, by the rule above): OTPR's defaults (mean last five {otpr:.2f}, against "
+        f"Kept (both seeds in, by the rule above): OTPR's defaults (mean last five {otpr:.2f}, against "
         f"{otpr_alt:.2f} at ``reg = 0.1``), IDQL's defaults ({idql:.2f} against {idql_alt:.2f} with 32 candidates), "
         f"DQL with ``eta = 0.5`` ({dql:.2f} against {dql_alt:.2f} at ``eta = 1``), Diffusion-QL with ``eta = 0.5`` (0.99 "
         "for both; the higher AUC, 0.86 against 0.84, breaks the tie), IBRL with ``exploration_std = 0.2`` "
-        f"({ibrl:.2f} against {ibrl_alt:.2f}) and DSRL with ``noise_magnitude = 1.0`` ({dsrl:.2f} against {dsrl_alt:.2f})."
+        f"({ibrl:.2f} against {ibrl_alt:.2f}), DSRL with ``noise_magnitude = 1.0`` ({dsrl:.2f} against {dsrl_alt:.2f}) "
+        f"and RLPD-HER's defaults ({rlpd:.2f} against {rlpd_alt:.2f} at 2 updates per env step)."
     )
     assert expected in page, expected
+    rlpd_runs = [
+        read_evaluations(str(p))
+        for p in (ROOT / "results" / "baselines" / "tuning" / "runs").glob("FetchPickAndPlace/rlpd-her*/s*/evaluations.csv")
+    ]
+    starts = {rows[0]["success"] for rows in rlpd_runs}
+    highest = max(r["success"] for rows in rlpd_runs for r in rows)
+    assert len(rlpd_runs) == 4 and starts == {0.03} and highest == 0.25
+    ends = span([rows[-1]["success"] for rows in rlpd_runs])
+    sentence = f"its four runs start at 0.03, end at {ends}, and no evaluation of theirs exceeds {highest:.2f} (the references"
+    assert sentence in page, sentence
 
 
 def test_metaworld_table_is_the_report_of_the_collected_runs(tmp_path):
