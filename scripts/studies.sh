@@ -23,12 +23,13 @@ study() {
         claims-d) echo "8d4c5c5 examples/sweeps/claims_report_d.toml results/claims/report/runs .venv -" ;;
         relaxed-probe-c) echo "ce5495f examples/sweeps/claims_relaxed_probe_c.toml results/claims/relaxed_probe_c/runs .venv $mix" ;;
         baselines-tuning) echo "f1b616d examples/sweeps/baselines_tuning.toml results/baselines/tuning/runs .venv -" ;;
+        baselines-report) echo "df1003a examples/sweeps/baselines_report.toml results/baselines/report/runs .venv -" ;;
         metaworld) echo "76abd7f examples/sweeps/metaworld.toml results/metaworld/runs .venv -" ;;
         robosuite) echo "76abd7f examples/sweeps/robosuite.toml results/robosuite/runs .venv-robosuite -" ;;
         *) echo "unknown study '$1'; see: bash scripts/studies.sh list" >&2; return 2 ;;
     esac
 }
-names="relaxed-report claims-c claims-b claims-d relaxed-probe-c baselines-tuning metaworld robosuite"
+names="relaxed-report claims-c claims-b claims-d relaxed-probe-c baselines-tuning baselines-report metaworld robosuite"
 
 # The clone at the study's commit and its sweep file with the runs, datasets and Ray storage under $studies.
 prepare() {

@@ -296,4 +296,11 @@ def test_baselines_verdicts_include_is_the_collected_report_runs():
     module = load_script("examples/benchmarks/baselines_verdicts.py")
     runs = module.report_runs(str(ROOT / "results" / "baselines" / "report" / "runs"))
     assert (ROOT / "docs" / "baselines_verdicts.inc").read_text() == module.page_text(runs)
-    assert ".. include:: baselines_verdicts.inc" in (ROOT / "docs" / "results.rst").read_text()
+    page = (ROOT / "docs" / "results.rst").read_text()
+    assert ".. include:: baselines_verdicts.inc" in page
+    import subprocess
+
+    listed = subprocess.run(["bash", "scripts/studies.sh", "list"], cwd=ROOT, capture_output=True, text=True, check=True)
+    commit = next(line.split()[1] for line in listed.stdout.splitlines() if line.startswith("baselines-report:"))
+    assert f"every run at one code commit (``{commit}``" in " ".join(page.split())  # the commit the study runs at
+    assert {r["commit"] for r in runs} <= {commit}
