@@ -304,3 +304,16 @@ def test_baselines_verdicts_include_is_the_collected_report_runs():
     commit = next(line.split()[1] for line in listed.stdout.splitlines() if line.startswith("baselines-report:"))
     assert f"every run at one code commit (``{commit}``" in " ".join(page.split())  # the commit the study runs at
     assert {r["commit"] for r in runs} <= {commit}
+
+
+def test_baselines_failures_include_is_the_record():
+    """docs/baselines_failures.inc is the failure record's table; each classified model reproduces its run's final
+    evaluation (the record's success against the collected summary)."""
+    module = load_script("examples/benchmarks/baselines_failures.py")
+    path = ROOT / "docs" / "data" / "baselines" / "failure_kinds.json"
+    record = json.loads(path.read_text()) if path.exists() else {"runs": []}
+    assert (ROOT / "docs" / "baselines_failures.inc").read_text() == module.failures_table(record)
+    assert ".. include:: baselines_failures.inc" in (ROOT / "docs" / "results.rst").read_text()
+    for run in record["runs"]:
+        summary = json.loads((ROOT / "results" / "baselines" / "report" / "runs" / run["run"] / "summary.json").read_text())
+        assert run["success"] == run["final_success_of_run"] == summary["final_success"], run["run"]

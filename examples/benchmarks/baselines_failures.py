@@ -56,6 +56,8 @@ def classify(run_dir: str, episodes: int) -> dict[str, Any] | None:
 
 def failures_table(record: dict[str, Any]) -> str:
     """Per method: runs, mean success, and the mean number of failed episodes of each kind per run."""
+    if not record["runs"]:
+        return "No final model has been classified yet.\n"
     kinds = (*NO_GRASP_KINDS, *CATEGORIES[1:])
     body = []
     for method in METHODS:
