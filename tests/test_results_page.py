@@ -317,3 +317,20 @@ def test_baselines_failures_include_is_the_record():
     for run in record["runs"]:
         summary = json.loads((ROOT / "results" / "baselines" / "report" / "runs" / run["run"] / "summary.json").read_text())
         assert run["success"] == run["final_success_of_run"] == summary["final_success"], run["run"]
+
+
+def test_ibrl_sentence_states_its_update_schedule():
+    """ "one update per env step, the actor every second update (TD3's defaults)": the ibrl method overrides neither."""
+    import inspect
+
+    from stable_baselines3 import TD3
+
+    from otpr_sb3 import IBRL
+
+    page = " ".join((ROOT / "docs" / "results.rst").read_text().split())
+    assert "at one update per env step, the actor every second update (TD3's defaults)" in page
+    method = get_method("ibrl")
+    assert not {"gradient_steps", "train_freq", "policy_delay"} & set(method.kwargs)
+    defaults = {k: p.default for k, p in inspect.signature(TD3.__init__).parameters.items()}
+    assert (defaults["gradient_steps"], defaults["train_freq"], defaults["policy_delay"]) == (1, 1, 2)
+    assert issubclass(IBRL, TD3)
