@@ -121,6 +121,7 @@ class RLPD(SAC):
             optimizers += [self.ent_coef_optimizer]
         self._update_learning_rate(optimizers)
         ent_coefs, actor_losses, critic_losses = [], [], []
+        trained = [p for group in self.critic.optimizer.param_groups for p in group["params"] if p.requires_grad]
         for _ in range(gradient_steps):
             data = self.replay_buffer.sample(batch_size, env=self._vec_normalize_env)  # type: ignore[union-attr]
             discounts = data.discounts if data.discounts is not None else self.gamma
@@ -152,8 +153,10 @@ class RLPD(SAC):
             critic_loss.backward()
             self.critic.optimizer.step()
             # The critics' weight gradients of the actor loss would be discarded: not computing them saves a third
-            # of that backward pass through ten critics (the actor's gradients are bit for bit the same).
-            self.critic.requires_grad_(False)
+            # of that backward pass through ten critics (the actor's gradients are bit for bit the same). Only what
+            # the critic's optimiser trains is frozen: a features extractor shared with the actor keeps its gradient.
+            for p in trained:
+                p.requires_grad_(False)
             try:
                 q_pi = th.cat(self.critic(data.observations, actions_pi), dim=1).mean(dim=1, keepdim=True)
                 actor_loss = (ent_coef * log_prob - q_pi).mean()
@@ -161,7 +164,8 @@ class RLPD(SAC):
                 self.actor.optimizer.zero_grad()
                 actor_loss.backward()
             finally:
-                self.critic.requires_grad_(True)
+                for p in trained:
+                    p.requires_grad_(True)
             self.actor.optimizer.step()
             if self._n_updates % self.target_update_interval == 0:
                 polyak_update(self.critic.parameters(), self.critic_target.parameters(), self.tau)

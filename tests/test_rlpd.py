@@ -69,3 +69,27 @@ def test_the_actor_update_leaves_the_critics_gradients_alone():
     for name, p in model.critic.named_parameters():
         assert th.equal(p.grad, after_critic_step[name]), name  # nothing added by the actor loss
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.actor.parameters())
+
+
+def test_a_features_extractor_shared_with_the_actor_keeps_the_actor_losss_gradient():
+    """With ``share_features_extractor=True`` the critic's optimiser does not train the extractor, so it is not frozen
+    for the actor loss: the actor's gradient reaches it."""
+    from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
+
+    class Linear(BaseFeaturesExtractor):
+        def __init__(self, observation_space, features_dim=8):
+            super().__init__(observation_space, features_dim)
+            self.net = nn.Linear(observation_space.shape[0], features_dim)
+
+        def forward(self, obs):
+            return self.net(obs)
+
+    kwargs = dict(net_arch=[32, 32], share_features_extractor=True, features_extractor_class=Linear)
+    model = RLPD("MlpPolicy", "Pendulum-v1", gradient_steps=1, **{**KW, "policy_kwargs": kwargs})
+    model.learn(25)
+    extractor = model.actor.features_extractor
+    assert extractor is model.critic.features_extractor
+    extractor.zero_grad(set_to_none=True)
+    model.train(gradient_steps=1, batch_size=8)
+    assert all(p.requires_grad for p in extractor.parameters())
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in extractor.parameters())
