@@ -87,11 +87,7 @@ def comparisons(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
             paired = sorted(set(first) & set(second))
             diffs = np.array([first[s]["final"] - second[s]["final"] for s in paired])
             decision = decide(diffs, min_seeds=len(seeds)) if len(paired) else None
-            out.append(
-                {"task": task, "question": question, "a": a, "b": b, "seeds": paired}
-                | {"a_mean": float(np.mean([first[s]["final"] for s in paired])) if paired else float("nan")}
-                | {"decision": decision}
-            )
+            out.append({"task": task, "question": question, "a": a, "b": b, "seeds": paired, "decision": decision})
     return out
 
 
