@@ -336,3 +336,14 @@ def test_ibrl_sentence_states_its_update_schedule():
     defaults = {k: p.default for k, p in inspect.signature(TD3.__init__).parameters.items()}
     assert (defaults["gradient_steps"], defaults["train_freq"], defaults["policy_delay"]) == (1, 1, 2)
     assert issubclass(IBRL, TD3)
+
+
+def test_baselines_report_table_is_the_report_of_the_collected_runs(tmp_path):
+    """docs/results/baselines/{summary,time_to_success}.rst are ``otpr report`` of results/baselines/report/runs."""
+    from otpr_sb3.benchmark.report import build_report
+
+    build_report(str(ROOT / "results" / "baselines" / "report" / "runs"), str(tmp_path))
+    for name in ("summary.rst", "time_to_success.rst"):
+        assert (tmp_path / name).read_text() == (ROOT / "docs" / "results" / "baselines" / name).read_text(), name
+    page = (ROOT / "docs" / "results.rst").read_text()
+    assert ".. include:: results/baselines/summary.rst" in page and "results/baselines/curves.png" in page
