@@ -152,21 +152,7 @@ class RLPD(SAC):
             self.critic.optimizer.zero_grad()
             critic_loss.backward()
             self.critic.optimizer.step()
-            # The critics' weight gradients of the actor loss would be discarded: not computing them saves a third
-            # of that backward pass through ten critics (the actor's gradients are bit for bit the same). Only what
-            # the critic's optimiser trains is frozen: a features extractor shared with the actor keeps its gradient.
-            for p in trained:
-                p.requires_grad_(False)
-            try:
-                q_pi = th.cat(self.critic(data.observations, actions_pi), dim=1).mean(dim=1, keepdim=True)
-                actor_loss = (ent_coef * log_prob - q_pi).mean()
-                actor_losses.append(actor_loss.item())
-                self.actor.optimizer.zero_grad()
-                actor_loss.backward()
-            finally:
-                for p in trained:
-                    p.requires_grad_(True)
-            self.actor.optimizer.step()
+            actor_losses.append(self._actor_step(data.observations, actions_pi, log_prob, ent_coef, trained))
             if self._n_updates % self.target_update_interval == 0:
                 polyak_update(self.critic.parameters(), self.critic_target.parameters(), self.tau)
                 polyak_update(self.batch_norm_stats, self.batch_norm_stats_target, 1.0)
@@ -175,3 +161,25 @@ class RLPD(SAC):
         self.logger.record("train/ent_coef", np.mean(ent_coefs))
         self.logger.record("train/actor_loss", np.mean(actor_losses))
         self.logger.record("train/critic_loss", np.mean(critic_losses))
+
+    def _actor_step(
+        self, obs: Any, actions_pi: th.Tensor, log_prob: th.Tensor, ent_coef: th.Tensor, trained: list[th.Tensor]
+    ) -> float:
+        """One actor update on the ensemble mean; returns the loss.
+
+        The critics' weight gradients of the actor loss would be discarded: not computing them saves a third of that
+        backward pass through ten critics (the actor's gradients are bit for bit the same). Only ``trained``, what
+        the critic's optimiser trains, is frozen: a features extractor shared with the actor keeps its gradient.
+        """
+        for p in trained:
+            p.requires_grad_(False)
+        try:
+            q_pi = th.cat(self.critic(obs, actions_pi), dim=1).mean(dim=1, keepdim=True)
+            actor_loss = (ent_coef * log_prob - q_pi).mean()
+            self.actor.optimizer.zero_grad()
+            actor_loss.backward()
+        finally:
+            for p in trained:
+                p.requires_grad_(True)
+        self.actor.optimizer.step()
+        return actor_loss.item()
