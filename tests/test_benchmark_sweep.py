@@ -288,5 +288,6 @@ def test_finished_runs_are_those_with_a_summary_in_path_order(tmp_path):
         if done:
             (run_dir / "summary.json").write_text(json.dumps({"final_success": 0.5}))
     runs = list(finished_runs(str(tmp_path)))
-    assert [(spec["method"], spec["seed"]) for spec, _, _ in runs] == [("bc", 0), ("otpr", 1)]
-    assert runs[0][1] == {"final_success": 0.5} and runs[0][2][0]["success"] == 0.5
+    assert [(spec["method"], spec["seed"]) for _, spec, _, _ in runs] == [("bc", 0), ("otpr", 1)]
+    assert runs[0][0] == str(tmp_path / "Task" / "bc" / "s0")
+    assert runs[0][2] == {"final_success": 0.5} and runs[0][3][0]["success"] == 0.5

@@ -16,15 +16,14 @@ It refuses while a method has no configuration with both tuning seeds finished, 
 from __future__ import annotations
 
 import argparse
-import glob
 import json
 import os
 from typing import Any
 
 import numpy as np
 
+from otpr_sb3.benchmark.collect import finished_runs
 from otpr_sb3.benchmark.decision import last_five
-from otpr_sb3.benchmark.evaluation import read_evaluations
 from otpr_sb3.benchmark.report import area_under_curve
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, os.pardir)
@@ -47,19 +46,14 @@ def tuning_scores(runs_dir: str = TUNING) -> dict[str, dict[str, Any]]:
     """Configuration (run directory name) -> method, settings, and its mean last-five success and AUC over the
     tuning seeds it has finished (``seeds``)."""
     out: dict[str, dict[str, Any]] = {}
-    for path in sorted(glob.glob(os.path.join(runs_dir, "*", "*", "s*", "summary.json"))):
-        run_dir = os.path.dirname(path)
-        with open(os.path.join(run_dir, "spec.json")) as f:
-            spec = json.load(f)
+    for run_dir, spec, summary, rows in finished_runs(runs_dir):
         if spec["seed"] not in TUNING_SEEDS:
             continue
-        rows = read_evaluations(os.path.join(run_dir, "evaluations.csv"))
         config = out.setdefault(
             os.path.basename(os.path.dirname(run_dir)),
             {"method": spec["method"], "kwargs": spec["kwargs"], "policy_kwargs": spec["policy_kwargs"], "runs": []},
         )
-        with open(os.path.join(run_dir, "summary.json")) as f:
-            final = json.load(f)["final_success"]
+        final = summary["final_success"]
         config["runs"].append(
             {"seed": spec["seed"], "last_five": last_five(rows), "auc": area_under_curve(rows), "final": final}
         )

@@ -51,7 +51,7 @@ def report_runs(runs_dir: str = RUNS) -> list[dict[str, Any]]:
             "commit": spec["provenance"]["commit"][:7],
             "cpu": spec["provenance"]["cpu"],
         }
-        for spec, summary, _ in finished_runs(runs_dir)
+        for _, spec, summary, _ in finished_runs(runs_dir)
     ]
 
 

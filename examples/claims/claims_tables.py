@@ -112,7 +112,7 @@ def arm_of(spec: dict[str, Any]) -> tuple[str, str]:
 
 def tuning_runs(runs_dir: str = TUNING) -> list[dict[str, Any]]:
     """The finished tuning runs: arm, configuration, seed, both primary metrics, env steps/s and commit."""
-    return [run_record(*run) for run in finished_runs(runs_dir)]
+    return [run_record(*run) for _, *run in finished_runs(runs_dir)]
 
 
 def run_record(spec: dict[str, Any], summary: dict[str, Any], rows: list[dict[str, float]]) -> dict[str, Any]:

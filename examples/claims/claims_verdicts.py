@@ -65,7 +65,7 @@ def regime_of(env_id: str, dataset: str) -> str:
 def report_runs(runs_dir: str = REPORT) -> list[dict[str, Any]]:
     """The finished report runs: regime, arm, seed, both primary metrics, commit and CPU."""
     out = []
-    for spec, summary, rows in finished_runs(runs_dir):
+    for _, spec, summary, rows in finished_runs(runs_dir):
         record = {"regime": regime_of(spec["env_id"], spec["dataset"]), **run_record(spec, summary, rows)}
         out.append({**record, "diagnostics": summary.get("diagnostics", {}), "evaluations": rows})
     return out

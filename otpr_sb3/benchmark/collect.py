@@ -16,8 +16,8 @@ from otpr_sb3.benchmark.evaluation import read_evaluations
 LIGHT_FILES = ("spec.json", "evaluations.csv", "summary.json")
 
 
-def finished_runs(runs_dir: str) -> Iterator[tuple[dict[str, Any], dict[str, Any], list[dict[str, float]]]]:
-    """Yield ``(spec, summary, evaluation rows)`` of every finished run under ``runs_dir``.
+def finished_runs(runs_dir: str) -> Iterator[tuple[str, dict[str, Any], dict[str, Any], list[dict[str, float]]]]:
+    """Yield ``(run directory, spec, summary, evaluation rows)`` of every finished run under ``runs_dir``.
 
     A run is finished when it has ``summary.json``; runs come in the order of their paths
     (``<task>/<method>/s<seed>/``).
@@ -28,7 +28,7 @@ def finished_runs(runs_dir: str) -> Iterator[tuple[dict[str, Any], dict[str, Any
             spec = json.load(f)
         with open(path) as f:
             summary = json.load(f)
-        yield spec, summary, read_evaluations(os.path.join(run_dir, "evaluations.csv"))
+        yield run_dir, spec, summary, read_evaluations(os.path.join(run_dir, "evaluations.csv"))
 
 
 def collect(runs_dir: str, dest: str) -> list[str]:
