@@ -13,7 +13,7 @@ from otpr_sb3.benchmark.demo_buffers import HerDictReplayBuffer
 from otpr_sb3.benchmark.evaluation import read_evaluations
 from otpr_sb3.benchmark.methods import METHODS, get_method
 from otpr_sb3.benchmark.recording import record
-from otpr_sb3.benchmark.runner import RunSpec, run
+from otpr_sb3.benchmark.runner import RunSpec, fresh_model, run
 from otpr_sb3.rlpd import RLPD
 
 ENV = "PointMaze_UMaze-v3"
@@ -71,6 +71,28 @@ def test_variants_start_from_the_same_pretrained_checkpoint(dirs):
     assert model.policy.guidance.name == "expectile" and model.pretrained and len(model.expert_obs) > 0
     model = OTPR.load(f"{spec_for(dirs, 'otpr').run_dir}/model.zip")  # H keeps the keypoints it was given
     assert model.policy.guidance.name == "compatibility" and len(model.policy.guidance.keypoint_obs) == 4
+
+
+@pytest.mark.parametrize("method", ["otpr", "dsrl", "bc"])
+def test_fresh_model_is_where_a_run_starts_and_ignores_its_checkpoint(dirs, method):
+    spec = spec_for(dirs, method)
+    run(spec)  # a finished run (already, in the full suite), with its checkpoint in the run directory
+    model, make_env = fresh_model(spec)
+    assert model.num_timesteps == 0  # not the run's checkpoint
+    if method == "bc":
+        assert isinstance(model, OTPR) and model.pretrained
+        return
+    env = make_env()
+    if method == "dsrl":  # SAC over the frozen actor's noise, no demonstrations
+        assert isinstance(model, SAC) and type(env).__name__ == "NoiseSteeringWrapper" and model.replay_buffer.size() == 0
+    else:  # the pretrained actor, the demonstrations in replay, the same start as the run's
+        assert model.pretrained and model.replay_buffer.size() > 0
+        started = read_evaluations(f"{spec.run_dir}/evaluations.csv")[0]["success"]
+        from otpr_sb3.benchmark.evaluation import success_rate
+        from otpr_sb3.benchmark.tasks import get_task
+
+        assert success_rate(model, get_task(ENV), spec.final_eval_episodes, env=env) == started
+    model.learn(20)  # it trains
 
 
 class Interrupt(Exception):

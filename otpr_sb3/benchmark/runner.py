@@ -246,25 +246,44 @@ def _env_maker(
     return lambda: NoiseSteeringWrapper(task.make_env(), frozen, **box)
 
 
+def fresh_model(spec: RunSpec, progress_bar: bool = False) -> tuple[BaseAlgorithm, Callable[[], Any]]:
+    """Return the model a run of ``spec`` starts from, and the maker of the run's envs, without running it.
+
+    The dataset and the shared pretrained checkpoint are found (or built) under ``spec.data_path`` and
+    ``spec.runs_dir`` as :func:`run` finds them; the run's own checkpoint is ignored. Fine-tuning the model writes
+    its TensorBoard log under ``spec.run_dir``. For ``"bc"`` the model is the pretrained actor, which never trains.
+    Used to measure what each method costs per env step (``examples/benchmarks/bench_method_cost.py``).
+    """
+    task, method = get_task(spec.env_id), get_method(spec.method)
+    card = _dataset(spec, task)
+    demos = Demonstrations.from_minari(card.dataset_id, data_path=os.path.abspath(spec.data_path))
+    make_env = _env_maker(spec, task, method, card, demos, progress_bar)
+    if method.algo == "bc":
+        return OTPR.load(_pretrained(spec, task, card, demos, progress_bar), device=spec.device), make_env
+    model, _ = _model(spec, task, method, card, demos, None, progress_bar, make_env)
+    return model, make_env
+
+
 def _model(
     spec: RunSpec,
     task: Task,
     method: Method,
     card: DatasetCard,
     demos: Demonstrations,
-    ckpt_dir: str,
+    ckpt_dir: str | None,
     progress_bar: bool,
     make_env: Callable[[], Any],
 ) -> tuple[OffPolicyAlgorithm, bool]:
-    """Return the model to fine-tune: loaded from the run's checkpoint (True) or built fresh (False)."""
+    """Return the model to fine-tune: loaded from the run's checkpoint (True) or built fresh (False, or no ``ckpt_dir``)."""
     env = make_env()
     classes: dict[str, type[OffPolicyAlgorithm]] = {"otpr": OTPR, "ibrl": IBRL, "rlpd": RLPD}
     algo_class = classes.get(method.algo, SAC)
-    model_path, buffer_path = os.path.join(ckpt_dir, "model.zip"), os.path.join(ckpt_dir, "replay_buffer.pkl")
-    if os.path.exists(model_path) and os.path.exists(buffer_path):
-        model = algo_class.load(model_path, env=env, device=spec.device)
-        model.load_replay_buffer(buffer_path)
-        return model, True
+    if ckpt_dir is not None:
+        model_path, buffer_path = os.path.join(ckpt_dir, "model.zip"), os.path.join(ckpt_dir, "replay_buffer.pkl")
+        if os.path.exists(model_path) and os.path.exists(buffer_path):
+            model = algo_class.load(model_path, env=env, device=spec.device)
+            model.load_replay_buffer(buffer_path)
+            return model, True
     policy = "MultiInputPolicy" if isinstance(demos.observations, dict) else "MlpPolicy"
     kwargs, policy_kwargs = _otpr_kwargs(spec, method)
     common: dict[str, Any] = {"seed": spec.seed, "tensorboard_log": os.path.join(spec.run_dir, "tb"), "device": spec.device}
