@@ -347,3 +347,87 @@ def test_baselines_report_table_is_the_report_of_the_collected_runs(tmp_path):
         assert (tmp_path / name).read_text() == (ROOT / "docs" / "results" / "baselines" / name).read_text(), name
     page = (ROOT / "docs" / "results.rst").read_text()
     assert ".. include:: results/baselines/summary.rst" in page and "results/baselines/curves.png" in page
+
+
+def _curve_run(root, method, rows, task="FetchPickAndPlace"):
+    run_dir = root / task / method / "s0"
+    run_dir.mkdir(parents=True)
+    summary = {"done": True, "env_steps_per_s": 10.0, "provenance": {"commit": "a" * 40, "cpu": "AMD EPYC"}}
+    (run_dir / "summary.json").write_text(json.dumps(summary))
+    lines = [f"{t},{x},{e},{f},{10.0 * t}" for t, x, e, f in rows]
+    (run_dir / "evaluations.csv").write_text("\n".join(["timesteps,success,episodes,final,wall_time", *lines]) + "\n")
+
+
+def test_method_cost_table_prices_the_steps_and_evaluations_to_08(tmp_path):
+    """CPU time to 0.8: steps x CPU per step, plus the start's and the periodic evaluations' episodes x CPU per
+    episode (wall-clock costs are not used); the ratio is to OTPR's; the report's wall-clock is beside it; a method
+    without a run says so."""
+    module = load_script("examples/benchmarks/bench_method_cost.py")
+    _curve_run(tmp_path, "otpr", [(0, 0.5, 100, 0), (1000, 0.7, 20, 0), (2000, 0.85, 20, 0), (3000, 0.9, 100, 1)])
+    _curve_run(tmp_path, "ibrl-x", [(0, 0.5, 100, 0), (1000, 0.6, 20, 0), (2000, 0.7, 100, 1)])
+    _curve_run(tmp_path, "bc", [(0, 0.4, 100, 1)])
+    costs = {"train_s_per_step": [0.5], "eval_s_per_episode": [9.0], "eval_cpu_s_per_episode": [0.1, 0.1, 0.3]}
+    record = {
+        "args": {"env": "FetchPickAndPlace-v4", "eval_freq": 1000, "eval_episodes": 20, "final_eval_episodes": 100},
+        "methods": {
+            "bc": {"method": "bc", "train_cpu_s_per_step": [], "eval_cpu_s_per_episode": [0.05]},
+            "otpr": {"method": "otpr", "train_cpu_s_per_step": [0.06, 0.05, 0.04], **costs},
+            "ibrl-x": {"method": "ibrl", "train_cpu_s_per_step": [0.1], **costs},
+            "dsrl-y": {"method": "dsrl", "train_cpu_s_per_step": [0.025], **costs},
+        },
+    }
+    table = module.cost_table(record, str(tmp_path))
+    rows = {}
+    # 100 ms per step in the report against 50 (otpr) and 100 (ibrl-x) of CPU
+    assert table.endswith("an env step took 1.0-2.0 times its method's CPU cost in wall-clock.\n")
+    for block in table.split("\nIn the report")[0].split("   * - ")[2:]:
+        cells = [c.strip().removeprefix("- ") for c in block.strip().splitlines()]
+        rows[cells[0]] = cells[1:]
+    # 2,000 steps x 0.05 s + (100 + 2 x 20) episodes x 0.1 s = 114 s; the run's wall_time at 2,000 is 20,000 s
+    assert rows["otpr"] == ["50", "1.00x", "100", "0.10", "2,000 (1 seeds)", "1.9 min", "333.3 min"]
+    assert rows["ibrl-x"][1] == "2.00x" and rows["ibrl-x"][-3:] == ["not reached", "n/a", "n/a"]
+    assert rows["dsrl-y"][1:3] == ["0.50x", "n/a"] and rows["dsrl-y"][-3] == "no run yet"
+    assert rows["bc"][0] == "no training" and rows["bc"][3] == "0.05"
+
+
+def test_method_cost_include_is_the_record_and_the_report_runs():
+    module = load_script("examples/benchmarks/bench_method_cost.py")
+    record = json.loads((ROOT / "docs" / "data" / "method_cost" / "FetchPickAndPlace.json").read_text())
+    assert (ROOT / "docs" / "baselines_method_cost.inc").read_text() == module.cost_table(record)
+    assert ".. include:: baselines_method_cost.inc" in (ROOT / "docs" / "results.rst").read_text()
+    assert record["args"]["rounds"] == 5 and record["args"]["block"] == 200 and record["args"]["warmup"] == 300
+    assert (record["args"]["eval_freq"], record["args"]["eval_episodes"], record["args"]["final_eval_episodes"]) == (
+        1000,
+        20,
+        100,
+    )
+    assert set(record["methods"]) == {
+        "bc",
+        "otpr",
+        "otpr-her",
+        "idql-n",
+        "dql-ebf1f03d",
+        "diffusion-ql-ebf1f03d",
+        "ibrl-ea9f29da",
+        "dsrl-bf915410",
+        "rlpd-her",
+    }
+
+
+def test_method_cost_holds_under_load():
+    """ "whose wall-clock per env step was 1.5-1.7 times its CPU time, gave CPU costs per env step within 6% of these"."""
+    import numpy as np
+
+    data = ROOT / "docs" / "data" / "method_cost"
+    shown = json.loads((data / "FetchPickAndPlace.json").read_text())["methods"]
+    loaded = json.loads((data / "FetchPickAndPlace-under-load.json").read_text())["methods"]
+    trained = [k for k, m in shown.items() if m["method"] != "bc"]
+    assert set(loaded) == set(shown) and len(trained) == 8
+    cpu = {k: (np.median(shown[k]["train_cpu_s_per_step"]), np.median(loaded[k]["train_cpu_s_per_step"])) for k in trained}
+    assert max(abs(b / a - 1) for a, b in cpu.values()) < 0.06
+    slow = [np.median(loaded[k]["train_s_per_step"]) / cpu[k][1] for k in trained]
+    assert round(min(slow), 1) == 1.5 and round(max(slow), 1) == 1.7
+    page = " ".join((ROOT / "docs" / "results.rst").read_text().split())
+    assert (
+        "whose wall-clock per env step was 1.5-1.7 times its CPU time, gave CPU costs per env step within 6% of these" in page
+    )

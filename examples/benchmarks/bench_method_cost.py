@@ -110,20 +110,21 @@ def cost_table(record: dict[str, Any], report_runs: str = REPORT_RUNS) -> str:
 
     CPU time, not wall-clock: with one torch thread it is what the method costs on a core of its own, whatever else
     the machine ran during the measurement (the record keeps the wall-clock too). The report's own wall-clock to 0.8
-    is shown beside it.
+    is shown beside it, and so are its runs' wall-clock per env step (``env_steps_per_s`` of their summaries, the last
+    stretch of each run, its evaluations and checkpoints included).
     """
     runs, curves = load_runs(report_runs)
     reached = time_to_success(runs, curves)
     args, methods = record["args"], record["methods"]
     task = get_task(args["env"]).name
     reference = float(np.median(methods["otpr"]["train_cpu_s_per_step"]))
-    rows = []
+    rows, slowdowns = [], []
     for name, m in methods.items():
         evaluation = float(np.median(m["eval_cpu_s_per_episode"]))
         hit = reached.loc[(reached["task"] == task) & (reached["method"] == name)]
         steps = float(hit["steps_to_threshold"].iloc[0]) if len(hit) else float("nan")
         if m["method"] == "bc":
-            rows.append([name, "no training", "n/a", f"{evaluation:.2f}", "not reached", "n/a", "n/a"])
+            rows.append([name, "no training", "n/a", "n/a", f"{evaluation:.2f}", "not reached", "n/a", "n/a"])
             continue
         train = float(np.median(m["train_cpu_s_per_step"]))
         when, at_cost, observed = ("no run yet" if hit.empty else "not reached"), "n/a", "n/a"
@@ -133,17 +134,30 @@ def cost_table(record: dict[str, Any], report_runs: str = REPORT_RUNS) -> str:
             when = f"{int(steps):,} ({int(hit['seeds'].iloc[0])} seeds)"
             at_cost = f"{(steps * train + episodes * evaluation) / 60:.1f} min"
             observed = f"{float(hit['wall_time_to_threshold'].iloc[0]) / 60:.1f} min"
-        rows.append([name, f"{1e3 * train:.0f}", f"{train / reference:.2f}x", f"{evaluation:.2f}", when, at_cost, observed])
+        mine = runs.loc[(runs["task"] == task) & (runs["method"] == name) & runs["done"].astype(bool)]
+        rate = float(mine["env_steps_per_s"].mean()) if len(mine) else float("nan")
+        in_report = "n/a" if np.isnan(rate) or rate <= 0 else f"{1e3 / rate:.0f}"
+        if in_report != "n/a":
+            slowdowns.append(1.0 / rate / train)
+        costs = [f"{1e3 * train:.0f}", f"{train / reference:.2f}x", in_report, f"{evaluation:.2f}"]
+        rows.append([name, *costs, when, at_cost, observed])
     headers = [
         "method",
         "CPU ms per env step",
         "vs otpr",
+        "report's wall ms per env step",
         "CPU s per evaluation episode",
         f"env steps to {THRESHOLD:g} (report)",
         f"CPU time to {THRESHOLD:g}",
         "report's wall-clock to 0.8",
     ]
-    return list_table(headers, rows)
+    text = list_table(headers, rows)
+    if slowdowns:
+        text += (
+            f"\nIn the report's runs collected so far, an env step took {min(slowdowns):.1f}-{max(slowdowns):.1f} times "
+            "its method's CPU cost in wall-clock.\n"
+        )
+    return text
 
 
 def main() -> None:
