@@ -258,3 +258,54 @@ def test_success_rate_passes_deterministic_to_predict():
     task, model = get_task("FetchPush-v4"), Model()
     assert success_rate(model, task, 3, env=Env()) == 1.0 and model.flags == [True] * 3
     assert success_rate(model, task, 2, env=Env(), deterministic=False) == 0.0 and model.flags[3:] == [False] * 2
+
+
+def test_cpu_time_to_success_is_shown_where_recorded(tmp_path):
+    from otpr_sb3.benchmark.evaluation import read_evaluations
+    from otpr_sb3.benchmark.time_to_success import rst_time_to_success, time_to_success
+
+    root = tmp_path / "runs"
+    for seed in (0, 1):
+        write_run(root, "FetchPush", "otpr", seed, [(0, 0.5), (1000, 0.85), (2000, 0.9)])
+        write_run(root, "FetchPush", "dql", seed, [(0, 0.5), (1000, 0.7), (2000, 0.9)])
+        path = str(root / "FetchPush" / "otpr" / f"s{seed}" / "evaluations.csv")  # as the harness writes them now
+        write_evaluations(path, [{**r, "cpu_time": 4.0 * (i + 1) + seed} for i, r in enumerate(read_evaluations(path))])
+    table = time_to_success(*load_runs(str(root))).set_index("method")
+    assert table.loc["otpr", "cpu_time_to_threshold"] == pytest.approx(8.5)  # 8 and 9 s at 1,000 steps
+    assert table.loc["otpr", "wall_time_to_threshold"] == pytest.approx(20.0) and table.loc["otpr", "cpu_recorded"]
+    assert not table.loc["dql", "cpu_recorded"] and np.isnan(table.loc["dql", "cpu_time_to_threshold"])
+    text = rst_time_to_success(table.reset_index())
+    assert "CPU time to 0.8" in text and "     - 0.1 min" in text and "     - not recorded" in text
+    older = rst_time_to_success(table.reset_index().query("method == 'dql'"))
+    assert "CPU time" not in older and "not recorded" not in older  # a table of older records keeps its columns
+
+
+def test_evaluation_files_without_cpu_time_stay_readable_and_keep_their_header(tmp_path):
+    from otpr_sb3.benchmark.evaluation import append_evaluation, read_evaluations
+
+    path = tmp_path / "evaluations.csv"
+    path.write_text("timesteps,success,episodes,final,wall_time\n0,0.5,10,0,1.0\n")  # recorded before cpu_time
+    row = {"timesteps": 100, "success": 0.6, "episodes": 10, "final": 1, "wall_time": 2.0, "cpu_time": 1.5}
+    append_evaluation(str(path), row)
+    lines = ["timesteps,success,episodes,final,wall_time", "0,0.5,10,0,1.0", "100,0.6,10,1,2.0"]
+    assert path.read_text().splitlines() == lines
+    rows = read_evaluations(str(path))
+    write_evaluations(str(path), [*rows, {**rows[-1], "timesteps": 200, "cpu_time": 3.0}])  # a rewrite has every field
+    assert path.read_text().splitlines()[1] == "0,0.5,10,0,1.0,"  # no CPU time: an empty cell
+    rows = read_evaluations(str(path))
+    assert np.isnan(rows[0]["cpu_time"]) and rows[-1]["cpu_time"] == 3.0
+
+
+def test_run_clock_counts_earlier_attempts_and_a_missing_cpu_time_stays_missing():
+    from otpr_sb3.benchmark.runner import _RunClock
+
+    clock = _RunClock()
+    clock.resume({"wall_time": 100.0, "cpu_time": 40.0})
+    elapsed = clock.elapsed()
+    assert 100.0 <= elapsed["wall_time"] < 110.0 and 40.0 <= elapsed["cpu_time"] < 50.0
+    older = _RunClock()
+    older.resume({"wall_time": 100.0, "cpu_time": float("nan")})  # an attempt at a commit that did not record it
+    assert np.isnan(older.elapsed()["cpu_time"])
+    older = _RunClock()
+    older.resume({"wall_time": 100.0})
+    assert np.isnan(older.elapsed()["cpu_time"])

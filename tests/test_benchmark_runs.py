@@ -119,6 +119,7 @@ def test_interrupted_run_resumes_from_its_checkpoint(dirs, method, tmp_path):
     assert after[:3] == before  # nothing redone or lost
     assert [r["timesteps"] for r in after] == [0, 100, 200, 300] and after[-1]["final"] == 1
     assert np.all(np.diff([r["wall_time"] for r in after]) > 0)  # wall-clock counts across the resume
+    assert np.all(np.diff([r["cpu_time"] for r in after]) > 0) and after[0]["cpu_time"] > 0  # and so does CPU time
     assert summary["steps"] == 300
     final = algo.load(f"{spec.run_dir}/model.zip")
     assert final.num_timesteps == 300

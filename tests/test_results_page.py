@@ -390,11 +390,15 @@ def test_method_cost_table_prices_the_steps_and_evaluations_to_08(tmp_path):
     assert rows["bc"][0] == "no training" and rows["bc"][3] == "0.05"
 
 
-def test_method_cost_include_is_the_record_and_the_report_runs():
+@pytest.mark.parametrize(
+    "task, include", [("FetchPickAndPlace", "baselines_method_cost"), ("FetchPush", "baselines_method_cost_push")]
+)
+def test_method_cost_include_is_the_record_and_the_report_runs(task, include):
     module = load_script("examples/benchmarks/bench_method_cost.py")
-    record = json.loads((ROOT / "docs" / "data" / "method_cost" / "FetchPickAndPlace.json").read_text())
-    assert (ROOT / "docs" / "baselines_method_cost.inc").read_text() == module.cost_table(record)
-    assert ".. include:: baselines_method_cost.inc" in (ROOT / "docs" / "results.rst").read_text()
+    record = json.loads((ROOT / "docs" / "data" / "method_cost" / f"{task}.json").read_text())
+    assert record["args"]["env"] == f"{task}-v4" and not record["provenance"]["dirty"]
+    assert (ROOT / "docs" / f"{include}.inc").read_text() == module.cost_table(record)
+    assert f".. include:: {include}.inc" in (ROOT / "docs" / "results.rst").read_text()
     assert record["args"]["rounds"] == 5 and record["args"]["block"] == 200 and record["args"]["warmup"] == 300
     assert (record["args"]["eval_freq"], record["args"]["eval_episodes"], record["args"]["final_eval_episodes"]) == (
         1000,

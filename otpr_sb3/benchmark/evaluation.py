@@ -14,7 +14,10 @@ from otpr_sb3.benchmark.tasks import Task
 #: 20-episode evaluation uses the first 20 of the final evaluation's 50.
 EVAL_SEED = 10_000
 
-EVAL_FIELDS = ("timesteps", "success", "episodes", "final", "wall_time")
+#: ``wall_time`` and ``cpu_time``: seconds of wall-clock and of this process's CPU since the run started, across
+#: resumes. With one torch thread, CPU time is what the run cost whatever else ran on the machine; records made
+#: before it was recorded have no ``cpu_time`` (read as NaN where a file mixes both).
+EVAL_FIELDS = ("timesteps", "success", "episodes", "final", "wall_time", "cpu_time")
 _INT_FIELDS = ("timesteps", "episodes", "final")
 
 
@@ -57,11 +60,15 @@ def read_evaluations(path: str) -> list[dict[str, float]]:
     if not os.path.exists(path):
         return []
     with open(path, newline="") as f:
-        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
+        return [{k: float(v) if v != "" else float("nan") for k, v in row.items()} for row in csv.DictReader(f)]
 
 
-def _formatted(row: dict[str, float]) -> dict[str, float | int]:
-    return {k: int(row[k]) if k in _INT_FIELDS else row[k] for k in EVAL_FIELDS}
+def _formatted(row: dict[str, float], fields: tuple[str, ...] = EVAL_FIELDS) -> dict[str, float | int | str]:
+    out: dict[str, float | int | str] = {}
+    for k in fields:
+        value = row.get(k, float("nan"))
+        out[k] = "" if value != value else int(value) if k in _INT_FIELDS else value  # NaN: an empty cell
+    return out
 
 
 def write_evaluations(path: str, rows: list[dict[str, float]]) -> None:
@@ -77,12 +84,20 @@ def write_evaluations(path: str, rows: list[dict[str, float]]) -> None:
 
 
 def append_evaluation(path: str, row: dict[str, float]) -> None:
-    """Append one row to ``path`` (written with a header if new), flushed to disk."""
+    """Append one row to ``path`` (written with a header if new), flushed to disk.
+
+    An existing file keeps its header: a row is written with that file's fields (an older record without
+    ``cpu_time`` stays one).
+    """
     new = not os.path.exists(path)
+    fields: tuple[str, ...] = EVAL_FIELDS
+    if not new:
+        with open(path, newline="") as f:
+            fields = tuple(next(csv.reader(f), EVAL_FIELDS))
     with open(path, "a", newline="") as f:
-        writer = csv.DictWriter(f, EVAL_FIELDS)
+        writer = csv.DictWriter(f, fields)
         if new:
             writer.writeheader()
-        writer.writerow(_formatted(row))
+        writer.writerow(_formatted(row, fields))
         f.flush()
         os.fsync(f.fileno())

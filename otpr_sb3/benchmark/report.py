@@ -50,7 +50,8 @@ def load_runs(runs_dir: str) -> tuple[pd.DataFrame, pd.DataFrame]:
         env_steps_per_s, and the run's dual diagnostics (:mod:`otpr_sb3.benchmark.diagnostics`; NaN where
         the summary has none).
     curves : pandas.DataFrame
-        One row per evaluation: task, method, seed, timesteps, success, episodes, final.
+        One row per evaluation: task, method, seed, timesteps, success, episodes, final, wall_time and cpu_time
+        (NaN in records made before it was recorded).
     """
     runs: list[dict[str, Any]] = []
     curves: list[dict[str, Any]] = []
@@ -89,11 +90,13 @@ def load_runs(runs_dir: str) -> tuple[pd.DataFrame, pd.DataFrame]:
                 **{name: summary.get("diagnostics", {}).get(name, np.nan) for name in DIAGNOSTICS},
             }
         )
-        curves.extend({"task": task, "method": method, "seed": seed, **r} for r in rows)
+        curves.extend({"task": task, "method": method, "seed": seed, "cpu_time": np.nan, **r} for r in rows)
     columns = ["task", "method", "seed", "done", "start_success", "final_success", "final_stochastic", "auc", "steps"]
     return (
         pd.DataFrame(runs, columns=[*columns, "wall_time", "env_steps_per_s", "commit", "cpu", *DIAGNOSTICS]),
-        pd.DataFrame(curves, columns=["task", "method", "seed", "timesteps", "success", "episodes", "final", "wall_time"]),
+        pd.DataFrame(
+            curves, columns=["task", "method", "seed", "timesteps", "success", "episodes", "final", "wall_time", "cpu_time"]
+        ),
     )
 
 

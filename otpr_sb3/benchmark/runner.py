@@ -7,8 +7,8 @@ configuration or names other demonstrations than the task's default, ``key`` a d
   with the dataset resolved and its card) and the provenance of the process that started it (commit, versions,
   CPU, threads, resolved settings), written once when the run starts;
 
-- ``evaluations.csv``: one row per evaluation (timesteps, success, episodes, final, wall_time), appended as
-  each finishes; the row at 0 timesteps is the start (the pretrained checkpoint, or an untrained SAC);
+- ``evaluations.csv``: one row per evaluation (timesteps, success, episodes, final, wall_time, cpu_time), appended
+  as each finishes; the row at 0 timesteps is the start (the pretrained checkpoint, or an untrained SAC);
 - ``checkpoint/``: the model and its replay buffer, rewritten at every evaluation;
 - ``tb/``: TensorBoard logs; ``model.zip`` and ``summary.json`` once the run has finished.
 
@@ -23,6 +23,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
+import math
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -113,12 +114,11 @@ def _run(spec: RunSpec, progress_bar: bool, on_evaluation: EvaluationHook | None
     evals_path = os.path.join(run_dir, "evaluations.csv")
     make_env = _env_maker(spec, task, method, card, demos, progress_bar)
     eval_env = make_env()
-    clock = [time.time()]  # wall_time counts across resumes: the start is moved back by the time already spent
+    clock = _RunClock()
 
     def evaluate(model: Any, timesteps: int, episodes: int, final: bool) -> dict[str, float]:
         rate = success_rate(model, task, episodes, env=eval_env)
-        elapsed = time.time() - clock[0]
-        return {"timesteps": timesteps, "success": rate, "episodes": episodes, "final": int(final), "wall_time": elapsed}
+        return {"timesteps": timesteps, "success": rate, "episodes": episodes, "final": int(final), **clock.elapsed()}
 
     if method.algo == "bc":
         model: BaseAlgorithm = OTPR.load(_pretrained(spec, task, card, demos, progress_bar), device=spec.device)
@@ -132,7 +132,7 @@ def _run(spec: RunSpec, progress_bar: bool, on_evaluation: EvaluationHook | None
     model, resumed = _model(spec, task, method, card, demos, ckpt_dir, progress_bar, make_env)
     rows = [r for r in read_evaluations(evals_path) if r["timesteps"] <= model.num_timesteps and not r["final"]]
     if resumed and rows:
-        clock[0] -= rows[-1]["wall_time"]
+        clock.resume(rows[-1])
     else:
         rows = [evaluate(model, 0, spec.final_eval_episodes, final=False)]
         if on_evaluation:
@@ -151,6 +151,23 @@ def _run(spec: RunSpec, progress_bar: bool, on_evaluation: EvaluationHook | None
         on_evaluation(final)
     stochastic = _stochastic_success(spec, task, model, eval_env)
     return _finish(spec, card, model, read_evaluations(evals_path), fps, origin, stochastic)
+
+
+class _RunClock:
+    """Wall-clock and this process's CPU time since the run started, the time of earlier attempts included."""
+
+    def __init__(self) -> None:
+        self.wall, self.cpu = time.time(), time.process_time()
+
+    def resume(self, last: dict[str, float]) -> None:
+        """Move the start back by the times of ``last``, the last evaluation kept from the earlier attempts."""
+        self.wall -= last["wall_time"]
+        # An attempt that did not record CPU time (an older commit) leaves the rest of the run without it.
+        self.cpu -= last.get("cpu_time", math.nan)
+
+    def elapsed(self) -> dict[str, float]:
+        """``wall_time`` and ``cpu_time`` of an evaluation row (``cpu_time`` NaN if an attempt did not record it)."""
+        return {"wall_time": time.time() - self.wall, "cpu_time": time.process_time() - self.cpu}
 
 
 def _stochastic_success(spec: RunSpec, task: Task, model: BaseAlgorithm, env: Any) -> float:

@@ -23,17 +23,23 @@ def time_to_success(runs: pd.DataFrame, curves: pd.DataFrame, threshold: float =
     -------
     pandas.DataFrame
         ``task, method, seeds, steps_to_threshold, wall_time_to_threshold`` (the seed-mean wall-clock at that
-        evaluation; NaN where the curve never reaches it), ``run_wall_time`` and its standard error (whole runs),
+        evaluation; NaN where the curve never reaches it), ``cpu_time_to_threshold`` (the same in the runs' CPU time:
+        unlike wall-clock, not inflated by other work on the machine; NaN unless every seed recorded it), whether
+        every evaluation of the method's runs recorded CPU time (``cpu_recorded``),
+        ``run_wall_time`` and its standard error (whole runs),
         ``steps`` (of a whole run) and ``cpus`` (the CPU kinds the runs used).
     """
     keys = ["task", "method", "seed"]
     done = runs.loc[runs["done"].astype(bool)]
     rows = []
     for (task, method), group in done.groupby(["task", "method"], sort=True):
-        c = curves.merge(group[keys], on=keys)
-        c = c.loc[~c["final"].astype(bool)]  # the curve of periodic evaluations (the final one is longer)
+        every = curves.merge(group[keys], on=keys)
+        c = every.loc[~every["final"].astype(bool)]  # the curve of periodic evaluations (the final one is longer)
         mean = c.groupby("timesteps", sort=True).agg(
-            success=("success", "mean"), wall=("wall_time", "mean"), n=("seed", "nunique")
+            success=("success", "mean"),
+            wall=("wall_time", "mean"),
+            cpu=("cpu_time", lambda x: x.mean(skipna=False)),  # NaN unless every seed recorded it
+            n=("seed", "nunique"),
         )
         mean = mean.loc[mean["n"] == len(group)]  # evaluations every seed reached
         hit = mean.loc[mean["success"] >= threshold]
@@ -45,6 +51,8 @@ def time_to_success(runs: pd.DataFrame, curves: pd.DataFrame, threshold: float =
                 "seeds": len(group),
                 "steps_to_threshold": float(hit.index[0]) if len(hit) else np.nan,
                 "wall_time_to_threshold": float(hit["wall"].iloc[0]) if len(hit) else np.nan,
+                "cpu_time_to_threshold": float(hit["cpu"].iloc[0]) if len(hit) else np.nan,
+                "cpu_recorded": bool(len(every)) and bool(every["cpu_time"].notna().all()),
                 "run_wall_time": float(walls.mean()),
                 "run_wall_time_se": float(walls.std(ddof=1) / np.sqrt(len(walls))) if len(walls) > 1 else np.nan,
                 "steps": int(group["steps"].max()),
@@ -55,19 +63,29 @@ def time_to_success(runs: pd.DataFrame, curves: pd.DataFrame, threshold: float =
 
 
 def rst_time_to_success(table: pd.DataFrame, threshold: float = THRESHOLD) -> str:
-    """Return the table as an RST list-table (minutes; "not reached" where the curve stays below ``threshold``)."""
+    """Return the table as an RST list-table (minutes; "not reached" where the curve stays below ``threshold``).
+
+    A column of CPU time to ``threshold`` is shown when some method has it (records made before the harness
+    recorded CPU time have none: their tables keep their columns).
+    """
 
     def minutes(seconds: float) -> str:
         return "not reached" if np.isnan(seconds) else f"{seconds / 60:.1f} min"
 
+    show_cpu = bool(table["cpu_recorded"].any()) if len(table) else False
     lines = [".. list-table::", "   :header-rows: 1", ""]
     header = ["task", "method", "seeds", f"env steps to {threshold:g}", f"wall-clock to {threshold:g}", "whole run", "CPU"]
+    if show_cpu:
+        header.insert(5, f"CPU time to {threshold:g}")
     body = []
     for r in table.itertuples():
         steps = "not reached" if np.isnan(r.steps_to_threshold) else f"{int(r.steps_to_threshold):,}"
         se = "" if np.isnan(r.run_wall_time_se) else f" ± {r.run_wall_time_se / 60:.0f}"
         run = f"{r.run_wall_time / 60:.0f}{se} min ({r.steps:,} steps)"
-        body.append([r.task, r.method, str(r.seeds), steps, minutes(r.wall_time_to_threshold), run, r.cpus])
+        cells = [r.task, r.method, str(r.seeds), steps, minutes(r.wall_time_to_threshold), run, r.cpus]
+        if show_cpu:
+            cells.insert(5, minutes(r.cpu_time_to_threshold) if r.cpu_recorded else "not recorded")
+        body.append(cells)
     for row in [header, *body]:
         lines.append("   * - " + row[0])
         lines.extend("     - " + cell for cell in row[1:])
