@@ -445,3 +445,20 @@ def test_dql_step_is_cheaper_in_cpu_time():
     assert np.median(methods["dql-ebf1f03d"]["train_cpu_s_per_step"]) < np.median(methods["otpr"]["train_cpu_s_per_step"])
     page = " ".join((ROOT / "docs" / "results.rst").read_text().split())
     assert "free of that load, also has DQL's step cheaper than OTPR's" in page
+
+
+def test_method_cost_measures_each_report_method_once_from_a_scratch_copy(tmp_path):
+    module = load_script("examples/benchmarks/bench_method_cost.py")
+    sweep = str(ROOT / "examples" / "sweeps" / "baselines_report.toml")
+    specs = module.sweep_specs(sweep, "FetchPush-v4", str(tmp_path / "scratch"), str(tmp_path / "data"))
+    assert {s.seed for s in specs} == {0} and {s.threads for s in specs} == {1} and len(specs) == 9
+    assert all(s.run_dir.startswith(str(tmp_path / "scratch")) for s in specs)  # nothing written in the study's runs
+    assert {module.label(s) for s in specs} >= {"otpr", "rlpd-her", "ibrl-ea9f29da", "dql-ebf1f03d"}
+    with pytest.raises(ValueError, match="no run of"):
+        module.sweep_specs(sweep, "FetchSlide-v4", str(tmp_path), str(tmp_path))
+    with pytest.raises(FileNotFoundError, match="pretrained"):
+        module.scratch_runs_dir(str(tmp_path / "study"), "FetchPush-v4")
+    (tmp_path / "study" / "FetchPush" / "pretrained").mkdir(parents=True)
+    scratch = module.scratch_runs_dir(str(tmp_path / "study"), "FetchPush-v4")
+    assert (Path(scratch) / "FetchPush" / "pretrained").resolve() == (tmp_path / "study" / "FetchPush" / "pretrained")
+    __import__("shutil").rmtree(scratch)

@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -177,8 +178,11 @@ def main() -> None:
     if not args.sweep or not args.out:
         parser.error("give the sweep file and --out (or --table RECORD)")
     scratch = scratch_runs_dir(args.runs_dir, args.env)
-    specs = sweep_specs(args.sweep, args.env, scratch, args.data_path)
-    methods = measure(specs, args.warmup, args.block, args.rounds, args.episodes_per_round)
+    try:
+        specs = sweep_specs(args.sweep, args.env, scratch, args.data_path)
+        methods = measure(specs, args.warmup, args.block, args.rounds, args.episodes_per_round)
+    finally:
+        shutil.rmtree(scratch)  # the link to the study's checkpoints, and the measured models' logs
     # The report's evaluations (every eval_freq steps, eval_episodes each) are part of its time to 0.8.
     entry = {
         "args": {

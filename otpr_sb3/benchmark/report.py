@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from otpr_sb3.benchmark.evaluation import read_evaluations
+from otpr_sb3.benchmark.evaluation import EVAL_FIELDS, read_evaluations
 from otpr_sb3.benchmark.methods import METHODS
 from otpr_sb3.benchmark.report_rst import DIAGNOSTICS, rst_diagnostics, rst_differences, rst_improvement, rst_table
 from otpr_sb3.benchmark.time_to_success import rst_time_to_success, time_to_success
@@ -92,12 +92,8 @@ def load_runs(runs_dir: str) -> tuple[pd.DataFrame, pd.DataFrame]:
         )
         curves.extend({"task": task, "method": method, "seed": seed, "cpu_time": np.nan, **r} for r in rows)
     columns = ["task", "method", "seed", "done", "start_success", "final_success", "final_stochastic", "auc", "steps"]
-    return (
-        pd.DataFrame(runs, columns=[*columns, "wall_time", "env_steps_per_s", "commit", "cpu", *DIAGNOSTICS]),
-        pd.DataFrame(
-            curves, columns=["task", "method", "seed", "timesteps", "success", "episodes", "final", "wall_time", "cpu_time"]
-        ),
-    )
+    runs_table = pd.DataFrame(runs, columns=[*columns, "wall_time", "env_steps_per_s", "commit", "cpu", *DIAGNOSTICS])
+    return runs_table, pd.DataFrame(curves, columns=["task", "method", "seed", *EVAL_FIELDS])
 
 
 def _provenance(run_dir: str, summary: dict[str, Any]) -> tuple[str, str]:
