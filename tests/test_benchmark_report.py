@@ -294,6 +294,10 @@ def test_evaluation_files_without_cpu_time_stay_readable_and_keep_their_header(t
     assert path.read_text().splitlines()[1] == "0,0.5,10,0,1.0,"  # no CPU time: an empty cell
     rows = read_evaluations(str(path))
     assert np.isnan(rows[0]["cpu_time"]) and rows[-1]["cpu_time"] == 3.0
+    empty = tmp_path / "empty.csv"
+    empty.write_text("")  # created, then the process died before writing
+    append_evaluation(str(empty), row)
+    assert read_evaluations(str(empty)) == [{k: float(v) for k, v in row.items()}]
 
 
 def test_run_clock_counts_earlier_attempts_and_a_missing_cpu_time_stays_missing():

@@ -89,7 +89,7 @@ def append_evaluation(path: str, row: dict[str, float]) -> None:
     An existing file keeps its header: a row is written with that file's fields (an older record without
     ``cpu_time`` stays one).
     """
-    new = not os.path.exists(path)
+    new = not os.path.exists(path) or os.path.getsize(path) == 0  # an empty file (a crash at its creation) gets one
     fields: tuple[str, ...] = EVAL_FIELDS
     if not new:
         with open(path, newline="") as f:
