@@ -4,6 +4,7 @@
 # results/ are skipped (the sweep's `collect_dir`); unfinished ones resume from their checkpoints.
 #   bash scripts/studies.sh run NAME [NAME ...]   the studies one after the other, two runs at a time each
 #   bash scripts/studies.sh collect NAME          copy its finished runs into results/ (then commit them)
+#   bash scripts/studies.sh status NAME           where each of its runs stands (finished, started, pending)
 #   bash scripts/studies.sh list                  the studies, their commits and sweep files
 # $STUDIES (default: ../studies) holds the clones, the runs and the datasets. Run `bash scripts/run.sh demo` first: the
 # studies use this checkout's .venv (robosuite: .venv-robosuite, from `bash scripts/run.sh robosuite`).
@@ -71,8 +72,12 @@ case "${1:-list}" in
         read -r commit sweep results venv record <<< "$(study "$2")"
         "$venv/bin/otpr" report --runs-dir "$studies/$2/runs" --collect "$results"
         ;;
+    status)
+        read -r commit sweep results venv record <<< "$(study "$2")"
+        "$venv/bin/otpr" sweep "$studies/$2/sweep.toml" --status
+        ;;
     *)
-        echo "usage: bash scripts/studies.sh {list | run NAME [NAME ...] | collect NAME}" >&2
+        echo "usage: bash scripts/studies.sh {list | run NAME [NAME ...] | collect NAME | status NAME}" >&2
         exit 2
         ;;
 esac

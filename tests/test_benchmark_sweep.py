@@ -12,6 +12,7 @@ import time
 import tomllib
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from otpr_sb3.benchmark.evaluation import read_evaluations
@@ -291,3 +292,39 @@ def test_finished_runs_are_those_with_a_summary_in_path_order(tmp_path):
     assert [(spec["method"], spec["seed"]) for _, spec, _, _ in runs] == [("bc", 0), ("otpr", 1)]
     assert runs[0][0] == str(tmp_path / "Task" / "bc" / "s0")
     assert runs[0][2] == {"final_success": 0.5} and runs[0][3][0]["success"] == 0.5
+
+
+def test_sweep_status_reads_where_each_run_stands(tmp_path, capsys):
+    from otpr_sb3.benchmark.cli import main
+    from otpr_sb3.benchmark.evaluation import write_evaluations
+    from otpr_sb3.benchmark.sweep import sweep_status
+
+    text = f"""
+name = "status"
+runs_dir = "{tmp_path / "runs"}"
+collect_dir = "{tmp_path / "results"}"
+[[runs]]
+env = "FetchPush-v4"
+methods = ["bc", "otpr", "dql"]
+seeds = [0]
+steps = 3000
+"""
+    (tmp_path / "sweep.toml").write_text(text)
+    config = SweepConfig.from_toml(str(tmp_path / "sweep.toml"))
+    row = {"success": 0.5, "episodes": 20, "final": 0, "wall_time": 1.0}
+    done = tmp_path / "results" / "FetchPush" / "bc" / "s0"  # finished and collected
+    done.mkdir(parents=True)
+    write_evaluations(str(done / "evaluations.csv"), [{**row, "timesteps": 0, "final": 1, "success": 0.4}])
+    (done / "summary.json").write_text("{}")
+    started = tmp_path / "runs" / "FetchPush" / "otpr" / "s0"  # two evaluations in, no summary
+    started.mkdir(parents=True)
+    write_evaluations(str(started / "evaluations.csv"), [{**row, "timesteps": 0}, {**row, "timesteps": 1000, "success": 0.7}])
+    status = {r["method"]: r for r in sweep_status(config)}
+    assert status["bc"]["state"] == "finished" and status["bc"]["success"] == 0.4
+    assert (status["otpr"]["state"], status["otpr"]["steps"], status["otpr"]["of"]) == ("started", 1000, 3000)
+    assert status["otpr"]["success"] == 0.7
+    assert status["dql"]["state"] == "pending" and status["dql"]["steps"] == 0 and np.isnan(status["dql"]["success"])
+    main(["sweep", str(tmp_path / "sweep.toml"), "--status"])  # prints and returns: no Ray, no run
+    out = capsys.readouterr().out
+    assert "3 runs: 1 finished, 1 started, 1 pending" in out and "1,000/3,000" in out and "dql" not in out
+    assert not (tmp_path / "runs" / "FetchPush" / "dql").exists()

@@ -117,9 +117,20 @@ def _train(args: argparse.Namespace) -> None:
 
 
 def _sweep(args: argparse.Namespace) -> None:
-    from otpr_sb3.benchmark.sweep import SweepConfig, pending, run_sweep
+    from otpr_sb3.benchmark.sweep import SweepConfig, pending, run_sweep, sweep_status
 
     config = SweepConfig.from_toml(args.config)
+    if args.status:
+        runs = sweep_status(config)
+        for r in runs:
+            if r["state"] != "pending":
+                print(
+                    f"{r['task']:<28} {r['method']:<24} s{r['seed']:<4} {r['state']:<9} {r['steps']:>7,}/{r['of']:<7,} "
+                    f"success {r['success']:.2f}"
+                )
+        counts = {state: sum(r["state"] == state for r in runs) for state in ("finished", "started", "pending")}
+        print(f"{len(runs)} runs: " + ", ".join(f"{n} {state}" for state, n in counts.items()))
+        return
     run_sweep(config, address=args.address)
     # The run directories are the record: an interrupted trial has no error in Tune but no summary either.
     total, left = len(config.runs), len(pending(config))
@@ -204,6 +215,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("config", help="TOML sweep file (see examples/sweeps/)")
     p.add_argument("--address", default=None, help="Ray cluster address (host:port); default: a local Ray on this machine")
+    p.add_argument("--status", action="store_true", help="print where each run stands and exit (starts nothing)")
     p.set_defaults(func=_sweep)
 
     p = verbs.add_parser("report", help="tables (CSV) and plots (PNG) from finished and running runs")

@@ -31,6 +31,7 @@ import tomllib
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from otpr_sb3.benchmark.evaluation import read_evaluations
 from otpr_sb3.benchmark.methods import get_method
 from otpr_sb3.benchmark.runner import RunSpec, run
 from otpr_sb3.benchmark.tasks import get_task
@@ -169,6 +170,39 @@ def pending(config: SweepConfig) -> list[RunSpec]:
                 )
         if not finished:
             out.append(spec)
+    return out
+
+
+def sweep_status(config: SweepConfig) -> list[dict[str, Any]]:
+    """Where each run of ``config`` stands, in the sweep's order, read from its run directories (nothing is started).
+
+    Returns
+    -------
+    list of dict
+        Per run: ``task``, ``method`` (its run directory's name), ``seed``, ``state`` (``"finished"``: a summary in
+        ``runs_dir`` or ``collect_dir``; ``"started"``: evaluations but no summary; ``"pending"``), ``steps`` (of the
+        last evaluation) out of ``of`` (the run's), and ``success`` (of the last evaluation: the final one of a
+        finished run; NaN before any).
+    """
+    roots = [config.runs_dir] + ([config.collect_dir] if config.collect_dir else [])
+    out = []
+    for spec in config.specs():
+        rel = os.path.relpath(spec.run_dir, spec.runs_dir)
+        dirs = [os.path.join(root, rel) for root in roots]
+        finished = next((d for d in dirs if os.path.exists(os.path.join(d, "summary.json"))), None)
+        rows = read_evaluations(os.path.join(finished or dirs[0], "evaluations.csv"))
+        last = rows[-1] if rows else {"timesteps": 0, "success": float("nan")}
+        out.append(
+            {
+                "task": get_task(spec.env_id).name,
+                "method": os.path.basename(os.path.dirname(spec.run_dir)),
+                "seed": spec.seed,
+                "state": "finished" if finished else "started" if rows else "pending",
+                "steps": int(last["timesteps"]),
+                "of": spec.steps,
+                "success": last["success"],
+            }
+        )
     return out
 
 
