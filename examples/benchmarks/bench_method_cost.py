@@ -66,12 +66,12 @@ def sweep_specs(path: str, env_id: str, runs_dir: str, data_path: str) -> list[R
 
 def scratch_runs_dir(study_runs: str, env_id: str) -> str:
     """A scratch runs directory whose task folder links the study's pretrained checkpoints (read, never rebuilt)."""
-    scratch = tempfile.mkdtemp(prefix="method-cost-")
-    task_dir = os.path.join(scratch, get_task(env_id).name)
-    os.makedirs(task_dir)
     pretrained = os.path.join(os.path.abspath(study_runs), get_task(env_id).name, "pretrained")
     if not os.path.isdir(pretrained):
         raise FileNotFoundError(f"no pretrained checkpoints in {pretrained}: pass the study's runs directory")
+    scratch = tempfile.mkdtemp(prefix="method-cost-")
+    task_dir = os.path.join(scratch, get_task(env_id).name)
+    os.makedirs(task_dir)
     os.symlink(pretrained, os.path.join(task_dir, "pretrained"))
     return scratch
 
