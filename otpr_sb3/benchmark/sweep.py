@@ -144,6 +144,13 @@ def _trainable(config: dict[str, Any]) -> None:
         tune.report({"timesteps": float(summary["steps"]), "success": float(summary["final_success"]), "final": 1.0})
 
 
+def _record_dirs(config: SweepConfig, spec: RunSpec) -> list[str]:
+    """Where a run of ``config`` may have its record: its directory under ``runs_dir``, then under ``collect_dir``."""
+    rel = os.path.relpath(spec.run_dir, spec.runs_dir)
+    roots = [config.runs_dir] + ([config.collect_dir] if config.collect_dir else [])
+    return [os.path.join(root, rel) for root in roots]
+
+
 def pending(config: SweepConfig) -> list[RunSpec]:
     """Return the runs of ``config`` that have no finished run directory (``summary.json``).
 
@@ -153,11 +160,9 @@ def pending(config: SweepConfig) -> list[RunSpec]:
         If a finished run directory of a requested run holds another run (its ``spec.json`` differs): counting it as
         done would report a run that never ran.
     """
-    roots = [config.runs_dir] + ([config.collect_dir] if config.collect_dir else [])
     out = []
     for spec in config.specs():
-        rel = os.path.relpath(spec.run_dir, spec.runs_dir)
-        finished = [os.path.join(root, rel) for root in roots if os.path.exists(os.path.join(root, rel, "summary.json"))]
+        finished = [d for d in _record_dirs(config, spec) if os.path.exists(os.path.join(d, "summary.json"))]
         for run_dir in finished:
             if not os.path.exists(os.path.join(run_dir, "spec.json")):
                 raise ValueError(f"{run_dir} has a summary.json but no spec.json: it is not a record of this harness")
@@ -184,11 +189,9 @@ def sweep_status(config: SweepConfig) -> list[dict[str, Any]]:
         last evaluation) out of ``of`` (the run's), and ``success`` (of the last evaluation: the final one of a
         finished run; NaN before any).
     """
-    roots = [config.runs_dir] + ([config.collect_dir] if config.collect_dir else [])
     out = []
     for spec in config.specs():
-        rel = os.path.relpath(spec.run_dir, spec.runs_dir)
-        dirs = [os.path.join(root, rel) for root in roots]
+        dirs = _record_dirs(config, spec)
         finished = next((d for d in dirs if os.path.exists(os.path.join(d, "summary.json"))), None)
         rows = read_evaluations(os.path.join(finished or dirs[0], "evaluations.csv"))
         last = rows[-1] if rows else {"timesteps": 0, "success": float("nan")}
