@@ -37,3 +37,16 @@ def test_training_step(benchmark, fetch_model):
     benchmark.group = "OTPR one training step (IQL, guidance every 2, actor every 2)"
     benchmark.pedantic(model.train, args=(1, model.batch_size), rounds=40, warmup_rounds=2)
     assert np.isfinite(model.logger.name_to_value.get("train/critic_loss", 0.0))
+
+
+def _switch(set_mode):
+    set_mode(False)  # collection
+    set_mode(True)  # training: SB3 switches twice per env step
+
+
+@pytest.mark.parametrize("way", ["set_training_mode", "nn.Module.train"])
+def test_mode_switch(benchmark, fetch_model, way):
+    policy = fetch_model[0].policy
+    benchmark.group = "OTPR mode switches of one env step"
+    benchmark(_switch, policy.set_training_mode if way == "set_training_mode" else policy.train)
+    assert {m.training for m in policy.modules()} == {True}

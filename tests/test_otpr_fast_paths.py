@@ -140,3 +140,39 @@ def test_pair_precision_reaches_the_critics_and_survives_save_load(tmp_path):
     loaded = OTPR.load(tmp_path / "m.zip")
     assert loaded.policy.critic.pair_precision == "bfloat16"
     assert OTPR("MlpPolicy", IdentityEnvBox(), **FAST).policy.critic.pair_precision == "auto"
+
+
+def _modes(module):
+    return {m.training for m in module.modules()}
+
+
+def test_set_training_mode_sets_every_module_as_module_train_does():
+    policy = OTPR("MlpPolicy", IdentityEnvBox(ep_length=20), seed=0, **fast()).policy
+    policy.set_training_mode(False)
+    assert _modes(policy) == {False}
+    policy.set_training_mode(True)
+    assert _modes(policy) == {True}
+    # policy.eval() / train() are honoured: the next call walks again (a cached mode of its own would skip it)
+    policy.eval()
+    policy.set_training_mode(True)
+    assert _modes(policy) == {True}
+    policy.train()
+    policy.set_training_mode(False)
+    assert _modes(policy) == {False}
+    with pytest.raises(ValueError, match="mode"):
+        policy.set_training_mode(1)
+
+
+def test_set_training_mode_calls_a_modules_own_train():
+    class Recording(th.nn.Linear):
+        calls: list[bool] = []
+
+        def train(self, mode=True):
+            Recording.calls.append(mode)
+            return super().train(mode)
+
+    policy = OTPR("MlpPolicy", IdentityEnvBox(ep_length=20), seed=0, **fast()).policy
+    policy.extra = Recording(2, 2)
+    policy.set_training_mode(False)
+    assert Recording.calls == [False]
+    assert _modes(policy) == {False}
