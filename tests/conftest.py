@@ -1,5 +1,13 @@
+import os
+
 import numpy as np
 import pytest
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _sb3_logdir(tmp_path_factory):
+    # SB3's learn() makes a fresh empty folder in /tmp per call unless SB3_LOGDIR names one (thousands per test run)
+    os.environ.setdefault("SB3_LOGDIR", str(tmp_path_factory.mktemp("sb3_logs")))
 
 
 @pytest.fixture
