@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from otpr_helpers import load_script
 
-from otpr_sb3.benchmark.decision import MARGIN, bootstrap_interval, decide, seeds_needed
+from otpr_sb3.benchmark.decision import MARGIN, bootstrap_interval, decide, seeds_needed, t_interval
 
 
 def _with_moments(n, mean, std, seed=0):
@@ -72,6 +72,31 @@ def test_fewer_than_ten_seeds_are_pending():
     d = decide(np.array([0.3, 0.25, 0.35]))
     assert d.verdict == "pending" and d.seeds_needed == 10
     assert decide(np.array([0.3])).seeds_needed is None  # one seed: no spread
+
+
+def test_the_t_interval_is_the_textbook_one():
+    from scipy.stats import t
+
+    lo, hi = t_interval(np.array([1.0, 2.0, 3.0]), 0.95)  # mean 2, standard error 1 / sqrt(3), 2 degrees of freedom
+    half = t.ppf(0.975, 2) / np.sqrt(3)
+    assert (lo, hi) == pytest.approx((2 - half, 2 + half), rel=1e-12)
+    assert t_interval(np.full(4, 0.2), 0.9) == pytest.approx((0.2, 0.2))
+    with pytest.raises(ValueError, match="two values"):
+        t_interval(np.array([0.1]), 0.95)
+    with pytest.raises(ValueError, match="level"):
+        t_interval(np.ones(3), 0.0)
+
+
+def test_at_three_seeds_the_bootstrap_decides_where_the_t_interval_does_not():
+    diffs = np.array([0.05, 0.10, 0.30])  # all positive, widely spread
+    boot, cautious = decide(diffs, min_seeds=3), decide(diffs, min_seeds=3, interval="t")
+    assert boot.verdict == "holds" and boot.ci95[0] > 0
+    assert cautious.verdict == "undecided" and cautious.ci95[0] < 0 < cautious.ci95[1]
+    assert cautious.mean == boot.mean and boot.seeds_needed is None and cautious.seeds_needed > 3
+    assert decide(np.full(3, 0.2), min_seeds=3, interval="t").verdict == "holds"  # no spread: both decide
+    assert decide(np.array([0.2]), min_seeds=3, interval="t").ci95 == (0.2, 0.2)  # one seed: pending, zero width
+    with pytest.raises(ValueError, match="interval"):
+        decide(diffs, interval="normal")
 
 
 @pytest.mark.parametrize(

@@ -278,6 +278,9 @@ def test_baselines_verdicts_apply_the_rule_per_task_and_refuse_mixed_commits(tmp
     assert rows[(pnp, "bc")]["decision"].verdict == "holds" and rows[(pnp, "bc")]["question"] == "claim 1"
     assert rows[(pnp, "diffusion-ql")]["decision"].verdict == "reversed"
     assert rows[(pnp, "dsrl")]["decision"].verdict == "equivalent"  # within ±0.05 on five seeds
+    # beside each verdict, the same rule on Student-t intervals: no spread in the differences, the same verdicts
+    assert rows[(pnp, "diffusion-ql")]["t"].verdict == "reversed" and rows[(pnp, "bc")]["t"].verdict == "holds"
+    assert rows[(pnp, "dsrl")]["t"].verdict == "equivalent"
     push = rows[("FetchPush-v4", "dql")]["decision"]
     assert push.verdict == "pending" and push.mean == pytest.approx(0.3) and rows[("FetchPush-v4", "dql")]["seeds"] == [0]
     level = module.claim1_level(runs)
@@ -288,6 +291,7 @@ def test_baselines_verdicts_apply_the_rule_per_task_and_refuse_mixed_commits(tmp
     assert module.claim1_level(lower)["status"] == "not met"
     text = module.page_text(runs)
     assert "**met**" in text and "     - reversed" in text and "otpr on FetchPickAndPlace-v4 (5)" in text
+    assert "95% CI (Student t)" in text and "verdict on t intervals" in text
     _report_run(tmp_path, pnp, "idql-n", 0, 0.8, commit="def5678")
     _report_run(tmp_path, pnp, "idql-n", 1, 0.8)
     with pytest.raises(ValueError, match="mixes commits"):

@@ -58,6 +58,9 @@ def report_runs(runs_dir: str = RUNS) -> list[dict[str, Any]]:
 def comparisons(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Per task of the study and comparison with runs on both sides: the paired seeds and the decision.
 
+    Each row has the protocol's decision (``"decision"``, bootstrap intervals) and the same rule on Student-t
+    intervals (``"t"``), the cautious reading at three to five seeds, added before any comparison was decided.
+
     Raises
     ------
     ValueError
@@ -81,7 +84,10 @@ def comparisons(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
             paired = sorted(set(first) & set(second))
             diffs = np.array([first[s]["final"] - second[s]["final"] for s in paired])
             decision = decide(diffs, min_seeds=len(seeds)) if len(paired) else None
-            out.append({"task": task, "question": question, "a": a, "b": b, "seeds": paired, "decision": decision})
+            cautious = decide(diffs, min_seeds=len(seeds), interval="t") if len(paired) else None
+            out.append(
+                {"task": task, "question": question, "a": a, "b": b, "seeds": paired, "decision": decision, "t": cautious}
+            )
     return out
 
 
@@ -100,8 +106,9 @@ def verdicts_table(rows: list[dict[str, Any]]) -> str:
     """:func:`comparisons` as an RST list table."""
     body = []
     for r in rows:
-        d = r["decision"]
+        d, dt = r["decision"], r["t"]
         interval = "" if d is None else f"[{d.ci95[0]:+.2f}, {d.ci95[1]:+.2f}]"
+        interval_t = "" if dt is None or len(r["seeds"]) < 2 else f"[{dt.ci95[0]:+.2f}, {dt.ci95[1]:+.2f}]"
         needed = "" if d is None or d.seeds_needed is None else str(d.seeds_needed)
         body.append(
             [
@@ -113,9 +120,22 @@ def verdicts_table(rows: list[dict[str, Any]]) -> str:
                 interval,
                 "pending" if d is None else d.verdict,
                 needed,
+                interval_t,
+                "pending" if dt is None else dt.verdict,
             ]
         )
-    header = ["task", "question", "A - B", "paired seeds", "mean", "95% CI", "verdict", "seeds that would decide"]
+    header = [
+        "task",
+        "question",
+        "A - B",
+        "paired seeds",
+        "mean",
+        "95% CI",
+        "verdict",
+        "seeds that would decide",
+        "95% CI (Student t)",
+        "verdict on t intervals",
+    ]
     return list_table(header, body)
 
 

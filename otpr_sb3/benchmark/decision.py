@@ -10,7 +10,8 @@ The rule of ``docs/claims.rst``, written there before the reported runs: with ``
 
 Below the protocol's ten seeds a comparison is *pending*: small-sample bootstrap intervals are too narrow to decide
 on (one seed gives a zero-width interval), so they are shown but not judged. The intervals are rliable's stratified
-bootstrap (one task: a bootstrap over seeds).
+bootstrap (one task: a bootstrap over seeds); ``decide(..., interval="t")`` applies the same rule to Student-t
+intervals, the cautious reading where a study has fewer seeds than ten.
 """
 
 from __future__ import annotations
@@ -134,8 +135,39 @@ def seeds_needed(mean: float, std: float, margin: float = MARGIN, max_seeds: int
     return n
 
 
+def t_interval(diffs: np.ndarray, level: float) -> tuple[float, float]:
+    """Student-t interval of the mean of ``diffs`` at confidence ``level`` (``n - 1`` degrees of freedom).
+
+    With few seeds the percentile bootstrap's interval is narrower than this one (three seeds allow only ten distinct
+    resamples, and the bootstrap knows nothing of the spread it has not seen); this is the textbook interval to set
+    beside it.
+
+    Parameters
+    ----------
+    diffs : array of shape (n_seeds,)
+        Paired differences, one per seed, at least two (a spread needs two).
+    level : float
+        Confidence level in (0, 1), e.g. 0.95.
+    """
+    from scipy.stats import t
+
+    if not 0.0 < level < 1.0:
+        raise ValueError(f"level must be in (0, 1), got {level}")
+    values = _checked(diffs)
+    if len(values) < 2:
+        raise ValueError(f"diffs must hold at least two values for a t interval, got {len(values)}")
+    mean = float(values.mean())
+    half = float(t.ppf(0.5 + level / 2, len(values) - 1)) * float(values.std(ddof=1)) / math.sqrt(len(values))
+    return mean - half, mean + half
+
+
 def decide(
-    diffs: np.ndarray, margin: float = MARGIN, min_seeds: int = MIN_SEEDS, reps: int = 2_000, seed: int = 0
+    diffs: np.ndarray,
+    margin: float = MARGIN,
+    min_seeds: int = MIN_SEEDS,
+    reps: int = 2_000,
+    seed: int = 0,
+    interval: str = "bootstrap",
 ) -> Decision:
     """Apply the decision rule to paired differences (A minus B, one per seed).
 
@@ -149,6 +181,9 @@ def decide(
         Seeds below which the comparison is ``"pending"`` (10 in the protocol).
     reps, seed : int
         Bootstrap samples and seed.
+    interval : {"bootstrap", "t"}
+        The intervals the rule reads: rliable's stratified bootstrap (the protocols'), or Student-t intervals
+        (:func:`t_interval`), the cautious reading at a few seeds. One seed has a zero-width interval either way.
 
     Returns
     -------
@@ -158,10 +193,17 @@ def decide(
         raise ValueError(f"margin must be positive, got {margin}")
     if min_seeds < 2:
         raise ValueError(f"min_seeds must be at least 2 (a spread needs two seeds), got {min_seeds}")
+    if interval not in ("bootstrap", "t"):
+        raise ValueError(f"interval must be 'bootstrap' or 't', got {interval!r}")
     values = _checked(diffs)
-    lo95, hi95 = bootstrap_interval(values, 0.95, reps, seed)
-    lo90, hi90 = bootstrap_interval(values, 0.90, reps, seed)
     mean = float(values.mean())
+    if interval == "t" and len(values) > 1:
+        (lo95, hi95), (lo90, hi90) = t_interval(values, 0.95), t_interval(values, 0.90)
+    elif interval == "t":
+        lo95 = hi95 = lo90 = hi90 = mean
+    else:
+        lo95, hi95 = bootstrap_interval(values, 0.95, reps, seed)
+        lo90, hi90 = bootstrap_interval(values, 0.90, reps, seed)
     if len(values) < min_seeds:
         verdict = "pending"
     elif lo95 > 0:
