@@ -616,6 +616,20 @@ def test_regime_c_verdict_sentences():
     assert [rows[(adv, m)].verdict for m in ("last five", "AUC")] == ["reversed", "reversed"]
     assert [rows[(mask, m)].verdict for m in ("last five", "AUC")] == ["undecided", "undecided"]
     assert [rows[(rel, m)].verdict for m in ("last five", "AUC")] == ["reversed", "undecided"]
+    # the Student-t check: only regime (c)'s H - Q in AUC differs from the protocol's verdict, on the whole page
+    every = module.verdicts(module.report_runs())
+    differ = [(r["regime"], r["comparison"], r["metric"]) for r in every if r["t"].verdict != r["decision"].verdict]
+    assert differ == [("c", q, "AUC")]
+    auc, auc_t = rows[(q, "AUC")], {(r["comparison"], r["metric"]): r["t"] for r in every if r["regime"] == "c"}[(q, "AUC")]
+    assert f"{auc.ci95[0]:+.3f}" == "+0.009" and auc_t.verdict == "undecided"
+    assert (f"{auc_t.ci95[0]:+.3f}", f"{auc_t.ci95[1]:+.3f}") == ("-0.002", "+0.122")
+    assert (
+        "its 95% bootstrap interval starts at +0.009, and the Student-t interval of the same ten differences, from "
+        "-0.002 to +0.122, contains 0" in page
+    )
+    assert "They agree with the protocol's verdict everywhere but in one place, regime (c)'s H against Q in AUC" in page
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    assert "(H's win over Q in AUC there only just: the Student-t interval of its ten differences contains 0)" in readme
     assert (
         "In regime (c), 50 demonstrations at action noise 0.1 mixed with 50 at noise 1.0, with ten paired seeds: **claim "
         "3 holds against Q guidance and is reversed against advantage guidance**, on both primary metrics, as in regime "
