@@ -1,6 +1,8 @@
 """Every method configuration of the benchmark runs through the runner, and an interrupted run resumes."""
 
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -147,3 +149,19 @@ def test_bad_specs_are_refused(dirs):
     )
     with pytest.raises(ValueError, match="holds PointMaze"):
         run(wrong_env)
+
+
+def _import_tasks_stderr(before: str = "") -> str:
+    code = before + "import otpr_sb3.benchmark.tasks, gymnasium as gym; gym.spec('FetchPickAndPlace-v4')"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return done.stderr
+
+
+def test_the_harness_drops_only_gymnasium_robotics_adroit_notice():
+    assert "AdroitHand" not in _import_tasks_stderr()  # printed at every `otpr` command before
+    other = (
+        "import farama_notifications, importlib.metadata as md; "
+        "farama_notifications.notifications.setdefault('gymnasium_robotics', {})"
+        "[md.version('gymnasium-robotics')] = 'Another notice'; "
+    )
+    assert "Another notice" in _import_tasks_stderr(other)

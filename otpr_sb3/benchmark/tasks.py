@@ -10,13 +10,29 @@ from dataclasses import dataclass
 from typing import Any
 
 import gymnasium as gym
-import gymnasium_robotics
 import numpy as np
 
 from otpr_sb3.benchmark.metaworld_envs import register_metaworld_envs
 from otpr_sb3.benchmark.robosuite_envs import register_robosuite_envs
 
-gym.register_envs(gymnasium_robotics)
+
+def _register_robotics_envs() -> None:
+    # gymnasium-robotics prints, at its import, a notice on the Adroit v1 rewards (tasks the harness does not use) to
+    # stderr: on every `otpr` command and run. Only that notice is dropped; any other of farama's notices stays.
+    try:
+        from farama_notifications import notifications
+    except ImportError:
+        pass
+    else:
+        notices = notifications.get("gymnasium_robotics", {})
+        for version in [v for v, text in notices.items() if str(text).startswith("AdroitHand")]:
+            del notices[version]
+    import gymnasium_robotics
+
+    gym.register_envs(gymnasium_robotics)
+
+
+_register_robotics_envs()
 register_metaworld_envs()
 register_robosuite_envs()
 
