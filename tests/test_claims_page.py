@@ -627,7 +627,10 @@ def test_regime_c_verdict_sentences():
         "its 95% bootstrap interval starts at +0.009, and the Student-t interval of the same ten differences, from "
         "-0.002 to +0.122, contains 0" in page
     )
-    assert "They agree with the protocol's verdict everywhere but in one place, regime (c)'s H against Q in AUC" in page
+    assert (
+        "They agree with the protocol's verdict everywhere in this table but in one place, regime (c)'s H against Q in "
+        "AUC" in page
+    )
     readme = " ".join((ROOT / "README.md").read_text().split())
     assert "(H's win over Q in AUC there only just: the Student-t interval of its ten differences contains 0)" in readme
     assert (
