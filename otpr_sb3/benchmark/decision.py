@@ -107,8 +107,6 @@ def seeds_needed(mean: float, std: float, margin: float = MARGIN, max_seeds: int
     ``|mean| < margin``, fits in ``±margin`` at 90%. ``None`` if no ``n`` up to ``max_seeds`` does (``mean`` 0 and
     no equivalence possible, or a non-finite or negative spread).
     """
-    from scipy.stats import t
-
     if not (math.isfinite(mean) and math.isfinite(std)) or std < 0:
         return None
     m = abs(mean)
@@ -116,8 +114,8 @@ def seeds_needed(mean: float, std: float, margin: float = MARGIN, max_seeds: int
         return 2 if (m > 0 or m < margin) else None
 
     def decided(n: int) -> bool:
-        sign = m > 0 and t.ppf(0.975, n - 1) * std / math.sqrt(n) < m
-        equivalent = m < margin and m + t.ppf(0.95, n - 1) * std / math.sqrt(n) <= margin
+        sign = m > 0 and _t_half_width(std, n, 0.975) < m
+        equivalent = m < margin and m + _t_half_width(std, n, 0.95) <= margin
         return bool(sign or equivalent)
 
     options = []  # the normal approximation, then the first n at which the t interval decides
@@ -149,16 +147,21 @@ def t_interval(diffs: np.ndarray, level: float) -> tuple[float, float]:
     level : float
         Confidence level in (0, 1), e.g. 0.95.
     """
-    from scipy.stats import t
-
     if not 0.0 < level < 1.0:
         raise ValueError(f"level must be in (0, 1), got {level}")
     values = _checked(diffs)
     if len(values) < 2:
         raise ValueError(f"diffs must hold at least two values for a t interval, got {len(values)}")
     mean = float(values.mean())
-    half = float(t.ppf(0.5 + level / 2, len(values) - 1)) * float(values.std(ddof=1)) / math.sqrt(len(values))
+    half = _t_half_width(float(values.std(ddof=1)), len(values), 0.5 + level / 2)
     return mean - half, mean + half
+
+
+def _t_half_width(std: float, n: int, quantile: float) -> float:
+    """Half-width of the Student-t interval of a mean of ``n`` values of spread ``std``, at the t ``quantile``."""
+    from scipy.stats import t
+
+    return float(t.ppf(quantile, n - 1)) * std / math.sqrt(n)
 
 
 def decide(
