@@ -14,7 +14,6 @@ import os
 import time
 
 import gymnasium as gym
-import gymnasium_robotics
 import numpy as np
 import torch as th
 from stable_baselines3 import SAC
@@ -22,9 +21,9 @@ from stable_baselines3.common.callbacks import CheckpointCallback, EvalCallback
 from stable_baselines3.common.monitor import Monitor
 
 from otpr_sb3 import OTPR, Demonstrations, add_demonstrations
-from otpr_sb3.benchmark.recording import record
 
-gym.register_envs(gymnasium_robotics)
+# The harness registers the Fetch tasks (gymnasium_robotics) without its notice on Adroit rewards, tasks not used here.
+from otpr_sb3.benchmark.recording import record
 
 
 def success_rate(model, env_id: str, episodes: int, seed: int = 10_000) -> float:

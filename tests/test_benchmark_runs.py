@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -165,3 +166,16 @@ def test_the_harness_drops_only_gymnasium_robotics_adroit_notice():
         "[md.version('gymnasium-robotics')] = 'Another notice'; "
     )
     assert "Another notice" in _import_tasks_stderr(other)
+
+
+def test_the_readme_demo_prints_no_adroit_notice():
+    # examples/train_fetch.py is the README demo's job; it imported gymnasium_robotics itself and printed the notice
+    path = Path(__file__).resolve().parents[1] / "examples" / "train_fetch.py"
+    code = (
+        "import importlib.util; "
+        f"spec = importlib.util.spec_from_file_location('train_fetch', {str(path)!r}); "
+        "spec.loader.exec_module(importlib.util.module_from_spec(spec)); "
+        "import gymnasium as gym; gym.spec('FetchPickAndPlace-v4')"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "AdroitHand" not in done.stderr
