@@ -45,6 +45,10 @@ prepare() {
         -e "s#^data_path = .*#data_path = \"$studies/minari\"#" \
         -e "s#^storage = .*#storage = \"$studies/$name/ray\"\ncollect_dir = \"$root/$results\"#" \
         "$clone/$sweep" > "$studies/$name/sweep.toml"
+    # Each seed's longest run first, so that it fits in one session (scripts/sweep_first.py).
+    if [ "$name" = "baselines-report" ]; then
+        "$root/.venv/bin/python" "$root/scripts/sweep_first.py" "$studies/$name/sweep.toml" FetchPush-v4 rlpd-her
+    fi
 }
 
 case "${1:-list}" in

@@ -1,9 +1,13 @@
 """scripts/studies.sh: every study names a commit of this repository that holds its sweep file."""
 
+import importlib.util
 import subprocess
+import tomllib
 from pathlib import Path
 
 import pytest
+
+from otpr_sb3.benchmark.sweep import SweepConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -29,3 +33,27 @@ def test_every_study_names_a_commit_holding_its_sweep_file():
 def test_an_unknown_study_is_refused_before_anything_runs():
     out = subprocess.run(["bash", "scripts/studies.sh", "run", "claims-c", "nope"], cwd=ROOT, capture_output=True, text=True)
     assert out.returncode == 2 and "unknown study 'nope'" in out.stderr
+
+
+def _sweep_first():
+    spec = importlib.util.spec_from_file_location("sweep_first", ROOT / "scripts" / "sweep_first.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_report_starts_each_seeds_longest_run_first_and_runs_the_same_runs():
+    text = (ROOT / "examples" / "sweeps" / "baselines_report.toml").read_text()
+    moved = _sweep_first().move_first(text, "FetchPush-v4", "rlpd-her")
+    assert sorted(moved.splitlines()) == sorted(text.splitlines())  # every line kept, comments too
+    before, after = (SweepConfig.from_dict(tomllib.loads(t)) for t in (text, moved))
+    assert {k: v for k, v in vars(before).items() if k != "runs"} == {k: v for k, v in vars(after).items() if k != "runs"}
+    key = [(r["env_id"], r["method"], r["seed"]) for r in before.runs]
+    assert sorted(key) == sorted((r["env_id"], r["method"], r["seed"]) for r in after.runs)
+    for seed in (0, 1, 2):  # the seeds RLPD-HER runs on Push
+        first = next(r for r in after.runs if r["seed"] == seed)
+        assert (first["env_id"], first["method"]) == ("FetchPush-v4", "rlpd-her")
+        last = [r for r in before.runs if r["seed"] == seed][-1]
+        assert last["method"] == "rlpd-her"  # the file's own order: RLPD-HER last within each seed
+    with pytest.raises(ValueError, match="no \\[\\[runs\\]\\] group of env 'FetchPush-v4' with methods \\['sac'\\]"):
+        _sweep_first().move_first(text, "FetchPush-v4", "sac")
