@@ -9,19 +9,37 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import numpy as np
 import torch as th
 
 from neural_ot.duals import relative_marginal_errors
 from neural_ot.regularizers import Regularizer, SquaredL2
 
 
+def flat_nonzero(mask: th.Tensor) -> th.Tensor:
+    """Return the indices of the true entries of a contiguous 1-D boolean tensor, in increasing order.
+
+    On the CPU numpy's ``flatnonzero`` (on the same memory) is 2-12x faster than ``torch.nonzero`` (measured on
+    4M entries, 0.5-50% true).
+    """
+    if mask.device.type == "cpu":
+        return th.from_numpy(np.flatnonzero(mask.numpy()))
+    return th.nonzero(mask).squeeze(1)
+
+
 def true_pairs(mask: th.Tensor) -> tuple[th.Tensor, th.Tensor, th.Tensor]:
-    """Flat indices, rows and columns of the true entries of a contiguous boolean ``(n, m)`` matrix.
+    """Flat indices, rows and columns of the true entries of a contiguous boolean ``(n, m)`` matrix, row-major.
 
     Gathering through the flat indices (``X.view(-1).index_select(0, flat)``) is 2x faster than ``X[rows, cols]``.
     """
-    flat = th.nonzero(mask.view(-1)).squeeze(1)
-    return flat, flat // mask.shape[1], flat % mask.shape[1]
+    m = mask.shape[1]
+    flat = flat_nonzero(mask.view(-1))
+    if flat.device.type == "cpu":  # numpy's integer division: 3x torch's on the CPU
+        rows_np = flat.numpy() // m
+        rows = th.from_numpy(rows_np)
+    else:
+        rows = th.div(flat, m, rounding_mode="floor")
+    return flat, rows, flat - rows * m
 
 
 class _Problem:

@@ -12,7 +12,7 @@ import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 import torch as th
 
-from neural_ot._dual_problem import _Problem, _SparseProblem, true_pairs
+from neural_ot._dual_problem import _Problem, _SparseProblem, flat_nonzero, true_pairs
 from neural_ot.duals import relative_marginal_errors
 from neural_ot.regularizers import SquaredL2
 
@@ -39,7 +39,7 @@ class _Curvature:
         if isinstance(prob, _SparseProblem):
             active = z > -2.0 * prob.r.reg * _NEAR_ACTIVE
             self.active = active
-            idx = th.nonzero(active).squeeze(1)  # one pass: a boolean index per array would repeat it four times
+            idx = flat_nonzero(active)  # one pass: a boolean index per array would repeat it four times
             self.rows, self.cols = prob.rows.index_select(0, idx), prob.cols.index_select(0, idx)
             self._from_active(prob, z.index_select(0, idx), prob.ab.index_select(0, idx))
             self.dense = False

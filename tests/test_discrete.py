@@ -462,3 +462,16 @@ def test_a_slow_far_phase_is_not_mistaken_for_a_stall(monkeypatch):
     a, b = rng.uniform(0.5, 1.5, n), rng.uniform(0.5, 1.5, n)
     res = no.solve_discrete(a / a.sum(), b / b.sum(), M, 1e-3 / (2 * n * n))
     assert res.status == "converged" and res.marginal_error <= 1e-9
+
+
+@pytest.mark.parametrize("fraction", [0.0, 0.03, 0.5, 1.0])
+def test_true_pairs_are_torch_nonzero_row_major(fraction):
+    # the solver's index lists come from numpy on the CPU; torch.nonzero is the reference (and the GPU path)
+    from neural_ot._dual_problem import flat_nonzero, true_pairs
+
+    mask = th.rand(37, 53, generator=th.Generator().manual_seed(3)) < fraction
+    flat, rows, cols = true_pairs(mask)
+    ref_rows, ref_cols = th.nonzero(mask, as_tuple=True)
+    assert flat.dtype == rows.dtype == cols.dtype == th.int64
+    assert th.equal(rows, ref_rows) and th.equal(cols, ref_cols) and th.equal(flat, ref_rows * 53 + ref_cols)
+    assert th.equal(flat_nonzero(mask.view(-1)), th.nonzero(mask.view(-1)).squeeze(1))
