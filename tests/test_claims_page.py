@@ -378,6 +378,18 @@ def test_regimes_b_and_d_sentences():
     assert "succeed in 0.64 and 0.62" in text and "0.575 bend left and 0.425 right" in text
 
 
+def test_the_status_prices_regimes_a_and_c_from_their_records():
+    summaries = list((ROOT / "results" / "claims" / "report" / "runs").glob("*/*/s*/summary.json"))
+    wall = [json.loads(p.read_text())["wall_time"] for p in summaries]
+    assert len(wall) == 100  # regimes (a) and (c): five arms, ten seeds each
+    text = " ".join((ROOT / "docs" / "claims.rst").read_text().split())
+    assert f"took {round(sum(wall) / 3600)} slot-hours for their 100 report runs" in text
+    assert "(b) and (d) are not run" in text
+    for regime in "bd":  # ready to run: the same arms as (a), on their own data
+        sweep = tomllib.loads((ROOT / "examples" / "sweeps" / f"claims_report_{regime}.toml").read_text())
+        assert len(sweep["runs"]) == 5 and sweep["defaults"]["seeds"] == list(range(10))
+
+
 def test_step_cost_sentence():
     record = _load("step_cost.json")
     medians = {name: round(rate, 1) for name, rate in record["median_env_steps_per_s"].items()}
