@@ -5,6 +5,8 @@
 #   bash scripts/studies.sh run NAME [NAME ...]   the studies one after the other, two runs at a time each
 #   bash scripts/studies.sh collect NAME          copy its finished runs into results/ (then commit them)
 #   bash scripts/studies.sh status NAME           where each of its runs stands (finished, started, pending)
+#   bash scripts/studies.sh pages NAME            regenerate what its collected runs feed on the results pages
+#                                                 (baselines-report only), then run those pages' tests
 #   bash scripts/studies.sh list                  the studies, their commits and sweep files
 # $STUDIES (default: ../studies) holds the clones, the runs and the datasets. Run `bash scripts/run.sh demo` first: the
 # studies use this checkout's .venv (robosuite: .venv-robosuite, from `bash scripts/run.sh robosuite`).
@@ -76,12 +78,31 @@ case "${1:-list}" in
         read -r commit sweep results venv record <<< "$(study "$2")"
         "$venv/bin/otpr" report --runs-dir "$studies/$2/runs" --collect "$results"
         ;;
+    pages)
+        study "$2" > /dev/null
+        if [ "$2" != "baselines-report" ]; then
+            echo "no pages step for '$2' (only baselines-report); see docs/results.rst and docs/claims.rst" >&2
+            exit 2
+        fi
+        py=".venv/bin/python"
+        export OMP_NUM_THREADS=1
+        "$py" examples/benchmarks/baselines_verdicts.py
+        .venv/bin/otpr report --runs-dir results/baselines/report/runs --out docs/results/baselines
+        # the final models are in the study's runs directory, outside git
+        "$py" examples/benchmarks/baselines_failures.py --runs-dir "$studies/$2/runs"
+        "$py" examples/benchmarks/baselines_failures.py --table
+        for task in FetchPickAndPlace:baselines_method_cost FetchPush:baselines_method_cost_push; do
+            "$py" examples/benchmarks/bench_method_cost.py --table "docs/data/method_cost/${task%%:*}.json" \
+                > "docs/${task#*:}.inc"
+        done
+        "$py" -m pytest -q tests/test_results_page.py
+        ;;
     status)
         read -r commit sweep results venv record <<< "$(study "$2")"
         "$venv/bin/otpr" sweep "$studies/$2/sweep.toml" --status
         ;;
     *)
-        echo "usage: bash scripts/studies.sh {list | run NAME [NAME ...] | collect NAME | status NAME}" >&2
+        echo "usage: bash scripts/studies.sh {list | run NAME [NAME ...] | collect NAME | status NAME | pages NAME}" >&2
         exit 2
         ;;
 esac

@@ -57,3 +57,10 @@ def test_the_report_starts_each_seeds_longest_run_first_and_runs_the_same_runs()
         assert last["method"] == "rlpd-her"  # the file's own order: RLPD-HER last within each seed
     with pytest.raises(ValueError, match="no \\[\\[runs\\]\\] group of env 'FetchPush-v4' with methods \\['sac'\\]"):
         _sweep_first().move_first(text, "FetchPush-v4", "sac")
+
+
+def test_pages_regenerates_only_the_baselines_report():
+    out = subprocess.run(["bash", "scripts/studies.sh", "pages", "claims-c"], cwd=ROOT, capture_output=True, text=True)
+    assert out.returncode == 2 and "no pages step for 'claims-c'" in out.stderr
+    out = subprocess.run(["bash", "scripts/studies.sh", "pages", "nope"], cwd=ROOT, capture_output=True, text=True)
+    assert out.returncode == 2 and "unknown study 'nope'" in out.stderr
