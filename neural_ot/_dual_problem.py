@@ -35,8 +35,7 @@ def true_pairs(mask: th.Tensor) -> tuple[th.Tensor, th.Tensor, th.Tensor]:
     m = mask.shape[1]
     flat = flat_nonzero(mask.view(-1))
     if flat.device.type == "cpu":  # numpy's integer division: 3x torch's on the CPU
-        rows_np = flat.numpy() // m
-        rows = th.from_numpy(rows_np)
+        rows = th.from_numpy(flat.numpy() // m)
     else:
         rows = th.div(flat, m, rounding_mode="floor")
     return flat, rows, flat - rows * m
