@@ -309,7 +309,11 @@ def test_the_second_wave_is_the_first_with_candidate_targets():
     sweeps = ROOT / "examples" / "sweeps"
     first = SweepConfig.from_toml(str(sweeps / "claims_tuning.toml")).runs
     second = SweepConfig.from_toml(str(sweeps / "claims_candidates_tuning.toml")).runs
-    assert len(first) == len(second)
+    assert len(first) == len(second) == 20
+    page = " ".join((ROOT / "docs" / "claims.rst").read_text().split())
+    assert "``examples/sweeps/claims_candidates_tuning.toml``, 20 runs) and was not run" in page
+    specs = [json.loads(p.read_text()) for p in (ROOT / "results" / "claims").glob("**/spec.json")]
+    assert len(specs) > 100 and not any(s.get("kwargs", {}).get("actor_targets") == "candidates" for s in specs)
     for a, b in zip(first, second):
         kwargs = dict(b.get("kwargs", {}))
         assert kwargs.pop("actor_targets") == "candidates"
