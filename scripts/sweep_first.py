@@ -10,7 +10,6 @@ between sessions. The order changes when each run starts, not what it computes::
 
 from __future__ import annotations
 
-import re
 import sys
 
 
@@ -22,13 +21,24 @@ def move_first(text: str, env: str, method: str) -> str:
     ValueError
         If no group names ``env`` with ``method`` as its only method.
     """
-    head, *groups = re.split(r"(?m)^(?=(?:#[^\n]*\n)*\[\[runs\]\]\n)", text)
+    lines = text.splitlines(keepends=True)
+    starts, header = [], -1  # each group's first line; the line of the last [[runs]] header
+    for i, line in enumerate(lines):
+        if line.strip() == "[[runs]]":
+            first = i
+            while first - 1 > header and lines[first - 1].startswith("#"):
+                first -= 1
+            starts.append(first)
+            header = i
+    if not starts:
+        raise ValueError("no [[runs]] group in the sweep file")
+    groups = ["".join(lines[a:b]) for a, b in zip(starts, starts[1:] + [len(lines)])]
     wanted = [g for g in groups if f'env = "{env}"\n' in g and f'methods = ["{method}"]\n' in g]
     if not wanted:
         raise ValueError(f"no [[runs]] group of env {env!r} with methods [{method!r}]")
     rest = [g for g in groups if g not in wanted]
     body = "".join(g if g.endswith("\n") else g + "\n" for g in wanted + rest)
-    return head + body
+    return "".join(lines[: starts[0]]) + body
 
 
 def main() -> None:

@@ -59,6 +59,18 @@ def test_the_report_starts_each_seeds_longest_run_first_and_runs_the_same_runs()
         _sweep_first().move_first(text, "FetchPush-v4", "sac")
 
 
+def test_a_moved_group_takes_its_comments_along():
+    text = (
+        'name = "x"\n\n# bc\n[[runs]]\nenv = "A-v1"\nmethods = ["bc"]\n\n'
+        '# rlpd: the long one\n# (two lines)\n[[runs]]\nenv = "A-v1"\nmethods = ["rlpd"]\n'
+    )
+    moved = _sweep_first().move_first(text, "A-v1", "rlpd")
+    assert moved == (
+        'name = "x"\n\n# rlpd: the long one\n# (two lines)\n[[runs]]\nenv = "A-v1"\nmethods = ["rlpd"]\n'
+        '# bc\n[[runs]]\nenv = "A-v1"\nmethods = ["bc"]\n\n'
+    )
+
+
 def test_pages_regenerates_only_the_baselines_report():
     out = subprocess.run(["bash", "scripts/studies.sh", "pages", "claims-c"], cwd=ROOT, capture_output=True, text=True)
     assert out.returncode == 2 and "no pages step for 'claims-c'" in out.stderr
