@@ -7,8 +7,10 @@
 #   bash scripts/studies.sh status NAME           where each of its runs stands (finished, started, pending)
 #   bash scripts/studies.sh pages NAME            regenerate what its collected runs feed on the results pages
 #                                                 (baselines-report only), then run those pages' tests
+#   bash scripts/studies.sh prepare NAME          only write its clone and sweep file (what `run` would run)
 #   bash scripts/studies.sh list                  the studies, their commits and sweep files
-# $STUDIES (default: ../studies) holds the clones, the runs and the datasets. Run `bash scripts/run.sh demo` first: the
+# $STUDIES (default: ../studies) holds the clones, the runs and the datasets. $MAX_CONCURRENT, if set, replaces the
+# sweep file's number of runs at a time (to run one study beside another). Run `bash scripts/run.sh demo` first: the
 # studies use this checkout's .venv (robosuite: .venv-robosuite, from `bash scripts/run.sh robosuite`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,6 +26,7 @@ study() {
         claims-c) echo "8d4c5c5 examples/sweeps/claims_report_c.toml results/claims/report/runs .venv $mix" ;;
         claims-b) echo "8d4c5c5 examples/sweeps/claims_report_b.toml results/claims/report/runs .venv -" ;;
         claims-d) echo "8d4c5c5 examples/sweeps/claims_report_d.toml results/claims/report/runs .venv -" ;;
+        claims-candidates-tuning) echo "194799c examples/sweeps/claims_candidates_tuning.toml results/claims/candidates_tuning/runs .venv -" ;;
         relaxed-probe-c) echo "ce5495f examples/sweeps/claims_relaxed_probe_c.toml results/claims/relaxed_probe_c/runs .venv $mix" ;;
         baselines-tuning) echo "f1b616d examples/sweeps/baselines_tuning.toml results/baselines/tuning/runs .venv -" ;;
         baselines-report) echo "df1003a examples/sweeps/baselines_report.toml results/baselines/report/runs .venv -" ;;
@@ -32,7 +35,7 @@ study() {
         *) echo "unknown study '$1'; see: bash scripts/studies.sh list" >&2; return 2 ;;
     esac
 }
-names="relaxed-report claims-c claims-b claims-d relaxed-probe-c baselines-tuning baselines-report metaworld robosuite"
+names="relaxed-report claims-c claims-b claims-d claims-candidates-tuning relaxed-probe-c baselines-tuning baselines-report metaworld robosuite"
 
 # The clone at the study's commit and its sweep file with the runs, datasets and Ray storage under $studies.
 prepare() {
@@ -47,6 +50,9 @@ prepare() {
         -e "s#^data_path = .*#data_path = \"$studies/minari\"#" \
         -e "s#^storage = .*#storage = \"$studies/$name/ray\"\ncollect_dir = \"$root/$results\"#" \
         "$clone/$sweep" > "$studies/$name/sweep.toml"
+    if [ -n "${MAX_CONCURRENT:-}" ]; then
+        sed -i "s#^max_concurrent = .*#max_concurrent = $MAX_CONCURRENT#" "$studies/$name/sweep.toml"
+    fi
     # Each seed's longest run first, so that it fits in one session (scripts/sweep_first.py).
     if [ "$name" = "baselines-report" ]; then
         "$root/.venv/bin/python" "$root/scripts/sweep_first.py" "$studies/$name/sweep.toml" FetchPush-v4 rlpd-her
@@ -73,6 +79,11 @@ case "${1:-list}" in
             (cd "$clone" && "$root/$venv/bin/python" -m otpr_sb3.benchmark.cli sweep "$studies/$name/sweep.toml") \
                 >> "$studies/$name/sweep.log" 2>&1 || echo "$(date -u +%FT%TZ) $name: the sweep failed (see its sweep.log)"
         done
+        ;;
+    prepare)
+        read -r commit sweep results venv record <<< "$(study "$2")"
+        prepare "$2" "$commit" "$sweep" "$results"
+        echo "$studies/$2/sweep.toml"
         ;;
     collect)
         read -r commit sweep results venv record <<< "$(study "$2")"
@@ -102,7 +113,7 @@ case "${1:-list}" in
         "$venv/bin/otpr" sweep "$studies/$2/sweep.toml" --status
         ;;
     *)
-        echo "usage: bash scripts/studies.sh {list | run NAME [NAME ...] | collect NAME | status NAME | pages NAME}" >&2
+        echo "usage: bash scripts/studies.sh {list | run NAME [NAME ...] | prepare NAME | collect NAME | status NAME | pages NAME}" >&2
         exit 2
         ;;
 esac

@@ -1,6 +1,7 @@
 """scripts/studies.sh: every study names a commit of this repository that holds its sweep file."""
 
 import importlib.util
+import os
 import subprocess
 import tomllib
 from pathlib import Path
@@ -19,7 +20,7 @@ def _studies() -> list[list[str]]:
 
 def test_every_study_names_a_commit_holding_its_sweep_file():
     studies = _studies()
-    assert len(studies) == 9
+    assert len(studies) == 10
     for commit, sweep, results, venv, *record in studies:
         assert venv in (".venv", ".venv-robosuite") and results.startswith("results/") and results.endswith("/runs")
         shown = subprocess.run(["git", "show", f"{commit}:{sweep}"], cwd=ROOT, capture_output=True, text=True)
@@ -76,3 +77,22 @@ def test_pages_regenerates_only_the_baselines_report():
     assert out.returncode == 2 and "no pages step for 'claims-c'" in out.stderr
     out = subprocess.run(["bash", "scripts/studies.sh", "pages", "nope"], cwd=ROOT, capture_output=True, text=True)
     assert out.returncode == 2 and "unknown study 'nope'" in out.stderr
+
+
+def test_prepare_writes_the_sweep_with_its_paths_outside_git_and_max_concurrent(tmp_path):
+    env = {**os.environ, "STUDIES": str(tmp_path), "MAX_CONCURRENT": "1"}
+    out = subprocess.run(
+        ["bash", "scripts/studies.sh", "prepare", "claims-candidates-tuning"], cwd=ROOT, capture_output=True, text=True, env=env
+    )
+    if "did not match any file" in out.stderr or "unknown revision" in out.stderr or "reference is not a tree" in out.stderr:
+        pytest.skip("this clone has no history (shallow)")
+    assert out.returncode == 0, out.stderr
+    written = tmp_path / "claims-candidates-tuning" / "sweep.toml"
+    assert out.stdout.strip() == str(written)
+    config = tomllib.loads(written.read_text())
+    assert config["max_concurrent"] == 1 and config["threads_per_trial"] == 1
+    assert config["runs_dir"] == str(tmp_path / "claims-candidates-tuning" / "runs")
+    assert config["data_path"] == str(tmp_path / "minari")
+    assert config["collect_dir"] == str(ROOT / "results" / "claims" / "candidates_tuning" / "runs")
+    original = tomllib.loads((ROOT / "examples" / "sweeps" / "claims_candidates_tuning.toml").read_text())
+    assert config["runs"] == original["runs"] and config["defaults"] == original["defaults"]
