@@ -82,7 +82,11 @@ def test_pages_regenerates_only_the_baselines_report():
 def test_prepare_writes_the_sweep_with_its_paths_outside_git_and_max_concurrent(tmp_path):
     env = {**os.environ, "STUDIES": str(tmp_path), "MAX_CONCURRENT": "1"}
     out = subprocess.run(
-        ["bash", "scripts/studies.sh", "prepare", "claims-candidates-tuning"], cwd=ROOT, capture_output=True, text=True, env=env
+        ["bash", "scripts/studies.sh", "prepare", "claims-candidates-tuning"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env=env,
     )
     if "did not match any file" in out.stderr or "unknown revision" in out.stderr or "reference is not a tree" in out.stderr:
         pytest.skip("this clone has no history (shallow)")
