@@ -288,6 +288,27 @@ def test_report_sweep_is_valid_and_runs_the_kept_settings():
     assert all(r["policy_kwargs"] == {"guidance_kwargs": {"temperature": 21.7}} for r in q)
 
 
+def test_candidates_wave_report_sweep_keeps_the_candidate_targets_in_regimes_a_and_c():
+    from otpr_sb3.benchmark.sweep import SweepConfig
+
+    module = load_script("examples/claims/report_sweep.py")
+    targets = {"actor_targets": "candidates"}
+    settings = {
+        "H": {"method": "otpr", "kwargs": {**targets, "reg": 0.05, "relation_weight": 0.3}, "policy_kwargs": {}},
+        "Q": {"method": "otpr-q", "kwargs": targets, "policy_kwargs": {"guidance_kwargs": {"temperature": 65.4}}},
+    }
+    by_regime = {g: SweepConfig.from_dict(tomllib.loads(module.sweep_text(settings, g, "candidates"))) for g in "ac"}
+    for g, config in by_regime.items():
+        assert config.name == f"claims-candidates-report-{g}" and "claims_candidates_report" in config.runs_dir
+        assert len(config.runs) == 2 * 10 and all(r["kwargs"]["actor_targets"] == "candidates" for r in config.runs)
+        assert {r.get("dataset") for r in config.runs} == {None if g == "a" else module.MIXED}
+    assert "Not yet in" in module.sweep_text(settings, "a", "candidates")  # the arms without a kept configuration
+    with pytest.raises(ValueError, match="regime must be one of \\['a', 'c'\\] for the candidates wave"):
+        module.sweep_text(settings, "b", "candidates")
+    with pytest.raises(ValueError, match="wave must be one of"):
+        module.sweep_text(settings, "a", "third")
+
+
 def test_regime_c_sentence():
     (spec_path,) = (ROOT / "results" / "claims" / "regime_c_bc").glob("*/bc/s100/spec.json")
     spec = json.loads(spec_path.read_text())
