@@ -1,6 +1,7 @@
 """docs/results.rst: the sentences about curves that the audit corrected hold on the committed run records."""
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -466,3 +467,29 @@ def test_method_cost_measures_each_report_method_once_from_a_scratch_copy(tmp_pa
     scratch = module.scratch_runs_dir(str(tmp_path / "study"), "FetchPush-v4")
     assert (Path(scratch) / "FetchPush" / "pretrained").resolve() == (tmp_path / "study" / "FetchPush" / "pretrained")
     __import__("shutil").rmtree(scratch)
+
+
+def test_baselines_start_sentences():
+    """The start of the pretrained-action methods is BC's per seed; IBRL's (and IDQL-N's on Push) below it."""
+    page = " ".join((ROOT / "docs" / "results.rst").read_text().split())
+    assert "start at BC's success, seed by seed" in page
+    assert "IBRL starts below BC on every seed in, and IDQL-N does on every seed of Push" in page
+    starts: dict[tuple[str, str], dict[str, float]] = {}
+    for path in (ROOT / "results" / "baselines" / "report" / "runs").glob("*/*/s*/summary.json"):
+        task, method, seed = path.parts[-4:-1]
+        name = re.sub(r"-[0-9a-f]{8}$", "", method)  # a run directory of a tuned method ends in its settings' hash
+        starts.setdefault((task, seed), {})[name] = json.loads(path.read_text())["start_success"]
+    checked = {"pretrained": 0, "ibrl": 0, "idql-n": 0}
+    for (task, _), by_method in starts.items():
+        bc = by_method["bc"]
+        for method in ("otpr", "otpr-her", "dql", "diffusion-ql"):
+            if method in by_method:
+                assert by_method[method] == bc, (task, method)
+                checked["pretrained"] += 1
+        if "ibrl" in by_method:
+            assert by_method["ibrl"] < bc, task
+            checked["ibrl"] += 1
+        if "idql-n" in by_method and task == "FetchPush":
+            assert by_method["idql-n"] < bc
+            checked["idql-n"] += 1
+    assert checked["pretrained"] >= 16 and checked["ibrl"] >= 4 and checked["idql-n"] >= 2
