@@ -27,7 +27,15 @@ def _load(name):
 
 def test_tables_are_the_records():
     tables = _tables()
-    assert set(tables) == {"claims_dual_accuracy.inc", "claims_mask_tv.inc", "claims_matched.inc", "claims_tuning.inc"}
+    assert set(tables) == {
+        "claims_dual_accuracy.inc",
+        "claims_mask_tv.inc",
+        "claims_matched.inc",
+        "claims_tuning.inc",
+        "claims_candidates_tuning.inc",
+    }
+    page = (ROOT / "docs" / "claims.rst").read_text()
+    assert ".. include:: claims_candidates_tuning.inc" in page
     for name, text in tables.items():
         assert (ROOT / "docs" / name).read_text() == text, f"docs/{name} is stale: run examples/claims/claims_tables.py"
 
@@ -332,9 +340,16 @@ def test_the_second_wave_is_the_first_with_candidate_targets():
     second = SweepConfig.from_toml(str(sweeps / "claims_candidates_tuning.toml")).runs
     assert len(first) == len(second) == 20
     page = " ".join((ROOT / "docs" / "claims.rst").read_text().split())
-    assert "``examples/sweeps/claims_candidates_tuning.toml``, 20 runs) and was not run" in page
-    specs = [json.loads(p.read_text()) for p in (ROOT / "results" / "claims").glob("**/spec.json")]
+    assert "``examples/sweeps/claims_candidates_tuning.toml``, 20 runs, the first wave's with that one change) runs" in page
+    # Candidate targets only in the second wave's runs, and every one of them has them
+    claims = ROOT / "results" / "claims"
+    specs = [json.loads(p.read_text()) for p in claims.glob("**/spec.json") if "candidates_tuning" not in p.parts]
     assert len(specs) > 100 and not any(s.get("kwargs", {}).get("actor_targets") == "candidates" for s in specs)
+    second_specs = [json.loads(p.read_text()) for p in (claims / "candidates_tuning" / "runs").glob("*/*/s*/spec.json")]
+    assert second_specs and all(s["kwargs"]["actor_targets"] == "candidates" for s in second_specs)
+    assert {s["provenance"]["commit"][:7] for s in second_specs} == {"194799c"}
+    assert "They run at commit ``194799c`` on AMD EPYC" in page
+    assert {s["provenance"]["cpu"] for s in second_specs} == {"AMD EPYC"}
     for a, b in zip(first, second):
         kwargs = dict(b.get("kwargs", {}))
         assert kwargs.pop("actor_targets") == "candidates"

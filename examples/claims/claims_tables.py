@@ -17,6 +17,8 @@ from otpr_sb3.benchmark.report_rst import list_table, write_includes
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, os.pardir)
 DATA = os.path.join(ROOT, "docs", "data", "claims")
 TUNING = os.path.join(ROOT, "results", "claims", "tuning", "runs")
+#: The second wave's tuning runs: every arm with ``actor_targets="candidates"`` (claims_candidates_tuning.toml).
+CANDIDATES_TUNING = os.path.join(ROOT, "results", "claims", "candidates_tuning", "runs")
 
 
 def _load(name: str) -> dict[str, Any]:
@@ -191,6 +193,9 @@ def tables() -> dict[str, str]:
     runs = tuning_runs()
     if runs:
         out["claims_tuning.inc"] = tuning_table(runs)
+    second = tuning_runs(CANDIDATES_TUNING) if os.path.isdir(CANDIDATES_TUNING) else []
+    if second:
+        out["claims_candidates_tuning.inc"] = tuning_table(second)
     return out
 
 

@@ -24,7 +24,7 @@ import json
 import os
 from typing import Any
 
-from claims_tables import ARMS, TUNING, arm_of, chosen_configs, tuning_runs
+from claims_tables import ARMS, CANDIDATES_TUNING, TUNING, arm_of, chosen_configs, tuning_runs
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, os.pardir)
 SWEEPS = os.path.join(ROOT, "examples", "sweeps")
@@ -32,7 +32,6 @@ MIXED = "otpr/fetchpickandplace-mix-50ep-noise10-50ep-noise100-s0-v0"
 FEW = "otpr/fetchpickandplace-25ep-noise30-s0-v0"
 MULTIMODAL = "otpr/fetchpickandplace-mix-50ep-noise30-left-50ep-noise30-right-s0-v0"
 SEEDS = list(range(10))
-CANDIDATES_TUNING = os.path.join(ROOT, "results", "claims", "candidates_tuning", "runs")
 
 
 def _toml_value(value: Any) -> str:
