@@ -100,8 +100,10 @@ case "${1:-list}" in
         "$py" examples/benchmarks/baselines_verdicts.py
         .venv/bin/otpr report --runs-dir results/baselines/report/runs --out docs/results/baselines
         # the final models are in the study's runs directory, outside git
-        "$py" examples/benchmarks/baselines_failures.py --runs-dir "$studies/$2/runs"
-        "$py" examples/benchmarks/baselines_failures.py --table
+        for task in FetchPickAndPlace-v4 FetchPush-v4; do
+            "$py" examples/benchmarks/baselines_failures.py --runs-dir "$studies/$2/runs" --task "$task"
+            "$py" examples/benchmarks/baselines_failures.py --table --task "$task"
+        done
         for task in FetchPickAndPlace:baselines_method_cost FetchPush:baselines_method_cost_push; do
             "$py" examples/benchmarks/bench_method_cost.py --table "docs/data/method_cost/${task%%:*}.json" \
                 > "docs/${task#*:}.inc"

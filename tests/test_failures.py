@@ -1,4 +1,4 @@
-"""Failed pick-and-place episodes are classified from their trajectories (synthetic Fetch observations)."""
+"""Failed pick-and-place and push episodes are classified from their trajectories (synthetic Fetch observations)."""
 
 import numpy as np
 import pytest
@@ -55,6 +55,48 @@ def test_the_kinds_of_no_grasp():
     assert no_grasp_kind([start, stalled, closed_beside]) == "never reached"  # closed, but never within 2 cm
     with pytest.raises(ValueError, match="episode"):
         no_grasp_kind([start])
+
+
+def _push_episode(object_path, grip_path=None, goal=(1.4, 0.75, TABLE), steps=20):
+    """A push episode whose object (and gripper) go along the given waypoints, linearly, in ``steps`` steps."""
+    object_path = np.asarray(object_path, float)
+    grip_path = np.asarray(grip_path if grip_path is not None else [p + np.array([-0.05, 0, 0]) for p in object_path])
+    t = np.linspace(0, len(object_path) - 1, steps + 1)
+    along = [np.array([np.interp(t, range(len(p)), p[:, k]) for k in range(3)]).T for p in (object_path, grip_path)]
+    return [obs(g, o, goal=goal) for o, g in zip(*along)]
+
+
+def test_the_push_kinds():
+    from otpr_sb3.benchmark.failures import classify_push
+
+    start = (1.2, 0.75, TABLE)
+    assert classify_push(_push_episode([start, start])) == "never moved"
+    assert classify_push(_push_episode([start, (1.205, 0.755, TABLE)])) == "never moved"  # 7 mm: not moved
+    through = _push_episode([start, (1.4, 0.75, TABLE), (1.5, 0.75, TABLE)])  # crossed the goal, ended 10 cm past
+    assert classify_push(through) == "passed the goal"
+    # Pushed halfway, then the gripper and the object stop for the last 10 steps: a fixed point short of the goal
+    halfway = (1.3, 0.75, TABLE)
+    stalled = _push_episode([start, halfway], steps=10) + _push_episode([halfway, halfway], steps=10)[1:]
+    assert classify_push(stalled) == "stalled"
+    assert classify_push(_push_episode([start, halfway])) == "short of the goal"  # still moving at the end
+    assert classify_push(_push_episode([start, (1.1, 0.7, TABLE)])) == "pushed away"
+    # A gripper that still moves while the object rests: it left the object
+    wiggling = stalled[:-5] + [obs((1.2 + 0.01 * k, 0.7, 0.5), halfway, goal=(1.4, 0.75, TABLE)) for k in range(5)]
+    assert classify_push(wiggling) == "left the object"
+    # Pushed away and then at rest: the direction comes first
+    away = (1.1, 0.7, TABLE)
+    assert classify_push(_push_episode([start, away], steps=10) + _push_episode([away, away], steps=10)[1:]) == "pushed away"
+    with pytest.raises(ValueError, match="did not fail"):
+        classify_push(_push_episode([start, (1.39, 0.75, TABLE)]))
+    with pytest.raises(ValueError, match="episode"):
+        classify_push(_push_episode([start, halfway], steps=5))
+
+
+def test_failure_counts_name_their_task():
+    from otpr_sb3.benchmark.failures import failure_counts
+
+    with pytest.raises(ValueError, match="`task` must be 'pick_and_place' or 'push'"):
+        failure_counts(None, None, 1, 0, task="stack")
 
 
 def test_failure_counts_split_no_grasp_and_add_up():
@@ -117,3 +159,15 @@ def test_the_baselines_failure_script_classifies_otpr_models_and_resumes(tmp_pat
     assert json.loads(out.read_text()) == record
     table = module.failures_table(record)
     assert "   * - otpr" in table and "otpr-her" not in table
+    # The Push run, into its own record, with the push kinds
+    push_out = tmp_path / "failures_push.json"
+    monkeypatch.setattr(sys, "argv", [*argv[:3], "--task", "FetchPush-v4", "--out", str(push_out), "--episodes", "2"])
+    module.main()
+    push = json.loads(push_out.read_text())
+    assert [r["run"] for r in push["runs"]] == ["FetchPush/otpr/s0"]
+    from otpr_sb3.benchmark.failures import PUSH_CATEGORIES
+
+    run = push["runs"][0]
+    assert run["success"] * 2 + sum(run[k] for k in PUSH_CATEGORIES) == 2
+    push_table = module.failures_table(push, "FetchPush-v4")
+    assert "     - never moved" in push_table and "no grasp" not in push_table
