@@ -41,8 +41,9 @@ NO_GRASP_KINDS = ("never reached", "reached, fingers open", "closed, missed")
 REACH_DISTANCE = 0.02
 #: Fingers closer than this (sum of both finger positions, m) are closed: on the 5 cm cube they stop near 0.05.
 CLOSED_WIDTH = 0.07
+#: The kinds of a failed push episode, in the order :func:`classify_push` tests them.
 PUSH_CATEGORIES = ("never moved", "passed the goal", "pushed away", "stalled", "left the object", "short of the goal")
-#: A push episode that ends with this many steps in which the gripper and the object moved less than 5 mm stalled.
+#: The last steps of a push episode over which "still" (within 5 mm of where it ends) is judged.
 STALL_STEPS = 10
 
 
