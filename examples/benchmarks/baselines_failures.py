@@ -5,8 +5,8 @@ OTPR's class (:data:`METHODS`) acts as the harness's final evaluation does (``pr
 first ``--episodes`` evaluation episodes; its success must equal the run's own final evaluation (the record keeps
 both; ``tests/test_results_page.py`` checks them). Each failed episode is classified by
 :mod:`otpr_sb3.benchmark.failures` (PickAndPlace: no grasp, and its kinds; dropped; held but not placed. Push: never
-moved, passed the goal, stalled, pushed away, short of the goal). Runs already in the task's record are skipped, so
-the script resumes; the models are in the study's runs directory (outside git)::
+moved, passed the goal, pushed away, stalled, left the object, short of the goal). Runs already in the task's record
+are skipped, so the script resumes; the models are in the study's runs directory (outside git)::
 
     python examples/benchmarks/baselines_failures.py --runs-dir ../studies/baselines-report/runs [--task FetchPush-v4]
     python examples/benchmarks/baselines_failures.py --table [--task FetchPush-v4]   # the task's include, from its record
