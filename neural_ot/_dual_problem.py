@@ -116,14 +116,14 @@ class _Problem:
         """Loss along ``(u, v) + t (du, dv)`` for ``t`` in ``[0, 1]``, with ``z`` the current ``u + v - C``.
 
         The L2 penalty vanishes where ``z + t s <= 0`` for every such ``t``, so only the pairs active now
-        (``active``, a boolean matrix) or at ``t = 1`` are kept: one dense pass per line search. When most
-        pairs are active (``dense``), gathering them costs more than the zeros it skips, and each trial is a
-        few dense passes on ``z`` instead.
+        (``active``, a boolean matrix; ``None`` when ``dense``) or at ``t = 1`` are kept: one dense pass per line
+        search. When most pairs are active (``dense``), gathering them costs more than the zeros it skips, and each
+        trial is a few dense passes on ``z`` instead.
         """
-        if not isinstance(self.r, SquaredL2) or active is None:
+        if not isinstance(self.r, SquaredL2) or (active is None and not dense):
             return lambda t: self.loss(u + t * du, v + t * dv)
         lin0, lin1 = float(self.a @ u + self.b @ v), float(self.a @ du + self.b @ dv)
-        if dense:
+        if dense or active is None:
             scale = 1.0 / (4.0 * self.r.reg)
 
             def f_dense(t: float) -> float:
