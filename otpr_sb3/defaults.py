@@ -135,7 +135,7 @@ def warn_fine_tuning_on_empty_replay() -> None:
         "to replay pairs, so it will be fitted to its own exploration only and drift away from the "
         "demonstrations. Put them in the replay buffer: `pretrain(demos)` does by default "
         "(add_to_replay_buffer=True), or `otpr_sb3.add_demonstrations(model.replay_buffer, demos, "
-        "model.action_space)`; or pass actor_targets='candidates'.",
+        "model.action_space)`; or pass actor_targets='candidates' (replay pairs then only until the guidance is ready).",
         UserWarning,
         stacklevel=4,
     )

@@ -67,7 +67,10 @@ class OTPR(RegimeDefaults, ExpertPairs, OffPolicyAlgorithm):
         with the replay's own pairs in place of independent states and actions, so the target is ``H(s, a) beta(a|s)``
         with ``beta`` the policies that filled the replay). ``"candidates"``: the paper's remedy of Sec. 4.4: per replay
         state, one of the acting actor's L candidates and the replay action drawn with probabilities ``H / sum H``,
-        fitted unweighted. ``None`` (default): ``"candidates"`` from scratch, ``"replay"`` after :meth:`pretrain`.
+        fitted unweighted, once the guidance is ready (after ``dual_start`` updates); until then every setting fits
+        the replay targets of the shared warm-up, since the fallback's weights are nearly uniform over the actor's own
+        samples and fitting those collapsed a pretrained actor (``docs/claims.rst``, "Second wave: tuning"). ``None``
+        (default): ``"candidates"`` from scratch, ``"replay"`` after :meth:`pretrain`.
     critic_backup : {"value", "policy"}
         The Q target's next-state value. ``"value"`` (default): IQL's in-sample ``V(s')``. ``"policy"``: the
         target critics' ``min(Q1, Q2)(s', a')`` at an action ``a'`` sampled from the acting actor (Diffusion-QL's
@@ -339,7 +342,10 @@ class OTPR(RegimeDefaults, ExpertPairs, OffPolicyAlgorithm):
     def _actor_update(self) -> dict[str, Any]:
         policy, kw = self.policy, self.actor_kwargs
         assert self.replay_buffer is not None
-        candidates = self.actor_targets_in_use == "candidates" and not policy.guidance.owns_actor_update
+        guidance = policy.guidance
+        # Candidate targets carry the guidance's choice only once it is ready: before, the fallback's weights are nearly
+        # uniform over the actor's own samples, a self-distillation that took a pretrained actor from 0.34 to 0.05.
+        candidates = self.actor_targets_in_use == "candidates" and not guidance.owns_actor_update and guidance.is_ready
         size = kw["candidate_batch_size"] if candidates else kw["batch_size"]
         data = self.replay_buffer.sample(size, env=self._vec_normalize_env)
         obs = policy.prepare_obs(data.observations)
@@ -348,7 +354,7 @@ class OTPR(RegimeDefaults, ExpertPairs, OffPolicyAlgorithm):
             loss, logs = candidate_targets_loss(policy, obs, data.actions, kw["reference_actions"])
         else:
             normalize = kw["loss"] == "normalized"
-            step_loss, logs = policy.guidance.actor_loss(policy, obs, data.actions, normalize, kw["reference_actions"])
+            step_loss, logs = guidance.actor_loss(policy, obs, data.actions, normalize, kw["reference_actions"])
             if step_loss is None:  # no pair carries weight: no step
                 return logs
             loss = step_loss

@@ -402,6 +402,27 @@ def test_candidate_targets_train_reproducibly_and_log():
     assert shares and all(0.0 <= x <= 1.0 for x in shares)
 
 
+@pytest.mark.parametrize("pretrained", [False, True])
+def test_candidate_targets_wait_for_the_guidance(monkeypatch, pretrained):
+    """Until the guidance is ready the actor fits the warm-up's replay targets, also with actor_targets='candidates'."""
+    import otpr_sb3.otpr as otpr_module
+
+    model = OTPR("MlpPolicy", IdentityEnvBox(ep_length=20), seed=0, **fast(actor_targets="candidates", dual_start=10**6))
+    if pretrained:
+        model.pretrain(identity_demos(), n_steps=5)
+    model.learn(30)
+    guidance = model.policy.guidance
+    assert not guidance.is_ready
+    fitted: list[str] = []
+    real_candidates, real_replay = otpr_module.candidate_targets_loss, guidance.actor_loss
+    monkeypatch.setattr(otpr_module, "candidate_targets_loss", lambda *a: fitted.append("candidates") or real_candidates(*a))
+    monkeypatch.setattr(guidance, "actor_loss", lambda *a: fitted.append("replay") or real_replay(*a))
+    model._actor_update()
+    guidance.mark_ready()
+    logs = model._actor_update()
+    assert fitted == ["replay", "candidates"] and "target_replay_frac" in logs
+
+
 def test_actor_loss_choice():
     with pytest.raises(ValueError, match=r"actor_kwargs\['loss'\]"):
         OTPR("MlpPolicy", IdentityEnvBox(), **fast(actor_loss="sum"))

@@ -17,8 +17,11 @@ from otpr_sb3.benchmark.report_rst import list_table, write_includes
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, os.pardir)
 DATA = os.path.join(ROOT, "docs", "data", "claims")
 TUNING = os.path.join(ROOT, "results", "claims", "tuning", "runs")
-#: The second wave's tuning runs: every arm with ``actor_targets="candidates"`` (claims_candidates_tuning.toml).
-CANDIDATES_TUNING = os.path.join(ROOT, "results", "claims", "candidates_tuning", "runs")
+#: The second wave's tuning runs: every arm with ``actor_targets="candidates"`` (claims_candidates_tuning.toml), the
+#: candidate targets fitted once the guidance is ready.
+CANDIDATES_TUNING = os.path.join(ROOT, "results", "claims", "candidates_ready_tuning", "runs")
+#: Its first attempt, at commit 194799c, where the candidate targets were fitted from the first update (stopped).
+CANDIDATES_FIRST_ATTEMPT = os.path.join(ROOT, "results", "claims", "candidates_tuning", "runs")
 
 
 def _load(name: str) -> dict[str, Any]:
@@ -158,8 +161,11 @@ def chosen_configs(runs: list[dict[str, Any]], seeds: tuple[int, ...] = (100, 10
     return chosen
 
 
-def tuning_table(runs: list[dict[str, Any]]) -> str:
-    """Every tuning run by arm and configuration, with the configuration kept where the arm is complete."""
+def tuning_table(runs: list[dict[str, Any]], with_kept: bool = True) -> str:
+    """Every tuning run by arm and configuration, with the configuration kept where the arm is complete.
+
+    ``with_kept=False``: without the "kept" column (a stopped attempt, whose choice is never made).
+    """
     chosen = chosen_configs(runs)
     rows = []
     for r in sorted(runs, key=lambda r: (ARMS.index(r["arm"]), r["config"], r["seed"])):
@@ -177,6 +183,8 @@ def tuning_table(runs: list[dict[str, Any]]) -> str:
             ]
         )
     header = ["arm", "configuration", "seed", "last five", "AUC", "final (100 episodes)", "env steps/s", "kept"]
+    if not with_kept:
+        header, rows = header[:-1], [row[:-1] for row in rows]
     return list_table(header, rows)
 
 
@@ -193,9 +201,12 @@ def tables() -> dict[str, str]:
     runs = tuning_runs()
     if runs:
         out["claims_tuning.inc"] = tuning_table(runs)
-    second = tuning_runs(CANDIDATES_TUNING) if os.path.isdir(CANDIDATES_TUNING) else []
-    if second:
-        out["claims_candidates_tuning.inc"] = tuning_table(second)
+    for folder, name in ((CANDIDATES_TUNING, "candidates_tuning"), (CANDIDATES_FIRST_ATTEMPT, "candidates_first_attempt")):
+        second = tuning_runs(folder) if os.path.isdir(folder) else []
+        if second:
+            out[f"claims_{name}.inc"] = tuning_table(second, with_kept=folder == CANDIDATES_TUNING)
+        elif folder == CANDIDATES_TUNING:
+            out[f"claims_{name}.inc"] = "No tuning run of this wave is collected yet.\n"
     return out
 
 
