@@ -13,7 +13,9 @@ Re-recorded on purpose (``--only NAME``; the commit is in the file's ``rerecorde
 after the exact L2 solver's cold start changed (the all-active optimum where most pairs are active, issue 27). That
 configuration fits the potentials to exact minibatch solves, whose potentials are not unique where the plan's support
 is disconnected: the optimal values stayed within 2e-7 relative, the potentials moved, and with them the dual's
-objective (up to 0.5%) and the held-out diagnostics (up to 1.5%).
+objective (up to 0.5%) and the held-out diagnostics (up to 1.5%). ``otpr-candidates-finetune``, ``from-scratch`` and
+``from-scratch-reference``, after candidate actor targets began to wait for the guidance to be ready (replay targets
+in the warm-up before, as every other setting; issue 25, docs/claims.rst "Second wave: tuning").
 """
 
 from __future__ import annotations
