@@ -475,7 +475,7 @@ def test_baselines_start_sentences():
     page = " ".join((ROOT / "docs" / "results.rst").read_text().split())
     assert "start at BC's success, seed by seed" in page
     assert "IBRL starts below BC on every seed in, and IDQL-N does on every seed of Push" in page
-    assert "and it starts near BC" in page
+    assert "and it starts within 0.07 of BC on every seed in" in page
     starts: dict[tuple[str, str], dict[str, float]] = {}
     for path in (ROOT / "results" / "baselines" / "report" / "runs").glob("*/*/s*/summary.json"):
         task, method, seed = path.parts[-4:-1]
@@ -493,8 +493,8 @@ def test_baselines_start_sentences():
         if "ibrl" in by_method:
             assert by_method["ibrl"] < bc, task
             checked["ibrl"] += 1
-        if "dsrl" in by_method:  # "it starts near BC"
-            assert abs(by_method["dsrl"] - bc) <= 0.05, task
+        if "dsrl" in by_method:  # "it starts within 0.07 of BC"
+            assert abs(by_method["dsrl"] - bc) <= 0.07 + 1e-9, task
         if "idql-n" in by_method and task == "FetchPush":
             assert by_method["idql-n"] < bc
             checked["idql-n"] += 1
