@@ -63,14 +63,11 @@ class OTPR(RegimeDefaults, ExpertPairs, OffPolicyAlgorithm):
         As in SAC; ``batch_size`` is the critic batch (256 in the paper). Without demonstrations the observation
         statistics are fitted on the replay data at the first training step.
     actor_targets : {"replay", "candidates"} or None
-        What the actor's score matching fits. ``"replay"``: replay pairs ``(s, a)`` weighted by the guidance (Eq. 10
-        with the replay's own pairs in place of independent states and actions, so the target is ``H(s, a) beta(a|s)``
-        with ``beta`` the policies that filled the replay). ``"candidates"``: the paper's remedy of Sec. 4.4: per replay
-        state, one of the acting actor's L candidates and the replay action drawn with probabilities ``H / sum H``,
-        fitted unweighted, once the guidance is ready (after ``dual_start`` updates); until then every setting fits
-        the replay targets of the shared warm-up, since the fallback's weights are nearly uniform over the actor's own
-        samples and fitting those collapsed a pretrained actor (``docs/claims.rst``, "Second wave: tuning"). ``None``
-        (default): ``"candidates"`` from scratch, ``"replay"`` after :meth:`pretrain`.
+        What the actor's score matching fits. ``"replay"``: replay pairs ``(s, a)`` weighted by the guidance (Eq. 10 on
+        the replay's own pairs, so the target is ``H(s, a) beta(a|s)`` with ``beta`` the policies that filled the
+        replay). ``"candidates"``: the paper's Sec. 4.4: per replay state, one of the acting actor's L candidates and
+        the replay action drawn with probabilities ``H / sum H``, fitted unweighted once the guidance is ready (replay
+        targets before). ``None`` (default): ``"candidates"`` from scratch, ``"replay"`` after :meth:`pretrain`.
     critic_backup : {"value", "policy"}
         The Q target's next-state value. ``"value"`` (default): IQL's in-sample ``V(s')``. ``"policy"``: the
         target critics' ``min(Q1, Q2)(s', a')`` at an action ``a'`` sampled from the acting actor (Diffusion-QL's
@@ -182,8 +179,7 @@ class OTPR(RegimeDefaults, ExpertPairs, OffPolicyAlgorithm):
         self.policy.guidance.setup_training(**self._training_settings())
         self._told_no_demos = False
         self._sampler = ReplaySampler(self)
-        # Held-out diagnostics and reference actions draw from their own streams (saved with the model, so a resumed
-        # run draws on); evaluating never changes training.
+        # Diagnostics and reference actions draw from streams of their own, saved: evaluating never changes training.
         seed = 0 if self.seed is None else self.seed
         for offset, name in ((1, "_eval_generator"), (2, "_reference_generator")):
             if not isinstance(getattr(self, name, None), th.Generator):  # a loaded model keeps its restored streams
@@ -342,9 +338,7 @@ class OTPR(RegimeDefaults, ExpertPairs, OffPolicyAlgorithm):
     def _actor_update(self) -> dict[str, Any]:
         policy, kw = self.policy, self.actor_kwargs
         assert self.replay_buffer is not None
-        guidance = policy.guidance
-        # Candidate targets carry the guidance's choice only once it is ready: before, the fallback's weights are nearly
-        # uniform over the actor's own samples, a self-distillation that took a pretrained actor from 0.34 to 0.05.
+        guidance = policy.guidance  # not ready: candidates would fit the actor to its own samples (docs/claims.rst)
         candidates = self.actor_targets_in_use == "candidates" and not guidance.owns_actor_update and guidance.is_ready
         size = kw["candidate_batch_size"] if candidates else kw["batch_size"]
         data = self.replay_buffer.sample(size, env=self._vec_normalize_env)
