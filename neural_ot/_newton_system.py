@@ -26,7 +26,10 @@ _NEAR_ACTIVE = 1e-3
 
 
 class _Curvature:
-    """Marginals of the plan and Hessian weights ``W`` at one point, sparse for L2, dense otherwise."""
+    """Marginals of the plan and Hessian weights ``W`` at one point, sparse for L2, dense otherwise.
+
+    ``active`` is the boolean curvature support of a sparse L2 curvature (``None`` when ``dense``).
+    """
 
     def __init__(self, prob: _Problem | _SparseProblem, z: th.Tensor, reuse: bool = False) -> None:
         n, m = prob.shape
