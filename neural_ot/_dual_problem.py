@@ -162,6 +162,17 @@ class _Problem:
     def errors(self, T: th.Tensor) -> tuple[float, float]:
         return relative_marginal_errors(T.sum(1), T.sum(0), self.a, self.b)
 
+    def marginal_errors(self, u: th.Tensor, v: th.Tensor) -> tuple[float, float]:
+        """Relative L1 marginal errors of the plan of ``(u, v)``, through the ``"tmp"`` buffer (no new ``(n, m)`` tensor).
+
+        The plan is ``a_i b_j H_ij``, so its marginals are ``a * (H b)`` and ``b * (H^T a)``: matrix-vector products
+        with the density, which is all a trial point of the line search needs (not its curvature).
+        """
+        H = self.r.density_(self.z(u, v, out=self.scratch("tmp")))
+        if self.mask is not None:
+            H.mul_(self.mask)
+        return relative_marginal_errors(self.a * (H @ self.b), self.b * (self.a @ H), self.a, self.b)
+
     def block_maximize(self, u: th.Tensor, v: th.Tensor, rows: th.Tensor | None = None, side: str = "u") -> th.Tensor:
         """Exact maximisation of the dual over ``u`` (or ``v``) on the selected rows, the other fixed."""
         if side == "u":
@@ -211,6 +222,14 @@ class _SparseProblem:
         """``u_i + v_j - c_ij`` on the working set's pairs, in ``out`` or a new tensor."""
         out = th.index_select(u, 0, self.rows, out=out) if out is not None else u.index_select(0, self.rows)
         return out.add_(v.index_select(0, self.cols)).sub_(self.c)
+
+    def marginal_errors(self, u: th.Tensor, v: th.Tensor) -> tuple[float, float]:
+        """Relative L1 marginal errors of the plan of ``(u, v)`` (L2: ``a_i b_j z_+ / (2 eps)`` on the set's pairs)."""
+        t = self.z(u, v, out=self.scratch("tmp")).relu_().mul_(self.ab).div_(2.0 * self.r.reg)
+        n, m = self.shape
+        rows = th.zeros(n, dtype=t.dtype, device=t.device).index_add_(0, self.rows, t)
+        cols = th.zeros(m, dtype=t.dtype, device=t.device).index_add_(0, self.cols, t)
+        return relative_marginal_errors(rows, cols, self.a, self.b)
 
     def loss(self, u: th.Tensor, v: th.Tensor) -> float:
         pen = self.z(u, v, out=self.scratch("tmp")).relu_().square_()  # the L2 conjugate, times 4 eps

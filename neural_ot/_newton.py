@@ -269,8 +269,7 @@ def _line_search(
         # The expected decrease is below the float64 resolution of the objective, where Armijo would
         # accept meaningless steps; near the optimum the marginal error is the merit function instead.
         for _ in range(10):
-            trial = _Curvature(prob, prob.z(u + t * step[:n], v + t * step[n:]))
-            if max(trial.marginal_error(prob)) < error:
+            if max(prob.marginal_errors(u + t * step[:n], v + t * step[n:])) < error:
                 return t, True, None
             t *= 0.5
         return t, False, cand

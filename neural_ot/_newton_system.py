@@ -52,10 +52,16 @@ class _Curvature:
             # `reuse`: the Newton iteration's own curvature, in the problem's buffers (dead at the next iteration).
             # A coarse stage's products with A run in float32 (half the memory traffic; CG there stops at rtol 0.1,
             # far above float32's floor); the masses, from z, stay float64.
+            # A comparison of float64 into float32 allocates two float64 temporaries per call (16 MB at n = 1000, page
+            # faults at every iteration): it is written into "tmp" (free until z+ below) and copied (0/1, exact).
             low = th.float32 if prob.coarse and z.dtype == th.float64 else z.dtype
-            name = "A32" if low != z.dtype else "A"
-            A = th.gt(z, -2.0 * prob.r.reg * _NEAR_ACTIVE, out=prob.scratch(name, low) if reuse else None)
-            A = A if reuse else A.to(low)
+            thr = -2.0 * prob.r.reg * _NEAR_ACTIVE
+            if not reuse:
+                A = th.gt(z, thr).to(low)
+            elif low != z.dtype:
+                A = prob.scratch("A32", low).copy_(th.gt(z, thr, out=prob.scratch("tmp")))
+            else:
+                A = th.gt(z, thr, out=prob.scratch("A"))
             if prob.mask is not None:
                 A.mul_(prob.mask)
             self.dense = float(A.sum()) > _DENSE_FRACTION * n * m
