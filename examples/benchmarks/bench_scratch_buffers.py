@@ -1,8 +1,11 @@
-"""Exact L2 solves before and after the Newton iterations reused their (n, m) buffers: time and page faults.
+"""Exact L2 solves of two checkouts, before and after a change of their (n, m) allocations: time and page faults.
 
 A fresh ``(n, m)`` tensor of a few MiB costs a page fault per 4 KiB once glibc has returned freed memory to the
-system, which it does between Newton iterations; from ``n = 500`` up that was a large share of a solve. Run the
-script once per checkout (``PYTHONPATH`` chooses which ``neural_ot`` is imported) into one record::
+system, which it does between Newton iterations; from ``n = 500`` up that was a large share of a solve. First used
+for the Newton iterations' reused buffers (``docs/data/bench_scratch_buffers.json``), then for the temporaries they
+still made (``docs/data/bench_fewer_temporaries.json``, ``--clock cpu``: measured beside study runs, where the
+process's CPU time is steadier than the wall-clock). Run the script once per checkout (``PYTHONPATH`` chooses which
+``neural_ot`` is imported) into one record::
 
     PYTHONPATH=/path/to/old/checkout python examples/benchmarks/bench_scratch_buffers.py --label before \\
         --out docs/data/bench_scratch_buffers.json
@@ -38,22 +41,26 @@ def _faults() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 
 
-def measure(n: int, pot_reg: float | None, repeats: int) -> dict[str, object]:
-    """Median time and page faults per solve of one problem (``pot_reg=None``: ``eps = 0.05``, with POT alternating)."""
+def measure(n: int, pot_reg: float | None, repeats: int, clock: str = "wall") -> dict[str, object]:
+    """Median time and page faults per solve of one problem (``pot_reg=None``: ``eps = 0.05``, with POT alternating).
+
+    ``clock``: ``"wall"`` (``perf_counter``) or ``"cpu"`` (this process's CPU time, ``process_time``).
+    """
+    now = time.perf_counter if clock == "wall" else time.process_time
     M = _problem(n)
     a = np.full(n, 1.0 / n)
     eps = 0.05 if pot_reg is None else pot_reg / (2 * n * n)
     no.solve_discrete(a, a, M, eps)  # first call of the process: imports and warm-up
     times, pot_times, faults = [], [], []
     for _ in range(repeats):
-        f0, t0 = _faults(), time.perf_counter()
+        f0, t0 = _faults(), now()
         res = no.solve_discrete(a, a, M, eps)
-        times.append(time.perf_counter() - t0)
+        times.append(now() - t0)
         faults.append(_faults() - f0)
         if pot_reg is None:
-            t0 = time.perf_counter()
+            t0 = now()
             ot.smooth.smooth_ot_dual(a, a, M, 2 * eps * n * n, reg_type="l2", stopThr=1e-12, numItermax=5000)
-            pot_times.append(time.perf_counter() - t0)
+            pot_times.append(now() - t0)
     row: dict[str, object] = {
         "n": n,
         "eps": eps,
@@ -99,6 +106,7 @@ def main() -> None:
     parser = record_parser(__doc__)
     parser.add_argument("--label", choices=["before", "after"])
     parser.add_argument("--repeats", type=int, default=9)
+    parser.add_argument("--clock", choices=["wall", "cpu"], default="wall", help="wall-clock, or this process's CPU time")
     args = parser.parse_args()
     if printed_table(args, table):
         return
@@ -107,10 +115,11 @@ def main() -> None:
     problems += [(n, reg) for n in (1000, 2000) for reg in (0.01, 0.1)]
     rows = []
     for n, pot_reg in problems:
-        rows.append(measure(n, pot_reg, args.repeats if n <= 1000 else max(3, args.repeats // 3)))
+        rows.append(measure(n, pot_reg, args.repeats if n <= 1000 else max(3, args.repeats // 3), args.clock))
         print(json.dumps(rows[-1]), flush=True)
     if args.out:
-        save_label(args.out, args.label, {"rows": rows, "git": checkout(no.__file__), "torch": th.__version__, "threads": 1})
+        entry = {"rows": rows, "git": checkout(no.__file__), "torch": th.__version__, "threads": 1, "clock": args.clock}
+        save_label(args.out, args.label, entry)
 
 
 if __name__ == "__main__":
