@@ -255,12 +255,14 @@ def test_small_problems_on_one_thread_table_and_sentences():
     assert "are now faster (1.25x and 1.26x)" in page and "(POT 1.44x and 1.83x faster)" in page
 
 
-def _before_after(script: str):
-    """A before/after benchmark record, checked clean and against its include: module, record, rows, speed-ups, page."""
+def _before_after(script: str, name: str | None = None):
+    """A before/after benchmark record ``name`` (default: the script's) of ``script``, checked clean and against its
+    include: module, record, rows, speed-ups, page."""
+    name = name or script
     module = _load(script, ROOT / "examples" / "benchmarks" / f"{script}.py")
-    record = json.loads((ROOT / "docs" / "data" / f"{script}.json").read_text())
+    record = json.loads((ROOT / "docs" / "data" / f"{name}.json").read_text())
     assert not record["before"]["git"]["dirty"] and not record["after"]["git"]["dirty"]
-    assert (ROOT / "docs" / f"{script}.inc").read_text() == module.table(record)
+    assert (ROOT / "docs" / f"{name}.inc").read_text() == module.table(record)
     before, after = (_rows(record, k) for k in ("before", "after"))
     speedup = {k: before[k]["median_ms"] / after[k]["median_ms"] for k in before}
     page = " ".join((ROOT / "docs" / "benchmarks.rst").read_text().split())
@@ -383,3 +385,29 @@ def test_thread_settings_table_and_sentences_are_the_record():
         if isinstance(call, ast.Call) and call.args and getattr(call.args[0], "value", None) == "--threads"
     )
     assert ast.literal_eval(next(k.value for k in threads.keywords if k.arg == "default")) == 1  # read, not run
+
+
+def test_fewer_temporaries_table_and_sentences_are_the_records():
+    _, record, before, after, speedup, page = _before_after("bench_scratch_buffers", "bench_fewer_temporaries")
+    second = json.loads((ROOT / "docs" / "data" / "bench_fewer_temporaries_pass2.json").read_text())
+    before2, after2 = (_rows(second, k) for k in ("before", "after"))
+    speedup2 = {k: before2[k]["median_ms"] / after2[k]["median_ms"] for k in before2}
+    assert all(
+        r[k]["git"]["commit"].startswith(c) for r in (record, second) for k, c in (("before", "ebb5850"), ("after", "d94f346"))
+    )
+    assert all(r[k]["clock"] == "cpu" and not r[k]["git"]["dirty"] for r in (record, second) for k in ("before", "after"))
+    # "The Newton iterations and the marginal errors are the same, before and after, on every problem."
+    for b, a in ((before, after), (before2, after2)):
+        assert all(b[k]["n_iter"] == a[k]["n_iter"] and b[k]["marginal_error"] == a[k]["marginal_error"] for k in b)
+    assert "The Newton iterations and the marginal errors are the same, before and after, on every problem" in page
+    dense = (500, None)
+    assert (round(speedup[dense], 2), round(speedup2[dense], 2)) == (1.41, 1.20)
+    assert "is faster in both passes (1.41x, 1.20x)" in page
+    others = [k for k in speedup if k != dense]
+    ranges = [(round(min(s[k] for k in others), 2), round(max(s[k] for k in others), 2)) for s in (speedup, speedup2)]
+    assert ranges == [(0.76, 1.23), (0.96, 1.20)]
+    assert "(0.76-1.23x in the first, 0.96-1.20x in the second)" in page
+    big = (2000, 0.01)
+    faults = [(b[big]["faults_per_solve"], a[big]["faults_per_solve"]) for b, a in ((before, after), (before2, after2))]
+    assert faults == [(19038, 14627), (18292, 1479)]
+    assert "19,038 to 14,627 in the first, 18,292 to 1,479 in the second" in page
