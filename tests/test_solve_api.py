@@ -153,6 +153,25 @@ def test_warm_start_from_earlier_potentials(reg_type):
         neural_ot.solve(M, reg=reg, reg_type=reg_type, potentials_init=(cold.potentials[0][:5], cold.potentials[1]))
 
 
+def test_a_warm_start_from_an_unrelated_problem_costs_more_than_a_cold_solve():
+    # What the docstring of `potentials_init` warns of: at a small reg, Newton from the potentials of another point
+    # cloud (no continuation) takes more iterations than the cold solve's continuation; points moved a little, fewer.
+    def cost(seed: int, shift: float = 0.0) -> np.ndarray:
+        rng = np.random.default_rng(seed)
+        x, y = rng.normal(size=(300, 2)), rng.normal(size=(300, 2)) + 1.0 + shift
+        M = ((x[:, None] - y[None]) ** 2).sum(-1)
+        return M / M.max()
+
+    eps = 5e-7  # POT reg 0.09
+    first = neural_ot.solve(cost(0), reg=eps)
+    for M, slower in ((cost(0, shift=0.01), False), (cost(1), True)):
+        cold = neural_ot.solve(M, reg=eps)
+        warm = neural_ot.solve(M, reg=eps, potentials_init=first.potentials)
+        assert cold.status == warm.status == "converged"
+        assert (warm.n_iter > cold.n_iter) is slower, (warm.n_iter, cold.n_iter)
+        assert np.abs(warm.plan - cold.plan).sum() < 1e-7
+
+
 def test_masked_entropic_matches_pot_sinkhorn_with_a_large_cost_on_masked_pairs():
     rng = np.random.default_rng(2)
     n, m = 30, 25
