@@ -12,6 +12,8 @@
 # $STUDIES (default: ../studies) holds the clones, the runs and the datasets. $MAX_CONCURRENT, if set, replaces the
 # sweep file's number of runs at a time (to run one study beside another). Run `bash scripts/run.sh demo` first: the
 # studies use this checkout's .venv (robosuite: .venv-robosuite, from `bash scripts/run.sh robosuite`).
+# Stop a chain with `kill -TERM -- -PGID` (its process group): a SIGINT (Ctrl-C) ends only the sweep that is running
+# (Ray saves its state and the sweep returns), and `run` then goes on to the next study.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root="$PWD"
