@@ -19,6 +19,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import Literal
 
+import numpy as np
 import torch as th
 
 from neural_ot._validation import check_reg
@@ -193,18 +194,32 @@ def l2_row_roots(thresholds: th.Tensor, w: th.Tensor, active: th.Tensor | None, 
         k *= 4
     tr = t if rows is None else t[rows]
     if m <= _SORT_MAX_COLUMNS:  # a full sort: no host synchronisation (acting computes u(s) this way, every step)
-        ts, order = th.sort(tr, dim=1)
-        part = _breakpoint_solution(ts, th.gather(wt if rows is None else wt[rows], 1, order), None, target)[0]
+        part = _breakpoint_solution(*_sorted_rows(tr, w), None, target)[0]
     else:
         part, ok = _newton_roots(tr, w, target)
         if not bool(ok.all()):  # rare: more breakpoints crossed than Newton's budget; a full sort settles them
             left = th.nonzero(~ok).flatten()
-            ts, order = th.sort(tr[left], dim=1)
-            part[left] = _breakpoint_solution(ts, th.gather(wt[: left.numel()], 1, order), None, target)[0]
+            part[left] = _breakpoint_solution(*_sorted_rows(tr[left], w), None, target)[0]
     if rows is None:
         return part
     sol[rows] = part
     return sol
+
+
+def _sorted_rows(t: th.Tensor, w: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
+    """Each row of ``t`` sorted, and the column weights ``w`` in that order.
+
+    On the CPU, outside autograd, numpy sorts: ``torch.sort`` took 3 ms on 256 x 256 here, numpy's ``argsort`` 0.7-0.8
+    ms and its ``sort`` (values only, enough when the weights are equal) 0.2-0.3 ms. The sorted values are the same.
+    """
+    if t.device.type != "cpu" or ((t.requires_grad or w.requires_grad) and th.is_grad_enabled()):
+        ts, order = th.sort(t, dim=1)
+        return ts, th.gather(w[None, :].expand_as(t), 1, order)
+    tn, wn = t.detach().numpy(), w.detach().numpy()  # views: on the CPU nothing waits (no torch host conversion)
+    if (wn == wn[0]).all():
+        return th.from_numpy(np.sort(tn, axis=1)), w[None, :].expand_as(t)
+    idx = np.argsort(tn, axis=1)
+    return th.from_numpy(np.take_along_axis(tn, idx, axis=1)), th.from_numpy(wn[idx])
 
 
 def _newton_roots(t: th.Tensor, w: th.Tensor, target: float, max_iter: int = 30) -> tuple[th.Tensor, th.Tensor]:

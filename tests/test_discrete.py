@@ -379,13 +379,36 @@ def test_l2_row_roots_agree_with_a_brute_force_root_on_every_path(target, max_it
     newton = regularizers._newton_roots
     monkeypatch.setattr(regularizers, "_newton_roots", lambda t, w, tg: newton(t, w, tg, max_iter=max_iter))
     gen = th.Generator().manual_seed(0)
-    for m in (40, 300):  # 40: a full sort; 300: a partial sort, then Newton (and its sort fallback at max_iter=1)
+    # 40: a full sort (numpy's, with equal weights its values-only sort); 300: a partial sort, then Newton (and its
+    # sort fallback at max_iter=1)
+    for m, equal in ((40, False), (40, True), (300, False), (300, True)):
         t = th.rand(50, m, generator=gen, dtype=th.float64)
-        w = th.rand(m, generator=gen, dtype=th.float64) + 0.1
+        w = th.full((m,), 1.0 / m, dtype=th.float64) if equal else th.rand(m, generator=gen, dtype=th.float64) + 0.1
         active = th.rand(50, m, generator=gen) > 0.3
         s = regularizers.l2_row_roots(t, w, active, target)
         value = (w * th.where(active, (s[:, None] - t).clamp_min(0), 0.0)).sum(1)
         th.testing.assert_close(value, th.full_like(value, target), rtol=1e-10, atol=1e-14)
+
+
+def test_row_sorts_in_numpy_and_torch_agree_and_keep_the_gradient():
+    """The CPU sort of the L2 row roots runs in numpy outside autograd; torch's (differentiable) gives the same."""
+    from neural_ot import regularizers
+
+    gen = th.Generator().manual_seed(1)
+    t = th.randn(30, 64, generator=gen, dtype=th.float64)
+    t[:, 5] = float("inf")  # absent pairs sort last in both
+    for w in (th.rand(64, generator=gen, dtype=th.float64) + 0.1, th.full((64,), 0.5, dtype=th.float64)):
+        ts, ws = regularizers._sorted_rows(t, w)
+        tt, order = th.sort(t, dim=1)
+        assert th.equal(ts, tt) and th.equal(ws, w[order])
+    leaf = t.clone().requires_grad_(True)
+    s = regularizers.l2_row_roots(leaf, w, None, 1.0)  # the torch sort: the roots are differentiable in t
+    s.sum().backward()
+    assert leaf.grad is not None and th.isfinite(leaf.grad).all() and leaf.grad.abs().sum() > 0
+    th.testing.assert_close(s.detach(), regularizers.l2_row_roots(t, w, None, 1.0), rtol=0, atol=0)
+    # Off the CPU (the meta device stands in for an accelerator) torch sorts: no conversion to numpy, no host wait.
+    ts, ws = regularizers._sorted_rows(t.to("meta"), w.to("meta"))
+    assert ts.device.type == ws.device.type == "meta" and ts.shape == ws.shape == t.shape
 
 
 def test_a_fully_active_l2_problem_is_solved_by_the_cold_start_alone(rng):
