@@ -103,8 +103,10 @@ def test_l2_row_sort(benchmark, weights, sort):
     t = th.randn(256, 256, generator=gen, dtype=th.float64)
     w = th.full((256,), 1 / 256, dtype=th.float64) if weights == "equal" else th.rand(256, generator=gen, dtype=th.float64)
     benchmark.group = f"L2 row sort, 256 x 256, {weights} weights"
-    if sort == "shipped":
-        ts, _ = benchmark(regularizers._sorted_rows, t, w)
-    else:
-        ts = benchmark(lambda: (lambda s: (s.values, th.gather(w.expand_as(t), 1, s.indices)))(th.sort(t, dim=1)))[0]
-    assert th.equal(ts, th.sort(t, dim=1).values)
+
+    def torch_sort() -> tuple[th.Tensor, th.Tensor]:
+        s = th.sort(t, dim=1)
+        return s.values, th.gather(w.expand_as(t), 1, s.indices)
+
+    ts, ws = benchmark(regularizers._sorted_rows, t, w) if sort == "shipped" else benchmark(torch_sort)
+    assert th.equal(ts, torch_sort()[0]) and th.equal(ws, torch_sort()[1])
