@@ -502,10 +502,14 @@ def test_baselines_start_sentences():
 
 
 def test_push_failures_sentence():
-    """ "an object left behind or still short of the goal accounts for more than half of the failed episodes, and
-    "stalled" for at most 4 of 100", in every classified Push model."""
+    """ "stalled" at most 8 of 100 in any classified Push model (DQL's seed 2; at most 4 in the others), and an object
+    left behind or short of the goal more than half of the failed episodes in every one but DQL's seed 2."""
     page = " ".join((ROOT / "docs" / "results.rst").read_text().split())
-    assert 'accounts for more than half of the failed episodes, and "stalled" for at most 4 of 100' in page
+    assert (
+        '"stalled" accounts for at most 8 of 100 episodes in any Push model classified so far (DQL\'s seed 2; at most 4 '
+        "in the others), and in every one but DQL's seed 2 an object left behind or still short of the goal accounts "
+        "for more than half of the failed episodes (DQL's seed 2: 13 of its 33, with 8 that passed the goal)"
+    ) in page
     assert "Unlike OTPR's failures on PickAndPlace (mostly the fixed point at the object, fingers open)" in page
     pick = json.loads((ROOT / "docs" / "data" / "baselines" / "failure_kinds.json").read_text())
     otpr = [r for r in pick["runs"] if r["method"] == "otpr"]
@@ -515,7 +519,17 @@ def test_push_failures_sentence():
     assert record["runs"]
     # "those of the Push runs made on earlier machines (seed 0, and seed 1 of OTPR and IDQL-N) went with them"
     assert not [r for r in record["runs"] if r["seed"] == 0 or (r["seed"], r["method"]) in {(1, "otpr"), (1, "idql-n")}]
+    exception = "FetchPush/dql-ebf1f03d/s2"
     for run in record["runs"]:
         failed = run["episodes"] - round(run["success"] * run["episodes"])
-        assert run["left the object"] + run["short of the goal"] > failed / 2, run["run"]
-        assert run["stalled"] <= 4, run["run"]
+        mostly_left_or_short = run["left the object"] + run["short of the goal"] > failed / 2
+        assert mostly_left_or_short is (run["run"] != exception), run["run"]
+        assert run["stalled"] <= (8 if run["run"] == exception else 4), run["run"]
+    dql = next(r for r in record["runs"] if r["run"] == exception)
+    failed = dql["episodes"] - round(dql["success"] * dql["episodes"])
+    assert (dql["stalled"], dql["left the object"] + dql["short of the goal"], failed, dql["passed the goal"]) == (
+        8,
+        13,
+        33,
+        8,
+    )
