@@ -209,10 +209,17 @@ def l2_row_roots(thresholds: th.Tensor, w: th.Tensor, active: th.Tensor | None, 
 def _sorted_rows(t: th.Tensor, w: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
     """Each row of ``t`` sorted, and the column weights ``w`` in that order.
 
-    On the CPU, outside autograd, numpy sorts: ``torch.sort`` took 3 ms on 256 x 256 here, numpy's ``argsort`` 0.7-0.8
-    ms and its ``sort`` (values only, enough when the weights are equal) 0.2-0.3 ms. The sorted values are the same.
+    On the CPU, outside autograd, in float32 or float64, numpy sorts: ``torch.sort`` took 3 ms on 256 x 256 here,
+    numpy's ``argsort`` 0.7-0.8 ms and its ``sort`` (values only, enough when the weights are equal) 0.2-0.3 ms
+    (``benchmarks/test_bench_neural_ot.py::test_l2_row_sort``). The sorted values are the same.
     """
-    if t.device.type != "cpu" or ((t.requires_grad or w.requires_grad) and th.is_grad_enabled()):
+    numpy_dtypes = (th.float32, th.float64)  # not bfloat16 (OTPR's pairs on CPUs with bfloat16 matrix instructions)
+    if (
+        t.device.type != "cpu"
+        or t.dtype not in numpy_dtypes
+        or w.dtype not in numpy_dtypes
+        or ((t.requires_grad or w.requires_grad) and th.is_grad_enabled())
+    ):
         ts, order = th.sort(t, dim=1)
         return ts, th.gather(w[None, :].expand_as(t), 1, order)
     tn, wn = t.detach().numpy(), w.detach().numpy()  # views: on the CPU nothing waits (no torch host conversion)

@@ -409,6 +409,10 @@ def test_row_sorts_in_numpy_and_torch_agree_and_keep_the_gradient():
     # Off the CPU (the meta device stands in for an accelerator) torch sorts: no conversion to numpy, no host wait.
     ts, ws = regularizers._sorted_rows(t.to("meta"), w.to("meta"))
     assert ts.device.type == ws.device.type == "meta" and ts.shape == ws.shape == t.shape
+    # bfloat16 (OTPR's pairs on CPUs with bfloat16 matrix instructions) has no numpy dtype: torch sorts it.
+    half = t[:, :8].to(th.bfloat16)
+    ts, ws = regularizers._sorted_rows(half, w[:8].to(th.bfloat16))
+    assert ts.dtype == th.bfloat16 and th.equal(ts, th.sort(half, dim=1).values)
 
 
 def test_a_fully_active_l2_problem_is_solved_by_the_cold_start_alone(rng):
