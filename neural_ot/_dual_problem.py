@@ -41,6 +41,12 @@ def true_pairs(mask: th.Tensor) -> tuple[th.Tensor, th.Tensor, th.Tensor]:
     return flat, rows, flat - rows * m
 
 
+def pair_sums(values: th.Tensor, rows: th.Tensor, cols: th.Tensor, n: int, m: int) -> tuple[th.Tensor, th.Tensor]:
+    """Row and column sums ``(n,)``, ``(m,)`` of the values of pairs ``(rows, cols)`` (a sparse matrix's margins)."""
+    row_sums = th.zeros(n, dtype=values.dtype, device=values.device).index_add_(0, rows, values)
+    return row_sums, th.zeros(m, dtype=values.dtype, device=values.device).index_add_(0, cols, values)
+
+
 class _Problem:
     """Float64 data of one discrete problem, with the dual objective and its derivatives."""
 
@@ -226,10 +232,7 @@ class _SparseProblem:
     def marginal_errors(self, u: th.Tensor, v: th.Tensor) -> tuple[float, float]:
         """Relative L1 marginal errors of the plan of ``(u, v)`` (L2: ``a_i b_j z_+ / (2 eps)`` on the set's pairs)."""
         t = self.z(u, v, out=self.scratch("tmp")).relu_().mul_(self.ab).div_(2.0 * self.r.reg)
-        n, m = self.shape
-        rows = th.zeros(n, dtype=t.dtype, device=t.device).index_add_(0, self.rows, t)
-        cols = th.zeros(m, dtype=t.dtype, device=t.device).index_add_(0, self.cols, t)
-        return relative_marginal_errors(rows, cols, self.a, self.b)
+        return relative_marginal_errors(*pair_sums(t, self.rows, self.cols, *self.shape), self.a, self.b)
 
     def loss(self, u: th.Tensor, v: th.Tensor) -> float:
         pen = self.z(u, v, out=self.scratch("tmp")).relu_().square_()  # the L2 conjugate, times 4 eps

@@ -12,7 +12,7 @@ import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 import torch as th
 
-from neural_ot._dual_problem import _Problem, _SparseProblem, flat_nonzero, true_pairs
+from neural_ot._dual_problem import _Problem, _SparseProblem, flat_nonzero, pair_sums, true_pairs
 from neural_ot.duals import relative_marginal_errors
 from neural_ot.regularizers import SquaredL2
 
@@ -114,10 +114,8 @@ class _Curvature:
         # L2 (the only sparse case): curvature 1 / (2 eps) on the whole support, near-active pairs included
         self.w = ab / (2.0 * prob.r.reg)
         t = zc.clamp_(min=0.0).mul_(self.w)  # the plan on the support; `zc` is the caller's gathered copy
-        self.row_mass = th.zeros_like(prob.a).index_add_(0, self.rows, t)
-        self.col_mass = th.zeros_like(prob.b).index_add_(0, self.cols, t)
-        self.d1 = th.zeros_like(prob.a).index_add_(0, self.rows, self.w)
-        self.d2 = th.zeros_like(prob.b).index_add_(0, self.cols, self.w)
+        self.row_mass, self.col_mass = pair_sums(t, self.rows, self.cols, self.n, self.m)
+        self.d1, self.d2 = pair_sums(self.w, self.rows, self.cols, self.n, self.m)
 
 
 class _HessianOperator:
