@@ -188,6 +188,23 @@ def test_report_tables_are_the_records_and_on_the_page():
     assert all(w == {expected[regime]} for regime, w in where.items())
 
 
+def test_second_wave_report_tables_have_names_of_their_own():
+    module = load_script("examples/claims/claims_verdicts.py")
+    runs = module.report_runs()  # the first wave's records stand in for the second's: the same tables, other names
+    first, second = module.tables_of(runs, None), module.tables_of(runs, None, "claims_candidates")
+    assert {name.replace("claims_", "claims_candidates_", 1) for name in first} == set(second)
+    assert list(first.values()) == list(second.values())
+    assert module.tables_of([], None, "claims_candidates") == {}  # no run yet: nothing for the page to include
+    runs_dir, stem = module.WAVES["candidates"]
+    assert Path(runs_dir).resolve() == ROOT / "results" / "claims" / "candidates_report" / "runs"
+    assert stem == "claims_candidates"
+    # Every table of the second wave's finished runs is on the page.
+    page = (ROOT / "docs" / "claims.rst").read_text()
+    for name, text in module.tables_of(module.report_runs(runs_dir), None, stem).items():
+        assert (ROOT / "docs" / name).read_text() == text, f"docs/{name} is stale: run claims_verdicts.py --wave candidates"
+        assert f".. include:: {name}" in page
+
+
 def test_report_curves_are_the_records_on_shared_seeds(tmp_path):
     from otpr_sb3.benchmark.report import panel_curves
 

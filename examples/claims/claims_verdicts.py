@@ -7,6 +7,9 @@ one CPU kind is refused (the protocol requires both)::
     python examples/claims/claims_verdicts.py     # writes docs/claims_report_runs.inc, claims_live.inc, claims_verdicts.inc,
                                                   # claims_failures.inc (from examples/claims/failure_kinds.py's record)
                                                   # and the curves, docs/_static/claims_report_curves.png
+    python examples/claims/claims_verdicts.py --wave candidates   # the second wave's report runs
+                                                  # (results/claims/candidates_report/runs): docs/claims_candidates_*.inc
+                                                  # and docs/_static/claims_candidates_report_curves.png, once it has runs
 """
 
 from __future__ import annotations
@@ -28,6 +31,12 @@ from otpr_sb3.benchmark.run_spec import default_dataset_id
 
 REPORT = os.path.join(ROOT, "results", "claims", "report", "runs")
 FIGURE = os.path.join(ROOT, "docs", "_static", "claims_report_curves.png")
+#: Wave -> its report runs and the stem of its tables and figure (``report_sweep.WAVES`` writes the sweeps). The
+#: second wave's arms run at one commit of their own, so its verdicts compare its arms with each other only.
+WAVES = {
+    "first": (REPORT, "claims"),
+    "candidates": (os.path.join(ROOT, "results", "claims", "candidates_report", "runs"), "claims_candidates"),
+}
 FAILURES = os.path.join(ROOT, "docs", "data", "claims", "failure_kinds.json")
 STALLS = os.path.join(ROOT, "docs", "data", "claims", "stall_probe.json")
 #: The columns of the stall probe's table (``examples/claims/stall_probe.py``): record key -> header.
@@ -221,9 +230,9 @@ def tables(runs_dir: str = REPORT, failures_path: str | None = FAILURES) -> dict
     return tables_of(report_runs(runs_dir), failures_path)
 
 
-def tables_of(runs: list[dict[str, Any]], failures_path: str | None = FAILURES) -> dict[str, str]:
-    """:func:`tables` of the records :func:`report_runs` read."""
-    out = {"claims_report_runs.inc": runs_table(runs), "claims_live.inc": live_table(live_diagnostics(runs))} if runs else {}
+def tables_of(runs: list[dict[str, Any]], failures_path: str | None = FAILURES, stem: str = "claims") -> dict[str, str]:
+    """:func:`tables` of the records :func:`report_runs` read; ``stem`` starts the file names (``WAVES``)."""
+    out = {f"{stem}_report_runs.inc": runs_table(runs), f"{stem}_live.inc": live_table(live_diagnostics(runs))} if runs else {}
     stalls = stall_table() if failures_path else None
     if stalls:
         out["claims_stalls.inc"] = stalls
@@ -233,7 +242,7 @@ def tables_of(runs: list[dict[str, Any]], failures_path: str | None = FAILURES) 
         out["claims_acting.inc"] = acting_table(acting_differences(record))
     rows = verdicts(runs)
     if rows:
-        out["claims_verdicts.inc"] = verdict_table(rows)
+        out[f"{stem}_verdicts.inc"] = verdict_table(rows)
     return out
 
 
@@ -331,9 +340,19 @@ def curves_figure(runs: list[dict[str, Any]], path: str = FIGURE) -> str | None:
 
 
 if __name__ == "__main__":
-    report = report_runs()
-    for path in write_includes(tables_of(report), os.path.join(ROOT, "docs")):
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--wave", choices=sorted(WAVES), default="first")
+    args = parser.parse_args()
+    runs_dir, stem = WAVES[args.wave]
+    report = report_runs(runs_dir)
+    # The failure kinds and the stall probe are records of the first wave's final models.
+    included = tables_of(report, FAILURES if args.wave == "first" else None, stem)
+    for path in write_includes(included, os.path.join(ROOT, "docs")):
         print("wrote", os.path.relpath(path, ROOT))
-    figure = curves_figure(report)
+    figure = curves_figure(report, os.path.join(ROOT, "docs", "_static", f"{stem}_report_curves.png"))
     if figure:
         print("wrote", os.path.relpath(figure, ROOT))
+    if not report:
+        print(f"no finished report run in {os.path.relpath(runs_dir, ROOT)}: nothing written")
