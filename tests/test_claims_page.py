@@ -335,6 +335,20 @@ def test_candidates_wave_report_sweep_keeps_the_candidate_targets_in_regimes_a_a
         module.sweep_text(settings, "a", "third")
 
 
+def test_the_second_wave_report_sweeps_are_its_tuning_choice():
+    """The committed sweeps of the second wave's report are what report_sweep.py writes from its 20 tuning records."""
+    module = load_script("examples/claims/report_sweep.py")
+    tables = load_script("examples/claims/claims_tables.py")
+    runs = tables.tuning_runs(tables.CANDIDATES_TUNING)
+    assert len(runs) == 20 and sorted({r["seed"] for r in runs}) == [100, 101]
+    kept = module.kept_settings(runs_dir=tables.CANDIDATES_TUNING)  # refuses while an arm has no kept configuration
+    assert set(kept) == set(tables.ARMS) and all(s["kwargs"]["actor_targets"] == "candidates" for s in kept.values())
+    for regime in ("a", "c"):
+        committed = (ROOT / "examples" / "sweeps" / f"claims_candidates_report_{regime}.toml").read_text()
+        assert committed == module.sweep_text(kept, regime, "candidates"), "run report_sweep.py --wave candidates"
+        assert "Not yet in" not in committed
+
+
 def test_regime_c_sentence():
     (spec_path,) = (ROOT / "results" / "claims" / "regime_c_bc").glob("*/bc/s100/spec.json")
     spec = json.loads(spec_path.read_text())
