@@ -30,6 +30,8 @@ study() {
         claims-d) echo "8d4c5c5 examples/sweeps/claims_report_d.toml results/claims/report/runs .venv -" ;;
         claims-candidates-tuning) echo "194799c examples/sweeps/claims_candidates_tuning.toml results/claims/candidates_tuning/runs .venv -" ;;
         claims-candidates-ready-tuning) echo "8f2cf00 examples/sweeps/claims_candidates_tuning.toml results/claims/candidates_ready_tuning/runs .venv -" ;;
+        claims-candidates-a) echo "cddd2d9 examples/sweeps/claims_candidates_report_a.toml results/claims/candidates_report/runs .venv -" ;;
+        claims-candidates-c) echo "cddd2d9 examples/sweeps/claims_candidates_report_c.toml results/claims/candidates_report/runs .venv $mix" ;;
         relaxed-probe-c) echo "ce5495f examples/sweeps/claims_relaxed_probe_c.toml results/claims/relaxed_probe_c/runs .venv $mix" ;;
         baselines-tuning) echo "f1b616d examples/sweeps/baselines_tuning.toml results/baselines/tuning/runs .venv -" ;;
         baselines-report) echo "df1003a examples/sweeps/baselines_report.toml results/baselines/report/runs .venv -" ;;
@@ -38,7 +40,7 @@ study() {
         *) echo "unknown study '$1'; see: bash scripts/studies.sh list" >&2; return 2 ;;
     esac
 }
-names="relaxed-report claims-c claims-b claims-d claims-candidates-tuning claims-candidates-ready-tuning relaxed-probe-c baselines-tuning baselines-report metaworld robosuite"
+names="relaxed-report claims-c claims-b claims-d claims-candidates-tuning claims-candidates-ready-tuning claims-candidates-a claims-candidates-c relaxed-probe-c baselines-tuning baselines-report metaworld robosuite"
 
 # The clone at the study's commit and its sweep file with the runs, datasets and Ray storage under $studies.
 prepare() {

@@ -349,6 +349,65 @@ def test_the_second_wave_report_sweeps_are_its_tuning_choice():
         assert "Not yet in" not in committed
 
 
+def test_second_wave_kept_configurations_and_report_sentences():
+    module = _module()
+    text = " ".join((ROOT / "docs" / "claims.rst").read_text().split())
+
+    def means(runs_dir):
+        runs = module.tuning_runs(runs_dir)
+        configs = {(r["arm"], r["config"]) for r in runs}
+        return {key: sum(r["last_five"] for r in runs if (r["arm"], r["config"]) == key) / 2 for key in configs}
+
+    second, first = means(module.CANDIDATES_TUNING), means(module.TUNING)
+    kept2 = module.chosen_configs(module.tuning_runs(module.CANDIDATES_TUNING))
+    kept1 = module.chosen_configs(module.tuning_runs(module.TUNING))
+    other = {
+        "H": "relation weight 0.3",
+        "H, unmasked": "reg 0.05",
+        "Q": "temperature 65.4",
+        "advantage": "temperature 3.9",
+        "authors' release": "reg 0.05",
+    }
+    assert kept2 == {
+        "H": "relation weight 0.1",
+        "H, unmasked": "reg 0.025",
+        "Q": "temperature 21.7",
+        "advantage": "temperature 0.675",
+        "authors' release": "reg 0.5",
+    }
+    au = "authors' release"
+    m = {arm: (f"{second[(arm, kept2[arm])]:.2f}", f"{second[(arm, other[arm])]:.2f}") for arm in kept2}
+    assert (
+        f"keeps H at relation weight 0.1 ({m['H'][0]}, against {m['H'][1]} at 0.3), H unmasked at reg 0.025 "
+        f"({m['H, unmasked'][0]}, against {m['H, unmasked'][1]} at 0.05), Q at temperature 21.7 ({m['Q'][0]}, against "
+        f"{m['Q'][1]} at 65.4), the advantage weights at 0.675 ({m['advantage'][0]}, against {m['advantage'][1]} at "
+        f"3.9) and the authors' release at reg 0.5 ({m[au][0]}, against {m[au][1]} at 0.05)"
+    ) in text
+    f = {arm: f"{first[(arm, kept1[arm])]:.2f}" for arm in kept1}
+    assert (
+        f"candidate targets lower H ({m['H'][0]} against {f['H']}), H unmasked ({m['H, unmasked'][0]} against "
+        f"{f['H, unmasked']}) and the authors' release ({m[au][0]} against {f[au]}), "
+        f"and lift Q ({m['Q'][0]} against {f['Q']}) and the advantage weights ({m['advantage'][0]} against {f['advantage']})"
+    ) in text
+    lower = ("H", "H, unmasked", "authors' release")
+    assert all(second[(a, kept2[a])] < first[(a, kept1[a])] for a in lower)
+    assert all(second[(a, kept2[a])] > first[(a, kept1[a])] for a in ("Q", "advantage"))
+    # The report's price, from the tuning runs' wall-clock, and its state, from its records
+    wall = [
+        json.loads(p.read_text())["wall_time"]
+        for p in (ROOT / "results" / "claims" / "candidates_ready_tuning" / "runs").glob("*/*/s*/summary.json")
+    ]
+    hours = sum(wall) / 3600
+    assert f"took {hours:.1f} slot-hours (wall-clock); at that rate its 100 report runs take about {5 * hours:.0f}" in text
+    report = list((ROOT / "results" / "claims" / "candidates_report" / "runs").glob("*/*/s*/summary.json"))
+    assert ("No report run of the second wave has finished yet" in text) == (not report)
+    assert "All 100 runs come from one commit, ``cddd2d9``" in text
+    assert (
+        'claims-candidates-a) echo "cddd2d9 examples/sweeps/claims_candidates_report_a.toml'
+        in (ROOT / "scripts" / "studies.sh").read_text()
+    )
+
+
 def test_regime_c_sentence():
     (spec_path,) = (ROOT / "results" / "claims" / "regime_c_bc").glob("*/bc/s100/spec.json")
     spec = json.loads(spec_path.read_text())
