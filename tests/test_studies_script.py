@@ -20,7 +20,7 @@ def _studies() -> list[list[str]]:
 
 def test_every_study_names_a_commit_holding_its_sweep_file():
     studies = _studies()
-    assert len(studies) == 11
+    assert len(studies) == 13
     for commit, sweep, results, venv, *record in studies:
         assert venv in (".venv", ".venv-robosuite") and results.startswith("results/") and results.endswith("/runs")
         shown = subprocess.run(["git", "show", f"{commit}:{sweep}"], cwd=ROOT, capture_output=True, text=True)
