@@ -12,8 +12,9 @@
 # $STUDIES (default: ../studies) holds the clones, the runs and the datasets. $MAX_CONCURRENT, if set, replaces the
 # sweep file's number of runs at a time (to run one study beside another). Run `bash scripts/run.sh demo` first: the
 # studies use this checkout's .venv (robosuite: .venv-robosuite, from `bash scripts/run.sh robosuite`).
-# Stop a chain with `kill -TERM -- -PGID` (its process group): a SIGINT (Ctrl-C) ends only the sweep that is running
-# (Ray saves its state and the sweep returns), and `run` then goes on to the next study.
+# A SIGINT (Ctrl-C, or `kill -INT -- -PGID` to the chain's process group) stops the running sweep (Ray saves its state)
+# and the chain with it (`otpr sweep` exits 130 when runs were stopped); a sweep with a failed run lets it go on.
+# `kill -TERM -- -PGID` ends everything at once. (Chains started before this change go on after a SIGINT.)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root="$PWD"
@@ -81,8 +82,15 @@ case "${1:-list}" in
                     $record --data-path "$studies/minari") >> "$studies/$name/record.log" 2>&1 || true
             fi
             echo "$(date -u +%FT%TZ) $name: sweep from $clone"
+            status=0
             (cd "$clone" && "$root/$venv/bin/python" -m otpr_sb3.benchmark.cli sweep "$studies/$name/sweep.toml") \
-                >> "$studies/$name/sweep.log" 2>&1 || echo "$(date -u +%FT%TZ) $name: the sweep failed (see its sweep.log)"
+                >> "$studies/$name/sweep.log" 2>&1 || status=$?
+            if [ "$status" = 130 ]; then  # runs stopped before finishing (an interruption): the chain stops too
+                echo "$(date -u +%FT%TZ) $name: the sweep was stopped; the chain stops here (run it again to resume)"
+                exit 130
+            elif [ "$status" != 0 ]; then
+                echo "$(date -u +%FT%TZ) $name: the sweep failed (see its sweep.log); the chain goes on"
+            fi
         done
         ;;
     prepare)

@@ -77,7 +77,9 @@ def test_sweep_resumes_after_interruption_without_redoing_finished_trials(tmp_pa
             time.sleep(0.5)
         assert proc.poll() is None, (tmp_path / "first.log").read_text()[-3000:]
         os.killpg(proc.pid, signal.SIGINT)
-        proc.wait(timeout=120)
+        # Stopped with runs left: status 130, so that a chain of sweeps (scripts/studies.sh) stops too
+        assert proc.wait(timeout=120) == 130, (tmp_path / "first.log").read_text()[-3000:]
+    assert "2 runs: 1 finished, 1 not finished" in (tmp_path / "first.log").read_text()
     finished = (first_run / "evaluations.csv").read_bytes()
     partial = read_evaluations(str(second_run / "evaluations.csv"))
     assert not (second_run / "summary.json").exists() and 2 <= len(partial) < 5
@@ -328,3 +330,25 @@ steps = 3000
     out = capsys.readouterr().out
     assert "3 runs: 1 finished, 1 started, 1 pending" in out and "1,000/3,000" in out and "dql" not in out
     assert not (tmp_path / "runs" / "FetchPush" / "dql").exists()
+
+
+@pytest.mark.parametrize(("errors", "code"), [([], 130), ([RuntimeError("trial failed")], 1)])
+def test_sweep_exit_status_says_why_runs_are_left(tmp_path, monkeypatch, capsys, errors, code):
+    """Runs left after Tune returns: 1 if a trial failed, 130 if they were stopped; 0 (no exit) when all finished."""
+    import otpr_sb3.benchmark.sweep as sweep_module
+    from otpr_sb3.benchmark.cli import main
+
+    config = tmp_path / "sweep.toml"
+    config.write_text(SWEEP.format(root=tmp_path))
+    result = dataclasses.make_dataclass("Grid", ["errors"])(errors)
+    monkeypatch.setattr(sweep_module, "run_sweep", lambda config, address=None: result)
+    with pytest.raises(SystemExit) as stopped:
+        main(["sweep", str(config)])
+    assert stopped.value.code == code and "2 runs: 0 finished, 2 not finished" in capsys.readouterr().out
+    for spec in SweepConfig.from_toml(str(config)).specs():  # every run finished: no exit
+        Path(spec.run_dir).mkdir(parents=True)
+        stored = {**spec.identity(), "dataset": default_dataset_id(spec.env_id), "provenance": {}}
+        (Path(spec.run_dir) / "spec.json").write_text(json.dumps(stored))
+        (Path(spec.run_dir) / "summary.json").write_text("{}")
+    main(["sweep", str(config)])
+    assert "2 runs: 2 finished, 0 not finished" in capsys.readouterr().out

@@ -2,6 +2,7 @@
 
 import importlib.util
 import os
+import shutil
 import subprocess
 import tomllib
 from pathlib import Path
@@ -100,3 +101,37 @@ def test_prepare_writes_the_sweep_with_its_paths_outside_git_and_max_concurrent(
     assert config["collect_dir"] == str(ROOT / "results" / "claims" / "candidates_tuning" / "runs")
     original = tomllib.loads((ROOT / "examples" / "sweeps" / "claims_candidates_tuning.toml").read_text())
     assert config["runs"] == original["runs"] and config["defaults"] == original["defaults"]
+
+
+BOTH = ["claims-b", "claims-d"]
+
+
+@pytest.mark.parametrize(("status", "ran"), [(130, ["claims-b"]), (1, BOTH), (0, BOTH)])
+def test_a_chain_stops_when_a_sweep_was_stopped_and_goes_on_after_a_failure(tmp_path, status, ran):
+    """`run A B`: B starts after A's sweep finished (0) or failed (1), not after it was stopped (130)."""
+    repo = tmp_path / "repo"
+    cloned = subprocess.run(["git", "clone", "--quiet", "--shared", str(ROOT), str(repo)], capture_output=True, text=True)
+    assert cloned.returncode == 0, cloned.stderr
+    shown = subprocess.run(["git", "cat-file", "-e", "8d4c5c5^{commit}"], cwd=repo, capture_output=True)
+    if shown.returncode != 0:
+        pytest.skip("this clone has no history (shallow)")
+    shutil.copy(ROOT / "scripts" / "studies.sh", repo / "scripts" / "studies.sh")  # this checkout's, not HEAD's
+    # The chain's python, faked: each sweep logs its study and exits with `status`.
+    fake = repo / ".venv" / "bin" / "python"
+    fake.parent.mkdir(parents=True)
+    fake.write_text(f'#!/bin/sh\necho "$@" >> {tmp_path}/sweeps.log\nexit {status}\n')
+    fake.chmod(0o755)
+    out = subprocess.run(
+        ["bash", "scripts/studies.sh", "run", "claims-b", "claims-d"],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "STUDIES": str(tmp_path / "studies")},
+    )
+    swept = [line.split()[-1].split("/")[-2] for line in (tmp_path / "sweeps.log").read_text().splitlines()]
+    assert swept == ran
+    assert out.returncode == (130 if status == 130 else 0), out.stderr
+    if status == 130:
+        assert "claims-b: the sweep was stopped; the chain stops here" in out.stdout
+    if status == 1:
+        assert out.stdout.count("the sweep failed (see its sweep.log); the chain goes on") == 2

@@ -131,10 +131,13 @@ def _sweep(args: argparse.Namespace) -> None:
         counts = {state: sum(r["state"] == state for r in runs) for state in ("finished", "started", "pending")}
         print(f"{len(runs)} runs: " + ", ".join(f"{n} {state}" for state, n in counts.items()))
         return
-    run_sweep(config, address=args.address)
+    result = run_sweep(config, address=args.address)
     # The run directories are the record: an interrupted trial has no error in Tune but no summary either.
     total, left = len(config.runs), len(pending(config))
     print(f"{total} runs: {total - left} finished, {left} not finished (run the same command to resume)")
+    if left:
+        # For scripts that chain sweeps (scripts/studies.sh): 1 when a run failed, 130 when runs were stopped.
+        raise SystemExit(1 if result is not None and result.errors else 130)
 
 
 def _report(args: argparse.Namespace) -> None:
@@ -211,7 +214,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train(verbs.add_parser("train", help="run one method on one task and seed (resumes from its last checkpoint)"))
 
     p = verbs.add_parser(
-        "sweep", help="run every run of a TOML-configured grid that has not finished, on Ray Tune (resumes unfinished runs)"
+        "sweep",
+        help="run every run of a TOML-configured grid that has not finished, on Ray Tune (resumes unfinished runs)",
+        description="Exit status: 0 when every run has finished, 1 when a run failed, 130 when runs were stopped "
+        "(an interruption, e.g. Ctrl-C) before finishing; run the same command to resume.",
     )
     p.add_argument("config", help="TOML sweep file (see examples/sweeps/)")
     p.add_argument("--address", default=None, help="Ray cluster address (host:port); default: a local Ray on this machine")
