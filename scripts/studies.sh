@@ -13,7 +13,7 @@
 # sweep file's number of runs at a time (to run one study beside another). Run `bash scripts/run.sh demo` first: the
 # studies use this checkout's .venv (robosuite: .venv-robosuite, from `bash scripts/run.sh robosuite`).
 # A SIGINT (Ctrl-C, or `kill -INT -- -PGID` to the chain's process group) stops the running sweep (Ray saves its state)
-# and the chain with it (`otpr sweep` exits 130 when runs were stopped); a sweep with a failed run lets it go on.
+# and the chain with it: the next study starts only when this one's runs have all finished or one of them failed.
 # `kill -TERM -- -PGID` ends everything at once. (Chains started before this change go on after a SIGINT.)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -85,8 +85,13 @@ case "${1:-list}" in
             status=0
             (cd "$clone" && "$root/$venv/bin/python" -m otpr_sb3.benchmark.cli sweep "$studies/$name/sweep.toml") \
                 >> "$studies/$name/sweep.log" 2>&1 || status=$?
-            if [ "$status" = 130 ]; then  # runs stopped before finishing (an interruption): the chain stops too
-                echo "$(date -u +%FT%TZ) $name: the sweep was stopped; the chain stops here (run it again to resume)"
+            # The next study starts when this one's runs have all finished, or when a run failed (status 1). Runs left
+            # otherwise were stopped (an interruption): `otpr sweep` exits 130 then, and 0 in clones of commits before
+            # b2062f1, so the run directories decide (read by this checkout's code).
+            counts="$(PYTHONPATH="$root" "$root/$venv/bin/python" -m otpr_sb3.benchmark.cli sweep \
+                "$studies/$name/sweep.toml" --status | tail -n 1)"
+            if [ "$status" != 1 ] && [[ "$counts" != *" 0 started, 0 pending" ]]; then
+                echo "$(date -u +%FT%TZ) $name: runs left ($counts); the chain stops here (run it again to resume)"
                 exit 130
             elif [ "$status" != 0 ]; then
                 echo "$(date -u +%FT%TZ) $name: the sweep failed (see its sweep.log); the chain goes on"

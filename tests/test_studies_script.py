@@ -104,11 +104,20 @@ def test_prepare_writes_the_sweep_with_its_paths_outside_git_and_max_concurrent(
 
 
 BOTH = ["claims-b", "claims-d"]
+LEFT, DONE = "2 runs: 1 finished, 1 started, 0 pending", "2 runs: 2 finished, 0 started, 0 pending"
 
 
-@pytest.mark.parametrize(("status", "ran"), [(130, ["claims-b"]), (1, BOTH), (0, BOTH)])
-def test_a_chain_stops_when_a_sweep_was_stopped_and_goes_on_after_a_failure(tmp_path, status, ran):
-    """`run A B`: B starts after A's sweep finished (0) or failed (1), not after it was stopped (130)."""
+@pytest.mark.parametrize(
+    ("status", "counts", "ran"),
+    [
+        (130, LEFT, ["claims-b"]),  # stopped: the chain stops
+        (0, LEFT, ["claims-b"]),  # stopped, in a clone whose `otpr sweep` exited 0 then (before b2062f1)
+        (1, LEFT, BOTH),  # a run failed: the chain goes on
+        (0, DONE, BOTH),
+    ],
+)
+def test_a_chain_stops_when_a_sweep_was_stopped_and_goes_on_after_a_failure(tmp_path, status, counts, ran):
+    """`run A B`: B starts after A's runs all finished or one failed, not after they were stopped."""
     repo = tmp_path / "repo"
     cloned = subprocess.run(["git", "clone", "--quiet", "--shared", str(ROOT), str(repo)], capture_output=True, text=True)
     assert cloned.returncode == 0, cloned.stderr
@@ -116,10 +125,13 @@ def test_a_chain_stops_when_a_sweep_was_stopped_and_goes_on_after_a_failure(tmp_
     if shown.returncode != 0:
         pytest.skip("this clone has no history (shallow)")
     shutil.copy(ROOT / "scripts" / "studies.sh", repo / "scripts" / "studies.sh")  # this checkout's, not HEAD's
-    # The chain's python, faked: each sweep logs its study and exits with `status`.
+    # The chain's python, faked: a sweep logs its study and exits with `status`; --status prints `counts`.
     fake = repo / ".venv" / "bin" / "python"
     fake.parent.mkdir(parents=True)
-    fake.write_text(f'#!/bin/sh\necho "$@" >> {tmp_path}/sweeps.log\nexit {status}\n')
+    fake.write_text(
+        f'#!/bin/sh\ncase "$*" in *--status*) echo "{counts}"; exit 0 ;; esac\n'
+        f'echo "$@" >> {tmp_path}/sweeps.log\nexit {status}\n'
+    )
     fake.chmod(0o755)
     out = subprocess.run(
         ["bash", "scripts/studies.sh", "run", "claims-b", "claims-d"],
@@ -130,8 +142,7 @@ def test_a_chain_stops_when_a_sweep_was_stopped_and_goes_on_after_a_failure(tmp_
     )
     swept = [line.split()[-1].split("/")[-2] for line in (tmp_path / "sweeps.log").read_text().splitlines()]
     assert swept == ran
-    assert out.returncode == (130 if status == 130 else 0), out.stderr
-    if status == 130:
-        assert "claims-b: the sweep was stopped; the chain stops here" in out.stdout
-    if status == 1:
-        assert out.stdout.count("the sweep failed (see its sweep.log); the chain goes on") == 2
+    assert out.returncode == (0 if ran == BOTH else 130), out.stderr
+    if ran != BOTH:
+        assert f"claims-b: runs left ({LEFT}); the chain stops here" in out.stdout
+    assert out.stdout.count("the sweep failed (see its sweep.log); the chain goes on") == (2 if status == 1 else 0)
