@@ -434,12 +434,13 @@ def test_the_second_wave_is_the_first_with_candidate_targets():
     assert "``examples/sweeps/claims_candidates_tuning.toml``, 20 runs, the first wave's with that one change) runs" in page
     # Candidate targets only in the second wave's runs, and every one of them has them
     claims = ROOT / "results" / "claims"
-    waves = {"candidates_tuning": "194799c", "candidates_ready_tuning": "8f2cf00"}  # the first attempt, the wave
+    # the first attempt, the wave's tuning, its report
+    waves = {"candidates_tuning": "194799c", "candidates_ready_tuning": "8f2cf00", "candidates_report": "cddd2d9"}
     specs = [json.loads(p.read_text()) for p in claims.glob("**/spec.json") if not set(waves) & set(p.parts)]
     assert len(specs) > 100 and not any(s.get("kwargs", {}).get("actor_targets") == "candidates" for s in specs)
     for folder, commit in waves.items():
         second_specs = [json.loads(p.read_text()) for p in (claims / folder / "runs").glob("*/*/s*/spec.json")]
-        assert second_specs or folder == "candidates_ready_tuning"  # the wave's runs come as they finish
+        assert second_specs or folder != "candidates_tuning"  # the wave's runs come as they finish
         assert all(s["kwargs"]["actor_targets"] == "candidates" for s in second_specs)
         assert {s["provenance"]["commit"][:7] for s in second_specs} <= {commit}
         assert {s["provenance"]["cpu"] for s in second_specs} <= {"AMD EPYC"}
