@@ -200,9 +200,13 @@ def test_second_wave_report_tables_have_names_of_their_own():
     assert stem == "claims_candidates"
     # Every table of the second wave's finished runs is on the page.
     page = (ROOT / "docs" / "claims.rst").read_text()
-    for name, text in module.tables_of(module.report_runs(runs_dir), None, stem).items():
+    second_runs = module.report_runs(runs_dir)
+    for name, text in module.tables_of(second_runs, None, stem).items():
         assert (ROOT / "docs" / name).read_text() == text, f"docs/{name} is stale: run claims_verdicts.py --wave candidates"
         assert f".. include:: {name}" in page
+    # One commit and CPU for all its runs, and "pending until it has ten paired seeds"
+    assert {(r["commit"], r["cpu"]) for r in second_runs} <= {("cddd2d9", "AMD EPYC")}
+    assert all(r["decision"].verdict == "pending" for r in module.verdicts(second_runs) if r["decision"].seeds < 10)
 
 
 def test_report_curves_are_the_records_on_shared_seeds(tmp_path):
