@@ -6,7 +6,7 @@
 #   bash scripts/studies.sh collect NAME          copy its finished runs into results/ (then commit them)
 #   bash scripts/studies.sh status NAME           where each of its runs stands (finished, started, pending)
 #   bash scripts/studies.sh pages NAME            regenerate what its collected runs feed on the results pages
-#                                                 (baselines-report only), then run those pages' tests
+#                                                 (baselines-report, claims-candidates-a/-c), then run their tests
 #   bash scripts/studies.sh prepare NAME          only write its clone and sweep file (what `run` would run)
 #   bash scripts/studies.sh list                  the studies, their commits and sweep files
 # $STUDIES (default: ../studies) holds the clones, the runs and the datasets. $MAX_CONCURRENT, if set, replaces the
@@ -109,12 +109,19 @@ case "${1:-list}" in
         ;;
     pages)
         study "$2" > /dev/null
-        if [ "$2" != "baselines-report" ]; then
-            echo "no pages step for '$2' (only baselines-report); see docs/results.rst and docs/claims.rst" >&2
-            exit 2
-        fi
         py=".venv/bin/python"
         export OMP_NUM_THREADS=1
+        case "$2" in
+            baselines-report) ;;
+            claims-candidates-a|claims-candidates-c)  # the second wave's report: its tables, curves and verdicts
+                "$py" examples/claims/claims_verdicts.py --wave candidates
+                "$py" -m pytest -q tests/test_claims_page.py
+                exit ;;
+            *)
+                echo "no pages step for '$2' (baselines-report, claims-candidates-a and -c only); see docs/results.rst" \
+                    "and docs/claims.rst" >&2
+                exit 2 ;;
+        esac
         "$py" examples/benchmarks/baselines_verdicts.py
         .venv/bin/otpr report --runs-dir results/baselines/report/runs --out docs/results/baselines
         # the final models are in the study's runs directory, outside git
