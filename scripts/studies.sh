@@ -87,10 +87,12 @@ case "${1:-list}" in
                 >> "$studies/$name/sweep.log" 2>&1 || status=$?
             # The next study starts when this one's runs have all finished, or when a run failed (status 1). Runs left
             # otherwise were stopped (an interruption): `otpr sweep` exits 130 then, and 0 in clones of commits before
-            # b2062f1, so the run directories decide (read by this checkout's code).
+            # b2062f1, so the run directories decide (read by this checkout's code: `--status --exit-code`).
+            left=0
             counts="$(PYTHONPATH="$root" "$root/$venv/bin/python" -m otpr_sb3.benchmark.cli sweep \
-                "$studies/$name/sweep.toml" --status | tail -n 1)"
-            if [ "$status" != 1 ] && [[ "$counts" != *" 0 started, 0 pending" ]]; then
+                "$studies/$name/sweep.toml" --status --exit-code)" || left=$?
+            counts="$(tail -n 1 <<< "$counts")"
+            if [ "$status" != 1 ] && [ "$left" != 0 ]; then
                 echo "$(date -u +%FT%TZ) $name: runs left ($counts); the chain stops here (run it again to resume)"
                 exit 130
             elif [ "$status" != 0 ]; then

@@ -329,6 +329,13 @@ steps = 3000
     main(["sweep", str(tmp_path / "sweep.toml"), "--status"])  # prints and returns: no Ray, no run
     out = capsys.readouterr().out
     assert "3 runs: 1 finished, 1 started, 1 pending" in out and "1,000/3,000" in out and "dql" not in out
+    with pytest.raises(SystemExit) as left:  # for scripts: runs left
+        main(["sweep", str(tmp_path / "sweep.toml"), "--status", "--exit-code"])
+    assert left.value.code == 3
+    (tmp_path / "done.toml").write_text(text.replace('"bc", "otpr", "dql"', '"bc"'))
+    main(["sweep", str(tmp_path / "done.toml"), "--status", "--exit-code"])  # every run finished: returns (0)
+    with pytest.raises(SystemExit, match="--exit-code needs --status"):
+        main(["sweep", str(tmp_path / "sweep.toml"), "--exit-code"])
     assert not (tmp_path / "runs" / "FetchPush" / "dql").exists()
 
 

@@ -125,11 +125,12 @@ def test_a_chain_stops_when_a_sweep_was_stopped_and_goes_on_after_a_failure(tmp_
     if shown.returncode != 0:
         pytest.skip("this clone has no history (shallow)")
     shutil.copy(ROOT / "scripts" / "studies.sh", repo / "scripts" / "studies.sh")  # this checkout's, not HEAD's
-    # The chain's python, faked: a sweep logs its study and exits with `status`; --status prints `counts`.
+    # The chain's python, faked: a sweep logs its study and exits with `status`; --status prints `counts` and exits
+    # as `--exit-code` asks (3 when runs are left).
     fake = repo / ".venv" / "bin" / "python"
     fake.parent.mkdir(parents=True)
     fake.write_text(
-        f'#!/bin/sh\ncase "$*" in *--status*) echo "{counts}"; exit 0 ;; esac\n'
+        f'#!/bin/sh\ncase "$*" in *--status*) echo "{counts}"; exit {0 if counts == DONE else 3} ;; esac\n'
         f'echo "$@" >> {tmp_path}/sweeps.log\nexit {status}\n'
     )
     fake.chmod(0o755)

@@ -119,6 +119,8 @@ def _train(args: argparse.Namespace) -> None:
 def _sweep(args: argparse.Namespace) -> None:
     from otpr_sb3.benchmark.sweep import SweepConfig, pending, run_sweep, sweep_status
 
+    if args.exit_code and not args.status:
+        raise SystemExit("otpr sweep: --exit-code needs --status (a sweep's own exit status says why runs are left)")
     config = SweepConfig.from_toml(args.config)
     if args.status:
         runs = sweep_status(config)
@@ -130,6 +132,8 @@ def _sweep(args: argparse.Namespace) -> None:
                 )
         counts = {state: sum(r["state"] == state for r in runs) for state in ("finished", "started", "pending")}
         print(f"{len(runs)} runs: " + ", ".join(f"{n} {state}" for state, n in counts.items()))
+        if args.exit_code and counts["finished"] < len(runs):
+            raise SystemExit(3)  # for scripts (scripts/studies.sh), as `git diff --exit-code`
         return
     result = run_sweep(config, address=args.address)
     # The run directories are the record: an interrupted trial has no error in Tune but no summary either.
@@ -222,6 +226,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("config", help="TOML sweep file (see examples/sweeps/)")
     p.add_argument("--address", default=None, help="Ray cluster address (host:port); default: a local Ray on this machine")
     p.add_argument("--status", action="store_true", help="print where each run stands and exit (starts nothing)")
+    p.add_argument(
+        "--exit-code",
+        action="store_true",
+        help="with --status: exit 3 when a run has not finished (started or pending), 0 when all have",
+    )
     p.set_defaults(func=_sweep)
 
     p = verbs.add_parser("report", help="tables (CSV) and plots (PNG) from finished and running runs")
