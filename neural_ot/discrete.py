@@ -109,8 +109,9 @@ def solve_discrete(
         nearby problem (the same points moved a little) that takes fewer iterations than a cold solve. For L2, a
         warm start whose plan overshoots the marginals by more than a continuation stage's start does (relative
         marginal error above 300, as from the potentials of an unrelated problem at a small ``reg``) is dropped
-        and the problem solved cold: Newton from it took up to 10x the cold solve's time (``n = 1000``). An entropic warm start
-        is always used (from an unrelated problem it took up to 2.4x the cold solve's time at ``n = 300``).
+        and the problem solved cold: Newton from it took up to 10x the cold solve's time (``n = 1000``). An
+        entropic warm start is always used (from an unrelated problem it took up to 2.4x the cold solve's time at
+        ``n = 300``).
     unbalanced : float or (float, float), optional
         Relax the marginals with a quadratic penalty (:mod:`neural_ot.relaxation`; ``(inf, rho)``: semi-relaxed).
         The masses of ``a`` and ``b`` may then differ. Solved by L-BFGS on the relaxed dual
