@@ -76,6 +76,13 @@ class _Problem:
         stage._cost_range, stage._scratch, stage.coarse = self._cost_range, self._scratch, coarse
         return stage
 
+    def shifted(self, offset: float) -> _Problem:
+        """Return the same problem on the costs ``C - offset`` (a new matrix), whose balanced plans are this one's."""
+        lo, hi = self.cost_range
+        shifted = _Problem(self.a, self.b, self.C - offset, self.mask, self.r)
+        shifted._cost_range = (lo - offset, hi - offset)
+        return shifted
+
     def scratch(self, name: str, dtype: th.dtype | None = None) -> th.Tensor:
         """Return the reused ``(n, m)`` buffer ``name``, of ``dtype`` (default ``C``'s; one dtype per name).
 

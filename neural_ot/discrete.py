@@ -129,6 +129,11 @@ def solve_discrete(
     restored after the call): its passes are too short to share, and beside numpy code whose BLAS threads spin
     between calls, two threads were 1.24-1.55x slower (docs/benchmarks.rst).
 
+    A balanced problem whose costs' minimum exceeds their spread (costs ``1e6 + [0, 1]``, or a constant) is solved on
+    ``M - min(M)``, which has the same plan, and ``u`` and the values are moved back: the rounding of
+    ``u + v - M`` grows with the costs' magnitude, and such costs had stalled far above ``tol``. A relaxed problem
+    (``unbalanced``) is not invariant to a constant in the costs and is solved as given.
+
     Examples
     --------
     >>> import numpy as np, neural_ot
@@ -151,16 +156,22 @@ def solve_discrete(
     full = _validated_problem(a, b, M, mask, regularizer, tol, weights_dtype, relaxation.balanced)
     init = None if potentials_init is None else _warm_start(potentials_init, full.C)
     if relaxation.balanced:
+        offset = _cost_offset(full)
+        solved = full.shifted(offset) if offset else full
+        init = None if init is None else (init[0] - offset, init[1])
         # The result too: on several threads, one vdot of its plan took milliseconds beside other processes.
         with _threads.one_thread_if_small(full.C.numel(), full.C.device):
-            u, v, n_iter, converged, sweeps = _solve_on_support(full, tol, max_iter, cg_max_iter, verbose, init)
+            u, v, n_iter, converged, sweeps = _solve_on_support(solved, tol, max_iter, cg_max_iter, verbose, init)
             floor = rounding_floor(weights_dtype, *full.C.shape)
-            res = _result(full, u, v, n_iter, sweeps, converged, tol, is_numpy(M), result_dtype(M, a, b), floor)
+            res = _result(solved, u, v, n_iter, sweeps, converged, tol, is_numpy(M), result_dtype(M, a, b), floor)
+        if offset:
+            res = _unshifted(res, offset, float(full.a.sum()))
     else:
+        offset = 0.0
         with _threads.one_thread_if_small(full.C.numel(), full.C.device):
             res, u, v = solve_relaxed_problem(full, relaxation, tol, max_iter, is_numpy(M), result_dtype(M, a, b), init)
     if wants_grad:
-        res = dataclasses.replace(res, value=_envelope_value(res.value, u, v, *data, full, relaxation))
+        res = dataclasses.replace(res, value=_envelope_value(res.value, u, v, *data, full, relaxation, offset))
     return res
 
 
@@ -173,19 +184,46 @@ def _envelope_value(
     b: ArrayLike | None,
     full: _Problem,
     relaxation: MarginalRelaxation,
+    offset: float = 0.0,
 ) -> th.Tensor:
     """``value`` as a tensor whose gradient in ``M``, ``a`` and ``b`` is the envelope theorem's.
 
     At the optimum the value equals the dual objective at the optimal potentials, and its derivatives in the data are
     the dual objective's partial derivatives there: the plan for ``M``; for ``a`` and ``b``, the potentials minus
-    the regulariser's term (defined up to a constant, as the mass constraint ties them).
+    the regulariser's term (defined up to a constant, as the mass constraint ties them). ``u`` are the potentials
+    of the costs ``M - offset`` (:func:`_cost_offset`), on which the plan's density is computed at full precision.
     """
     M64 = M.to(th.float64) if isinstance(M, th.Tensor) else full.C
     a64 = a.to(th.float64) if isinstance(a, th.Tensor) else full.a
     b64 = b.to(th.float64) if isinstance(b, th.Tensor) else full.b
-    dual = _dual_value(u, v, M64, full.r, a64, b64, full.mask, relaxation)
+    # a.u + b.v - penalty(u + v - M), with u the caller's potentials (u + offset) and the same u + v - M
+    dual = _dual_value(u, v, M64 - offset if offset else M64, full.r, a64, b64, full.mask, relaxation)
+    dual = dual + offset * a64.sum() if offset else dual
     dtype = next(t.dtype for t in (M, a, b) if isinstance(t, th.Tensor) and t.requires_grad)
     return (dual - dual.detach() + value).to(dtype)
+
+
+def _cost_offset(full: _Problem) -> float:
+    """Return the constant taken off the costs before a balanced solve: their minimum if above their spread, else 0.
+
+    A balanced plan does not change when a constant is added to the costs (it moves into ``u``), but the rounding of
+    ``u + v - C`` grows with the costs' magnitude: on costs ``1e6 + [0, 1]`` the solve stalled at a marginal error
+    of 2e-8 where ``[0, 1]`` reached 3e-11 (``tests/test_solve_api.py``).
+    """
+    lo, hi = full.cost_range
+    return lo if abs(lo) > hi - lo else 0.0
+
+
+def _unshifted(res: OTResult, offset: float, mass: float) -> OTResult:
+    """Return the result of the problem on ``C - offset`` for the costs ``C``: ``u`` and the values take the offset back."""
+    moved = float(res.plan.sum()) * offset  # <C, T> = <C - offset, T> + offset * T's mass
+    return dataclasses.replace(
+        res,
+        u=res.u + offset,
+        value=res.value + moved,
+        value_linear=res.value_linear + moved,
+        value_dual=res.value_dual + offset * mass,
+    )
 
 
 def rounding_floor(dtype: th.dtype, n: int, m: int = 1) -> float:

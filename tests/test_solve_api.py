@@ -182,6 +182,42 @@ def test_a_warm_start_from_an_unrelated_problem_is_dropped_for_the_cold_solve():
             assert warm.n_iter < cold.n_iter and np.abs(warm.plan - cold.plan).sum() < 1e-7
 
 
+@pytest.mark.parametrize("reg_type", ["l2", "entropic"])
+def test_a_constant_added_to_the_costs_moves_only_u_and_the_values(reg_type):
+    # A balanced plan is invariant to C + c (c moves into u); the solve runs on C - min C where the offset dominates,
+    # so that the rounding of u + v - C stays at the scale of the costs' spread (before: costs 1e6 + [0, 1] at
+    # reg 1e-5 stalled at 1.9e-8, and 1e9 + [0, 1] at reg 1e-7 at 1.7e-3).
+    rng = np.random.default_rng(3)
+    a, b = rng.random(60) + 0.1, rng.random(45) + 0.1
+    a, b = a / a.sum(), b / b.sum()
+    reg = 1e-5 if reg_type == "l2" else 1e-3
+    for offset in (1e6, -1e6):
+        big = rng.random((60, 45)) + offset
+        small = big - offset  # the same costs as rounded into `big`, without the offset (exact subtraction)
+        ref = neural_ot.solve(small, a, b, reg=reg, reg_type=reg_type)
+        res = neural_ot.solve(big, a, b, reg=reg, reg_type=reg_type)
+        assert ref.status == res.status == "converged" and max(res.marginal_errors) <= 1e-9
+        np.testing.assert_allclose(res.plan, ref.plan, atol=1e-11)
+        # the values carry the offset times the plan's mass (1 up to the marginal error), and (u + v) moved by it
+        moved_value = offset * res.plan.sum()
+        assert res.value == pytest.approx(ref.value + moved_value, rel=1e-14)
+        assert res.value_linear == pytest.approx(ref.value_linear + moved_value, rel=1e-14)
+        assert res.value_dual == pytest.approx(ref.value_dual + offset, rel=1e-12)
+        moved = (res.u[:, None] + res.v[None]) - (ref.u[:, None] + ref.v[None])
+        np.testing.assert_allclose(moved, offset, rtol=1e-12)
+    # constant costs: every plan costs the same and the regulariser picks a b^T
+    const = neural_ot.solve(np.full((5, 4), 7.0), reg=1e-9)
+    assert const.status == "converged"
+    np.testing.assert_allclose(const.plan, np.full((5, 4), 1 / 20), atol=1e-15)
+    assert const.value_linear == pytest.approx(7.0, rel=1e-14)
+    # gradients by the envelope theorem are taken in the caller's costs: d value / dM is the plan
+    M = th.tensor(rng.random((6, 5)) + 1e6, requires_grad=True)
+    value = neural_ot.solve(M, reg=0.1, reg_type=reg_type).value
+    (gM,) = th.autograd.grad(value, M)
+    th.testing.assert_close(gM, neural_ot.solve(M.detach(), reg=0.1, reg_type=reg_type).plan, atol=1e-12, rtol=0)
+    assert float(value.detach()) == pytest.approx(neural_ot.solve(M.detach(), reg=0.1, reg_type=reg_type).value)
+
+
 def test_masked_entropic_matches_pot_sinkhorn_with_a_large_cost_on_masked_pairs():
     rng = np.random.default_rng(2)
     n, m = 30, 25
