@@ -31,6 +31,7 @@ from neural_ot._validation import (
     check_masked_feasibility,
     check_matrix,
     check_positive_int,
+    check_reg_resolvable,
     check_weights,
 )
 from neural_ot.duals import _dual_value, relative_marginal_errors
@@ -155,8 +156,10 @@ def solve_discrete(
     relaxation = get_relaxation(unbalanced)
     full = _validated_problem(a, b, M, mask, regularizer, tol, weights_dtype, relaxation.balanced)
     init = None if potentials_init is None else _warm_start(potentials_init, full.C)
+    offset = full.cost_offset() if relaxation.balanced else 0.0
+    lo, hi = full.cost_range
+    check_reg_resolvable(regularizer.reg, regularizer.name, max(abs(lo - offset), abs(hi - offset)), *full.C.shape)
     if relaxation.balanced:
-        offset = _cost_offset(full)
         solved = full.shifted(offset) if offset else full
         init = None if init is None else (init[0] - offset, init[1])
         # The result too: on several threads, one vdot of its plan took milliseconds beside other processes.
@@ -165,9 +168,8 @@ def solve_discrete(
             floor = rounding_floor(weights_dtype, *full.C.shape)
             res = _result(solved, u, v, n_iter, sweeps, converged, tol, is_numpy(M), result_dtype(M, a, b), floor)
         if offset:
-            res = _unshifted(res, offset, float(full.a.sum()))
+            res = res._with_cost_offset(offset, float(full.a.sum()))
     else:
-        offset = 0.0
         with _threads.one_thread_if_small(full.C.numel(), full.C.device):
             res, u, v = solve_relaxed_problem(full, relaxation, tol, max_iter, is_numpy(M), result_dtype(M, a, b), init)
     if wants_grad:
@@ -191,7 +193,7 @@ def _envelope_value(
     At the optimum the value equals the dual objective at the optimal potentials, and its derivatives in the data are
     the dual objective's partial derivatives there: the plan for ``M``; for ``a`` and ``b``, the potentials minus
     the regulariser's term (defined up to a constant, as the mass constraint ties them). ``u`` are the potentials
-    of the costs ``M - offset`` (:func:`_cost_offset`), on which the plan's density is computed at full precision.
+    of the costs ``M - offset`` (``_Problem.cost_offset``), on which the plan's density is computed at full precision.
     """
     M64 = M.to(th.float64) if isinstance(M, th.Tensor) else full.C
     a64 = a.to(th.float64) if isinstance(a, th.Tensor) else full.a
@@ -201,29 +203,6 @@ def _envelope_value(
     dual = dual + offset * a64.sum() if offset else dual
     dtype = next(t.dtype for t in (M, a, b) if isinstance(t, th.Tensor) and t.requires_grad)
     return (dual - dual.detach() + value).to(dtype)
-
-
-def _cost_offset(full: _Problem) -> float:
-    """Return the constant taken off the costs before a balanced solve: their minimum if above their spread, else 0.
-
-    A balanced plan does not change when a constant is added to the costs (it moves into ``u``), but the rounding of
-    ``u + v - C`` grows with the costs' magnitude: on costs ``1e6 + [0, 1]`` the solve stalled at a marginal error
-    of 2e-8 where ``[0, 1]`` reached 3e-11 (``tests/test_solve_api.py``).
-    """
-    lo, hi = full.cost_range
-    return lo if abs(lo) > hi - lo else 0.0
-
-
-def _unshifted(res: OTResult, offset: float, mass: float) -> OTResult:
-    """Return the result of the problem on ``C - offset`` for the costs ``C``: ``u`` and the values take the offset back."""
-    moved = float(res.plan.sum()) * offset  # <C, T> = <C - offset, T> + offset * T's mass
-    return dataclasses.replace(
-        res,
-        u=res.u + offset,
-        value=res.value + moved,
-        value_linear=res.value_linear + moved,
-        value_dual=res.value_dual + offset * mass,
-    )
 
 
 def rounding_floor(dtype: th.dtype, n: int, m: int = 1) -> float:

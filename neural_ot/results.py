@@ -8,7 +8,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch as th
@@ -77,6 +77,21 @@ class OTResult:
     def potentials(self) -> tuple[Any, Any]:
         """The pair ``(u, v)``."""
         return self.u, self.v
+
+    def _with_cost_offset(self, offset: float, mass: float) -> OTResult:
+        """Return this result of the costs ``C - offset`` as one of the costs ``C`` (``mass``: the weights' ``a``).
+
+        The plan is the same; ``u`` and the values take the offset back (``<C, T> = <C - offset, T> + offset`` times
+        the plan's mass; the dual value moves by ``offset`` times ``a``'s mass).
+        """
+        moved = float(self.plan.sum()) * offset
+        return replace(
+            self,
+            u=self.u + offset,
+            value=self.value + moved,
+            value_linear=self.value_linear + moved,
+            value_dual=self.value_dual + offset * mass,
+        )
 
     @property
     def potential_a(self) -> Any:

@@ -1,5 +1,7 @@
 """Bad input raises a clear error naming the argument."""
 
+import warnings
+
 import numpy as np
 import pytest
 import torch as th
@@ -135,3 +137,26 @@ def test_check_matrix_accepts_finite_entries_whose_sum_overflows():
     M[0, 0], M[1, 1] = float("inf"), -float("inf")  # the sum is NaN
     with pytest.raises(ValueError, match="NaN or infinite"):
         check_matrix(M)
+
+
+@pytest.mark.parametrize(
+    ("reg_type", "hopeless", "resolved", "offset_only"), [("l2", 1e-18, 1e-16, 1e-13), ("entropic", 1e-16, 1e-14, 1e-11)]
+)
+def test_a_reg_float64_cannot_resolve_is_rejected_up_front(reg_type, hopeless, resolved, offset_only):
+    # Below it, u + v - M rounds to more than the plan's density: 500 Newton iterations ended at marginal errors of
+    # 1 to 2e28 (200 x 150). Just above it the solve runs and says honestly how far rounding let it get.
+    M = np.random.default_rng(0).random((20, 15))
+    with pytest.raises(ValueError, match=r"`reg`=1e-\d+ is too small for float64 on costs of magnitude 0.9"):
+        no.solve(M, reg=hopeless, reg_type=reg_type)
+    with pytest.raises(ValueError, match="too small for float64"):  # a relaxed problem too
+        no.solve(M, reg=hopeless, reg_type=reg_type, unbalanced=1.0)
+    with pytest.warns(RuntimeWarning, match="did not reach tol"):
+        res = no.solve(M, reg=resolved, reg_type=reg_type)
+    assert res.status in ("stalled", "max_iter") and np.isfinite(res.plan).all()
+    # The magnitude is that of the costs as solved: a large constant taken off (balanced) does not count, and a
+    # relaxed problem, which is solved on the costs as given, keeps it.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # at this reg rounding stops it short of tol
+        assert np.isfinite(no.solve(M + 1e6, reg=offset_only, reg_type=reg_type).plan).all()
+    with pytest.raises(ValueError, match="on costs of magnitude 1e\\+06"):
+        no.solve(M + 1e6, reg=offset_only, reg_type=reg_type, unbalanced=1.0)
