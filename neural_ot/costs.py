@@ -49,6 +49,10 @@ class CostFn(ABC):
         """Un-normalised costs ``c(x_i, y_i)`` of aligned rows, shape ``(n,)``."""
         return th.stack([self.pairwise(xi[None], yi[None])[0, 0] for xi, yi in zip(x, y)])
 
+    def check_dims(self, dx: int, dy: int) -> None:
+        """Raise ``ValueError`` if points of dimensions ``dx`` and ``dy`` cannot be compared (any pair can by default)."""
+        return None
+
     def _matrix(self, x: th.Tensor, y: th.Tensor) -> th.Tensor:
         if self.chunk_size is None or x.shape[0] <= self.chunk_size:
             return self.pairwise(x, y)
@@ -125,10 +129,13 @@ class CostFn(ABC):
 class _SameSpaceCost(CostFn):
     """Costs between points of the same dimension."""
 
+    def check_dims(self, dx: int, dy: int) -> None:  # noqa: D102
+        if dx != dy:
+            raise ValueError(f"{type(self).__name__} needs `x` and `y` of the same dimension, got {dx} and {dy}")
+
     def _prepare(self, x: ArrayLike, y: ArrayLike) -> tuple[th.Tensor, th.Tensor]:
         xt, yt = super()._prepare(x, y)
-        if xt.shape[1] != yt.shape[1]:
-            raise ValueError(f"`x` and `y` must have the same dimension, got {xt.shape[1]} and {yt.shape[1]}")
+        self.check_dims(xt.shape[1], yt.shape[1])
         return xt, yt
 
 

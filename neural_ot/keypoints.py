@@ -236,6 +236,13 @@ class KeypointRelationCost(CostFn):
         s = float(cost.pairwise(k, k).abs().max()) if k.shape[0] > 1 else 0.0
         return s if s > 0 else 1.0
 
+    def check_dims(self, dx: int, dy: int) -> None:  # noqa: D102
+        for side, d, k, cost in (("x", dx, self.keypoints_x, self.source_cost), ("y", dy, self.keypoints_y, self.target_cost)):
+            try:
+                cost.check_dims(d, k.shape[1])
+            except ValueError as e:
+                raise ValueError(f"{type(self).__name__}: `{side}` against `keypoints_{side}`: {e}") from e
+
     def relations(self, z: th.Tensor, side: str) -> th.Tensor:
         """Relation vectors ``(n, K)`` of points ``z`` on ``side`` (``"source"`` or ``"target"``)."""
         if side == "source":
@@ -276,6 +283,10 @@ class MixedCost(CostFn):
         if not 0.0 <= float(weight) <= 1.0:
             raise ValueError(f"`weight` must be in [0, 1], got {weight!r}")
         self.base, self.relation, self.weight = base, relation, float(weight)
+
+    def check_dims(self, dx: int, dy: int) -> None:  # noqa: D102
+        self.base.check_dims(dx, dy)
+        self.relation.check_dims(dx, dy)
 
     def pairwise(self, x: th.Tensor, y: th.Tensor) -> th.Tensor:  # noqa: D102
         base = self.base.matrix(x, y)

@@ -72,6 +72,11 @@ class MLPPotential(nn.Module):
 
     def forward(self, x: th.Tensor) -> th.Tensor:
         """Values ``(n,)`` at points ``x`` ``(n, in_dim)``."""
+        if x.shape[-1] != self.shift.shape[0]:  # else broadcasting with `shift` would silently give wrong values
+            hint = " (a 1-D array is read as n points of dimension 1: pass one point as x[None])" if x.shape[-1] == 1 else ""
+            raise ValueError(
+                f"{type(self).__name__} takes points of dimension {self.shift.shape[0]}, got shape {tuple(x.shape)}{hint}"
+            )
         return self.net((x - self.shift) / self.scale).squeeze(-1)
 
 

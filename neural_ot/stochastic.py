@@ -204,6 +204,7 @@ class StochasticDual(DualPotentials):
             raise ValueError(f"{type(self).__name__} needs keypoints: pass `pairs` or `keypoints`")
         tabular = isinstance(self.potentials_spec, str) and self.potentials_spec == "tabular"
         mx, my = build_measures(x, y, a, b, pairs, keypoints, keypoint_mass, self.dtype, tabular)
+        self.cost.check_dims(mx.rest.dim, my.rest.dim)  # at setup, not as a shape error inside the first step
         if self.u is None or not warm_start:
             self._build(mx, my)
         if self.cost.scale is None and self.cost.normalize is not None:

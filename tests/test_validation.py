@@ -67,6 +67,39 @@ def test_stochastic_solver_bad_config():
         )
 
 
+def test_stochastic_fit_checks_the_dimensions_the_cost_compares():
+    # Before: a torch shape error from inside the first minibatch step ("mat1 and mat2 shapes cannot be multiplied").
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(30, 2)), rng.normal(size=(20, 3))
+    with pytest.raises(ValueError, match="SqEuclidean needs `x` and `y` of the same dimension, got 2 and 3"):
+        no.L2Dual(0.1, max_steps=1).fit(x, y)
+    with pytest.raises(ValueError, match="got 1 and 3"):  # a 1-D `x` is 30 points of dimension 1
+        no.L2Dual(0.1, max_steps=1).fit(x[:, 0], y)
+    relation = no.KeypointRelationCost(x[:2], y[:2])
+    with pytest.raises(ValueError, match="KeypointRelationCost: `y` against `keypoints_y`: .* got 2 and 3"):
+        no.L2Dual(0.1, cost=relation, max_steps=1).fit(x, y[:, :2])
+    mixed = no.MixedCost(no.CallableCost(lambda s, a: s[:, :1] - a[:, :1].T), relation, weight=0.5)
+    with pytest.raises(ValueError, match="KeypointRelationCost: `x` against `keypoints_x`"):
+        no.L2Dual(0.1, cost=mixed, max_steps=1).fit(x[:, :1], y)
+    # costs between spaces of different dimensions (OTPR's states and actions) are not restricted
+    assert no.L2Dual(0.1, cost=mixed, max_steps=2).fit(x, y).n_steps == 2
+
+
+def test_compatibility_rejects_points_it_would_misread():
+    # Before: a 1-D point broadcast against the MLP's input shift into a (2, 2) matrix of wrong values, NaN points gave
+    # NaN H, and points of the wrong dimension a torch shape error.
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(30, 2)), rng.normal(size=(30, 2)) + 1
+    H = no.MaskedL2Dual(1e-2, max_steps=5).fit(x, y, pairs=[(0, 0)]).compatibility()
+    with pytest.raises(ValueError, match=r"takes points of dimension 2, got shape \(2, 1\) \(a 1-D array"):
+        H(x[0], y[0])
+    with pytest.raises(ValueError, match=r"takes points of dimension 2, got shape \(30, 3\)$"):
+        H(x, np.hstack([y, y[:, :1]]))
+    with pytest.raises(ValueError, match="`x` contains NaN or infinite values"):
+        H(np.where(x > 1, np.nan, x), y)
+    assert H(x[:1], y[:1]).shape == (1, 1)  # one point, as a (1, d) array
+
+
 def test_dual_objective_names_bad_arguments():
     M = th.rand(4, 3, dtype=th.float64)
     u, v = th.zeros(4, dtype=th.float64), th.zeros(3, dtype=th.float64)
