@@ -53,6 +53,8 @@ def _weights(w: ArrayLike | None, n: int, like: th.Tensor, name: str) -> th.Tens
 
 
 def _z(u: th.Tensor, v: th.Tensor, M: th.Tensor) -> th.Tensor:
+    if M.ndim != 2 or M.shape[0] == 0 or M.shape[1] == 0:
+        raise ValueError(f"`M` must be a non-empty (n, m) matrix, got shape {tuple(M.shape)}")
     if u.shape[0] != M.shape[0] or v.shape[0] != M.shape[1]:
         raise ValueError(f"potentials of lengths {u.shape[0]}, {v.shape[0]} do not match `M` of shape {tuple(M.shape)}")
     return u[:, None] + v[None, :] - M
@@ -180,6 +182,9 @@ def c_transform(
     vt = to_tensor(v, "v", Mt.dtype, Mt.device).reshape(-1)
     if vt.shape[0] != Mt.shape[1]:
         raise ValueError(f"`v` has {vt.shape[0]} entries but `M` has {Mt.shape[1]} columns")
+    # The L2 row roots come from sorted rows, where a NaN gave a finite, wrong potential instead of NaN.
+    check_on_device(th.isfinite(vt).all(), "`v` contains NaN or infinite values")
+    check_on_device(~th.isnan(Mt).any(), "`M` contains NaN values")
     bt = _weights(b, Mt.shape[1], Mt, "b").reshape(-1)
     if bt.shape[0] != Mt.shape[1]:
         raise ValueError(f"`b` must be {Mt.shape[1]} non-negative weights")
@@ -245,6 +250,9 @@ def density(
     ut, vt = to_tensor(u, "u", Mt.dtype, Mt.device), to_tensor(v, "v", Mt.dtype, Mt.device)
     H = get_regularizer(reg, reg_type).density(_z(ut, vt, Mt))
     if not bool(th.isfinite(H).all()):
+        for name, t in (("u", ut), ("v", vt), ("M", Mt)):
+            if bool(th.isnan(t).any()) or (name != "M" and not bool(th.isfinite(t).all())):
+                raise ValueError(f"`{name}` contains NaN" + (" values" if name == "M" else " or infinite values"))
         raise FloatingPointError(
             f"the density overflowed (exp((u + v - M) / reg) with reg={reg}): the potentials are far from a "
             "solution of this problem, or `reg` is too small for this cost scale"

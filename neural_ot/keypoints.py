@@ -14,6 +14,7 @@ import numpy as np
 import torch as th
 
 from neural_ot._arrays import ArrayLike, is_numpy, to_output, to_tensor
+from neural_ot._validation import check_on_device
 from neural_ot.costs import CostFn, SqEuclidean
 
 
@@ -138,6 +139,8 @@ def js_divergence_matrix(P: ArrayLike, Q: ArrayLike, chunk_size: int | None = No
     Qt = Qt.to(dtype=Pt.dtype, device=Pt.device)
     if Pt.ndim != 2 or Qt.ndim != 2 or Pt.shape[1] != Qt.shape[1]:
         raise ValueError(f"`P` and `Q` must be (n, K) and (m, K), got {tuple(Pt.shape)} and {tuple(Qt.shape)}")
+    # Negative or NaN entries made NaN divergences (log of a negative mixture).
+    check_on_device((Pt >= 0).all() & (Qt >= 0).all(), "`P` and `Q` must hold probability vectors (entries >= 0)")
     n = Pt.shape[0]
     m = Qt.shape[0]
     if chunk_size is not None and (isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1):

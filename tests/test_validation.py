@@ -100,6 +100,30 @@ def test_compatibility_rejects_points_it_would_misread():
     assert H(x[:1], y[:1]).shape == (1, 1)  # one point, as a (1, d) array
 
 
+def test_nan_inputs_are_named_not_turned_into_numbers():
+    # Before: the L2 c-transform of a NaN `v` or `M` was finite (its sorted-row roots skipped the NaN), the
+    # density of NaN potentials blamed an overflow of exp, and negative relation vectors gave NaN divergences.
+    rng = np.random.default_rng(0)
+    C, u, v = rng.random((4, 3)), rng.normal(size=4), rng.normal(size=3)
+    for reg_type in ("l2", "entropic"):
+        with pytest.raises(ValueError, match="`v` contains NaN or infinite values"):
+            no.c_transform(np.where(v > 0, np.nan, v), C, 0.1, reg_type=reg_type)
+        with pytest.raises(ValueError, match="`M` contains NaN values"):
+            no.c_transform(v, np.where(C > 0.5, np.nan, C), 0.1, reg_type=reg_type)
+        with pytest.raises(ValueError, match="`u` contains NaN or infinite values"):
+            no.density(u * np.nan, v, C, 0.1, reg_type=reg_type)
+        with pytest.raises(ValueError, match="`M` contains NaN values"):
+            no.plan(u, v, C * np.nan, 0.1, reg_type=reg_type)
+    # +inf costs stay allowed (a forbidden pair): the c-transform then ignores the pair
+    inf_col = C.copy()
+    inf_col[:, 0] = np.inf
+    np.testing.assert_allclose(no.c_transform(v, inf_col, 0.1), no.c_transform(v[1:], C[:, 1:], 0.1, b=np.full(2, 1 / 3)))
+    with pytest.raises(ValueError, match="probability vectors"):
+        no.js_divergence_matrix(-np.ones((2, 3)), np.ones((2, 3)) / 3)
+    with pytest.raises(ValueError, match=r"`M` must be a non-empty \(n, m\) matrix, got shape \(0, 3\)"):
+        no.plan(np.zeros(0), v, np.zeros((0, 3)), 0.1)  # was a ZeroDivisionError
+
+
 def test_dual_objective_names_bad_arguments():
     M = th.rand(4, 3, dtype=th.float64)
     u, v = th.zeros(4, dtype=th.float64), th.zeros(3, dtype=th.float64)
