@@ -183,8 +183,7 @@ def c_transform(
     if vt.shape[0] != Mt.shape[1]:
         raise ValueError(f"`v` has {vt.shape[0]} entries but `M` has {Mt.shape[1]} columns")
     # The L2 row roots come from sorted rows, where a NaN gave a finite, wrong potential instead of NaN.
-    check_on_device(th.isfinite(vt).all(), "`v` contains NaN or infinite values")
-    check_on_device(~th.isnan(Mt).any(), "`M` contains NaN values")
+    check_on_device(th.isfinite(vt).all() & ~th.isnan(Mt).any(), "`v` contains NaN or infinite values, or `M` NaN values")
     bt = _weights(b, Mt.shape[1], Mt, "b").reshape(-1)
     if bt.shape[0] != Mt.shape[1]:
         raise ValueError(f"`b` must be {Mt.shape[1]} non-negative weights")

@@ -106,9 +106,9 @@ def test_nan_inputs_are_named_not_turned_into_numbers():
     rng = np.random.default_rng(0)
     C, u, v = rng.random((4, 3)), rng.normal(size=4), rng.normal(size=3)
     for reg_type in ("l2", "entropic"):
-        with pytest.raises(ValueError, match="`v` contains NaN or infinite values"):
+        with pytest.raises(ValueError, match="`v` contains NaN or infinite values, or `M` NaN values"):
             no.c_transform(np.where(v > 0, np.nan, v), C, 0.1, reg_type=reg_type)
-        with pytest.raises(ValueError, match="`M` contains NaN values"):
+        with pytest.raises(ValueError, match="`v` contains NaN or infinite values, or `M` NaN values"):
             no.c_transform(v, np.where(C > 0.5, np.nan, C), 0.1, reg_type=reg_type)
         with pytest.raises(ValueError, match="`u` contains NaN or infinite values"):
             no.density(u * np.nan, v, C, 0.1, reg_type=reg_type)
