@@ -17,6 +17,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import torch as th
 from gymnasium import spaces
 from stable_baselines3.common.policies import BasePolicy
@@ -316,6 +317,26 @@ class OTPRPolicy(BasePolicy):
         fallback = out.fallback.sum() if self.guidance.is_ready else obs_n.shape[0]
         self.selection_counts["fallback"] = self.selection_counts["fallback"] + fallback
         return chosen, {"fallback": out.fallback, "probs": out.probs}
+
+    def predict(
+        self,
+        observation: np.ndarray | dict[str, np.ndarray],
+        state: tuple[np.ndarray, ...] | None = None,
+        episode_start: np.ndarray | None = None,
+        deterministic: bool = False,
+    ) -> tuple[np.ndarray, tuple[np.ndarray, ...] | None]:
+        """SB3's ``predict``, refusing observations with NaN or infinite entries (a NaN action otherwise).
+
+        Checked with numpy on the observation as given, before it reaches the device.
+        """
+        items = observation.items() if isinstance(observation, dict) else [("observation", observation)]
+        for key, value in items:
+            if not isinstance(value, th.Tensor) and not np.isfinite(np.asarray(value)).all():
+                raise ValueError(
+                    f"the observation ({key!r}) contains NaN or infinite values: check the environment (SB3's "
+                    "VecCheckNan wrapper finds the step that produced it)"
+                )
+        return super().predict(observation, state, episode_start, deterministic)
 
     def _predict(self, observation: PyTorchObs, deterministic: bool = False) -> th.Tensor:
         obs_n = self.prepare_obs(observation)

@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from otpr_helpers import FAST, IdentityEnvBox, identity_demos
+from otpr_helpers import FAST, IdentityEnvBox, PointGoalEnv, fast, identity_demos
 from stable_baselines3.common.noise import NormalActionNoise
 
 from otpr_sb3 import OTPR, Demonstrations, add_demonstrations
@@ -96,3 +96,19 @@ def test_pretrain_names_a_wrong_demonstrations_argument():
     model = OTPR("MlpPolicy", IdentityEnvBox(ep_length=10), seed=0, **FAST)
     with pytest.raises(TypeError, match="`demonstrations` must be a Demonstrations"):
         model.pretrain((np.zeros((5, 1)), np.zeros((5, 1))))
+
+
+def test_a_nan_observation_is_refused_instead_of_acted_on():
+    # Before: a NaN observation gave a NaN action, silently (SB3's predict does not look).
+    env = IdentityEnvBox()
+    model = OTPR("MlpPolicy", env, **FAST, seed=0, device="cpu")
+    obs, _ = env.reset(seed=0)
+    assert np.isfinite(model.predict(obs, deterministic=True)[0]).all()
+    for deterministic in (True, False):
+        with pytest.raises(ValueError, match=r"the observation \('observation'\) contains NaN or infinite values"):
+            model.predict(np.full_like(obs, np.nan), deterministic=deterministic)
+    goal_env = PointGoalEnv()  # dict observations: the key is named
+    goal_model = OTPR("MultiInputPolicy", goal_env, **fast(), seed=0, device="cpu")
+    goal_obs, _ = goal_env.reset(seed=0)
+    with pytest.raises(ValueError, match=r"the observation \('desired_goal'\) contains NaN"):
+        goal_model.predict({**goal_obs, "desired_goal": goal_obs["desired_goal"] * np.inf})
