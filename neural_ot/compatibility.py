@@ -114,8 +114,7 @@ class Compatibility:
     def _tensor(self, x: ArrayLike, name: str) -> th.Tensor:
         device, dtype = self._device_dtype()
         t = to_tensor(x, name, dtype=dtype, device=device)
-        if not bool(th.isfinite(t).all()):
-            raise ValueError(f"`{name}` contains NaN or infinite values")
+        check_on_device(th.isfinite(t).all(), f"`{name}` contains NaN or infinite values")
         return t[:, None] if t.ndim == 1 else t
 
     @th.no_grad()
