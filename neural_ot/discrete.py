@@ -95,7 +95,8 @@ def solve_discrete(
     reg_type : {"l2", "entropic"}
     mask : array-like of shape (n, m), optional
         0/1 mask, e.g. from :func:`~neural_ot.keypoint_mask`; no row or column may be all zero, and
-        matched keypoints must carry equal mass (``a[i_k] == b[j_k]``), else the problem is infeasible.
+        matched keypoints must carry equal mass (``a[i_k] == b[j_k]``), else the problem is infeasible. The costs
+        of masked pairs are ignored (they need not be large, as POT's large-cost emulation of a mask needs them).
     tol : float
         Target relative L1 marginal error.
     max_iter : int
@@ -249,6 +250,11 @@ def _validated_problem(
         check_mask(maskt, (n, m))
         if balanced:
             check_masked_feasibility(at, bt, maskt, rtol=tol)
+        # Masked pairs carry no mass, but their costs set the range (continuation stages, `reg`'s resolution, the
+        # entropic kernel's start): POT's habit of a huge cost there stalled solves, a low one overflowed `exp` to
+        # NaN. Their copy takes the allowed pairs' largest cost.
+        allowed = maskt > 0
+        C = th.where(allowed, C, C.masked_select(allowed).max())
     return _Problem(at, bt, C, maskt, regularizer)
 
 
@@ -332,10 +338,10 @@ def _result(
     errors, converged = _verdict(T, full, converged, tol, out_dtype, floor)
     stalled = full.stalled and not converged
     if not converged:
-        why = "stalled (no progress for 25 iterations, in the error or the dual) after" if stalled else "in"
+        why = "stalled (no progress for 25 iterations, in the error or the dual) after" if stalled else "stopped after"
         warnings.warn(
             f"solve_discrete did not reach tol={tol:g} (marginal errors {errors[0]:.3g}, {errors[1]:.3g}); it {why} "
-            f"{n_iter} Newton iterations; see `marginal_errors`",
+            f"{n_iter} Newton iterations and {sweeps} Sinkhorn sweeps; see `marginal_errors`",
             RuntimeWarning,
             stacklevel=3,
         )

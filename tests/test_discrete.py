@@ -147,6 +147,23 @@ def test_masked_equals_big_cost(rng, eps):
     assert np.abs(unmasked.plan - res.plan).sum() > 0.1  # the mask changes the solution
 
 
+@pytest.mark.parametrize(("reg_type", "reg"), [("l2", 1e-9), ("l2", 0.1), ("entropic", 0.05), ("entropic", 1e-3)])
+@pytest.mark.parametrize("masked_cost", [1e12, -1e3])
+def test_costs_on_masked_pairs_do_not_change_the_solve(rng, reg_type, reg, masked_cost):
+    # POT's habit of a huge cost where the mask is 0 once got such solves refused (L2 at reg 1e-9: "too small for
+    # float64 on costs of magnitude 1e12") or stalled at 1e-8-6e-6, and a low one overflowed the entropic kernel to NaN.
+    n, m = 60, 50
+    M = rng.random((n, m))
+    mask = (rng.random((n, m)) < 0.5).astype(float)
+    mask[np.arange(n), np.arange(n) % m] = 1.0
+    ref = no.solve_discrete(None, None, M, reg, reg_type=reg_type, mask=mask)
+    res = no.solve_discrete(None, None, np.where(mask > 0, M, masked_cost), reg, reg_type=reg_type, mask=mask)
+    assert ref.converged and res.converged
+    np.testing.assert_allclose(res.plan, ref.plan, atol=1e-12, rtol=0)
+    assert res.value == pytest.approx(ref.value, rel=1e-9)
+    assert res.plan[mask == 0].max() == 0.0
+
+
 def test_weights_with_zeros_are_supported(rng):
     n, m = 10, 12
     x, y = point_clouds(rng, n, m)
