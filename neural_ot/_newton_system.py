@@ -23,6 +23,7 @@ _DENSE_FRACTION = 0.2  # above this fraction of active pairs, dense products bea
 # continuation ratio 100 at 2.5e-8); with the pairs just below the kink, an element of the generalised Jacobian there,
 # both converge (tests/test_discrete.py).
 _NEAR_ACTIVE = 1e-3
+_DELTA = 1e-2  # Levenberg term of a Newton system: relative to its mean diagonal, times the marginal error
 
 
 class _Curvature:

@@ -1,0 +1,99 @@
+"""Small exact L2 problems: neural_ot's numpy Newton stage against its torch stage and POT, in one process.
+
+CPU problems up to the dense-solve size (about 150 x 150) run their Newton stages in numpy
+(``neural_ot._small_newton``); before, in torch. For each problem the script alternates, ``--repeats`` times: the
+torch stage (the numpy stage switched off), the shipped solver, and POT's ``smooth_ot_dual`` (``stopThr=1e-12``;
+a masked problem gets a large cost on its masked pairs), and reports the median and best time of each and the
+marginal errors of the plans. Problems: the keypoint demo's 90-point masked one and the pytest-benchmark suite's
+dense ``L2 exact`` problem at n = 100 and 150::
+
+    python examples/benchmarks/bench_small_numpy.py --out docs/data/bench_small_numpy.json
+    python examples/benchmarks/bench_small_numpy.py --table docs/data/bench_small_numpy.json > docs/bench_small_numpy.inc
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from typing import Any
+
+import numpy as np
+import ot
+import torch as th
+
+import neural_ot as no
+from neural_ot import _newton
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench_neural_ot import _problem  # noqa: E402
+from bench_small_alternating import masked_demo  # noqa: E402
+from record_cli import printed_table, record_parser  # noqa: E402
+
+MODES = ("torch_stage", "numpy_stage", "pot")
+
+
+def table(record: dict[str, Any]) -> str:
+    """The record as the docs' RST table: median ms of each way, the speed-ups and the marginal errors."""
+    from otpr_sb3.benchmark.report_rst import list_table
+
+    rows = []
+    for r in record["rows"]:
+        torch_ms, numpy_ms, pot_ms = (r[f"{mode}_median_ms"] for mode in MODES)
+        rows.append(
+            [r["case"], f"{torch_ms:.2f}", f"{numpy_ms:.2f}", f"{pot_ms:.2f}", f"{torch_ms / numpy_ms:.2f}x"]
+            + [f"{pot_ms / numpy_ms:.2f}x", f"{r['numpy_stage_error']:.1e}", f"{r['pot_error']:.1e}"]
+        )
+    headers = ["problem", "torch stage [ms]", "numpy stage [ms]", "POT [ms]", "numpy vs torch", "numpy vs POT"]
+    return list_table(headers + ["neural_ot error", "POT error"], rows)
+
+
+def _error(plan: np.ndarray, a: np.ndarray) -> float:
+    return float(max(np.abs(plan.sum(1) - a).sum(), np.abs(plan.sum(0) - a).sum()) / a.sum())
+
+
+def main() -> None:
+    parser = record_parser(__doc__)
+    parser.add_argument("--repeats", type=int, default=15)
+    args = parser.parse_args()
+    if printed_table(args, table):
+        return
+    th.set_num_threads(1)
+    numpy_stage = _newton._numpy_stage
+    cases = [("keypoint demo, masked, n = 90", *masked_demo())]
+    cases += [(f"L2 exact, n = {n}", _problem(n), None, 0.05) for n in (100, 150)]
+    rows = []
+    for name, M, mask, eps in cases:
+        n = M.shape[0]
+        a = np.full(n, 1.0 / n)
+        M_pot = M if mask is None else M + 10.0 * (1 - mask)
+        times: dict[str, list[float]] = {mode: [] for mode in MODES}
+        plans: dict[str, np.ndarray] = {}
+        for _ in range(args.repeats):
+            for mode in MODES:
+                _newton._numpy_stage = _newton._newton_stage if mode == "torch_stage" else numpy_stage
+                t0 = time.perf_counter()
+                if mode == "pot":
+                    kw = {"reg_type": "l2", "stopThr": 1e-12, "numItermax": 5000}
+                    plans[mode] = ot.smooth.smooth_ot_dual(a, a, M_pot, 2 * eps * n * n, **kw)
+                else:
+                    plans[mode] = no.solve_discrete(a, a, M, eps, mask=mask).plan
+                times[mode].append(time.perf_counter() - t0)
+        _newton._numpy_stage = numpy_stage
+        row: dict[str, object] = {"case": name}
+        for mode, values in times.items():
+            row[f"{mode}_median_ms"] = 1e3 * float(np.median(values))
+            row[f"{mode}_best_ms"] = 1e3 * min(values)
+            row[f"{mode}_error"] = _error(plans[mode], a)
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    if args.out:
+        from otpr_sb3.benchmark.provenance import git_state
+
+        with open(args.out, "w") as f:
+            json.dump({"args": vars(args), "rows": rows, "git": git_state(), "torch": th.__version__}, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,99 @@
+"""The numpy Newton of small CPU L2 problems against the torch stage it replaces, and its hand-over to it."""
+
+import numpy as np
+import ot
+import pytest
+import torch as th
+
+import neural_ot as no
+from neural_ot import _newton, _small_newton
+
+
+def _clouds(n, m, seed=0):
+    rng = np.random.default_rng(seed)
+    x, y = rng.normal(size=(n, 2)), rng.normal(size=(m, 2)) + 1.0
+    M = ot.dist(x, y)
+    return M / M.max()
+
+
+def _case(name):
+    rng = np.random.default_rng(1)
+    if name == "masked":
+        M = _clouds(90, 90)
+        mask = no.keypoint_mask(90, 90, [(0, 5), (3, 3), (40, 20)])
+        return M, None, None, 1e-3, mask
+    if name == "rectangular, weighted":
+        a, b = rng.random(80) + 0.1, rng.random(130) + 0.1
+        return _clouds(80, 130), a / a.sum(), b / b.sum(), 1e-4, None
+    reg = {"dense": 0.05, "two stages": 1e-5, "three stages": 1e-7}[name]
+    return _clouds(120, 120), None, None, reg, None
+
+
+def _spy(monkeypatch):
+    calls = []
+    run = _small_newton.dense_l2_newton
+
+    def spy(*args, **kwargs):
+        out = run(*args, **kwargs)
+        calls.append(out[2:])
+        return out
+
+    monkeypatch.setattr(_newton, "dense_l2_newton", spy)
+    return calls
+
+
+@pytest.mark.parametrize("name", ["dense", "two stages", "three stages", "masked", "rectangular, weighted"])
+def test_numpy_stages_reach_the_torch_stages_optimum(monkeypatch, name):
+    M, a, b, reg, mask = _case(name)
+    calls = _spy(monkeypatch)
+    fast = no.solve_discrete(a, b, M, reg, mask=mask, tol=1e-11)
+    assert calls and all(converged for _, converged in calls)  # every stage by numpy, none handed over
+    with monkeypatch.context() as m:
+        m.setattr(_newton, "_numpy_stage", _newton._newton_stage)
+        calls.clear()
+        ref = no.solve_discrete(a, b, M, reg, mask=mask, tol=1e-11)
+    assert not calls
+    assert fast.status == ref.status == "converged"
+    assert np.abs(fast.plan - ref.plan).sum() < 1e-9
+    assert fast.value == pytest.approx(ref.value, rel=1e-9)
+    assert fast.n_iter <= ref.n_iter + 2  # the same Newton method, not a slower one
+
+
+def test_numpy_stage_matches_pot_on_a_dense_problem():
+    M = _clouds(100, 100)
+    a = np.full(100, 0.01)
+    res = no.solve(M, a, a, reg=0.05, tol=1e-12)
+    ref = ot.smooth.smooth_ot_dual(a, a, M, 2 * 0.05 * 100 * 100, reg_type="l2", stopThr=1e-14, numItermax=20_000)
+    assert res.status == "converged"
+    assert np.abs(res.plan - ref).sum() < 1e-6  # POT's own marginal error, about 1e-7
+
+
+def test_the_torch_stage_continues_where_the_numpy_stage_gives_up(monkeypatch):
+    M, a, b, reg, mask = _case("two stages")
+    ref = no.solve_discrete(a, b, M, reg, tol=1e-11)
+    calls = _spy(monkeypatch)
+    monkeypatch.setattr(_small_newton, "_LINE_SEARCH_STEPS", 0)  # every step rejected: numpy gives up at once
+    res = no.solve_discrete(a, b, M, reg, tol=1e-11)
+    assert calls and not any(converged for _, converged in calls)
+    assert res.status == "converged"
+    assert np.abs(res.plan - ref.plan).sum() < 1e-9
+
+
+def test_an_isolated_point_is_handed_to_the_torch_stage(monkeypatch):
+    # A warm start with row 0 far below every cost: it carries no mass and has no curvature, which the Schur
+    # complement cannot take; the torch stage's block step repairs it.
+    M, a, b, reg, mask = _case("dense")
+    ref = no.solve(M, reg=reg)
+    u, v = th.as_tensor(ref.potentials[0]).clone(), th.as_tensor(ref.potentials[1])
+    u[0] = -10.0
+    calls = _spy(monkeypatch)
+    res = no.solve(M, reg=reg, potentials_init=(u.numpy(), v.numpy()))
+    assert calls == [(0, False)]
+    assert res.status == "converged"
+    assert np.abs(res.plan - ref.plan).sum() < 1e-8
+
+
+def test_numpy_newton_does_not_run_on_problems_above_the_dense_solve_size(monkeypatch):
+    calls = _spy(monkeypatch)
+    no.solve(_clouds(200, 200), reg=0.05)
+    assert not calls
