@@ -92,7 +92,9 @@ def main() -> None:
         from otpr_sb3.benchmark.provenance import git_state
 
         with open(args.out, "w") as f:
-            json.dump({"args": vars(args), "rows": rows, "git": git_state(), "torch": th.__version__}, f, indent=1)
+            env = {"OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"), "loadavg": os.getloadavg()}
+            record = {"args": vars(args), "rows": rows, "git": git_state(), "torch": th.__version__, "env": env}
+            json.dump(record, f, indent=1)
 
 
 if __name__ == "__main__":
