@@ -4,6 +4,8 @@ import importlib.util
 import json
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -411,3 +413,28 @@ def test_fewer_temporaries_table_and_sentences_are_the_records():
     faults = [(b[big]["faults_per_solve"], a[big]["faults_per_solve"]) for b, a in ((before, after), (before2, after2))]
     assert faults == [(19038, 14627), (18292, 1479)]
     assert "19,038 to 14,627 in the first, 18,292 to 1,479 in the second" in page
+
+
+def test_small_numpy_stage_tables_and_sentences():
+    module = _load("bench_small_numpy", ROOT / "examples" / "benchmarks" / "bench_small_numpy.py")
+    text = (ROOT / "docs" / "benchmarks.rst").read_text()
+    records = {}
+    for name in ("1-blas-thread", "default-threads"):
+        record = json.loads((ROOT / "docs" / "data" / f"bench_small_numpy-{name}.json").read_text())
+        assert record["args"]["repeats"] == 15 and record["git"]["dirty"] is False
+        assert record["git"]["commit"].startswith("79765d2") and "79765d2" in text
+        inc = ROOT / "docs" / f"bench_small_numpy_{name.replace('-', '_')}.inc"
+        assert inc.read_text() == module.table(record)
+        assert min(record["env"]["loadavg"]) > 6  # "load average about 8"
+        records[name] = {r["case"]: r for r in record["rows"]}
+    # "The numpy stage is faster than the torch stage on every problem of both records, at the same marginal error."
+    for rows in records.values():
+        for r in rows.values():
+            assert r["numpy_stage_median_ms"] < r["torch_stage_median_ms"]
+            assert r["numpy_stage_error"] == pytest.approx(r["torch_stage_error"], rel=1e-3)
+    # "with one BLAS thread POT is still faster on the dense n = 100 problem"
+    dense = records["1-blas-thread"]["L2 exact, n = 100"]
+    assert dense["pot_median_ms"] < dense["numpy_stage_median_ms"]
+    # "with the default threads its L-BFGS ... is several times slower than either neural_ot stage"
+    for r in records["default-threads"].values():
+        assert r["pot_median_ms"] > 1.9 * max(r["numpy_stage_median_ms"], r["torch_stage_median_ms"])
