@@ -34,6 +34,9 @@ _SINKHORN_SWEEPS = 1000  # at most this many Sinkhorn iterations before Newton (
 # Newton systems with min(n, m)^2 max(n, m) up to this are solved by dense Cholesky of the Schur complement; above
 # it, CG or sparse LU on the active graph is faster even for a nearly dense plan (about 150 x 150 on one core).
 _DENSE_SOLVE_WORK = 4e6
+# CPU L2 problems up to this min(n, m)^2 max(n, m) (about 215 x 215) run their stages in numpy (_small_newton): the
+# torch stage was faster from about 250 x 250 on dense plans and 300 x 300 on masked ones (docs/benchmarks.rst).
+_NUMPY_STAGE_WORK = 1e7
 _WORKING_SET_MIN_PAIRS = 250_000  # below this many pairs the full matrix is cheaper than a working set
 # Stall: the best marginal error has not halved in this many Newton iterations (rounding floor, or no progress).
 _STALL_ITERS = 25
@@ -82,7 +85,7 @@ def _newton(
         stage_prob = prob if last else prob.with_regularizer(type(target)(reg), coarse=True)
         small = n * m < _WORKING_SET_MIN_PAIRS
         stage = _working_set_stage if l2 and not small else _newton_stage
-        if l2 and prob.C.device.type == "cpu" and min(n, m) ** 2 * max(n, m) <= _DENSE_SOLVE_WORK:
+        if l2 and prob.C.device.type == "cpu" and min(n, m) ** 2 * max(n, m) <= _NUMPY_STAGE_WORK:
             stage = _numpy_stage
         u, v, it, converged = stage(
             stage_prob, u, v, tol if last else max(tol, stage_tol), max_iter - total, cg_max_iter, verbose

@@ -129,7 +129,7 @@ def solve_discrete(
     -----
     A CPU problem of at most 250,000 pairs is solved on one torch thread (the thread count is process-wide and
     restored after the call): its passes are too short to share, and beside numpy code whose BLAS threads spin
-    between calls, two threads were 1.24-1.55x slower (docs/benchmarks.rst). L2 problems of up to about 150 x 150
+    between calls, two threads were 1.24-1.55x slower (docs/benchmarks.rst). L2 problems of up to about 215 x 215
     pairs on the CPU run their Newton iterations in numpy (torch's per-operation overhead was most of their time).
 
     A balanced problem whose costs' minimum exceeds their spread (costs ``1e6 + [0, 1]``, or a constant) is solved on

@@ -93,7 +93,10 @@ def test_an_isolated_point_is_handed_to_the_torch_stage(monkeypatch):
     assert np.abs(res.plan - ref.plan).sum() < 1e-8
 
 
-def test_numpy_newton_does_not_run_on_problems_above_the_dense_solve_size(monkeypatch):
+def test_numpy_newton_runs_up_to_its_size_only(monkeypatch):
     calls = _spy(monkeypatch)
     no.solve(_clouds(200, 200), reg=0.05)
+    assert len(calls) == 1
+    calls.clear()
+    no.solve(_clouds(250, 250), reg=0.05)
     assert not calls

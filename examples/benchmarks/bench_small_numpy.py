@@ -1,11 +1,12 @@
 """Small exact L2 problems: neural_ot's numpy Newton stage against its torch stage and POT, in one process.
 
-CPU problems up to the dense-solve size (about 150 x 150) run their Newton stages in numpy
-(``neural_ot._small_newton``); before, in torch. For each problem the script alternates, ``--repeats`` times: the
-torch stage (the numpy stage switched off), the shipped solver, and POT's ``smooth_ot_dual`` (``stopThr=1e-12``;
-a masked problem gets a large cost on its masked pairs), and reports the median and best time of each and the
-marginal errors of the plans. Problems: the keypoint demo's 90-point masked one and the pytest-benchmark suite's
-dense ``L2 exact`` problem at n = 100 and 150::
+CPU problems up to ``neural_ot._newton._NUMPY_STAGE_WORK`` (``min(n, m)^2 max(n, m)``, about 215 x 215) run their
+Newton stages in numpy (``neural_ot._small_newton``); larger ones, and all of them before, in torch. For each
+problem the script alternates, ``--repeats`` times: the torch stage (the numpy stage switched off), the numpy stage
+(forced on at every size, to show where it stops paying), and POT's ``smooth_ot_dual`` (``stopThr=1e-12``; a masked
+problem gets a large cost on its masked pairs), and reports the median and best time of each and the marginal
+errors of the plans. Problems: the keypoint demo's masked one (``make_problem(n)``, its ``eps``) at n = 90, 180
+and 270, and the pytest-benchmark suite's dense ``L2 exact`` problem at n = 100 to 300::
 
     python examples/benchmarks/bench_small_numpy.py --out docs/data/bench_small_numpy.json
     python examples/benchmarks/bench_small_numpy.py --table docs/data/bench_small_numpy.json > docs/bench_small_numpy.inc
@@ -28,8 +29,10 @@ from neural_ot import _newton
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_neural_ot import _problem  # noqa: E402
-from bench_small_alternating import masked_demo  # noqa: E402
 from record_cli import printed_table, record_parser  # noqa: E402
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from keypoint_ot_demo import EPS, keypoint_cost, make_problem  # noqa: E402
 
 MODES = ("torch_stage", "numpy_stage", "pot")
 
@@ -49,6 +52,13 @@ def table(record: dict[str, Any]) -> str:
     return list_table(headers + ["neural_ot error", "POT error"], rows)
 
 
+def _masked(n: int) -> tuple[np.ndarray, np.ndarray, float]:
+    """The keypoint demo's problem at ``n`` points: its mixed cost, its keypoint mask and its ``eps``."""
+    x, y, pairs = make_problem(n)
+    _, cost = keypoint_cost(x, y, pairs)
+    return np.asarray(cost(x, y)), no.keypoint_mask(len(x), len(y), pairs), EPS
+
+
 def _error(plan: np.ndarray, a: np.ndarray) -> float:
     return float(max(np.abs(plan.sum(1) - a).sum(), np.abs(plan.sum(0) - a).sum()) / a.sum())
 
@@ -60,9 +70,9 @@ def main() -> None:
     if printed_table(args, table):
         return
     th.set_num_threads(1)
-    numpy_stage = _newton._numpy_stage
-    cases = [("keypoint demo, masked, n = 90", *masked_demo())]
-    cases += [(f"L2 exact, n = {n}", _problem(n), None, 0.05) for n in (100, 150)]
+    numpy_stage, work = _newton._numpy_stage, _newton._NUMPY_STAGE_WORK
+    cases = [(f"keypoint demo, masked, n = {n}", *_masked(n)) for n in (90, 180, 270)]
+    cases += [(f"L2 exact, n = {n}", _problem(n), None, 0.05) for n in (100, 150, 200, 250, 300)]
     rows = []
     for name, M, mask, eps in cases:
         n = M.shape[0]
@@ -73,6 +83,7 @@ def main() -> None:
         for _ in range(args.repeats):
             for mode in MODES:
                 _newton._numpy_stage = _newton._newton_stage if mode == "torch_stage" else numpy_stage
+                _newton._NUMPY_STAGE_WORK = float("inf")
                 t0 = time.perf_counter()
                 if mode == "pot":
                     kw = {"reg_type": "l2", "stopThr": 1e-12, "numItermax": 5000}
@@ -80,7 +91,7 @@ def main() -> None:
                 else:
                     plans[mode] = no.solve_discrete(a, a, M, eps, mask=mask).plan
                 times[mode].append(time.perf_counter() - t0)
-        _newton._numpy_stage = numpy_stage
+        _newton._numpy_stage, _newton._NUMPY_STAGE_WORK = numpy_stage, work
         row: dict[str, object] = {"case": name}
         for mode, values in times.items():
             row[f"{mode}_median_ms"] = 1e3 * float(np.median(values))
