@@ -1,13 +1,13 @@
 """Newton on the L2 dual of small dense problems, in numpy.
 
 On a CPU problem of about 215 x 215 or fewer pairs, a Newton iteration is a few dozen operations on arrays of at most
-some tens of thousands of numbers, and the per-operation overhead of torch (several microseconds each, more on a loaded machine) was
-most of a solve: the benchmark's 100 x 100 problem took 2.3x POT's time. Here the same iteration runs its
-elementwise work and matrix-vector products on numpy, in preallocated buffers, and only the Schur complement of the
-dense Newton system and its Cholesky factor in torch; the Armijo line search's accepted point is also the next
-iteration's. The path gives up (returns its point and ``False``)
-wherever the torch stage has a remedy it lacks: an isolated point (no curvature), a rejected step, a stall. The
-torch stage then continues from that point: either way the stage ends at the same optimum, to the tolerance.
+some tens of thousands of numbers, and the per-operation overhead of torch (several microseconds each, more on a
+loaded machine) was most of a solve: the benchmark's 100 x 100 problem took 2.3x POT's time. Here the same iteration
+runs its elementwise work and matrix-vector products on numpy, in preallocated buffers, and only the Schur complement
+of the dense Newton system and its Cholesky factor in torch; the Armijo line search's accepted point is also the next
+iteration's. The path gives up (returns its point and ``False``) wherever the torch stage has a remedy it lacks: an
+isolated point (no curvature), a rejected step, a stall. The torch stage then continues from that point: either way
+the stage ends at the same optimum, to the tolerance.
 """
 
 from __future__ import annotations
