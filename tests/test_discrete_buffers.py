@@ -12,6 +12,7 @@ import pytest
 from torch.profiler import ProfilerActivity, profile
 
 import neural_ot as no
+from neural_ot import _newton
 
 
 def _cost(n: int) -> np.ndarray:
@@ -42,10 +43,12 @@ def test_continuation_allocates_its_buffers_once(pot_reg):
     assert count <= 8
 
 
-def test_the_line_search_near_the_optimum_allocates_nothing():
+def test_the_line_search_near_the_optimum_allocates_nothing(monkeypatch):
     # A dense problem (eps 0.05: most pairs active) whose last Newton steps are judged by the marginal error (the
     # dual's decrease is below float64 resolution there): each trial point built a whole curvature, a fresh z and a
     # copy of its 0/1 matrix; its masses are now matrix-vector products with the density in the "tmp" buffer.
+    # The torch stage's: at this size the CPU solve runs the numpy stage (neural_ot._small_newton) instead.
+    monkeypatch.setattr(_newton, "_numpy_stage", _newton._newton_stage)
     M = _cost(200)
     count, res = _large_allocations(M, 0.05)
     assert res.status == "converged" and max(res.marginal_errors) <= 1e-9
