@@ -14,6 +14,7 @@ import torch as th
 from neural_ot._dual_problem import _Problem, _SparseProblem, true_pairs
 from neural_ot._newton_system import _DELTA, _Curvature, _HessianOperator, _pcg
 from neural_ot._small_newton import dense_l2_newton
+from neural_ot._tree_shifts import tree_shifts
 from neural_ot._validation import support_carries_the_mass
 from neural_ot.regularizers import Entropic, SquaredL2
 
@@ -40,6 +41,7 @@ _NUMPY_STAGE_WORK = 1e7
 _WORKING_SET_MIN_PAIRS = 250_000  # below this many pairs the full matrix is cheaper than a working set
 # Stall: the best marginal error has not halved in this many Newton iterations (rounding floor, or no progress).
 _STALL_ITERS = 25
+_SHIFT_AFTER = 5  # L2: unbalanced trees are shifted exactly once the error has not halved in this many iterations
 _STALL_PROGRESS = 1e-9  # ... and the dual has improved by less than this (relative) over those iterations
 _FIRST_STAGE = 1e-2  # the continuation starts at the first eps below this share of the costs' spread
 _DAMPINGS = (1.0, 1e3, 1e6)  # Levenberg damping factors tried in turn when a Newton step is rejected
@@ -402,6 +404,9 @@ def _newton_stage(
                 it -= 1
                 break
         u, v, loss = _newton_step(prob, u, v, z, curv, loss, max(ea, eb), cg_max_iter)
+        if it - best_it >= _SHIFT_AFTER and isinstance(prob.r, SquaredL2):
+            u, v = tree_shifts(prob, u, v)  # the error stopped halving: unbalanced trees may be crawling
+            loss = prob.loss(u, v)
         del z
     return u, v, it, converged
 
