@@ -48,7 +48,11 @@ def tree_shifts(prob: _Problem | _SparseProblem, u: th.Tensor, v: th.Tensor) -> 
 def _shifts(
     n: int, m: int, rows: np.ndarray, cols: np.ndarray, z: np.ndarray, a: np.ndarray, b: np.ndarray, eps: float
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Potential changes ``(du, dv)`` that move each unbalanced tree of the pairs with ``z > 0``, one after another."""
+    """Potential changes ``(du, dv)`` that move each unbalanced tree of the pairs with ``z > 0``, one after another.
+
+    The pairs between trees are grouped once by the tree of their row and of their column (a stable sort of small
+    integers); each tree then reads only its own outgoing pairs, at their current ``z`` (earlier shifts included).
+    """
     du, dv = np.zeros(n), np.zeros(m)
     active = z > 0
     graph = sp.coo_matrix((np.ones(int(active.sum())), (rows[active], cols[active] + n)), shape=(n + m, n + m))
@@ -58,24 +62,32 @@ def _shifts(
     tree_u, tree_v = labels[:n], labels[n:]
     excess = np.bincount(tree_u, a, k) - np.bincount(tree_v, b, k)  # row mass the tree's columns cannot take
     unbalanced = np.nonzero(np.abs(excess) > 1e-9 * a.sum())[0]
-    w = a[rows] * b[cols] / (2.0 * eps)
-    z = z.copy()
+    if unbalanced.size == 0:
+        return du, dv
+    tu, tv = tree_u[rows], tree_v[cols]
+    between = np.nonzero(tu != tv)[0]  # no active pair joins two trees
+    groups = {side: _grouped(between, keys[between], k) for side, keys in (("u", tu), ("v", tv))}
     for t in unbalanced[np.argsort(-np.abs(excess[unbalanced]))][:_MAX_TREES]:
-        row_in, col_in = tree_u[rows] == t, tree_v[cols] == t
         # Too much row mass: raise the tree (u up, v down) until pairs from its rows to other columns take the excess;
         # too little: lower it until pairs from other rows into its columns bring it.
-        out = (row_in & ~col_in) if excess[t] > 0 else (~row_in & col_in)
-        if not out.any():
+        order, starts = groups["u" if excess[t] > 0 else "v"]
+        out = order[starts[t] : starts[t + 1]]
+        if out.size == 0:
             continue
-        s = _root(z[out], w[out], abs(float(excess[t])))
+        x = z[out] + du[rows[out]] + dv[cols[out]]
+        s = _root(x, a[rows[out]] * b[cols[out]] / (2.0 * eps), abs(float(excess[t])))
         if s <= 0:  # an earlier shift already brought this tree its mass
             continue
         s = s if excess[t] > 0 else -s
         du[tree_u == t] += s
         dv[tree_v == t] -= s
-        z[row_in] += s
-        z[col_in] -= s
     return du, dv
+
+
+def _grouped(pairs: np.ndarray, keys: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """``pairs`` ordered by ``keys`` (tree labels below ``k``) and the start of each tree's run (``k + 1`` offsets)."""
+    order = np.argsort(keys, kind="stable")
+    return pairs[order], np.searchsorted(keys[order], np.arange(k + 1))
 
 
 def _root(x: np.ndarray, w: np.ndarray, target: float) -> float:
