@@ -96,12 +96,31 @@ def table_problems(repeats: int) -> list[dict[str, Any]]:
                     res, seconds = _solve(mode, a, a, M, eps)
                     times[mode].append(seconds)
                     iters[mode] = (res.status, res.n_iter)
-            row: dict[str, Any] = {"n": n, "pot_reg": reg}
+            row: dict[str, Any] = {"n": n, "pot_reg": reg, "shift_calls": _shift_calls(a, M, eps)}
             for mode in MODES:
                 row[mode] = {"status": iters[mode][0], "n_iter": iters[mode][1], "median_s": float(np.median(times[mode]))}
             rows.append(row)
             print(json.dumps(row), flush=True)
     return rows
+
+
+def _shift_calls(a: np.ndarray, M: np.ndarray, eps: float) -> dict[str, float]:
+    """How often one solve with the shifts on calls them, and their seconds in all."""
+    run, calls = newton.tree_shifts, {"calls": 0, "s": 0.0}
+
+    def counted(*args: Any) -> Any:
+        t0 = time.perf_counter()
+        out = run(*args)
+        calls["calls"] += 1
+        calls["s"] += time.perf_counter() - t0
+        return out
+
+    newton.tree_shifts = counted
+    try:
+        _solve("on", a, a, M, eps)
+    finally:
+        newton.tree_shifts = run
+    return calls
 
 
 def table(record: dict[str, Any]) -> str:
@@ -125,9 +144,10 @@ def table(record: dict[str, Any]) -> str:
         [str(r["n"]), f"{r['pot_reg']:g}"]
         + [f"{r[mode]['median_s']:.3f}" for mode in MODES]
         + [f"{r['off']['median_s'] / r['on']['median_s']:.2f}x", f"{r['off']['n_iter']} / {r['on']['n_iter']}"]
+        + [f"{r['shift_calls']['calls']} ({1e3 * r['shift_calls']['s']:.0f} ms)"]
         for r in record["problems"]
     ]
-    headers = ["n", "POT reg", "off [s]", "on [s]", "off / on", "iterations off / on"]
+    headers = ["n", "POT reg", "off [s]", "on [s]", "off / on", "iterations off / on", "shift calls (their time)"]
     return out + list_table(headers, rows)
 
 
