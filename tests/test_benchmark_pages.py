@@ -447,3 +447,33 @@ def test_small_numpy_stage_tables_and_sentences():
         for n, r in records[name].items():
             shipped = r["numpy_stage_median_ms"] if n <= 200 else r["torch_stage_median_ms"]
             assert r["pot_median_ms"] > shipped
+
+
+def test_tree_shifts_tables_and_sentences():
+    module = _load("bench_tree_shifts", ROOT / "examples" / "benchmarks" / "bench_tree_shifts.py")
+    record = json.loads((ROOT / "docs" / "data" / "bench_tree_shifts.json").read_text())
+    text = (ROOT / "docs" / "benchmarks.rst").read_text()
+    assert record["git"]["commit"].startswith("87a3a47") and record["git"]["dirty"] is False
+    assert "commit ``87a3a47``" in text
+    assert (ROOT / "docs" / "bench_tree_shifts.inc").read_text() == module.table(record)
+    sweep = record["sweep"]
+    # "Without the shifts 8 of the 20 problems at POT reg 1e-5 end unconverged (most after all 500 iterations)"
+    hard = [r for r in sweep if r["pot_reg"] == 1e-5]
+    failed = [r for r in hard if r["off"]["status"] != "converged"]
+    assert len(hard) == 20 and len(failed) == 8
+    assert sum(r["off"]["n_iter"] == 500 for r in failed) > len(failed) / 2
+    assert all(r["off"]["status"] == "converged" for r in sweep if r["pot_reg"] != 1e-5)
+    # "with them every problem of the sweep converges, the slowest in 101 iterations instead of 500, and every
+    # reg's problems take less time in total"
+    assert all(r["on"]["status"] == "converged" for r in sweep)
+    assert max(r["on"]["n_iter"] for r in sweep) == 101 and max(r["off"]["n_iter"] for r in sweep) == 500
+    for reg in module.POT_REGS:
+        group = [r for r in sweep if r["pot_reg"] == reg]
+        assert sum(r["on"]["s"] for r in group) < sum(r["off"]["s"] for r in group)
+    # "the shifts never run at POT reg 0.1 ... and take at most 19 ms of a solve at 0.01: the times there differ by
+    # 0.95-1.05x"
+    problems = record["problems"]
+    assert all(r["shift_calls"]["calls"] == 0 for r in problems if r["pot_reg"] == 0.1)
+    assert max(round(1e3 * r["shift_calls"]["s"]) for r in problems) == 19
+    ratios = [r["off"]["median_s"] / r["on"]["median_s"] for r in problems]
+    assert (round(min(ratios), 2), round(max(ratios), 2)) == (0.95, 1.05)
