@@ -9,8 +9,9 @@ Hessian of graph-Laplacian form,
 which is sparse for L2 regularisation (only active pairs) and dense for the entropic one. Each
 iteration solves the Levenberg-regularised Newton system by preconditioned conjugate gradients with
 a matrix-free product on the active set, followed by an Armijo line search; isolated points (no
-active pair) are repaired by exact block maximisation. See Lorenz, Manns and Meyer (2021),
-"Quadratically regularized optimal transport", for the L2 case.
+active pair) are repaired by exact block maximisation, and for L2, once the error stops halving, trees of active
+pairs that carry unequal mass are shifted to their exact optimum (the Hessian is singular along them). See Lorenz,
+Manns and Meyer (2021), "Quadratically regularized optimal transport", for the L2 case.
 """
 
 from __future__ import annotations
