@@ -70,8 +70,11 @@ def measure(n: int, pot_reg: float, repeats: int) -> dict[str, object]:
     }
 
 
-def stall_sweep() -> list[dict[str, object]]:
-    """The 60 problems at each continuation ratio, working set forced on: how many solves do not converge."""
+def sweep_cases(pot_regs: tuple[float, ...] = (1e-1, 1e-2, 1e-3)) -> list[tuple]:
+    """The stall sweep's problems ``(n, m, cost kind, POT reg, M, a, b)``: five shapes, four cost kinds, random weights.
+
+    The same problems at every choice of ``pot_regs`` (the random draws do not depend on it).
+    """
     rng = np.random.default_rng(0)
     cases = []
     for n, m in [(60, 60), (100, 80), (300, 300), (400, 250), (700, 700)]:
@@ -86,8 +89,14 @@ def stall_sweep() -> list[dict[str, object]]:
             else:  # ties everywhere: a degenerate optimum
                 M = rng.integers(0, 5, size=(n, m)).astype(float) / 4
             a, b = rng.uniform(0.5, 1.5, n), rng.uniform(0.5, 1.5, m)
-            for reg in (1e-1, 1e-2, 1e-3):
+            for reg in pot_regs:
                 cases.append((n, m, kind, reg, M, a / a.sum(), b / b.sum()))
+    return cases
+
+
+def stall_sweep() -> list[dict[str, object]]:
+    """The 60 problems at each continuation ratio, working set forced on: how many solves do not converge."""
+    cases = sweep_cases()
     saved = newton._CONTINUATION, newton._WORKING_SET_MIN_PAIRS
     rows = []
     try:

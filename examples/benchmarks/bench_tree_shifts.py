@@ -29,31 +29,12 @@ import neural_ot as no
 import neural_ot._newton as newton
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench_near_active import sweep_cases  # noqa: E402
 from bench_neural_ot import _problem  # noqa: E402
 from record_cli import printed_table, record_parser  # noqa: E402
 
 POT_REGS = (1e-1, 1e-2, 1e-3, 1e-5)
 MODES = ("off", "on")
-
-
-def _sweep_cases() -> list[tuple[int, int, str, float, np.ndarray, np.ndarray, np.ndarray]]:
-    rng = np.random.default_rng(0)
-    cases = []
-    for n, m in [(60, 60), (100, 80), (300, 300), (400, 250), (700, 700)]:
-        for kind in ("sqeuclidean 2-D", "sqeuclidean 10-D", "uniform", "integer"):
-            if kind.startswith("sqeuclidean"):
-                d = int(kind.split()[1][:-2])
-                x, y = rng.normal(size=(n, d)), rng.normal(size=(m, d)) + 0.5
-                M = ((x[:, None] - y[None]) ** 2).sum(-1)
-                M /= M.max()
-            elif kind == "uniform":
-                M = rng.uniform(size=(n, m))
-            else:  # ties everywhere: a degenerate optimum
-                M = rng.integers(0, 5, size=(n, m)).astype(float) / 4
-            a, b = rng.uniform(0.5, 1.5, n), rng.uniform(0.5, 1.5, m)
-            for reg in POT_REGS:
-                cases.append((n, m, kind, reg, M, a / a.sum(), b / b.sum()))
-    return cases
 
 
 def _solve(mode: str, *args: Any) -> tuple[no.OTResult, float]:
@@ -72,7 +53,7 @@ def _solve(mode: str, *args: Any) -> tuple[no.OTResult, float]:
 def sweep() -> list[dict[str, Any]]:
     """Every sweep problem with the shifts off and on: status, Newton iterations, seconds, marginal error."""
     rows = []
-    for n, m, kind, reg, M, a, b in _sweep_cases():
+    for n, m, kind, reg, M, a, b in sweep_cases(POT_REGS):
         row: dict[str, Any] = {"n": n, "m": m, "cost": kind, "pot_reg": reg}
         for mode in MODES:
             res, seconds = _solve(mode, a, b, M, reg / (2 * n * m))
