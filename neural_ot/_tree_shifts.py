@@ -27,7 +27,8 @@ def tree_shifts(prob: _Problem | _SparseProblem, u: th.Tensor, v: th.Tensor) -> 
     """Return ``(u, v)`` with the most unbalanced trees of the active pairs moved to their exact minimisers.
 
     Candidate pairs are the working set's (``_SparseProblem``) or every allowed pair of a dense problem of at most
-    ``_MAX_PAIRS`` pairs; larger dense problems and problems off the CPU are returned unchanged.
+    ``_MAX_PAIRS`` pairs; larger dense problems and problems off the CPU are returned unchanged (the same tensors, as
+    when no tree moves).
     """
     n, m = prob.shape
     if u.device.type != "cpu":
@@ -42,6 +43,8 @@ def tree_shifts(prob: _Problem | _SparseProblem, u: th.Tensor, v: th.Tensor) -> 
     else:
         return u, v
     du, dv = _shifts(n, m, rows, cols, z, prob.a.numpy(), prob.b.numpy(), prob.r.reg)
+    if not (du.any() or dv.any()):
+        return u, v
     return u + th.from_numpy(du), v + th.from_numpy(dv)
 
 
