@@ -55,6 +55,8 @@ def _shifts(
 
     The pairs between trees are grouped once by the tree of their row and of their column (a stable sort of small
     integers); each tree then reads only its own outgoing pairs, at their current ``z`` (earlier shifts included).
+    A shift is the exact minimiser along its tree's direction unless an earlier shift made a pair into the tree
+    active; it then stops short of it, and the dual still decreases all the way.
     """
     du, dv = np.zeros(n), np.zeros(m)
     active = z > 0
@@ -100,5 +102,5 @@ def _root(x: np.ndarray, w: np.ndarray, target: float) -> float:
     cw, cwx = np.cumsum(ws), np.cumsum(ws * xs)
     s = (target - cwx) / cw  # with the first j pairs active
     nxt = np.append(xs[1:], -np.inf)
-    j = int(np.argmax((xs + s >= 0) & (nxt + s <= 0)))
-    return float(s[j])
+    valid = (xs + s >= 0) & (nxt + s <= 0)
+    return float(s[int(np.argmax(valid))]) if valid.any() else 0.0  # none only by rounding: no move
