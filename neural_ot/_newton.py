@@ -36,7 +36,7 @@ _SINKHORN_SWEEPS = 1000  # at most this many Sinkhorn iterations before Newton (
 # it, CG or sparse LU on the active graph is faster even for a nearly dense plan (about 150 x 150 on one core).
 _DENSE_SOLVE_WORK = 4e6
 # CPU L2 problems up to this min(n, m)^2 max(n, m) (about 215 x 215) run their stages in numpy (_small_newton): the
-# torch stage was faster from about 250 x 250 on dense plans and 300 x 300 on masked ones (docs/benchmarks.rst).
+# torch stage was faster from 250 x 250 on dense plans and 270 x 270 on masked ones (docs/benchmarks.rst).
 _NUMPY_STAGE_WORK = 1e7
 _WORKING_SET_MIN_PAIRS = 250_000  # below this many pairs the full matrix is cheaper than a working set
 # Stall: the best marginal error has not halved in this many Newton iterations (rounding floor, or no progress).
