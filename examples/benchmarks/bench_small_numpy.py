@@ -28,7 +28,7 @@ import neural_ot as no
 from neural_ot import _newton
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_neural_ot import _problem  # noqa: E402
+from bench_neural_ot import _marginal_error, _problem  # noqa: E402
 from record_cli import printed_table, record_parser  # noqa: E402
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
@@ -57,10 +57,6 @@ def _masked(n: int) -> tuple[np.ndarray, np.ndarray, float]:
     x, y, pairs = make_problem(n)
     _, cost = keypoint_cost(x, y, pairs)
     return np.asarray(cost(x, y)), no.keypoint_mask(len(x), len(y), pairs), EPS
-
-
-def _error(plan: np.ndarray, a: np.ndarray) -> float:
-    return float(max(np.abs(plan.sum(1) - a).sum(), np.abs(plan.sum(0) - a).sum()) / a.sum())
 
 
 def main() -> None:
@@ -96,7 +92,7 @@ def main() -> None:
         for mode, values in times.items():
             row[f"{mode}_median_ms"] = 1e3 * float(np.median(values))
             row[f"{mode}_best_ms"] = 1e3 * min(values)
-            row[f"{mode}_error"] = _error(plans[mode], a)
+            row[f"{mode}_error"] = _marginal_error(plans[mode], a, a)
         rows.append(row)
         print(json.dumps(row), flush=True)
     if args.out:
