@@ -477,3 +477,36 @@ def test_tree_shifts_tables_and_sentences():
     assert max(round(1e3 * r["shift_calls"]["s"]) for r in problems) == 19
     ratios = [r["off"]["median_s"] / r["on"]["median_s"] for r in problems]
     assert (round(min(ratios), 2), round(max(ratios), 2)) == (0.95, 1.05)
+
+
+def test_small_numpy_stage_idle_tables_and_sentences():
+    module = _load("bench_small_numpy", ROOT / "examples" / "benchmarks" / "bench_small_numpy.py")
+    text = (ROOT / "docs" / "benchmarks.rst").read_text()
+    assert "commit ``1258d8b``" in text and "load average 0.7 in the minute before" in text
+    ratios, masked_ok = {}, True
+    for name, threads in (("idle", None), ("idle-1-blas-thread", "1")):
+        record = json.loads((ROOT / "docs" / "data" / f"bench_small_numpy-{name}.json").read_text())
+        assert record["args"]["repeats"] == 15 and record["git"]["dirty"] is False
+        assert record["git"]["commit"].startswith("1258d8b") and record["env"]["OMP_NUM_THREADS"] == threads
+        assert round(record["env"]["loadavg"][0], 1) == 0.7
+        assert (ROOT / "docs" / f"bench_small_numpy_{name.replace('-', '_')}.inc").read_text() == module.table(record)
+        for r in record["rows"]:
+            n = int(r["case"].rsplit("= ", 1)[1])
+            # "again faster than the torch stage on every problem up to n = 200 and slower on every one from n = 250"
+            assert (r["numpy_stage_median_ms"] < r["torch_stage_median_ms"]) == (n <= 200), (name, n)
+            shipped = r["numpy_stage_median_ms"] if n <= 200 else r["torch_stage_median_ms"]
+            if "masked" in r["case"]:
+                # "On every masked problem neural_ot is faster than POT in both idle records"
+                masked_ok &= shipped < r["pot_median_ms"]
+            else:
+                ratios[name, n] = shipped / r["pot_median_ms"]
+                # "POT's L-BFGS stops at a marginal error of 5e-8 to 2e-7 and neural_ot solves to 1e-9" (n <= 250)
+                assert n == 300 or 5e-8 <= round(r["pot_error"], 8) <= 2e-7
+                assert max(r["numpy_stage_error"], r["torch_stage_error"]) <= 1e-9
+    assert masked_ok
+    # "takes 1.24-1.38x POT's time with the default threads and 1.30-1.49x with one BLAS thread"
+    for name, span in (("idle", (1.24, 1.38)), ("idle-1-blas-thread", (1.30, 1.49))):
+        below = [ratios[name, n] for n in (100, 150, 200, 250)]
+        assert (round(min(below), 2), round(max(below), 2)) == span
+    # "At n = 300 the two are within 5% (1.02x, 0.95x)"
+    assert (round(ratios["idle", 300], 2), round(ratios["idle-1-blas-thread", 300], 2)) == (1.02, 0.95)
