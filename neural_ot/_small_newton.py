@@ -3,9 +3,9 @@
 On a CPU problem of about 215 x 215 or fewer pairs, a Newton iteration is a few dozen operations on arrays of at most
 some tens of thousands of numbers, and the per-operation overhead of torch (several microseconds each, more on a
 loaded machine) was most of a solve: the benchmark's 100 x 100 problem took 2.3x POT's time. Here the same iteration
-runs its elementwise work and matrix-vector products on numpy, in preallocated buffers, and only the Schur complement
-of the dense Newton system and its Cholesky factor in torch; the Armijo line search's accepted point is also the next
-iteration's. The path gives up (returns its point and ``False``) wherever the torch stage has a remedy it lacks: an
+runs its elementwise work and matrix-vector products on numpy, in preallocated buffers, the matrix product of the
+Schur complement of the dense Newton system in torch, and its Cholesky factor by LAPACK (below 128 rows) or torch; the
+Armijo line search's accepted point is also the next iteration's. The path gives up (returns its point and ``False``) wherever the torch stage has a remedy it lacks: an
 isolated point (no curvature), a rejected step, a stall. The torch stage then continues from that point: either way
 the stage ends at the same optimum, to the tolerance.
 """
@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import numpy as np
 import torch as th
+from scipy.linalg import lapack
 
 from neural_ot._newton_system import _DELTA, _NEAR_ACTIVE
 
 _LINE_SEARCH_STEPS = 30
+_LAPACK_MAX = 128  # rows below which scipy's LAPACK Cholesky runs on one thread (OpenBLAS)
 _PROGRESS_ITERS = 10  # give up when the marginal error has not halved in this many iterations
 
 
@@ -107,19 +109,37 @@ def _newton_step(
     mean = 0.5 * (float(d1.mean()) + float(d2.mean()))
     delta = min(mean, max(1e-12 * scale, _DELTA * min(1.0, error) * mean))
     d1, d2 = d1 + delta, d2 + delta
-    AE = A * (b * b / d2)[None, :]  # S = D1 - diag(a_s) A diag(b^2 / d2) A^T diag(a_s)
-    # The matrix product and Cholesky in torch, on the solver's torch threads: right after a POT call (L-BFGS on
-    # numpy), numpy's own BLAS threads made the product 9x (n = 100) to 45x (n = 150) slower beside other processes.
-    S = th.from_numpy(AE) @ th.from_numpy(A).T
-    S.mul_(th.from_numpy(-a_s)[:, None]).mul_(th.from_numpy(a_s)[None, :])
-    S.diagonal().add_(th.from_numpy(d1))
-    factor, info = th.linalg.cholesky_ex(S)
-    if int(info) != 0:
+    B = a_s[:, None] * A
+    AE = B * (-(b * b) / d2)[None, :]  # S = D1 + AE B^T = D1 - diag(a_s) A diag(b^2 / d2) A^T diag(a_s)
+    # The matrix product in torch, on the solver's torch threads: right after a POT call (L-BFGS on numpy), numpy's
+    # own BLAS threads made it 9x (n = 100) to 45x (n = 150) slower beside other processes.
+    S = (th.from_numpy(AE) @ th.from_numpy(B).T).numpy()
+    S.flat[:: S.shape[0] + 1] += d1
+    rhs = -(AE @ (g2 / b)) - g1
+    x1 = _cholesky_solve(S, rhs)
+    if x1 is None:
         return None
-    rhs = th.from_numpy(a_s * (AE @ (g2 / b)) - g1)
-    x1 = th.cholesky_solve(rhs[:, None], factor).squeeze(1).numpy()
     x2 = (-g2 - b * ((a_s * x1) @ A)) / d2
     return x1, x2
+
+
+def _cholesky_solve(S: np.ndarray, rhs: np.ndarray) -> np.ndarray | None:
+    """Solve ``S x = rhs`` for a symmetric ``S`` (overwritten) by Cholesky; ``None`` if it is not positive definite.
+
+    Below ``_LAPACK_MAX`` rows, LAPACK through scipy is called directly (32 against 120 microseconds through torch at
+    n = 100, 2026-12-06); OpenBLAS's factorisation stays on one thread there, while from 128 rows it wakes threads
+    that then spin against the solver's own (4-40x slower beside other processes).
+    """
+    if S.shape[0] < _LAPACK_MAX:
+        factor, info = lapack.dpotrf(S.T, lower=1, clean=0, overwrite_a=1)  # S.T: the same matrix, Fortran order
+        if info != 0:
+            return None
+        x, info = lapack.dpotrs(factor, rhs, lower=1)
+        return x if info == 0 else None
+    factor_t, info_t = th.linalg.cholesky_ex(th.from_numpy(S))
+    if int(info_t) != 0:
+        return None
+    return th.cholesky_solve(th.from_numpy(rhs)[:, None], factor_t).squeeze(1).numpy()
 
 
 def _line_search(

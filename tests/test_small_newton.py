@@ -100,3 +100,18 @@ def test_numpy_newton_runs_up_to_its_size_only(monkeypatch):
     calls.clear()
     no.solve(_clouds(250, 250), reg=0.05)
     assert not calls
+
+
+@pytest.mark.parametrize("n", [5, 127, 128, 200])
+def test_cholesky_solve_on_either_side_of_the_lapack_limit(n):
+    # Below _LAPACK_MAX rows scipy's LAPACK, from it torch's: the same solution, and None where S is not
+    # positive definite (the numpy stage then hands over to the torch stage).
+    assert _small_newton._LAPACK_MAX == 128
+    rng = np.random.default_rng(n)
+    X = rng.normal(size=(n, n))
+    S = X @ X.T + 0.1 * np.eye(n)
+    rhs = rng.normal(size=n)
+    x = _small_newton._cholesky_solve(S.copy(), rhs)
+    np.testing.assert_allclose(x, np.linalg.solve(S, rhs), rtol=1e-8, atol=0)
+    indefinite = S - np.linalg.eigvalsh(S).mean() * np.eye(n)
+    assert _small_newton._cholesky_solve(indefinite, rhs) is None
