@@ -6,13 +6,12 @@ preconditioned CG on the operator of :mod:`neural_ot._newton_system`), the Armij
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import torch as th
 
 from neural_ot._dual_problem import _Problem, _SparseProblem, true_pairs
 from neural_ot._newton_system import _DELTA, _Curvature, _HessianOperator, _pcg
+from neural_ot._sinkhorn_sweeps import kernel_is_safe, sinkhorn_sweeps
 from neural_ot._small_newton import dense_l2_newton
 from neural_ot._tree_shifts import tree_shifts
 from neural_ot._validation import support_carries_the_mass
@@ -31,7 +30,6 @@ _WORKING_SET_FRACTION = 0.25  # above this fraction of active pairs, the full ma
 # early continuation stages ran dense, 15-25% slower at n = 1000-2000)
 _WORKING_SET_ROUNDS = 50
 _WORKING_SET_ROUND_ITERS = 100  # Newton iterations of one working-set round before the full check enlarges the set
-_SINKHORN_SWEEPS = 1000  # at most this many Sinkhorn iterations before Newton (entropic problems)
 # Newton systems with min(n, m)^2 max(n, m) up to this are solved by dense Cholesky of the Schur complement; above
 # it, CG or sparse LU on the active graph is faster even for a nearly dense plan (about 150 x 150 on one core).
 _DENSE_SOLVE_WORK = 4e6
@@ -103,56 +101,6 @@ def _newton(
     return u, v, total, converged and last
 
 
-def _sinkhorn_sweeps(prob: _Problem, u: th.Tensor, v: th.Tensor, tol: float) -> tuple[th.Tensor, th.Tensor, float]:
-    """Sinkhorn iterations in the scaling domain around ``(u, v)`` (a stabilised kernel), while they converge fast.
-
-    The kernel ``exp((u + v - C) / eps)`` must be bounded away from under- and overflow (see
-    :func:`_kernel_is_safe`, or after exact block steps), so scalings stay finite. Newton takes over when
-    Sinkhorn slows down (small eps), which is where it is slow. Returns the potentials and the relative row
-    marginal error of the last check (the column marginal is exact after each sweep; ``inf`` if unchecked).
-    """
-    eps = prob.r.reg
-    K_t = prob.masked(prob.z(u, v).div_(eps).exp_())
-    a_t, b_t = prob.a, prob.b
-    K: Any
-    a: Any
-    b: Any
-    finite: Any
-    backend: Any
-    if K_t.device.type == "cpu":
-        # numpy's BLAS runs these matrix-vector products 2-3x faster than torch's on the CPU (measured at n = 1000);
-        # the arrays are views of the same memory.
-        K, a, b = K_t.numpy(), a_t.numpy(), b_t.numpy()
-        finite, backend = np.isfinite, np
-    else:
-        K, a, b = K_t, a_t, b_t
-        finite, backend = th.isfinite, th
-    alpha, beta = backend.ones_like(a), backend.ones_like(b)
-    last_err = err = float("inf")
-    for it in range(1, _SINKHORN_SWEEPS + 1):
-        alpha_new = 1.0 / (K @ (beta * b))
-        beta_new = 1.0 / (K.T @ (alpha_new * a))
-        if not (bool(finite(alpha_new).all()) and bool(finite(beta_new).all())):
-            err = float("inf")
-            break
-        alpha, beta = alpha_new, beta_new
-        prob.sinkhorn_sweeps += 1
-        err = float("inf")
-        if it % 10 == 0:
-            err = float(abs(a * alpha * (K @ (beta * b)) - a).sum() / a.sum())
-            if err <= tol or err > 0.9 * last_err:
-                break
-            last_err = err
-    alpha_t, beta_t = th.as_tensor(alpha, device=u.device), th.as_tensor(beta, device=v.device)
-    return u + eps * th.log(alpha_t), v + eps * th.log(beta_t), err
-
-
-def _kernel_is_safe(prob: _Problem) -> bool:
-    """Whether ``exp((min C - C) / eps)`` and its Sinkhorn scalings stay far from the float64 limits."""
-    lo, hi = prob.cost_range
-    return prob.C.dtype == th.float64 and (hi - lo) / prob.r.reg < 200.0
-
-
 def _numpy_stage(
     prob: _Problem, u: th.Tensor, v: th.Tensor, tol: float, max_iter: int, cg_max_iter: int, verbose: bool
 ) -> tuple[th.Tensor, th.Tensor, int, bool]:
@@ -161,7 +109,7 @@ def _numpy_stage(
     Where that gives up before ``tol`` and ``max_iter`` (an isolated point, a rejected step, slow progress), the
     torch stage continues from its point, with the block steps, damping and stall check that it lacks.
     """
-    if bool((u == 0).all()) and bool((v == 0).all()):
+    if _is_cold(u, v):
         u, v = _cold_start(prob, u, v)
     C = prob.C.numpy() if prob.mask is None else np.where(prob.mask.numpy() > 0, prob.C.numpy(), np.inf)
     a, b = prob.a.numpy(), prob.b.numpy()
@@ -185,7 +133,7 @@ def _working_set_stage(
     ``_WORKING_SET_ROUND_ITERS`` iterations; a pass over the full matrix then either confirms that no other
     pair is active (the solution is exact for the full problem) or enlarges the set and continues.
     """
-    if bool((u == 0).all()) and bool((v == 0).all()):
+    if _is_cold(u, v):
         # From a cold start only: later stages start from the previous stage's potentials, which the working-set
         # Newton corrects without full-matrix block steps (7-23% faster on the benchmark, the same optima).
         u, v = _cold_start(prob, u, v)
@@ -323,8 +271,8 @@ def _initial_block(
     Returns the potentials and whether Sinkhorn alone met ``tol``.
     """
     entropic = isinstance(prob, _Problem) and isinstance(prob.r, Entropic)
-    cold = bool((u == 0).all()) and bool((v == 0).all())
-    if isinstance(prob, _Problem) and entropic and cold and _kernel_is_safe(prob):
+    cold = _is_cold(u, v)
+    if isinstance(prob, _Problem) and entropic and cold and kernel_is_safe(prob):
         u = th.full_like(u, prob.cost_range[0])  # the kernel then lies in [exp(-spread / eps), 1]
     elif cold:
         u, v = _cold_start(prob, u, v)
@@ -334,9 +282,14 @@ def _initial_block(
         v = prob.block_maximize(u, v, side="v")
     if entropic:
         assert isinstance(prob, _Problem)
-        u, v, err = _sinkhorn_sweeps(prob, u, v, tol)
+        u, v, err = sinkhorn_sweeps(prob, u, v, tol)
         return u, v, err <= tol
     return u, v, False
+
+
+def _is_cold(u: th.Tensor, v: th.Tensor) -> bool:
+    """Whether a stage starts from zero potentials (a cold start, not a previous stage's or a warm start's)."""
+    return bool((u == 0).all()) and bool((v == 0).all())
 
 
 def _cold_start(prob: _Problem | _SparseProblem, u: th.Tensor, v: th.Tensor) -> tuple[th.Tensor, th.Tensor]:

@@ -5,9 +5,9 @@ some tens of thousands of numbers, and the per-operation overhead of torch (seve
 loaded machine) was most of a solve: the benchmark's 100 x 100 problem took 2.3x POT's time. Here the same iteration
 runs its elementwise work and matrix-vector products on numpy, in preallocated buffers, the matrix product of the
 Schur complement of the dense Newton system in torch, and its Cholesky factor by LAPACK (below 128 rows) or torch; the
-Armijo line search's accepted point is also the next iteration's. The path gives up (returns its point and ``False``) wherever the torch stage has a remedy it lacks: an
-isolated point (no curvature), a rejected step, a stall. The torch stage then continues from that point: either way
-the stage ends at the same optimum, to the tolerance.
+Armijo line search's accepted point is also the next iteration's. The path gives up (returns its point and
+``False``) wherever the torch stage has a remedy it lacks: an isolated point (no curvature), a rejected step, a stall.
+The torch stage then continues from that point: either way the stage ends at the same optimum, to the tolerance.
 """
 
 from __future__ import annotations
