@@ -36,7 +36,12 @@ _DENSE_SOLVE_WORK = 4e6
 # CPU L2 problems up to this min(n, m)^2 max(n, m) (about 215 x 215) run their stages in numpy (_small_newton): the
 # torch stage was faster from 250 x 250 on dense plans and 270 x 270 on masked ones (docs/benchmarks.rst).
 _NUMPY_STAGE_WORK = 1e7
-_WORKING_SET_MIN_PAIRS = 250_000  # below this many pairs the full matrix is cheaper than a working set
+# L2 stages below this many pairs run on the full matrix, the others on a working set (which falls back to the full
+# matrix itself once a quarter of the pairs are active). On the CPU every stage above the numpy stage's limit takes the
+# working set: on sparse plans of 200-400 points it was 1.5-5x faster than the full matrix, on dense ones as fast
+# (bench_stage_dispatch.py, docs/benchmarks.rst). Accelerators keep the threshold set on the CPU on 2026-11-22.
+_WORKING_SET_MIN_PAIRS = 0
+_WORKING_SET_MIN_PAIRS_ACCELERATOR = 250_000
 # Stall: the best marginal error has not halved in this many Newton iterations (rounding floor, or no progress).
 _STALL_ITERS = 25
 _STALL_PROGRESS = 1e-9  # ... and the dual has improved by less than this (relative) over those iterations
@@ -79,13 +84,14 @@ def _newton(
         schedule.append(schedule[-1] * ratio)
     total = 0
     converged = False
+    cpu = prob.C.device.type == "cpu"
     for k, reg in enumerate(reversed(schedule)):
         last = k == len(schedule) - 1
         # Each stage is its own problem: `prob` keeps the target regulariser throughout.
         stage_prob = prob if last else prob.with_regularizer(type(target)(reg), coarse=True)
-        small = n * m < _WORKING_SET_MIN_PAIRS
+        small = n * m < (_WORKING_SET_MIN_PAIRS if cpu else _WORKING_SET_MIN_PAIRS_ACCELERATOR)
         stage = _working_set_stage if l2 and not small else _newton_stage
-        if l2 and prob.C.device.type == "cpu" and min(n, m) ** 2 * max(n, m) <= _NUMPY_STAGE_WORK:
+        if l2 and cpu and min(n, m) ** 2 * max(n, m) <= _NUMPY_STAGE_WORK:
             stage = _numpy_stage
         u, v, it, converged = stage(
             stage_prob, u, v, tol if last else max(tol, stage_tol), max_iter - total, cg_max_iter, verbose

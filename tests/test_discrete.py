@@ -312,6 +312,34 @@ def test_working_set_newton_matches_the_full_newton_even_from_a_cold_coarse_stag
     assert np.abs(working.plan - full.plan).sum() < 1e-8  # both to 1e-11 marginal error: the same plan
 
 
+@pytest.mark.parametrize("shape", [(250, 250), (120, 800)])
+def test_cpu_problems_above_the_numpy_stages_limit_take_a_working_set(monkeypatch, shape):
+    """On the CPU, L2 stages too large for the numpy stage run a working set, whatever their size: the full matrix's
+    plan, on a sub-problem of a few pairs per point. (An accelerator keeps the full matrix below 250,000 pairs.)"""
+    from neural_ot import _dual_problem, _newton
+
+    n, m = shape
+    assert min(n, m) ** 2 * max(n, m) > _newton._NUMPY_STAGE_WORK and n * m < _newton._WORKING_SET_MIN_PAIRS_ACCELERATOR
+    M = normalized_cost(*point_clouds(np.random.default_rng(4), n, m))
+    reg = 0.1 / (2 * n * m)  # POT's reg 0.1: a few pairs per point active
+    sizes = []
+    sparse = _dual_problem._SparseProblem
+
+    def spy(full, rows, cols):
+        sizes.append(len(rows))
+        return sparse(full, rows, cols)
+
+    monkeypatch.setattr(_newton, "_SparseProblem", spy)
+    working = no.solve(M, reg=reg, tol=1e-11)
+    assert sizes and max(sizes) < 0.25 * n * m
+    monkeypatch.setattr(_newton, "_WORKING_SET_MIN_PAIRS", 10**12)
+    del sizes[:]
+    full = no.solve(M, reg=reg, tol=1e-11)
+    assert not sizes
+    assert full.status == working.status == "converged"
+    assert np.abs(working.plan - full.plan).sum() < 1e-8
+
+
 def test_candidate_pairs_are_the_distinct_allowed_best_pairs_of_rows_and_columns():
     """The working set's cheap feasibility check runs on these pairs: each row's and column's k best, no masked one."""
     from neural_ot._newton import _candidate_pairs

@@ -37,7 +37,7 @@ MODES: dict[str, tuple[float, float] | None] = {
     "full": (0.0, float("inf")),
     "working_set": (0.0, 0.0),
 }
-SIZES = (100, 150, 200, 300, 400)
+SIZES = (100, 150, 200, 250, 300, 400)
 POT_REGS = (1.0, 0.1, 0.01)
 
 
