@@ -542,3 +542,36 @@ def test_small_numpy_lapack_cholesky_table_and_sentences():
         shipped = r["numpy_stage_median_ms"] if n <= 200 else r["torch_stage_median_ms"]
         assert (shipped > r["pot_median_ms"]) == (n >= 100), n
         assert max(r["numpy_stage_error"], r["torch_stage_error"]) <= 1e-9
+
+
+def test_stage_dispatch_table_and_sentences():
+    module = _load("bench_stage_dispatch", ROOT / "examples" / "benchmarks" / "bench_stage_dispatch.py")
+    text = (ROOT / "docs" / "benchmarks.rst").read_text()
+    record = json.loads((ROOT / "docs" / "data" / "bench_stage_dispatch.json").read_text())
+    assert record["git"]["commit"].startswith("462049a") and record["git"]["dirty"] is False
+    assert "commit ``462049a``" in text and record["env"]["OMP_NUM_THREADS"] == "1" and record["args"]["repeats"] == 5
+    assert (ROOT / "docs" / "bench_stage_dispatch.inc").read_text() == module.table(record)
+    sparse, dense = {}, {}
+    for r in record["rows"]:
+        n = int(r["case"].split(",")[0].split("= ")[1])
+        (dense if "dense" in r["case"] else sparse)[r["case"]] = (n, r)
+        # "Every solve of the record ends within 1e-9"
+        assert max(r[f"{mode}_error"] for mode in module.MODES) <= 1e-9
+    late = [r for n, r in sparse.values() if n >= 250]
+    assert len(late) == 9
+    # "the working set, now shipped, is 1.47-3.40x faster than the full matrix, and takes fewer Newton iterations on
+    # each (30 instead of 42 at n = 400, POT reg 0.01)"
+    ratios = [r["full_median_ms"] / r["shipped_median_ms"] for r in late]
+    assert (round(min(ratios), 2), round(max(ratios), 2)) == (1.47, 3.40)
+    assert all(r["shipped_n_iter"] == r["working_set_n_iter"] < r["full_n_iter"] for r in late)
+    hard = sparse["n = 400, POT reg 0.01"][1]
+    assert (hard["shipped_n_iter"], hard["full_n_iter"]) == (30, 42)
+    # dense from n = 250: "0.82-1.01x the full matrix's time, with as many Newton iterations"
+    big = [r for n, r in dense.values() if n >= 250]
+    ratios = [r["full_median_ms"] / r["shipped_median_ms"] for r in big]
+    assert (round(min(ratios), 2), round(max(ratios), 2)) == (0.82, 1.01)
+    assert all(r["shipped_n_iter"] == r["full_n_iter"] for r in big)
+    # "Up to n = 200 ... the working set is slower than it on every sparse problem"
+    for n, r in sparse.values():
+        if n <= 200:
+            assert r["working_set_median_ms"] > r["numpy_median_ms"]
