@@ -29,7 +29,7 @@ from neural_ot import _newton
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_neural_ot import _marginal_error, _problem  # noqa: E402
-from record_cli import printed_table, record_parser  # noqa: E402
+from record_cli import printed_table, record_parser, write_record  # noqa: E402
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 from keypoint_ot_demo import EPS, keypoint_cost, make_problem  # noqa: E402
@@ -96,12 +96,7 @@ def main() -> None:
         rows.append(row)
         print(json.dumps(row), flush=True)
     if args.out:
-        from otpr_sb3.benchmark.provenance import git_state
-
-        with open(args.out, "w") as f:
-            env = {"OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"), "loadavg": os.getloadavg()}
-            record = {"args": vars(args), "rows": rows, "git": git_state(), "torch": th.__version__, "env": env}
-            json.dump(record, f, indent=1)
+        write_record(args.out, args, rows)
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ from neural_ot import _newton
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_neural_ot import _problem  # noqa: E402
-from record_cli import printed_table, record_parser  # noqa: E402
+from record_cli import printed_table, record_parser, write_record  # noqa: E402
 
 # (numpy stage work limit, working-set minimum pairs) that force each stage; "shipped" keeps the module's values.
 MODES: dict[str, tuple[float, float] | None] = {
@@ -91,12 +91,7 @@ def main() -> None:
         rows.append(row)
         print(json.dumps(row), flush=True)
     if args.out:
-        from otpr_sb3.benchmark.provenance import git_state
-
-        with open(args.out, "w") as f:
-            env = {"OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"), "loadavg": os.getloadavg()}
-            record = {"args": vars(args), "rows": rows, "git": git_state(), "torch": th.__version__, "env": env}
-            json.dump(record, f, indent=1)
+        write_record(args.out, args, rows)
 
 
 if __name__ == "__main__":

@@ -42,6 +42,19 @@ def save_label(path: str, label: str, entry: dict[str, Any]) -> None:
         json.dump(record, f, indent=1)
 
 
+def write_record(path: str, args: argparse.Namespace, rows: list[dict[str, Any]]) -> None:
+    """Write ``rows`` to the JSON record at ``path`` with the arguments, the checkout, torch's version, the BLAS
+    threads asked for and the load average (a solver benchmark's provenance)."""
+    import torch as th
+
+    from otpr_sb3.benchmark.provenance import git_state
+
+    env = {"OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"), "loadavg": os.getloadavg()}
+    with open(path, "w") as f:
+        record = {"args": vars(args), "rows": rows, "git": git_state(), "torch": th.__version__, "env": env}
+        json.dump(record, f, indent=1)
+
+
 def checkout(module_file: str) -> dict[str, object]:
     """Commit and dirtiness of the git checkout holding the package whose ``__init__`` is ``module_file``."""
     where = os.path.dirname(os.path.dirname(os.path.abspath(module_file)))
