@@ -6,10 +6,12 @@ problem the script alternates, ``--repeats`` times: the torch stage (the numpy s
 (forced on at every size, to show where it stops paying), and POT's ``smooth_ot_dual`` (``stopThr=1e-12``; a masked
 problem gets a large cost on its masked pairs), and reports the median and best time of each and the marginal
 errors of the plans. Problems: the keypoint demo's masked one (``make_problem(n)``, its ``eps``) at n = 90, 180
-and 270, and the pytest-benchmark suite's dense ``L2 exact`` problem at n = 100 to 300::
+and 270, and the pytest-benchmark suite's dense ``L2 exact`` problem at n = 100 to 300; with ``--sparse``, the same
+clouds at POT reg 1, 0.1 and 0.01 (sparse plans) at n = 100 to 200::
 
     python examples/benchmarks/bench_small_numpy.py --out docs/data/bench_small_numpy.json
     python examples/benchmarks/bench_small_numpy.py --table docs/data/bench_small_numpy.json > docs/bench_small_numpy.inc
+    python examples/benchmarks/bench_small_numpy.py --sparse --out docs/data/bench_small_numpy-sparse.json
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from keypoint_ot_demo import EPS, keypoint_cost, make_problem  # noqa: E402
 
 MODES = ("torch_stage", "numpy_stage", "pot")
+SPARSE_REGS = (1.0, 0.1, 0.01)  # POT's reg on the same problem: a few pairs per point active
 
 
 def table(record: dict[str, Any]) -> str:
@@ -62,13 +65,20 @@ def _masked(n: int) -> tuple[np.ndarray, np.ndarray, float]:
 def main() -> None:
     parser = record_parser(__doc__)
     parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--sparse", action="store_true", help="the sparse family instead (POT reg 1, 0.1, 0.01)")
     args = parser.parse_args()
     if printed_table(args, table):
         return
     th.set_num_threads(1)
     numpy_stage, work = _newton._numpy_stage, _newton._NUMPY_STAGE_WORK
-    cases = [(f"keypoint demo, masked, n = {n}", *_masked(n)) for n in (90, 180, 270)]
-    cases += [(f"L2 exact, n = {n}", _problem(n), None, 0.05) for n in (100, 150, 200, 250, 300)]
+    if args.sparse:
+        sizes = (100, 150, 200)  # the numpy stage's sizes: above them a sparse problem runs a working set
+        cases = [
+            (f"L2 sparse, POT reg {r:g}, n = {n}", _problem(n), None, r / (2 * n * n)) for r in SPARSE_REGS for n in sizes
+        ]
+    else:
+        cases = [(f"keypoint demo, masked, n = {n}", *_masked(n)) for n in (90, 180, 270)]
+        cases += [(f"L2 exact, n = {n}", _problem(n), None, 0.05) for n in (100, 150, 200, 250, 300)]
     rows = []
     for name, M, mask, eps in cases:
         n = M.shape[0]
