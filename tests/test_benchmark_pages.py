@@ -4,6 +4,10 @@ import importlib.util
 import json
 from pathlib import Path
 
+import numpy as np
+
+import neural_ot as no
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -575,3 +579,31 @@ def test_stage_dispatch_table_and_sentences():
     for n, r in sparse.values():
         if n <= 200:
             assert r["working_set_median_ms"] > r["numpy_median_ms"]
+
+
+def test_small_numpy_sparse_table_and_sentences():
+    module = _load("bench_small_numpy", ROOT / "examples" / "benchmarks" / "bench_small_numpy.py")
+    bench = _load("bench_neural_ot", ROOT / "examples" / "benchmarks" / "bench_neural_ot.py")
+    text = (ROOT / "docs" / "benchmarks.rst").read_text()
+    record = json.loads((ROOT / "docs" / "data" / "bench_small_numpy-sparse-1-blas-thread.json").read_text())
+    assert record["git"]["commit"].startswith("82e5f62") and record["git"]["dirty"] is False
+    assert "commit ``82e5f62``" in text and record["env"]["OMP_NUM_THREADS"] == "1" and record["args"]["sparse"]
+    assert record["args"]["repeats"] == 15 and round(record["env"]["loadavg"][0], 1) == 7.4
+    assert (ROOT / "docs" / "bench_small_numpy_sparse_1_blas_thread.inc").read_text() == module.table(record)
+    rows = record["rows"]
+    assert len(rows) == 9
+    # "faster than POT, by 1.28-4.82x ... 5e-10 or better where POT's stop at 1e-5 to 1e-4 ... 1.61-4.52x faster
+    # than the torch stage"
+    pot = [r["pot_median_ms"] / r["numpy_stage_median_ms"] for r in rows]
+    torch_ = [r["torch_stage_median_ms"] / r["numpy_stage_median_ms"] for r in rows]
+    assert (round(min(pot), 2), round(max(pot), 2)) == (1.28, 4.82)
+    assert (round(min(torch_), 2), round(max(torch_), 2)) == (1.61, 4.52)
+    assert max(r["numpy_stage_error"] for r in rows) <= 5.2e-10
+    assert all(1e-5 <= r["pot_error"] <= 1e-4 for r in rows)
+    # "(0.8-6% of pairs active)": the plans of the problems as the script builds them
+    density = []
+    for reg in module.SPARSE_REGS:
+        for n in (100, 150, 200):
+            a = np.full(n, 1.0 / n)
+            density.append(float((no.solve_discrete(a, a, bench._problem(n), reg / (2 * n * n)).plan > 0).mean()))
+    assert 0.0075 <= min(density) and max(density) <= 0.06
