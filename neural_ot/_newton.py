@@ -38,7 +38,7 @@ _DENSE_SOLVE_WORK = 4e6
 _NUMPY_STAGE_WORK = 1e7
 # L2 stages below this many pairs run on the full matrix, the others on a working set (which falls back to the full
 # matrix itself once a quarter of the pairs are active). On the CPU every stage above the numpy stage's limit takes the
-# working set: on sparse plans of 200-400 points it was 1.5-5x faster than the full matrix, on dense ones as fast
+# working set: on sparse plans of 250-400 points it was 1.5-3.4x faster than the full matrix, on dense ones as fast
 # (bench_stage_dispatch.py, docs/benchmarks.rst). Accelerators keep the threshold set on the CPU on 2026-11-22.
 _WORKING_SET_MIN_PAIRS = 0
 _WORKING_SET_MIN_PAIRS_ACCELERATOR = 250_000
