@@ -109,7 +109,7 @@ def _newton_step(
     mean = 0.5 * (float(d1.mean()) + float(d2.mean()))
     delta = min(mean, max(1e-12 * scale, _DELTA * min(1.0, error) * mean))
     d1, d2 = d1 + delta, d2 + delta
-    B = a_s[:, None] * A
+    B = np.multiply(A, a_s[:, None], out=A)  # diag(a_s) A, in A's buffer (the 0/1 matrix is not needed again)
     AE = B * (-(b * b) / d2)[None, :]  # S = D1 + AE B^T = D1 - diag(a_s) A diag(b^2 / d2) A^T diag(a_s)
     # The matrix product in torch, on the solver's torch threads: right after a POT call (L-BFGS on numpy), numpy's
     # own BLAS threads made it 9x (n = 100) to 45x (n = 150) slower beside other processes.
@@ -119,7 +119,7 @@ def _newton_step(
     x1 = _cholesky_solve(S, rhs)
     if x1 is None:
         return None
-    x2 = (-g2 - b * ((a_s * x1) @ A)) / d2
+    x2 = (-g2 - b * (x1 @ B)) / d2
     return x1, x2
 
 

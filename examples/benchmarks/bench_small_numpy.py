@@ -73,9 +73,8 @@ def main() -> None:
     numpy_stage, work = _newton._numpy_stage, _newton._NUMPY_STAGE_WORK
     if args.sparse:
         sizes = (100, 150, 200)  # the numpy stage's sizes: above them a sparse problem runs a working set
-        cases = [
-            (f"L2 sparse, POT reg {r:g}, n = {n}", _problem(n), None, r / (2 * n * n)) for r in SPARSE_REGS for n in sizes
-        ]
+        clouds = {n: _problem(n) for n in sizes}
+        cases = [(f"L2 sparse, POT reg {r:g}, n = {n}", clouds[n], None, r / (2 * n * n)) for r in SPARSE_REGS for n in sizes]
     else:
         cases = [(f"keypoint demo, masked, n = {n}", *_masked(n)) for n in (90, 180, 270)]
         cases += [(f"L2 exact, n = {n}", _problem(n), None, 0.05) for n in (100, 150, 200, 250, 300)]

@@ -57,9 +57,9 @@ def table(record: dict[str, Any]) -> str:
 def _cases() -> list[tuple[str, np.ndarray, float]]:
     cases = []
     for n in SIZES:
-        for reg in POT_REGS:
-            cases.append((f"n = {n}, POT reg {reg:g}", _problem(n), reg / (2.0 * n * n)))
-        cases.append((f"n = {n}, dense (eps 0.05)", _problem(n), 0.05))
+        M = _problem(n)
+        cases += [(f"n = {n}, POT reg {reg:g}", M, reg / (2.0 * n * n)) for reg in POT_REGS]
+        cases.append((f"n = {n}, dense (eps 0.05)", M, 0.05))
     return cases
 
 
