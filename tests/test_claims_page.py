@@ -204,9 +204,28 @@ def test_second_wave_report_tables_have_names_of_their_own():
     for name, text in module.tables_of(second_runs, None, stem).items():
         assert (ROOT / "docs" / name).read_text() == text, f"docs/{name} is stale: run claims_verdicts.py --wave candidates"
         assert f".. include:: {name}" in page
-    # One commit and CPU for all its runs, and "pending until it has ten paired seeds"
-    assert {(r["commit"], r["cpu"]) for r in second_runs} <= {("cddd2d9", "AMD EPYC")}
+    # One commit for all its runs, one CPU kind for each seed's arms, and "pending until it has ten paired seeds"
+    assert {r["commit"] for r in second_runs} <= {"cddd2d9"}
+    kinds: dict[int, set] = {}
+    for r in second_runs:
+        kinds.setdefault(r["seed"], set()).add(r["cpu"])
+    assert all(len(k) == 1 for k in kinds.values()), kinds
     assert all(r["decision"].verdict == "pending" for r in module.verdicts(second_runs) if r["decision"].seeds < 10)
+
+
+def test_set_aside_runs_are_the_seeds_that_changed_cpu_kind():
+    """ "The three runs of seed 6 that had finished on AMD EPYC (H, H, unmasked and Q) were set aside ... and seed 6
+    runs again whole on the new kind": the set-aside runs are those, at the wave's commit, and no report run of seed 6
+    is on AMD EPYC."""
+    module = load_script("examples/claims/claims_verdicts.py")
+    base = ROOT / "results" / "claims" / "candidates_report"
+    aside, kept = module.report_runs(str(base / "set_aside")), module.report_runs(str(base / "runs"))
+    assert sorted((r["arm"], r["seed"]) for r in aside) == [("H", 6), ("H, unmasked", 6), ("Q", 6)]
+    assert {(r["commit"], r["cpu"]) for r in aside} == {("cddd2d9", "AMD EPYC")}
+    assert all(r["cpu"] != "AMD EPYC" for r in kept if r["seed"] == 6)
+    assert {r["seed"] for r in kept if r["cpu"] == "AMD EPYC"} <= set(range(6))
+    page = " ".join((ROOT / "docs" / "claims.rst").read_text().split())
+    assert "Seeds 0-5 ran on AMD EPYC." in page and "kept in ``results/claims/candidates_report/set_aside``" in page
 
 
 def test_report_curves_are_the_records_on_shared_seeds(tmp_path):
@@ -447,7 +466,7 @@ def test_the_second_wave_is_the_first_with_candidate_targets():
         assert second_specs or folder != "candidates_tuning"  # the wave's runs come as they finish
         assert all(s["kwargs"]["actor_targets"] == "candidates" for s in second_specs)
         assert {s["provenance"]["commit"][:7] for s in second_specs} <= {commit}
-        assert {s["provenance"]["cpu"] for s in second_specs} <= {"AMD EPYC"}
+        assert folder == "candidates_report" or {s["provenance"]["cpu"] for s in second_specs} <= {"AMD EPYC"}
     assert "The wave first ran at commit ``194799c``" in page and "run at ``8f2cf00`` on AMD EPYC" in page
     assert "bash scripts/studies.sh run claims-candidates-ready-tuning" in page.replace("`` bash", "``bash")
     for a, b in zip(first, second):

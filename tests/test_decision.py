@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from otpr_helpers import load_script
 
-from otpr_sb3.benchmark.decision import MARGIN, bootstrap_interval, decide, seeds_needed, t_interval
+from otpr_sb3.benchmark.decision import MARGIN, bootstrap_interval, decide, paired_seeds, seeds_needed, t_interval
 
 
 def _with_moments(n, mean, std, seed=0):
@@ -155,7 +155,7 @@ def test_claims_verdicts_pair_by_seed_and_refuse_mixed_commits(tmp_path):
         and tables["claims_report_runs.inc"].count("* - (a)") == 21
     )
     _fake_run(tmp_path, "otpr", unmasked, 10, [0.3] + [0.6] * 10, commit="def5678")
-    with pytest.raises(ValueError, match="more than one commit"):
+    with pytest.raises(ValueError, match="more than one code commit"):
         module.verdicts(module.report_runs(str(tmp_path)))
     # Each regime is its own dataset: (b)'s 25 demonstrations are not (a)'s, and an unknown dataset is refused.
     assert module.regime_of("FetchPickAndPlace-v4", "otpr/fetchpickandplace-25ep-noise30-s0-v0") == "b"
@@ -170,3 +170,18 @@ def test_last_five_is_the_mean_of_the_last_five_evaluations_and_needs_five():
     assert last_five(rows) == pytest.approx(0.7)
     with pytest.raises(ValueError, match="at least five"):
         last_five(rows[:4])
+
+
+def test_paired_seeds_asks_one_commit_and_one_cpu_kind_per_seed():
+    def run(cpu, commit="abc1234"):
+        return {"commit": commit, "cpu": cpu}
+
+    a = {0: run("AMD EPYC"), 1: run("AMD EPYC"), 2: run("Intel Xeon"), 5: run("Intel Xeon")}
+    b = {0: run("AMD EPYC"), 1: run("AMD EPYC"), 2: run("Intel Xeon"), 3: run("AMD EPYC")}
+    assert paired_seeds(a, b, "x") == [0, 1, 2]  # seeds of two kinds, each pair on one
+    assert paired_seeds(a, {}, "x") == []
+    with pytest.raises(ValueError, match=r"A vs B: the two runs of seeds \[1\] ran on different CPU kinds"):
+        paired_seeds(a, {**b, 1: run("Intel Xeon")}, "A vs B")
+    # one commit for every run of the comparison, paired or not
+    with pytest.raises(ValueError, match="more than one code commit"):
+        paired_seeds(a, {**b, 3: run("AMD EPYC", commit="def5678")}, "A vs B")

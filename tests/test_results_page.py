@@ -295,8 +295,37 @@ def test_baselines_verdicts_apply_the_rule_per_task_and_refuse_mixed_commits(tmp
     assert "95% CI (Student t)" in text and "verdict on t intervals" in text
     _report_run(tmp_path, pnp, "idql-n", 0, 0.8, commit="def5678")
     _report_run(tmp_path, pnp, "idql-n", 1, 0.8)
-    with pytest.raises(ValueError, match="mixes commits"):
+    with pytest.raises(ValueError, match="more than one code commit"):
         module.comparisons(module.report_runs(str(tmp_path)))
+
+
+def test_baselines_verdicts_pair_each_seed_on_one_cpu_kind(tmp_path):
+    """Seeds may differ in CPU kind (the study changed machines), the two runs of one seed may not."""
+    module = load_script("examples/benchmarks/baselines_verdicts.py")
+    pnp = "FetchPickAndPlace-v4"
+    for seed in range(5):
+        cpu = "AMD EPYC" if seed < 3 else "Intel Xeon"
+        _report_run(tmp_path, pnp, "otpr", seed, 0.9, cpu=cpu)
+        _report_run(tmp_path, pnp, "bc", seed, 0.3, cpu=cpu)
+    (row,) = module.comparisons(module.report_runs(str(tmp_path)))
+    assert row["seeds"] == [0, 1, 2, 3, 4] and row["decision"].verdict == "holds"
+    _report_run(tmp_path, pnp, "ibrl", 3, 0.5, cpu="AMD EPYC")  # otpr's seed 3 ran on the Intel machine
+    with pytest.raises(ValueError, match=r"seeds \[3\] ran on different CPU kinds"):
+        module.comparisons(module.report_runs(str(tmp_path)))
+
+
+def test_baselines_set_aside_runs_are_seed_3s_on_the_first_cpu_kind():
+    """ "seed 3's two finished runs, BC and OTPR on PickAndPlace, were set aside ... and seed 3 runs again whole on the
+    new kind"."""
+    module = load_script("examples/benchmarks/baselines_verdicts.py")
+    base = ROOT / "results" / "baselines" / "report"
+    aside, kept = module.report_runs(str(base / "set_aside")), module.report_runs(str(base / "runs"))
+    assert sorted((r["task"], r["method"], r["seed"], r["cpu"]) for r in aside) == [
+        ("FetchPickAndPlace-v4", m, 3, "AMD EPYC") for m in ("bc", "otpr")
+    ]
+    assert all(r["cpu"] != "AMD EPYC" for r in kept if r["seed"] >= 3)
+    page = " ".join((ROOT / "docs" / "results.rst").read_text().split())
+    assert "seeds 0-2 on AMD EPYC;" in page and "kept in ``results/baselines/report/set_aside``" in page
 
 
 def test_baselines_verdicts_include_is_the_collected_report_runs():

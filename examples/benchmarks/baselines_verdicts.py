@@ -3,7 +3,8 @@
 The protocol is on docs/results.rst ("The baselines study"), fixed before the runs: the primary metric is the final
 deterministic success; each comparison pairs two methods of one task by seed and applies
 :func:`otpr_sb3.benchmark.decision.decide` with the study's seeds of that task as its minimum (``pending`` until
-they are all in). A comparison whose runs do not share one code commit and one CPU kind is refused::
+they are all in). A comparison whose runs do not share one code commit, or a seed whose two runs ran on two CPU
+kinds, is refused (:func:`otpr_sb3.benchmark.decision.paired_seeds`)::
 
     python examples/benchmarks/baselines_verdicts.py   # writes docs/baselines_verdicts.inc
 
@@ -19,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from otpr_sb3.benchmark.collect import finished_runs
-from otpr_sb3.benchmark.decision import decide
+from otpr_sb3.benchmark.decision import decide, paired_seeds
 from otpr_sb3.benchmark.report_rst import list_table
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -64,7 +65,8 @@ def comparisons(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     Raises
     ------
     ValueError
-        If the runs of a comparison do not share one commit and one CPU kind, or a run's seed is not one of the
+        If the runs of a comparison do not share one commit, a paired seed's two runs ran on two CPU kinds, or a
+        run's seed is not one of the
         study's seeds for its task.
     """
     out = []
@@ -77,11 +79,7 @@ def comparisons(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
             stray = sorted((set(first) | set(second)) - set(seeds))
             if stray:
                 raise ValueError(f"{task}: seeds {stray} of {a} or {b} are not the study's ({seeds})")
-            both = list(first.values()) + list(second.values())
-            kinds = {(r["commit"], r["cpu"]) for r in both}
-            if len(kinds) > 1:
-                raise ValueError(f"{task}: {a} against {b} mixes commits or CPU kinds {sorted(kinds)}")
-            paired = sorted(set(first) & set(second))
+            paired = paired_seeds(first, second, f"{task}: {a} against {b}")
             diffs = np.array([first[s]["final"] - second[s]["final"] for s in paired])
             decision = decide(diffs, min_seeds=len(seeds)) if len(paired) else None
             cautious = decide(diffs, min_seeds=len(seeds), interval="t") if len(paired) else None

@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -223,6 +225,41 @@ def decide(
         floor = len(values) + 1 if verdict == "undecided" else min_seeds
         needed = None if needed is None else max(needed, floor)
     return Decision(verdict, mean, (lo95, hi95), (lo90, hi90), len(values), needed)
+
+
+def paired_seeds(first: Mapping[int, Mapping[str, Any]], second: Mapping[int, Mapping[str, Any]], what: str) -> list[int]:
+    """Return the seeds on which two arms are paired, after the protocols' checks on where their runs ran.
+
+    Every run of both arms must come from one code commit, and the two runs of each paired seed from one CPU kind:
+    a pair then compares the arms on the same code and hardware, while seeds may differ in CPU kind (a study that
+    outlives one machine continues on the next, which may be of another kind).
+
+    Parameters
+    ----------
+    first, second : mapping of seed to run record
+        Each arm's runs by seed; a record has ``"commit"`` and ``"cpu"``.
+    what : str
+        The comparison, named in the error.
+
+    Returns
+    -------
+    list of int
+        The seeds both arms have, sorted.
+
+    Raises
+    ------
+    ValueError
+        If the runs come from more than one commit, or a paired seed's two runs from two CPU kinds.
+    """
+    commits = sorted({str(r["commit"]) for r in (*first.values(), *second.values())})
+    if len(commits) > 1:
+        raise ValueError(f"{what}: runs from more than one code commit {commits}")
+    seeds = sorted(set(first) & set(second))
+    split = [s for s in seeds if first[s]["cpu"] != second[s]["cpu"]]
+    if split:
+        kinds = {s: (first[s]["cpu"], second[s]["cpu"]) for s in split}
+        raise ValueError(f"{what}: the two runs of seeds {split} ran on different CPU kinds {kinds}")
+    return seeds
 
 
 def _checked(diffs: np.ndarray) -> np.ndarray:
