@@ -136,3 +136,31 @@ def test_mode_counting_and_the_actor_sampler():
     model.policy.sample_actions = sample_actions
     shares = actor_mode_shares(model, n_states=1, n_samples=4, seed=0)
     assert shares == {"left": 1.0, "right": 0.0, "modes": 1}
+
+
+def test_default_dataset_is_recorded_once_by_concurrent_callers(tmp_path, monkeypatch):
+    """Two sweeps sharing a data path once raced to create the same Minari dataset, and the loser failed ("already
+    exists"); `default_dataset` records under a lock in the data path, so a second caller waits and finds it."""
+    import threading
+    import time
+
+    from otpr_sb3.benchmark import runner
+
+    inside, most, made = [0], [0], []
+
+    def slow_record(env_id, seed, data_path):
+        inside[0] += 1
+        most[0] = max(most[0], inside[0])
+        time.sleep(0.2)
+        inside[0] -= 1
+        made.append(env_id)
+        return env_id
+
+    monkeypatch.setattr(runner, "record", slow_record)
+    threads = [threading.Thread(target=runner.default_dataset, args=("FetchPush-v4", str(tmp_path))) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert made == ["FetchPush-v4"] * 3 and most[0] == 1  # one at a time
+    assert (tmp_path / ".record.lock").exists()

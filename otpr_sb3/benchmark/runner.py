@@ -180,10 +180,19 @@ def _stochastic_success(spec: RunSpec, task: Task, model: BaseAlgorithm, env: An
     return success_rate(model, task, spec.final_eval_episodes, env=env, deterministic=False)
 
 
+def default_dataset(env_id: str, data_path: str) -> DatasetCard:
+    """Return the default demonstrations of ``env_id`` under ``data_path``, recording them first if they are missing.
+
+    Under a file lock in ``data_path``: concurrent processes (sweep trials, two sweeps sharing a data path) wait for
+    the one that records, instead of racing to create the same Minari dataset.
+    """
+    with _locked(os.path.join(os.path.abspath(data_path), ".record.lock")):
+        return record(env_id, seed=0, data_path=data_path)
+
+
 def _dataset(spec: RunSpec, task: Task) -> DatasetCard:
     if spec.dataset is None:
-        with _locked(os.path.join(os.path.abspath(spec.data_path), ".record.lock")):
-            return record(task.env_id, seed=0, data_path=spec.data_path)
+        return default_dataset(task.env_id, spec.data_path)
     card = load_card(spec.dataset, spec.data_path)
     if card.env_id != task.env_id:
         raise ValueError(f"`dataset` {spec.dataset!r} holds {card.env_id} demonstrations, not {task.env_id}")

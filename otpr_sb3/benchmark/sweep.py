@@ -33,7 +33,7 @@ from typing import Any
 
 from otpr_sb3.benchmark.evaluation import read_evaluations
 from otpr_sb3.benchmark.methods import get_method
-from otpr_sb3.benchmark.runner import RunSpec, run
+from otpr_sb3.benchmark.runner import RunSpec, default_dataset, run
 from otpr_sb3.benchmark.tasks import get_task
 
 _RUNSPEC_FIELDS = {f.name for f in fields(RunSpec)}
@@ -248,12 +248,10 @@ def run_sweep(config: SweepConfig, address: str | None = None) -> Any:
     import ray
     from ray import tune
 
-    from otpr_sb3.benchmark.recording import record
-
-    # Datasets first, in this process: trials would otherwise race to record the same default dataset.
+    # Datasets first, in this process: trials would otherwise all wait on the lock of the one recording it.
     for spec in specs:
         if spec.dataset is None:
-            record(spec.env_id, seed=0, data_path=spec.data_path)
+            default_dataset(spec.env_id, spec.data_path)
     os.environ.setdefault("RAY_CHDIR_TO_TRIAL_DIR", "0")
     if not ray.is_initialized():
         ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False)
