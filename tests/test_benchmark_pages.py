@@ -611,3 +611,71 @@ def test_small_numpy_sparse_table_and_sentences():
             a = np.full(n, 1.0 / n)
             density.append(float((no.solve_discrete(a, a, bench._problem(n), reg / (2 * n * n)).plan > 0).mean()))
     assert 0.0075 <= min(density) and max(density) <= 0.06
+
+
+def test_idle_intel_records_and_sentences():
+    """The paragraph "Idle, on the Intel Xeon machine": its five records, their table and its numbers."""
+    module = _load("bench_small_numpy", ROOT / "examples" / "benchmarks" / "bench_small_numpy.py")
+    dispatch = _load("bench_stage_dispatch", ROOT / "examples" / "benchmarks" / "bench_stage_dispatch.py")
+    text = " ".join((ROOT / "docs" / "benchmarks.rst").read_text().split())
+    data = ROOT / "docs" / "data"
+    names = ("bench_small_numpy-idle-lapack-1-blas-thread", "bench_small_numpy-idle-lapack")
+    one, default = (json.loads((data / f"{n}.json").read_text()) for n in names)
+    sparse = json.loads((data / "bench_small_numpy-idle-sparse-1-blas-thread.json").read_text())
+    stages = json.loads((data / "bench_stage_dispatch-idle.json").read_text())
+    shifts = json.loads((data / "bench_tree_shifts-idle.json").read_text())
+    envs = [r["env"] for r in (one, default, sparse, stages)]
+    made = {"commit": "60cebd0d8c64d34e20143e5dac3a6f180993d612", "dirty": False}
+    assert all(r["git"] == made for r in (one, default, sparse, stages, shifts))
+    assert "commit ``60cebd0``" in text and "load average 0.9-1.0" in text
+    assert all(0.9 <= round(e["loadavg"][0], 1) <= 1.0 and e["cpu"].startswith("Intel(R) Xeon") for e in envs)
+    assert 0.9 <= round(shifts["loadavg"][0], 1) <= 1.0 and "amx_tile" in shifts["cpu_flags"]
+    assert [e["OMP_NUM_THREADS"] for e in envs] == ["1", None, "1", "1"]
+    assert (ROOT / "docs" / "bench_small_numpy_idle_intel_1_blas_thread.inc").read_text() == module.table(one)
+
+    def ratios(record, mode, kind="L2 exact"):
+        return {
+            int(r["case"].rsplit("= ", 1)[1]): r[f"{mode}_median_ms"] / r["pot_median_ms"]
+            for r in record["rows"]
+            if r["case"].startswith(kind)
+        }
+
+    def span(values):
+        return f"{min(values):.2f}-{max(values):.2f}"
+
+    numpy_one, torch_one = ratios(one, "numpy_stage"), ratios(one, "torch_stage")
+    assert f"the numpy stage takes {span(numpy_one.values())}x POT's time" in text
+    shipped = [numpy_one[n] for n in (100, 150, 200)]
+    assert f"what neural_ot ships takes {span(shipped)}x up to ``n = 200``" in text
+    assert f"(the torch stage, {torch_one[250]:.2f}x and {torch_one[300]:.2f}x POT's time)" in text
+    assert all(numpy_one[n] > 1 for n in (100, 150, 200)) and all(torch_one[n] < 1 for n in (250, 300))
+    default_numpy = [v for n, v in ratios(default, "numpy_stage").items() if n <= 250]
+    assert f"the numpy stage takes {span(default_numpy)}x POT's time up to ``n = 250``" in text
+    masked = [*ratios(one, "numpy_stage", "keypoint").values(), *ratios(default, "numpy_stage", "keypoint").values()]
+    assert f"faster than POT ({span(masked)}x its time)" in text
+    faster = [r["pot_median_ms"] / r["numpy_stage_median_ms"] for r in sparse["rows"]]
+    assert len(faster) == 9 and f"{span(faster)}x faster than POT on all nine" in text
+    late = [r for r in stages["rows"] if "dense" not in r["case"] and int(r["case"].split(",")[0].split("= ")[1]) >= 250]
+    ws = [r["full_median_ms"] / r["shipped_median_ms"] for r in late]
+    assert len(late) == 9 and f"the working set is {span(ws)}x faster than the full matrix" in text
+    assert all(max(r[f"{mode}_error"] for mode in dispatch.MODES) <= 1e-9 for r in stages["rows"])
+    (d200,) = [r for r in stages["rows"] if r["case"] == "n = 200, dense (eps 0.05)"]
+    got = f"({d200['working_set_median_ms']:.1f} and {d200['full_median_ms']:.1f} against {d200['shipped_median_ms']:.1f} ms)"
+    from neural_ot import _newton
+
+    assert got in text and 200**3 <= _newton._NUMPY_STAGE_WORK  # what ships at n = 200 is the numpy stage
+    assert d200["shipped_n_iter"] == d200["numpy_n_iter"] and d200["shipped_error"] == d200["numpy_error"]
+    (s200,) = [r for r in one["rows"] if r["case"] == "L2 exact, n = 200"]
+    assert f"({s200['torch_stage_median_ms']:.2f} against {s200['numpy_stage_median_ms']:.2f} ms)" in text
+    # the tree shifts at n = 1000 and 2000, and the stall sweep
+    rows = {(p["n"], p["pot_reg"]): p for p in shifts["problems"]}
+    speed = {k: p["off"]["median_s"] / p["on"]["median_s"] for k, p in rows.items()}
+    assert all(rows[(n, 0.1)]["shift_calls"]["calls"] == 0 and round(speed[(n, 0.1)], 2) == 1.00 for n in (1000, 2000))
+    assert (round(speed[(1000, 0.01)], 2), round(speed[(2000, 0.01)], 2)) == (0.97, 0.96)
+    assert (rows[(2000, 0.01)]["on"]["n_iter"], rows[(2000, 0.01)]["off"]["n_iter"]) == (67, 64)
+    sweep = shifts["sweep"]
+    assert len(sweep) == 80 and sum(r["off"]["status"] != "converged" for r in sweep) == 7
+    assert all(r["on"]["status"] == "converged" for r in sweep)
+    assert "7 of its 80 problems end unconverged without the shifts and none with them" in text
+    # "fails for the dense ones from n = 100 to 200, by 7-16%"
+    assert f"by {round(100 * (min(shipped) - 1))}-{round(100 * (max(shipped) - 1))}%" in text

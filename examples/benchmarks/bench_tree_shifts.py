@@ -142,9 +142,9 @@ def main() -> None:
     record: dict[str, Any] = {"args": vars(args), "sweep": sweep()}
     record["problems"] = table_problems(args.repeats)
     if args.out:
-        from otpr_sb3.benchmark.provenance import git_state
+        from otpr_sb3.benchmark.provenance import cpu_info, git_state
 
-        record.update(git=git_state(), torch=th.__version__, loadavg=os.getloadavg())
+        record.update(git=git_state(), torch=th.__version__, loadavg=os.getloadavg(), **cpu_info())
         with open(args.out, "w") as f:
             json.dump(record, f, indent=1)
 

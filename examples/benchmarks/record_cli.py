@@ -44,12 +44,12 @@ def save_label(path: str, label: str, entry: dict[str, Any]) -> None:
 
 def write_record(path: str, args: argparse.Namespace, rows: list[dict[str, Any]]) -> None:
     """Write ``rows`` to the JSON record at ``path`` with the arguments, the checkout, torch's version, the BLAS
-    threads asked for and the load average (a solver benchmark's provenance)."""
+    threads asked for, the load average and the CPU (a solver benchmark's provenance)."""
     import torch as th
 
-    from otpr_sb3.benchmark.provenance import git_state
+    from otpr_sb3.benchmark.provenance import cpu_info, git_state
 
-    env = {"OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"), "loadavg": os.getloadavg()}
+    env = {"OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"), "loadavg": os.getloadavg(), **cpu_info()}
     with open(path, "w") as f:
         record = {"args": vars(args), "rows": rows, "git": git_state(), "torch": th.__version__, "env": env}
         json.dump(record, f, indent=1)
