@@ -679,3 +679,33 @@ def test_idle_intel_records_and_sentences():
     assert "7 of its 80 problems end unconverged without the shifts and none with them" in text
     # "fails for the dense ones from n = 100 to 200, by 7-16%"
     assert f"by {round(100 * (min(shipped) - 1))}-{round(100 * (max(shipped) - 1))}%" in text
+
+
+def test_stage_dispatch_against_pot_table_and_sentences():
+    module = _load("bench_stage_dispatch", ROOT / "examples" / "benchmarks" / "bench_stage_dispatch.py")
+    text = " ".join((ROOT / "docs" / "benchmarks.rst").read_text().split())
+    record = json.loads((ROOT / "docs" / "data" / "bench_stage_dispatch-pot.json").read_text())
+    assert record["git"]["commit"].startswith("e92e902") and record["git"]["dirty"] is False
+    assert "commit ``e92e902``). The sparse comparison" in text and record["args"]["pot"] and record["args"]["repeats"] == 15
+    env = record["env"]
+    assert env["OMP_NUM_THREADS"] == "1" and env["cpu"].startswith("Intel(R) Xeon") and round(env["loadavg"][0], 1) == 7.1
+    assert (ROOT / "docs" / "bench_stage_dispatch_pot.inc").read_text() == module.table(record)
+
+    def size(r):
+        return int(r["case"].split(",")[0].split("= ")[1])
+
+    speed = {r["case"]: r["pot_median_ms"] / r["shipped_median_ms"] for r in record["rows"]}
+    sparse = [r for r in record["rows"] if "dense" not in r["case"]]
+    span = [round(min(speed[r["case"]] for r in rs), 2) for rs in (sparse, [r for r in sparse if size(r) >= 250])]
+    assert span[0] == span[1] and min(speed[r["case"]] for r in sparse) > 1
+    top = max(speed[r["case"]] for r in sparse)
+    assert f"faster than POT, by {span[0]:.2f}-{top:.2f}x (the same range from ``n = 250``" in text
+    assert top == max(speed[r["case"]] for r in sparse if size(r) >= 250)
+    worst = f"{max(r['shipped_error'] for r in sparse):.1e}"
+    assert f"marginal errors of {worst} or less" in text and 1e-5 <= min(r["pot_error"] for r in sparse)
+    assert max(r["pot_error"] for r in sparse) <= 3e-4
+    dense = {size(r): speed[r["case"]] for r in record["rows"] if "dense" in r["case"]}
+    low = [dense[n] for n in (100, 150, 200, 250)]
+    assert max(low) < 1 < min(dense[300], dense[400])
+    assert f"(neural_ot at {min(low):.2f}-{max(low):.2f}x POT's speed)" in text
+    assert f"(``{dense[300]:.2f}x`` and" not in text and f"({dense[300]:.2f}x and {dense[400]:.2f}x)" in text
