@@ -22,7 +22,8 @@ studies="${STUDIES:-$(dirname "$root")/studies}"
 mix="--mix 50:0.1 50:1.0"
 
 # NAME -> commit, sweep file, results folder, venv, and the arguments of `otpr record` for a dataset the sweep does not
-# record itself (none: "-").
+# record itself (none: "-"). The sweep file is the clone's, at the study's commit, unless it is prefixed "main:" (this
+# checkout's: the runs still come from the study's commit, with the runs that file lists).
 study() {
     case "$1" in
         relaxed-report) echo "a9d796d examples/sweeps/claims_relaxed_report.toml results/claims/relaxed_report/runs .venv -" ;;
@@ -36,8 +37,8 @@ study() {
         relaxed-probe-c) echo "ce5495f examples/sweeps/claims_relaxed_probe_c.toml results/claims/relaxed_probe_c/runs .venv $mix" ;;
         baselines-tuning) echo "f1b616d examples/sweeps/baselines_tuning.toml results/baselines/tuning/runs .venv -" ;;
         baselines-report) echo "df1003a examples/sweeps/baselines_report.toml results/baselines/report/runs .venv -" ;;
-        metaworld) echo "76abd7f examples/sweeps/metaworld.toml results/metaworld/runs .venv -" ;;
-        robosuite) echo "76abd7f examples/sweeps/robosuite.toml results/robosuite/runs .venv-robosuite -" ;;
+        metaworld) echo "76abd7f main:examples/sweeps/metaworld.toml results/metaworld/runs .venv -" ;;
+        robosuite) echo "76abd7f main:examples/sweeps/robosuite.toml results/robosuite/runs .venv-robosuite -" ;;
         *) echo "unknown study '$1'; see: bash scripts/studies.sh list" >&2; return 2 ;;
     esac
 }
@@ -55,7 +56,7 @@ prepare() {
         -e "s#^runs_dir = .*#runs_dir = \"$studies/$name/runs\"#" \
         -e "s#^data_path = .*#data_path = \"$studies/minari\"#" \
         -e "s#^storage = .*#storage = \"$studies/$name/ray\"\ncollect_dir = \"$root/$results\"#" \
-        "$clone/$sweep" > "$studies/$name/sweep.toml"
+        "$([ "${sweep#main:}" != "$sweep" ] && echo "$root/${sweep#main:}" || echo "$clone/$sweep")" > "$studies/$name/sweep.toml"
     if [ -n "${MAX_CONCURRENT:-}" ]; then
         sed -i "s#^max_concurrent = .*#max_concurrent = $MAX_CONCURRENT#" "$studies/$name/sweep.toml"
     fi

@@ -203,6 +203,33 @@ def test_baselines_tuning_table_is_the_collected_runs():
     assert sentence in page, sentence
 
 
+def test_new_task_sweeps_run_the_strongest_baseline_of_the_fetch_table():
+    """ "That baseline is Diffusion-QL at the baselines study's tuned eta = 0.5 (... the highest mean final success over
+    the two Fetch tasks in the baselines report so far)": checked against the committed report's summary, so that a
+    change in Table 1 that would pick another baseline fails here."""
+    import csv
+
+    import numpy as np
+
+    from otpr_sb3.benchmark.sweep import SweepConfig
+
+    rows = list(csv.DictReader((ROOT / "docs" / "results" / "baselines" / "summary.csv").open()))
+    baselines = ("idql-n", "dql-ebf1f03d", "diffusion-ql-ebf1f03d", "rlpd-her", "ibrl-ea9f29da", "dsrl-bf915410")
+    means = {b: np.mean([float(r["final_success"]) for r in rows if r["method"] == b]) for b in baselines}
+    assert all(sum(r["method"] == b for r in rows) == 2 for b in baselines)  # both tasks
+    assert max(means, key=means.get) == "diffusion-ql-ebf1f03d"
+    for name in ("metaworld", "robosuite"):
+        runs = SweepConfig.from_toml(str(ROOT / "examples" / "sweeps" / f"{name}.toml")).runs
+        assert {r["method"] for r in runs} == {"bc", "otpr", "diffusion-ql"} and len(runs) == 27
+        assert all(r["policy_kwargs"] == {"guidance_kwargs": {"eta": 0.5}} for r in runs if r["method"] == "diffusion-ql")
+        assert f'{name}) echo "76abd7f main:examples/sweeps/{name}.toml' in (ROOT / "scripts" / "studies.sh").read_text()
+    # the tuned configuration the Fetch report ran under that name
+    report = SweepConfig.from_toml(str(ROOT / "examples" / "sweeps" / "baselines_report.toml")).runs
+    assert {str(r.get("policy_kwargs")) for r in report if r["method"] == "diffusion-ql"} == {
+        str({"guidance_kwargs": {"eta": 0.5}})
+    }
+
+
 def test_metaworld_table_is_the_report_of_the_collected_runs(tmp_path):
     """docs/results/metaworld/summary.rst is ``otpr report`` of results/metaworld/runs as committed."""
     from otpr_sb3.benchmark.report import build_report
