@@ -66,6 +66,16 @@ prepare() {
     fi
 }
 
+# The default demonstrations of every task of a sweep file, as its sweep would record them (existing ones are kept).
+record_defaults='
+import sys
+from otpr_sb3.benchmark.recording import record
+from otpr_sb3.benchmark.sweep import SweepConfig
+config = SweepConfig.from_toml(sys.argv[1])
+for env_id in sorted({run["env_id"] for run in config.runs if run.get("dataset") is None}):
+    record(env_id, seed=0, data_path=config.data_path)
+'
+
 case "${1:-list}" in
     list)
         for name in $names; do echo "$name: $(study "$name")"; done
@@ -78,10 +88,15 @@ case "${1:-list}" in
             prepare "$name" "$commit" "$sweep" "$results"
             clone="$studies/clones/$commit"
             export PYTHONPATH="$clone" OMP_NUM_THREADS=1
+            # Datasets first, by the clone's code, one chain at a time: two chains sharing $studies/minari raced to
+            # record the same default dataset (2026-12-06), and the losing sweep stopped its chain ("already exists").
+            lock="$studies/.record.lock"
             if [ "$record" != "-" ]; then  # an existing dataset is kept (record refuses to overwrite it)
-                (cd "$clone" && "$root/$venv/bin/python" -m otpr_sb3.benchmark.cli record --env FetchPickAndPlace-v4 \
-                    $record --data-path "$studies/minari") >> "$studies/$name/record.log" 2>&1 || true
+                (cd "$clone" && flock "$lock" "$root/$venv/bin/python" -m otpr_sb3.benchmark.cli record \
+                    --env FetchPickAndPlace-v4 $record --data-path "$studies/minari") >> "$studies/$name/record.log" 2>&1 || true
             fi
+            (cd "$clone" && flock "$lock" "$root/$venv/bin/python" -c "$record_defaults" "$studies/$name/sweep.toml") \
+                >> "$studies/$name/record.log" 2>&1 || true
             echo "$(date -u +%FT%TZ) $name: sweep from $clone"
             status=0
             (cd "$clone" && "$root/$venv/bin/python" -m otpr_sb3.benchmark.cli sweep "$studies/$name/sweep.toml") \
