@@ -66,8 +66,7 @@ def comparisons(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     ------
     ValueError
         If the runs of a comparison do not share one commit, a paired seed's two runs ran on two CPU kinds, or a
-        run's seed is not one of the
-        study's seeds for its task.
+        run's seed is not one of the study's seeds for its task.
     """
     out = []
     for task, (_, seeds) in REPORT.items():
