@@ -304,6 +304,17 @@ def _verdict(
     return errors, converged
 
 
+def _at_floor(full: _Problem, u: th.Tensor, v: th.Tensor, errors: tuple[float, float]) -> str:
+    """Return the warning's last words when the errors are within the plan's float64 rounding floor (else nothing)."""
+    floor = full.rounding_floor(u, v)
+    if max(errors) > floor:
+        return ""
+    return (
+        f". That is within the float64 rounding floor of this plan (up to {floor:.1g} at reg={full.r.reg:g}): a tol "
+        "below it cannot be met, a larger tol or reg can"
+    )
+
+
 def _result(
     full: _Problem,
     u: th.Tensor,
@@ -343,7 +354,7 @@ def _result(
         why = "stalled (no progress for 25 iterations, in the error or the dual) after" if stalled else "stopped after"
         warnings.warn(
             f"solve_discrete did not reach tol={tol:g} (marginal errors {errors[0]:.3g}, {errors[1]:.3g}); it {why} "
-            f"{n_iter} Newton iterations and {sweeps} Sinkhorn sweeps; see `marginal_errors`",
+            f"{n_iter} Newton iterations and {sweeps} Sinkhorn sweeps; see `marginal_errors`{_at_floor(full, u, v, errors)}",
             RuntimeWarning,
             stacklevel=3,
         )

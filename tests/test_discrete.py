@@ -384,7 +384,7 @@ def test_a_stalled_solve_stops_early_with_an_honest_status():
     rng = np.random.default_rng(0)
     x, y = rng.normal(size=(60, 2)), rng.normal(size=(50, 2))
     M = ((x[:, None] - y[None]) ** 2).sum(-1) * 1e6
-    with pytest.warns(RuntimeWarning, match="stalled"):
+    with pytest.warns(RuntimeWarning, match="stalled .* within the float64 rounding floor of this plan"):
         res = no.solve_discrete(None, None, M, 1e-3, "entropic", max_iter=300)
     assert res.status == "stalled" and not res.converged and res.stalled
     assert res.n_iter < 300
@@ -392,9 +392,27 @@ def test_a_stalled_solve_stops_early_with_an_honest_status():
     # A solvable problem is not mistaken for a stall, and a budget too small is still reported as such.
     ok = no.solve_discrete(None, None, M / 1e6, 1e-3, "entropic")
     assert ok.status == "converged" and not ok.stalled
-    with pytest.warns(RuntimeWarning, match="did not reach"):
+    with pytest.warns(RuntimeWarning, match="did not reach") as caught:
         short = no.solve_discrete(None, None, M / 1e6, 1e-4, "l2", max_iter=2)
     assert short.status == "max_iter"
+    assert "rounding floor" not in str(caught[0].message)  # far from the optimum: no floor to blame
+
+
+def test_near_the_unregularised_limit_a_stall_is_at_the_rounding_floor_and_says_so():
+    """L2 at reg 1e-12 on unit costs: rounding u + v - M alone moves the plan by up to ~1e-7, so tol 1e-9 is out of
+    reach; the solve stalls at ~1e-8 with the exact OT plan (POT's network simplex) to that precision, and the
+    warning says that a tol below the floor cannot be met."""
+    for seed in range(2):
+        M = np.random.default_rng(seed).uniform(size=(200, 150))
+        floor = r"within the float64 rounding floor of this plan \(up to 1e-07 at reg=1e-12\)"
+        with pytest.warns(RuntimeWarning, match=floor):
+            res = no.solve_discrete(None, None, M, 1e-12)
+        assert res.status == "stalled" and 1e-9 < res.marginal_error < 1e-7
+        exact = ot.emd(np.full(200, 1 / 200), np.full(150, 1 / 150), M)
+        assert np.abs(res.plan - exact).sum() < 1e-7
+        assert abs(res.value_linear - float((exact * M).sum())) < 1e-9
+        # one reg up, the floor is about tol, and the solve meets it
+        assert no.solve_discrete(None, None, M, 1e-10).status == "converged"
 
 
 def test_masked_entropic_matches_pot_sinkhorn_with_a_large_cost_on_masked_pairs(rng):
