@@ -105,6 +105,6 @@ def test_the_metaworld_sweep_file_is_valid():
 
     path = Path(__file__).resolve().parents[1] / "examples" / "sweeps" / "metaworld.toml"
     specs = SweepConfig.from_toml(str(path)).specs()
-    assert len(specs) == 27 and {s.method for s in specs} == {"bc", "otpr", "dql"}
+    assert len(specs) == 27 and {s.method for s in specs} == {"bc", "otpr", "diffusion-ql"}
     assert {s.env_id for s in specs} <= set(MW_TASKS) and len({s.env_id for s in specs}) == 3
     assert {s.seed for s in specs} == {0, 1, 2}  # reported seeds only: the settings were tuned on seed 100

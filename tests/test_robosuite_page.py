@@ -111,6 +111,6 @@ def test_the_robosuite_sweep_file_is_valid():
     from otpr_sb3.benchmark.sweep import SweepConfig
 
     specs = SweepConfig.from_toml(str(ROOT / "examples" / "sweeps" / "robosuite.toml")).specs()
-    assert len(specs) == 3 * 3 * len(ROBOSUITE_IDS) and {s.method for s in specs} == {"bc", "otpr", "dql"}
+    assert len(specs) == 3 * 3 * len(ROBOSUITE_IDS) and {s.method for s in specs} == {"bc", "otpr", "diffusion-ql"}
     assert {s.env_id for s in specs} == set(ROBOSUITE_IDS)
     assert {s.seed for s in specs} == {0, 1, 2}  # reported seeds only: the settings were calibrated on seed 100

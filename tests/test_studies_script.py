@@ -24,6 +24,13 @@ def test_every_study_names_a_commit_holding_its_sweep_file():
     assert len(studies) == 13
     for commit, sweep, results, venv, *record in studies:
         assert venv in (".venv", ".venv-robosuite") and results.startswith("results/") and results.endswith("/runs")
+        if sweep.startswith("main:"):  # this checkout's file, run by the study's commit (which must exist)
+            exists = subprocess.run(["git", "cat-file", "-e", f"{commit}^{{commit}}"], cwd=ROOT, capture_output=True)
+            if exists.returncode != 0:
+                pytest.skip("this clone has no history (shallow)")
+            text = (ROOT / sweep.removeprefix("main:")).read_text()
+            assert "runs_dir = " in text and "storage = " in text and record == ["-"]
+            continue
         shown = subprocess.run(["git", "show", f"{commit}:{sweep}"], cwd=ROOT, capture_output=True, text=True)
         if shown.returncode != 0 and "unknown revision" in shown.stderr + shown.stdout:
             pytest.skip("this clone has no history (shallow)")
@@ -131,6 +138,7 @@ def test_a_chain_stops_when_a_sweep_was_stopped_and_goes_on_after_a_failure(tmp_
     fake.parent.mkdir(parents=True)
     fake.write_text(
         f'#!/bin/sh\ncase "$*" in *--status*) echo "{counts}"; exit {0 if counts == DONE else 3} ;; esac\n'
+        f'if [ "$1" = "-c" ]; then echo "$3" >> {tmp_path}/datasets.log; exit 0; fi\n'  # the datasets step
         f'echo "$@" >> {tmp_path}/sweeps.log\nexit {status}\n'
     )
     fake.chmod(0o755)
@@ -143,6 +151,9 @@ def test_a_chain_stops_when_a_sweep_was_stopped_and_goes_on_after_a_failure(tmp_
     )
     swept = [line.split()[-1].split("/")[-2] for line in (tmp_path / "sweeps.log").read_text().splitlines()]
     assert swept == ran
+    # each study's datasets are recorded (by its clone's code, under the lock) before its sweep starts
+    recorded = [line.split("/")[-2] for line in (tmp_path / "datasets.log").read_text().splitlines()]
+    assert recorded == ran
     assert out.returncode == (0 if ran == BOTH else 130), out.stderr
     if ran != BOTH:
         assert f"claims-b: runs left ({LEFT}); the chain stops here" in out.stdout
