@@ -27,25 +27,24 @@ def tree_shifts(prob: _Problem | _SparseProblem, u: th.Tensor, v: th.Tensor) -> 
     """Return ``(u, v)`` with the most unbalanced trees of the active pairs moved to their exact minimisers.
 
     Candidate pairs are the working set's (``_SparseProblem``) or every allowed pair of a dense problem of at most
-    ``_MAX_PAIRS`` pairs; larger dense problems and problems off the CPU are returned unchanged (the same tensors, as
-    when no tree moves).
+    ``_MAX_PAIRS`` pairs; larger dense problems are returned unchanged (the same tensors, as when no tree moves). The
+    trees are found on the CPU (scipy's connected components); on an accelerator the pairs are copied there, which
+    costs little beside a stalled stage.
     """
     n, m = prob.shape
-    if u.device.type != "cpu":
-        return u, v
     if isinstance(prob, _SparseProblem):
-        rows, cols, z = prob.rows.numpy(), prob.cols.numpy(), prob.z(u, v, out=prob.scratch("tmp")).numpy()
+        rows, cols, z = (t.cpu().numpy() for t in (prob.rows, prob.cols, prob.z(u, v, out=prob.scratch("tmp"))))
     elif n * m <= _MAX_PAIRS:
-        Z = prob.z(u, v, out=prob.scratch("tmp")).numpy()  # "tmp" is free between Newton iterations
-        allowed = np.ones(Z.shape, dtype=bool) if prob.mask is None else prob.mask.numpy() > 0
+        Z = prob.z(u, v, out=prob.scratch("tmp")).cpu().numpy()  # "tmp" is free between Newton iterations
+        allowed = np.ones(Z.shape, dtype=bool) if prob.mask is None else prob.mask.cpu().numpy() > 0
         rows, cols = np.nonzero(allowed)
         z = Z[rows, cols]
     else:
         return u, v
-    du, dv = _shifts(n, m, rows, cols, z, prob.a.numpy(), prob.b.numpy(), prob.r.reg)
+    du, dv = _shifts(n, m, rows, cols, z, prob.a.cpu().numpy(), prob.b.cpu().numpy(), prob.r.reg)
     if not (du.any() or dv.any()):
         return u, v
-    return u + th.from_numpy(du), v + th.from_numpy(dv)
+    return u + th.from_numpy(du).to(u), v + th.from_numpy(dv).to(v)
 
 
 def _shifts(
