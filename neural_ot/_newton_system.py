@@ -24,6 +24,7 @@ _DENSE_FRACTION = 0.2  # above this fraction of active pairs, dense products bea
 # both converge (tests/test_discrete.py).
 _NEAR_ACTIVE = 1e-3
 _DELTA = 1e-2  # Levenberg term of a Newton system: relative to its mean diagonal, times the marginal error
+_SYMMETRIC_LU = True  # sparse direct solves by SuperLU in symmetric mode; False: spsolve's general LU (COLAMD, pivoting)
 
 
 class _Curvature:
@@ -215,7 +216,17 @@ class _HessianOperator:
             ),
             shape=(n + m, n + m),
         )
-        x = spla.spsolve(A, np.where(free, rhs.cpu().numpy(), 0.0))
+        b = np.where(free, rhs.cpu().numpy(), 0.0)
+        x = None
+        if _SYMMETRIC_LU:
+            # The matrix is symmetric positive definite: a symmetric fill-reducing order (minimum degree on A + A^T)
+            # and no pivoting, instead of spsolve's general LU (examples/benchmarks/bench_sparse_direct.py).
+            try:
+                x = spla.splu(A, permc_spec="MMD_AT_PLUS_A", diag_pivot_thresh=0.0, options={"SymmetricMode": True}).solve(b)
+            except RuntimeError:  # an exactly zero pivot, which rounding could give: the general LU pivots past it
+                x = None
+        if x is None:
+            x = spla.spsolve(A, b)
         return th.from_numpy(np.asarray(x)).to(rhs)
 
 
