@@ -709,3 +709,20 @@ def test_stage_dispatch_against_pot_table_and_sentences():
     assert max(low) < 1 < min(dense[300], dense[400])
     assert f"(neural_ot at {min(low):.2f}-{max(low):.2f}x POT's speed)" in text
     assert f"(``{dense[300]:.2f}x`` and" not in text and f"({dense[300]:.2f}x and {dense[400]:.2f}x)" in text
+
+
+def test_sparse_direct_table_and_sentences():
+    module = _load("bench_sparse_direct", ROOT / "examples" / "benchmarks" / "bench_sparse_direct.py")
+    text = " ".join((ROOT / "docs" / "benchmarks.rst").read_text().split())
+    record = json.loads((ROOT / "docs" / "data" / "bench_sparse_direct.json").read_text())
+    assert record["git"]["commit"].startswith("be144d7") and record["git"]["dirty"] is False
+    assert "(2026-12-06, commit ``be144d7``)" in text and record["args"]["repeats"] == 5
+    env = record["env"]
+    assert env["OMP_NUM_THREADS"] == "1" and env["cpu"].startswith("Intel(R) Xeon") and round(env["loadavg"][0], 1) == 9.8
+    assert (ROOT / "docs" / "bench_sparse_direct.inc").read_text() == module.table(record)
+    speed = [r["spsolve_median_s"] / r["symmetric_median_s"] for r in record["rows"]]
+    assert len(speed) == 6 and f"The solves are {min(speed):.2f}-{max(speed):.2f}x as fast as before" in text
+    (equal,) = [r["case"] for r, s in zip(record["rows"], speed) if round(s, 2) == 1.0]
+    assert equal == "n = 500, POT reg 0.01" and "(equal at ``n = 500``, reg 0.01)" in text
+    assert all(r["symmetric_n_iter"] == r["spsolve_n_iter"] and r["plan_l1"] < 1e-12 for r in record["rows"])
+    assert all(max(r["symmetric_error"], r["spsolve_error"]) <= 1e-9 for r in record["rows"])
