@@ -226,6 +226,18 @@ def test_set_aside_runs_are_the_seeds_that_changed_cpu_kind():
     assert {r["seed"] for r in kept if r["cpu"] == "AMD EPYC"} <= set(range(6))
     page = " ".join((ROOT / "docs" / "claims.rst").read_text().split())
     assert "Seeds 0-5 ran on AMD EPYC." in page and "kept in ``results/claims/candidates_report/set_aside``" in page
+    # "the mean of the last five evaluations moved by 0.03 (H: 0.47 on AMD EPYC, 0.50 on the Intel Xeon), ..."
+    rerun = {r["arm"]: r for r in kept if r["seed"] == 6}
+    parts = []
+    for arm in ("H", "H, unmasked", "Q"):
+        (before,) = [r["last_five"] for r in aside if r["arm"] == arm]
+        after = rerun[arm]["last_five"]
+        parts.append((f"{abs(after - before):.2f}", f"{before:.2f}", f"{after:.2f}"))
+    (h, hu, q) = parts
+    assert (
+        f"moved by {h[0]} (*H*: {h[1]} on AMD EPYC, {h[2]} on the Intel Xeon), {hu[0]} (*H, unmasked*: {hu[1]}, "
+        f"{hu[2]}) and {q[0]} (*Q*: {q[1]}, {q[2]})" in page
+    )
 
 
 def test_report_curves_are_the_records_on_shared_seeds(tmp_path):

@@ -353,6 +353,12 @@ def test_baselines_set_aside_runs_are_seed_3s_on_the_first_cpu_kind():
     assert all(r["cpu"] != "AMD EPYC" for r in kept if r["seed"] >= 3)
     page = " ".join((ROOT / "docs" / "results.rst").read_text().split())
     assert "seeds 0-2 on AMD EPYC;" in page and "kept in ``results/baselines/report/set_aside``" in page
+    # "the CPU kind alone moved OTPR's final success on that seed from 0.85 to 0.79, and BC's not at all, 0.31 on both"
+    seed3 = [r for r in aside + kept if r["seed"] == 3 and r["task"] == "FetchPickAndPlace-v4"]
+    final = {(r["method"], r["cpu"] == "AMD EPYC"): r["final"] for r in seed3}
+    otpr, bc = ((final[(m, True)], final[(m, False)]) for m in ("otpr", "bc"))
+    assert f"OTPR's final success on that seed from {otpr[0]:.2f} to {otpr[1]:.2f}" in page
+    assert bc[0] == bc[1] and f"and BC's not at all, {bc[0]:.2f} on both" in page
 
 
 def test_baselines_verdicts_include_is_the_collected_report_runs():
