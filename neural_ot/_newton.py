@@ -103,6 +103,12 @@ def _newton(
         prob.stalled = last and stage_prob.stalled and not converged
         if total >= max_iter:
             break
+    if not last:
+        # The budget ran out in a coarser stage, whose potentials can overflow the target's plan (entropic: exp of
+        # z / eps at a far smaller eps, a NaN value): exact block steps at the target bring every row and then column
+        # to its mass there, and never increase the dual.
+        u = prob.block_maximize(u, v, side="u")
+        v = prob.block_maximize(u, v, side="v")
     # Converged only if the target stage was reached and met `tol`.
     return u, v, total, converged and last
 

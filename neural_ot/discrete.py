@@ -307,7 +307,7 @@ def _verdict(
 def _at_floor(full: _Problem, u: th.Tensor, v: th.Tensor, errors: tuple[float, float]) -> str:
     """Return the warning's last words when the errors are within the plan's float64 rounding floor (else nothing)."""
     floor = full.rounding_floor(u, v)
-    if max(errors) > floor:
+    if not max(errors) <= floor < float("inf"):  # an entropic iterate far from the optimum can overflow the bound
         return ""
     return (
         f". That is within the float64 rounding floor of this plan (up to {floor:.1g} at reg={full.r.reg:g}): a tol "

@@ -396,6 +396,24 @@ def test_a_stalled_solve_stops_early_with_an_honest_status():
         short = no.solve_discrete(None, None, M / 1e6, 1e-4, "l2", max_iter=2)
     assert short.status == "max_iter"
     assert "rounding floor" not in str(caught[0].message)  # far from the optimum: no floor to blame
+    with pytest.warns(RuntimeWarning, match="did not reach") as caught:
+        no.solve_discrete(None, None, M / 1e6, 1e-5, "entropic", max_iter=1)
+    assert "rounding floor" not in str(caught[0].message)
+
+
+@pytest.mark.parametrize("reg_type", ["entropic", "l2"])
+def test_a_budget_spent_in_a_coarse_stage_gives_a_finite_result(reg_type):
+    """`max_iter` used up before the target eps's stage: the coarse stage's potentials overflowed the target's
+    entropic plan (a NaN value, raised as "badly scaled"); exact block steps at the target now make every column
+    carry its mass, and the status says the budget ran out."""
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(60, 2)), rng.normal(size=(50, 2))
+    M = ((x[:, None] - y[None]) ** 2).sum(-1)
+    for reg, budget in ((1e-5, 1), (1e-6, 2)):
+        with pytest.warns(RuntimeWarning, match="did not reach"):
+            res = no.solve_discrete(None, None, M, reg, reg_type, max_iter=budget)
+        assert res.status == "max_iter" and res.n_iter == budget and np.isfinite(res.value) and np.isfinite(res.plan).all()
+        assert res.marginal_errors[1] < 1e-9  # the last block step: columns exact
 
 
 def test_near_the_unregularised_limit_a_stall_is_at_the_rounding_floor_and_says_so():
