@@ -61,6 +61,23 @@ class _Problem:
         # (n, m) buffers reused by the Newton iterations of every stage: a fresh (n, m) tensor costs a page fault per
         # 4 KiB once glibc returns freed memory to the system (half the time of a solve at n = 1000).
         self._scratch: dict[str, th.Tensor] = {}
+        self._off: th.Tensor | None | bool = False  # not yet computed; see `off`
+
+    @property
+    def off(self) -> th.Tensor | None:
+        """Boolean ``(n, m)``: the pairs off the support (masked, or of a zero-weight point); ``None`` if there are none.
+
+        Their density is zeroed by ``masked_fill``, not multiplied by 0: an entropic density there can overflow to
+        ``inf`` (the potentials do not bound ``z`` off the support), and ``inf * 0`` is NaN.
+        """
+        if self._off is False:
+            off = None if self.mask is None else self.mask == 0
+            for weights, dim in ((self.a, 1), (self.b, 0)):
+                if not bool((weights > 0).all()):
+                    zero = (weights == 0).unsqueeze(dim).expand(self.shape)
+                    off = zero if off is None else off | zero
+            self._off = off
+        return self._off  # type: ignore[return-value]
 
     @property
     def cost_range(self) -> tuple[float, float]:
@@ -113,7 +130,7 @@ class _Problem:
         return th.add(u[:, None], v[None, :], out=out).sub_(self.C)
 
     def masked(self, X: th.Tensor) -> th.Tensor:
-        return X if self.mask is None else X * self.mask
+        return X if self.off is None else X.masked_fill(self.off, 0.0)
 
     def rounding_floor(self, u: th.Tensor, v: th.Tensor) -> float:
         """Relative marginal error that rounding ``u_i + v_j - C_ij`` in float64 alone can cause in the plan of ``(u, v)``.
@@ -190,8 +207,8 @@ class _Problem:
         ``(n, m)`` tensor costs a page fault per 4 KiB (docs/benchmarks.rst, "Fewer fresh buffers").
         """
         H = self.r.density_(self.z(u, v, out=self._scratch.pop("z", None)))
-        if self.mask is not None:
-            H.mul_(self.mask)
+        if self.off is not None:
+            H.masked_fill_(self.off, 0.0)
         T = th.mul(H, self.a[:, None], out=self._scratch.pop("tmp", None))
         return H, T.mul_(self.b[None, :])
 
@@ -205,8 +222,8 @@ class _Problem:
         with the density, which is all a trial point of the line search needs (not its curvature).
         """
         H = self.r.density_(self.z(u, v, out=self.scratch("tmp")))
-        if self.mask is not None:
-            H.mul_(self.mask)
+        if self.off is not None:
+            H.masked_fill_(self.off, 0.0)
         return relative_marginal_errors(self.a * (H @ self.b), self.b * (self.a @ H), self.a, self.b)
 
     def block_maximize(self, u: th.Tensor, v: th.Tensor, rows: th.Tensor | None = None, side: str = "u") -> th.Tensor:

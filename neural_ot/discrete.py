@@ -333,9 +333,7 @@ def _result(
     follow from the plan, :meth:`~neural_ot.regularizers.Regularizer.penalty_sums`).
     """
     at, bt, C, regularizer = full.a, full.b, full.C, full.r
-    H, T = full.plan(u, v)  # T is already 0 on zero-weight points; their density is reported as 0 too
-    if not (bool((at > 0).all()) and bool((bt > 0).all())):
-        H.mul_((at > 0)[:, None]).mul_((bt > 0)[None, :])
+    H, T = full.plan(u, v)  # zero off the support: masked pairs and zero-weight points (`_Problem.off`)
     transport = float(th.vdot(C.reshape(-1), T.reshape(-1)))
     row_mass, col_mass = T.sum(1), T.sum(0)
     total = float(row_mass.sum())

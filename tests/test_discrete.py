@@ -583,3 +583,23 @@ def test_true_pairs_are_torch_nonzero_row_major(fraction):
     assert flat.dtype == rows.dtype == cols.dtype == th.int64
     assert th.equal(rows, ref_rows) and th.equal(cols, ref_cols) and th.equal(flat, ref_rows * 53 + ref_cols)
     assert th.equal(flat_nonzero(mask.view(-1)), th.nonzero(mask.view(-1)).squeeze(1))
+
+
+def test_entropic_densities_off_the_support_cannot_overflow_into_nan():
+    """At a small entropic reg the density off the support (a zero-weight point's pairs, masked pairs) overflowed to
+    inf, and zeroing it by a product made NaN ("solve_discrete produced NaN; the problem is badly scaled" on unit
+    costs). It is zeroed by masked_fill: the plan equals the one without the zero-weight point, and masked pairs carry
+    nothing."""
+    rng = np.random.default_rng(3)
+    M = rng.uniform(size=(7, 9))
+    a, b = np.full(7, 1 / 6), np.full(9, 1 / 9)
+    a[0] = 0.0
+    for reg in (1e-8, 1e-6):
+        res = no.solve_discrete(a, b, M, reg, "entropic")
+        without = no.solve_discrete(a[1:], b, M[1:], reg, "entropic")
+        assert res.converged and np.isfinite(res.value) and np.abs(res.plan[1:] - without.plan).sum() < 1e-12
+        assert (res.plan[0] == 0).all() and (res.density[0] == 0).all()
+    mask = (rng.random((7, 9)) > 0.3).astype(float)
+    mask[np.arange(7), np.arange(7)] = mask[np.arange(9) % 7, np.arange(9)] = 1.0
+    res = no.solve_discrete(np.full(7, 1 / 7), b, M, 1e-8, "entropic", mask=mask)
+    assert res.converged and np.isfinite(res.value) and (res.plan[mask == 0] == 0).all()
