@@ -126,9 +126,15 @@ def _polish(gradient: Any, x: np.ndarray, state: dict[str, Any], max_iter: int, 
     Newton steps on it reach what the line search cannot. The polished point is kept only if it is better.
     """
     g0 = float(np.abs(gradient(x)).sum())
-    sol = root(gradient, x, method="krylov", options={"maxiter": max(1, min(20, max_iter - state["iter"])), "fatol": fatol})
+    try:
+        with np.errstate(over="ignore", invalid="ignore"):
+            options = {"maxiter": max(1, min(20, max_iter - state["iter"])), "fatol": fatol}
+            sol = root(gradient, x, method="krylov", options=options)
+    except OverflowError:  # its line search squares the norm of an entropic gradient that overflowed: keep L-BFGS's point
+        return x
     state["iter"] += int(getattr(sol, "nit", 0) or 0)
-    return sol.x if float(np.abs(gradient(sol.x)).sum()) < g0 else x
+    polished = float(np.abs(gradient(sol.x)).sum())
+    return sol.x if polished < g0 else x  # a NaN gradient compares False: L-BFGS's point is kept
 
 
 def relaxed_values(

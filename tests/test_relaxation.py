@@ -266,3 +266,16 @@ def test_solve_relaxed_value_is_differentiable_by_the_envelope_theorem(problem):
     down_M[i, j] -= h
     down = no.solve_discrete(a, b, down_M, EPS, unbalanced=(INF, 0.3)).value
     assert (up - down) / (2 * h) == pytest.approx(float(Mt.grad[i, j]), abs=1e-6)
+
+
+def test_a_stiff_entropic_relaxation_ends_with_a_status_not_an_overflow():
+    """rho far above reg on tiny costs (rho 1, reg 1e-4, costs ~1e-5): L-BFGS stops short, and the Newton-Krylov polish
+    then overflowed squaring the norm of an entropic gradient (an OverflowError out of scipy). The polish now gives
+    up and keeps L-BFGS's point: the result is finite and its status says it did not converge."""
+    rng = np.random.default_rng(5)
+    M, a, b = rng.uniform(size=(30, 20)) * 1e-5, rng.random(30) + 0.1, rng.random(20) + 0.1
+    with pytest.warns(RuntimeWarning, match="did not reach"):
+        res = no.solve(M, a, b, reg=1e-4, reg_type="entropic", unbalanced=1.0)
+    assert not res.converged and np.isfinite(res.value) and np.isfinite(res.plan).all()
+    # the same weights with rho not stiff against reg (unit costs, reg 10, rho 1) converge
+    assert no.solve(M * 1e5, a, b, reg=10.0, reg_type="entropic", unbalanced=1.0).converged
