@@ -145,6 +145,16 @@ class _Problem:
         bound = float(self.a @ self.masked(self.r.curvature(z)).mul_(size) @ self.b)
         return bound * float(th.finfo(self.C.dtype).eps) / float(self.a.sum())
 
+    def floor_note(self, u: th.Tensor, v: th.Tensor, errors: tuple[float, float]) -> str:
+        """Return a warning's last words when ``errors`` are within the plan's float64 rounding floor (else nothing)."""
+        floor = self.rounding_floor(u, v)
+        if not max(errors) <= floor < float("inf"):  # an entropic iterate far from the optimum can overflow the bound
+            return ""
+        return (
+            f". That is within the float64 rounding floor of this plan (up to {floor:.1g} at reg={self.r.reg:g}): a tol "
+            "below it cannot be met, a larger tol or reg can"
+        )
+
     def loss(self, u: th.Tensor, v: th.Tensor) -> float:
         """Negative dual objective (minimised); ``inf`` on overflow."""
         if isinstance(self.r, SquaredL2):  # in place on z: one (n, m) allocation instead of four
@@ -254,12 +264,13 @@ class _SparseProblem:
     driver checks on the full matrix that no pair outside it has become active.
     """
 
-    def __init__(self, full: _Problem, rows: th.Tensor, cols: th.Tensor) -> None:
+    def __init__(self, full: _Problem, rows: th.Tensor, cols: th.Tensor, flat: th.Tensor | None = None) -> None:
         self.stalled = False
         self.full, self.a, self.b, self.r = full, full.a, full.b, full.r
         self.rows, self.cols = rows, cols
-        self.c = full.C[rows, cols]
-        self.ab = self.a[rows] * self.b[cols]
+        # `flat`: the pairs' row-major indices, if known (a flat gather is 2x faster than C[rows, cols]).
+        self.c = full.C[rows, cols] if flat is None else full.C.view(-1).index_select(0, flat)
+        self.ab = self.a.index_select(0, rows).mul_(self.b.index_select(0, cols))
         self.shape = full.C.shape
         # Working-set buffers, as the full problem's: a set holds up to a quarter of the pairs (a million at
         # n = 2000), and a fresh tensor of that size costs more in page faults than the operation on it.

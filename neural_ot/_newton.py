@@ -165,13 +165,15 @@ def _working_set_stage(
         # The set only grows (no cycling), and the candidates per row double after each miss, and until it is feasible.
         work = z > 0 if work is None else work | (z > 0)
         while True:
-            best_cols, best_rows = th.topk(z, min(k, m), dim=1).indices, th.topk(z, min(k, n), dim=0).indices
+            # Unsorted: only the sets matter, and sorting them doubled topk's time (n = 2000).
+            best_cols = th.topk(z, min(k, m), dim=1, sorted=False).indices
+            best_rows = th.topk(z, min(k, n), dim=0, sorted=False).indices
             work.scatter_(1, best_cols, True)
             work.scatter_(0, best_rows, True)
             k *= 2
             if prob.mask is not None:
                 work &= prob.mask > 0
-            _, rows, cols = true_pairs(work)
+            flat, rows, cols = true_pairs(work)
             # A plan on the candidates alone (a max-flow on 2k(n + m) pairs, 7x faster at n = 2000) proves the whole
             # set feasible; only when it does not is the whole set checked.
             feasible = support_carries_the_mass(prob.a, prob.b, *_candidate_pairs(z, best_cols, best_rows))
@@ -183,7 +185,7 @@ def _working_set_stage(
             u, v, it, conv = _newton_stage(prob, u, v, tol, max_iter - total, cg_max_iter, verbose, initial_block=False)
             return u, v, total + it, conv
         del z
-        sub = _SparseProblem(prob, rows, cols)
+        sub = _SparseProblem(prob, rows, cols, flat)
         budget = min(max_iter - total, _WORKING_SET_ROUND_ITERS)
         u, v, it, conv = _newton_stage(sub, u, v, tol, budget, cg_max_iter, verbose, initial_block=False)
         total += it

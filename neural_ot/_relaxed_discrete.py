@@ -1,11 +1,11 @@
 r"""Exact discrete OT with relaxed marginals (:mod:`neural_ot.relaxation`), for :func:`neural_ot.solve_discrete`.
 
-The relaxed dual is strongly concave in the potential of every relaxed side, so it is maximised by L-BFGS (scipy, in
-float64) rather than by the balanced problem's Newton method. When one side is exact (the semi-relaxed problem), its
-potential is the smooth c-transform of the other's (:meth:`~neural_ot.regularizers.Regularizer.row_potential`, which
-holds that side's marginal exactly), and only the relaxed side's potential is optimised: by the envelope theorem the
-gradient is that of the dual at the c-transform. It stops when the plan's marginals are within ``tol`` (relative L1)
-of those the optimum has, ``a (1 - u / rho_x)`` and ``b (1 - v / rho_y)``.
+Newton's method (:mod:`neural_ot._relaxed_newton`) maximises the relaxed dual; where it stops short of ``tol``, L-BFGS
+(scipy, in float64) continues from its point. When one side is exact (the semi-relaxed problem), L-BFGS optimises only
+the relaxed side's potential, the exact side's being its smooth c-transform
+(:meth:`~neural_ot.regularizers.Regularizer.row_potential`, which holds that side's marginal exactly): by the envelope
+theorem the gradient is that of the dual at the c-transform. Both stop when the plan's marginals are within ``tol``
+(relative L1) of those the optimum has, ``a (1 - u / rho_x)`` and ``b (1 - v / rho_y)``.
 """
 
 from __future__ import annotations
@@ -20,7 +20,8 @@ from scipy.optimize import minimize, root
 
 from neural_ot._arrays import ArrayLike, to_output
 from neural_ot._dual_problem import _Problem
-from neural_ot.duals import _dual_value, relative_marginal_errors
+from neural_ot._relaxed_newton import relaxed_continuation, relaxed_errors, relaxed_start
+from neural_ot.duals import _dual_value
 from neural_ot.relaxation import MarginalRelaxation
 from neural_ot.results import OTResult
 
@@ -47,8 +48,8 @@ def plan_and_errors(
 ) -> tuple[th.Tensor, th.Tensor, tuple[float, float]]:
     """Density, plan and relative marginal errors against the relaxed optimum's marginals."""
     H, T = prob.plan(u, v)
-    rows, cols = relaxation.marginals(u, v, prob.a, prob.b)
-    return H, T, relative_marginal_errors(T.sum(1), T.sum(0), rows, cols)
+    targets = relaxation.marginals(u, v, prob.a, prob.b)
+    return H, T, relaxed_errors(T.sum(1), T.sum(0), targets, (prob.a, prob.b))
 
 
 def solve_relaxed(
@@ -57,10 +58,26 @@ def solve_relaxed(
     tol: float,
     max_iter: int,
     init: tuple[th.Tensor, th.Tensor] | None = None,
+    cg_max_iter: int = 1000,
 ) -> tuple[th.Tensor, th.Tensor, int, bool]:
-    """Maximise the relaxed dual of ``prob`` from ``init`` (zeros by default); returns ``(u, v, iterations, converged)``."""
-    n, m = prob.shape
-    u0, v0 = (th.zeros(n, dtype=th.float64), th.zeros(m, dtype=th.float64)) if init is None else init
+    """Maximise the relaxed dual of ``prob`` from ``init``; returns ``(u, v, iterations, converged)``.
+
+    Newton's method (:mod:`neural_ot._relaxed_newton`) first; where it stops short of ``tol`` (no step reduces the
+    dual, or it stalls), L-BFGS continues from its point with the iterations left.
+    """
+    u0, v0 = relaxed_start(prob) if init is None else init
+    u0, v0, done, converged = relaxed_continuation(prob, relaxation, u0, v0, tol, max_iter, cg_max_iter, init is None)
+    if converged or done >= max_iter:
+        return u0, v0, done, converged
+    u, v, more, converged = _lbfgs(prob, relaxation, tol, max_iter - done, (u0, v0))
+    return u, v, done + more, converged
+
+
+def _lbfgs(
+    prob: _Problem, relaxation: MarginalRelaxation, tol: float, max_iter: int, init: tuple[th.Tensor, th.Tensor]
+) -> tuple[th.Tensor, th.Tensor, int, bool]:
+    """L-BFGS on the relaxed dual from ``init`` (on the relaxed side alone when the other is exact)."""
+    u0, v0 = init
     x0 = v0 if relaxation.rho_x == math.inf else u0 if relaxation.rho_y == math.inf else th.cat([u0, v0])
     state: dict[str, Any] = {"iter": 0, "x": x0.detach().cpu().double().numpy().copy()}
 
@@ -160,17 +177,20 @@ def solve_relaxed_problem(
     as_numpy: bool,
     out_dtype: th.dtype,
     init: tuple[th.Tensor, th.Tensor] | None,
+    cg_max_iter: int = 1000,
 ) -> tuple[OTResult, th.Tensor, th.Tensor]:
     """Solve and assemble a relaxed problem; returns the result and the float64 potentials."""
-    u, v, n_iter, converged = solve_relaxed(full, relaxation, tol, max_iter, init)
+    u, v, n_iter, converged = solve_relaxed(full, relaxation, tol, max_iter, init, cg_max_iter)
     H, T, errors = plan_and_errors(full, relaxation, u, v)
     value, value_dual, transport = relaxed_values(full, relaxation, u, v, H, T)
     if not (value == value and value_dual == value_dual):
         raise FloatingPointError("solve_discrete produced NaN; the problem is badly scaled (check `M`, `reg`, `unbalanced`)")
+    stalled = not converged and n_iter < max_iter  # both methods stopped before the budget: no progress left
     if not converged:
+        why = "stalled (neither Newton's method nor L-BFGS made progress) after" if stalled else "stopped after"
         warnings.warn(
             f"solve_discrete did not reach tol={tol:g} on the relaxed problem (marginal errors {errors[0]:.3g}, "
-            f"{errors[1]:.3g}) in {n_iter} L-BFGS iterations",
+            f"{errors[1]:.3g}); it {why} {n_iter} iterations{full.floor_note(u, v, errors)}",
             RuntimeWarning,
             stacklevel=3,
         )
@@ -179,6 +199,18 @@ def solve_relaxed_problem(
         return to_output(t, as_numpy, out_dtype)
 
     res = OTResult(
-        out(T), out(u), out(v), out(H), value, value_dual, transport, errors, n_iter, converged, full.r.reg, full.r.name
+        out(T),
+        out(u),
+        out(v),
+        out(H),
+        value,
+        value_dual,
+        transport,
+        errors,
+        n_iter,
+        converged,
+        full.r.reg,
+        full.r.name,
+        stalled=stalled,
     )
     return res, u, v

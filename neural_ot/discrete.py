@@ -117,9 +117,9 @@ def solve_discrete(
         ``n = 300``).
     unbalanced : float or (float, float), optional
         Relax the marginals with a quadratic penalty (:mod:`neural_ot.relaxation`; ``(inf, rho)``: semi-relaxed).
-        The masses of ``a`` and ``b`` may then differ. Solved by L-BFGS on the relaxed dual
-        (``max_iter`` counts its iterations; ``potentials_init`` is its starting point), to
-        ``tol`` against the marginals of the relaxed optimum.
+        The masses of ``a`` and ``b`` may then differ. Solved by Newton's method on the relaxed dual, L-BFGS
+        continuing where it stops short (``max_iter`` counts the iterations of both; ``potentials_init`` is the
+        starting point), to ``tol`` against the marginals of the relaxed optimum.
 
     Returns
     -------
@@ -174,7 +174,9 @@ def solve_discrete(
             res = res._with_cost_offset(offset, float(full.a.sum()))
     else:
         with _threads.one_thread_if_small(full.C.numel(), full.C.device):
-            res, u, v = solve_relaxed_problem(full, relaxation, tol, max_iter, is_numpy(M), result_dtype(M, a, b), init)
+            res, u, v = solve_relaxed_problem(
+                full, relaxation, tol, max_iter, is_numpy(M), result_dtype(M, a, b), init, cg_max_iter
+            )
     if wants_grad:
         res = dataclasses.replace(res, value=_envelope_value(res.value, u, v, *data, full, relaxation, offset))
     return res
@@ -235,7 +237,7 @@ def _validated_problem(
     (:func:`rounding_floor`), not up to ``tol``; the problem solved gives ``b`` the mass of ``a``. A relaxed problem
     (``balanced=False``) takes the weights as given, of any masses.
     """
-    C = to_tensor(M, "M", dtype=th.float64)
+    C = to_tensor(M, "M", dtype=th.float64).contiguous()  # row-major: the working set gathers by flat index
     check_matrix(C, "M")
     n, m = C.shape
     at = C.new_full((n,), 1.0 / n) if a is None else to_tensor(a, "a", th.float64, C.device)
@@ -304,17 +306,6 @@ def _verdict(
     return errors, converged
 
 
-def _at_floor(full: _Problem, u: th.Tensor, v: th.Tensor, errors: tuple[float, float]) -> str:
-    """Return the warning's last words when the errors are within the plan's float64 rounding floor (else nothing)."""
-    floor = full.rounding_floor(u, v)
-    if not max(errors) <= floor < float("inf"):  # an entropic iterate far from the optimum can overflow the bound
-        return ""
-    return (
-        f". That is within the float64 rounding floor of this plan (up to {floor:.1g} at reg={full.r.reg:g}): a tol "
-        "below it cannot be met, a larger tol or reg can"
-    )
-
-
 def _result(
     full: _Problem,
     u: th.Tensor,
@@ -352,7 +343,7 @@ def _result(
         why = "stalled (no progress for 25 iterations, in the error or the dual) after" if stalled else "stopped after"
         warnings.warn(
             f"solve_discrete did not reach tol={tol:g} (marginal errors {errors[0]:.3g}, {errors[1]:.3g}); it {why} "
-            f"{n_iter} Newton iterations and {sweeps} Sinkhorn sweeps; see `marginal_errors`{_at_floor(full, u, v, errors)}",
+            f"{n_iter} Newton iterations and {sweeps} Sinkhorn sweeps; see `marginal_errors`{full.floor_note(u, v, errors)}",
             RuntimeWarning,
             stacklevel=3,
         )

@@ -325,9 +325,9 @@ def test_cpu_problems_above_the_numpy_stages_limit_take_a_working_set(monkeypatc
     sizes = []
     sparse = _dual_problem._SparseProblem
 
-    def spy(full, rows, cols):
+    def spy(full, rows, cols, flat=None):
         sizes.append(len(rows))
-        return sparse(full, rows, cols)
+        return sparse(full, rows, cols, flat)
 
     monkeypatch.setattr(_newton, "_SparseProblem", spy)
     working = no.solve(M, reg=reg, tol=1e-11)
