@@ -93,17 +93,22 @@ def check_reg_resolvable(reg: float, reg_type: str, magnitude: float, n: int, m:
         )
 
 
-def check_mask(mask: th.Tensor, shape: tuple[int, int], name: str = "mask") -> None:
-    """Check a 0/1 mask of the right shape with no all-zero row or column."""
+def check_mask(
+    mask: th.Tensor, shape: tuple[int, int], name: str = "mask", empty_ok: tuple[bool, bool] = (False, False)
+) -> None:
+    """Check a 0/1 mask of the right shape with no all-zero row or column.
+
+    ``empty_ok``: whether all-zero rows, columns are allowed (a relaxed marginal, whose points may carry no mass).
+    """
     if tuple(mask.shape) != shape:
         raise ValueError(f"`{name}` must have shape {shape}, got {tuple(mask.shape)}")
     if not bool(((mask == 0) | (mask == 1)).all()):
         raise ValueError(f"`{name}` must contain only 0 and 1")
     empty_rows = th.nonzero(mask.sum(1) == 0).flatten()
-    if empty_rows.numel():
+    if empty_rows.numel() and not empty_ok[0]:
         raise ValueError(f"`{name}` has all-zero rows (e.g. row {int(empty_rows[0])}): those points cannot be transported")
     empty_cols = th.nonzero(mask.sum(0) == 0).flatten()
-    if empty_cols.numel():
+    if empty_cols.numel() and not empty_ok[1]:
         raise ValueError(f"`{name}` has all-zero columns (e.g. column {int(empty_cols[0])})")
 
 

@@ -17,6 +17,7 @@ Manns and Meyer (2021), "Quadratically regularized optimal transport", for the L
 from __future__ import annotations
 
 import dataclasses
+import math
 import warnings
 
 import torch as th
@@ -157,7 +158,8 @@ def solve_discrete(
     M, a, b = (t.detach() if isinstance(t, th.Tensor) else t for t in data)
     weights_dtype = th.float64 if a is None and b is None else result_dtype(a, b)
     relaxation = get_relaxation(unbalanced)
-    full = _validated_problem(a, b, M, mask, regularizer, tol, weights_dtype, relaxation.balanced)
+    relaxed = (relaxation.rho_x != math.inf, relaxation.rho_y != math.inf)
+    full = _validated_problem(a, b, M, mask, regularizer, tol, weights_dtype, relaxation.balanced, relaxed)
     init = None if potentials_init is None else _warm_start(potentials_init, full.C)
     offset = full.cost_offset() if relaxation.balanced else 0.0
     lo, hi = full.cost_range
@@ -230,12 +232,14 @@ def _validated_problem(
     tol: float,
     weights_dtype: th.dtype = th.float64,
     balanced: bool = True,
+    relaxed: tuple[bool, bool] = (False, False),
 ) -> _Problem:
     """Build the float64 problem after every check of :func:`solve_discrete`'s contract.
 
     Weights of a lower precision than float64 must have equal mass up to their own rounding
     (:func:`rounding_floor`), not up to ``tol``; the problem solved gives ``b`` the mass of ``a``. A relaxed problem
-    (``balanced=False``) takes the weights as given, of any masses.
+    (``balanced=False``) takes the weights as given, of any masses, and its mask may leave the points of a relaxed
+    side (``relaxed``: rows, columns) without any allowed pair: they carry no mass, and the penalty pays for it.
     """
     C = to_tensor(M, "M", dtype=th.float64).contiguous()  # row-major: the working set gathers by flat index
     check_matrix(C, "M")
@@ -251,7 +255,9 @@ def _validated_problem(
     maskt = None
     if mask is not None:
         maskt = to_tensor(mask, "mask", th.float64, C.device)
-        check_mask(maskt, (n, m))
+        check_mask(maskt, (n, m), empty_ok=relaxed)
+        if not bool((maskt > 0).any()):
+            raise ValueError("`mask` allows no pair: there is nothing to transport")
         if balanced:
             check_masked_feasibility(at, bt, maskt, rtol=tol)
         # Masked pairs carry no mass, but their costs set the range (continuation stages, `reg`'s resolution, the

@@ -356,3 +356,28 @@ def test_entropic_block_step_is_the_exact_row_maximum(rho):
             moved = new.clone()
             moved[i] += h
             assert dual(moved) < dual(new)
+
+
+@pytest.mark.parametrize("reg_type", ["l2", "entropic"])
+def test_a_relaxed_side_may_have_points_the_mask_leaves_alone(reg_type):
+    """A row (column) with no allowed pair carries no mass; on a relaxed side that is a penalty, not an infeasible
+    problem: the solve converges with that row of the plan empty and its potential at rho (target mass a (1 - u / rho)
+    = 0). On an exact side it stays refused, and so does a mask that allows nothing."""
+    rng = np.random.default_rng(0)
+    M, a, b = rng.random((8, 6)), rng.random(8) + 0.1, rng.random(6) + 0.1
+    mask = np.ones((8, 6))
+    mask[2], mask[:, 4] = 0.0, 0.0
+    res = no.solve(M, a, b, reg=0.05, reg_type=reg_type, unbalanced=0.5, mask=mask)
+    assert res.converged and res.value_dual == pytest.approx(res.value, abs=1e-12)
+    assert res.plan[2].sum() == 0.0 and res.plan[:, 4].sum() == 0.0
+    assert res.u[2] == pytest.approx(0.5, abs=1e-9) and res.v[4] == pytest.approx(0.5, abs=1e-9)
+    # the other points: the plan of the problem without row 2 and column 4
+    keep_r, keep_c = np.arange(8) != 2, np.arange(6) != 4
+    sub = no.solve(M[keep_r][:, keep_c], a[keep_r], b[keep_c], reg=0.05, reg_type=reg_type, unbalanced=0.5)
+    assert np.abs(res.plan[keep_r][:, keep_c] - sub.plan).sum() < 1e-9
+    with pytest.raises(ValueError, match="all-zero rows"):
+        no.solve(M, a, b, reg=0.05, reg_type=reg_type, unbalanced=(INF, 0.5), mask=mask)
+    with pytest.raises(ValueError, match="all-zero columns"):
+        no.solve(M, a, b, reg=0.05, reg_type=reg_type, unbalanced=(0.5, INF), mask=mask)
+    with pytest.raises(ValueError, match="allows no pair"):
+        no.solve(M, a, b, reg=0.05, reg_type=reg_type, unbalanced=0.5, mask=np.zeros((8, 6)))
