@@ -743,8 +743,13 @@ def test_relaxed_solves_sentences_come_from_their_records():
     assert (ROOT / "docs" / "bench_relaxed.inc").read_text() == module.table(after)
     refused = [r for r in after["rows"] if "refused" in r]
     assert [r["refused"].split(":")[0] for r in refused] == ["`mask` has all-zero rows (e.g. row 27)"]
+    (index,) = [i for i, r in enumerate(after["rows"]) if "refused" in r]
+    assert module.cases(after["args"]["seed"], 150)[index]["kwargs"]["unbalanced"][0] == float("inf")  # rows exact
     old, new = module.summary(before), module.summary(after)
-    assert old["solves"] == new["solves"] == 149 and "149 solved, one refused for a mask with an all-zero row" in text
+    assert (
+        old["solves"] == new["solves"] == 149
+        and "149 solved, one refused: its mask leaves a row of the exact side without any pair)" in text
+    )
     rows = [r for r in before["rows"] if "refused" not in r]
     unconverged = sum(r["status"] not in ("converged", "error") for r in rows)
     false = [r for r in rows if r["false_convergence"]]
