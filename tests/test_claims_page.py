@@ -854,7 +854,8 @@ def test_regime_c_verdict_sentences():
     readme = " ".join((ROOT / "README.md").read_text().split())
     assert "(H's win over Q in AUC there only just: the Student-t interval of its ten differences contains 0)" in readme
     assert (
-        "In regime (c), 50 demonstrations at action noise 0.1 mixed with 50 at noise 1.0, with ten paired seeds: **claim "
+        "In the first wave's regime (c), 50 demonstrations at action noise 0.1 mixed with 50 at noise 1.0, with ten "
+        "paired seeds: **claim "
         "3 holds against Q guidance and is reversed against advantage guidance**, on both primary metrics, as in regime "
         "(a), and **claim 4 is undecided**." in page
     )
@@ -927,3 +928,59 @@ def test_regime_c_verdict_sentences():
     assert "the advantage guidance ending 0.79 ahead of H on the last five evaluations" in results
     assert "claim 4 is undecided, with the mask's point estimate below zero in both" in results
     assert last.mean < 0
+
+
+def test_second_wave_regime_a_verdict_sentences():
+    """The second wave's regime (a): ten paired seeds, one commit, each seed's arms on one CPU kind, and the status
+    paragraph and the bullets under "What the second wave's regime (a) decides" read its verdicts right."""
+    module = load_script("examples/claims/claims_verdicts.py")
+    runs = module.report_runs(str(ROOT / "results" / "claims" / "candidates_report" / "runs"))
+    regime_a = [r for r in runs if r["regime"] == "a"]
+    assert len(regime_a) == 50 and {r["commit"][:7] for r in regime_a} == {"cddd2d9"}
+    rows = {(r["comparison"], r["metric"]): r for r in module.verdicts(runs) if r["regime"] == "a"}
+    page = " ".join((ROOT / "docs" / "claims.rst").read_text().split())
+    q, adv, mask, authors = ("H - Q", "H - advantage", "H - H, unmasked", "H - authors' release")
+    metrics = ("last five", "AUC")
+    assert all(rows[(c, m)]["decision"].seeds == 10 for c in (q, adv, mask, authors) for m in metrics)
+    # the Student-t intervals give the same verdicts
+    assert all(r["decision"].verdict == r["t"].verdict for r in rows.values())
+    verdict = {k: r["decision"].verdict for k, r in rows.items()}
+    mean = {k: round(r["decision"].mean, 2) for k, r in rows.items()}
+    assert {verdict[(c, m)] for c in (q, adv, authors) for m in metrics} == {"reversed"}
+    assert (
+        "Its regime (a) is decided, on ten paired seeds: with candidate actor targets **claim 3 is reversed against Q "
+        "guidance as well as against advantage guidance**, on both primary metrics, H trails the authors' release on "
+        "both too, and **claim 4 is undecided**" in page
+    )
+    assert (mean[(q, "last five")], mean[(q, "AUC")]) == (-0.25, -0.18)
+    assert all(rows[(q, m)]["decision"].ci95[1] < 0 for m in metrics)
+    assert "H ends 0.25 below the Q arm on the last five evaluations and 0.18 below it in AUC" in page
+    assert (mean[(adv, "last five")], mean[(adv, "AUC")]) == (-0.43, -0.30)
+    assert "the advantage arm ends 0.43 above H on the last five evaluations and is 0.30 above it in AUC" in page
+    assert (mean[(authors, "last five")], mean[(authors, "AUC")]) == (-0.20, -0.09)
+    assert "The authors' release ends 0.20 above H on the last five evaluations and is 0.09 above it in AUC" in page
+    last, auc = rows[(mask, "last five")]["decision"], rows[(mask, "AUC")]["decision"]
+    assert verdict[(mask, "last five")] == verdict[(mask, "AUC")] == "undecided"
+    text = (
+        f"H minus H unmasked is {last.mean:+.2f} on the last five evaluations (95% interval {last.ci95[0]:+.2f} to "
+        f"{last.ci95[1]:+.2f}) and {auc.mean:+.2f} in AUC ({auc.ci95[0]:+.2f} to {auc.ci95[1]:+.2f}); about "
+        f"{last.seeds_needed} and {auc.seeds_needed} paired seeds would decide"
+    )
+    assert text in page
+    # "In the first wave, with replay targets, H ended 0.61 above it"
+    first_wave = module.verdicts(module.report_runs())
+    first = {(r["comparison"], r["metric"]): r["decision"] for r in first_wave if r["regime"] == "a"}
+    assert round(first[(q, "last five")].mean, 2) == 0.61
+    assert "In the first wave, with replay targets, H ended 0.61 above it" in page
+    assert round(first[(adv, "last five")].mean, 2) == -0.23  # "by more than in the first wave"
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    assert (
+        "there `H` trails the Q guidance, the advantage weights and the authors' release on both metrics, and the mask "
+        "is undecided." in readme
+    )
+    status = " ".join((ROOT / "docs" / "results_status.inc").read_text().split())
+    assert "claim 3 is reversed against the Q guidance too, and claim 4 is undecided" in status
+    # seeds 0-5 on AMD EPYC, 6-9 on the Intel Xeon
+    kinds = {r["seed"]: r["cpu"] for r in regime_a}
+    assert {s for s, c in kinds.items() if c == "AMD EPYC"} == set(range(6))
+    assert {s for s, c in kinds.items() if c.startswith("Intel")} == set(range(6, 10))
