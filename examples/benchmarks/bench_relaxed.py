@@ -1,12 +1,12 @@
 """Relaxed (unbalanced and semi-relaxed) exact solves on random problems: how many converge, and in what time.
 
-``solve(..., unbalanced=...)`` on ``--cases`` random problems drawn from ``--seed``: sizes 1-59 x 1-49, costs of
-scale 1e-5 to 1e3 (a fifth of them shifted to negative values), weights of unequal mass (a fifth of the rows with
-weights that can be zero), both regularisers at ``reg`` 1e-4 to 10 times the costs' scale, ``rho`` 1e-3 to 1e4 times
-the costs' scale on both sides, one side or each side apart, and a random mask on three in ten. A solve fails when
-it does not converge, when it raises anything but a refusal of its input (a ``ValueError`` naming the argument), when
-its plan or value is not finite, or when it claims convergence with a relative duality gap above 1e-7 or a negative
-marginal error (a false convergence). Run it on any checkout of ``neural_ot`` (the record
+``solve(..., unbalanced=...)`` on ``--cases`` random problems drawn from ``--seed``: sizes 1-59 x 1-49, costs of scale
+1e-5 to 1e3 (a fifth of them shifted to negative values), weights of unequal mass (a fifth of them with row weights
+uniform on [0, 1), no floor, so some near zero), both regularisers at ``reg`` 1e-4 to 10 times the costs' scale,
+``rho`` 1e-3 to 1e4 times the costs' scale on both sides, one side or each side apart, and a random mask on three in
+ten. A solve fails when it does not converge, when it raises anything but a refusal of its input (a ``ValueError``
+naming the argument), when its plan or value is not finite, or when it claims convergence with a relative duality gap
+above 1e-7 or a negative marginal error (a false convergence). Run it on any checkout of ``neural_ot`` (the record
 names the one it ran)::
 
     python examples/benchmarks/bench_relaxed.py --out docs/data/bench_relaxed.json
