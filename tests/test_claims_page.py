@@ -204,13 +204,17 @@ def test_second_wave_report_tables_have_names_of_their_own():
     for name, text in module.tables_of(second_runs, None, stem).items():
         assert (ROOT / "docs" / name).read_text() == text, f"docs/{name} is stale: run claims_verdicts.py --wave candidates"
         assert f".. include:: {name}" in page
-    # One commit for all its runs, one CPU kind for each seed's arms, and "pending until it has ten paired seeds"
+    # One commit for all its runs, one CPU kind for each seed's arms in a regime (the pairs are within a regime:
+    # regime (a)'s seed 0 ran on AMD EPYC, regime (c)'s on the Intel Xeon), and "pending until it has ten paired seeds"
     assert {r["commit"] for r in second_runs} <= {"cddd2d9"}
-    kinds: dict[int, set] = {}
+    kinds: dict[tuple[str, int], set] = {}
     for r in second_runs:
-        kinds.setdefault(r["seed"], set()).add(r["cpu"])
+        kinds.setdefault((r["regime"], r["seed"]), set()).add(r["cpu"])
     assert all(len(k) == 1 for k in kinds.values()), kinds
     assert all(r["decision"].verdict == "pending" for r in module.verdicts(second_runs) if r["decision"].seeds < 10)
+    # "Regime (c) started on 2026-12-07, on the Intel Xeon."
+    assert {r["cpu"] for r in second_runs if r["regime"] == "c"} <= {"Intel(R) Xeon(R) Processor"}
+    assert "Regime (c) started on 2026-12-07, on the Intel Xeon." in " ".join(page.split())
 
 
 def test_set_aside_runs_are_the_seeds_that_changed_cpu_kind():
