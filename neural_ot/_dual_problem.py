@@ -225,8 +225,8 @@ class _Problem:
     def errors(self, T: th.Tensor) -> tuple[float, float]:
         return relative_marginal_errors(T.sum(1), T.sum(0), self.a, self.b)
 
-    def marginal_errors(self, u: th.Tensor, v: th.Tensor) -> tuple[float, float]:
-        """Relative L1 marginal errors of the plan of ``(u, v)``, through the ``"tmp"`` buffer (no new ``(n, m)`` tensor).
+    def plan_marginals(self, u: th.Tensor, v: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
+        """Row and column sums of the plan of ``(u, v)``, through the ``"tmp"`` buffer (no new ``(n, m)`` tensor).
 
         The plan is ``a_i b_j H_ij``, so its marginals are ``a * (H b)`` and ``b * (H^T a)``: matrix-vector products
         with the density, which is all a trial point of the line search needs (not its curvature).
@@ -234,7 +234,11 @@ class _Problem:
         H = self.r.density_(self.z(u, v, out=self.scratch("tmp")))
         if self.off is not None:
             H.masked_fill_(self.off, 0.0)
-        return relative_marginal_errors(self.a * (H @ self.b), self.b * (self.a @ H), self.a, self.b)
+        return self.a * (H @ self.b), self.b * (self.a @ H)
+
+    def marginal_errors(self, u: th.Tensor, v: th.Tensor) -> tuple[float, float]:
+        """Relative L1 marginal errors of the plan of ``(u, v)`` (:meth:`plan_marginals`)."""
+        return relative_marginal_errors(*self.plan_marginals(u, v), self.a, self.b)
 
     def block_maximize(self, u: th.Tensor, v: th.Tensor, rows: th.Tensor | None = None, side: str = "u") -> th.Tensor:
         """Exact maximisation of the dual over ``u`` (or ``v``) on the selected rows, the other fixed."""

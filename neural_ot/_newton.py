@@ -76,16 +76,11 @@ def _newton(
         start = None
     u = th.zeros(n, dtype=prob.C.dtype, device=prob.C.device) if start is None else start[0].clone()
     v = th.zeros(m, dtype=prob.C.dtype, device=prob.C.device) if start is None else start[1].clone()
-    lo, hi = prob.cost_range
-    spread = hi - lo
-    ratio, stage_tol = (_CONTINUATION, _STAGE_TOL) if l2 else (_CONTINUATION_ENTROPIC, _STAGE_TOL_ENTROPIC)
-    schedule = [target.reg]
-    while start is None and spread > 0 and schedule[-1] * ratio < _FIRST_STAGE * spread:
-        schedule.append(schedule[-1] * ratio)
+    schedule, stage_tol = continuation(prob, cold=start is None)
     total = 0
     converged = False
     cpu = prob.C.device.type == "cpu"
-    for k, reg in enumerate(reversed(schedule)):
+    for k, reg in enumerate(schedule):
         last = k == len(schedule) - 1
         # Each stage is its own problem: `prob` keeps the target regulariser throughout.
         stage_prob = prob if last else prob.with_regularizer(type(target)(reg), coarse=True)
@@ -111,6 +106,21 @@ def _newton(
         v = prob.block_maximize(u, v, side="v")
     # Converged only if the target stage was reached and met `tol`.
     return u, v, total, converged and last
+
+
+def continuation(prob: _Problem, cold: bool) -> tuple[list[float], float]:
+    """Return the stages' regularisation strengths, coarsest first and ending at the target's, and a stage's tol.
+
+    From a cold start, the first is the first ``reg`` below ``_FIRST_STAGE`` of the costs' spread in steps of
+    ``_CONTINUATION`` (L2) or ``_CONTINUATION_ENTROPIC``; a warm start runs the target alone.
+    """
+    l2 = isinstance(prob.r, SquaredL2)
+    ratio, stage_tol = (_CONTINUATION, _STAGE_TOL) if l2 else (_CONTINUATION_ENTROPIC, _STAGE_TOL_ENTROPIC)
+    lo, hi = prob.cost_range
+    schedule = [prob.r.reg]
+    while cold and hi > lo and schedule[-1] * ratio < _FIRST_STAGE * (hi - lo):
+        schedule.append(schedule[-1] * ratio)
+    return schedule[::-1], stage_tol
 
 
 def _numpy_stage(

@@ -16,18 +16,9 @@ from collections.abc import Callable
 import torch as th
 
 from neural_ot._dual_problem import _Problem
-from neural_ot._newton import (
-    _CONTINUATION,
-    _CONTINUATION_ENTROPIC,
-    _FIRST_STAGE,
-    _STAGE_TOL,
-    _STAGE_TOL_ENTROPIC,
-    _STALL_ITERS,
-    _line_search,
-    _newton_direction,
-)
+from neural_ot._newton import _STALL_ITERS, _line_search, _newton_direction, continuation
 from neural_ot._newton_system import _Curvature
-from neural_ot.regularizers import Entropic, SquaredL2
+from neural_ot.regularizers import Entropic
 from neural_ot.relaxation import MarginalRelaxation
 
 # Levenberg factors tried in turn (of the balanced Newton's term, :data:`neural_ot._newton._DELTA`): the penalty makes
@@ -84,11 +75,8 @@ class _RelaxedMerit:
     def marginal_errors(self, u: th.Tensor, v: th.Tensor) -> tuple[float, float]:
         """Relative L1 errors of the plan of ``(u, v)`` against the optimum's marginals at ``(u, v)``."""
         prob = self.prob
-        H = prob.r.density_(prob.z(u, v, out=prob.scratch("tmp")))
-        if prob.off is not None:
-            H.masked_fill_(prob.off, 0.0)
         targets = self.relaxation.marginals(u, v, prob.a, prob.b)
-        return relaxed_errors(prob.a * (H @ prob.b), prob.b * (prob.a @ H), targets, (prob.a, prob.b))
+        return relaxed_errors(*prob.plan_marginals(u, v), targets, (prob.a, prob.b))
 
 
 def relaxed_start(prob: _Problem) -> tuple[th.Tensor, th.Tensor]:
@@ -214,14 +202,9 @@ def relaxed_continuation(
     Newton from far away stalls (entropic, ``reg`` 1e-4 of the costs' spread: no progress from the cold start); each
     stage, solved loosely, starts the next close to its optimum. A warm start (``cold=False``) runs the target alone.
     """
-    l2 = isinstance(prob.r, SquaredL2)
-    ratio, stage_tol = (_CONTINUATION, _STAGE_TOL) if l2 else (_CONTINUATION_ENTROPIC, _STAGE_TOL_ENTROPIC)
-    lo, hi = prob.cost_range
-    schedule = [prob.r.reg]
-    while cold and hi > lo and schedule[-1] * ratio < _FIRST_STAGE * (hi - lo):
-        schedule.append(schedule[-1] * ratio)
+    schedule, stage_tol = continuation(prob, cold)
     done, converged = 0, False
-    for k, reg in enumerate(reversed(schedule)):
+    for k, reg in enumerate(schedule):
         last = k == len(schedule) - 1
         stage = prob if last else prob.with_regularizer(type(prob.r)(reg), coarse=True)
         if isinstance(stage.r, Entropic) and (cold or k > 0):

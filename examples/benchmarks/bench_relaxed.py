@@ -125,15 +125,9 @@ def main() -> None:
         return
     th.set_num_threads(1)
     rows = [solve_case(case) for case in cases(args.seed, args.cases)]
-    record = {"rows": rows, "solver": checkout(no.__file__)}
-    print(json.dumps(summary(record)))
+    print(json.dumps(summary({"rows": rows})))
     if args.out:
-        write_record(args.out, args, rows)
-        with open(args.out) as f:
-            full = json.load(f)
-        full["solver"] = record["solver"]
-        with open(args.out, "w") as f:
-            json.dump(full, f, indent=1)
+        write_record(args.out, args, rows, solver=checkout(no.__file__))
 
 
 if __name__ == "__main__":

@@ -42,16 +42,16 @@ def save_label(path: str, label: str, entry: dict[str, Any]) -> None:
         json.dump(record, f, indent=1)
 
 
-def write_record(path: str, args: argparse.Namespace, rows: list[dict[str, Any]]) -> None:
+def write_record(path: str, args: argparse.Namespace, rows: list[dict[str, Any]], **extra: Any) -> None:
     """Write ``rows`` to the JSON record at ``path`` with the arguments, the checkout, torch's version, the BLAS
-    threads asked for, the load average and the CPU (a solver benchmark's provenance)."""
+    threads asked for, the load average and the CPU (a solver benchmark's provenance), and ``extra`` fields."""
     import torch as th
 
     from otpr_sb3.benchmark.provenance import cpu_info, git_state
 
     env = {"OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"), "loadavg": os.getloadavg(), **cpu_info()}
     with open(path, "w") as f:
-        record = {"args": vars(args), "rows": rows, "git": git_state(), "torch": th.__version__, "env": env}
+        record = {"args": vars(args), "rows": rows, "git": git_state(), "torch": th.__version__, "env": env, **extra}
         json.dump(record, f, indent=1)
 
 
