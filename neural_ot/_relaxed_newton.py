@@ -16,8 +16,9 @@ from collections.abc import Callable
 import torch as th
 
 from neural_ot._dual_problem import _Problem
-from neural_ot._newton import _STALL_ITERS, _line_search, _newton_direction, continuation
+from neural_ot._newton import _SHIFT_AFTER, _STALL_ITERS, _line_search, _newton_direction, continuation
 from neural_ot._newton_system import _Curvature
+from neural_ot._tree_shifts import tree_shifts
 from neural_ot.regularizers import Entropic
 from neural_ot.relaxation import MarginalRelaxation
 
@@ -181,9 +182,28 @@ def relaxed_newton(
             u = entropic_block_step(prob, relaxation, u, v, "u")
             v = entropic_block_step(prob, relaxation, u, v, "v")
             loss = None
+        if not entropic and it - best_it >= _SHIFT_AFTER:
+            u, v, loss = _tree_shifted(merit, u, v, loss, (ka, kb))
         if loss is None:
             loss = merit.loss(u, v)
     return u, v, max_iter, False
+
+
+def _tree_shifted(
+    merit: _RelaxedMerit, u: th.Tensor, v: th.Tensor, loss: float | None, curvature: tuple[th.Tensor, th.Tensor]
+) -> tuple[th.Tensor, th.Tensor, float]:
+    """Return ``(u, v)`` with the unbalanced trees of the active pairs shifted, if that lowers the loss, and the loss.
+
+    Once the error stops halving, trees whose excess mass the penalty barely absorbs (the Hessian nearly singular
+    along their shifts) may be crawling, as in the balanced solver: 20 of 48 problems of 150-250 points at POT reg
+    1e-3 ran all 500 iterations without the shifts. Shifts made one after another can overshoot a pair that none of
+    them listed; such a move is not taken.
+    """
+    prob, relaxation = merit.prob, merit.relaxation
+    before = loss if loss is not None else merit.loss(u, v)
+    shifted = tree_shifts(prob, u, v, relaxation.marginals(u, v, prob.a, prob.b), curvature)
+    after = merit.loss(*shifted) if shifted[0] is not u else math.inf
+    return (shifted[0], shifted[1], after) if after <= before else (u, v, before)
 
 
 def relaxed_continuation(

@@ -105,3 +105,74 @@ def test_masked_and_working_set_problems_take_the_shifts(monkeypatch):
         if m is not None:
             assert res.plan[m == 0].max() == 0.0
     assert "_SparseProblem" in calls
+
+
+def _relaxed_point(seed, rho):
+    """The forest point of :func:`_forest_point` with both marginals relaxed at strength ``rho``."""
+    from neural_ot.relaxation import MarginalRelaxation
+
+    prob, u, v = _forest_point(seed)
+    relaxation = MarginalRelaxation(rho, rho)
+    curvature = (prob.a / rho, prob.b / rho)
+    return prob, u, v, relaxation, curvature
+
+
+def _relaxed_loss(prob, relaxation, u, v):
+    return prob.loss(u, v) + float(relaxation.penalty(u, v, prob.a, prob.b))
+
+
+@pytest.mark.parametrize("seed, rho", [(0, 1e-6), (1, 1e-7), (2, 1e-5), (3, 1e-6)])
+def test_a_relaxed_shift_is_the_exact_minimiser_along_its_tree(seed, rho, monkeypatch):
+    # rho of the order of the trees' potentials (1e-7 to 1e-6 here), so that the penalty takes part in the root.
+    monkeypatch.setattr(_tree_shifts, "_MAX_TREES", 1)
+    prob, u, v, relaxation, curvature = _relaxed_point(seed, rho)
+    targets = relaxation.marginals(u, v, prob.a, prob.b)
+    u2, v2 = _tree_shifts.tree_shifts(prob, u, v, targets, curvature)
+    moved_u, moved_v = (u2 - u).numpy(), (v2 - v).numpy()
+    shift = moved_u[moved_u != 0]
+    assert shift.size and np.allclose(shift, shift[0]) and np.allclose(moved_v[moved_v != 0], -shift[0])
+    # Zero derivative along the tree's direction: its rows' and columns' excess over the relaxed optimum's
+    # marginals at the new point are equal (the penalty's part moved with the shift).
+    P = (prob.z(u2, v2).clamp(min=0) * prob.a[:, None] * prob.b[None, :] / (2 * prob.r.reg)).numpy()
+    rows_target, cols_target = (t.numpy() for t in relaxation.marginals(u2, v2, prob.a, prob.b))
+    rows, cols = moved_u != 0, moved_v != 0
+    excess_rows = P[rows].sum() - rows_target[rows].sum()
+    excess_cols = P[:, cols].sum() - cols_target[cols].sum()
+    assert excess_rows == pytest.approx(excess_cols, rel=1e-12, abs=1e-12)
+    # The penalty's share of the balance is not negligible: the balanced shift would have moved the tree elsewhere.
+    balanced = _tree_shifts.tree_shifts(prob, u, v)
+    assert not th.allclose(balanced[0], u2, rtol=0, atol=1e-3 * abs(shift[0]))
+    assert _relaxed_loss(prob, relaxation, u2, v2) < _relaxed_loss(prob, relaxation, u, v)
+
+
+@pytest.mark.parametrize("slope", [0.0, 0.3, 50.0])
+def test_root_with_a_slope_solves_its_piecewise_linear_equation(slope):
+    rng = np.random.default_rng(int(slope * 10))
+    x, w = -np.abs(rng.normal(size=12)), rng.uniform(0.1, 1.0, 12)  # pairs leaving a tree: inactive at s = 0
+    target = 2.0
+
+    def f(s):
+        return float(w @ np.maximum(x + s, 0.0) + slope * s)
+
+    s = _tree_shifts._root(x, w, target, slope)
+    assert s > 0 and f(s) == pytest.approx(target, rel=1e-12)
+    if slope > 0:  # with no pair at all, the penalty alone takes the excess
+        assert _tree_shifts._root(np.empty(0), np.empty(0), target, slope) == pytest.approx(target / slope)
+
+
+def test_a_large_dense_problem_shifts_within_the_reach_of_its_candidates(monkeypatch):
+    # Above _MAX_PAIRS a dense problem lists only its pairs of largest z; no tree moves farther than the largest -z
+    # among them, and the dual still decreases.
+    prob, u, v = _forest_point(2)
+    full = _tree_shifts.tree_shifts(prob, u, v)
+    monkeypatch.setattr(_tree_shifts, "_MAX_PAIRS", 60)  # of 1200 pairs, 40 of them active
+    z = prob.z(u, v).flatten()
+    reach = -float(th.topk(z, 60).values.min())
+    part = _tree_shifts.tree_shifts(prob, u, v)
+    moved = th.cat([part[0] - u, part[1] - v]).abs()
+    assert 0 < float(moved.max()) <= reach + 1e-15
+    assert prob.loss(*part) < prob.loss(u, v)
+    assert not th.equal(part[0], full[0])  # the reach bound bit: the full candidate set moves some tree farther
+    monkeypatch.setattr(_tree_shifts, "_MAX_PAIRS", 30)  # fewer candidates than active pairs: nothing moves
+    same = _tree_shifts.tree_shifts(prob, u, v)
+    assert same[0] is u and same[1] is v
