@@ -90,8 +90,8 @@ def solve_case(case: dict[str, Any]) -> dict[str, Any]:
     """Solve one case; the row of the record (status, iterations, errors, gap, time, and whether it failed)."""
     row = {k: case[k] for k in ("n", "m", "reg_over_scale", "rho_over_reg")}
     row.update(reg_type=case["kwargs"]["reg_type"], masked=case["kwargs"]["mask"] is not None)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         t0 = time.perf_counter()
         try:
             res = no.solve(**case["kwargs"])
@@ -112,6 +112,7 @@ def solve_case(case: dict[str, Any]) -> dict[str, Any]:
         relative_gap=float(gap),
         failed=bool(not res.converged or not finite or false_convergence),
         false_convergence=bool(false_convergence),
+        rounding_floor=any("rounding floor" in str(w.message) for w in caught),  # the solver's note on a stall
     )
     return row
 
