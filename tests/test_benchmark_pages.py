@@ -786,3 +786,54 @@ def test_relaxed_solves_sentences_come_from_their_records():
             assert res.status == "stalled"
             notes.append(any("rounding floor" in str(w.message) for w in caught))
     assert notes == [True] and "within the plan's float64 rounding floor; its median" in text
+
+
+def test_relaxed_clouds_sentences_come_from_their_records():
+    """docs/conventions.rst's account of the larger relaxed problems: counts, iterations, times and commits from the
+    two records; the two smaller failures re-solved for the rounding floor and the size of their potentials."""
+    import warnings
+
+    module = _load("bench_relaxed", ROOT / "examples" / "benchmarks" / "bench_relaxed.py")
+    text = " ".join((ROOT / "docs" / "conventions.rst").read_text().split())
+    before = json.loads((ROOT / "docs" / "data" / "bench_relaxed-clouds-before.json").read_text())
+    after = json.loads((ROOT / "docs" / "data" / "bench_relaxed-clouds.json").read_text())
+    assert before["solver"] == {"commit": "1f0f0c112128cc409e015446955ba2679dd9547a", "dirty": False}
+    assert after["solver"]["commit"].startswith("d5e4203") and after["solver"]["dirty"] is False
+    for record in (before, after):
+        assert record["args"]["clouds"] and record["args"]["cases"] == 40 and record["args"]["seed"] == 0
+        assert record["env"]["cpu"].startswith("Intel(R) Xeon")
+    rows = after["rows"]
+    assert sum(r["reg_type"] == "l2" for r in rows) == 30 and len(rows) == 40
+    assert "150 to 1000 points" in text and {r["n"] for r in rows} == {150, 250, 400, 700, 1000}
+    old_failed = [r for r in before["rows"] if r["failed"]]
+    unconverged = [r for r in old_failed if r["status"] == "max_iter"]
+    assert all(r["reg_type"] == "l2" for r in old_failed)
+    low, high = min(r["marginal_error"] for r in unconverged), max(r["marginal_error"] for r in unconverged)
+    assert (
+        f"the Newton of commit ``1f0f0c1`` failed {len(old_failed)}, all L2: {len(unconverged)} ran all 500 "
+        f"iterations (marginal errors {low:.1e} to {high:.1e})"
+    ) in text
+    failed = [r for r in rows if r["failed"]]
+    assert all(r["status"] == "stalled" and r["rounding_floor"] and r["rho_over_reg"] > 1e10 for r in failed)
+    assert all(r["rho_over_reg"] <= 1e10 for r in rows if not r["failed"])
+    assert f"With them (record at ``d5e4203``) it fails {len(failed)}, each \"stalled\" within the plan's" in text
+
+    def median(record):
+        its = sorted(r["n_iter"] for r in record["rows"])
+        return its[len(its) // 2]
+
+    old, new = module.summary(before), module.summary(after)
+    assert f"the median solve takes {median(after)} iterations instead of {median(before)}" in text
+    assert f"all 40 take {new['seconds']:.1f} s instead of {old['seconds']:.1f} s" in text
+    # The two smaller failures, solved again: the rounding-floor note, and potentials far larger than the costs.
+    cases = module.cloud_cases(0, 40)
+    small = sorted((r["n"], i) for i, r in enumerate(rows) if r["failed"])[:2]
+    ratios = []
+    for _, i in small:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            res = no.solve(**cases[i]["kwargs"])
+        assert res.status == "stalled" and any("rounding floor" in str(w.message) for w in caught)
+        ratios.append(max(np.abs(res.u).max(), np.abs(res.v).max()) / cases[i]["kwargs"]["M"].max())
+    low, high = sorted(ratios)
+    assert f"({low:.0f} and {high:.0f} times the largest cost on the two smaller of these problems)" in text
