@@ -773,7 +773,8 @@ def test_relaxed_solves_sentences_come_from_their_records():
     assert new["failed"] == len(failed) == 1 and "(below; commit ``81044f2``) fails 1, L2 with" in text
     (worst,) = failed
     assert worst["reg_type"] == "l2" and worst["status"] == "stalled"
-    assert f"``rho`` {worst['rho_over_reg']:.1e}".replace("e+0", "e") + " times ``reg``, reported \"stalled\" within the plan's" in text
+    said = f"``rho`` {worst['rho_over_reg']:.1e}".replace("e+0", "e")
+    assert said + ' times ``reg``, reported "stalled" within the plan\'s' in text
     assert before["env"]["cpu"] == after["env"]["cpu"] and after["env"]["cpu"].startswith("Intel(R) Xeon")
     # "within the plan's float64 rounding floor": the warning of the failed case, solved again
     cases = module.cases(after["args"]["seed"], after["args"]["cases"])
@@ -816,7 +817,7 @@ def test_relaxed_clouds_sentences_come_from_their_records():
     failed = [r for r in rows if r["failed"]]
     assert all(r["status"] == "stalled" and r["rounding_floor"] and r["rho_over_reg"] > 1e10 for r in failed)
     assert all(r["rho_over_reg"] <= 1e10 for r in rows if not r["failed"])
-    assert f"With them (record at ``d5e4203``) it fails {len(failed)}, each \"stalled\" within the plan's" in text
+    assert f'With them (record at ``d5e4203``) it fails {len(failed)}, each "stalled" within the plan\'s' in text
 
     def median(record):
         its = sorted(r["n_iter"] for r in record["rows"])
