@@ -412,5 +412,32 @@ def test_relaxed_l2_without_the_tree_shifts_crawls(monkeypatch):
     monkeypatch.setattr(_relaxed_newton, "_SHIFT_AFTER", 10**9)
     M, a, b = _clouds(0, 250, 230)
     with pytest.warns(RuntimeWarning, match="did not reach"):
-        res = no.solve(M, a, b, reg=1e-3 / (2 * 250 * 230), reg_type="l2", unbalanced=10.0, max_iter=200)
+        res = no.solve(M, a, b, reg=1e-3 / (2 * 250 * 230), reg_type="l2", unbalanced=0.1, max_iter=200)
     assert not res.converged
+
+
+def test_an_undamped_step_cut_to_a_sliver_gives_way_to_a_damped_one(monkeypatch):
+    """The undamped Newton direction made useless (a huge random component: the line search accepts it only at a
+    sliver of its length, or not at all): the damped directions tried next carry the solve to the same optimum in
+    no more iterations than the intact solver; taking the slivers (no fallback) costs more iterations."""
+    from neural_ot import _relaxed_newton
+
+    M, a, b = _clouds(1, 60, 50)
+    kwargs = dict(reg=1e-2 / (2 * 60 * 50), reg_type="l2", unbalanced=1.0)
+    intact = no.solve(M, a, b, **kwargs)
+    real = _relaxed_newton._newton_direction
+
+    def sabotaged(prob, curv, g, error, cg_max_iter, damping=1.0):
+        step, free_u, free_v = real(prob, curv, g, error, cg_max_iter, damping)
+        if damping == 0.0:
+            noise = th.randn(step.shape, generator=th.Generator().manual_seed(0), dtype=step.dtype)
+            step = step + 1e8 * float(step.abs().max()) * noise
+        return step, free_u, free_v
+
+    monkeypatch.setattr(_relaxed_newton, "_newton_direction", sabotaged)
+    res = no.solve(M, a, b, **kwargs)
+    assert intact.converged and res.converged and res.n_iter <= intact.n_iter
+    assert np.abs(res.plan - intact.plan).sum() <= 1e-8 * intact.plan.sum()
+    monkeypatch.setattr(_relaxed_newton, "_DAMP_MORE_BELOW", 0.0)
+    slivers = no.solve(M, a, b, **kwargs)
+    assert slivers.n_iter > res.n_iter
