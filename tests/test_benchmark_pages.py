@@ -728,17 +728,23 @@ def test_sparse_direct_table_and_sentences():
     assert all(max(r["symmetric_error"], r["spsolve_error"]) <= 1e-9 for r in record["rows"])
 
 
+def _relaxed_records(stem, before_commit):
+    """The relaxed benchmark's module, conventions.rst's text, and its ``stem`` records before and at ``36cb9c0``."""
+    module = _load("bench_relaxed", ROOT / "examples" / "benchmarks" / "bench_relaxed.py")
+    text = " ".join((ROOT / "docs" / "conventions.rst").read_text().split())
+    before = json.loads((ROOT / "docs" / "data" / f"{stem}-before.json").read_text())
+    after = json.loads((ROOT / "docs" / "data" / f"{stem}.json").read_text())
+    assert before["solver"] == {"commit": before_commit, "dirty": False}
+    assert after["solver"]["commit"].startswith("36cb9c0") and after["solver"]["dirty"] is False
+    return module, text, before, after
+
+
 def test_relaxed_solves_sentences_come_from_their_records():
     """docs/conventions.rst's account of the relaxed solves: counts, times and commits from the two records, the
     failures' table regenerated, and the one failure said to be at the rounding floor re-solved to show it."""
     import warnings
 
-    module = _load("bench_relaxed", ROOT / "examples" / "benchmarks" / "bench_relaxed.py")
-    text = " ".join((ROOT / "docs" / "conventions.rst").read_text().split())
-    before = json.loads((ROOT / "docs" / "data" / "bench_relaxed-before.json").read_text())
-    after = json.loads((ROOT / "docs" / "data" / "bench_relaxed.json").read_text())
-    assert before["solver"] == {"commit": "d9165238558413ee2a71640c379db8871162ac12", "dirty": False}
-    assert after["solver"]["commit"].startswith("36cb9c0") and after["solver"]["dirty"] is False
+    module, text, before, after = _relaxed_records("bench_relaxed", "d9165238558413ee2a71640c379db8871162ac12")
     assert before["args"]["cases"] == after["args"]["cases"] == 150 and before["args"]["seed"] == after["args"]["seed"]
     assert (ROOT / "docs" / "bench_relaxed.inc").read_text() == module.table(after)
     refused = [r for r in after["rows"] if "refused" in r]
@@ -794,12 +800,7 @@ def test_relaxed_clouds_sentences_come_from_their_records():
     two records; the two smaller failures re-solved for the rounding floor and the size of their potentials."""
     import warnings
 
-    module = _load("bench_relaxed", ROOT / "examples" / "benchmarks" / "bench_relaxed.py")
-    text = " ".join((ROOT / "docs" / "conventions.rst").read_text().split())
-    before = json.loads((ROOT / "docs" / "data" / "bench_relaxed-clouds-before.json").read_text())
-    after = json.loads((ROOT / "docs" / "data" / "bench_relaxed-clouds.json").read_text())
-    assert before["solver"] == {"commit": "1f0f0c112128cc409e015446955ba2679dd9547a", "dirty": False}
-    assert after["solver"]["commit"].startswith("36cb9c0") and after["solver"]["dirty"] is False
+    module, text, before, after = _relaxed_records("bench_relaxed-clouds", "1f0f0c112128cc409e015446955ba2679dd9547a")
     for record in (before, after):
         assert record["args"]["clouds"] and record["args"]["cases"] == 40 and record["args"]["seed"] == 0
         assert record["env"]["cpu"].startswith("Intel(R) Xeon")
