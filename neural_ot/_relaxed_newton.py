@@ -202,10 +202,10 @@ def _damped_step(
 
     The dampings are tried in turn until a step of length at least ``_DAMP_MORE_BELOW`` is accepted; failing that,
     the accepted step of lowest loss. Undamped, a nearly singular system can give a direction the line search accepts
-    only at 1e-8 to 1e-7 of its length, iteration after iteration (1000 x 1085 points, rows relaxed at rho 722 on very
+    only at 1e-8 to 5e-7 of its length, iteration after iteration (1000 x 1085 points, rows relaxed at rho 722 on very
     uneven weights, POT reg 0.027: all 500 iterations, ending at marginal error 3e-3; with the damped steps it stops
     at the plan's rounding floor, 6e-9, after 164). A threshold of 1e-3 instead failed 2 more of the small relaxed
-    benchmark's problems, which need the undamped step's full length.
+    benchmark's problems (``examples/benchmarks/bench_relaxed.py``).
     """
     n = merit.shape[0]
     best: tuple[float, th.Tensor, float | None, th.Tensor, th.Tensor] | None = None
