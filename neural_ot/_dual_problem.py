@@ -27,6 +27,43 @@ def flat_nonzero(mask: th.Tensor) -> th.Tensor:
     return th.nonzero(mask).squeeze(1)
 
 
+def above(x: th.Tensor, threshold: float = 0.0) -> th.Tensor:
+    """Return the boolean ``x > threshold`` (NaN is not above anything).
+
+    On the CPU by numpy on the same memory: torch's comparison into a new boolean tensor took 2-4x as long on 4M
+    entries (one thread, ``examples/benchmarks/bench_dense_passes.py``), and so did counting it.
+    """
+    if x.device.type == "cpu":
+        return th.from_numpy(np.greater(x.detach().numpy(), threshold))
+    return x > threshold
+
+
+def count_true(mask: th.Tensor, dim: int | None = None) -> th.Tensor:
+    """Return the number of true entries of a boolean tensor, in all (a 0-d tensor) or along ``dim`` (int32 on the CPU)."""
+    if mask.device.type == "cpu":
+        if dim is None:
+            return th.tensor(np.count_nonzero(mask.numpy()))
+        return th.from_numpy(mask.numpy().view(np.uint8).sum(dim, dtype=np.int32))
+    return th.count_nonzero(mask) if dim is None else mask.sum(dim)
+
+
+def count_above(x: th.Tensor, threshold: float = 0.0) -> int:
+    """Return the number of entries of ``x`` above ``threshold`` (NaN is not)."""
+    return int(count_true(above(x, threshold)))
+
+
+def indicator(x: th.Tensor, threshold: float, out: th.Tensor) -> th.Tensor:
+    """Write ``1`` where ``x > threshold`` and ``0`` elsewhere into ``out`` (of any floating dtype); return ``out``.
+
+    On the CPU by numpy, which casts the comparison into ``out`` as it goes: torch's comparison into a float buffer (and
+    into a float64 one then copied to float32) took 1.5-3x as long (``bench_dense_passes.py``).
+    """
+    if x.device.type == "cpu" and out.device.type == "cpu":
+        np.greater(x.detach().numpy(), threshold, out=out.numpy(), casting="unsafe")
+        return out
+    return th.gt(x, threshold, out=out) if out.dtype == x.dtype else out.copy_(x > threshold)
+
+
 def true_pairs(mask: th.Tensor) -> tuple[th.Tensor, th.Tensor, th.Tensor]:
     """Flat indices, rows and columns of the true entries of a contiguous boolean ``(n, m)`` matrix, row-major.
 
@@ -62,6 +99,7 @@ class _Problem:
         # 4 KiB once glibc returns freed memory to the system (half the time of a solve at n = 1000).
         self._scratch: dict[str, th.Tensor] = {}
         self._off: th.Tensor | None | bool = False  # not yet computed; see `off`
+        self._z_of: list[th.Tensor] = []  # the potentials whose `z_allowed` the "z" buffer holds (shared by stages)
 
     @property
     def off(self) -> th.Tensor | None:
@@ -90,7 +128,7 @@ class _Problem:
     def with_regularizer(self, regularizer: Regularizer, coarse: bool = False) -> _Problem:
         """Return the same data with another regulariser (a continuation stage), leaving this problem unchanged."""
         stage = _Problem(self.a, self.b, self.C, self.mask, regularizer)
-        stage._cost_range, stage._scratch, stage.coarse = self._cost_range, self._scratch, coarse
+        stage._cost_range, stage._scratch, stage._z_of, stage.coarse = self._cost_range, self._scratch, self._z_of, coarse
         return stage
 
     def cost_offset(self) -> float:
@@ -116,6 +154,8 @@ class _Problem:
         ``"z"`` holds a Newton iteration's ``z``, ``"A"`` (or ``"A32"``) its curvature's active pairs, ``"tmp"``
         anything consumed at once.
         """
+        if name == "z":
+            self._z_of.clear()  # the caller writes it
         if name not in self._scratch:
             self._scratch[name] = th.empty_like(self.C, dtype=dtype)
         return self._scratch[name]
@@ -128,6 +168,21 @@ class _Problem:
     def z(self, u: th.Tensor, v: th.Tensor, out: th.Tensor | None = None) -> th.Tensor:
         """``u_i + v_j - C_ij``, in ``out`` or one new ``(n, m)`` tensor."""
         return th.add(u[:, None], v[None, :], out=out).sub_(self.C)
+
+    def z_allowed(self, u: th.Tensor, v: th.Tensor) -> th.Tensor:
+        """``z`` of ``(u, v)`` with the masked pairs at ``-inf``, in the ``"z"`` buffer; not to be written by the caller.
+
+        Computed once for given potentials (the same tensors): the full check that ends a working-set stage and the
+        start of the next stage or round read the same ``z``.
+        """
+        held = self._z_of
+        if len(held) == 2 and held[0] is u and held[1] is v and "z" in self._scratch:
+            return self._scratch["z"]
+        z = self.z(u, v, out=self.scratch("z"))
+        if self.mask is not None:
+            z.masked_fill_(self.mask == 0, -float("inf"))
+        held[:] = [u, v]
+        return z
 
     def masked(self, X: th.Tensor) -> th.Tensor:
         return X if self.off is None else X.masked_fill(self.off, 0.0)
@@ -196,7 +251,7 @@ class _Problem:
                 return scale * float(self.a @ y @ self.b) - lin0 - t * lin1
 
             return f_dense
-        keep = th.add(z, du[:, None], out=self.scratch("tmp")).add_(dv[None, :]) > 0
+        keep = above(th.add(z, du[:, None], out=self.scratch("tmp")).add_(dv[None, :]))
         keep |= active
         if self.mask is not None:
             keep &= self.mask > 0

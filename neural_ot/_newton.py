@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import torch as th
 
-from neural_ot._dual_problem import _Problem, _SparseProblem, true_pairs
+from neural_ot._dual_problem import _Problem, _SparseProblem, above, count_above, count_true, true_pairs
 from neural_ot._newton_system import _DELTA, _Curvature, _HessianOperator, _pcg
 from neural_ot._sinkhorn_sweeps import kernel_is_safe, sinkhorn_sweeps
 from neural_ot._small_newton import dense_l2_newton
@@ -29,6 +29,7 @@ _WORKING_SET_K = 8  # candidates per row and per column kept in the L2 working s
 _WORKING_SET_FRACTION = 0.25  # above this fraction of active pairs, the full matrix is used directly (0.05: the
 # early continuation stages ran dense, 15-25% slower at n = 1000-2000)
 _WORKING_SET_ROUNDS = 50
+_FLOW_CHECK_PAIRS = 250_000  # up to this many pairs of z > 0, a working set is checked by max-flow on all its pairs
 _WORKING_SET_ROUND_ITERS = 100  # Newton iterations of one working-set round before the full check enlarges the set
 # Newton systems with min(n, m)^2 max(n, m) up to this are solved by dense Cholesky of the Schur complement; above
 # it, CG or sparse LU on the active graph is faster even for a nearly dense plan (about 150 x 150 on one core).
@@ -164,51 +165,78 @@ def _working_set_stage(
     work: th.Tensor | None = None
     k = _WORKING_SET_K
     for _ in range(_WORKING_SET_ROUNDS):
-        z = prob.z(u, v, out=prob.scratch("z"))  # dead before any Newton iteration on `prob` writes that buffer
-        if prob.mask is not None:
-            z.masked_fill_(prob.mask == 0, -float("inf"))
-        if int(th.count_nonzero(z > 0)) > _WORKING_SET_FRACTION * n * m:  # a boolean sum() takes 14x longer
+        z = prob.z_allowed(u, v)  # dead before any Newton iteration on `prob` writes that buffer
+        positive = above(z)
+        count = int(count_true(positive))
+        if count > _WORKING_SET_FRACTION * n * m:
             # Leaving the full matrix for a working set within such a stage, once few pairs have curvature, was tried:
             # faster at n = 2000 (POT reg 0.01), slower at n = 600-1500 and 3000 in trial runs, so not kept.
             u, v, it, conv = _newton_stage(prob, u, v, tol, max_iter - total, cg_max_iter, verbose, initial_block=False)
             return u, v, total + it, conv
         # The set only grows (no cycling), and the candidates per row double after each miss, and until it is feasible.
-        work = z > 0 if work is None else work | (z > 0)
+        work = positive.clone() if work is None else work.logical_or_(positive)
         while True:
-            # Unsorted: only the sets matter, and sorting them doubled topk's time (n = 2000).
-            best_cols = th.topk(z, min(k, m), dim=1, sorted=False).indices
-            best_rows = th.topk(z, min(k, n), dim=0, sorted=False).indices
-            work.scatter_(1, best_cols, True)
-            work.scatter_(0, best_rows, True)
+            few = count <= _FLOW_CHECK_PAIRS
+            flat, rows, cols, feasible = _add_candidates(prob, z, positive if few else None, work, k)
             k *= 2
-            if prob.mask is not None:
-                work &= prob.mask > 0
-            flat, rows, cols = true_pairs(work)
-            # A plan on the candidates alone (a max-flow on 2k(n + m) pairs, 7x faster at n = 2000) proves the whole
-            # set feasible; only when it does not is the whole set checked.
-            feasible = support_carries_the_mass(prob.a, prob.b, *_candidate_pairs(z, best_cols, best_rows))
-            if not feasible:
-                feasible = support_carries_the_mass(prob.a, prob.b, rows, cols)
             if feasible or k >= max(n, m):
                 break
         if not feasible:
             u, v, it, conv = _newton_stage(prob, u, v, tol, max_iter - total, cg_max_iter, verbose, initial_block=False)
             return u, v, total + it, conv
-        del z
         sub = _SparseProblem(prob, rows, cols, flat)
         budget = min(max_iter - total, _WORKING_SET_ROUND_ITERS)
         u, v, it, conv = _newton_stage(sub, u, v, tol, budget, cg_max_iter, verbose, initial_block=False)
         total += it
-        z = prob.z(u, v, out=prob.scratch("z"))
-        outside = (z > 0) & ~work
-        if prob.mask is not None:
-            outside &= prob.mask > 0
-        if not bool(outside.any()) and (conv or sub.stalled):
+        # No pair outside the set is active when the full matrix has as many active pairs as the set: z is computed
+        # the same way on both ((u_i + v_j) - c_ij), so the set's pairs count alike.
+        inside = count_above(sub.z(u, v, out=sub.scratch("tmp")))
+        if count_above(prob.z_allowed(u, v)) == inside and (conv or sub.stalled):
             prob.stalled = sub.stalled and not conv  # nothing to add to the set: the stall is the full problem's
             return u, v, total, conv
         if total >= max_iter:
             break
     return u, v, total, False
+
+
+def _add_candidates(
+    prob: _Problem, z: th.Tensor, positive: th.Tensor | None, work: th.Tensor, k: int
+) -> tuple[th.Tensor, th.Tensor, th.Tensor, bool]:
+    """Add the ``k`` best columns of each row and rows of each column of ``z`` to ``work``; check that it can carry a plan.
+
+    Returns the set's flat indices, rows and columns, and whether a plan exists on it (max-flow). Given ``positive``
+    (``z > 0``, in the set) the set is small: the max-flow runs on all its pairs, and only the rows and columns with
+    fewer than ``k`` pairs of ``z > 0`` need a top-k (the others' best are in the set already; the full top-k along
+    columns cost more than the rest of the set's construction at n = 2000). Else a plan on the candidates alone (a
+    max-flow on 2k(n + m) pairs, 7x faster at n = 2000) proves the whole set feasible, and only when it does not is
+    the whole set checked.
+    """
+    n, m = z.shape
+    if positive is not None:
+        for dim, other in ((1, m), (0, n)):
+            short = th.nonzero(count_true(positive, dim) < min(k, other)).squeeze(1)
+            if short.numel():
+                part = z.index_select(1 - dim, short)
+                best = th.topk(part, min(k, other), dim=dim, sorted=False).indices
+                if dim == 1:
+                    work[short[:, None], best] = True
+                else:
+                    work[best, short[None, :]] = True
+        candidates = None
+    else:
+        # Unsorted: only the sets matter, and sorting them doubled topk's time (n = 2000).
+        best_cols = th.topk(z, min(k, m), dim=1, sorted=False).indices
+        best_rows = th.topk(z, min(k, n), dim=0, sorted=False).indices
+        work.scatter_(1, best_cols, True)
+        work.scatter_(0, best_rows, True)
+        candidates = _candidate_pairs(z, best_cols, best_rows)
+    if prob.mask is not None:
+        work &= prob.mask > 0
+    flat, rows, cols = true_pairs(work)
+    feasible = candidates is not None and support_carries_the_mass(prob.a, prob.b, *candidates)
+    if not feasible:
+        feasible = support_carries_the_mass(prob.a, prob.b, rows, cols)
+    return flat, rows, cols, feasible
 
 
 def _candidate_pairs(z: th.Tensor, best_cols: th.Tensor, best_rows: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
@@ -331,7 +359,7 @@ def _cold_start(prob: _Problem | _SparseProblem, u: th.Tensor, v: th.Tensor) -> 
         # Where fewer than half the pairs are active there, the block steps start closer. (On N(0, 1) costs at
         # reg 0.05, n = 64-256, the closed form passes and needs 5 Newton iterations instead of 3, in the same
         # time: the block steps it saves cost about two iterations.)
-        if int(th.count_nonzero(prob.z(u0, v0, out=prob.scratch("tmp")) > 0)) >= _ALL_ACTIVE_START * prob.C.numel():
+        if count_above(prob.z(u0, v0, out=prob.scratch("tmp"))) >= _ALL_ACTIVE_START * prob.C.numel():
             return u0, v0
     u = prob.block_maximize(u, v, side="u")
     return u, prob.block_maximize(u, v, side="v")

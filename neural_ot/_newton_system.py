@@ -12,7 +12,7 @@ import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 import torch as th
 
-from neural_ot._dual_problem import _Problem, _SparseProblem, flat_nonzero, pair_sums, true_pairs
+from neural_ot._dual_problem import _Problem, _SparseProblem, above, flat_nonzero, indicator, pair_sums, true_pairs
 from neural_ot.duals import relative_marginal_errors
 from neural_ot.regularizers import SquaredL2
 
@@ -54,16 +54,13 @@ class _Curvature:
             # `reuse`: the Newton iteration's own curvature, in the problem's buffers (dead at the next iteration).
             # A coarse stage's products with A run in float32 (half the memory traffic; CG there stops at rtol 0.1,
             # far above float32's floor); the masses, from z, stay float64.
-            # A comparison of float64 into float32 allocates two float64 temporaries per call (16 MB at n = 1000, page
-            # faults at every iteration): it is written into "tmp" (free until z+ below) and copied (0/1, exact).
+            # `indicator` writes the comparison straight into the buffer, of either dtype (no temporaries).
             low = th.float32 if prob.coarse and z.dtype == th.float64 else z.dtype
             thr = -2.0 * prob.r.reg * _NEAR_ACTIVE
             if not reuse:
-                A = th.gt(z, thr).to(low)
-            elif low != z.dtype:
-                A = prob.scratch("A32", low).copy_(th.gt(z, thr, out=prob.scratch("tmp")))
+                A = indicator(z, thr, th.empty_like(z, dtype=low))
             else:
-                A = th.gt(z, thr, out=prob.scratch("A"))
+                A = indicator(z, thr, prob.scratch("A32", low) if low != z.dtype else prob.scratch("A"))
             if prob.mask is not None:
                 A.mul_(prob.mask)
             self.dense = float(A.sum()) > _DENSE_FRACTION * n * m
@@ -77,7 +74,7 @@ class _Curvature:
                 self.row_mass, self.col_mass = a_s * (zp @ b), b * (a_s @ zp)
                 self.d1, self.d2 = a_s * (A @ b.to(low)).to(z.dtype), b * (a_s.to(low) @ A).to(z.dtype)
             else:
-                self.active = A > 0
+                self.active = above(A)
                 flat, self.rows, self.cols = true_pairs(self.active)
                 zc = z.view(-1).index_select(0, flat)
                 self._from_active(prob, zc, a.index_select(0, self.rows).mul_(b.index_select(0, self.cols)))
