@@ -1,8 +1,8 @@
 """The discrete regularised OT dual as an objective with gradient and curvature (used by the Newton solver).
 
-:class:`_Problem` holds one dense problem (weights, cost, optional mask, regulariser), with the dual loss, its
-gradient, the plan of given potentials and the exact block maximisation used to repair isolated points;
-:class:`neural_ot._sparse_problem._SparseProblem` restricts it to a working set of pairs.
+:class:`_Problem` holds one dense problem (weights, cost, optional mask, regulariser); :class:`_SparseProblem`
+restricts it to a working set of pairs. Both give the dual loss, its gradient, the plan of given potentials
+and the exact block maximisation used to repair isolated points.
 """
 
 from __future__ import annotations
@@ -313,4 +313,81 @@ class _Problem:
         ms = None if mask is None else mask[rows] > 0
         out = current.clone()
         out[rows] = self.r.row_potential(Cs, w, ms)
+        return out
+
+
+class _SparseProblem:
+    """The L2 problem restricted to a working set of pairs (``rows``, ``cols``); O(|set|) per evaluation.
+
+    Used for small eps, where few pairs are active: Newton iterations run on the working set, and the
+    driver checks on the full matrix that no pair outside it has become active.
+    """
+
+    def __init__(self, full: _Problem, rows: th.Tensor, cols: th.Tensor, flat: th.Tensor | None = None) -> None:
+        self.stalled = False
+        self.full, self.a, self.b, self.r = full, full.a, full.b, full.r
+        self.rows, self.cols = rows, cols
+        # `flat`: the pairs' row-major indices, if known (a flat gather is 2x faster than C[rows, cols]).
+        self.c = full.C[rows, cols] if flat is None else full.C.view(-1).index_select(0, flat)
+        self.ab = self.a.index_select(0, rows).mul_(self.b.index_select(0, cols))
+        self.shape = full.C.shape
+        # Working-set buffers, as the full problem's: a set holds up to a quarter of the pairs (a million at
+        # n = 2000), and a fresh tensor of that size costs more in page faults than the operation on it.
+        self._scratch: dict[str, th.Tensor] = {}
+
+    def scratch(self, name: str) -> th.Tensor:
+        """Return the reused working-set buffer ``name`` (``"z"``, ``"tmp"``: as :meth:`_Problem.scratch`)."""
+        if name not in self._scratch:
+            self._scratch[name] = th.empty_like(self.c)
+        return self._scratch[name]
+
+    def z(self, u: th.Tensor, v: th.Tensor, out: th.Tensor | None = None) -> th.Tensor:
+        """``u_i + v_j - c_ij`` on the working set's pairs, in ``out`` or a new tensor."""
+        out = th.index_select(u, 0, self.rows, out=out) if out is not None else u.index_select(0, self.rows)
+        return out.add_(v.index_select(0, self.cols)).sub_(self.c)
+
+    def marginal_errors(self, u: th.Tensor, v: th.Tensor) -> tuple[float, float]:
+        """Relative L1 marginal errors of the plan of ``(u, v)`` (L2: ``a_i b_j z_+ / (2 eps)`` on the set's pairs)."""
+        t = self.z(u, v, out=self.scratch("tmp")).relu_().mul_(self.ab).div_(2.0 * self.r.reg)
+        return relative_marginal_errors(*pair_sums(t, self.rows, self.cols, *self.shape), self.a, self.b)
+
+    def loss(self, u: th.Tensor, v: th.Tensor) -> float:
+        pen = self.z(u, v, out=self.scratch("tmp")).relu_().square_()  # the L2 conjugate, times 4 eps
+        value = float(self.ab @ pen) / (4.0 * self.r.reg) - float(self.a @ u + self.b @ v)
+        return value if value == value else float("inf")
+
+    def line_loss(
+        self,
+        u: th.Tensor,
+        v: th.Tensor,
+        du: th.Tensor,
+        dv: th.Tensor,
+        z: th.Tensor,
+        active: th.Tensor | None,
+        dense: bool = False,
+    ) -> Callable[[float], float]:
+        s = du.index_select(0, self.rows).add_(dv.index_select(0, self.cols))
+        lin0, lin1 = float(self.a @ u + self.b @ v), float(self.a @ du + self.b @ dv)
+        scale, buf = 1.0 / (4.0 * self.r.reg), self.scratch("tmp")
+
+        def f(t: float) -> float:
+            return scale * float(self.ab @ th.add(z, s, alpha=t, out=buf).relu_().square_()) - lin0 - t * lin1
+
+        return f
+
+    def block_maximize(self, u: th.Tensor, v: th.Tensor, rows: th.Tensor | None = None, side: str = "u") -> th.Tensor:
+        """Exact block maximisation over the working set, for the selected rows (or columns)."""
+        n, m = self.shape
+        own, other_idx, size, other_size = (self.rows, self.cols, n, m) if side == "u" else (self.cols, self.rows, m, n)
+        current, other, w = (u, v, self.b) if side == "u" else (v, u, self.a)
+        sel = th.arange(size, device=u.device) if rows is None else rows
+        if sel.numel() == 0:
+            return current
+        local = th.full((size,), -1, dtype=th.long, device=u.device)
+        local[sel] = th.arange(sel.numel(), device=u.device)
+        pick = local[own] >= 0
+        thresholds = th.full((sel.numel(), other_size), float("inf"), dtype=u.dtype, device=u.device)
+        thresholds[local[own[pick]], other_idx[pick]] = self.c[pick] - other[other_idx[pick]]
+        out = current.clone()
+        out[sel] = self.r.row_potential(thresholds, w)
         return out

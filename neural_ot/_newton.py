@@ -9,11 +9,10 @@ from __future__ import annotations
 import numpy as np
 import torch as th
 
-from neural_ot._dual_problem import _Problem, above, count_above, count_true, true_pairs
-from neural_ot._newton_system import _DELTA, _NEAR_ACTIVE, _Curvature, _HessianOperator, _pcg
+from neural_ot._dual_problem import _Problem, _SparseProblem, above, count_above, count_true, true_pairs
+from neural_ot._newton_system import _DELTA, _Curvature, _HessianOperator, _pcg
 from neural_ot._sinkhorn_sweeps import kernel_is_safe, sinkhorn_sweeps
 from neural_ot._small_newton import dense_l2_newton
-from neural_ot._sparse_problem import _SparseProblem
 from neural_ot._tree_shifts import tree_shifts
 from neural_ot._validation import support_carries_the_mass
 from neural_ot.regularizers import Entropic, SquaredL2
@@ -191,7 +190,6 @@ def _working_set_stage(
         total += it
         # No pair outside the set is active when the full matrix has as many active pairs as the set: z is computed
         # the same way on both ((u_i + v_j) - c_ij), so the set's pairs count alike.
-        sub.widen()
         inside = count_above(sub.z(u, v, out=sub.scratch("tmp")))
         if count_above(prob.z_allowed(u, v)) == inside and (conv or sub.stalled):
             prob.stalled = sub.stalled and not conv  # nothing to add to the set: the stall is the full problem's
@@ -387,9 +385,8 @@ def _newton_stage(
     best, best_it = float("inf"), 0
     mark: float | None = None  # the dual's loss when the best marginal error was last set
     prob.stalled = False
-    near = 2.0 * prob.r.reg * _NEAR_ACTIVE  # pairs above -near carry curvature
     for it in range(1, max_iter + 1):
-        z = prob.z_iterate(u, v, near) if isinstance(prob, _SparseProblem) else prob.z(u, v, out=prob.scratch("z"))
+        z = prob.z(u, v, out=prob.scratch("z"))
         curv = _Curvature(prob, z, reuse=True)
         ea, eb = curv.marginal_error(prob)
         if verbose:
@@ -413,8 +410,6 @@ def _newton_stage(
                 break
         u, v, loss = _newton_step(prob, u, v, z, curv, loss, max(ea, eb), cg_max_iter)
         if it - best_it >= _SHIFT_AFTER and isinstance(prob.r, SquaredL2):
-            if isinstance(prob, _SparseProblem):
-                prob.widen()  # a tree's shift is bounded by pairs far from activity too
             shifted = tree_shifts(prob, u, v)  # the error stopped halving: unbalanced trees may be crawling
             if shifted[0] is not u:
                 u, v = shifted

@@ -12,8 +12,7 @@ import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 import torch as th
 
-from neural_ot._dual_problem import _Problem, above, flat_nonzero, indicator, pair_sums, true_pairs
-from neural_ot._sparse_problem import _SparseProblem
+from neural_ot._dual_problem import _Problem, _SparseProblem, above, flat_nonzero, indicator, pair_sums, true_pairs
 from neural_ot.duals import relative_marginal_errors
 from neural_ot.regularizers import SquaredL2
 

@@ -19,8 +19,7 @@ import scipy.sparse as sp
 import torch as th
 from scipy.sparse.csgraph import connected_components
 
-from neural_ot._dual_problem import _Problem
-from neural_ot._sparse_problem import _SparseProblem
+from neural_ot._dual_problem import _Problem, _SparseProblem
 
 _MAX_TREES = 32  # trees shifted per call, the most unbalanced first (each costs a pass over the candidate pairs)
 _MAX_PAIRS = 250_000  # candidate pairs of a dense problem: its allowed pairs of largest z

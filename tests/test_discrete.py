@@ -316,19 +316,20 @@ def test_working_set_newton_matches_the_full_newton_even_from_a_cold_coarse_stag
 def test_cpu_problems_above_the_numpy_stages_limit_take_a_working_set(monkeypatch, shape):
     """On the CPU, L2 stages too large for the numpy stage run a working set, whatever their size: the full matrix's
     plan, on a sub-problem of a few pairs per point. (An accelerator keeps the full matrix below 250,000 pairs.)"""
-    from neural_ot import _newton, _sparse_problem
+    from neural_ot import _dual_problem, _newton
 
     n, m = shape
     assert min(n, m) ** 2 * max(n, m) > _newton._NUMPY_STAGE_WORK and n * m < _newton._WORKING_SET_MIN_PAIRS_ACCELERATOR
     M = normalized_cost(*point_clouds(np.random.default_rng(4), n, m))
     reg = 0.1 / (2 * n * m)  # POT's reg 0.1: a few pairs per point active
     sizes = []
-    class Spy(_sparse_problem._SparseProblem):
-        def __init__(self, full, rows, cols, flat=None):
-            sizes.append(len(rows))
-            super().__init__(full, rows, cols, flat)
+    sparse = _dual_problem._SparseProblem
 
-    monkeypatch.setattr(_newton, "_SparseProblem", Spy)
+    def spy(full, rows, cols, flat=None):
+        sizes.append(len(rows))
+        return sparse(full, rows, cols, flat)
+
+    monkeypatch.setattr(_newton, "_SparseProblem", spy)
     working = no.solve(M, reg=reg, tol=1e-11)
     assert sizes and max(sizes) < 0.25 * n * m
     monkeypatch.setattr(_newton, "_WORKING_SET_MIN_PAIRS", 10**12)

@@ -11,9 +11,8 @@ import numpy as np
 import pytest
 import torch as th
 
-from neural_ot import _newton, _sparse_problem
+from neural_ot import _newton
 from neural_ot._dual_problem import _Problem, above, count_above, count_true, indicator
-from neural_ot._sparse_problem import _SparseProblem
 from neural_ot.regularizers import SquaredL2
 
 
@@ -113,71 +112,3 @@ def test_working_set_solves_are_unchanged_by_the_short_path(monkeypatch):
     assert res.status == ref.status == "converged"
     assert res.n_iter == ref.n_iter
     np.testing.assert_array_equal(res.plan, ref.plan)
-
-
-def _sparse(n: int, m: int, seed: int) -> tuple[_SparseProblem, th.Tensor, th.Tensor]:
-    """A working set of every pair of an ``n x m`` problem, and potentials with about 5% of its pairs active."""
-    gen = th.Generator().manual_seed(seed)
-    C = th.rand(n, m, generator=gen, dtype=th.float64)
-    a, b = th.full((n,), 1.0 / n, dtype=th.float64), th.full((m,), 1.0 / m, dtype=th.float64)
-    full = _Problem(a, b, C, None, SquaredL2(1e-4))
-    rows, cols = th.arange(n).repeat_interleave(m), th.arange(m).repeat(n)
-    u = th.full((n,), 0.1, dtype=th.float64)
-    return _SparseProblem(full, rows, cols), u, th.zeros(m, dtype=th.float64)
-
-
-def test_narrowed_set_keeps_every_pair_near_activity_and_widens_when_one_could_return(monkeypatch):
-    monkeypatch.setattr(_sparse_problem, "_NARROW_MIN_PAIRS", 100)
-    sub, u, v = _sparse(60, 50, 5)
-    whole = sub.z(u, v).clone()
-    near = 1e-3
-    z = sub.z_iterate(u, v, near)
-    assert z.numel() < whole.numel() // 2  # narrowed to about 4x its 5% of active pairs
-    assert z.numel() <= _sparse_problem._NARROW_KEEP * int((whole > 0).sum())
-    assert int((z > -near).sum()) == int((whole > -near).sum())  # nothing near activity was dropped
-    # Potentials that move less than the margin keep the narrowed set (here they narrow it further: fewer pairs are
-    # active), and every pair near activity is in it.
-    u2 = u - 0.01
-    z2 = sub.z_iterate(u2, v, near)
-    assert z2.numel() < z.numel() and len(sub._anchors) == 2
-    whole2 = sub_whole_z(sub, u2, v)
-    assert th.equal(th.sort(z2[z2 > -near]).values, th.sort(whole2[whole2 > -near]).values)
-    # One row raised by more than the margin: a dropped pair could be active, and the whole set comes back.
-    u3 = u.clone()
-    u3[0] += 1.0
-    z3 = sub.z_iterate(u3, v, near)
-    assert z3.numel() == whole.numel()
-    assert sub._whole is None and th.equal(z3, u3[sub.rows] + v[sub.cols] - sub.c)
-    assert th.equal(sub.rows, th.arange(60).repeat_interleave(50))
-
-
-def sub_whole_z(sub: _SparseProblem, u: th.Tensor, v: th.Tensor) -> th.Tensor:
-    """``z`` on the whole working set of ``sub``, narrowed or not."""
-    rows, cols, c, _ = sub._whole if sub._whole is not None else (sub.rows, sub.cols, sub.c, sub.ab)
-    return u[rows] + v[cols] - c
-
-
-@pytest.mark.parametrize("pot_reg", [0.1, 0.01])
-def test_narrowing_leaves_the_solution_unchanged(monkeypatch, pot_reg):
-    # Narrowing at every size (the default waits for 20,000 pairs) against none, on a 300 x 250 problem whose working
-    # sets hold 2,000-20,000 pairs.
-    rng = np.random.default_rng(6)
-    x, y = rng.normal(size=(300, 2)), rng.normal(size=(250, 2)) + 0.5
-    M = ((x[:, None] - y[None]) ** 2).sum(-1)
-    M /= M.max()
-    import neural_ot as no
-
-    eps = pot_reg / (2 * 300 * 250)
-    monkeypatch.setattr(_newton, "_NUMPY_STAGE_WORK", 0)
-    narrowed = []
-    original = _sparse_problem._SparseProblem._narrow
-    monkeypatch.setattr(
-        _sparse_problem._SparseProblem, "_narrow", lambda self, keep: narrowed.append(1) or original(self, keep)
-    )
-    monkeypatch.setattr(_sparse_problem, "_NARROW_MIN_PAIRS", 100)
-    res = no.solve(M, reg=eps, tol=1e-11)
-    assert narrowed
-    monkeypatch.setattr(_sparse_problem, "_NARROW_KEEP", 10**9)
-    ref = no.solve(M, reg=eps, tol=1e-11)
-    assert res.status == ref.status == "converged"
-    assert np.abs(res.plan - ref.plan).sum() < 1e-9
