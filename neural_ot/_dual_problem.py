@@ -55,13 +55,16 @@ def count_above(x: th.Tensor, threshold: float = 0.0) -> int:
 def indicator(x: th.Tensor, threshold: float, out: th.Tensor) -> th.Tensor:
     """Write ``1`` where ``x > threshold`` and ``0`` elsewhere into ``out`` (of any floating dtype); return ``out``.
 
-    On the CPU by numpy, which casts the comparison into ``out`` as it goes: torch's comparison into a float buffer (and
-    into a float64 one then copied to float32) took 1.5-3x as long (``bench_dense_passes.py``).
+    Into ``x``'s dtype by torch; into another (float32 from float64) on the CPU by numpy, which casts the comparison
+    as it goes: torch's comparison into a float64 buffer then copied took 2-3x as long, while into ``x``'s own dtype
+    torch was as fast or faster (``examples/benchmarks/bench_dense_passes.py``).
     """
+    if out.dtype == x.dtype:
+        return th.gt(x, threshold, out=out)
     if x.device.type == "cpu" and out.device.type == "cpu":
         np.greater(x.detach().numpy(), threshold, out=out.numpy(), casting="unsafe")
         return out
-    return th.gt(x, threshold, out=out) if out.dtype == x.dtype else out.copy_(x > threshold)
+    return out.copy_(x > threshold)
 
 
 def true_pairs(mask: th.Tensor) -> tuple[th.Tensor, th.Tensor, th.Tensor]:
