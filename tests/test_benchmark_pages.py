@@ -842,3 +842,38 @@ def test_relaxed_clouds_sentences_come_from_their_records():
         ratios.append(max(np.abs(res.u).max(), np.abs(res.v).max()) / cases[i]["kwargs"]["M"].max())
     low, high = sorted(ratios)
     assert f"({low:.0f} and {high:.0f} times the largest cost on the two smaller of these problems)" in text
+
+
+def test_solver_cpu_time_sentences_come_from_their_records():
+    """docs/benchmarks.rst's account of 2026-12-07's working-set change and of the narrowing tried and reverted: the
+    tables are the records', and the ranges, commits and iteration counts in the text are theirs."""
+    module = _load("bench_solver_cpu_time", ROOT / "examples" / "benchmarks" / "bench_solver_cpu_time.py")
+    passes = _load("bench_dense_passes", ROOT / "examples" / "benchmarks" / "bench_dense_passes.py")
+    text = " ".join((ROOT / "docs" / "benchmarks.rst").read_text().split())
+    for stem, inc, commits in (
+        ("bench_solver_cpu_time", "bench_solver_cpu_time.inc", ("1455dce", "3db7230")),
+        ("bench_solver_cpu_time-narrowing", "bench_solver_cpu_time_narrowing.inc", ("4477623", "4445fae")),
+    ):
+        record = json.loads((ROOT / "docs" / "data" / f"{stem}.json").read_text())
+        assert (ROOT / "docs" / inc).read_text() == module.table(record)
+        assert record["commits"]["before"].startswith(commits[0]) and record["commits"]["after"].startswith(commits[1])
+        assert record["env"]["cpu"].startswith("Intel(R) Xeon")
+        ratio = module.ratios(record).values()
+        span = f"{min(ratio):.2f}-{max(ratio):.2f}x"
+        if stem == "bench_solver_cpu_time":
+            assert record["args"]["rounds"] == 5 and record["args"]["repeats"] == 3
+            assert "5 rounds of the fastest of 3 solves" in text
+            assert f"The solves take {span} of their CPU time before, with the same iterations" in text
+            first = record["rows"][0]
+            assert all(first["before"][k]["n_iter"] == first["after"][k]["n_iter"] for k in first["before"])
+        else:
+            assert f"It took {span} of the CPU time of the code before it" in text
+    record = json.loads((ROOT / "docs" / "data" / "bench_dense_passes.json").read_text())
+    assert (ROOT / "docs" / "bench_dense_passes.inc").read_text() == passes.table(record)
+    fast = [r["torch_ms"] / r["numpy_ms"] for r in record["rows"] if r["neural_ot"] == "numpy"]
+    kept = [r["torch_ms"] / r["numpy_ms"] for r in record["rows"] if r["neural_ot"] == "torch"]
+    assert f"numpy took {min(fast):.1f}-{max(fast):.1f}x less CPU time than torch" in text
+    assert f"where the two were within {min(kept):.1f}-{max(kept):.1f}x of each other" in text
+    from neural_ot import _newton
+
+    assert _newton._FLOW_CHECK_PAIRS == 250_000 and "Where at most 250,000 pairs are active" in text

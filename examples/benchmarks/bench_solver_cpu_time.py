@@ -62,6 +62,13 @@ def _commit(root: str) -> str:
     return subprocess.run(["git", "-C", root, "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
 
 
+def ratios(record: dict[str, Any]) -> dict[str, float]:
+    """Median CPU time after over median CPU time before, per problem (``"n/reg"``)."""
+    rows = record["rows"]
+    med = {s: {k: float(np.median([r[s][k]["cpu_s"] for r in rows])) for k in rows[0][s]} for s in ("before", "after")}
+    return {k: med["after"][k] / med["before"][k] for k in med["before"]}
+
+
 def table(record: dict[str, Any]) -> str:
     """The docs table (list-table): median CPU seconds over rounds, before and after, and their ratio."""
     rows = record["rows"]
