@@ -102,6 +102,7 @@ class _Problem:
         # 4 KiB once glibc returns freed memory to the system (half the time of a solve at n = 1000).
         self._scratch: dict[str, th.Tensor] = {}
         self._off: th.Tensor | None | bool = False  # not yet computed; see `off`
+        self._single: _Problem | None = None
         self._z_of: list[th.Tensor] = []  # the potentials whose `z_allowed` the "z" buffer holds (shared by stages)
 
     @property
@@ -133,6 +134,14 @@ class _Problem:
         stage = _Problem(self.a, self.b, self.C, self.mask, regularizer)
         stage._cost_range, stage._scratch, stage._z_of, stage.coarse = self._cost_range, self._scratch, self._z_of, coarse
         return stage
+
+    def single(self) -> _Problem:
+        """Return the same problem in float32 (made once), with buffers of its own."""
+        if self._single is None:
+            mask = None if self.mask is None else self.mask.float()
+            self._single = _Problem(self.a.float(), self.b.float(), self.C.float(), mask, self.r)
+            self._single._cost_range = self.cost_range
+        return self._single
 
     def cost_offset(self) -> float:
         """Return the constant taken off the costs before a balanced solve: their minimum if above their spread, else 0.

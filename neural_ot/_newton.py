@@ -9,12 +9,12 @@ from __future__ import annotations
 import numpy as np
 import torch as th
 
-from neural_ot._dual_problem import _Problem, _SparseProblem, above, count_above, count_true, true_pairs
+from neural_ot._dual_problem import _Problem, _SparseProblem, above, count_above, count_true
 from neural_ot._newton_system import _DELTA, _Curvature, _HessianOperator, _pcg
 from neural_ot._sinkhorn_sweeps import kernel_is_safe, sinkhorn_sweeps
 from neural_ot._small_newton import dense_l2_newton
 from neural_ot._tree_shifts import tree_shifts
-from neural_ot._validation import support_carries_the_mass
+from neural_ot._working_set import _FLOW_CHECK_PAIRS, add_candidates
 from neural_ot.regularizers import Entropic, SquaredL2
 
 # Ratio between successive eps of the continuation, and the marginal error at which an intermediate stage hands over:
@@ -25,11 +25,13 @@ _CONTINUATION = 300.0
 _STAGE_TOL = 1e-2
 _CONTINUATION_ENTROPIC = 30.0
 _STAGE_TOL_ENTROPIC = 1e-4
+# An intermediate L2 stage runs in float32 where rounding the costs there is below this share of its typical z (at
+# least 2 eps on the active pairs): it is solved to 1e-2 only (0.74-0.94x the CPU time, docs/benchmarks.rst).
+_SINGLE_ROUNDING = 1e-2
 _WORKING_SET_K = 8  # candidates per row and per column kept in the L2 working set
 _WORKING_SET_FRACTION = 0.25  # above this fraction of active pairs, the full matrix is used directly (0.05: the
 # early continuation stages ran dense, 15-25% slower at n = 1000-2000)
 _WORKING_SET_ROUNDS = 50
-_FLOW_CHECK_PAIRS = 250_000  # up to this many pairs of z > 0, a working set is checked by max-flow on all its pairs
 _WORKING_SET_ROUND_ITERS = 100  # Newton iterations of one working-set round before the full check enlarges the set
 # Newton systems with min(n, m)^2 max(n, m) up to this are solved by dense Cholesky of the Schur complement; above
 # it, CG or sparse LU on the active graph is faster even for a nearly dense plan (about 150 x 150 on one core).
@@ -89,9 +91,15 @@ def _newton(
         stage = _working_set_stage if l2 and not small else _newton_stage
         if l2 and cpu and min(n, m) ** 2 * max(n, m) <= _NUMPY_STAGE_WORK:
             stage = _numpy_stage
+        single = l2 and not last and stage is not _numpy_stage and _single_suffices(prob, reg)
+        if single:
+            stage_prob = prob.single().with_regularizer(type(target)(reg), coarse=True)
+            u, v = u.float(), v.float()
         u, v, it, converged = stage(
             stage_prob, u, v, tol if last else max(tol, stage_tol), max_iter - total, cg_max_iter, verbose
         )
+        if single:
+            u, v = u.double(), v.double()
         if stage_prob is not prob:
             prob.sinkhorn_sweeps += stage_prob.sinkhorn_sweeps
         total += it
@@ -107,6 +115,13 @@ def _newton(
         v = prob.block_maximize(u, v, side="v")
     # Converged only if the target stage was reached and met `tol`.
     return u, v, total, converged and last
+
+
+def _single_suffices(prob: _Problem, reg: float) -> bool:
+    """Whether an intermediate stage at ``reg`` can run in float32 (a float64 problem whose rounding there is small)."""
+    lo, hi = prob.cost_range
+    rounding = float(th.finfo(th.float32).eps) * max(abs(lo), abs(hi))
+    return prob.C.dtype == th.float64 and rounding <= _SINGLE_ROUNDING * 2.0 * reg
 
 
 def continuation(prob: _Problem, cold: bool) -> tuple[list[float], float]:
@@ -177,7 +192,7 @@ def _working_set_stage(
         work = positive.clone() if work is None else work.logical_or_(positive)
         while True:
             few = count <= _FLOW_CHECK_PAIRS
-            flat, rows, cols, feasible = _add_candidates(prob, z, positive if few else None, work, k)
+            flat, rows, cols, feasible = add_candidates(prob, z, positive if few else None, work, k)
             k *= 2
             if feasible or k >= max(n, m):
                 break
@@ -197,57 +212,6 @@ def _working_set_stage(
         if total >= max_iter:
             break
     return u, v, total, False
-
-
-def _add_candidates(
-    prob: _Problem, z: th.Tensor, positive: th.Tensor | None, work: th.Tensor, k: int
-) -> tuple[th.Tensor, th.Tensor, th.Tensor, bool]:
-    """Add the ``k`` best columns of each row and rows of each column of ``z`` to ``work``; check that it can carry a plan.
-
-    Returns the set's flat indices, rows and columns, and whether a plan exists on it (max-flow). Given ``positive``
-    (``z > 0``, in the set) the set is small: the max-flow runs on all its pairs, and only the rows and columns with
-    fewer than ``k`` pairs of ``z > 0`` need a top-k (the others' best are in the set already; the full top-k along
-    columns cost more than the rest of the set's construction at n = 2000). Else a plan on the candidates alone (a
-    max-flow on 2k(n + m) pairs, 7x faster at n = 2000) proves the whole set feasible, and only when it does not is
-    the whole set checked.
-    """
-    n, m = z.shape
-    if positive is not None:
-        for dim, other in ((1, m), (0, n)):
-            short = th.nonzero(count_true(positive, dim) < min(k, other)).squeeze(1)
-            if short.numel():
-                part = z.index_select(1 - dim, short)
-                best = th.topk(part, min(k, other), dim=dim, sorted=False).indices
-                if dim == 1:
-                    work[short[:, None], best] = True
-                else:
-                    work[best, short[None, :]] = True
-        candidates = None
-    else:
-        # Unsorted: only the sets matter, and sorting them doubled topk's time (n = 2000).
-        best_cols = th.topk(z, min(k, m), dim=1, sorted=False).indices
-        best_rows = th.topk(z, min(k, n), dim=0, sorted=False).indices
-        work.scatter_(1, best_cols, True)
-        work.scatter_(0, best_rows, True)
-        candidates = _candidate_pairs(z, best_cols, best_rows)
-    if prob.mask is not None:
-        work &= prob.mask > 0
-    flat, rows, cols = true_pairs(work)
-    feasible = candidates is not None and support_carries_the_mass(prob.a, prob.b, *candidates)
-    if not feasible:
-        feasible = support_carries_the_mass(prob.a, prob.b, rows, cols)
-    return flat, rows, cols, feasible
-
-
-def _candidate_pairs(z: th.Tensor, best_cols: th.Tensor, best_rows: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
-    """Return the distinct allowed pairs of the best columns of each row ``(n, k)`` and rows of each column ``(k, m)``."""
-    n, m = z.shape
-    rows = th.cat([th.arange(n, device=z.device).repeat_interleave(best_cols.shape[1]), best_rows.flatten()])
-    cols = th.cat([best_cols.flatten(), th.arange(m, device=z.device).repeat(best_rows.shape[0])])
-    flat = th.unique(rows * m + cols)
-    rows, cols = flat // m, flat % m
-    allowed = z[rows, cols] > -float("inf")  # masked pairs are -inf in `z`
-    return rows[allowed], cols[allowed]
 
 
 def _newton_direction(

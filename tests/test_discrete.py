@@ -342,7 +342,7 @@ def test_cpu_problems_above_the_numpy_stages_limit_take_a_working_set(monkeypatc
 
 def test_candidate_pairs_are_the_distinct_allowed_best_pairs_of_rows_and_columns():
     """The working set's cheap feasibility check runs on these pairs: each row's and column's k best, no masked one."""
-    from neural_ot._newton import _candidate_pairs
+    from neural_ot._working_set import _candidate_pairs
 
     rng = np.random.default_rng(3)
     z = th.as_tensor(rng.normal(size=(7, 9)))

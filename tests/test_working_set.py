@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch as th
 
-from neural_ot import _newton
+from neural_ot import _newton, _working_set
 from neural_ot._dual_problem import _Problem, above, count_above, count_true, indicator
 from neural_ot.regularizers import SquaredL2
 
@@ -49,8 +49,8 @@ def _work_sets(z: th.Tensor, k: int, mask: th.Tensor | None) -> tuple[th.Tensor,
     zz = prob.z_allowed(th.zeros(n, dtype=th.float64), th.zeros(m, dtype=th.float64))
     positive = above(zz)
     full, short = positive.clone(), positive.clone()
-    _newton._add_candidates(prob, zz, None, full, k)
-    _newton._add_candidates(prob, zz, positive, short, k)
+    _working_set.add_candidates(prob, zz, None, full, k)
+    _working_set.add_candidates(prob, zz, positive, short, k)
     return full, short
 
 
