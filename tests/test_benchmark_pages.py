@@ -853,6 +853,7 @@ def test_solver_cpu_time_sentences_come_from_their_records():
     for stem, inc, commits in (
         ("bench_solver_cpu_time", "bench_solver_cpu_time.inc", ("1455dce", "3db7230")),
         ("bench_solver_cpu_time-narrowing", "bench_solver_cpu_time_narrowing.inc", ("4477623", "4445fae")),
+        ("bench_solver_cpu_time-single", "bench_solver_cpu_time_single.inc", ("1455dce", "c5a1438")),
     ):
         record = json.loads((ROOT / "docs" / "data" / f"{stem}.json").read_text())
         assert (ROOT / "docs" / inc).read_text() == module.table(record)
@@ -866,8 +867,13 @@ def test_solver_cpu_time_sentences_come_from_their_records():
             assert f"The solves take {span} of their CPU time before, with the same iterations" in text
             first = record["rows"][0]
             assert all(first["before"][k]["n_iter"] == first["after"][k]["n_iter"] for k in first["before"])
-        else:
+        elif stem.endswith("narrowing"):
             assert f"It took {span} of the CPU time of the code before it" in text
+        else:
+            first = record["rows"][0]
+            moved = max(abs(first["before"][k]["n_iter"] - first["after"][k]["n_iter"]) for k in first["before"])
+            assert f"Together they take {span} of the CPU time of ``1455dce``" in text
+            assert f"the Newton iterations change by at most {moved}" in text
     record = json.loads((ROOT / "docs" / "data" / "bench_dense_passes.json").read_text())
     assert (ROOT / "docs" / "bench_dense_passes.inc").read_text() == passes.table(record)
     fast = [r["torch_ms"] / r["numpy_ms"] for r in record["rows"] if r["neural_ot"] == "numpy"]
