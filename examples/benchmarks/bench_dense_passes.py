@@ -25,6 +25,8 @@ import torch as th
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from record_cli import printed_table, record_parser, write_record  # noqa: E402
 
+from otpr_sb3.benchmark.report_rst import list_table
+
 
 def _cpu_ms(fn: Callable[[], Any], repeats: int) -> float:
     fn()
@@ -79,27 +81,13 @@ def measure(sizes: tuple[int, ...], repeats: int) -> list[dict[str, Any]]:
 
 def table(record: dict[str, Any]) -> str:
     """The docs table (list-table) of a record."""
-    lines = [
-        ".. list-table::",
-        "   :header-rows: 1",
-        "",
-        "   * - n = m",
-        "     - operation",
-        "     - torch [ms]",
-        "     - numpy [ms]",
-        "     - torch / numpy",
-        "     - neural_ot's CPU path",
+    head = ["n = m", "operation", "torch [ms]", "numpy [ms]", "torch / numpy", "neural_ot's CPU path"]
+    rows = [
+        [str(r["n"]), r["operation"], f"{r['torch_ms']:.2f}", f"{r['numpy_ms']:.2f}", f"{r['torch_ms'] / r['numpy_ms']:.1f}x"]
+        + [r["neural_ot"]]
+        for r in record["rows"]
     ]
-    for row in record["rows"]:
-        lines += [
-            f"   * - {row['n']}",
-            f"     - {row['operation']}",
-            f"     - {row['torch_ms']:.2f}",
-            f"     - {row['numpy_ms']:.2f}",
-            f"     - {row['torch_ms'] / row['numpy_ms']:.1f}x",
-            f"     - {row['neural_ot']}",
-        ]
-    return "\n".join(lines) + "\n"
+    return list_table(head, rows)
 
 
 def main() -> None:

@@ -27,6 +27,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 from record_cli import printed_table, record_parser, write_record  # noqa: E402
 
+from otpr_sb3.benchmark.report_rst import list_table
+
 SIZES = (500, 1000, 2000)
 POT_REGS = (0.1, 0.01)
 
@@ -72,16 +74,14 @@ def ratios(record: dict[str, Any]) -> dict[str, float]:
 def table(record: dict[str, Any]) -> str:
     """The docs table (list-table): median CPU seconds over rounds, before and after, and their ratio."""
     rows = record["rows"]
-    lines = [".. list-table::", "   :header-rows: 1", ""]
     head = ["n = m", "POT reg", "before [CPU s]", "after [CPU s]", "after / before", "iterations (before, after)"]
-    lines += [f"   {'*' if i == 0 else ' '} - {h}" for i, h in enumerate(head)]
-    for key in rows[0]["before"]:
+    cells = []
+    for key, ratio in ratios(record).items():
         n, reg = key.split("/")
         med = {side: float(np.median([r[side][key]["cpu_s"] for r in rows])) for side in ("before", "after")}
         iters = f"{rows[0]['before'][key]['n_iter']}, {rows[0]['after'][key]['n_iter']}"
-        cells = [n, reg, f"{med['before']:.3f}", f"{med['after']:.3f}", f"{med['after'] / med['before']:.2f}", iters]
-        lines += [f"   {'*' if i == 0 else ' '} - {c}" for i, c in enumerate(cells)]
-    return "\n".join(lines) + "\n"
+        cells.append([n, reg, f"{med['before']:.3f}", f"{med['after']:.3f}", f"{ratio:.2f}", iters])
+    return list_table(head, cells)
 
 
 def main() -> None:
