@@ -32,17 +32,18 @@ def _large_allocations(M: np.ndarray, eps: float) -> tuple[int, no.OTResult]:
 
 @pytest.mark.parametrize("pot_reg", [0.01, 0.1])
 def test_continuation_allocates_its_buffers_once(monkeypatch, pot_reg):
-    # n = 300 at POT reg 0.01-0.1: three continuation stages, the first two coarse (float32 curvature), 28-40 Newton
-    # iterations. A float64 comparison written into the float32 buffer allocated two float64 temporaries per coarse
-    # iteration (12 at reg 0.01); now the buffers z, tmp, A and A32 and the cold start's block-step thresholds
-    # (2-4: C - v, a fresh matrix per full block step) are all. The full-matrix stage's: at this size the CPU solve
-    # runs a working set instead.
+    # n = 300 at POT reg 0.01-0.1: three continuation stages, the first two coarse, 28-40 Newton iterations. A float64
+    # comparison written into the float32 buffer allocated two float64 temporaries per coarse iteration (12 at reg
+    # 0.01). The coarse stages now run in float32 (tests/test_single_stages.py): the float32 copy of the costs and its
+    # buffers z, tmp and A, then the target stage's float64 z, tmp and A, and the cold start's block-step thresholds
+    # (2-4: C - v, a fresh matrix per full block step) are all, once per solve. The full-matrix stage's: at this size
+    # the CPU solve runs a working set instead.
     monkeypatch.setattr(_newton, "_WORKING_SET_MIN_PAIRS", 10**12)
     n = 300
     M = _cost(n)
     count, res = _large_allocations(M, pot_reg / (2 * n * n))
     assert res.status == "converged" and res.n_iter >= 20
-    assert count <= 8
+    assert count <= 11
 
 
 def test_the_line_search_near_the_optimum_allocates_nothing(monkeypatch):
