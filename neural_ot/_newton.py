@@ -376,8 +376,11 @@ def _newton_stage(
         if it - best_it >= _SHIFT_AFTER and isinstance(prob.r, SquaredL2):
             shifted = tree_shifts(prob, u, v)  # the error stopped halving: unbalanced trees may be crawling
             if shifted[0] is not u:
-                u, v = shifted
-                loss = prob.loss(u, v)
+                # Kept only if the dual improves: shifts capped at the reach of a dense problem's largest pairs, made
+                # one after another, can overshoot a pair none of them listed (as in the relaxed solver).
+                before = loss if loss is not None else prob.loss(u, v)
+                after = prob.loss(*shifted)
+                u, v, loss = (shifted[0], shifted[1], after) if after <= before else (u, v, before)
         del z
     return u, v, it, converged
 

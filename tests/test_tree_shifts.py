@@ -83,6 +83,31 @@ def test_the_shifts_keep_the_optimum_where_the_crawl_converged(monkeypatch):
     assert np.abs(res.plan - slow.plan).sum() < 1e-8
 
 
+def test_a_shift_that_raises_the_dual_loss_is_not_taken(monkeypatch):
+    # Balanced Newton keeps a tree shift only if the dual improves (shifts capped at the reach of a dense problem's
+    # largest pairs can overshoot a pair none of them listed). A shift that raises every z by 0.5 (far more mass) must
+    # leave the iterates as a solve that shifts nothing.
+    M, a, b = _weighted(7, 60, 60)
+    eps = 1e-5 / (2 * 60 * 60)
+    calls = []
+
+    def shift(name):
+        def fn(prob, u, v):
+            calls.append(name)
+            return (u + 1.0, v - 0.5) if name == "bad" else (u, v)
+
+        return fn
+
+    monkeypatch.setattr(_newton, "tree_shifts", shift("none"))
+    ref = no.solve_discrete(a, b, M, eps, tol=1e-10, max_iter=2000)
+    monkeypatch.setattr(_newton, "tree_shifts", shift("bad"))
+    res = no.solve_discrete(a, b, M, eps, tol=1e-10, max_iter=2000)
+    assert "bad" in calls and "none" in calls
+    assert res.status == ref.status == "converged"
+    assert res.n_iter == ref.n_iter
+    np.testing.assert_array_equal(res.plan, ref.plan)
+
+
 def test_masked_and_working_set_problems_take_the_shifts(monkeypatch):
     # The shifts list only allowed pairs (a mask) and the working set's pairs (a sparse stage).
     M, a, b = _weighted(0, 120, 100)
