@@ -26,7 +26,8 @@ _STAGE_TOL = 1e-2
 _CONTINUATION_ENTROPIC = 30.0
 _STAGE_TOL_ENTROPIC = 1e-4
 # An intermediate L2 stage runs in float32 where rounding the costs there is below this share of its typical z (at
-# least 2 eps on the active pairs): it is solved to 1e-2 only (0.74-0.94x the CPU time, docs/benchmarks.rst).
+# least 2 eps on the active pairs): it is solved to 1e-2 only, and half the bytes per dense pass cut the CPU time
+# (docs/benchmarks.rst, "Intermediate stages in float32").
 _SINGLE_ROUNDING = 1e-2
 _WORKING_SET_K = 8  # candidates per row and per column kept in the L2 working set
 _WORKING_SET_FRACTION = 0.25  # above this fraction of active pairs, the full matrix is used directly (0.05: the

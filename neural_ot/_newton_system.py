@@ -53,7 +53,7 @@ class _Curvature:
             # float buffer and counted by its sum: a boolean, its count_nonzero and a copy took 3x longer (n = 500).
             # `reuse`: the Newton iteration's own curvature, in the problem's buffers (dead at the next iteration).
             # A coarse stage's products with A run in float32 (half the memory traffic; CG there stops at rtol 0.1,
-            # far above float32's floor); the masses, from z, stay float64.
+            # far above float32's floor); the masses, from z, keep z's dtype (float32 where the whole stage does).
             # `indicator` writes the comparison straight into the buffer, of either dtype (no temporaries).
             low = th.float32 if prob.coarse and z.dtype == th.float64 else z.dtype
             thr = -2.0 * prob.r.reg * _NEAR_ACTIVE
