@@ -865,8 +865,10 @@ def test_solver_cpu_time_sentences_come_from_their_records():
             assert record["args"]["rounds"] == 5 and record["args"]["repeats"] == 3
             assert "5 rounds of the fastest of 3 solves" in text
             assert f"The solves take {span} of their CPU time before, with the same iterations" in text
-            first = record["rows"][0]
-            assert all(first["before"][k]["n_iter"] == first["after"][k]["n_iter"] for k in first["before"])
+            for row in record["rows"]:  # "with the same iterations and marginal errors"
+                for k in row["before"]:
+                    assert row["before"][k]["n_iter"] == row["after"][k]["n_iter"]
+                    assert row["before"][k]["error"] == row["after"][k]["error"]
         elif stem.endswith("narrowing"):
             assert f"It took {span} of the CPU time of the code before it" in text
         else:
