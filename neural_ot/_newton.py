@@ -86,15 +86,15 @@ def _newton(
     cpu = prob.C.device.type == "cpu"
     for k, reg in enumerate(schedule):
         last = k == len(schedule) - 1
-        # Each stage is its own problem: `prob` keeps the target regulariser throughout.
-        stage_prob = prob if last else prob.with_regularizer(type(target)(reg), coarse=True)
         small = n * m < (_WORKING_SET_MIN_PAIRS if cpu else _WORKING_SET_MIN_PAIRS_ACCELERATOR)
         stage = _working_set_stage if l2 and not small else _newton_stage
         if l2 and cpu and min(n, m) ** 2 * max(n, m) <= _NUMPY_STAGE_WORK:
             stage = _numpy_stage
         single = l2 and not last and stage is not _numpy_stage and _single_suffices(prob, reg)
+        # Each stage is its own problem: `prob` keeps the target regulariser throughout.
+        base = prob.single() if single else prob
+        stage_prob = prob if last else base.with_regularizer(type(target)(reg), coarse=True)
         if single:
-            stage_prob = prob.single().with_regularizer(type(target)(reg), coarse=True)
             u, v = u.float(), v.float()
         u, v, it, converged = stage(
             stage_prob, u, v, tol if last else max(tol, stage_tol), max_iter - total, cg_max_iter, verbose
@@ -191,8 +191,8 @@ def _working_set_stage(
             return u, v, total + it, conv
         # The set only grows (no cycling), and the candidates per row double after each miss, and until it is feasible.
         work = positive.clone() if work is None else work.logical_or_(positive)
+        few = count <= _FLOW_CHECK_PAIRS
         while True:
-            few = count <= _FLOW_CHECK_PAIRS
             flat, rows, cols, feasible = add_candidates(prob, z, positive if few else None, work, k)
             k *= 2
             if feasible or k >= max(n, m):

@@ -64,23 +64,28 @@ def _commit(root: str) -> str:
     return subprocess.run(["git", "-C", root, "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
 
 
+def medians(record: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """Median CPU seconds over rounds, per side (``"before"``, ``"after"``) and problem (``"n/reg"``)."""
+    rows = record["rows"]
+    return {s: {k: float(np.median([r[s][k]["cpu_s"] for r in rows])) for k in rows[0][s]} for s in ("before", "after")}
+
+
 def ratios(record: dict[str, Any]) -> dict[str, float]:
     """Median CPU time after over median CPU time before, per problem (``"n/reg"``)."""
-    rows = record["rows"]
-    med = {s: {k: float(np.median([r[s][k]["cpu_s"] for r in rows])) for k in rows[0][s]} for s in ("before", "after")}
+    med = medians(record)
     return {k: med["after"][k] / med["before"][k] for k in med["before"]}
 
 
 def table(record: dict[str, Any]) -> str:
     """The docs table (list-table): median CPU seconds over rounds, before and after, and their ratio."""
-    rows = record["rows"]
+    first = record["rows"][0]
+    med = medians(record)
     head = ["n = m", "POT reg", "before [CPU s]", "after [CPU s]", "after / before", "iterations (before, after)"]
     cells = []
     for key, ratio in ratios(record).items():
         n, reg = key.split("/")
-        med = {side: float(np.median([r[side][key]["cpu_s"] for r in rows])) for side in ("before", "after")}
-        iters = f"{rows[0]['before'][key]['n_iter']}, {rows[0]['after'][key]['n_iter']}"
-        cells.append([n, reg, f"{med['before']:.3f}", f"{med['after']:.3f}", f"{ratio:.2f}", iters])
+        iters = f"{first['before'][key]['n_iter']}, {first['after'][key]['n_iter']}"
+        cells.append([n, reg, f"{med['before'][key]:.3f}", f"{med['after'][key]:.3f}", f"{ratio:.2f}", iters])
     return list_table(head, cells)
 
 
