@@ -1,8 +1,8 @@
 """Intermediate L2 continuation stages run in float32 where rounding allows; the target stage and the result do not.
 
 A stage before the target is solved to a marginal error of 1e-2 only, so float32 (half the memory traffic of every
-dense pass) suffices where rounding the costs stays below 1% of the stage's typical ``z``
-(``_newton._SINGLE_ROUNDING``). The plan must be the float64 continuation's.
+dense pass) suffices where rounding the costs stays below 5% of ``2 eps``, a lower bound of the stage's
+typical ``z`` (``_newton._SINGLE_ROUNDING``). The plan must be the float64 continuation's.
 """
 
 from __future__ import annotations
@@ -67,7 +67,7 @@ def test_float32_stages_give_the_float64_plan(monkeypatch, pot_reg, masked):
 
 def test_stages_too_fine_for_float32_stay_float64(monkeypatch):
     # POT reg 1e-5: the later intermediate stages' eps is so small that float32 rounding of the costs (6e-8) would
-    # exceed 1% of their z; only the coarse ones run in float32.
+    # exceed 5% of their 2 eps; only the coarse ones run in float32.
     n, m = 300, 250
     M = _cost(n, m, 2)
     a, b = np.full(n, 1.0 / n), np.full(m, 1.0 / m)
