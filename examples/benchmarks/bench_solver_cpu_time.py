@@ -27,8 +27,6 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 from record_cli import printed_table, record_parser, write_record  # noqa: E402
 
-from otpr_sb3.benchmark.report_rst import list_table
-
 SIZES = (500, 1000, 2000)
 POT_REGS = (0.1, 0.01)
 
@@ -86,6 +84,9 @@ def table(record: dict[str, Any]) -> str:
         n, reg = key.split("/")
         iters = f"{first['before'][key]['n_iter']}, {first['after'][key]['n_iter']}"
         cells.append([n, reg, f"{med['before'][key]:.3f}", f"{med['after'][key]:.3f}", f"{ratio:.2f}", iters])
+    # Imported here: otpr_sb3 imports neural_ot, which a measuring process must import from its own checkout.
+    from otpr_sb3.benchmark.report_rst import list_table
+
     return list_table(head, cells)
 
 
