@@ -917,3 +917,20 @@ def test_solver_cpu_time_sentences_come_from_their_records():
     from neural_ot import _newton
 
     assert _newton._FLOW_CHECK_PAIRS == 250_000 and "Where at most 250,000 pairs are active" in text
+
+
+def test_solver_cpu_time_script_leaves_neural_ot_to_the_checkout_it_measures():
+    """bench_solver_cpu_time.py measures another checkout's neural_ot in a fresh process: importing the script must
+    not import neural_ot (through otpr_sb3) before that process puts the checkout on its path."""
+    import subprocess
+    import sys
+
+    script = ROOT / "examples" / "benchmarks" / "bench_solver_cpu_time.py"
+    code = (
+        "import importlib.util, sys\n"
+        f"spec = importlib.util.spec_from_file_location('bench', {str(script)!r})\n"
+        "spec.loader.exec_module(importlib.util.module_from_spec(spec))\n"
+        "print(sorted(m for m in ('neural_ot', 'otpr_sb3') if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    assert out.stdout.strip() == "[]"
