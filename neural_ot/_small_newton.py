@@ -4,7 +4,8 @@ On a CPU problem of about 215 x 215 or fewer pairs, a Newton iteration is a few 
 some tens of thousands of numbers, and the per-operation overhead of torch (several microseconds each, more on a
 loaded machine) was most of a solve: the benchmark's 100 x 100 problem took 2.3x POT's time. Here the same iteration
 runs its elementwise work and matrix-vector products on numpy, in preallocated buffers, the matrix product of the
-Schur complement of the dense Newton system in torch, and its Cholesky factor by LAPACK (below 128 rows) or torch; the
+Schur complement of the dense Newton system in torch, and its Cholesky factor by LAPACK (below 128 rows) or torch
+(on a plan with most pairs active, CG on the whole system instead: a few matrix-vector products); the
 Armijo line search's accepted point is also the next iteration's. The path gives up (returns its point and
 ``False``) wherever the torch stage has a remedy it lacks: an isolated point (no curvature), a rejected step, a stall.
 The torch stage then continues from that point: either way the stage ends at the same optimum, to the tolerance.
@@ -21,6 +22,17 @@ from neural_ot._newton_system import _DELTA, _NEAR_ACTIVE
 _LINE_SEARCH_STEPS = 30
 _LAPACK_MAX = 128  # rows below which scipy's LAPACK Cholesky runs on one thread (OpenBLAS)
 _PROGRESS_ITERS = 10  # give up when the marginal error has not halved in this many iterations
+# The near-active band (_NEAR_ACTIVE) joins the curvature once a step has cut the marginal error by less than this
+# factor: while Newton converges fast the exact active set is the better model (dense n = 100: 3 iterations instead of
+# 4), and where it slows near a degenerate optimum the band restores progress, as in the torch stage (always on there).
+_BAND_PROGRESS = 0.1
+# A plan with at least this (weighted) share of pairs in the curvature, of min(n, m)^2 max(n, m) above _CG_WORK, takes
+# its Newton step by Jacobi-preconditioned CG on the whole system, a few products with the 0/1 matrix, instead of the
+# Schur complement's n^3 product and factorisation: dense n = 200 in 0.56x the time (docs/benchmarks.rst). Sparser
+# plans keep the direct solve, which CG's inexact steps would lengthen by Newton iterations.
+_CG_FRACTION = 0.8
+_CG_WORK = 1e6  # about 100^3: below it the direct solve was as fast or faster (60-100 points, dense)
+_CG_MAX_ITER = 100
 
 
 class _Dual:
@@ -70,8 +82,12 @@ def dense_l2_newton(
     A = np.empty_like(C)
     loss = dual.at(u, v)
     best, best_it = float("inf"), 0
+    band, last = 0.0, float("inf")
     for it in range(max_iter):
         g1, g2, error = dual.gradient()
+        if error > _BAND_PROGRESS * last:
+            band = _NEAR_ACTIVE
+        last = error
         if verbose:
             print(f"eps {eps:.2e}  newton {it + 1:3d}  marginal error {error:.3e}")
         if error <= tol:
@@ -80,7 +96,7 @@ def dense_l2_newton(
             best, best_it = error, it
         elif it - best_it >= _PROGRESS_ITERS:
             return u, v, it, False
-        step = _newton_step(dual, A, g1, g2, error)
+        step = _newton_step(dual, A, g1, g2, error, band)
         if step is None:
             return u, v, it, False
         moved = _line_search(dual, u, v, step, g1, g2, loss, error)
@@ -93,22 +109,27 @@ def dense_l2_newton(
 
 
 def _newton_step(
-    dual: _Dual, A: np.ndarray, g1: np.ndarray, g2: np.ndarray, error: float
+    dual: _Dual, A: np.ndarray, g1: np.ndarray, g2: np.ndarray, error: float, band: float = _NEAR_ACTIVE
 ) -> tuple[np.ndarray, np.ndarray] | None:
-    """Return the Levenberg-regularised Newton step, by Cholesky of the Schur complement of the ``v`` block.
+    """Return the Levenberg-regularised Newton step: by CG on a dense plan, else by Cholesky of a Schur complement.
 
     The Hessian is ``[[D1, W], [W^T, D2]]`` with ``W = diag(a_s) A diag(b)``, ``A`` the 0/1 matrix of pairs with
-    curvature; ``None`` where a point has none (the torch stage repairs it by a block step) or Cholesky fails.
+    curvature (``z`` above ``-2 eps band``); ``None`` where a point has none (the torch stage repairs it by a block
+    step) or Cholesky fails. CG stops at the torch stage's relative residual, ``min(0.1, sqrt(error))``.
     """
     a_s, b = dual.a_s, dual.b
-    np.greater(dual.Z, -2.0 * dual.eps * _NEAR_ACTIVE, out=A)
-    d1, d2 = a_s * (A @ b), b * (a_s @ A)
+    np.greater(dual.Z, -2.0 * dual.eps * band, out=A)
+    Ab = A @ b
+    d1, d2 = a_s * Ab, b * (a_s @ A)
     scale = max(float(d1.max()), float(d2.max()))
     if float(d1.min()) <= 1e-14 * scale or float(d2.min()) <= 1e-14 * scale:
         return None
     mean = 0.5 * (float(d1.mean()) + float(d2.mean()))
     delta = min(mean, max(1e-12 * scale, _DELTA * min(1.0, error) * mean))
     d1, d2 = d1 + delta, d2 + delta
+    n, m = A.shape
+    if min(n, m) ** 2 * max(n, m) > _CG_WORK and float(dual.a @ Ab) >= _CG_FRACTION * float(dual.a.sum() * b.sum()):
+        return _cg_step(A, a_s, b, d1, d2, -g1, -g2, min(0.1, error**0.5))
     B = np.multiply(A, a_s[:, None], out=A)  # diag(a_s) A, in A's buffer (the 0/1 matrix is not needed again)
     AE = B * (-(b * b) / d2)[None, :]  # S = D1 + AE B^T = D1 - diag(a_s) A diag(b^2 / d2) A^T diag(a_s)
     # The matrix product in torch, on the solver's torch threads: right after a POT call (L-BFGS on numpy), numpy's
@@ -120,6 +141,33 @@ def _newton_step(
     if x1 is None:
         return None
     x2 = (-g2 - b * (x1 @ B)) / d2
+    return x1, x2
+
+
+def _cg_step(
+    A: np.ndarray, a_s: np.ndarray, b: np.ndarray, d1: np.ndarray, d2: np.ndarray, r1: np.ndarray, r2: np.ndarray, rtol: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Jacobi-preconditioned CG for ``[[D1, W], [W^T, D2]] x = r``, ``W = diag(a_s) A diag(b)``, to a relative ``rtol``."""
+    x1, x2 = np.zeros_like(r1), np.zeros_like(r2)
+    p1, p2 = r1 / d1, r2 / d2
+    rz = float(r1 @ p1 + r2 @ p2)
+    stop = rtol * float(np.sqrt(r1 @ r1 + r2 @ r2))
+    for _ in range(_CG_MAX_ITER):
+        q1 = d1 * p1 + a_s * (A @ (b * p2))
+        q2 = d2 * p2 + b * ((a_s * p1) @ A)
+        curvature = float(p1 @ q1 + p2 @ q2)
+        if not curvature > 0.0:  # rounding: the step so far is a descent direction
+            break
+        alpha = rz / curvature
+        x1 += alpha * p1
+        x2 += alpha * p2
+        r1, r2 = r1 - alpha * q1, r2 - alpha * q2
+        if float(np.sqrt(r1 @ r1 + r2 @ r2)) <= stop:
+            break
+        z1, z2 = r1 / d1, r2 / d2
+        rz_new = float(r1 @ z1 + r2 @ z2)
+        p1, p2 = z1 + (rz_new / rz) * p1, z2 + (rz_new / rz) * p2
+        rz = rz_new
     return x1, x2
 
 

@@ -115,3 +115,73 @@ def test_cholesky_solve_on_either_side_of_the_lapack_limit(n):
     np.testing.assert_allclose(x, np.linalg.solve(S, rhs), rtol=1e-8, atol=0)
     indefinite = S - np.linalg.eigvalsh(S).mean() * np.eye(n)
     assert _small_newton._cholesky_solve(indefinite, rhs) is None
+
+
+def _count_cg(monkeypatch):
+    used = []
+    run = _small_newton._cg_step
+
+    def spy(*args):
+        used.append(args[0].shape)
+        return run(*args)
+
+    monkeypatch.setattr(_small_newton, "_cg_step", spy)
+    return used
+
+
+@pytest.mark.parametrize("n, m", [(160, 160), (120, 190)])
+def test_dense_plans_take_cg_steps_to_the_direct_solves_optimum(monkeypatch, n, m):
+    # Above _CG_WORK, a plan with most pairs active takes its Newton steps by CG on the whole system: the optimum of
+    # the direct (Schur complement) steps, to tol.
+    M = _clouds(n, m, seed=3)
+    rng = np.random.default_rng(4)
+    a, b = rng.uniform(0.5, 1.5, n), rng.uniform(0.5, 1.5, m)
+    a, b = a / a.sum(), b / b.sum()
+    used = _count_cg(monkeypatch)
+    fast = no.solve_discrete(a, b, M, 0.05, tol=1e-11)
+    assert used and all(shape == (n, m) for shape in used)
+    assert (fast.plan > 0).mean() > _small_newton._CG_FRACTION
+    with monkeypatch.context() as patch:
+        patch.setattr(_small_newton, "_CG_FRACTION", 2.0)  # never: the direct solve on every step
+        used.clear()
+        ref = no.solve_discrete(a, b, M, 0.05, tol=1e-11)
+    assert not used
+    assert fast.status == ref.status == "converged" and max(fast.marginal_errors) <= 1e-11
+    assert np.abs(fast.plan - ref.plan).sum() < 1e-9
+    assert fast.value == pytest.approx(ref.value, rel=1e-10)
+
+
+def test_sparse_plans_and_small_problems_keep_the_direct_solve(monkeypatch):
+    used = _count_cg(monkeypatch)
+    res = no.solve(_clouds(160, 160), reg=1e-4)  # a few pairs per point
+    assert res.status == "converged" and (res.plan > 0).mean() < 0.1
+    res = no.solve(_clouds(90, 90), reg=0.05)  # dense, but below _CG_WORK
+    assert res.status == "converged" and (res.plan > 0).mean() > 0.8
+    assert not used
+
+
+def test_cg_step_solves_the_newton_system():
+    rng = np.random.default_rng(0)
+    n, m = 30, 40
+    A = (rng.uniform(size=(n, m)) > 0.1).astype(float)
+    a_s, b = rng.uniform(0.5, 2.0, n), rng.uniform(0.5, 2.0, m)
+    W = a_s[:, None] * A * b[None, :]
+    d1, d2 = W.sum(1) + 0.1, W.sum(0) + 0.1
+    H = np.block([[np.diag(d1), W], [W.T, np.diag(d2)]])
+    r = rng.normal(size=n + m)
+    x1, x2 = _small_newton._cg_step(A, a_s, b, d1, d2, r[:n], r[n:], 1e-12)
+    np.testing.assert_allclose(np.concatenate([x1, x2]), np.linalg.solve(H, r), rtol=1e-8, atol=1e-10)
+
+
+def test_the_near_active_band_joins_once_progress_slows(monkeypatch):
+    # Dense and fast: the exact active set throughout (one iteration fewer than with the band from the start);
+    # the same optimum either way.
+    M, reg = _clouds(100, 100), 0.05  # below _CG_WORK: direct steps, whose iterations the band alone sets
+    calls = _spy(monkeypatch)
+    fast = no.solve_discrete(None, None, M, reg, tol=1e-9)
+    monkeypatch.setattr(_small_newton, "_BAND_PROGRESS", 0.0)  # the band on every step, as before
+    calls.clear()
+    banded = no.solve_discrete(None, None, M, reg, tol=1e-9)
+    assert calls == [(banded.n_iter, True)]
+    assert fast.n_iter < banded.n_iter
+    assert np.abs(fast.plan - banded.plan).sum() < 1e-8
