@@ -12,7 +12,7 @@ import torch as th
 from neural_ot._dual_problem import _Problem, _SparseProblem, above, count_above, count_true
 from neural_ot._newton_system import _DELTA, _Curvature, _HessianOperator, _pcg
 from neural_ot._sinkhorn_sweeps import kernel_is_safe, sinkhorn_sweeps
-from neural_ot._small_newton import dense_l2_newton
+from neural_ot._small_newton import all_active_start, dense_l2_newton
 from neural_ot._tree_shifts import tree_shifts
 from neural_ot._working_set import _FLOW_CHECK_PAIRS, add_candidates
 from neural_ot.regularizers import Entropic, SquaredL2
@@ -149,11 +149,15 @@ def _numpy_stage(
     Where that gives up before ``tol`` and ``max_iter`` (an isolated point, a rejected step, slow progress), the
     torch stage continues from its point, with the block steps, damping and stall check that it lacks.
     """
-    if _is_cold(u, v):
-        u, v = _cold_start(prob, u, v)
     C = prob.C.numpy() if prob.mask is None else np.where(prob.mask.numpy() > 0, prob.C.numpy(), np.inf)
     a, b = prob.a.numpy(), prob.b.numpy()
-    un, vn, it, converged = dense_l2_newton(C, a, b, prob.r.reg, u.numpy(), v.numpy(), tol, max_iter, verbose)
+    start = None
+    if _is_cold(u, v):  # the cold start's all-active optimum in numpy too; block steps (torch) where it does not apply
+        start = None if prob.mask is not None else all_active_start(C, a, b, prob.r.reg, _ALL_ACTIVE_START)
+        if start is None:
+            u, v = _block_start(prob, u, v)
+    un, vn = (u.numpy(), v.numpy()) if start is None else start
+    un, vn, it, converged = dense_l2_newton(C, a, b, prob.r.reg, un, vn, tol, max_iter, verbose)
     u, v = th.from_numpy(un), th.from_numpy(vn)
     if converged or it >= max_iter:
         prob.stalled = False
@@ -327,6 +331,11 @@ def _cold_start(prob: _Problem | _SparseProblem, u: th.Tensor, v: th.Tensor) -> 
         # time: the block steps it saves cost about two iterations.)
         if count_above(prob.z(u0, v0, out=prob.scratch("tmp"))) >= _ALL_ACTIVE_START * prob.C.numel():
             return u0, v0
+    return _block_start(prob, u, v)
+
+
+def _block_start(prob: _Problem | _SparseProblem, u: th.Tensor, v: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
+    """Exact block steps from ``(u, v)``: every row, then every column, at its mass."""
     u = prob.block_maximize(u, v, side="u")
     return u, prob.block_maximize(u, v, side="v")
 

@@ -31,7 +31,7 @@ _BAND_PROGRESS = 0.1
 # Schur complement's n^3 product and factorisation: dense n = 200 in 0.56x the time (docs/benchmarks.rst). Sparser
 # plans keep the direct solve, which CG's inexact steps would lengthen by Newton iterations.
 _CG_FRACTION = 0.8
-_CG_WORK = 1e6  # about 100^3: below it the direct solve was as fast or faster (60-100 points, dense)
+_CG_WORK = 8e5  # about 93^3: below it the direct solve was as fast or faster (60-90 points, dense)
 _CG_MAX_ITER = 100
 
 
@@ -60,6 +60,20 @@ class _Dual:
         g1 = self.a_s * (self.ZP @ self.b) - self.a
         g2 = self.b * (self.a_s @ self.ZP) - self.b
         return g1, g2, max(np.abs(g1).sum() / self.a.sum(), np.abs(g2).sum() / self.b.sum())
+
+
+def all_active_start(
+    C: np.ndarray, a: np.ndarray, b: np.ndarray, eps: float, share: float
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """Return the all-active optimum of the L2 dual if ``share`` of the pairs are active there, else ``None``.
+
+    The closed form of :func:`neural_ot._newton._cold_start`, in numpy; a pair is active where ``u_i + v_j > C_ij``.
+    """
+    Cb, aC = C @ b, a @ C
+    c = 0.5 * (2.0 * eps - float(a @ Cb))
+    u, v = Cb + c, aC + c
+    active = np.count_nonzero(np.greater(np.add.outer(u, v), C))
+    return (u, v) if active >= share * C.size else None
 
 
 def dense_l2_newton(

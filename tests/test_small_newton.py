@@ -176,7 +176,7 @@ def test_cg_step_solves_the_newton_system():
 def test_the_near_active_band_joins_once_progress_slows(monkeypatch):
     # Dense and fast: the exact active set throughout (one iteration fewer than with the band from the start);
     # the same optimum either way.
-    M, reg = _clouds(100, 100), 0.05  # below _CG_WORK: direct steps, whose iterations the band alone sets
+    M, reg = _clouds(80, 80, seed=2), 0.05  # below _CG_WORK: direct steps, whose iterations the band alone sets
     calls = _spy(monkeypatch)
     fast = no.solve_discrete(None, None, M, reg, tol=1e-9)
     monkeypatch.setattr(_small_newton, "_BAND_PROGRESS", 0.0)  # the band on every step, as before
@@ -185,3 +185,19 @@ def test_the_near_active_band_joins_once_progress_slows(monkeypatch):
     assert calls == [(banded.n_iter, True)]
     assert fast.n_iter < banded.n_iter
     assert np.abs(fast.plan - banded.plan).sum() < 1e-8
+
+
+def test_numpy_all_active_start_is_the_torch_cold_starts():
+    # dense: the closed form, as the torch stage computes it; sparse: None (block steps start closer there)
+    for reg, applies in ((0.05, True), (1e-6, False)):
+        M = _clouds(70, 90, seed=5)
+        rng = np.random.default_rng(6)
+        a, b = rng.uniform(0.5, 1.5, 70), rng.uniform(0.5, 1.5, 90)
+        a, b = a / a.sum(), b / b.sum()
+        start = _small_newton.all_active_start(M, a, b, reg, _newton._ALL_ACTIVE_START)
+        prob = _newton._Problem(th.from_numpy(a), th.from_numpy(b), th.from_numpy(M), None, no.regularizers.SquaredL2(reg))
+        u, v = _newton._cold_start(prob, th.zeros(70, dtype=th.float64), th.zeros(90, dtype=th.float64))
+        assert (start is not None) == applies
+        if applies:
+            np.testing.assert_allclose(start[0], u.numpy(), rtol=1e-12, atol=1e-15)
+            np.testing.assert_allclose(start[1], v.numpy(), rtol=1e-12, atol=1e-15)
