@@ -41,6 +41,11 @@ _DENSE_SOLVE_WORK = 4e6
 # CPU L2 problems up to this min(n, m)^2 max(n, m) (about 215 x 215) run their stages in numpy (_small_newton): the
 # torch stage was faster from 250 x 250 on dense plans and 270 x 270 on masked ones (docs/benchmarks.rst).
 _NUMPY_STAGE_WORK = 1e7
+# Up to this min(n, m)^2 max(n, m) (about 330 x 330) an unmasked cold CPU L2 stage runs in numpy too where the
+# all-active optimum has this share of its pairs active: its CG steps took 0.34-0.65x the full-matrix torch stage's
+# time at 250-330 points (final densities 12-98%); sparser starts keep the working set, faster there from 250 points.
+_NUMPY_DENSE_WORK = 3.6e7
+_NUMPY_DENSE_START = 0.6
 # L2 stages below this many pairs run on the full matrix, the others on a working set (which falls back to the full
 # matrix itself once a quarter of the pairs are active). On the CPU every stage above the numpy stage's limit takes the
 # working set: on sparse plans of 250-400 points it was 1.5-3.4x faster than the full matrix, on dense ones as fast
@@ -89,7 +94,7 @@ def _newton(
         last = k == len(schedule) - 1
         small = n * m < (_WORKING_SET_MIN_PAIRS if cpu else _WORKING_SET_MIN_PAIRS_ACCELERATOR)
         stage = _working_set_stage if l2 and not small else _newton_stage
-        if l2 and cpu and min(n, m) ** 2 * max(n, m) <= _NUMPY_STAGE_WORK:
+        if l2 and cpu and _numpy_suits(prob, reg, cold=k == 0 and start is None):
             stage = _numpy_stage
         single = l2 and not last and stage is not _numpy_stage and _single_suffices(prob, reg)
         # Each stage is its own problem: `prob` keeps the target regulariser throughout.
@@ -117,6 +122,18 @@ def _newton(
         v = prob.block_maximize(u, v, side="v")
     # Converged only if the target stage was reached and met `tol`.
     return u, v, total, converged and last
+
+
+def _numpy_suits(prob: _Problem, reg: float, cold: bool) -> bool:
+    """Whether a CPU L2 stage at ``reg`` runs in numpy: small problems, and dense ones up to ``_NUMPY_DENSE_WORK``."""
+    n, m = prob.shape
+    work = min(n, m) ** 2 * max(n, m)
+    if work <= _NUMPY_STAGE_WORK:
+        return True
+    if work > _NUMPY_DENSE_WORK or not cold or prob.mask is not None:
+        return False
+    C, a, b = prob.C.numpy(), prob.a.numpy(), prob.b.numpy()
+    return all_active_start(C, a, b, reg, _NUMPY_DENSE_START) is not None
 
 
 def _single_suffices(prob: _Problem, reg: float) -> bool:

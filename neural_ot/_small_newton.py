@@ -32,6 +32,9 @@ _BAND_PROGRESS = 0.1
 # plans keep the direct solve, which CG's inexact steps would lengthen by Newton iterations.
 _CG_FRACTION = 0.8
 _CG_WORK = 8e5  # about 93^3: below it the direct solve was as fast or faster (60-90 points, dense)
+# Above this (about 215^3, where only dense problems run here: neural_ot._newton._numpy_suits) every step is by CG:
+# the Schur complement's product took 1.2-2x the torch stage's time on plans with 30-60% of their pairs active.
+_CG_ANY_WORK = 1e7
 _CG_MAX_ITER = 100
 
 
@@ -142,7 +145,9 @@ def _newton_step(
     delta = min(mean, max(1e-12 * scale, _DELTA * min(1.0, error) * mean))
     d1, d2 = d1 + delta, d2 + delta
     n, m = A.shape
-    if min(n, m) ** 2 * max(n, m) > _CG_WORK and float(dual.a @ Ab) >= _CG_FRACTION * float(dual.a.sum() * b.sum()):
+    work = min(n, m) ** 2 * max(n, m)
+    dense = float(dual.a @ Ab) >= _CG_FRACTION * float(dual.a.sum() * b.sum())
+    if work > _CG_ANY_WORK or (work > _CG_WORK and dense):
         return _cg_step(A, a_s, b, d1, d2, -g1, -g2, min(0.1, error**0.5))
     B = np.multiply(A, a_s[:, None], out=A)  # diag(a_s) A, in A's buffer (the 0/1 matrix is not needed again)
     AE = B * (-(b * b) / d2)[None, :]  # S = D1 + AE B^T = D1 - diag(a_s) A diag(b^2 / d2) A^T diag(a_s)

@@ -94,12 +94,37 @@ def test_an_isolated_point_is_handed_to_the_torch_stage(monkeypatch):
 
 
 def test_numpy_newton_runs_up_to_its_size_only(monkeypatch):
+    # Any plan up to about 215 x 215; dense-starting ones up to about 330 x 330, sparse ones there take the working set.
     calls = _spy(monkeypatch)
-    no.solve(_clouds(200, 200), reg=0.05)
-    assert len(calls) == 1
+    no.solve(_clouds(200, 200), reg=1e-6)  # two continuation stages, both by numpy
+    assert len(calls) == 2
     calls.clear()
-    no.solve(_clouds(250, 250), reg=0.05)
+    res = no.solve(_clouds(250, 250), reg=0.05)
+    assert len(calls) == 1 and calls[0][1] and (res.plan > 0).mean() > 0.9
+    calls.clear()
+    no.solve(_clouds(250, 250), reg=1e-6)  # several continuation stages, none of them by numpy
+    no.solve(_clouds(350, 350), reg=0.05)
     assert not calls
+    no.solve(_clouds(250, 250), reg=0.05, mask=no.keypoint_mask(250, 250, [(0, 5), (3, 3)]))
+    assert not calls
+
+
+def test_dense_problems_beyond_the_small_size_reach_the_torch_stages_optimum(monkeypatch):
+    M = _clouds(240, 260, seed=8)
+    rng = np.random.default_rng(9)
+    a, b = rng.uniform(0.5, 1.5, 240), rng.uniform(0.5, 1.5, 260)
+    a, b = a / a.sum(), b / b.sum()
+    calls, used = _spy(monkeypatch), _count_cg(monkeypatch)
+    for reg in (0.05, 0.01):  # about 97% and 60% of the pairs active: CG steps at any density here
+        fast = no.solve_discrete(a, b, M, reg, tol=1e-11)
+        assert calls == [(fast.n_iter, True)] and len(used) == fast.n_iter
+        with monkeypatch.context() as patch:
+            patch.setattr(_newton, "_NUMPY_DENSE_WORK", 0)
+            ref = no.solve_discrete(a, b, M, reg, tol=1e-11)
+        assert len(calls) == 1
+        assert fast.status == ref.status == "converged"
+        assert np.abs(fast.plan - ref.plan).sum() < 1e-9
+        calls.clear(), used.clear()
 
 
 @pytest.mark.parametrize("n", [5, 127, 128, 200])
