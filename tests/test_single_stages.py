@@ -34,6 +34,7 @@ def _stage_dtypes(monkeypatch) -> list[tuple[float, th.dtype]]:
 
     monkeypatch.setattr(_newton, "_working_set_stage", spy)
     monkeypatch.setattr(_newton, "_NUMPY_STAGE_WORK", 0)  # a working set from this size on
+    monkeypatch.setattr(_newton, "_NUMPY_DENSE_WORK", 0)
     return seen
 
 

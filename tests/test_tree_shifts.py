@@ -124,6 +124,7 @@ def test_masked_and_working_set_problems_take_the_shifts(monkeypatch):
     monkeypatch.setattr(_newton, "tree_shifts", spy)
     monkeypatch.setattr(_newton, "_WORKING_SET_MIN_PAIRS", 1000)  # a working set at this size
     monkeypatch.setattr(_newton, "_NUMPY_STAGE_WORK", 0)
+    monkeypatch.setattr(_newton, "_NUMPY_DENSE_WORK", 0)
     for m in (None, mask):
         res = no.solve_discrete(a, b, M, eps, mask=m)
         assert res.status == "converged"
