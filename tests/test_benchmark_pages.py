@@ -934,3 +934,60 @@ def test_solver_cpu_time_script_leaves_neural_ot_to_the_checkout_it_measures():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
     assert out.stdout.strip() == "[]"
+
+
+def test_small_problems_by_cg_against_pot_idle():
+    """docs/benchmarks.rst's "Small and mid-size problems by CG in numpy": the two tables are the idle records', and
+    the ratios of the bullets are theirs."""
+    small = _load("bench_small_numpy", ROOT / "examples" / "benchmarks" / "bench_small_numpy.py")
+    dispatch = _load("bench_stage_dispatch", ROOT / "examples" / "benchmarks" / "bench_stage_dispatch.py")
+    text = " ".join((ROOT / "docs" / "benchmarks.rst").read_text().split())
+    data = ROOT / "docs" / "data"
+    one = json.loads((data / "bench_small_numpy-idle-cg-1-blas-thread.json").read_text())
+    default = json.loads((data / "bench_small_numpy-idle-cg.json").read_text())
+    sparse = json.loads((data / "bench_small_numpy-idle-cg-sparse-1-blas-thread.json").read_text())
+    pot = json.loads((data / "bench_stage_dispatch-pot-idle.json").read_text())
+    assert (ROOT / "docs" / "bench_small_numpy_idle_cg_1_blas_thread.inc").read_text() == small.table(one)
+    assert (ROOT / "docs" / "bench_stage_dispatch_pot_idle.inc").read_text() == dispatch.table(pot)
+    for record in (one, default, sparse):
+        assert record["git"] == {"commit": "b584745cb090aa854adab679a7d2b77770ad7df1", "dirty": False}
+    assert pot["git"]["commit"].startswith("c0b23c6") and not pot["git"]["dirty"]  # b584745 and the script's modes
+    assert pot["args"]["pot"] and pot["args"]["repeats"] == 15
+    envs = [r["env"] for r in (one, default, sparse, pot)]
+    assert [e["OMP_NUM_THREADS"] for e in envs] == ["1", None, "1", "1"]
+    assert all(e["cpu"].startswith("Intel(R) Xeon") for e in envs)
+
+    def ratios(record, mode):
+        rows = [r for r in record["rows"] if r["case"].startswith("L2 exact")]
+        return {int(r["case"].rsplit("= ", 1)[1]): r[f"{mode}_median_ms"] / r["pot_median_ms"] for r in rows}
+
+    def span(values):
+        return f"{min(values):.2f}-{max(values):.2f}"
+
+    from neural_ot import _newton
+
+    numpy_one = ratios(one, "numpy_stage")
+    assert all(n**3 <= _newton._NUMPY_DENSE_WORK for n in numpy_one)  # the numpy stage ships at all five sizes
+    assert max(numpy_one.values()) < 1
+    assert f"takes {span(numpy_one.values())}x POT's time" in text
+    assert f"{span(ratios(default, 'numpy_stage').values())}x with numpy's default threads" in text
+    assert f"where the torch stage takes {span(ratios(one, 'torch_stage').values())}x" in text
+    rows = pot["rows"]
+    assert len(rows) == 24 and all(r["pot_median_ms"] > r["shipped_median_ms"] for r in rows)
+    dense = [r["pot_median_ms"] / r["shipped_median_ms"] for r in rows if "dense" in r["case"]]
+    sparse_speed = [r["pot_median_ms"] / r["shipped_median_ms"] for r in rows if "dense" not in r["case"]]
+    worst = max(r["shipped_error"] for r in rows)
+    assert worst <= 1e-9
+    assert (
+        f"the dense ones by {span(dense)}x, the sparse ones by {span(sparse_speed)}x, with marginal errors of "
+        f"{worst:.1e} or less" in text
+    )
+    full = {r["case"]: r["full_median_ms"] / r["numpy_median_ms"] for r in rows if "dense" in r["case"]}
+    got = f"{full['n = 250, dense (eps 0.05)']:.2f}x and {full['n = 300, dense (eps 0.05)']:.2f}x the numpy stage's time"
+    assert got in text
+    (s100,) = [r for r in one["rows"] if r["case"] == "L2 exact, n = 100"]
+    (d100,) = [r for r in rows if r["case"] == "n = 100, dense (eps 0.05)"]
+    assert (
+        f"{s100['numpy_stage_median_ms']:.2f} against POT's {s100['pot_median_ms']:.2f} ms in the first record, "
+        f"{d100['shipped_median_ms']:.2f} against {d100['pot_median_ms']:.2f} ms in the second" in text
+    )
