@@ -23,8 +23,10 @@ def test_pytest_benchmark_table_is_the_record():
     module = _load("bench_report", ROOT / "benchmarks" / "report.py")
     data = json.loads((ROOT / "docs" / "data" / "benchmarks" / "pytest-benchmark.json").read_text())
     assert (ROOT / "docs" / "benchmarks_pytest.inc").read_text() == module.table(data)
-    old = json.loads((ROOT / "docs" / "data" / "benchmarks" / "pytest-benchmark-9368ae2.json").read_text())
+    old = json.loads((ROOT / "docs" / "data" / "benchmarks" / "pytest-benchmark-0a0cdcd.json").read_text())
     assert (ROOT / "docs" / "benchmarks_compare.inc").read_text() == module.compare(data, old)
+    assert data["commit_info"]["id"].startswith("0efb35b") and not data["commit_info"]["dirty"]
+    assert data["machine_info"]["cpu"]["brand_raw"].startswith("Intel(R) Xeon")
     # Every group pairs at least two benchmarks, except OTPR's training step (no reference in this suite).
     groups = {}
     for b in data["benchmarks"]:
@@ -34,32 +36,41 @@ def test_pytest_benchmark_table_is_the_record():
 
 def test_benchmark_page_sentences():
     data = json.loads((ROOT / "docs" / "data" / "benchmarks" / "pytest-benchmark.json").read_text())
+    text = " ".join((ROOT / "docs" / "benchmarks.rst").read_text().split())
+
+    def medians(name):
+        record = json.loads((ROOT / "docs" / "data" / "benchmarks" / name).read_text())
+        return {b["name"]: b["stats"]["median"] for b in record["benchmarks"]}
+
+    def ratios(median, kind, sizes):
+        return [median[f"test_{kind}[neural_ot-{n}]"] / median[f"test_{kind}[pot-{n}]"] for n in sizes]
+
     median = {b["name"]: b["stats"]["median"] for b in data["benchmarks"]}
-    # "still slower than POT on small, easy problems, but by 1.3-2.4x"; "n = 300: 1.3x ..., 2.4x in the record before"
-    ratios = [median[f"test_l2_exact[neural_ot-{n}]"] / median[f"test_l2_exact[pot-{n}]"] for n in (100, 300, 500)]
-    assert round(min(ratios), 1) == 1.3 and round(max(ratios), 1) == 2.4 and round(ratios[1], 1) == 1.3
-    prev = json.loads((ROOT / "docs" / "data" / "benchmarks" / "pytest-benchmark-94c95ba.json").read_text())
-    prev_median = {b["name"]: b["stats"]["median"] for b in prev["benchmarks"]}
-    assert round(prev_median["test_l2_exact[neural_ot-300]"] / prev_median["test_l2_exact[pot-300]"], 1) == 2.4
-    # OTPR latency "3.5 ms ... and 0.91 ms ..., within the speed issue's 5 ms and 1 ms"
+    now = ratios(median, "l2_exact", (100, 300, 500))
+    assert max(now) < 1
+    assert "{:.2f}x, {:.2f}x and {:.2f}x POT's time at ``n = 100``, ``300`` and ``500``".format(*now) in text
+    before = ratios(medians("pytest-benchmark-0a0cdcd.json"), "l2_exact", (100, 300, 500))
+    first = ratios(medians("pytest-benchmark-9368ae2.json"), "l2_exact", (100, 300, 500))
+    assert (round(min(before), 1), round(max(before), 1), round(min(first)), round(max(first))) == (1.3, 2.4, 5, 13)
+    assert "(1.3-2.4x in the record before, 5-13x in the first)" in text
+    masked = ratios(median, "l2_masked", (100, 300))
+    assert "takes {:.2f}x POT's time at n = 100 and {:.2f}x at n = 300".format(*masked) in text
+    entropic = ratios(median, "entropic_exact", (300, 1000))
+    assert all(1 / 1.5 < r < 1.5 for r in entropic)  # "on par"
+    assert "({:.2f}x its time at ``n = 300``, {:.2f}x at ``n = 1000``)".format(*entropic) in text
+    # OTPR latency, within the speed issue's 5 ms and 1 ms
     collection, deterministic = (
         median["test_action_latency_collection[compatibility]"],
         median["test_action_latency_deterministic"],
     )
-    assert (round(collection * 1e3, 1), round(deterministic * 1e3, 2)) == (3.5, 0.91)
     assert collection <= 5e-3 and deterministic <= 1e-3
-    # "instead of 5-10x" in the previous record
-    old = json.loads((ROOT / "docs" / "data" / "benchmarks" / "pytest-benchmark-9368ae2.json").read_text())
-    before = {b["name"]: b["stats"]["median"] for b in old["benchmarks"]}
-    ratios = [before[f"test_l2_exact[neural_ot-{n}]"] / before[f"test_l2_exact[pot-{n}]"] for n in (100, 300, 500)]
-    assert round(min(ratios)) == 5 and round(max(ratios)) == 13
-    # masked: "within 8% of POT at n = 100 and 1.7x faster at n = 300"
-    assert median["test_l2_masked[neural_ot-100]"] <= 1.08 * median["test_l2_masked[pot-100]"]
-    assert round(median["test_l2_masked[pot-300]"] / median["test_l2_masked[neural_ot-300]"], 1) == 1.7
-    # "on par with ot.sinkhorn": within 1.5x either way
-    for n in (300, 1000):
-        ratio = median[f"test_entropic_exact[neural_ot-{n}]"] / median[f"test_entropic_exact[pot-{n}]"]
-        assert 1 / 1.5 < ratio < 1.5
+    assert f"{collection * 1e3:.2f} ms for the collection action" in text
+    assert f"and {deterministic * 1e3:.2f} ms for the deterministic action" in text
+    assert f"; {collection * 1e3:.2f} ms and {deterministic * 1e3:.2f} ms in the current one, on the Intel Xeon)" in text
+    amd = medians("pytest-benchmark-0a0cdcd.json")
+    got = (amd["test_action_latency_collection[compatibility]"], amd["test_action_latency_deterministic"])
+    assert (round(got[0] * 1e3, 1), round(got[1] * 1e3, 2)) == (3.5, 0.91)
+    assert "3.5 ms and 0.91 ms in the pytest-benchmark record of the same machine" in text
 
 
 def test_time_to_success_table_and_sentences_are_the_records():
