@@ -44,6 +44,8 @@ def tree_shifts(
     them). The same tensors are returned when no tree moves. The trees are found on the CPU (scipy's connected
     components); on an accelerator the pairs are copied there, which costs little beside a stalled stage.
     """
+    if (targets is None) != (curvature is None):
+        raise ValueError("`targets` and `curvature` go together (a relaxed problem's); got only one of them")
     n, m = prob.shape
     reach = np.inf  # how far a tree may move with every pair that can become active on the way among the candidates
     if isinstance(prob, _SparseProblem):
@@ -59,7 +61,7 @@ def tree_shifts(
         z = Zn[rows, cols]
     a, b = prob.a.cpu().numpy(), prob.b.cpu().numpy()
     relaxed = None
-    if targets is not None and curvature is not None:
+    if targets is not None and curvature is not None:  # (both or neither, checked above)
         ta, tb, ka, kb = (t.cpu().numpy() for t in (*targets, *curvature))
         relaxed = (ta, tb, ka, kb)
     du, dv = _shifts(n, m, rows, cols, z, a, b, prob.r.reg, relaxed, reach)

@@ -202,3 +202,14 @@ def test_a_large_dense_problem_shifts_within_the_reach_of_its_candidates(monkeyp
     monkeypatch.setattr(_tree_shifts, "_MAX_PAIRS", 30)  # fewer candidates than active pairs: nothing moves
     same = _tree_shifts.tree_shifts(prob, u, v)
     assert same[0] is u and same[1] is v
+
+
+def test_targets_without_curvature_are_refused():
+    # A relaxed problem's targets and curvature go together: one without the other used to fall back silently to the
+    # balanced shifts.
+    prob, u, v, relaxation, curvature = _relaxed_point(0, 1e-6)
+    targets = relaxation.marginals(u, v, prob.a, prob.b)
+    with pytest.raises(ValueError, match="`targets` and `curvature` go together"):
+        _tree_shifts.tree_shifts(prob, u, v, targets)
+    with pytest.raises(ValueError, match="`targets` and `curvature` go together"):
+        _tree_shifts.tree_shifts(prob, u, v, curvature=curvature)
