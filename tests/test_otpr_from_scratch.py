@@ -536,7 +536,12 @@ def test_semi_relaxed_dual_diagnostics_and_round_trip(tmp_path):
     target = (1 - v / rho) / 24
     assert diag["marginal_error_actions"] == pytest.approx(np.abs(col - target).sum() / target.sum(), rel=1e-4, abs=1e-6)
     assert diag["action_marginal_shift"] == pytest.approx(np.abs(target - 1 / 24).sum(), rel=1e-4, abs=1e-6)
-    assert "dual_gap" not in diag
+    # the gap to the exact semi-relaxed optimum of the same batch, in the same dual
+    w = np.full(24, 1 / 24)
+    exact = no.solve_discrete(w, w, C, g.reg, tol=1e-10, unbalanced=(math.inf, rho))
+    value = float(no.dual_objective(th.from_numpy(u), th.from_numpy(v), th.from_numpy(C), g.reg, unbalanced=(math.inf, rho)))
+    assert exact.status == "converged" and value <= exact.value_dual + 1e-12
+    assert diag["dual_gap"] == pytest.approx((exact.value_dual - value) / abs(exact.value_dual), rel=1e-3, abs=1e-6)
     model.save(tmp_path / "m")
     loaded = OTPR.load(tmp_path / "m", env=IdentityEnvBox(ep_length=20))
     assert loaded.dual_kwargs["unbalanced"] == rho
@@ -564,6 +569,7 @@ def test_semi_relaxed_dual_with_the_keypoint_mask():
     assert trainer.masked and trainer.solver.relaxation.rho_y == 0.5
     diag = model.dual_diagnostics(24)
     assert all(np.isfinite(diag[k]) for k in ("marginal_error", "action_marginal_shift", "h_nonzero_frac_heldout"))
+    assert "dual_gap" not in diag  # keypoint columns keep their mass: no relaxed exact problem states that
     batch = trainer.solver.sample_batch(24)
     u, v = trainer.solver.potentials_on(batch)
     rows, cols = trainer.solver.target_marginals(batch, u, v)
