@@ -32,8 +32,8 @@ _BAND_PROGRESS = 0.1
 # plans keep the direct solve, which CG's inexact steps would lengthen by Newton iterations.
 _CG_FRACTION = 0.8
 _CG_WORK = 8e5  # about 93^3: below it the direct solve was as fast or faster (60-90 points, dense)
-# Above this (about 215^3, where only dense problems run here: neural_ot._newton._numpy_suits) every step is by CG:
-# the Schur complement's product took 1.2-2x the torch stage's time on plans with 30-60% of their pairs active.
+# Above this (about 215^3, where only dense-starting problems run here: neural_ot._newton._numpy_suits) every step is
+# by CG: with the Schur complement such solves took 1.0-2.0x the torch stage's time where 22-67% of pairs end active.
 _CG_ANY_WORK = 1e7
 _CG_MAX_ITER = 100
 
@@ -130,9 +130,10 @@ def _newton_step(
 ) -> tuple[np.ndarray, np.ndarray] | None:
     """Return the Levenberg-regularised Newton step: by CG on a dense plan, else by Cholesky of a Schur complement.
 
-    The Hessian is ``[[D1, W], [W^T, D2]]`` with ``W = diag(a_s) A diag(b)``, ``A`` the 0/1 matrix of pairs with
-    curvature (``z`` above ``-2 eps band``); ``None`` where a point has none (the torch stage repairs it by a block
-    step) or Cholesky fails. CG stops at the torch stage's relative residual, ``min(0.1, sqrt(error))``.
+    CG also takes every step above ``_CG_ANY_WORK``. The Hessian is ``[[D1, W], [W^T, D2]]`` with ``W = diag(a_s) A
+    diag(b)``, ``A`` the 0/1 matrix of pairs with curvature (``z`` above ``-2 eps band``); ``None`` where a point has
+    none (the torch stage repairs it by a block step) or Cholesky fails. CG stops at the torch stage's relative
+    residual, ``min(0.1, sqrt(error))``.
     """
     a_s, b = dual.a_s, dual.b
     np.greater(dual.Z, -2.0 * dual.eps * band, out=A)
