@@ -1002,3 +1002,50 @@ def test_small_problems_by_cg_against_pot_idle():
         f"{s100['numpy_stage_median_ms']:.2f} against POT's {s100['pot_median_ms']:.2f} ms in the first record, "
         f"{d100['shipped_median_ms']:.2f} against {d100['pot_median_ms']:.2f} ms in the second" in text
     )
+
+
+def test_speed_issue_on_the_intel_machine_tables_and_sentences():
+    """docs/benchmarks.rst's "The speed issue's targets on the Intel Xeon": its tables are the records', and the
+    ratios, the profile's split and the latencies in its bullets are theirs."""
+    module = _load("markdown_tables", ROOT / "examples" / "benchmarks" / "markdown_tables.py")
+    overhead = _load("overhead_table", ROOT / "examples" / "benchmarks" / "overhead_table.py")
+    page = " ".join((ROOT / "docs" / "benchmarks.rst").read_text().split())
+    data = ROOT / "docs" / "data"
+    found = {}
+    for threads in ("1thread", "2threads"):
+        record = module.tables((data / f"bench_otpr_speed-2026-12-07-intel-{threads}.txt").read_text())
+        for slug, rows in record.items():
+            name = f"bench_otpr_intel_{threads}_{slug}_table.inc"
+            assert (ROOT / "docs" / name).read_text() == module.list_table(rows) and f".. include:: {name}" in page
+        found[threads] = {slug: {r[0]: r[1:] for r in rows[1:]} for slug, rows in record.items()}
+    otpr = "OTPR (L=8, K=5, 3x256 actor and critics)"
+    claims = "OTPR, claims' H (reg 0.05, 256 reference actions, masked, spread)"
+    vs_q = {t: (found[t]["speed"][otpr][-1], found[t]["speed"][claims][-1]) for t in found}
+    assert f"take {vs_q['1thread'][0]} (one thread) and {vs_q['2threads'][0]} (two threads)" in page
+    assert f"the claims study's H takes {vs_q['1thread'][1]} and {vs_q['2threads'][1]}" in page
+    assert all(float(x.rstrip("x")) > 1.25 for pair in vs_q.values() for x in pair)  # "not met here either"
+    h_text = (data / "profile_otpr_step-2026-12-07-intel-h-1thread.txt").read_text()
+    q_text = (data / "profile_otpr_step-2026-12-07-intel-q-1thread.txt").read_text()
+    assert (ROOT / "docs" / "overhead_by_component_intel.inc").read_text() == overhead.table(h_text, q_text)
+    (h_total, h), (q_total, q) = overhead.read_profile(h_text), overhead.read_profile(q_text)
+    added = h_total - q_total
+    assert f"OTPR takes {h_total / q_total:.2f}x the Q loop ({h_total:.1f} against {q_total:.1f} ms per env step)" in page
+    dual, pairs = "dual: potentials step", "of which: cost matrix (critic on all pairs)"
+    actor, collect = "actor: score-matching step (with its targets)", "collection: L candidates, DDIM, H, draw"
+    assert (
+        f"The {added:.1f} ms that OT adds are the dual's potentials step ({h[dual]:.1f} ms, of which {h[pairs]:.1f} ms" in page
+    )
+    assert (
+        f"the actor's step ({h[actor] - q[actor]:.1f} ms more" in page
+        and f"collection ({h[collect] - q[collect]:.1f} ms more)" in page
+    )
+    allowed = 0.25 * q_total
+    assert (
+        f"The target allows {allowed:.1f} ms, so {added - allowed:.1f} ms ({100 * (added - allowed) / added:.0f}% of what"
+        in page
+    )
+    latency = {t: {k: float(v[0]) for k, v in found[t]["latency"].items()} for t in found}
+    collect_l, det = "OTPR collection (L=8 candidates, K=5 DDIM, H resampling)", "OTPR evaluation (L=1, fixed noise, K=5)"
+    one, two = latency["1thread"], latency["2threads"]
+    assert f"{one[collect_l]:.1f} ms for a collection action at one thread and {two[collect_l]:.1f} ms at two" in page
+    assert f"a deterministic action {one[det]:.2f} ms at one thread and {two[det]:.2f} ms at two" in page
