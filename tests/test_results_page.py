@@ -537,14 +537,15 @@ def test_baselines_start_sentences():
     page = " ".join((ROOT / "docs" / "results.rst").read_text().split())
     assert "start at BC's success, seed by seed" in page
     assert "IBRL starts below BC on every seed in, and IDQL-N does on every seed of Push" in page
-    assert "and it starts within 0.07 of BC on every seed in" in page
+    assert "it starts within 0.07 of BC on all but one seed in, and 0.12 below it on PickAndPlace's seed 4" in page
+    dsrl_gaps = {}
     starts: dict[tuple[str, str], dict[str, float]] = {}
     for path in (ROOT / "results" / "baselines" / "report" / "runs").glob("*/*/s*/summary.json"):
         task, method, seed = path.parts[-4:-1]
         name = re.sub(r"-[0-9a-f]{8}$", "", method)  # a run directory of a tuned method ends in its settings' hash
         starts.setdefault((task, seed), {})[name] = json.loads(path.read_text())["start_success"]
     checked = {"pretrained": 0, "ibrl": 0, "idql-n": 0}
-    for (task, _), by_method in starts.items():
+    for (task, seed), by_method in starts.items():
         if "bc" not in by_method:  # a seed whose BC run is not collected yet (RLPD-HER runs first on Push)
             continue
         bc = by_method["bc"]
@@ -555,12 +556,14 @@ def test_baselines_start_sentences():
         if "ibrl" in by_method:
             assert by_method["ibrl"] < bc, task
             checked["ibrl"] += 1
-        if "dsrl" in by_method:  # "it starts within 0.07 of BC"
-            assert abs(by_method["dsrl"] - bc) <= 0.07 + 1e-9, task
+        if "dsrl" in by_method:
+            dsrl_gaps[(task, seed)] = round(by_method["dsrl"] - bc, 2)
         if "idql-n" in by_method and task == "FetchPush":
             assert by_method["idql-n"] < bc
             checked["idql-n"] += 1
     assert checked["pretrained"] >= 16 and checked["ibrl"] >= 4 and checked["idql-n"] >= 2
+    outside = {k: v for k, v in dsrl_gaps.items() if abs(v) > 0.07 + 1e-9}
+    assert outside == {("FetchPickAndPlace", "s4"): -0.12} and len(dsrl_gaps) >= 8
 
 
 def test_push_failures_sentence():
