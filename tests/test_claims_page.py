@@ -981,7 +981,7 @@ def test_second_wave_regime_a_verdict_sentences():
     readme = " ".join((ROOT / "README.md").read_text().split())
     assert (
         "there `H` trails the Q guidance, the advantage weights and the authors' release on both metrics, and the mask "
-        "is undecided." in readme
+        "is undecided; and regime (c) again" in readme
     )
     status = " ".join((ROOT / "docs" / "results_status.inc").read_text().split())
     assert "claim 3 is reversed against the Q guidance too, and claim 4 is undecided" in status
@@ -989,3 +989,58 @@ def test_second_wave_regime_a_verdict_sentences():
     kinds = {r["seed"]: r["cpu"] for r in regime_a}
     assert {s for s, c in kinds.items() if c == "AMD EPYC"} == set(range(6))
     assert {s for s, c in kinds.items() if c.startswith("Intel")} == set(range(6, 10))
+
+
+def test_second_wave_regime_c_verdict_sentences():
+    """The second wave's regime (c): ten paired seeds, one commit, all on the Intel Xeon, and the paragraph "What the
+    second wave's regime (c) decides" (and the status paragraph, README and results page) read its verdicts right."""
+    module = load_script("examples/claims/claims_verdicts.py")
+    runs = module.report_runs(str(ROOT / "results" / "claims" / "candidates_report" / "runs"))
+    regime_c = [r for r in runs if r["regime"] == "c"]
+    assert len(regime_c) == 50 and {r["commit"][:7] for r in regime_c} == {"cddd2d9"}
+    assert {r["cpu"] for r in regime_c} == {"Intel(R) Xeon(R) Processor"}
+    rows = {(r["comparison"], r["metric"]): r for r in module.verdicts(runs) if r["regime"] == "c"}
+    page = " ".join((ROOT / "docs" / "claims.rst").read_text().split())
+    q, adv, mask, authors = ("H - Q", "H - advantage", "H - H, unmasked", "H - authors' release")
+    metrics = ("last five", "AUC")
+    assert all(rows[(c, m)]["decision"].seeds == 10 for c in (q, adv, mask, authors) for m in metrics)
+    assert all(r["decision"].verdict == r["t"].verdict for r in rows.values())  # "The Student-t intervals give the same"
+    verdict = {k: r["decision"].verdict for k, r in rows.items()}
+    mean = {k: r["decision"].mean for k, r in rows.items()}
+    assert {verdict[(c, m)] for c in (q, adv) for m in metrics} == {"reversed"}
+    assert all(rows[(c, m)]["decision"].ci95[1] < 0 for c in (q, adv) for m in metrics)
+    assert (
+        f"H ends {-mean[(q, 'last five')]:.2f} below the Q arm on the last five evaluations and {-mean[(q, 'AUC')]:.2f} "
+        "below it in AUC, both 95% intervals below zero" in page
+    )
+    assert (
+        f"the advantage arm ends {-mean[(adv, 'last five')]:.2f} above H on the last five evaluations and is "
+        f"{-mean[(adv, 'AUC')]:.2f} above it in AUC" in page
+    )
+    first = {
+        (r["comparison"], r["metric"]): r["decision"] for r in module.verdicts(module.report_runs()) if r["regime"] == "c"
+    }
+    assert f"with replay targets, H ended {first[(q, 'last five')].mean:.2f} above it" in page
+    assert f"({-first[(adv, 'last five')].mean:.2f} and {-first[(adv, 'AUC')].mean:.2f} in the first wave)" in page
+    assert (
+        f"The authors' release ends {-mean[(authors, 'last five')]:.2f} above H on the last five evaluations and is "
+        f"{-mean[(authors, 'AUC')]:.2f} above it in AUC" in page
+    )
+    assert {verdict[(authors, m)] for m in metrics} == {"reversed"}
+    last, auc = rows[(mask, "last five")]["decision"], rows[(mask, "AUC")]["decision"]
+    assert verdict[(mask, "last five")] == verdict[(mask, "AUC")] == "undecided"
+    text = (
+        f"H minus H unmasked is {last.mean:+.2f} on the last five evaluations (95% interval {last.ci95[0]:+.2f} to "
+        f"{last.ci95[1]:+.2f}) and {auc.mean:+.2f} in AUC ({auc.ci95[0]:+.2f} to {auc.ci95[1]:+.2f}); about "
+        f"{last.seeds_needed} and {auc.seeds_needed} paired seeds would decide"
+    )
+    assert text in page
+    assert "its regime (c) is decided too, with the same verdicts" in page
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    assert "and regime (c) again, with the same verdicts" in readme
+    status = " ".join((ROOT / "docs" / "results_status.inc").read_text().split())
+    assert "its regime (c) on the same day, with the same verdicts" in status
+    results = " ".join((ROOT / "docs" / "results_claims.inc").read_text().split())
+    assert "reverses claim 3 against the Q guidance as well, in both regimes, on both primary metrics" in results
+    second_a = {(r["comparison"], r["metric"]): r["decision"] for r in module.verdicts(runs) if r["regime"] == "a"}
+    assert all(second_a[(q, m)].verdict == verdict[(q, m)] == "reversed" for m in metrics)
