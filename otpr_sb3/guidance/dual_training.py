@@ -207,12 +207,12 @@ class DualTrainer:
             "marginal_error_states": error_states,
             "marginal_error_actions": error_actions,
         }
-        stats["h_nonzero_frac_heldout"] = float((T > 0).float().mean())  # weights are positive: T > 0 iff H > 0
+        h_nonzero = {"h_nonzero_frac_heldout": float((T > 0).float().mean())}  # weights are positive: T > 0 iff H > 0
         relaxed = None if self.unbalanced is None else (math.inf, self.unbalanced)
         if relaxed is not None:  # how far the actions' mass moved
             stats["action_marginal_shift"] = float((cols - wy).abs().sum() / wy.sum())
             if mask is not None:  # keypoint columns keep their mass: not a problem solve_discrete's relaxation states
-                return stats
+                return {**stats, **h_nonzero}
         value = float(dual_objective(u, v, C, g.reg, wx, wy, mask, unbalanced=relaxed))
         exact = solve_discrete(
             wx.double().cpu(),
@@ -224,4 +224,4 @@ class DualTrainer:
             unbalanced=relaxed,
         )
         best = float(exact.value_dual)
-        return {**stats, "dual_gap": (best - value) / max(abs(best), 1e-12)}
+        return {**stats, "dual_gap": (best - value) / max(abs(best), 1e-12), **h_nonzero}  # the logged keys' order
