@@ -11,6 +11,19 @@ import neural_ot as no
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def _small_pot_ratios(record, mode, kind="L2 exact"):
+    """Size -> ``mode``'s median time over POT's, for the problems of a bench_small_numpy.py record named ``kind``."""
+    return {
+        int(r["case"].rsplit("= ", 1)[1]): r[f"{mode}_median_ms"] / r["pot_median_ms"]
+        for r in record["rows"]
+        if r["case"].startswith(kind)
+    }
+
+
+def _span(values):
+    return f"{min(values):.2f}-{max(values):.2f}"
+
+
 def _load(name, path):
     """Import a script of the repository (examples/benchmarks, benchmarks) as a module."""
     spec = importlib.util.spec_from_file_location(name, path)
@@ -668,16 +681,7 @@ def test_idle_intel_records_and_sentences():
     assert [e["OMP_NUM_THREADS"] for e in envs] == ["1", None, "1", "1"]
     assert (ROOT / "docs" / "bench_small_numpy_idle_intel_1_blas_thread.inc").read_text() == module.table(one)
 
-    def ratios(record, mode, kind="L2 exact"):
-        return {
-            int(r["case"].rsplit("= ", 1)[1]): r[f"{mode}_median_ms"] / r["pot_median_ms"]
-            for r in record["rows"]
-            if r["case"].startswith(kind)
-        }
-
-    def span(values):
-        return f"{min(values):.2f}-{max(values):.2f}"
-
+    ratios, span = _small_pot_ratios, _span
     numpy_one, torch_one = ratios(one, "numpy_stage"), ratios(one, "torch_stage")
     assert f"the numpy stage takes {span(numpy_one.values())}x POT's time" in text
     shipped = [numpy_one[n] for n in (100, 150, 200)]
@@ -968,13 +972,7 @@ def test_small_problems_by_cg_against_pot_idle():
     assert [e["OMP_NUM_THREADS"] for e in envs] == ["1", None, "1", "1"]
     assert all(e["cpu"].startswith("Intel(R) Xeon") for e in envs)
 
-    def ratios(record, mode):
-        rows = [r for r in record["rows"] if r["case"].startswith("L2 exact")]
-        return {int(r["case"].rsplit("= ", 1)[1]): r[f"{mode}_median_ms"] / r["pot_median_ms"] for r in rows}
-
-    def span(values):
-        return f"{min(values):.2f}-{max(values):.2f}"
-
+    ratios, span = _small_pot_ratios, _span
     from neural_ot import _newton
 
     numpy_one = ratios(one, "numpy_stage")

@@ -935,6 +935,17 @@ def test_regime_c_verdict_sentences():
     assert last.mean < 0
 
 
+def _undecided_mask_sentence(rows, mask):
+    """The claim-4 sentence of a second-wave regime's verdicts (both metrics undecided), from its verdict rows."""
+    last, auc = rows[(mask, "last five")]["decision"], rows[(mask, "AUC")]["decision"]
+    assert last.verdict == auc.verdict == "undecided"
+    return (
+        f"H minus H unmasked is {last.mean:+.2f} on the last five evaluations (95% interval {last.ci95[0]:+.2f} to "
+        f"{last.ci95[1]:+.2f}) and {auc.mean:+.2f} in AUC ({auc.ci95[0]:+.2f} to {auc.ci95[1]:+.2f}); about "
+        f"{last.seeds_needed} and {auc.seeds_needed} paired seeds would decide"
+    )
+
+
 def test_second_wave_regime_a_verdict_sentences():
     """The second wave's regime (a): ten paired seeds, one commit, each seed's arms on one CPU kind, and the status
     paragraph and the bullets under "What the second wave's regime (a) decides" read its verdicts right."""
@@ -964,14 +975,7 @@ def test_second_wave_regime_a_verdict_sentences():
     assert "the advantage arm ends 0.43 above H on the last five evaluations and is 0.30 above it in AUC" in page
     assert (mean[(authors, "last five")], mean[(authors, "AUC")]) == (-0.20, -0.09)
     assert "The authors' release ends 0.20 above H on the last five evaluations and is 0.09 above it in AUC" in page
-    last, auc = rows[(mask, "last five")]["decision"], rows[(mask, "AUC")]["decision"]
-    assert verdict[(mask, "last five")] == verdict[(mask, "AUC")] == "undecided"
-    text = (
-        f"H minus H unmasked is {last.mean:+.2f} on the last five evaluations (95% interval {last.ci95[0]:+.2f} to "
-        f"{last.ci95[1]:+.2f}) and {auc.mean:+.2f} in AUC ({auc.ci95[0]:+.2f} to {auc.ci95[1]:+.2f}); about "
-        f"{last.seeds_needed} and {auc.seeds_needed} paired seeds would decide"
-    )
-    assert text in page
+    assert _undecided_mask_sentence(rows, mask) in page
     # "In the first wave, with replay targets, H ended 0.61 above it"
     first_wave = module.verdicts(module.report_runs())
     first = {(r["comparison"], r["metric"]): r["decision"] for r in first_wave if r["regime"] == "a"}
@@ -1027,14 +1031,7 @@ def test_second_wave_regime_c_verdict_sentences():
         f"{-mean[(authors, 'AUC')]:.2f} above it in AUC" in page
     )
     assert {verdict[(authors, m)] for m in metrics} == {"reversed"}
-    last, auc = rows[(mask, "last five")]["decision"], rows[(mask, "AUC")]["decision"]
-    assert verdict[(mask, "last five")] == verdict[(mask, "AUC")] == "undecided"
-    text = (
-        f"H minus H unmasked is {last.mean:+.2f} on the last five evaluations (95% interval {last.ci95[0]:+.2f} to "
-        f"{last.ci95[1]:+.2f}) and {auc.mean:+.2f} in AUC ({auc.ci95[0]:+.2f} to {auc.ci95[1]:+.2f}); about "
-        f"{last.seeds_needed} and {auc.seeds_needed} paired seeds would decide"
-    )
-    assert text in page
+    assert _undecided_mask_sentence(rows, mask) in page
     assert "its regime (c) is decided too, with the same verdicts" in page
     readme = " ".join((ROOT / "README.md").read_text().split())
     assert "and regime (c) again, with the same verdicts" in readme
