@@ -2,6 +2,7 @@
 
 import pytest
 import torch as th
+import torch.nn.functional as F
 from otpr_helpers import FAST, IdentityEnvBox, fast, identity_demos
 
 from otpr_sb3 import OTPR
@@ -105,6 +106,32 @@ def test_bfloat16_pairs_stay_close_to_float32_and_keep_the_plan():
     p16 = solve_discrete(a, b, (c16 / spread).double(), 0.01).plan
     assert 0.1 < float((p32 > 0).double().mean()) < 0.5
     assert float((p32 - p16).abs().sum() / 2) < 0.05
+
+
+def _autocast_pairs(q, obs, act):
+    """min(Q1, Q2) of ``obs`` with ``act`` ``(m, d)`` (all pairs) or ``(n, m, d)`` (each state's own), as autocast runs
+    the bfloat16 layers: the reference of the fused fast path."""
+    d, out = obs.shape[1], []
+    for net in q.q_networks:
+        h = F.linear(obs, net[0].weight[:, :d], net[0].bias).unsqueeze(1) + F.linear(act, net[0].weight[:, d:])
+        with th.autocast("cpu", dtype=th.bfloat16):
+            h2 = net[1:-1](h.reshape(-1, h.shape[-1]))
+        out.append(net[-1](h2.float()).reshape(h.shape[:2]))
+    return th.minimum(*out)
+
+
+def test_bfloat16_pairs_are_autocasts_numbers_with_the_relu_fused():
+    # oneDNN's product with the ReLU fused rounds as the product and the ReLU apart: the same bits, not just close.
+    th.manual_seed(1)
+    q = TwinQ(12, 4, hidden=(256, 256, 256), pair_precision="bfloat16")
+    obs, act = th.randn(48, 12) * 2, th.rand(40, 4) * 2 - 1
+    with th.no_grad():
+        reference = _autocast_pairs(q, obs, act)
+        assert th.equal(q.pairwise_min(obs, act), reference)
+        own = act[:35].reshape(5, 7, 4)
+        assert th.equal(q.grouped_min(obs[:5], own), _autocast_pairs(q, obs[:5], own))
+    # With gradients enabled (the fused product has none) the plain product and ReLU run: the same numbers.
+    assert th.equal(q.pairwise_min(obs, act).detach(), reference)
 
 
 def test_pair_precision_resolution_and_validation(monkeypatch):
