@@ -205,7 +205,7 @@ def test_baselines_tuning_table_is_the_collected_runs():
 
 def test_new_task_sweeps_run_the_strongest_baseline_of_the_fetch_table():
     """ "That baseline is Diffusion-QL at the baselines study's tuned eta = 0.5 (... the highest mean final success over
-    the two Fetch tasks in the baselines report so far)": checked against the committed report's summary, so that a
+    the two Fetch tasks in the baselines report)": checked against the committed report's summary, so that a
     change in Table 1 that would pick another baseline fails here."""
     import csv
 
@@ -590,7 +590,7 @@ def test_push_failures_sentence():
     left behind or short of the goal more than half of the failed episodes in every one but DQL's seed 2."""
     page = " ".join((ROOT / "docs" / "results.rst").read_text().split())
     assert (
-        '"stalled" accounts for at most 8 of 100 episodes in any Push model classified so far (DQL\'s seed 2; at most 4 '
+        '"stalled" accounts for at most 8 of 100 episodes in any Push model classified (DQL\'s seed 2; at most 4 '
         "in the others), and in every one but DQL's seed 2 an object left behind or still short of the goal accounts "
         "for more than half of the failed episodes (DQL's seed 2: 13 of its 33, with 8 that passed the goal)"
     ) in page
