@@ -155,7 +155,7 @@ def cost_table(record: dict[str, Any], report_runs: str = REPORT_RUNS) -> str:
     text = list_table(headers, rows)
     if slowdowns:
         text += (
-            f"\nIn the report's runs collected so far, an env step took {min(slowdowns):.1f}-{max(slowdowns):.1f} times "
+            f"\nIn the report's runs, an env step took {min(slowdowns):.1f}-{max(slowdowns):.1f} times "
             "its method's CPU cost in wall-clock.\n"
         )
     return text
