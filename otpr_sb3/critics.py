@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch as th
@@ -87,6 +88,41 @@ class TwinQCritic(ContinuousCritic):
             share_features_extractor=False,
         )
         self.pair_precision = pair_precision
+        # bfloat16 copies of the hidden layers for the pair fast paths, by (network, layer): kept between optimiser
+        # steps once `keep_pair_weights` ties them to the optimiser; None: made at every evaluation.
+        self._pair_weights: dict[tuple[int, int], tuple[tuple[int, int, int], th.Tensor, th.Tensor]] | None = None
+
+    def keep_pair_weights(self, optimizer: th.optim.Optimizer) -> None:
+        """Keep the bfloat16 copies of the hidden layers that the pair fast paths use, until ``optimizer`` steps.
+
+        Casting the hidden layers at every evaluation costs about as much as a pair evaluation's own ReLU passes. The
+        copies are dropped after every step of ``optimizer``, which must be the one that trains these networks (a
+        fused Adam changes the weights in place without a trace on the tensors), and remade when a layer's
+        storage or version changes (``load_state_dict``, ``to``, a non-fused optimiser). Weights changed through
+        ``.data`` by other code are not seen: leave such a critic without this (a target critic).
+        """
+        self._pair_weights = {}
+        optimizer.register_step_post_hook(self._drop_pair_weights)
+
+    def __getstate__(self) -> dict[str, Any]:
+        # A copy's optimiser has no step hook (optimisers do not copy theirs): it casts at every evaluation.
+        state = dict(super().__getstate__())
+        state["_pair_weights"] = None
+        return state
+
+    def _drop_pair_weights(self, *_: Any) -> None:
+        if self._pair_weights is not None:
+            self._pair_weights.clear()
+
+    def _low_weights(self, key: tuple[int, int], layer: nn.Linear) -> tuple[th.Tensor, th.Tensor]:
+        stamp = (layer.weight.data_ptr(), layer.weight._version, layer.bias._version)
+        kept = self._pair_weights
+        hit = None if kept is None else kept.get(key)
+        if hit is None or hit[0] != stamp:
+            hit = (stamp, layer.weight.to(th.bfloat16), layer.bias.to(th.bfloat16))
+            if kept is not None:
+                kept[key] = hit
+        return hit[1], hit[2]
 
     def both(self, obs: th.Tensor, act: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
         """Both estimates, each of shape ``(n,)``."""
@@ -117,19 +153,22 @@ class TwinQCritic(ContinuousCritic):
         # Only float32 evaluations are lowered: a policy cast to float64 keeps its precision.
         low = obs.dtype == th.float32 and pair_dtype(self.pair_precision, obs.device) != th.float32
         q = []
-        for net in self.q_networks:
+        for i, net in enumerate(self.q_networks):
             first, hidden, last = _relu_mlp_layers(net)
             if not low:
                 h = F.linear(obs, first.weight[:, :d], first.bias).unsqueeze(1) + F.linear(act, first.weight[:, d:])
-                q.append(net[1:](h.reshape(shape[0] * shape[1], -1)).reshape(shape))
+                h = F.relu(h.reshape(shape[0] * shape[1], -1))
+                for layer in hidden:
+                    h = F.relu(layer(h))
+                q.append(last(h).reshape(shape))
                 continue
             # bfloat16 hidden layers, as autocast would run them (inputs, weights and biases rounded to bfloat16,
             # float32 accumulation) but with each ReLU fused into its product; the output layer stays float32: Q's
             # offset is large next to the differences the plan uses.
             h = F.linear(obs, first.weight[:, :d], first.bias).unsqueeze(1) + F.linear(act, first.weight[:, d:])
             h = th.relu_(h.reshape(shape[0] * shape[1], -1)).to(th.bfloat16)  # ReLU in float32: faster, same numbers
-            for layer in hidden:
-                h = _linear_relu(h, layer.weight.to(th.bfloat16), layer.bias.to(th.bfloat16))
+            for j, layer in enumerate(hidden):
+                h = _linear_relu(h, *self._low_weights((i, j), layer))
             q.append(last(h.float()).reshape(shape))
         return th.minimum(q[0], q[1])
 

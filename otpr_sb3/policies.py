@@ -183,6 +183,7 @@ class OTPRPolicy(BasePolicy):
         self.actor.optimizer = opt(self.actor.parameters(), lr=actor_lr0, **kwargs)  # type: ignore[call-arg]
         critic_params = [*self.critic.parameters(), *self.features_extractor.parameters()]  # the critic trains features
         self.critic.optimizer = opt(critic_params, lr=lr_schedule(1), **kwargs)  # type: ignore[call-arg]
+        self.critic.keep_pair_weights(self.critic.optimizer)  # not the target critic, which moves through `.data`
         self.value.optimizer = opt(self.value.parameters(), lr=value_lr0, **kwargs)  # type: ignore[call-arg]
 
     def _get_constructor_parameters(self) -> dict[str, Any]:

@@ -134,6 +134,38 @@ def test_bfloat16_pairs_are_autocasts_numbers_with_the_relu_fused():
     assert th.equal(q.pairwise_min(obs, act).detach(), reference)
 
 
+def test_kept_bfloat16_weights_follow_every_change_of_the_critic():
+    import copy
+
+    th.manual_seed(2)
+    q = TwinQ(12, 4, hidden=(64, 64, 64), pair_precision="bfloat16")
+    q.optimizer = th.optim.Adam(q.parameters(), lr=1e-2, fused=True)  # in place, without bumping tensor versions
+    q.keep_pair_weights(q.optimizer)
+    obs, act = th.randn(30, 12), th.rand(20, 4) * 2 - 1
+
+    def pairs(critic):
+        with th.no_grad():
+            return critic.pairwise_min(obs, act)
+
+    before = pairs(q)
+    assert th.equal(pairs(q), before) and th.equal(before, _autocast_pairs(q, obs, act))
+    q.optimizer.zero_grad()
+    q.min(obs, act[:1].expand(30, 4)).sum().backward()
+    q.optimizer.step()
+    after = pairs(q)
+    assert not th.equal(after, before) and th.equal(after, _autocast_pairs(q, obs, act))
+    other = TwinQ(12, 4, hidden=(64, 64, 64), pair_precision="bfloat16")
+    q.load_state_dict(other.state_dict())
+    assert th.equal(pairs(q), pairs(other))
+    # A deep copy (the policy's target critic is one) keeps none: optimisers do not copy their step hooks.
+    twin = copy.deepcopy(q)
+    pairs(twin)
+    twin.optimizer.zero_grad()
+    twin.min(obs, act[:1].expand(30, 4)).sum().backward()
+    twin.optimizer.step()
+    assert th.equal(pairs(twin), _autocast_pairs(twin, obs, act)) and th.equal(pairs(q), pairs(other))
+
+
 def test_pair_precision_resolution_and_validation(monkeypatch):
     from otpr_sb3 import critics
 

@@ -1,6 +1,7 @@
 """Wall-clock of OTPR fine-tuning against SAC on FetchPickAndPlace-v4, side by side in one process.
 
-Run: ``python examples/benchmarks/bench_otpr_speed.py [--steps 2000] [--threads 2] [--levers] [--models otpr q ...]``.
+Run: ``python examples/benchmarks/bench_otpr_speed.py [--steps 2000] [--threads 2] [--levers] [--models otpr q ...]
+[--rounds 10]``.
 Every algorithm does one gradient step per environment step (``train_freq=1, gradient_steps=1``, batch 256) after
 the same warm-up, so the ratio isolates the cost of the diffusion actor and the OT machinery (against OTPR's own
 loop with Q guidance, ``q``: what the OT part adds). Also reports per-action inference latency of OTPR (L=8
@@ -30,6 +31,28 @@ def steps_per_second(model, steps: int, warmup: int) -> float:
     t0 = time.perf_counter()
     model.learn(steps, reset_num_timesteps=False)
     return steps / (time.perf_counter() - t0)
+
+
+def interleaved_rates(models: dict, steps: int, warmup: int, rounds: int) -> dict[str, tuple[float, float]]:
+    """Env steps/s of each model by wall-clock and by CPU time, from ``rounds`` blocks of ``steps // rounds`` steps.
+
+    The models take turns block by block (after each one's warm-up), so a load that comes and goes, such as other
+    processes on the machine, falls on all of them alike; the median block of each is kept. With one torch thread
+    the CPU time is the process's own work, which another process on the other core does not inflate.
+    """
+    for model in models.values():
+        model.learn(warmup)
+    block = max(1, steps // rounds)
+    times: dict[str, list[tuple[float, float]]] = {name: [] for name in models}
+    for _ in range(rounds):
+        for name, model in models.items():
+            wall, cpu = time.perf_counter(), time.process_time()
+            model.learn(block, reset_num_timesteps=False)
+            times[name].append((time.perf_counter() - wall, time.process_time() - cpu))
+    return {
+        name: (block / float(np.median([w for w, _ in t])), block / float(np.median([c for _, c in t])))
+        for name, t in times.items()
+    }
 
 
 def latency_ms(model, obs, deterministic: bool, n: int = 300) -> float:
@@ -73,6 +96,13 @@ def main() -> None:
         nargs="+",
         default=None,
         help="which to run: sac sac3 otpr otpr-f32 q gradient claims-h (default: all but claims-h)",
+    )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="above 1: the models take turns in this many blocks of the steps, and CPU time is reported beside "
+        "wall-clock (medians over the blocks)",
     )
     parser.add_argument(
         "--levers", action="store_true", help="also OTPR with fewer critic pairs (dual_freq, reference actions)"
@@ -141,11 +171,15 @@ def main() -> None:
     for model in models.values():
         if isinstance(model, OTPR):
             model.pretrain(expert_demos(), n_steps=200, add_to_replay_buffer=True)
-    rows = []
-    for name, model in models.items():
-        sps = steps_per_second(model, args.steps, args.warmup)
-        rows.append((name, sps))
-        print(f"{name}: {sps:.1f} env steps/s", flush=True)
+    rows, cpu_rows = [], []
+    if args.rounds > 1:
+        rates = interleaved_rates(models, args.steps, args.warmup, args.rounds)
+        rows, cpu_rows = [(name, r[0]) for name, r in rates.items()], [(name, r[1]) for name, r in rates.items()]
+    else:
+        for name, model in models.items():
+            sps = steps_per_second(model, args.steps, args.warmup)
+            rows.append((name, sps))
+            print(f"{name}: {sps:.1f} env steps/s", flush=True)
     names = {key: builders[key][0] for key in chosen}
     lat = {}
     if "otpr" in chosen:
@@ -161,6 +195,17 @@ def main() -> None:
     print("|---|---|" + "---|" * len(refs))
     for name, sps in rows:
         print(f"| {name} | {sps:.1f} | " + " | ".join(f"{rate / sps:.2f}x" for _, rate in refs) + " |")
+    if cpu_rows:
+        print(f"\n### Fine-tuning CPU time on {ENV} (the same blocks, {args.rounds} rounds, medians)\n")
+        cpu_refs = [(label, dict(cpu_rows)[names[key]]) for key, label in labels if key in chosen]
+        print(
+            "| algorithm | env steps per CPU second | "
+            + " | ".join(f"CPU time per env step vs {label}" for label, _ in cpu_refs)
+            + " |"
+        )
+        print("|---|---|" + "---|" * len(cpu_refs))
+        for name, sps in cpu_rows:
+            print(f"| {name} | {sps:.1f} | " + " | ".join(f"{rate / sps:.2f}x" for _, rate in cpu_refs) + " |")
     if lat:
         print(f"\n### Per-action inference latency (one observation, CPU, {args.threads} threads)\n")
         print("| policy | ms per action |")

@@ -19,6 +19,7 @@ SLUGS = {
     "### Entropic OT on large clouds": "large",
     "### Stochastic `L2Dual`": "stochastic",
     "### Fine-tuning speed": "speed",
+    "### Fine-tuning CPU time": "cpu",
     "### Per-action inference latency": "latency",
 }
 
