@@ -50,3 +50,41 @@ def test_mode_switch(benchmark, fetch_model, way):
     benchmark.group = "OTPR mode switches of one env step"
     benchmark(_switch, policy.set_training_mode if way == "set_training_mode" else policy.train)
     assert {m.training for m in policy.modules()} == {True}
+
+
+def _autocast_pairs(critic, obs, act):
+    """``min(Q1, Q2)`` on pairs as autocast runs the bfloat16 hidden layers (the path before the fused one)."""
+    import torch as th
+    import torch.nn.functional as F
+
+    d, out = obs.shape[1], []
+    for net in critic.q_networks:
+        h = F.linear(obs, net[0].weight[:, :d], net[0].bias).unsqueeze(1) + F.linear(act, net[0].weight[:, d:])
+        with th.autocast("cpu", dtype=th.bfloat16):
+            hidden = net[1:-1](h.reshape(-1, h.shape[-1]))
+        out.append(net[-1](hidden.float()).reshape(h.shape[:2]))
+    return th.minimum(*out)
+
+
+@pytest.mark.parametrize("pairs", ["48x48", "256x9"])
+@pytest.mark.parametrize("way", ["fused", "autocast"])
+def test_critic_pairs(benchmark, way, pairs):
+    """The critics on the dual's 48 x 48 pairs and on the actor's 256 states x 9 actions (8 reference actions and
+    its replay action), bfloat16 hidden layers, Fetch's sizes: the fused path against autocast's."""
+    import torch as th
+
+    from otpr_sb3.critics import TwinQCritic
+
+    th.manual_seed(0)
+    critic = TwinQCritic(31, 4, pair_precision="bfloat16")
+    critic.keep_pair_weights(th.optim.Adam(critic.parameters()))  # as OTPR's critic
+    obs = th.randn(48 if pairs == "48x48" else 256, 31)
+    act = th.rand(1, 48, 4) if pairs == "48x48" else th.rand(256, 9, 4)
+    shape = (obs.shape[0], act.shape[1])
+    benchmark.group = f"OTPR critics on {pairs} pairs (bfloat16)"
+    with th.no_grad():
+        if way == "fused":
+            out = benchmark(critic._split_min, obs, act, shape)
+        else:
+            out = benchmark(_autocast_pairs, critic, obs, act)
+        assert th.equal(out, critic._split_min(obs, act, shape))  # the same numbers
