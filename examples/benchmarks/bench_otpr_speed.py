@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import time
+import types
 
 import gymnasium as gym
 import gymnasium_robotics
@@ -24,6 +25,27 @@ from otpr_sb3.benchmark.experts import pick_and_place_action
 
 gym.register_envs(gymnasium_robotics)
 ENV = "FetchPickAndPlace-v4"
+
+
+def _autocast_split_min(critic, obs: th.Tensor, act: th.Tensor, shape: tuple[int, int]) -> th.Tensor:
+    """The critics' bfloat16 pair path before the fused one (``otpr_sb3.critics`` up to ``03f960e``): autocast runs the
+    hidden layers, each a product then a ReLU, with the weights cast at every call. The same numbers."""
+    import torch.nn.functional as F
+
+    d, q = obs.shape[1], []
+    for net in critic.q_networks:
+        h = F.linear(obs, net[0].weight[:, :d], net[0].bias).unsqueeze(1) + F.linear(act, net[0].weight[:, d:])
+        with th.autocast(obs.device.type, dtype=th.bfloat16):
+            hidden = net[1:-1](h.reshape(shape[0] * shape[1], -1))
+        q.append(net[-1](hidden.float()).reshape(shape))
+    return th.minimum(q[0], q[1])
+
+
+def with_autocast_pairs(model: OTPR) -> OTPR:
+    """``model`` with its critic's pair path replaced by :func:`_autocast_split_min` (an A/B in one process)."""
+    critic = model.policy.critic
+    critic._split_min = types.MethodType(_autocast_split_min, critic)  # type: ignore[method-assign]
+    return model
 
 
 def steps_per_second(model, steps: int, warmup: int) -> float:
@@ -95,7 +117,8 @@ def main() -> None:
         "--models",
         nargs="+",
         default=None,
-        help="which to run: sac sac3 otpr otpr-f32 q gradient claims-h (default: all but claims-h)",
+        help="which to run: sac sac3 otpr otpr-f32 otpr-autocast q gradient claims-h (default: all but claims-h and "
+        "otpr-autocast)",
     )
     parser.add_argument(
         "--rounds",
@@ -113,27 +136,41 @@ def main() -> None:
     obs, _ = env.reset(seed=0)
     common = dict(batch_size=256, train_freq=1, gradient_steps=1, seed=0, learning_starts=256)
     builders = {
-        "sac": ("SAC (SB3 defaults, 2x256 nets)", lambda: SAC("MultiInputPolicy", env, **common)),
+        "sac": ("SAC (SB3 defaults, 2x256 nets)", lambda: SAC("MultiInputPolicy", gym.make(ENV), **common)),
         "sac3": (
             "SAC (3x256 nets, like OTPR's critics)",
-            lambda: SAC("MultiInputPolicy", env, policy_kwargs=dict(net_arch=[256] * 3), **common),
+            lambda: SAC("MultiInputPolicy", gym.make(ENV), policy_kwargs=dict(net_arch=[256] * 3), **common),
         ),
-        "otpr": ("OTPR (L=8, K=5, 3x256 actor and critics)", lambda: OTPR("MultiInputPolicy", env, dual_start=100, **common)),
+        "otpr": (
+            "OTPR (L=8, K=5, 3x256 actor and critics)",
+            lambda: OTPR("MultiInputPolicy", gym.make(ENV), dual_start=100, **common),
+        ),
         # The pairs' precision on its own (the default is bfloat16 on CPUs with AMX tiles).
         "otpr-f32": (
             "OTPR, float32 pairs",
-            lambda: OTPR("MultiInputPolicy", env, dual_start=100, policy_kwargs=dict(pair_precision="float32"), **common),
+            lambda: OTPR(
+                "MultiInputPolicy", gym.make(ENV), dual_start=100, policy_kwargs=dict(pair_precision="float32"), **common
+            ),
+        ),
+        # The pair path before the fused one (same numbers): the fused path's gain, in one process.
+        "otpr-autocast": (
+            "OTPR, pairs through autocast (before 284c637)",
+            lambda: with_autocast_pairs(OTPR("MultiInputPolicy", gym.make(ENV), dual_start=100, **common)),
         ),
         # No dual and no H: what the OT machinery costs.
         "q": (
             "OTPR's loop with Q guidance (no dual)",
-            lambda: OTPR("MultiInputPolicy", env, dual_start=100, policy_kwargs=dict(guidance="q"), **common),
+            lambda: OTPR("MultiInputPolicy", gym.make(ENV), dual_start=100, policy_kwargs=dict(guidance="q"), **common),
         ),
         # The dual before u came from reference actions: gradient ascent, learned u.
         "gradient": (
             "OTPR, previous dual (gradient, learned u)",
             lambda: OTPR(
-                "MultiInputPolicy", env, dual_start=100, dual_kwargs=dict(method="gradient", reference_actions=0), **common
+                "MultiInputPolicy",
+                gym.make(ENV),
+                dual_start=100,
+                dual_kwargs=dict(method="gradient", reference_actions=0),
+                **common,
             ),
         ),
         # The H of the claims study (docs/claims.rst): reg 0.05, u over 256 reference actions, relation cost rescaled.
@@ -167,7 +204,7 @@ def main() -> None:
                 dual_freq=8, dual_kwargs=dict(steps_per_batch=4, reference_actions=24), actor_kwargs=dict(reference_actions=4)
             ),
         }.items():
-            models[name] = OTPR("MultiInputPolicy", env, dual_start=100, **kwargs, **common)
+            models[name] = OTPR("MultiInputPolicy", gym.make(ENV), dual_start=100, **kwargs, **common)
     for model in models.values():
         if isinstance(model, OTPR):
             model.pretrain(expert_demos(), n_steps=200, add_to_replay_buffer=True)
