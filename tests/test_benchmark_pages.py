@@ -1047,3 +1047,44 @@ def test_speed_issue_on_the_intel_machine_tables_and_sentences():
     one, two = latency["1thread"], latency["2threads"]
     assert f"{one[collect_l]:.1f} ms for a collection action at one thread and {two[collect_l]:.1f} ms at two" in page
     assert f"a deterministic action {one[det]:.2f} ms at one thread and {two[det]:.2f} ms at two" in page
+
+
+def test_fused_pairs_section_tables_and_sentences():
+    """docs/benchmarks.rst's "Critics on pairs with the ReLU fused": its tables are the records', and the ratios, the
+    saving and the profile's split in its bullets are theirs."""
+    module = _load("markdown_tables", ROOT / "examples" / "benchmarks" / "markdown_tables.py")
+    overhead = _load("overhead_table", ROOT / "examples" / "benchmarks" / "overhead_table.py")
+    report = _load("bench_report", ROOT / "benchmarks" / "report.py")
+    page = " ".join((ROOT / "docs" / "benchmarks.rst").read_text().split())
+    data = ROOT / "docs" / "data"
+    record = json.loads((data / "benchmarks" / "pytest-benchmark-otpr-11a5ead.json").read_text())
+    assert (ROOT / "docs" / "benchmarks_pytest_otpr_pairs.inc").read_text() == report.table(record)
+    median = {b["name"]: b["stats"]["median"] for b in record["benchmarks"]}
+    ratio = [median[f"test_critic_pairs[fused-{p}]"] / median[f"test_critic_pairs[autocast-{p}]"] for p in ("48x48", "256x9")]
+    assert f"takes {ratio[0]:.2f}x and {ratio[1]:.2f}x of autocast's time" in page
+    rates, vs_q = {}, {}
+    for threads in ("1thread", "2thread"):
+        tables = module.tables((data / f"bench_otpr_speed-2026-12-07-intel-pairs-{threads}.txt").read_text())
+        for slug, rows in tables.items():
+            name = f"bench_otpr_intel_pairs_{threads}_{slug}_table.inc"
+            assert (ROOT / "docs" / name).read_text() == module.list_table(rows)
+        speed = {r[0]: r[1:] for r in tables["speed"][1:]}
+        rates[threads] = {k: float(v[0]) for k, v in speed.items()}
+        vs_q[threads] = {k: v[-1] for k, v in speed.items()}
+    otpr, auto = "OTPR (L=8, K=5, 3x256 actor and critics)", "OTPR, pairs through autocast (before 284c637)"
+    saved = {t: 100 * (1 - rates[t][auto] / rates[t][otpr]) for t in rates}
+    assert f"saves {saved['1thread']:.1f}% of OTPR's time at one thread and {saved['2thread']:.1f}% at two" in page
+    assert (
+        f"OTPR takes {vs_q['1thread'][otpr]} and {vs_q['2thread'][otpr]} its Q loop's wall-clock per env step, where the "
+        f"same step with the pairs through autocast takes {vs_q['1thread'][auto]} and {vs_q['2thread'][auto]}" in page
+    )
+    one = float(vs_q["1thread"][otpr].rstrip("x"))
+    assert one > 1.25 and f"1.25x would need OTPR's step {100 * (1 - 1.25 / one):.0f}% shorter at one thread" in page
+    h_text = (data / "profile_otpr_step-2026-12-07-intel-pairs-h-1thread.txt").read_text()
+    q_text = (data / "profile_otpr_step-2026-12-07-intel-pairs-q-1thread.txt").read_text()
+    assert (ROOT / "docs" / "overhead_by_component_intel_pairs.inc").read_text() == overhead.table(h_text, q_text)
+    (h_total, h), (q_total, _) = overhead.read_profile(h_text), overhead.read_profile(q_text)
+    matrix = h["of which: cost matrix (critic on all pairs)"]
+    refs = h["across collection and actor: H with u over reference actions (critics on those pairs)"]
+    assert f"cost matrix ({matrix:.1f} ms per env step)" in page and f"reference actions ({refs:.1f} ms," in page
+    assert f"are {matrix + refs:.1f} ms, against the {h_total - q_total:.1f} ms that OT adds" in page
