@@ -52,18 +52,18 @@ def test_mode_switch(benchmark, fetch_model, way):
     assert {m.training for m in policy.modules()} == {True}
 
 
-def _autocast_pairs(critic, obs, act):
-    """``min(Q1, Q2)`` on pairs as autocast runs the bfloat16 hidden layers (the path before the fused one)."""
-    import torch as th
-    import torch.nn.functional as F
+def _autocast_split_min():
+    """The pair path before the fused one, from ``examples/benchmarks/bench_otpr_speed.py``."""
+    import importlib.util
+    import sys
+    from pathlib import Path
 
-    d, out = obs.shape[1], []
-    for net in critic.q_networks:
-        h = F.linear(obs, net[0].weight[:, :d], net[0].bias).unsqueeze(1) + F.linear(act, net[0].weight[:, d:])
-        with th.autocast("cpu", dtype=th.bfloat16):
-            hidden = net[1:-1](h.reshape(-1, h.shape[-1]))
-        out.append(net[-1](hidden.float()).reshape(h.shape[:2]))
-    return th.minimum(*out)
+    path = Path(__file__).resolve().parents[1] / "examples" / "benchmarks" / "bench_otpr_speed.py"
+    sys.path.insert(0, str(path.parent))
+    spec = importlib.util.spec_from_file_location("bench_otpr_speed", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.autocast_split_min
 
 
 @pytest.mark.parametrize("pairs", ["48x48", "256x9"])
@@ -86,5 +86,5 @@ def test_critic_pairs(benchmark, way, pairs):
         if way == "fused":
             out = benchmark(critic._split_min, obs, act, shape)
         else:
-            out = benchmark(_autocast_pairs, critic, obs, act)
+            out = benchmark(_autocast_split_min(), critic, obs, act, shape)
         assert th.equal(out, critic._split_min(obs, act, shape))  # the same numbers

@@ -27,9 +27,14 @@ gym.register_envs(gymnasium_robotics)
 ENV = "FetchPickAndPlace-v4"
 
 
-def _autocast_split_min(critic, obs: th.Tensor, act: th.Tensor, shape: tuple[int, int]) -> th.Tensor:
+def autocast_split_min(critic, obs: th.Tensor, act: th.Tensor, shape: tuple[int, int]) -> th.Tensor:
     """The critics' bfloat16 pair path before the fused one (``otpr_sb3.critics`` up to ``03f960e``): autocast runs the
-    hidden layers, each a product then a ReLU, with the weights cast at every call. The same numbers."""
+    hidden layers, each a product then a ReLU, with the weights cast at every call. The same numbers (the reference
+    of ``tests/test_otpr_fast_paths.py`` and of ``benchmarks/test_bench_otpr.py``).
+
+    ``act`` is ``(1, m, act_dim)`` (every state with the same ``m`` actions) or ``(n, m, act_dim)``; ``shape`` is
+    ``(n, m)``.
+    """
     import torch.nn.functional as F
 
     d, q = obs.shape[1], []
@@ -42,9 +47,9 @@ def _autocast_split_min(critic, obs: th.Tensor, act: th.Tensor, shape: tuple[int
 
 
 def with_autocast_pairs(model: OTPR) -> OTPR:
-    """``model`` with its critic's pair path replaced by :func:`_autocast_split_min` (an A/B in one process)."""
+    """``model`` with its critic's pair path replaced by :func:`autocast_split_min` (an A/B in one process)."""
     critic = model.policy.critic
-    critic._split_min = types.MethodType(_autocast_split_min, critic)  # type: ignore[method-assign]
+    critic._split_min = types.MethodType(autocast_split_min, critic)  # type: ignore[method-assign]
     return model
 
 
