@@ -555,8 +555,8 @@ def test_baselines_start_sentences():
     """The start of the pretrained-action methods is BC's per seed; IBRL's (and IDQL-N's on Push) below it."""
     page = " ".join((ROOT / "docs" / "results.rst").read_text().split())
     assert "start at BC's success, seed by seed" in page
-    assert "IBRL starts below BC on every seed in, and IDQL-N does on every seed of Push" in page
-    assert "it starts within 0.07 of BC on all but one seed in, and 0.12 below it on PickAndPlace's seed 4" in page
+    assert "IBRL starts below BC on every seed, and IDQL-N does on every seed of Push" in page
+    assert "it starts within 0.07 of BC on all but one seed, and 0.12 below it on PickAndPlace's seed 4" in page
     dsrl_gaps = {}
     starts: dict[tuple[str, str], dict[str, float]] = {}
     for path in (ROOT / "results" / "baselines" / "report" / "runs").glob("*/*/s*/summary.json"):
