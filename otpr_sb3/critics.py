@@ -119,7 +119,8 @@ class TwinQCritic(ContinuousCritic):
         kept = self._pair_weights
         hit = None if kept is None else kept.get(key)
         if hit is None or hit[0] != stamp:
-            hit = (stamp, layer.weight.to(th.bfloat16), layer.bias.to(th.bfloat16))
+            with th.no_grad():  # the fast paths are gradient-free: a kept copy holds no graph
+                hit = (stamp, layer.weight.to(th.bfloat16), layer.bias.to(th.bfloat16))
             if kept is not None:
                 kept[key] = hit
         return hit[1], hit[2]
