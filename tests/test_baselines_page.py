@@ -149,3 +149,15 @@ def test_push_failures_table_holds_the_eight_runs_whose_models_remained():
     record = json.loads((ROOT / "docs" / "data" / "baselines" / "failure_kinds_push.json").read_text())
     assert len(record["runs"]) == 8 and "holds the eight runs whose models remained" in PAGE
     assert all(r["seed"] in (1, 2) for r in record["runs"])
+
+
+def test_readme_summary_is_the_report():
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    s = _summary()
+    bc, otpr = s[("FetchPickAndPlace", "bc")], s[("FetchPickAndPlace", "otpr")]
+    best = s[("FetchPickAndPlace", "diffusion-ql-ebf1f03d")]
+    assert (
+        f"OTPR lifts BC from {float(bc['final_success']):.2f} to {float(otpr['final_success']):.2f} on "
+        f"FetchPickAndPlace ({otpr['seeds']} seeds)" in readme
+    )
+    assert f"tuned Diffusion-QL ends higher ({float(best['final_success']):.2f})" in readme
