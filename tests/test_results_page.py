@@ -617,3 +617,14 @@ def test_push_failures_sentence():
         33,
         8,
     )
+
+
+def test_robosuite_start_differs_from_bc_sentence():
+    """ "on RobosuiteLift-v1's seed 0, BC's evaluation gives 0.42 and OTPR's start 0.20": the records' first rows."""
+    runs = ROOT / "results" / "robosuite" / "runs" / "RobosuiteLift"
+    bc = read_evaluations(str(runs / "bc" / "s0" / "evaluations.csv"))[0]
+    otpr = read_evaluations(str(runs / "otpr" / "s0" / "evaluations.csv"))[0]
+    assert (bc["timesteps"], otpr["timesteps"], bc["episodes"], otpr["episodes"]) == (0, 0, 50, 50)
+    page = " ".join((ROOT / "docs" / "results.rst").read_text().split())
+    assert f"BC's evaluation gives {bc['success']:.2f} and OTPR's start {otpr['success']:.2f}" in page
+    assert bc["success"] != otpr["success"]
