@@ -65,7 +65,8 @@ def interleaved_rates(models: dict, steps: int, warmup: int, rounds: int) -> dic
 
     The models take turns block by block (after each one's warm-up), so a load that comes and goes, such as other
     processes on the machine, falls on all of them alike; the median block of each is kept. With one torch thread
-    the CPU time is the process's own work, which another process on the other core does not inflate.
+    the CPU time is the process's own work; other processes inflate it less than wall-clock, not at all only on a
+    machine whose cores share nothing (on this project's VM they do: compare the ratios, not the rates).
     """
     for model in models.values():
         model.learn(warmup)
