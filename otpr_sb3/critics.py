@@ -156,8 +156,8 @@ class TwinQCritic(ContinuousCritic):
         q = []
         for i, net in enumerate(self.q_networks):
             first, hidden, last = _relu_mlp_layers(net)
+            h = F.linear(obs, first.weight[:, :d], first.bias).unsqueeze(1) + F.linear(act, first.weight[:, d:])
             if not low:
-                h = F.linear(obs, first.weight[:, :d], first.bias).unsqueeze(1) + F.linear(act, first.weight[:, d:])
                 h = F.relu(h.reshape(shape[0] * shape[1], -1))
                 for layer in hidden:
                     h = F.relu(layer(h))
@@ -166,7 +166,6 @@ class TwinQCritic(ContinuousCritic):
             # bfloat16 hidden layers, as autocast would run them (inputs, weights and biases rounded to bfloat16,
             # float32 accumulation) but with each ReLU fused into its product; the output layer stays float32: Q's
             # offset is large next to the differences the plan uses.
-            h = F.linear(obs, first.weight[:, :d], first.bias).unsqueeze(1) + F.linear(act, first.weight[:, d:])
             h = th.relu_(h.reshape(shape[0] * shape[1], -1)).to(th.bfloat16)  # ReLU in float32: faster, same numbers
             for j, layer in enumerate(hidden):
                 h = _linear_relu(h, *self._low_weights((i, j), layer))
