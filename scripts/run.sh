@@ -4,7 +4,7 @@
 #   test       runs lint (ruff), types (mypy), the test suite (pytest) and the docs build (Sphinx, -W), and the robosuite
 #              tests in .venv-robosuite
 #   robosuite  sets up .venv-robosuite (robosuite's mujoco 3.3.0) and runs the command given in it, e.g.
-#              bash scripts/run.sh robosuite otpr record --env RobosuiteLift-v1
+#              bash scripts/run.sh robosuite otpr record --env RobosuiteLift-v2
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -46,6 +46,11 @@ def test_recording_is_reproducible_and_kept_unless_overwritten(tmp_path):
     assert card_path.stat().st_mtime_ns == mtime  # kept, not re-recorded
     record("PointMaze_UMaze-v3", episodes=2, seed=1, data_path=str(tmp_path / "a"), overwrite=True)
     assert card_path.stat().st_mtime_ns != mtime
+    # A kept dataset of another version of the task (same name: RobosuiteLift-v1 -> -v2) is refused, not returned.
+    stored = json.loads(card_path.read_text())
+    card_path.write_text(json.dumps({**stored, "env_id": "PointMaze_UMaze-v2"}))
+    with pytest.raises(ValueError, match="holds PointMaze_UMaze-v2 demonstrations, not PointMaze_UMaze-v3"):
+        record("PointMaze_UMaze-v3", episodes=2, seed=1, data_path=str(tmp_path / "a"))
 
 
 def test_task_defaults_and_bad_input(tmp_path):

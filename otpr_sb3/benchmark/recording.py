@@ -118,7 +118,13 @@ def record(
     dataset_id = dataset_id or dataset_id_for(env_id, episodes, noise, seed, variant)
     card_path = os.path.join(_dataset_dir(data_path, dataset_id), CARD_FILE)
     if not overwrite and os.path.exists(card_path):
-        return load_card(dataset_id, data_path)
+        card = load_card(dataset_id, data_path)
+        if card.env_id != env_id:  # a task's new version keeps its dataset names (RobosuiteLift-v1 -> -v2)
+            raise ValueError(
+                f"`dataset_id` {dataset_id!r} in {data_path} holds {card.env_id} demonstrations, not {env_id}'s; "
+                "record with overwrite=True (`otpr record --overwrite`) or another dataset id"
+            )
+        return card
     with minari_datasets_path(data_path):
         rate, total_steps, expert_name = _record_episodes(task, env_id, dataset_id, episodes, noise, seed, variant)
     card = DatasetCard(dataset_id, env_id, expert_name, episodes, noise, seed, rate, total_steps)
@@ -216,7 +222,13 @@ def record_mixed(
     dataset_id = dataset_id or mixed_dataset_id(env_id, parts, seed)
     card_path = os.path.join(_dataset_dir(data_path, dataset_id), CARD_FILE)
     if not overwrite and os.path.exists(card_path):
-        return load_card(dataset_id, data_path)
+        card = load_card(dataset_id, data_path)
+        if card.env_id != env_id:  # a task's new version keeps its dataset names (RobosuiteLift-v1 -> -v2)
+            raise ValueError(
+                f"`dataset_id` {dataset_id!r} in {data_path} holds {card.env_id} demonstrations, not {env_id}'s; "
+                "record with overwrite=True (`otpr record --overwrite`) or another dataset id"
+            )
+        return card
     cards = [
         record(env_id, n, noise, seed + 1000 * k, data_path, overwrite=overwrite, variant=variant)
         for k, (n, noise, variant) in enumerate(map(_part, parts))

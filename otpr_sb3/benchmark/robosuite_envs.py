@@ -8,7 +8,10 @@ imports it only when an env is made. Each env follows the harness's Fetch conven
   ``robot0_eef_pos``, ``robot0_eef_quat``, ``robot0_gripper_qpos`` (19 dimensions for Lift, 23 for Can and Square).
 - **Action**: robosuite's default Panda controller (operational space, position and orientation deltas) and the
   gripper, 7 dimensions in ``[-1, 1]``; 20 control steps per second.
-- **Reset**: ``reset(seed=k)`` reseeds the object placement, so an evaluation seed names one placement.
+- **Reset**: ``reset(seed=k)`` reseeds the object placement, so an evaluation seed names one placement. What robosuite
+  draws when the env is built (Lift's cube size) comes from :data:`CONSTRUCTION_SEED`, so every process (recording,
+  behaviour cloning, each run, each evaluation) has the same cube; unseeded, each process drew its own and the same
+  checkpoint scored differently in two processes.
 - **Reward and success**: the task's own success check (``_check_success``); reward 0 on the step that reaches
   it and -1 before, and the episode ends there, so success at any step and at the last step coincide.
 """
@@ -23,10 +26,13 @@ from gymnasium import spaces
 
 #: Registered id -> (robosuite environment, episode cap in control steps).
 ROBOSUITE_IDS: dict[str, tuple[str, int]] = {
-    "RobosuiteLift-v1": ("Lift", 150),
+    "RobosuiteLift-v2": ("Lift", 150),
     "RobosuitePickPlaceCan-v1": ("PickPlaceCan", 300),
     "RobosuiteNutAssemblySquare-v1": ("NutAssemblySquare", 300),
 }
+
+#: Seed of robosuite's generator when an env is built (Lift's cube size is drawn then, and kept: ``hard_reset=False``).
+CONSTRUCTION_SEED = 0
 
 LOW_DIM_KEYS = ("object-state", "robot0_eef_pos", "robot0_eef_quat", "robot0_gripper_qpos")
 
@@ -70,6 +76,7 @@ class RobosuiteTask(gym.Env):
             horizon=10_000,  # the TimeLimit of make_robosuite_env truncates; robosuite's own horizon never does
             ignore_done=True,
             hard_reset=False,
+            seed=CONSTRUCTION_SEED,
         )
         low, high = self.sim_env.action_spec
         self.action_space = spaces.Box(low.astype(np.float32), high.astype(np.float32), dtype=np.float32)

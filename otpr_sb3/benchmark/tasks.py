@@ -99,7 +99,7 @@ TASKS: dict[str, Task] = {
         # Noise on position and gripper only (rotation noise compounds). BC on seed 100 (results/robosuite/calibration):
         # Lift 0.44 from 100 demos at noise 0.3, 0.08 from 50, 0.34 from 25, 0.00 from 100 at 0.6 (single-seed BC on Lift
         # is noisy; docs/benchmarks_howto.rst); Can 0.32 from 25 at 0.3, 0.76 from 100 at 0.3, 0.06 from 100 at 0.6.
-        Task("RobosuiteLift-v1", "success", demo_episodes=100, demo_noise=0.3, noise_dims=(0, 1, 2, 6)),
+        Task("RobosuiteLift-v2", "success", demo_episodes=100, demo_noise=0.3, noise_dims=(0, 1, 2, 6)),
         Task("RobosuitePickPlaceCan-v1", "success", demo_episodes=25, demo_noise=0.3, noise_dims=(0, 1, 2, 6)),
         # Square: 5,000 BC steps leave BC below the band on every setting tried (0.04-0.14); 20,000 from 100 demos at
         # noise 0.1 reach 0.22 (0.16 from 200).
