@@ -39,10 +39,11 @@ study() {
         baselines-report) echo "df1003a examples/sweeps/baselines_report.toml results/baselines/report/runs .venv -" ;;
         metaworld) echo "76abd7f main:examples/sweeps/metaworld.toml results/metaworld/runs .venv -" ;;
         robosuite) echo "76abd7f main:examples/sweeps/robosuite.toml results/robosuite/runs .venv-robosuite -" ;;
+        robosuite-lift) echo "b94d94c main:examples/sweeps/robosuite_lift.toml results/robosuite/runs .venv-robosuite -" ;;
         *) echo "unknown study '$1'; see: bash scripts/studies.sh list" >&2; return 2 ;;
     esac
 }
-names="relaxed-report claims-c claims-b claims-d claims-candidates-tuning claims-candidates-ready-tuning claims-candidates-a claims-candidates-c relaxed-probe-c baselines-tuning baselines-report metaworld robosuite"
+names="relaxed-report claims-c claims-b claims-d claims-candidates-tuning claims-candidates-ready-tuning claims-candidates-a claims-candidates-c relaxed-probe-c baselines-tuning baselines-report metaworld robosuite robosuite-lift"
 
 # The clone at the study's commit and its sweep file with the runs, datasets and Ray storage under $studies.
 prepare() {

@@ -218,11 +218,18 @@ def test_new_task_sweeps_run_the_strongest_baseline_of_the_fetch_table():
     means = {b: np.mean([float(r["final_success"]) for r in rows if r["method"] == b]) for b in baselines}
     assert all(sum(r["method"] == b for r in rows) == 2 for b in baselines)  # both tasks
     assert max(means, key=means.get) == "diffusion-ql-ebf1f03d"
-    for name in ("metaworld", "robosuite"):
-        runs = SweepConfig.from_toml(str(ROOT / "examples" / "sweeps" / f"{name}.toml")).runs
-        assert {r["method"] for r in runs} == {"bc", "otpr", "diffusion-ql"} and len(runs) == 27
+    studies = (ROOT / "scripts" / "studies.sh").read_text()
+    for name, file, commit, tasks in (
+        ("metaworld", "metaworld", "76abd7f", 3),
+        ("robosuite", "robosuite", "76abd7f", 2),  # Can and Square; Lift moved to the commit that fixed its cube
+        ("robosuite-lift", "robosuite_lift", "b94d94c", 1),
+    ):
+        runs = SweepConfig.from_toml(str(ROOT / "examples" / "sweeps" / f"{file}.toml")).runs
+        assert {r["method"] for r in runs} == {"bc", "otpr", "diffusion-ql"} and len(runs) == 9 * tasks
         assert all(r["policy_kwargs"] == {"guidance_kwargs": {"eta": 0.5}} for r in runs if r["method"] == "diffusion-ql")
-        assert f'{name}) echo "76abd7f main:examples/sweeps/{name}.toml' in (ROOT / "scripts" / "studies.sh").read_text()
+        assert f'{name}) echo "{commit} main:examples/sweeps/{file}.toml' in studies
+    lift = SweepConfig.from_toml(str(ROOT / "examples" / "sweeps" / "robosuite_lift.toml")).runs
+    assert {r["env_id"] for r in lift} == {"RobosuiteLift-v2"}
     # the tuned configuration the Fetch report ran under that name
     report = SweepConfig.from_toml(str(ROOT / "examples" / "sweeps" / "baselines_report.toml")).runs
     assert {str(r.get("policy_kwargs")) for r in report if r["method"] == "diffusion-ql"} == {
