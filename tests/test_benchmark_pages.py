@@ -240,7 +240,9 @@ def test_env_speed_table_and_sentences_are_the_records():
     rates = {}
     for family in ("fetch", "metaworld", "robosuite"):
         record = json.loads((directory / f"{family}.json").read_text())
-        assert {r["env_id"] for r in record["rows"]} == set(module.family_ids(family))
+        # Lift's record predates its construction seed (RobosuiteLift-v1; the page says so)
+        measured = {r["env_id"].replace("RobosuiteLift-v1", "RobosuiteLift-v2") for r in record["rows"]}
+        assert measured == set(module.family_ids(family))
         rates[family] = [r[k] for r in record["rows"] for k in ("random_steps_per_s", "expert_steps_per_s")]
         # docs/benchmarks.rst: "Zen 4: AVX512-BF16, no AMX tiles, so pair_precision="auto" runs the pairs in bfloat16"
         assert record["provenance"]["cpu"] == "AMD EPYC" and "avx512_bf16" in record["provenance"]["cpu_flags"]
@@ -248,6 +250,8 @@ def test_env_speed_table_and_sentences_are_the_records():
     fast = rates["fetch"] + rates["metaworld"]
     # "Fetch and Meta-World step at 940-2,590 env steps/s (at most 1.1 ms per step)"
     assert (round(min(fast), -1), round(max(fast), -1)) == (940, 2590) and round(1e3 / min(fast), 1) == 1.1
+    page = " ".join((ROOT / "docs" / "benchmarks_howto.rst").read_text().split())
+    assert "Lift's row is ``RobosuiteLift-v1``, measured before the construction seed" in page
     # "robosuite steps at 137-180 env steps/s (5.6-7.3 ms per step)"
     slow = rates["robosuite"]
     assert (round(min(slow)), round(max(slow))) == (137, 180)

@@ -627,11 +627,18 @@ def test_push_failures_sentence():
 
 
 def test_robosuite_start_differs_from_bc_sentence():
-    """ "on RobosuiteLift-v1's seed 0, BC's evaluation gives 0.42 and OTPR's start 0.20": the records' first rows."""
-    runs = ROOT / "results" / "robosuite" / "runs" / "RobosuiteLift"
+    """ "On RobosuiteLift-v1's seed 0, BC's evaluation gave 0.42 and OTPR's start 0.20": the set-aside records' first
+    rows; none of those runs is in the collected ones."""
+    runs = ROOT / "results" / "robosuite" / "set_aside_lift_v1" / "RobosuiteLift"
+    assert not (ROOT / "results" / "robosuite" / "runs" / "RobosuiteLift").exists()
+    for method in ("bc", "otpr"):
+        spec = json.loads((runs / method / "s0" / "spec.json").read_text())
+        assert (spec["env_id"], spec["provenance"]["commit"][:7]) == ("RobosuiteLift-v1", "76abd7f")
     bc = read_evaluations(str(runs / "bc" / "s0" / "evaluations.csv"))[0]
     otpr = read_evaluations(str(runs / "otpr" / "s0" / "evaluations.csv"))[0]
     assert (bc["timesteps"], otpr["timesteps"], bc["episodes"], otpr["episodes"]) == (0, 0, 50, 50)
     page = " ".join((ROOT / "docs" / "results.rst").read_text().split())
-    assert f"BC's evaluation gives {bc['success']:.2f} and OTPR's start {otpr['success']:.2f}" in page
+    assert f"BC's evaluation gave {bc['success']:.2f} and OTPR's start {otpr['success']:.2f}" in page
+    howto = " ".join((ROOT / "docs" / "benchmarks_howto.rst").read_text().split())
+    assert f"the same checkpoint scored {bc['success']:.2f} in one and {otpr['success']:.2f} in another" in howto
     assert bc["success"] != otpr["success"]
