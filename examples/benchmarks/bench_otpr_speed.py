@@ -30,16 +30,18 @@ ENV = "FetchPickAndPlace-v4"
 def autocast_split_min(critic, obs: th.Tensor, act: th.Tensor, shape: tuple[int, int]) -> th.Tensor:
     """The critics' bfloat16 pair path before the fused one (``otpr_sb3.critics`` up to ``03f960e``): autocast runs the
     hidden layers, each a product then a ReLU, with the weights cast at every call. The same numbers (the reference
-    of ``tests/test_otpr_fast_paths.py`` and of ``benchmarks/test_bench_otpr.py``).
+    of ``tests/test_otpr_fast_paths.py`` and of ``benchmarks/test_bench_otpr.py``). Its first layer is the fast
+    path's (split for shared actions; for each state's own, one product on the concatenated pairs since
+    2026-12-07's ``_pair_inputs``), so that the two differ in the hidden layers only.
 
     ``act`` is ``(1, m, act_dim)`` (every state with the same ``m`` actions) or ``(n, m, act_dim)``; ``shape`` is
     ``(n, m)``.
     """
-    import torch.nn.functional as F
+    from otpr_sb3.critics import _first_layer, _pair_inputs
 
-    d, q = obs.shape[1], []
+    q, pairs = [], _pair_inputs(obs, act, shape)
     for net in critic.q_networks:
-        h = F.linear(obs, net[0].weight[:, :d], net[0].bias).unsqueeze(1) + F.linear(act, net[0].weight[:, d:])
+        h = _first_layer(net[0], obs, act, pairs)
         with th.autocast(obs.device.type, dtype=th.bfloat16):
             hidden = net[1:-1](h.reshape(shape[0] * shape[1], -1))
         q.append(net[-1](hidden.float()).reshape(shape))
