@@ -1,10 +1,10 @@
 """docs/benchmarks.rst: the pytest-benchmark table is generated from its committed record."""
 
-import importlib.util
 import json
 from pathlib import Path
 
 import numpy as np
+from otpr_helpers import load_script
 
 import neural_ot as no
 
@@ -25,11 +25,8 @@ def _span(values):
 
 
 def _load(name, path):
-    """Import a script of the repository (examples/benchmarks, benchmarks) as a module."""
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    """Import a script of the repository (examples/benchmarks, benchmarks) as a module, its folder on the path."""
+    return load_script(str(path.relative_to(ROOT)), name)
 
 
 def test_pytest_benchmark_table_is_the_record():
@@ -1092,3 +1089,48 @@ def test_fused_pairs_section_tables_and_sentences():
     refs = h["across collection and actor: H with u over reference actions (critics on those pairs)"]
     assert f"cost matrix ({matrix:.1f} ms per env step)" in page and f"reference actions ({refs:.1f} ms," in page
     assert f"are {matrix + refs:.1f} ms, against the {h_total - q_total:.1f} ms that OT adds" in page
+
+
+def test_pairs_left_section_tables_and_sentences():
+    """docs/benchmarks.rst's "What is left in the critics on pairs": its tables are the records', and its shares,
+    times, ratios and latencies are theirs."""
+    module = _load("markdown_tables", ROOT / "examples" / "benchmarks" / "markdown_tables.py")
+    report = _load("bench_report", ROOT / "benchmarks" / "report.py")
+    throughput = _load("bench_pair_throughput", ROOT / "examples" / "benchmarks" / "bench_pair_throughput.py")
+    page = " ".join((ROOT / "docs" / "benchmarks.rst").read_text().split())
+    data = ROOT / "docs" / "data"
+    record = json.loads((data / "benchmarks" / "pair_throughput-12ccda6.json").read_text())
+    assert (ROOT / "docs" / "bench_pair_throughput.inc").read_text() == throughput.table(record)
+    rows = {r["pairs"]: r for r in record["rows"]}
+    dual, actor, split = rows["dual 48 x 48"], rows["actor 256 x 9"], rows["actor 256 x 9, first layer split"]
+    peak = rows["one hidden layer, 16384 rows"]["gflops"]
+    assert f"run at {dual['gflops'] / peak:.0%} (the dual's 48 x 48) and {actor['gflops'] / peak:.0%} (the actor's" in page
+    shares = [4 * r["hidden_layer_ms"] / r["ms"] for r in (dual, actor)]
+    assert f"take {shares[0]:.0%} and {shares[1]:.0%} of their time" in page and max(shares) < 0.5  # "the rest is"
+    before = json.loads((data / "benchmarks" / "pytest-benchmark-otpr-11a5ead.json").read_text())
+    split_before = {b["name"]: b["stats"]["median"] for b in before["benchmarks"]}["test_critic_pairs[fused-256x9]"]
+    assert f"took {1e3 * split_before:.2f} ms in the record of the section above and {split['ms']:.2f} ms in this one" in page
+    assert f"the actor's evaluation takes {actor['ms'] / split['ms']:.2f}x the split's time" in page
+    speed = {
+        r[0]: r[1:]
+        for r in module.tables((data / "bench_otpr_speed-2026-12-07-intel-concat-1thread.txt").read_text())["speed"][1:]
+    }
+    concat, first_split = (
+        speed["OTPR (L=8, K=5, 3x256 actor and critics)"],
+        speed["OTPR, first layer split for every pair (before 12ccda6)"],
+    )
+    assert concat[-1] == first_split[-1] and f"OTPR took {concat[-1]} its Q loop's wall-clock per env step with either" in page
+    assert (ROOT / "docs" / "bench_otpr_intel_concat_1thread_speed_table.inc").read_text() == module.list_table(
+        module.tables((data / "bench_otpr_speed-2026-12-07-intel-concat-1thread.txt").read_text())["speed"]
+    )
+    after = json.loads((data / "benchmarks" / "pytest-benchmark-otpr-12ccda6.json").read_text())
+    assert (ROOT / "docs" / "benchmarks_pytest_otpr_concat.inc").read_text() == report.table(after)
+    morning = json.loads((data / "benchmarks" / "pytest-benchmark.json").read_text())
+    times = []
+    for rec in (morning, before, after):
+        median = {b["name"]: 1e3 * b["stats"]["median"] for b in rec["benchmarks"]}
+        times.append((rec["datetime"][11:16], median["test_action_latency_deterministic"], median["test_training_step"]))
+    (t0, d0, s0), (t1, d1, s1), (t2, d2, s2) = times
+    assert f"took {d0:.2f} ms at {t0} UTC" in page and f"{d1:.2f} ms at {t1}" in page and f"{d2:.2f} ms at {t2}" in page
+    assert f"({s0:.1f}, {s1:.1f} and {s2:.1f} ms)" in page and d0 < 1.0 < min(d1, d2)
+    assert f"later the same day the same code took {min(d1, d2):.1f}-{max(d1, d2):.1f} ms for the deterministic" in page

@@ -48,6 +48,26 @@ def autocast_split_min(critic, obs: th.Tensor, act: th.Tensor, shape: tuple[int,
     return th.minimum(q[0], q[1])
 
 
+def split_first_layer_min(critic, obs: th.Tensor, act: th.Tensor, shape: tuple[int, int]) -> th.Tensor:
+    """The fused pair path with the first layer split into state and action parts for every pair, as before
+    ``12ccda6`` (which gives each state's own actions one product on the concatenated pairs instead)."""
+    from otpr_sb3 import critics
+
+    concatenated = critics._pair_inputs
+    critics._pair_inputs = lambda *_: None  # type: ignore[assignment]
+    try:
+        return critics.TwinQCritic._split_min(critic, obs, act, shape)
+    finally:
+        critics._pair_inputs = concatenated
+
+
+def with_split_first_layer(model: OTPR) -> OTPR:
+    """``model`` with its critic's pair path replaced by :func:`split_first_layer_min` (an A/B in one process)."""
+    critic = model.policy.critic
+    critic._split_min = types.MethodType(split_first_layer_min, critic)  # type: ignore[method-assign]
+    return model
+
+
 def with_autocast_pairs(model: OTPR) -> OTPR:
     """``model`` with its critic's pair path replaced by :func:`autocast_split_min` (an A/B in one process)."""
     critic = model.policy.critic
@@ -125,8 +145,8 @@ def main() -> None:
         "--models",
         nargs="+",
         default=None,
-        help="which to run: sac sac3 otpr otpr-f32 otpr-autocast q gradient claims-h (default: all but claims-h and "
-        "otpr-autocast)",
+        help="which to run: sac sac3 otpr otpr-f32 otpr-autocast otpr-split q gradient claims-h (default: all but "
+        "claims-h, otpr-autocast and otpr-split)",
     )
     parser.add_argument(
         "--rounds",
@@ -164,6 +184,11 @@ def main() -> None:
         "otpr-autocast": (
             "OTPR, pairs through autocast (before 284c637)",
             lambda: with_autocast_pairs(OTPR("MultiInputPolicy", gym.make(ENV), dual_start=100, **common)),
+        ),
+        # The first layer split for every pair (before 12ccda6; equal up to float rounding): the concatenation's gain.
+        "otpr-split": (
+            "OTPR, first layer split for every pair (before 12ccda6)",
+            lambda: with_split_first_layer(OTPR("MultiInputPolicy", gym.make(ENV), dual_start=100, **common)),
         ),
         # No dual and no H: what the OT machinery costs.
         "q": (

@@ -2,11 +2,12 @@
 
 OTPR's OT work is mostly the twin critics on many (state, action) pairs: the dual's 48 x 48 cost matrix and H with
 ``u(s)`` over the actor's 256 states x 9 actions. This script times those two evaluations as OTPR runs them
-(:meth:`otpr_sb3.critics.TwinQCritic._split_min`, bfloat16 hidden layers with the ReLU fused, kept weights) and,
-in the same process, one hidden layer alone on the same rows and on a large batch (the throughput the CPU reaches at
-this width). If a pair evaluation runs near that throughput, it is arithmetic-bound: only fewer pairs make it
-shorter. Floating-point operations are counted from the shapes (products and additions of the four layers of each
-critic; the first layer split into its state and action parts as the fast path computes it). One torch thread::
+(:meth:`otpr_sb3.critics.TwinQCritic._split_min`, bfloat16 hidden layers with the ReLU fused, kept weights; the
+actor's also with its first layer split, as before ``12ccda6``) and, in the same process, one hidden layer alone on
+the same rows and on a large batch (the throughput the CPU reaches at this width). If a pair evaluation runs near
+that throughput, it is arithmetic-bound: only fewer pairs make it shorter. Floating-point operations are counted
+from the shapes (products and additions of the four layers of each critic, the first layer split into its state and
+action parts; the concatenated first layer does a little more). One torch thread::
 
     python examples/benchmarks/bench_pair_throughput.py --out docs/data/pair_throughput.json
 """
@@ -18,6 +19,7 @@ import json
 from typing import Any
 
 import torch as th
+from bench_otpr_speed import split_first_layer_min
 from torch.utils.benchmark import Timer
 
 from otpr_sb3.benchmark.provenance import provenance
@@ -55,13 +57,16 @@ def measure(min_run_time: float = 2.0) -> list[dict[str, Any]]:
             obs = th.randn(n, OBS_DIM)
             act = th.rand(1, m, ACT_DIM) if shared else th.rand(n, m, ACT_DIM)
             env = {"critic": critic, "obs": obs, "act": act, "shape": (n, m)}
-            pair = seconds("critic._split_min(obs, act, shape)", env, min_run_time)
             h = th.randn(n * m, WIDTH).bfloat16()
             one = seconds("linear(h, w, b, 'relu', [], '')", {"linear": linear, "h": h, "w": w, "b": b}, min_run_time)
-            flops = pair_flops(n, m, shared)
-            rows_out.append(
-                {"pairs": name, "rows": n * m, "ms": 1e3 * pair, "gflops": flops / pair / 1e9, "hidden_layer_ms": 1e3 * one}
-            )
+            ways = {name: "critic._split_min(obs, act, shape)"}
+            if not shared:  # each state's own actions: also as before 12ccda6, the first layer split
+                ways[f"{name}, first layer split"] = "split(critic, obs, act, shape)"
+            for label, stmt in ways.items():
+                pair = seconds(stmt, {**env, "split": split_first_layer_min}, min_run_time)
+                flops = pair_flops(n, m, shared)
+                row = {"pairs": label, "rows": n * m, "ms": 1e3 * pair, "gflops": flops / pair / 1e9}
+                rows_out.append({**row, "hidden_layer_ms": 1e3 * one})
         big = th.randn(16384, WIDTH).bfloat16()
         one = seconds("linear(h, w, b, 'relu', [], '')", {"linear": linear, "h": big, "w": w, "b": b}, min_run_time)
         rows_out.append({"pairs": "one hidden layer, 16384 rows", "rows": 16384, "ms": 1e3 * one})
