@@ -75,6 +75,10 @@ def _dataset_dir(data_path: str, dataset_id: str) -> str:
     return os.path.join(data_path, *dataset_id.split("/"))
 
 
+def _card_path(data_path: str, dataset_id: str) -> str:
+    return os.path.join(_dataset_dir(data_path, dataset_id), CARD_FILE)
+
+
 def record(
     env_id: str,
     episodes: int | None = None,
@@ -116,19 +120,13 @@ def record(
         raise ValueError(f"`noise` must be >= 0, got {noise}")
     data_path = os.path.abspath(data_path)
     dataset_id = dataset_id or dataset_id_for(env_id, episodes, noise, seed, variant)
-    card_path = os.path.join(_dataset_dir(data_path, dataset_id), CARD_FILE)
-    if not overwrite and os.path.exists(card_path):
-        card = load_card(dataset_id, data_path)
-        if card.env_id != env_id:  # a task's new version keeps its dataset names (RobosuiteLift-v1 -> -v2)
-            raise ValueError(
-                f"`dataset_id` {dataset_id!r} in {data_path} holds {card.env_id} demonstrations, not {env_id}'s; "
-                "record with overwrite=True (`otpr record --overwrite`) or another dataset id"
-            )
-        return card
+    kept = None if overwrite else _kept_card(dataset_id, data_path, env_id)
+    if kept is not None:
+        return kept
     with minari_datasets_path(data_path):
         rate, total_steps, expert_name = _record_episodes(task, env_id, dataset_id, episodes, noise, seed, variant)
     card = DatasetCard(dataset_id, env_id, expert_name, episodes, noise, seed, rate, total_steps)
-    with open(card_path, "w") as f:
+    with open(_card_path(data_path, dataset_id), "w") as f:
         json.dump(asdict(card), f, indent=1)
     return card
 
@@ -160,6 +158,26 @@ def _record_episodes(
     return rate, int(dataset.total_steps), expert_name
 
 
+def _kept_card(dataset_id: str, data_path: str, env_id: str) -> DatasetCard | None:
+    """Return the card of a recorded dataset that ``record`` keeps, or None if there is none.
+
+    Raises
+    ------
+    ValueError
+        If the kept dataset holds another task's demonstrations: a task's new version keeps its dataset names
+        (``RobosuiteLift-v1`` -> ``-v2``).
+    """
+    if not os.path.exists(_card_path(data_path, dataset_id)):
+        return None
+    card = load_card(dataset_id, data_path)
+    if card.env_id != env_id:
+        raise ValueError(
+            f"`dataset_id` {dataset_id!r} in {data_path} holds {card.env_id} demonstrations, not {env_id}'s; "
+            "record with overwrite=True (`otpr record --overwrite`) or another dataset id"
+        )
+    return card
+
+
 def load_card(dataset_id: str, data_path: str = "outputs/minari") -> DatasetCard:
     """Read the card of a recorded dataset.
 
@@ -168,7 +186,7 @@ def load_card(dataset_id: str, data_path: str = "outputs/minari") -> DatasetCard
     FileNotFoundError
         If the dataset (or its card) is not in ``data_path``.
     """
-    path = os.path.join(_dataset_dir(os.path.abspath(data_path), dataset_id), CARD_FILE)
+    path = _card_path(os.path.abspath(data_path), dataset_id)
     if not os.path.exists(path):
         raise FileNotFoundError(f"no dataset card for `dataset` {dataset_id!r} in {data_path}; record it with `otpr record`")
     with open(path) as f:
@@ -220,15 +238,9 @@ def record_mixed(
         raise ValueError(f"`parts` must have at least two (episodes, noise) settings, got {parts!r}")
     data_path = os.path.abspath(data_path)
     dataset_id = dataset_id or mixed_dataset_id(env_id, parts, seed)
-    card_path = os.path.join(_dataset_dir(data_path, dataset_id), CARD_FILE)
-    if not overwrite and os.path.exists(card_path):
-        card = load_card(dataset_id, data_path)
-        if card.env_id != env_id:  # a task's new version keeps its dataset names (RobosuiteLift-v1 -> -v2)
-            raise ValueError(
-                f"`dataset_id` {dataset_id!r} in {data_path} holds {card.env_id} demonstrations, not {env_id}'s; "
-                "record with overwrite=True (`otpr record --overwrite`) or another dataset id"
-            )
-        return card
+    kept = None if overwrite else _kept_card(dataset_id, data_path, env_id)
+    if kept is not None:
+        return kept
     cards = [
         record(env_id, n, noise, seed + 1000 * k, data_path, overwrite=overwrite, variant=variant)
         for k, (n, noise, variant) in enumerate(map(_part, parts))
@@ -252,6 +264,6 @@ def record_mixed(
             for c in cards
         ],
     )
-    with open(card_path, "w") as f:
+    with open(_card_path(data_path, dataset_id), "w") as f:
         json.dump(asdict(card), f, indent=1)
     return card
