@@ -1120,6 +1120,12 @@ def test_pairs_left_section_tables_and_sentences():
         speed["OTPR, first layer split for every pair (before 12ccda6)"],
     )
     assert concat[-1] == first_split[-1] and f"OTPR took {concat[-1]} its Q loop's wall-clock per env step with either" in page
+    others = [
+        module.tables((data / f"bench_otpr_speed-2026-12-07-intel-concat-autocast-{t}.txt").read_text())["speed"][1:]
+        for t in ("1thread", "2thread")
+    ]
+    vs_q = [{r[0]: r[-1] for r in rows}["OTPR (L=8, K=5, 3x256 actor and critics)"] for rows in others]
+    assert f"gave OTPR {vs_q[0]} its Q loop at one thread and {vs_q[1]} at two" in page
     assert (ROOT / "docs" / "bench_otpr_intel_concat_1thread_speed_table.inc").read_text() == module.list_table(
         module.tables((data / "bench_otpr_speed-2026-12-07-intel-concat-1thread.txt").read_text())["speed"]
     )
