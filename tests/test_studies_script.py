@@ -21,7 +21,7 @@ def _studies() -> list[list[str]]:
 
 def test_every_study_names_a_commit_holding_its_sweep_file():
     studies = _studies()
-    assert len(studies) == 13
+    assert len(studies) == 14
     for commit, sweep, results, venv, *record in studies:
         assert venv in (".venv", ".venv-robosuite") and results.startswith("results/") and results.endswith("/runs")
         if sweep.startswith("main:"):  # this checkout's file, run by the study's commit (which must exist)
