@@ -3,7 +3,13 @@
 Each group pairs neural_ot (or OTPR) with its reference on the same inputs in the same process; read the ratios.
 """
 
+import sys
+from pathlib import Path
+
 import torch as th
+
+# The example benchmarks' helpers (``bench_otpr_speed.autocast_split_min``), importable as their scripts import them.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples" / "benchmarks"))
 
 
 def pytest_configure(config):

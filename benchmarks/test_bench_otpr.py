@@ -52,26 +52,13 @@ def test_mode_switch(benchmark, fetch_model, way):
     assert {m.training for m in policy.modules()} == {True}
 
 
-def _autocast_split_min():
-    """The pair path before the fused one, from ``examples/benchmarks/bench_otpr_speed.py``."""
-    import importlib.util
-    import sys
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[1] / "examples" / "benchmarks" / "bench_otpr_speed.py"
-    sys.path.insert(0, str(path.parent))
-    spec = importlib.util.spec_from_file_location("bench_otpr_speed", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.autocast_split_min
-
-
 @pytest.mark.parametrize("pairs", ["48x48", "256x9"])
 @pytest.mark.parametrize("way", ["fused", "autocast"])
 def test_critic_pairs(benchmark, way, pairs):
     """The critics on the dual's 48 x 48 pairs and on the actor's 256 states x 9 actions (8 reference actions and
     its replay action), bfloat16 hidden layers, Fetch's sizes: the fused path against autocast's."""
     import torch as th
+    from bench_otpr_speed import autocast_split_min  # on the path: benchmarks/conftest.py
 
     from otpr_sb3.critics import TwinQCritic
 
@@ -86,5 +73,5 @@ def test_critic_pairs(benchmark, way, pairs):
         if way == "fused":
             out = benchmark(critic._split_min, obs, act, shape)
         else:
-            out = benchmark(_autocast_split_min(), critic, obs, act, shape)
+            out = benchmark(autocast_split_min, critic, obs, act, shape)
         assert th.equal(out, critic._split_min(obs, act, shape))  # the same numbers
