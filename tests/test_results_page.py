@@ -639,6 +639,11 @@ def test_robosuite_start_differs_from_bc_sentence():
     assert (bc["timesteps"], otpr["timesteps"], bc["episodes"], otpr["episodes"]) == (0, 0, 50, 50)
     page = " ".join((ROOT / "docs" / "results.rst").read_text().split())
     assert f"BC's evaluation gave {bc['success']:.2f} and OTPR's start {otpr['success']:.2f}" in page
+    can = ROOT / "results" / "robosuite" / "runs" / "RobosuitePickPlaceCan"
+    bc_can = read_evaluations(str(can / "bc" / "s0" / "evaluations.csv"))[0]
+    otpr_can = read_evaluations(str(can / "otpr" / "s0" / "evaluations.csv"))[0]
+    assert bc_can["success"] == otpr_can["success"] and (bc_can["episodes"], otpr_can["episodes"]) == (50, 50)
+    assert f"OTPR's start and BC's evaluation of the same checkpoint agree ({bc_can['success']:.2f} both)" in page
     howto = " ".join((ROOT / "docs" / "benchmarks_howto.rst").read_text().split())
     assert f"the same checkpoint scored {bc['success']:.2f} in one and {otpr['success']:.2f} in another" in howto
     assert bc["success"] != otpr["success"]
