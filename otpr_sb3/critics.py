@@ -177,7 +177,8 @@ def _pair_inputs(obs: th.Tensor, act: th.Tensor, shape: tuple[int, int]) -> th.T
     """Return the concatenated ``[s; a]`` rows if each state has its own actions (``act`` ``(n, m, act_dim)``), else None.
 
     Each state's own actions: one product on the ``n * m`` concatenated rows costs less than the split's two
-    products and its broadcast sum over those rows (the whole evaluation in 0.6x the time at 256 states x 9 actions).
+    products and its broadcast sum over those rows (the whole evaluation in about two thirds of the time at 256
+    states x 9 actions, ``docs/benchmarks.rst``).
     The same actions for every state (``act`` ``(1, m, act_dim)``, ``n > 1``): the split computes the first layer on
     ``n + m`` rows only.
     """
