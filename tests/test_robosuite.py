@@ -87,6 +87,22 @@ def test_only_lift_depends_on_the_construction_seed(env_id, monkeypatch):
 
 
 @needs_robosuite
+def test_lifts_cube_differs_by_at_most_two_millimetres_between_construction_seeds(monkeypatch):
+    """docs/results.rst: "its own cube, up to two millimetres apart in size" (robosuite draws its half-sizes in
+    [0.020, 0.022] m)."""
+    from otpr_sb3.benchmark import robosuite_envs
+
+    sizes = []
+    for seed in range(4):
+        monkeypatch.setattr(robosuite_envs, "CONSTRUCTION_SEED", seed)
+        env = TASKS["RobosuiteLift-v2"].make_env()
+        sizes.append(env.unwrapped.sim_env.sim.model.geom_size.copy())
+        env.close()
+    spread = np.ptp(np.array(sizes), axis=0).max()
+    assert 0 < spread <= 0.002
+
+
+@needs_robosuite
 def test_the_lift_expert_lifts_only_once_the_fingers_have_stopped():
     env = TASKS["RobosuiteLift-v2"].make_env()
     expert = expert_for(env)
