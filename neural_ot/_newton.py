@@ -94,9 +94,10 @@ def _newton(
         last = k == len(schedule) - 1
         small = n * m < (_WORKING_SET_MIN_PAIRS if cpu else _WORKING_SET_MIN_PAIRS_ACCELERATOR)
         stage = _working_set_stage if l2 and not small else _newton_stage
-        if l2 and cpu and _numpy_suits(prob, reg, cold=k == 0 and start is None):
-            stage = _numpy_stage
-        single = l2 and not last and stage is not _numpy_stage and _single_suffices(prob, reg)
+        numpy, dense = _numpy_suits(prob, reg, cold=k == 0 and start is None) if l2 and cpu else (False, None)
+        if numpy:  # a dense stage starts where `_numpy_suits` looked (`_numpy_stage` would compute it again)
+            stage, (u, v) = _numpy_stage, dense or (u, v)
+        single = l2 and not last and not numpy and _single_suffices(prob, reg)
         # Each stage is its own problem: `prob` keeps the target regulariser throughout.
         base = prob.single() if single else prob
         stage_prob = prob if last else base.with_regularizer(type(target)(reg), coarse=True)
@@ -118,22 +119,22 @@ def _newton(
         # The budget ran out in a coarser stage, whose potentials can overflow the target's plan (entropic: exp of
         # z / eps at a far smaller eps, a NaN value): exact block steps at the target bring every row and then column
         # to its mass there, and never increase the dual.
-        u = prob.block_maximize(u, v, side="u")
-        v = prob.block_maximize(u, v, side="v")
+        u, v = _block_start(prob, u, v)
     # Converged only if the target stage was reached and met `tol`.
     return u, v, total, converged and last
 
 
-def _numpy_suits(prob: _Problem, reg: float, cold: bool) -> bool:
-    """Whether a CPU L2 stage at ``reg`` runs in numpy: small problems, and dense ones up to ``_NUMPY_DENSE_WORK``."""
+def _numpy_suits(prob: _Problem, reg: float, cold: bool) -> tuple[bool, tuple[th.Tensor, th.Tensor] | None]:
+    """Whether a CPU L2 stage runs in numpy (small, or dense up to ``_NUMPY_DENSE_WORK``), and a dense one's start."""
     n, m = prob.shape
     work = min(n, m) ** 2 * max(n, m)
     if work <= _NUMPY_STAGE_WORK:
-        return True
+        return True, None
     if work > _NUMPY_DENSE_WORK or not cold or prob.mask is not None:
-        return False
+        return False, None
     C, a, b = prob.C.numpy(), prob.a.numpy(), prob.b.numpy()
-    return all_active_start(C, a, b, reg, _NUMPY_DENSE_START) is not None
+    start = all_active_start(C, a, b, reg, _NUMPY_DENSE_START)
+    return (False, None) if start is None else (True, (th.from_numpy(start[0]), th.from_numpy(start[1])))
 
 
 def _single_suffices(prob: _Problem, reg: float) -> bool:
@@ -316,9 +317,7 @@ def _initial_block(
     elif cold:
         u, v = _cold_start(prob, u, v)
     else:
-        # Exact block steps bound the kernel (from zero potentials they are Sinkhorn's first sweep).
-        u = prob.block_maximize(u, v, side="u")
-        v = prob.block_maximize(u, v, side="v")
+        u, v = _block_start(prob, u, v)  # they bound the kernel (from zero potentials: Sinkhorn's first sweep)
     if entropic:
         assert isinstance(prob, _Problem)
         u, v, err = sinkhorn_sweeps(prob, u, v, tol)
@@ -438,8 +437,7 @@ def _newton_step(
             break
     # Exact block steps never decrease the dual: they repair isolated points, or replace a failed step.
     if not accepted:
-        u = prob.block_maximize(u, v, side="u")
-        v = prob.block_maximize(u, v, side="v")
+        u, v = _block_start(prob, u, v)
         return u, v, prob.loss(u, v)
     u, v = u + t * step[:n], v + t * step[n:]
     iso_u, iso_v = th.nonzero(~free_u).flatten(), th.nonzero(~free_v).flatten()

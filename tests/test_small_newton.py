@@ -226,3 +226,24 @@ def test_numpy_all_active_start_is_the_torch_cold_starts():
         if applies:
             np.testing.assert_allclose(start[0], u.numpy(), rtol=1e-12, atol=1e-15)
             np.testing.assert_allclose(start[1], v.numpy(), rtol=1e-12, atol=1e-15)
+
+
+def test_a_dense_stage_above_the_small_limit_computes_its_all_active_start_once(monkeypatch):
+    # Above _NUMPY_STAGE_WORK a cold stage runs in numpy only if its all-active start applies; that test's start is
+    # the stage's start (it was computed a second time in the stage).
+    n = 240
+    assert n**3 > _newton._NUMPY_STAGE_WORK and n**3 <= _newton._NUMPY_DENSE_WORK
+    M = _clouds(n, n)
+    ref = no.solve_discrete(None, None, M, 0.05, tol=1e-11)
+    starts, run = [], _small_newton.all_active_start
+
+    def spy(*args):
+        out = run(*args)
+        starts.append(out is not None)
+        return out
+
+    monkeypatch.setattr(_newton, "all_active_start", spy)
+    calls = _spy(monkeypatch)
+    res = no.solve_discrete(None, None, M, 0.05, tol=1e-11)
+    assert starts == [True] and calls  # once, and the numpy stage ran from it
+    assert res.status == "converged" and np.abs(res.plan - ref.plan).sum() < 1e-12
