@@ -149,10 +149,11 @@ class TwinQCritic(ContinuousCritic):
             raise ValueError(f"`act` must have shape ({obs.shape[0]}, m, act_dim), got {tuple(act.shape)}")
         return self._split_min(obs, act, (act.shape[0], act.shape[1]))
 
-    def _split_min(self, obs: th.Tensor, act: th.Tensor, shape: tuple[int, int]) -> th.Tensor:
-        # Only float32 evaluations are lowered: a policy cast to float64 keeps its precision.
+    def _split_min(self, obs: th.Tensor, act: th.Tensor, shape: tuple[int, int], concatenate: bool = True) -> th.Tensor:
+        # Only float32 evaluations are lowered: a policy cast to float64 keeps its precision. `concatenate=False`
+        # splits the first layer for every pair (a benchmark's A/B against the concatenated rows).
         low = obs.dtype == th.float32 and pair_dtype(self.pair_precision, obs.device) != th.float32
-        pairs = _pair_inputs(obs, act, shape)
+        pairs = _pair_inputs(obs, act, shape) if concatenate else None
         q = []
         for i, net in enumerate(self.q_networks):
             first, hidden, last = _relu_mlp_layers(net)

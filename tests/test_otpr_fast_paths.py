@@ -21,6 +21,7 @@ def test_pairwise_and_grouped_critics_equal_the_critic_on_concatenated_pairs():
     own = th.randn(7, 6, 3)
     grouped = q.min(obs.repeat_interleave(6, dim=0), own.reshape(42, 3)).reshape(7, 6)
     th.testing.assert_close(q.grouped_min(obs, own), grouped, **TOL)
+    th.testing.assert_close(q._split_min(obs, own, (7, 6), concatenate=False), grouped, **TOL)  # the benchmarks' A/B
     with pytest.raises(ValueError, match="act"):
         q.grouped_min(obs, th.randn(6, 2, 3))
 

@@ -51,14 +51,9 @@ def autocast_split_min(critic, obs: th.Tensor, act: th.Tensor, shape: tuple[int,
 def split_first_layer_min(critic, obs: th.Tensor, act: th.Tensor, shape: tuple[int, int]) -> th.Tensor:
     """The fused pair path with the first layer split into state and action parts for every pair, as before
     ``12ccda6`` (which gives each state's own actions one product on the concatenated pairs instead)."""
-    from otpr_sb3 import critics
+    from otpr_sb3.critics import TwinQCritic
 
-    concatenated = critics._pair_inputs
-    critics._pair_inputs = lambda *_: None  # type: ignore[assignment]
-    try:
-        return critics.TwinQCritic._split_min(critic, obs, act, shape)
-    finally:
-        critics._pair_inputs = concatenated
+    return TwinQCritic._split_min(critic, obs, act, shape, concatenate=False)
 
 
 def with_split_first_layer(model: OTPR) -> OTPR:
