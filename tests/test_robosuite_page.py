@@ -84,7 +84,7 @@ def test_expert_sentences():
         (r,) = [r for r in rows if (r["env_id"], r["noise"], r["noise_dims"]) == (env_id, noise, dims)]
         return r["success"]
 
-    lift, can = "RobosuiteLift-v1", "RobosuitePickPlaceCan-v1"
+    lift, can = "RobosuiteLift-v2", "RobosuitePickPlaceCan-v1"
     # "on every dimension at std 0.3 ... against ... on position and gripper only"
     assert success(lift, 0.3, "all") < success(lift, 0.3) and success(can, 0.3, "all") < success(can, 0.3)
     phrase = (
@@ -94,7 +94,8 @@ def test_expert_sentences():
     )
     assert phrase in PAGE, phrase
     before = json.loads((DATA / "experts_previous_expert.json").read_text())["rows"]
-    (lift_before,) = [r for r in before if (r["env_id"], r["noise"], r["noise_dims"]) == (lift, 0.0, "task")]
+    clean_v1 = ("RobosuiteLift-v1", 0.0, "task")  # the previous expert ran before the construction seed
+    (lift_before,) = [r for r in before if (r["env_id"], r["noise"], r["noise_dims"]) == clean_v1]
     phrase = f"without noise it then succeeded in {lift_before['success']:.2f} of {lift_before['episodes']} placements"
     assert phrase in PAGE, phrase
     square = "RobosuiteNutAssemblySquare-v1"
@@ -104,6 +105,11 @@ def test_expert_sentences():
     )
     assert clean in PAGE, clean
     assert f"noise 0.3 on position and gripper leaves its expert {success(square, 0.3):.2f}" in PAGE
+    v1 = json.loads((DATA / "experts_v1.json").read_text())["rows"]
+    key = ("noise", "noise_dims", "episodes", "success")
+    lift_v1 = [[r[k] for k in key] for r in v1 if r["env_id"] == "RobosuiteLift-v1"]
+    assert lift_v1 == [[r[k] for k in key] for r in rows if r["env_id"] == lift]  # "the same at every noise"
+    assert "made on ``RobosuiteLift-v2``" in PAGE and "the same at every noise" in PAGE
     for env_id, name in ((lift, "Lift"), (can, "Can"), (square, "Square")):
         rates = [r["env_steps_per_s"] for r in rows if r["env_id"] == env_id]
         span = f"{min(rates):.0f}-{max(rates):.0f}"
