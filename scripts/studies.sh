@@ -6,7 +6,8 @@
 #   bash scripts/studies.sh collect NAME          copy its finished runs into results/ (then commit them)
 #   bash scripts/studies.sh status NAME           where each of its runs stands (finished, started, pending)
 #   bash scripts/studies.sh pages NAME            regenerate what its collected runs feed on the results pages
-#                                                 (baselines-report, claims-candidates-a/-c), then run their tests
+#                                                 (baselines-report, claims-candidates-a/-c, metaworld, robosuite,
+#                                                 robosuite-lift), then run their tests
 #   bash scripts/studies.sh prepare NAME          only write its clone and sweep file (what `run` would run)
 #   bash scripts/studies.sh list                  the studies, their commits and sweep files
 # $STUDIES (default: ../studies) holds the clones, the runs and the datasets. $MAX_CONCURRENT, if set, replaces the
@@ -136,9 +137,15 @@ case "${1:-list}" in
                 "$py" examples/claims/claims_verdicts.py --wave candidates
                 "$py" -m pytest -q tests/test_claims_page.py
                 exit ;;
+            metaworld|robosuite|robosuite-lift)  # "Beyond Fetch": the family's tables and every new task's verdicts
+                family="${2%-lift}"
+                .venv/bin/otpr report --runs-dir "results/$family/runs" --out "docs/results/$family"
+                "$py" examples/benchmarks/beyond_fetch_verdicts.py
+                "$py" -m pytest -q tests/test_results_page.py tests/test_beyond_fetch_page.py
+                exit ;;
             *)
-                echo "no pages step for '$2' (baselines-report, claims-candidates-a and -c only); see docs/results.rst" \
-                    "and docs/claims.rst" >&2
+                echo "no pages step for '$2' (baselines-report, claims-candidates-a and -c, metaworld, robosuite and" \
+                    "robosuite-lift only); see docs/results.rst and docs/claims.rst" >&2
                 exit 2 ;;
         esac
         "$py" examples/benchmarks/baselines_verdicts.py

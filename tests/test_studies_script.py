@@ -83,6 +83,7 @@ def test_a_moved_group_takes_its_comments_along():
 def test_pages_regenerates_only_the_reports_under_way():
     out = subprocess.run(["bash", "scripts/studies.sh", "pages", "claims-c"], cwd=ROOT, capture_output=True, text=True)
     assert out.returncode == 2 and "no pages step for 'claims-c' (baselines-report, claims-candidates-a" in out.stderr
+    assert "metaworld, robosuite and robosuite-lift only" in out.stderr
     out = subprocess.run(["bash", "scripts/studies.sh", "pages", "nope"], cwd=ROOT, capture_output=True, text=True)
     assert out.returncode == 2 and "unknown study 'nope'" in out.stderr
 

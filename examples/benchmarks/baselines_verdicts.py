@@ -56,11 +56,17 @@ def report_runs(runs_dir: str = RUNS) -> list[dict[str, Any]]:
     ]
 
 
-def comparisons(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def comparisons(
+    runs: list[dict[str, Any]],
+    seeds_by_task: dict[str, list[int]] | None = None,
+    questions: tuple[tuple[str, str, str], ...] = COMPARISONS,
+) -> list[dict[str, Any]]:
     """Per task of the study and comparison with runs on both sides: the paired seeds and the decision.
 
     Each row has the protocol's decision (``"decision"``, bootstrap intervals) and the same rule on Student-t
     intervals (``"t"``), the cautious reading at three to five seeds, added before any comparison was decided.
+    ``seeds_by_task`` (the study's seeds of each task; this study's :data:`REPORT` by default) and ``questions``
+    (``(question, A, B)``) let another study apply the same rule.
 
     Raises
     ------
@@ -69,8 +75,9 @@ def comparisons(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         run's seed is not one of the study's seeds for its task.
     """
     out = []
-    for task, (_, seeds) in REPORT.items():
-        for question, a, b in COMPARISONS:
+    study = seeds_by_task if seeds_by_task is not None else {task: seeds for task, (_, seeds) in REPORT.items()}
+    for task, seeds in study.items():
+        for question, a, b in questions:
             first = {r["seed"]: r for r in runs if (r["task"], r["method"]) == (task, a)}
             second = {r["seed"]: r for r in runs if (r["task"], r["method"]) == (task, b)}
             if not first or not second:
