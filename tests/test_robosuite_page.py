@@ -75,6 +75,8 @@ def test_default_setting_sentences():
     )
     assert phrase in PAGE, phrase
     assert TASKS[square].pretrain_steps == 20_000
+    seed0 = ROOT / "results" / "robosuite" / "runs" / "RobosuiteNutAssemblySquare" / "bc" / "s0" / "summary.json"
+    assert f"fresh seeds (seed 0: {json.loads(seed0.read_text())['final_success']:.2f}," in PAGE
 
 
 def test_expert_sentences():
