@@ -83,3 +83,11 @@ def test_a_seed_on_two_cpu_kinds_is_refused(tmp_path):
     _run(tmp_path, task, "bc", 0, 0.24, cpu="AMD EPYC 7B13")
     with pytest.raises(ValueError, match="CPU"):
         module.comparisons(module.all_runs((str(tmp_path),)), {task: [0, 1, 2]}, module.QUESTIONS)
+
+
+def test_readme_says_pending_while_a_verdict_is():
+    module = _module()
+    rows = module.comparisons(module.all_runs(), {t: [0, 1, 2] for t in module.study_runs()}, module.QUESTIONS)
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    all_pending = all(r["decision"].verdict == "pending" for r in rows)  # a comparison without runs has no row
+    assert all_pending == ("every verdict there is pending until each task has its three seeds" in readme)
