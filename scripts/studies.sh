@@ -16,6 +16,8 @@
 # A SIGINT (Ctrl-C, or `kill -INT -- -PGID` to the chain's process group) stops the running sweep (Ray saves its state)
 # and the chain with it: the next study starts only when this one's runs have all finished or one of them failed.
 # `kill -TERM -- -PGID` ends everything at once. (Chains started before this change go on after a SIGINT.)
+# A study whose unfinished seeds have runs made on another CPU kind than this machine's is not run (exit 4): run it on
+# that kind, or move those seeds' runs aside first (`otpr sweep FILE --check-cpu-kind` lists them).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root="$PWD"
@@ -99,6 +101,13 @@ case "${1:-list}" in
             fi
             (cd "$clone" && flock "$lock" "$root/$venv/bin/python" -c "$record_defaults" "$studies/$name/sweep.toml") \
                 >> "$studies/$name/record.log" 2>&1 || true
+            # Every method of a seed on one CPU kind: a seed begun on another kind would be finished here. (This
+            # checkout's code reads the run directories; CPU_KIND_CHECK=0 skips it.)
+            if [ "${CPU_KIND_CHECK:-1}" != 0 ] && ! PYTHONPATH="$root" "$root/$venv/bin/python" -m otpr_sb3.benchmark.cli \
+                sweep "$studies/$name/sweep.toml" --check-cpu-kind; then
+                echo "$(date -u +%FT%TZ) $name: seeds begun on another CPU kind (above); the chain stops here"
+                exit 4
+            fi
             echo "$(date -u +%FT%TZ) $name: sweep from $clone"
             status=0
             (cd "$clone" && "$root/$venv/bin/python" -m otpr_sb3.benchmark.cli sweep "$studies/$name/sweep.toml") \
@@ -169,4 +178,4 @@ case "${1:-list}" in
         echo "usage: bash scripts/studies.sh {list | run NAME [NAME ...] | prepare NAME | collect NAME | status NAME | pages NAME}" >&2
         exit 2
         ;;
-esac
+esac; exit  # on the line bash parses with the case: a running chain then reads nothing of a later edit

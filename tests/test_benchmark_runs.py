@@ -179,3 +179,23 @@ def test_the_readme_demo_prints_no_adroit_notice():
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert "AdroitHand" not in done.stderr
+
+
+def test_a_run_started_on_another_kind_of_machine_is_not_resumed_here(dirs, tmp_path):
+    spec = spec_for(dirs, "otpr", steps=200, runs_dir=str(tmp_path / "runs"))
+
+    def stop_at_100(row):
+        if row["timesteps"] == 100:
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        run(spec, on_evaluation=stop_at_100)
+    path = Path(spec.run_dir) / "spec.json"
+    recorded = json.loads(path.read_text())
+    path.write_text(json.dumps({**recorded, "provenance": {**recorded["provenance"], "cpu": "Another CPU"}}))
+    before = read_evaluations(f"{spec.run_dir}/evaluations.csv")
+    with pytest.raises(RuntimeError, match="started on another kind of machine \\(cpu 'Another CPU' -> "):
+        run(spec)
+    assert read_evaluations(f"{spec.run_dir}/evaluations.csv") == before  # nothing written
+    path.write_text(json.dumps(recorded))  # on its own kind it resumes
+    assert run(spec)["steps"] == 200

@@ -359,3 +359,51 @@ def test_sweep_exit_status_says_why_runs_are_left(tmp_path, monkeypatch, capsys,
         (Path(spec.run_dir) / "summary.json").write_text("{}")
     main(["sweep", str(config)])
     assert "2 runs: 2 finished, 0 not finished" in capsys.readouterr().out
+
+
+def test_cpu_kind_conflicts_are_the_runs_of_unfinished_seeds_made_on_another_kind(tmp_path, capsys, monkeypatch):
+    from otpr_sb3.benchmark.cli import main
+    from otpr_sb3.benchmark.sweep import cpu_kind_conflicts
+
+    text = f"""
+name = "kinds"
+runs_dir = "{tmp_path / "runs"}"
+collect_dir = "{tmp_path / "results"}"
+[[runs]]
+env = "FetchPush-v4"
+methods = ["bc", "otpr"]
+seeds = [0, 1, 2]
+"""
+    (tmp_path / "sweep.toml").write_text(text)
+    config = SweepConfig.from_toml(str(tmp_path / "sweep.toml"))
+
+    def record(where, method, seed, cpu, finished):
+        run_dir = tmp_path / where / "FetchPush" / method / f"s{seed}"
+        run_dir.mkdir(parents=True)
+        (run_dir / "spec.json").write_text(json.dumps({"provenance": {"cpu": cpu}}))
+        if finished:
+            (run_dir / "summary.json").write_text("{}")
+            (run_dir / "evaluations.csv").write_text("timesteps,success,episodes,final,wall_time\n0,0.5,10,1,1.0\n")
+
+    record("results", "bc", 0, "AMD", True)  # seed 0: complete on another kind, no conflict
+    record("results", "otpr", 0, "AMD", True)
+    record("results", "bc", 1, "AMD", True)  # seed 1: BC finished there, OTPR still to run
+    record("runs", "otpr", 2, "AMD", False)  # seed 2: OTPR started there (a spec.json, no evaluation yet)
+    record("results", "bc", 2, "Intel", True)
+    conflicts = cpu_kind_conflicts(config, cpu="Intel")
+    assert [(r["seed"], r["method"], r["state"], r["cpu"]) for r in conflicts] == [
+        (1, "bc", "finished", "AMD"),
+        (2, "otpr", "started", "AMD"),
+    ]
+    assert cpu_kind_conflicts(config, cpu="AMD") == [
+        {"task": "FetchPush", "method": "bc", "seed": 2, "state": "finished", "cpu": "Intel"}
+    ]
+    monkeypatch.setattr("otpr_sb3.benchmark.sweep.cpu_info", lambda: {"cpu": "Intel"})  # this machine
+    with pytest.raises(SystemExit) as refused:
+        main(["sweep", str(tmp_path / "sweep.toml"), "--check-cpu-kind"])
+    assert refused.value.code == 4
+    assert "2 unfinished seed(s) have runs made on another CPU kind" in capsys.readouterr().out
+    shutil.rmtree(tmp_path / "results" / "FetchPush" / "bc" / "s1")
+    shutil.rmtree(tmp_path / "runs" / "FetchPush" / "otpr" / "s2")
+    main(["sweep", str(tmp_path / "sweep.toml"), "--check-cpu-kind"])  # moved aside: nothing left, returns (0)
+    assert "every unfinished seed's runs so far were made on this machine's CPU kind" in capsys.readouterr().out

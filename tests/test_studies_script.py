@@ -126,30 +126,7 @@ LEFT, DONE = "2 runs: 1 finished, 1 started, 0 pending", "2 runs: 2 finished, 0 
 )
 def test_a_chain_stops_when_a_sweep_was_stopped_and_goes_on_after_a_failure(tmp_path, status, counts, ran):
     """`run A B`: B starts after A's runs all finished or one failed, not after they were stopped."""
-    repo = tmp_path / "repo"
-    cloned = subprocess.run(["git", "clone", "--quiet", "--shared", str(ROOT), str(repo)], capture_output=True, text=True)
-    assert cloned.returncode == 0, cloned.stderr
-    shown = subprocess.run(["git", "cat-file", "-e", "8d4c5c5^{commit}"], cwd=repo, capture_output=True)
-    if shown.returncode != 0:
-        pytest.skip("this clone has no history (shallow)")
-    shutil.copy(ROOT / "scripts" / "studies.sh", repo / "scripts" / "studies.sh")  # this checkout's, not HEAD's
-    # The chain's python, faked: a sweep logs its study and exits with `status`; --status prints `counts` and exits
-    # as `--exit-code` asks (3 when runs are left).
-    fake = repo / ".venv" / "bin" / "python"
-    fake.parent.mkdir(parents=True)
-    fake.write_text(
-        f'#!/bin/sh\ncase "$*" in *--status*) echo "{counts}"; exit {0 if counts == DONE else 3} ;; esac\n'
-        f'if [ "$1" = "-c" ]; then echo "$3" >> {tmp_path}/datasets.log; exit 0; fi\n'  # the datasets step
-        f'echo "$@" >> {tmp_path}/sweeps.log\nexit {status}\n'
-    )
-    fake.chmod(0o755)
-    out = subprocess.run(
-        ["bash", "scripts/studies.sh", "run", "claims-b", "claims-d"],
-        cwd=repo,
-        capture_output=True,
-        text=True,
-        env={**os.environ, "STUDIES": str(tmp_path / "studies")},
-    )
+    out = _chain(tmp_path, status, counts)
     swept = [line.split()[-1].split("/")[-2] for line in (tmp_path / "sweeps.log").read_text().splitlines()]
     assert swept == ran
     # each study's datasets are recorded (by its clone's code, under the lock) before its sweep starts
@@ -159,3 +136,41 @@ def test_a_chain_stops_when_a_sweep_was_stopped_and_goes_on_after_a_failure(tmp_
     if ran != BOTH:
         assert f"claims-b: runs left ({LEFT}); the chain stops here" in out.stdout
     assert out.stdout.count("the sweep failed (see its sweep.log); the chain goes on") == (2 if status == 1 else 0)
+
+
+def test_a_study_with_seeds_begun_on_another_cpu_kind_is_not_run(tmp_path):
+    out = _chain(tmp_path, 0, DONE, kinds=4)
+    assert out.returncode == 4 and "claims-b: seeds begun on another CPU kind (above); the chain stops here" in out.stdout
+    assert not (tmp_path / "sweeps.log").exists()  # no sweep started
+    out = _chain(tmp_path / "skipped", 0, DONE, kinds=4, check="0")  # CPU_KIND_CHECK=0: run anyway
+    assert out.returncode == 0 and len((tmp_path / "skipped" / "sweeps.log").read_text().splitlines()) == 2
+
+
+def _chain(tmp_path, status, counts, kinds=0, check="1"):
+    """`studies.sh run claims-b claims-d` in a clone, with a fake python (see below)."""
+    tmp_path.mkdir(exist_ok=True)
+    repo = tmp_path / "repo"
+    cloned = subprocess.run(["git", "clone", "--quiet", "--shared", str(ROOT), str(repo)], capture_output=True, text=True)
+    assert cloned.returncode == 0, cloned.stderr
+    shown = subprocess.run(["git", "cat-file", "-e", "8d4c5c5^{commit}"], cwd=repo, capture_output=True)
+    if shown.returncode != 0:
+        pytest.skip("this clone has no history (shallow)")
+    shutil.copy(ROOT / "scripts" / "studies.sh", repo / "scripts" / "studies.sh")  # this checkout's, not HEAD's
+    # The chain's python, faked: a sweep logs its study and exits with `status`; --status prints `counts` and exits
+    # as `--exit-code` asks (3 when runs are left); --check-cpu-kind exits `kinds` (4: seeds begun on another kind).
+    fake = repo / ".venv" / "bin" / "python"
+    fake.parent.mkdir(parents=True)
+    fake.write_text(
+        f'#!/bin/sh\ncase "$*" in *--status*) echo "{counts}"; exit {0 if counts == DONE else 3} ;; esac\n'
+        f'case "$*" in *--check-cpu-kind*) exit {kinds} ;; esac\n'
+        f'if [ "$1" = "-c" ]; then echo "$3" >> {tmp_path}/datasets.log; exit 0; fi\n'  # the datasets step
+        f'echo "$@" >> {tmp_path}/sweeps.log\nexit {status}\n'
+    )
+    fake.chmod(0o755)
+    return subprocess.run(
+        ["bash", "scripts/studies.sh", "run", "claims-b", "claims-d"],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "STUDIES": str(tmp_path / "studies"), "CPU_KIND_CHECK": check},
+    )

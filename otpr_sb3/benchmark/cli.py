@@ -117,11 +117,24 @@ def _train(args: argparse.Namespace) -> None:
 
 
 def _sweep(args: argparse.Namespace) -> None:
-    from otpr_sb3.benchmark.sweep import SweepConfig, pending, run_sweep, sweep_status
+    from otpr_sb3.benchmark.sweep import SweepConfig, cpu_kind_conflicts, pending, run_sweep, sweep_status
 
     if args.exit_code and not args.status:
         raise SystemExit("otpr sweep: --exit-code needs --status (a sweep's own exit status says why runs are left)")
     config = SweepConfig.from_toml(args.config)
+    if args.check_cpu_kind:
+        conflicts = cpu_kind_conflicts(config)
+        for r in conflicts:
+            print(f"{r['task']:<28} {r['method']:<24} s{r['seed']:<4} {r['state']:<9} on {r['cpu']}")
+        if conflicts:
+            seeds = sorted({(r["task"], r["seed"]) for r in conflicts})
+            print(
+                f"{len(seeds)} unfinished seed(s) have runs made on another CPU kind than this machine's: run them on "
+                "that kind, or move their runs aside (every method of a seed runs on one kind)"
+            )
+            raise SystemExit(4)
+        print("every unfinished seed's runs so far were made on this machine's CPU kind")
+        return
     if args.status:
         runs = sweep_status(config)
         for r in runs:
@@ -230,6 +243,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--exit-code",
         action="store_true",
         help="with --status: exit 3 when a run has not finished (started or pending), 0 when all have",
+    )
+    p.add_argument(
+        "--check-cpu-kind",
+        action="store_true",
+        help="list the runs of unfinished seeds made on another CPU kind than this machine's and exit (4 if any)",
     )
     p.set_defaults(func=_sweep)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import json
 import os
 import platform
 import subprocess
@@ -18,6 +19,8 @@ from otpr_sb3.critics import pair_dtype
 PACKAGES = ("torch", "stable-baselines3", "gymnasium", "gymnasium-robotics", "mujoco", "numpy", "otpr")
 #: CPU flags that choose kernels (float32 AVX-512; bfloat16 pairs with ``pair_precision="auto"``).
 CPU_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
+#: The kind of machine a run's record names (its ``spec.json``, written when it starts): a run must end on it.
+MACHINE_KIND = ("cpu", "device", "pair_precision")
 
 
 def git_state(path: str | None = None) -> dict[str, Any]:
@@ -85,3 +88,27 @@ def provenance(device: str = "auto", policy_kwargs: dict[str, Any] | None = None
         "pair_precision": str(pair_dtype(precision, resolved)).removeprefix("torch."),
         "time": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
     }
+
+
+def check_machine_kind(run_dir: str, current: dict[str, Any]) -> None:
+    """Raise if the run in ``run_dir`` was started on another kind of machine than ``current`` (:func:`provenance`).
+
+    A run resumed on another CPU kind (or device, or pair precision) would be partly made where its ``spec.json``
+    does not say: its numbers would not be what its record says they are.
+
+    Raises
+    ------
+    RuntimeError
+        Naming the :data:`MACHINE_KIND` fields that differ, and what to do instead.
+    """
+    with open(os.path.join(run_dir, "spec.json")) as f:
+        recorded = json.load(f).get("provenance", {})
+    changes = [
+        f"{k} {recorded[k]!r} -> {current.get(k)!r}" for k in MACHINE_KIND if k in recorded and recorded[k] != current.get(k)
+    ]
+    if changes:
+        raise RuntimeError(
+            f"{run_dir} was started on another kind of machine ({'; '.join(changes)}): resumed here, its record would "
+            "name a machine it only partly ran on. Resume it on a machine of the recorded kind, or move the directory "
+            "aside to run it again from the start here"
+        )

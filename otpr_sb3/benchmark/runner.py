@@ -48,7 +48,7 @@ from otpr_sb3.benchmark.demo_buffers import (
 from otpr_sb3.benchmark.diagnostics import read_diagnostics
 from otpr_sb3.benchmark.evaluation import append_evaluation, read_evaluations, success_rate, write_evaluations
 from otpr_sb3.benchmark.methods import Method, get_method
-from otpr_sb3.benchmark.provenance import provenance
+from otpr_sb3.benchmark.provenance import check_machine_kind, provenance
 from otpr_sb3.benchmark.recording import DatasetCard, load_card, record
 from otpr_sb3.benchmark.run_spec import RunSpec, check_spec
 from otpr_sb3.benchmark.tasks import Task, get_task
@@ -108,9 +108,7 @@ def _run(spec: RunSpec, progress_bar: bool, on_evaluation: EvaluationHook | None
     demos = Demonstrations.from_minari(card.dataset_id, data_path=os.path.abspath(spec.data_path))
     _, policy_kwargs = _otpr_kwargs(spec, method)
     origin = provenance(spec.device, policy_kwargs if method.algo in ("otpr", "bc") else None)
-    if not started:  # written once: where the run and its data sit is the machine's business, not the run's
-        with open(os.path.join(run_dir, "spec.json"), "w") as f:
-            json.dump({**identity, "provenance": origin}, f, indent=1)
+    _record_start(run_dir, identity, origin, started)
     evals_path = os.path.join(run_dir, "evaluations.csv")
     make_env = _env_maker(spec, task, method, card, demos, progress_bar)
     eval_env = make_env()
@@ -224,6 +222,16 @@ def _otpr_kwargs(spec: RunSpec, method: Method) -> tuple[dict[str, Any], dict[st
 
 #: Layout of the policy in pretrained checkpoints (2: the guidance is a module of the policy).
 CHECKPOINT_FORMAT = "fmt2"
+
+
+def _record_start(run_dir: str, identity: dict[str, Any], origin: dict[str, Any], started: bool) -> None:
+    """Write a new run's ``spec.json``; check that a started one resumes on the kind of machine it names."""
+    if started:
+        check_machine_kind(run_dir, origin)
+        return
+    # Written once: where the run and its data sit is the machine's business, not the run's.
+    with open(os.path.join(run_dir, "spec.json"), "w") as f:
+        json.dump({**identity, "provenance": origin}, f, indent=1)
 
 
 def _pretrained(

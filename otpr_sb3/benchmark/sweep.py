@@ -33,6 +33,7 @@ from typing import Any
 
 from otpr_sb3.benchmark.evaluation import read_evaluations
 from otpr_sb3.benchmark.methods import get_method
+from otpr_sb3.benchmark.provenance import cpu_info
 from otpr_sb3.benchmark.runner import RunSpec, default_dataset, run
 from otpr_sb3.benchmark.tasks import get_task
 
@@ -206,6 +207,38 @@ def sweep_status(config: SweepConfig) -> list[dict[str, Any]]:
                 "success": last["success"],
             }
         )
+    return out
+
+
+def cpu_kind_conflicts(config: SweepConfig, cpu: str | None = None) -> list[dict[str, Any]]:
+    """Return the runs that would give one seed of a task two CPU kinds if the sweep went on on this machine.
+
+    Every method of a seed is compared with the others on one kind of CPU (the studies' rule, docs/claims.rst). A seed
+    whose runs have all finished is complete, whatever kind ran them; in any other seed, each run started or finished
+    on another kind than ``cpu`` (this machine's by default) conflicts: the seed's runs still to make would run here.
+
+    Returns
+    -------
+    list of dict
+        Per conflicting run: ``task``, ``method``, ``seed``, ``state`` (``"finished"`` or ``"started"``) and its ``cpu``.
+    """
+    here = cpu_info()["cpu"] if cpu is None else cpu
+    seeds: dict[tuple[str, int], list[dict[str, Any]]] = {}
+    for spec, status in zip(config.specs(), sweep_status(config), strict=True):
+        dirs = [d for d in _record_dirs(config, spec) if os.path.exists(os.path.join(d, "spec.json"))]
+        kind = None
+        if dirs:  # the finished record first: a collected run and a copy left in `runs_dir` are the same run
+            record = next((d for d in dirs if os.path.exists(os.path.join(d, "summary.json"))), dirs[0])
+            with open(os.path.join(record, "spec.json")) as f:
+                kind = json.load(f).get("provenance", {}).get("cpu")
+        # A spec.json is written when a run starts, before its first evaluation: such a run has started too.
+        state = "started" if kind is not None and status["state"] == "pending" else status["state"]
+        seeds.setdefault((spec.env_id, spec.seed), []).append({**status, "state": state, "cpu": kind})
+    out = []
+    for runs in seeds.values():
+        if any(r["state"] != "finished" for r in runs):
+            keys = ("task", "method", "seed", "state", "cpu")
+            out += [{k: r[k] for k in keys} for r in runs if r["cpu"] is not None and r["cpu"] != here]
     return out
 
 
