@@ -71,6 +71,11 @@ def test_three_seeds_decide_by_the_rule_and_the_t_columns_are_more_cautious(tmp_
     rows = {r["b"]: r for r in module.comparisons(module.all_runs((str(tmp_path),)), {task: [0, 1, 2]}, module.QUESTIONS)}
     # differences +0.10, -0.08, +0.02: neither above 0 nor within the margin
     assert rows["diffusion-ql"]["decision"].verdict == "undecided"
+    behind = [
+        {**r, "final": r["final"] + 0.5} if r["method"] == "diffusion-ql" else r for r in module.all_runs((str(tmp_path),))
+    ]
+    (row,) = [r for r in module.comparisons(behind, {task: [0, 1, 2]}, module.QUESTIONS) if r["b"] == "diffusion-ql"]
+    assert row["decision"].verdict == "reversed" and "*reversed* when it lies below 0" in PAGE
     text = module.page_text(module.all_runs((str(tmp_path),)), planned)
     assert text.startswith(f"Runs finished so far, per task: {task} 9 of 9.")
     assert "     - holds" in text and "     - undecided" in text
