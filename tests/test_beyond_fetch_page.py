@@ -92,7 +92,7 @@ def test_a_seed_on_two_cpu_kinds_is_refused(tmp_path):
 
 def test_readme_says_pending_while_a_verdict_is():
     module = _module()
-    rows = module.comparisons(module.all_runs(), {t: [0, 1, 2] for t in module.study_runs()}, module.QUESTIONS)
+    rows = module.verdicts(module.all_runs(), module.study_runs())
     readme = " ".join((ROOT / "README.md").read_text().split())
     all_pending = all(r["decision"].verdict == "pending" for r in rows)  # a comparison without runs has no row
     assert all_pending == ("every verdict there is pending until each task has its three seeds" in readme)

@@ -47,13 +47,18 @@ def all_runs(runs_dirs: tuple[str, ...] = RUNS) -> list[dict[str, Any]]:
     return [run for runs_dir in runs_dirs for run in report_runs(runs_dir)]
 
 
+def verdicts(runs: list[dict[str, Any]], planned: dict[str, list[tuple[str, int]]]) -> list[dict[str, Any]]:
+    """:func:`baselines_verdicts.comparisons` of :data:`QUESTIONS`, each task's planned seeds its minimum."""
+    seeds = {task: sorted({seed for _, seed in p}) for task, p in planned.items()}
+    return comparisons(runs, seeds, QUESTIONS)
+
+
 def page_text(runs: list[dict[str, Any]], planned: dict[str, list[tuple[str, int]]]) -> str:
     """The include: how many of each task's planned runs are in (``planned``: :func:`study_runs`), and the verdicts."""
     if not runs:
         return "No run has finished yet.\n"
     counts = ", ".join(f"{task} {sum(r['task'] == task for r in runs)} of {len(p)}" for task, p in planned.items())
-    seeds = {task: sorted({seed for _, seed in p}) for task, p in planned.items()}
-    rows = comparisons(runs, seeds, QUESTIONS)
+    rows = verdicts(runs, planned)
     table = verdicts_table(rows) if rows else "No comparison has runs on both sides yet.\n"
     return f"Runs finished so far, per task: {counts}.\n\n" + table
 

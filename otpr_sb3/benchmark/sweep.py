@@ -187,15 +187,20 @@ def sweep_status(config: SweepConfig) -> list[dict[str, Any]]:
     list of dict
         Per run: ``task``, ``method`` (its run directory's name), ``seed``, ``state`` (``"finished"``: a summary in
         ``runs_dir`` or ``collect_dir``; ``"started"``: evaluations but no summary; ``"pending"``), ``steps`` (of the
-        last evaluation) out of ``of`` (the run's), and ``success`` (of the last evaluation: the final one of a
-        finished run; NaN before any).
+        last evaluation) out of ``of`` (the run's), ``success`` (of the last evaluation: the final one of a
+        finished run; NaN before any), and ``cpu``, the CPU its ``spec.json`` names (``None`` without one).
     """
     out = []
     for spec in config.specs():
         dirs = _record_dirs(config, spec)
         finished = next((d for d in dirs if os.path.exists(os.path.join(d, "summary.json"))), None)
-        rows = read_evaluations(os.path.join(finished or dirs[0], "evaluations.csv"))
+        record = finished or dirs[0]
+        rows = read_evaluations(os.path.join(record, "evaluations.csv"))
         last = rows[-1] if rows else {"timesteps": 0, "success": float("nan")}
+        cpu = None
+        if os.path.exists(os.path.join(record, "spec.json")):
+            with open(os.path.join(record, "spec.json")) as f:
+                cpu = json.load(f).get("provenance", {}).get("cpu")
         out.append(
             {
                 "task": get_task(spec.env_id).name,
@@ -205,6 +210,7 @@ def sweep_status(config: SweepConfig) -> list[dict[str, Any]]:
                 "steps": int(last["timesteps"]),
                 "of": spec.steps,
                 "success": last["success"],
+                "cpu": cpu,
             }
         )
     return out
@@ -224,16 +230,10 @@ def cpu_kind_conflicts(config: SweepConfig, cpu: str | None = None) -> list[dict
     """
     here = cpu_info()["cpu"] if cpu is None else cpu
     seeds: dict[tuple[str, int], list[dict[str, Any]]] = {}
-    for spec, status in zip(config.specs(), sweep_status(config), strict=True):
-        dirs = [d for d in _record_dirs(config, spec) if os.path.exists(os.path.join(d, "spec.json"))]
-        kind = None
-        if dirs:  # the finished record first: a collected run and a copy left in `runs_dir` are the same run
-            record = next((d for d in dirs if os.path.exists(os.path.join(d, "summary.json"))), dirs[0])
-            with open(os.path.join(record, "spec.json")) as f:
-                kind = json.load(f).get("provenance", {}).get("cpu")
+    for status in sweep_status(config):
         # A spec.json is written when a run starts, before its first evaluation: such a run has started too.
-        state = "started" if kind is not None and status["state"] == "pending" else status["state"]
-        seeds.setdefault((spec.env_id, spec.seed), []).append({**status, "state": state, "cpu": kind})
+        state = "started" if status["cpu"] is not None and status["state"] == "pending" else status["state"]
+        seeds.setdefault((status["task"], status["seed"]), []).append({**status, "state": state})
     out = []
     for runs in seeds.values():
         if any(r["state"] != "finished" for r in runs):
