@@ -270,6 +270,38 @@ def _set_aside(study: str) -> dict:
     return {(p.parts[-4], p.parts[-3], p.parts[-2]): json.loads(p.read_text()) for p in folder.glob("*/*/s*/summary.json")}
 
 
+#: When the studies moved back from the Intel Xeon to an AMD EPYC (docs/results.rst, "Beyond Fetch").
+MOVED_BACK = "2026-12-07T22:00"
+
+
+def test_runs_set_aside_at_the_move_back_to_amd():
+    """The Intel Xeon runs of seeds unfinished at the move back: what they were, their numbers, and that none is used."""
+    import json
+
+    aside = {
+        (p.parts[-4], p.parts[-3], p.parts[-2]): json.loads(p.read_text())
+        for study in ("metaworld", "robosuite")
+        for p in (ROOT / "results" / study / "set_aside_xeon").glob("*/*/s*/summary.json")
+    }
+    finals = {k: s["final_success"] for k, s in aside.items()}
+    assert finals == {
+        ("MetaWorldPegInsertSide", "bc", "s1"): 0.30,
+        ("MetaWorldPegInsertSide", "otpr", "s1"): 0.90,
+        ("RobosuitePickPlaceCan", "bc", "s1"): 0.28,
+    }
+    assert {s["provenance"]["cpu"] for s in aside.values()} == {"Intel(R) Xeon(R) Processor"}
+    for task, _, seed in aside:  # a seed set aside is run again whole: no Xeon run of it is collected
+        study = "metaworld" if task.startswith("MetaWorld") else "robosuite"
+        for p in (ROOT / "results" / study / "runs" / task).glob(f"*/{seed}/spec.json"):
+            assert json.loads(p.read_text())["provenance"]["cpu"] != "Intel(R) Xeon(R) Processor", p
+    page = " ".join((ROOT / "docs" / "results.rst").read_text().split())
+    assert (
+        "BC and OTPR on ``MetaWorldPegInsertSide-v3``'s seed 1 (0.30 and 0.90) and BC on "
+        "``RobosuitePickPlaceCan-v1``'s seed 1 (0.28), were set aside" in page
+    )
+    assert "On 2026-12-07 at 22:00 UTC the studies moved back to an AMD EPYC" in page
+
+
 def test_set_aside_sentences():
     """The fourteen AMD EPYC runs set aside, what they were, that none is used, and the two BC sentences."""
     import json
@@ -284,9 +316,10 @@ def test_set_aside_sentences():
     }
     assert {k[0] for k in meta if k[1] == "bc"} == {"MetaWorldPickPlace", "MetaWorldPegInsertSide", "MetaWorldAssembly"}
     assert sorted(robo) == [("RobosuiteLift", "bc", "s0"), ("RobosuitePickPlaceCan", "bc", "s0")]
-    for study in ("metaworld", "robosuite"):  # used nowhere: no collected run on the AMD kind
-        for p in (ROOT / "results" / study / "runs").glob("*/*/s*/summary.json"):
-            assert json.loads(p.read_text())["provenance"]["cpu"] != "AMD EPYC"
+    for study in ("metaworld", "robosuite"):  # used nowhere: every collected AMD run began after the move back
+        for p in (ROOT / "results" / study / "runs").glob("*/*/s*/spec.json"):
+            origin = json.loads(p.read_text())["provenance"]
+            assert origin["cpu"] != "AMD EPYC" or origin["time"] >= MOVED_BACK, p
     calib = ROOT / "results" / "metaworld" / "calibration" / "100ep-50" / "MetaWorldAssembly" / "bc" / "s100"
     calib_bc = json.loads((calib / "summary.json").read_text())["final_success"]
     assert (meta[("MetaWorldAssembly", "bc", "s0")]["final_success"], calib_bc) == (0.12, 0.44)
