@@ -68,6 +68,43 @@ def test_spec_and_summary_carry_provenance(dirs):  # noqa: F811
     assert "threads" not in _json(os.path.join(spec.run_dir, "spec.json"))  # provenance, not identity
 
 
+def test_git_state_hashes_the_run_code_edits_only(tmp_path):
+    """Two dirty trees at one commit are the same code only if their edits of the packages and pins are equal."""
+    import subprocess
+
+    from otpr_sb3.benchmark.provenance import git_state
+
+    def git(*args):
+        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=tmp_path, check=True)
+
+    (tmp_path / "otpr_sb3").mkdir()
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "otpr_sb3" / "a.py").write_text("x = 1\n")
+    (tmp_path / "docs" / "page.rst").write_text("text\n")
+    git("init", "-q")
+    git("add", ".")
+    git("commit", "-q", "-m", "first")
+    clean = git_state(str(tmp_path / "otpr_sb3"))
+    assert len(clean["commit"]) == 40 and clean["dirty"] is False and clean["diff"] is None
+    (tmp_path / "docs" / "page.rst").write_text("edited\n")  # not run code: dirty, the run code's diff empty
+    docs_only = git_state(str(tmp_path))
+    assert docs_only["dirty"] is True and docs_only["commit"] == clean["commit"]
+    (tmp_path / "docs" / "new.rst").write_text("new\n")
+    assert git_state(str(tmp_path)) == docs_only
+    (tmp_path / "otpr_sb3" / "a.py").write_text("x = 2\n")
+    edited = git_state(str(tmp_path))
+    assert edited["dirty"] and edited["diff"] != docs_only["diff"]
+    (tmp_path / "otpr_sb3" / "a.py").write_text("x = 1\n")
+    (tmp_path / "otpr_sb3" / "b.py").write_text("y = 1\n")  # a new module, not yet added, is run code too
+    untracked = git_state(str(tmp_path))
+    assert untracked["dirty"] and untracked["diff"] not in (docs_only["diff"], edited["diff"])
+    (tmp_path / "otpr_sb3" / "b.py").write_text("y = 2\n")
+    assert git_state(str(tmp_path))["diff"] != untracked["diff"]
+    plain = tmp_path.parent / (tmp_path.name + "-plain")  # beside the repository, in none
+    plain.mkdir()
+    assert git_state(str(plain)) == {"commit": None, "dirty": None, "diff": None}
+
+
 @pytest.mark.parametrize(
     "method, kwargs, policy_kwargs, message",
     [

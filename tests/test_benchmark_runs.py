@@ -1,6 +1,7 @@
 """Every method configuration of the benchmark runs through the runner, and an interrupted run resumes."""
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +16,8 @@ from otpr_sb3 import IBRL, OTPR
 from otpr_sb3.benchmark.demo_buffers import HerDictReplayBuffer
 from otpr_sb3.benchmark.evaluation import read_evaluations
 from otpr_sb3.benchmark.methods import METHODS, get_method
+from otpr_sb3.benchmark.pretrained import SHARED_ORIGIN
+from otpr_sb3.benchmark.provenance import provenance
 from otpr_sb3.benchmark.recording import record
 from otpr_sb3.benchmark.runner import RunSpec, fresh_model, run
 from otpr_sb3.rlpd import RLPD
@@ -194,8 +197,60 @@ def test_a_run_started_on_another_kind_of_machine_is_not_resumed_here(dirs, tmp_
     recorded = json.loads(path.read_text())
     path.write_text(json.dumps({**recorded, "provenance": {**recorded["provenance"], "cpu": "Another CPU"}}))
     before = read_evaluations(f"{spec.run_dir}/evaluations.csv")
-    with pytest.raises(RuntimeError, match="started on another kind of machine \\(cpu 'Another CPU' -> "):
+    with pytest.raises(RuntimeError, match="started on another kind of machine or with other code \\(cpu 'Another CPU' -> "):
         run(spec)
     assert read_evaluations(f"{spec.run_dir}/evaluations.csv") == before  # nothing written
     path.write_text(json.dumps(recorded))  # on its own kind it resumes
     assert run(spec)["steps"] == 200
+
+
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        ({"commit": "0" * 40}, "commit '0000000000000000000000000000000000000000' -> "),
+        ({"diff": "an edited tree"}, "diff 'an edited tree' -> "),
+        ({"versions": {"torch": "1.0"}}, "versions['torch'] '1.0' -> "),
+    ],
+)
+def test_a_run_started_with_other_code_is_not_resumed(dirs, tmp_path, change, named):
+    spec = spec_for(dirs, "otpr", steps=200, runs_dir=str(tmp_path / "runs"))
+
+    def stop_at_100(row):
+        if row["timesteps"] == 100:
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        run(spec, on_evaluation=stop_at_100)
+    path = Path(spec.run_dir) / "spec.json"
+    recorded = json.loads(path.read_text())
+    origin = recorded["provenance"]
+    assert {"commit", "dirty", "diff", "versions"} <= set(origin)
+    changed = {k: ({**origin[k], **v} if isinstance(v, dict) else v) for k, v in change.items()}
+    path.write_text(json.dumps({**recorded, "provenance": {**origin, **changed}}))
+    before = read_evaluations(f"{spec.run_dir}/evaluations.csv")
+    with pytest.raises(RuntimeError, match=re.escape(named)):
+        run(spec)
+    assert read_evaluations(f"{spec.run_dir}/evaluations.csv") == before
+
+
+def test_a_pretrained_checkpoint_is_used_only_where_and_with_the_code_it_was_made(dirs, tmp_path):
+    runs = tmp_path / "runs"
+    run(spec_for(dirs, "bc", runs_dir=str(runs)))
+    (checkpoint,) = (runs / "PointMaze_UMaze" / "pretrained").glob("*.zip")
+    origin_file = checkpoint.with_name(checkpoint.name.removesuffix(".zip") + ".origin.json")
+    origin = json.loads(origin_file.read_text())
+    here = provenance("auto")
+    assert {k: origin[k] for k in SHARED_ORIGIN} == {k: here[k] for k in SHARED_ORIGIN}
+    otpr = spec_for(dirs, "otpr", runs_dir=str(runs))
+    origin_file.write_text(json.dumps({**origin, "cpu": "Another CPU"}))
+    with pytest.raises(
+        RuntimeError, match=re.escape("made on another kind of machine or with other code (cpu 'Another CPU' -> ")
+    ):
+        run(otpr)
+    assert not (Path(otpr.run_dir) / "spec.json").exists()  # refused before the run's record is written
+    fresh_model(otpr, check_origin=False)  # timing a study's checkpoints with newer code is allowed
+    origin_file.unlink()
+    with pytest.raises(RuntimeError, match="has no record of where it was made"):
+        run(otpr)
+    origin_file.write_text(json.dumps(origin))
+    assert run(otpr)["steps"] == 200

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import hashlib
 import json
 import os
 import platform
@@ -21,12 +22,20 @@ PACKAGES = ("torch", "stable-baselines3", "gymnasium", "gymnasium-robotics", "mu
 CPU_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
 #: The kind of machine a run's record names (its ``spec.json``, written when it starts): a run must end on it.
 MACHINE_KIND = ("cpu", "device", "pair_precision")
+#: The repository's paths that make a run's numbers: the packages and the pins that install their dependencies.
+RUN_CODE = ("neural_ot", "otpr_sb3", "pyproject.toml")
+#: The code a run's record names: a run must end with it (an edited tree at the same commit is other code).
+CODE = ("commit", "diff", "versions")
 
 
 def git_state(path: str | None = None) -> dict[str, Any]:
-    """Return the commit of the checkout holding ``path`` (this package by default) and whether it is dirty.
+    """Return the commit of the checkout holding ``path`` (this package by default), whether it is dirty, and how.
 
-    Both are ``None`` outside a git checkout (an installed wheel).
+    The tree is dirty if a tracked file differs from the commit or an untracked file sits in :data:`RUN_CODE`.
+    ``diff`` is then the SHA-1 of ``git diff HEAD`` over :data:`RUN_CODE` (what a run executes and installs) and of
+    the untracked files there, else ``None``: two dirty trees at one commit run the same code only if those are
+    equal, whatever else (docs, tests, examples) was edited. All three are ``None`` outside a git checkout (an
+    installed wheel).
     """
     where = path or os.path.dirname(os.path.abspath(__file__))
 
@@ -35,11 +44,22 @@ def git_state(path: str | None = None) -> dict[str, Any]:
             out = subprocess.run(["git", *args], cwd=where, capture_output=True, text=True, timeout=30)
         except (OSError, subprocess.TimeoutExpired):
             return None
-        return out.stdout.strip() if out.returncode == 0 else None
+        return out.stdout if out.returncode == 0 else None
 
     commit = git("rev-parse", "HEAD")
-    status = git("status", "--porcelain", "--untracked-files=no") if commit else None
-    return {"commit": commit, "dirty": None if status is None else bool(status)}
+    if not commit:
+        return {"commit": None, "dirty": None, "diff": None}
+    code = [f":/{p}" for p in RUN_CODE]
+    status = git("status", "--porcelain", "--untracked-files=no") or ""
+    untracked = (git("ls-files", "--others", "--exclude-standard", "--full-name", "--", *code) or "").split()
+    if not status.strip() and not untracked:
+        return {"commit": commit.strip(), "dirty": False, "diff": None}
+    digest = hashlib.sha1((git("diff", "HEAD", "--", *code) or "").encode())
+    top = (git("rev-parse", "--show-toplevel") or "").strip()
+    for name in sorted(untracked):
+        with open(os.path.join(top, name), "rb") as f:
+            digest.update(name.encode() + b"\0" + f.read())
+    return {"commit": commit.strip(), "dirty": True, "diff": digest.hexdigest()}
 
 
 def cpu_info() -> dict[str, Any]:
@@ -90,25 +110,44 @@ def provenance(device: str = "auto", policy_kwargs: dict[str, Any] | None = None
     }
 
 
-def check_machine_kind(run_dir: str, current: dict[str, Any]) -> None:
-    """Raise if the run in ``run_dir`` was started on another kind of machine than ``current`` (:func:`provenance`).
+def origin_changes(recorded: dict[str, Any], current: dict[str, Any], fields: tuple[str, ...]) -> list[str]:
+    """Return ``"field old -> new"`` for each of ``fields`` that ``recorded`` names and ``current`` differs in.
 
-    A run resumed on another CPU kind (or device, or pair precision) would be partly made where its ``spec.json``
-    does not say: its numbers would not be what its record says they are.
+    A field the record does not have (made by older code) is not compared; of a dict (``versions``), only the
+    entries that differ are named.
+    """
+    changes = []
+    for key in fields:
+        if key not in recorded or recorded[key] == current.get(key):
+            continue
+        old, new = recorded[key], current.get(key)
+        if isinstance(old, dict) and isinstance(new, dict):
+            changes += [
+                f"{key}[{k!r}] {old.get(k)!r} -> {new.get(k)!r}" for k in sorted({*old, *new}) if old.get(k) != new.get(k)
+            ]
+        else:
+            changes.append(f"{key} {old!r} -> {new!r}")
+    return changes
+
+
+def check_resumable(run_dir: str, current: dict[str, Any]) -> None:
+    """Raise if the run in ``run_dir`` was started on another kind of machine or with other code than ``current``.
+
+    A run resumed on another CPU kind (or device, or pair precision), or at another commit, with other edits or
+    other package versions (:data:`MACHINE_KIND`, :data:`CODE`; ``current`` is :func:`provenance`), would be partly
+    made where and with what its ``spec.json`` does not say: its numbers would not be what its record says they are.
 
     Raises
     ------
     RuntimeError
-        Naming the :data:`MACHINE_KIND` fields that differ, and what to do instead.
+        Naming the fields that differ, and what to do instead.
     """
     with open(os.path.join(run_dir, "spec.json")) as f:
         recorded = json.load(f).get("provenance", {})
-    changes = [
-        f"{k} {recorded[k]!r} -> {current.get(k)!r}" for k in MACHINE_KIND if k in recorded and recorded[k] != current.get(k)
-    ]
+    changes = origin_changes(recorded, current, MACHINE_KIND + CODE)
     if changes:
         raise RuntimeError(
-            f"{run_dir} was started on another kind of machine ({'; '.join(changes)}): resumed here, its record would "
-            "name a machine it only partly ran on. Resume it on a machine of the recorded kind, or move the directory "
-            "aside to run it again from the start here"
+            f"{run_dir} was started on another kind of machine or with other code ({'; '.join(changes)}): resumed "
+            "here, its record would name a machine and code it only partly ran on. Resume it where and with what it "
+            "started, or move the directory aside to run it again from the start here"
         )

@@ -14,20 +14,21 @@ configuration or names other demonstrations than the task's default, ``key`` a d
 
 An interrupted run started again with the same :class:`RunSpec` loads its checkpoint (model, replay buffer,
 step count) and goes on from there; evaluations after the checkpoint are dropped and redone. A spec whose
-identity differs from the one in the directory's ``spec.json`` is refused, with the differing fields named, so a
-directory only ever holds the run its ``spec.json`` describes.
+identity differs from the one in the directory's ``spec.json`` is refused, with the differing fields named, and so
+is a resume on another kind of machine or with other code (:func:`~otpr_sb3.benchmark.provenance.check_resumable`),
+so a directory only ever holds the run its ``spec.json`` describes. The shared pretrained checkpoint a run starts
+from is in ``<runs_dir>/<task>/pretrained/`` with the record of where it was made
+(:mod:`otpr_sb3.benchmark.pretrained`).
 """
 
 from __future__ import annotations
 
-import fcntl
-import hashlib
+import functools
 import json
 import math
 import os
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
 
@@ -36,7 +37,6 @@ from stable_baselines3 import SAC
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
-from stable_baselines3.common.save_util import load_from_zip_file
 from stable_baselines3.common.utils import set_random_seed
 
 from otpr_sb3.benchmark.demo_buffers import (
@@ -47,8 +47,10 @@ from otpr_sb3.benchmark.demo_buffers import (
 )
 from otpr_sb3.benchmark.diagnostics import read_diagnostics
 from otpr_sb3.benchmark.evaluation import append_evaluation, read_evaluations, success_rate, write_evaluations
+from otpr_sb3.benchmark.locks import locked
 from otpr_sb3.benchmark.methods import Method, get_method
-from otpr_sb3.benchmark.provenance import check_machine_kind, provenance
+from otpr_sb3.benchmark.pretrained import pretrained_checkpoint, start_from_pretrained
+from otpr_sb3.benchmark.provenance import check_resumable, provenance
 from otpr_sb3.benchmark.recording import DatasetCard, load_card, record
 from otpr_sb3.benchmark.run_spec import RunSpec, check_spec
 from otpr_sb3.benchmark.tasks import Task, get_task
@@ -59,6 +61,8 @@ from otpr_sb3.otpr import OTPR
 from otpr_sb3.rlpd import RLPD
 
 EvaluationHook = Callable[[dict[str, float]], None]
+#: The shared pretrained checkpoint's path, of the run's architecture or (True) the default one.
+Pretrained = Callable[[bool], str]
 
 
 #: The file in a run directory whose lock a running process holds (not a record: ``otpr report --collect`` skips it).
@@ -88,7 +92,7 @@ def run(spec: RunSpec, progress_bar: bool = False, on_evaluation: EvaluationHook
         for the same run): both writing its checkpoint and evaluations would corrupt its record.
     """
     path = os.path.join(spec.run_dir, RUN_LOCK)  # one process per run on this machine
-    with _locked(path, busy=f"{spec.run_dir} is being run by another process (it holds {path}); wait for it, or stop it"):
+    with locked(path, busy=f"{spec.run_dir} is being run by another process (it holds {path}); wait for it, or stop it"):
         return _run(spec, progress_bar, on_evaluation)
 
 
@@ -108,18 +112,21 @@ def _run(spec: RunSpec, progress_bar: bool, on_evaluation: EvaluationHook | None
     demos = Demonstrations.from_minari(card.dataset_id, data_path=os.path.abspath(spec.data_path))
     _, policy_kwargs = _otpr_kwargs(spec, method)
     origin = provenance(spec.device, policy_kwargs if method.algo in ("otpr", "bc") else None)
+    clock = _RunClock()
+    pretrained: Pretrained = functools.partial(pretrained_checkpoint, spec, task, card, demos, progress_bar)
+    if method.pretrained:  # built, or its origin checked, before the run's record is written
+        pretrained(method.algo in ("dsrl", "ibrl"))
     _record_start(run_dir, identity, origin, started)
     evals_path = os.path.join(run_dir, "evaluations.csv")
-    make_env = _env_maker(spec, task, method, card, demos, progress_bar)
+    make_env = _env_maker(spec, task, method, pretrained)
     eval_env = make_env()
-    clock = _RunClock()
 
     def evaluate(model: Any, timesteps: int, episodes: int, final: bool) -> dict[str, float]:
         rate = success_rate(model, task, episodes, env=eval_env)
         return {"timesteps": timesteps, "success": rate, "episodes": episodes, "final": int(final), **clock.elapsed()}
 
     if method.algo == "bc":
-        model: BaseAlgorithm = OTPR.load(_pretrained(spec, task, card, demos, progress_bar), device=spec.device)
+        model: BaseAlgorithm = OTPR.load(pretrained(False), device=spec.device)
         row = evaluate(model, 0, spec.final_eval_episodes, final=True)
         write_evaluations(evals_path, [row])
         if on_evaluation:
@@ -127,7 +134,7 @@ def _run(spec: RunSpec, progress_bar: bool, on_evaluation: EvaluationHook | None
         return _finish(spec, card, model, [row], 0.0, origin)
 
     ckpt_dir = os.path.join(run_dir, "checkpoint")
-    model, resumed = _model(spec, task, method, card, demos, ckpt_dir, progress_bar, make_env)
+    model, resumed = _model(spec, task, method, demos, ckpt_dir, make_env, pretrained)
     rows = [r for r in read_evaluations(evals_path) if r["timesteps"] <= model.num_timesteps and not r["final"]]
     if resumed and rows:
         clock.resume(rows[-1])
@@ -184,7 +191,7 @@ def default_dataset(env_id: str, data_path: str) -> DatasetCard:
     Under a file lock in ``data_path``: concurrent processes (sweep trials, two sweeps sharing a data path) wait for
     the one that records, instead of racing to create the same Minari dataset.
     """
-    with _locked(os.path.join(os.path.abspath(data_path), ".record.lock")):
+    with locked(os.path.join(os.path.abspath(data_path), ".record.lock")):
         return record(env_id, seed=0, data_path=data_path)
 
 
@@ -197,104 +204,56 @@ def _dataset(spec: RunSpec, task: Task) -> DatasetCard:
     return card
 
 
-@contextmanager
-def _locked(path: str, busy: str | None = None) -> Iterator[None]:
-    """Hold an exclusive file lock.
-
-    Without ``busy``, wait for it: concurrent runs (sweep trials) wait for the one that builds a shared file. With
-    ``busy``, refuse at once if another process holds it, raising ``RuntimeError(busy)`` (a run's own directory).
-    """
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path, "a") as f:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX if busy is None else fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise RuntimeError(busy) from None
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
-
-
 def _otpr_kwargs(spec: RunSpec, method: Method) -> tuple[dict[str, Any], dict[str, Any]]:
     return {**method.kwargs, **spec.kwargs}, {**method.policy_kwargs, **spec.policy_kwargs}
 
 
-#: Layout of the policy in pretrained checkpoints (2: the guidance is a module of the policy).
-CHECKPOINT_FORMAT = "fmt2"
-
-
 def _record_start(run_dir: str, identity: dict[str, Any], origin: dict[str, Any], started: bool) -> None:
-    """Write a new run's ``spec.json``; check that a started one resumes on the kind of machine it names."""
+    """Write a new run's ``spec.json``; check that a started one resumes on the machine kind and code it names."""
     if started:
-        check_machine_kind(run_dir, origin)
+        check_resumable(run_dir, origin)
         return
     # Written once: where the run and its data sit is the machine's business, not the run's.
     with open(os.path.join(run_dir, "spec.json"), "w") as f:
         json.dump({**identity, "provenance": origin}, f, indent=1)
 
 
-def _pretrained(
-    spec: RunSpec, task: Task, card: DatasetCard, demos: Demonstrations, progress_bar: bool, default_arch: bool = False
-) -> str:
-    """Path of the shared pretrained OTPR checkpoint of (task, dataset, seed, BC steps, architecture), built once.
-
-    The architecture is the run's OTPR policy arguments, or the default one with ``default_arch`` (DSRL, whose
-    policy arguments are its SAC's).
-    """
-    steps = task.pretrain_steps if spec.pretrain_steps is None else int(spec.pretrain_steps)
-    given = {} if default_arch else spec.policy_kwargs
-    arch = {k: v for k, v in given.items() if k not in ("guidance", "guidance_kwargs")}
-    key = hashlib.sha1(json.dumps(arch, sort_keys=True, default=str).encode()).hexdigest()[:8] if arch else "default"
-    # `CHECKPOINT_FORMAT` in the name: a checkpoint of an older policy layout is never picked up.
-    name = f"{card.dataset_id.replace('/', '_')}-bc{steps}-{key}-s{spec.seed}-{CHECKPOINT_FORMAT}"
-    path = os.path.join(spec.runs_dir, task.name, "pretrained", name + ".zip")
-    with _locked(path + ".lock"):
-        if not os.path.exists(path):
-            model = OTPR(
-                "MultiInputPolicy" if isinstance(demos.observations, dict) else "MlpPolicy",
-                task.make_env(),
-                seed=spec.seed,
-                policy_kwargs=arch,
-                device=spec.device,
-            )
-            model.pretrain(demos, n_steps=steps, progress_bar=progress_bar)
-            model.save(path + ".tmp.zip")
-            os.replace(path + ".tmp.zip", path)
-    return path
-
-
 def _buffer_size(spec: RunSpec, demos: Demonstrations) -> int:
     return int(spec.buffer_size) if spec.buffer_size else len(demos) + spec.steps + 1
 
 
-def _env_maker(
-    spec: RunSpec, task: Task, method: Method, card: DatasetCard, demos: Demonstrations, progress_bar: bool
-) -> Callable[[], Any]:
+def _env_maker(spec: RunSpec, task: Task, method: Method, pretrained: Pretrained) -> Callable[[], Any]:
     """How the run makes its envs: the task's, or for DSRL the task's steered by the frozen pretrained actor."""
     if method.algo != "dsrl":
         return task.make_env
     kwargs, _ = _otpr_kwargs(spec, method)
     box = {"magnitude": float(kwargs["noise_magnitude"])} if "noise_magnitude" in kwargs else {}  # else the wrapper's
-    frozen = OTPR.load(_pretrained(spec, task, card, demos, progress_bar, default_arch=True), device=spec.device).policy
+    frozen = OTPR.load(pretrained(True), device=spec.device).policy
     return lambda: NoiseSteeringWrapper(task.make_env(), frozen, **box)
 
 
-def fresh_model(spec: RunSpec, progress_bar: bool = False) -> tuple[BaseAlgorithm, Callable[[], Any]]:
+def fresh_model(
+    spec: RunSpec, progress_bar: bool = False, check_origin: bool = True
+) -> tuple[BaseAlgorithm, Callable[[], Any]]:
     """Return the model a run of ``spec`` starts from, and the maker of the run's envs, without running it.
 
     The dataset and the shared pretrained checkpoint are found (or built) under ``spec.data_path`` and
     ``spec.runs_dir`` as :func:`run` finds them; the run's own checkpoint is ignored. Fine-tuning the model writes
     its TensorBoard log under ``spec.run_dir``. For ``"bc"`` the model is the pretrained actor, which never trains.
-    Used to measure what each method costs per env step (``examples/benchmarks/bench_method_cost.py``).
+    Used to measure what each method costs per env step (``examples/benchmarks/bench_method_cost.py``), which
+    passes ``check_origin=False`` to time a study's checkpoints made by other code (the cost does not depend on
+    where the weights came from).
     """
     task, method = get_task(spec.env_id), get_method(spec.method)
     card = _dataset(spec, task)
     demos = Demonstrations.from_minari(card.dataset_id, data_path=os.path.abspath(spec.data_path))
-    make_env = _env_maker(spec, task, method, card, demos, progress_bar)
+    pretrained: Pretrained = functools.partial(
+        pretrained_checkpoint, spec, task, card, demos, progress_bar, check_origin=check_origin
+    )
+    make_env = _env_maker(spec, task, method, pretrained)
     if method.algo == "bc":
-        return OTPR.load(_pretrained(spec, task, card, demos, progress_bar), device=spec.device), make_env
-    model, _ = _model(spec, task, method, card, demos, None, progress_bar, make_env)
+        return OTPR.load(pretrained(False), device=spec.device), make_env
+    model, _ = _model(spec, task, method, demos, None, make_env, pretrained)
     return model, make_env
 
 
@@ -302,11 +261,10 @@ def _model(
     spec: RunSpec,
     task: Task,
     method: Method,
-    card: DatasetCard,
     demos: Demonstrations,
     ckpt_dir: str | None,
-    progress_bar: bool,
     make_env: Callable[[], Any],
+    pretrained: Pretrained,
 ) -> tuple[OffPolicyAlgorithm, bool]:
     """Return the model to fine-tune: loaded from the run's checkpoint (True) or built fresh (False, or no ``ckpt_dir``)."""
     env = make_env()
@@ -326,7 +284,7 @@ def _model(
         size = int(spec.buffer_size) if spec.buffer_size else spec.steps + 1
         return SAC(policy, env, buffer_size=size, **common, **sac_kwargs, policy_kwargs=policy_kwargs or None), False
     if method.algo in ("sac", "rlpd", "ibrl"):
-        extra = _from_scratch_arguments(spec, task, method, card, demos, progress_bar, policy)
+        extra = _from_scratch_arguments(spec, task, method, demos, policy, pretrained)
         model = algo_class(policy, env, **common, **extra, **kwargs, policy_kwargs=policy_kwargs or None)
         assert model.replay_buffer is not None
         add_demonstrations(model.replay_buffer, demos, model.action_space)  # type: ignore[arg-type]
@@ -337,12 +295,12 @@ def _model(
             raise ValueError(f"method {method.name!r} relabels goals: {task.env_id} is not goal-conditioned")
         kwargs = {**kwargs, "replay_buffer_class": HerDictReplayBuffer, "replay_buffer_kwargs": {"env_id": task.env_id}}
     otpr = OTPR(policy, env, buffer_size=_buffer_size(spec, demos), policy_kwargs=policy_kwargs, **common, **kwargs)
-    start_from_pretrained(otpr, _pretrained(spec, task, card, demos, progress_bar), demos)
+    start_from_pretrained(otpr, pretrained(False), demos)
     return otpr, False
 
 
 def _from_scratch_arguments(
-    spec: RunSpec, task: Task, method: Method, card: DatasetCard, demos: Demonstrations, progress_bar: bool, policy: str
+    spec: RunSpec, task: Task, method: Method, demos: Demonstrations, policy: str, pretrained: Pretrained
 ) -> dict[str, Any]:
     """Return the replay arguments (demonstrations as half of every batch, HER if asked) and IBRL's proposer."""
     dict_obs = policy == "MultiInputPolicy"
@@ -354,30 +312,8 @@ def _from_scratch_arguments(
         extra["replay_buffer_class"] = HerSymmetricDictReplayBuffer
         extra["replay_buffer_kwargs"] = {"env_id": task.env_id}
     if method.algo == "ibrl":
-        pretrained = _pretrained(spec, task, card, demos, progress_bar, default_arch=True)
-        extra["il_policy"] = OTPR.load(pretrained, device=spec.device).policy
+        extra["il_policy"] = OTPR.load(pretrained(True), device=spec.device).policy
     return extra
-
-
-def start_from_pretrained(model: OTPR, path: str, demos: Demonstrations) -> None:
-    """Give ``model`` the networks, optimisers and keypoints of a pretrained OTPR checkpoint, and the demos in replay.
-
-    The checkpoint's architecture must match ``model``'s; settings that are not parameters (guidance, mask, dual
-    options, the number of keypoints drawn from the expert pairs) stay ``model``'s, so every variant fine-tunes
-    the same pretrained networks.
-    """
-    _, params, variables = load_from_zip_file(path, device=model.device)
-    if params is None or variables is None:
-        raise ValueError(f"{path} is not an OTPR checkpoint with parameters")
-    # The checkpoint's guidance is H; a guidance without potentials takes everything else (exactly: nothing missing).
-    own, saved = model.policy.state_dict(), dict(params["policy"])
-    params["policy"] = {k: v for k, v in saved.items() if k in own}  # type: ignore[assignment]
-    model.set_parameters(params, exact_match=True, device=model.device)
-    model.expert_obs, model.expert_actions = variables["expert_obs"], variables["expert_actions"]
-    model._set_keypoints()  # this model's `n_keypoints` and seed choose them, not the checkpoint's
-    model.mark_pretrained()
-    assert model.replay_buffer is not None
-    add_demonstrations(model.replay_buffer, demos, model.action_space)  # type: ignore[arg-type]
 
 
 class _EvaluateAndCheckpoint(BaseCallback):
