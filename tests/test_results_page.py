@@ -242,9 +242,10 @@ def test_metaworld_table_is_the_report_of_the_collected_runs(tmp_path):
     from otpr_sb3.benchmark.report import build_report
 
     build_report(str(ROOT / "results" / "metaworld" / "runs"), str(tmp_path))
-    assert (tmp_path / "summary.rst").read_text() == (ROOT / "docs" / "results" / "metaworld" / "summary.rst").read_text()
+    for name in ("summary.rst", "curves.csv"):  # the table and the data of the curves' figure
+        assert (tmp_path / name).read_text() == (ROOT / "docs" / "results" / "metaworld" / name).read_text(), name
     page = " ".join((ROOT / "docs" / "results.rst").read_text().split())
-    assert ".. include:: results/metaworld/summary.rst" in page
+    assert ".. include:: results/metaworld/summary.rst" in page and ".. figure:: results/metaworld/curves.png" in page
 
 
 def test_robosuite_table_is_the_report_of_the_collected_runs(tmp_path):
@@ -259,8 +260,10 @@ def test_robosuite_table_is_the_report_of_the_collected_runs(tmp_path):
         assert ".. include:: results/robosuite/summary.rst" not in page
         return
     build_report(str(runs), str(tmp_path))
-    assert (tmp_path / "summary.rst").read_text() == (ROOT / "docs" / "results" / "robosuite" / "summary.rst").read_text()
+    for name in ("summary.rst", "curves.csv"):
+        assert (tmp_path / name).read_text() == (ROOT / "docs" / "results" / "robosuite" / name).read_text(), name
     assert ".. include:: results/robosuite/summary.rst" in page and "no run collected on the new kind" not in page
+    assert ".. figure:: results/robosuite/curves.png" in page
 
 
 def _set_aside(study: str) -> dict:
