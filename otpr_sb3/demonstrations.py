@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -166,6 +167,21 @@ class Demonstrations:
             np.concatenate(parts["term"]),
             np.concatenate(parts["trunc"]),
         )
+
+    def digest(self) -> str:
+        """Return the SHA-1 of the transitions: every array's name, dtype, shape and bytes (dict keys sorted).
+
+        Two datasets have the same digest exactly when they hold the same numbers; a run records it, so that a
+        dataset recorded again (on another machine, say) can be told from the one a run was made with.
+        """
+        h = hashlib.sha1()
+        for name in ("observations", "actions", "rewards", "next_observations", "terminations", "truncations"):
+            value = getattr(self, name)
+            for key, array in sorted(value.items()) if isinstance(value, dict) else [("", value)]:
+                a = np.ascontiguousarray(array)
+                h.update(f"{name}/{key}:{a.dtype.str}:{a.shape}".encode())
+                h.update(a.tobytes())
+        return h.hexdigest()
 
     def _check_finite(self) -> None:
         for name in ("observations", "next_observations", "actions", "rewards"):

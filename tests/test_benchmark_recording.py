@@ -40,6 +40,12 @@ def test_recording_is_reproducible_and_kept_unless_overwritten(tmp_path):
     da = Demonstrations.from_minari(a.dataset_id, data_path=str(tmp_path / "a"))
     db = Demonstrations.from_minari(b.dataset_id, data_path=str(tmp_path / "b"))
     np.testing.assert_array_equal(da.actions, db.actions)
+    assert da.digest() == db.digest()  # what a run records of its data: equal for the same numbers
+    c = Demonstrations.from_minari(
+        record("PointMaze_UMaze-v3", episodes=2, seed=2, data_path=str(tmp_path / "a")).dataset_id,
+        data_path=str(tmp_path / "a"),
+    )
+    assert c.digest() != da.digest()
     card_path = tmp_path / "a" / "otpr" / a.dataset_id.split("/")[1] / "card.json"
     mtime = card_path.stat().st_mtime_ns
     assert record("PointMaze_UMaze-v3", episodes=2, seed=1, data_path=str(tmp_path / "a")) == a

@@ -12,7 +12,7 @@ import torch as th
 from otpr_helpers import small_run_spec
 from stable_baselines3 import SAC
 
-from otpr_sb3 import IBRL, OTPR
+from otpr_sb3 import IBRL, OTPR, Demonstrations
 from otpr_sb3.benchmark.demo_buffers import HerDictReplayBuffer
 from otpr_sb3.benchmark.evaluation import read_evaluations
 from otpr_sb3.benchmark.methods import METHODS, get_method
@@ -197,7 +197,8 @@ def test_a_run_started_on_another_kind_of_machine_is_not_resumed_here(dirs, tmp_
     recorded = json.loads(path.read_text())
     path.write_text(json.dumps({**recorded, "provenance": {**recorded["provenance"], "cpu": "Another CPU"}}))
     before = read_evaluations(f"{spec.run_dir}/evaluations.csv")
-    with pytest.raises(RuntimeError, match="started on another kind of machine or with other code \\(cpu 'Another CPU' -> "):
+    kind = re.escape("started on another kind of machine or with other code or data (cpu 'Another CPU' -> ")
+    with pytest.raises(RuntimeError, match=kind):
         run(spec)
     assert read_evaluations(f"{spec.run_dir}/evaluations.csv") == before  # nothing written
     path.write_text(json.dumps(recorded))  # on its own kind it resumes
@@ -210,6 +211,7 @@ def test_a_run_started_on_another_kind_of_machine_is_not_resumed_here(dirs, tmp_
         ({"commit": "0" * 40}, "commit '0000000000000000000000000000000000000000' -> "),
         ({"diff": "an edited tree"}, "diff 'an edited tree' -> "),
         ({"versions": {"torch": "1.0"}}, "versions['torch'] '1.0' -> "),
+        ({"data_sha1": "other demonstrations"}, "data_sha1 'other demonstrations' -> "),
     ],
 )
 def test_a_run_started_with_other_code_is_not_resumed(dirs, tmp_path, change, named):
@@ -224,7 +226,9 @@ def test_a_run_started_with_other_code_is_not_resumed(dirs, tmp_path, change, na
     path = Path(spec.run_dir) / "spec.json"
     recorded = json.loads(path.read_text())
     origin = recorded["provenance"]
-    assert {"commit", "dirty", "diff", "versions"} <= set(origin)
+    assert {"commit", "dirty", "diff", "versions", "data_sha1"} <= set(origin)
+    demos = Demonstrations.from_minari(dirs[1], data_path=str(dirs[0] / "minari"))
+    assert origin["data_sha1"] == demos.digest()  # the numbers the run learnt from
     changed = {k: ({**origin[k], **v} if isinstance(v, dict) else v) for k, v in change.items()}
     path.write_text(json.dumps({**recorded, "provenance": {**origin, **changed}}))
     before = read_evaluations(f"{spec.run_dir}/evaluations.csv")
@@ -239,12 +243,12 @@ def test_a_pretrained_checkpoint_is_used_only_where_and_with_the_code_it_was_mad
     (checkpoint,) = (runs / "PointMaze_UMaze" / "pretrained").glob("*.zip")
     origin_file = checkpoint.with_name(checkpoint.name.removesuffix(".zip") + ".origin.json")
     origin = json.loads(origin_file.read_text())
-    here = provenance("auto")
+    here = provenance("auto", demos=Demonstrations.from_minari(dirs[1], data_path=str(dirs[0] / "minari")))
     assert {k: origin[k] for k in SHARED_ORIGIN} == {k: here[k] for k in SHARED_ORIGIN}
     otpr = spec_for(dirs, "otpr", runs_dir=str(runs))
     origin_file.write_text(json.dumps({**origin, "cpu": "Another CPU"}))
     with pytest.raises(
-        RuntimeError, match=re.escape("made on another kind of machine or with other code (cpu 'Another CPU' -> ")
+        RuntimeError, match=re.escape("made on another kind of machine or with other code or data (cpu 'Another CPU' -> ")
     ):
         run(otpr)
     assert not (Path(otpr.run_dir) / "spec.json").exists()  # refused before the run's record is written

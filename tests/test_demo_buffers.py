@@ -26,6 +26,25 @@ def add_online(buffer, n, dict_obs=False):
         buffer.add(o, o, np.zeros((1, 1), np.float32), np.zeros(1), np.zeros(1), [{}])
 
 
+def test_digest_changes_with_any_number_and_not_with_dict_order():
+    base = demos()
+    assert base.digest() == demos().digest() and len(base.digest()) == 40
+    for name in ("observations", "actions", "rewards", "next_observations"):
+        other = demos()
+        array = getattr(other, name)
+        array.reshape(-1)[3] = np.nextafter(array.reshape(-1)[3], np.float32(np.inf))  # one float32 ulp
+        assert other.digest() != base.digest(), name
+    other = demos()
+    other.truncations[-1] = not other.truncations[-1]
+    assert other.digest() != base.digest()
+    obs, acts = {"a": np.zeros((4, 1), np.float32), "b": np.ones((4, 2), np.float32)}, np.zeros((4, 1), np.float32)
+    swapped = {"b": obs["b"], "a": obs["a"]}
+    one = Demonstrations.from_arrays(obs, acts, next_observations=obs)
+    assert one.digest() == Demonstrations.from_arrays(swapped, acts, next_observations=swapped).digest()
+    renamed = {"a": obs["a"], "c": obs["b"]}  # the same numbers under another key are other data
+    assert one.digest() != Demonstrations.from_arrays(renamed, acts, next_observations=renamed).digest()
+
+
 def test_demonstrations_survive_wraparound_and_fill_half_of_each_batch():
     set_random_seed(0)
     buffer = SymmetricReplayBuffer(30, BOX, ACTIONS, device="cpu")

@@ -2,9 +2,9 @@
 
 One checkpoint per (task, dataset, seed, BC steps, architecture) under ``<runs_dir>/<task>/pretrained/``, built by the
 first run that needs it. Beside it, ``<name>.origin.json`` holds the :func:`~otpr_sb3.benchmark.provenance.provenance`
-of the process that built it, and a run starts from it only on the same kind of machine and with the same code
-(:data:`SHARED_ORIGIN`): otherwise the run's record, which names this process's machine and code, would not say
-where its starting point was made.
+of the process that built it, and a run starts from it only on the same kind of machine, with the same code and
+the same demonstrations (:data:`SHARED_ORIGIN`): otherwise the run's record, which names this process's machine,
+code and data, would not say where its starting point was made.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any
 from stable_baselines3.common.save_util import load_from_zip_file
 
 from otpr_sb3.benchmark.locks import locked
-from otpr_sb3.benchmark.provenance import CODE, origin_changes, provenance
+from otpr_sb3.benchmark.provenance import CODE, DATA, origin_changes, provenance
 from otpr_sb3.benchmark.recording import DatasetCard
 from otpr_sb3.benchmark.run_spec import RunSpec
 from otpr_sb3.benchmark.tasks import Task
@@ -27,7 +27,7 @@ from otpr_sb3.otpr import OTPR
 #: Layout of the policy in pretrained checkpoints (2: the guidance is a module of the policy).
 CHECKPOINT_FORMAT = "fmt2"
 #: What a run and the checkpoint it starts from must share (behaviour cloning has no critic pairs: no precision).
-SHARED_ORIGIN = ("cpu", "device", *CODE)
+SHARED_ORIGIN = ("cpu", "device", *CODE, *DATA)
 
 
 def pretrained_checkpoint(
@@ -58,7 +58,7 @@ def pretrained_checkpoint(
     # `CHECKPOINT_FORMAT` in the name: a checkpoint of an older policy layout is never picked up.
     name = f"{card.dataset_id.replace('/', '_')}-bc{steps}-{key}-s{spec.seed}-{CHECKPOINT_FORMAT}"
     path = os.path.join(spec.runs_dir, task.name, "pretrained", name + ".zip")
-    here = provenance(spec.device)
+    here = provenance(spec.device, demos=demos)
     with locked(path + ".lock"):
         if os.path.exists(path):
             if check_origin:
@@ -101,7 +101,7 @@ def check_checkpoint_origin(checkpoint: str, current: dict[str, Any]) -> None:
         changes = origin_changes(json.load(f), current, SHARED_ORIGIN)
     if changes:
         raise RuntimeError(
-            f"{checkpoint} was made on another kind of machine or with other code ({'; '.join(changes)}): a run "
+            f"{checkpoint} was made on another kind of machine or with other code or data ({'; '.join(changes)}): a run "
             f"started from it here would not be what its record says. {remedy}"
         )
 

@@ -15,6 +15,7 @@ import torch as th
 from stable_baselines3.common.utils import get_device
 
 from otpr_sb3.critics import pair_dtype
+from otpr_sb3.demonstrations import Demonstrations
 
 #: Packages whose versions can change a run's numbers.
 PACKAGES = ("torch", "stable-baselines3", "gymnasium", "gymnasium-robotics", "mujoco", "numpy", "otpr")
@@ -26,6 +27,8 @@ MACHINE_KIND = ("cpu", "device", "pair_precision")
 RUN_CODE = ("neural_ot", "otpr_sb3", "pyproject.toml")
 #: The code a run's record names: a run must end with it (an edited tree at the same commit is other code).
 CODE = ("commit", "diff", "versions")
+#: The data a run's record names: a run must end with the demonstrations it started with.
+DATA = ("data_sha1",)
 
 
 def git_state(path: str | None = None) -> dict[str, Any]:
@@ -80,7 +83,9 @@ def cpu_info() -> dict[str, Any]:
     return {"cpu": model, "cpu_flags": [f for f in CPU_FLAGS if f in flags]}
 
 
-def provenance(device: str = "auto", policy_kwargs: dict[str, Any] | None = None) -> dict[str, Any]:
+def provenance(
+    device: str = "auto", policy_kwargs: dict[str, Any] | None = None, demos: Demonstrations | None = None
+) -> dict[str, Any]:
     """Everything about this process that a run's numbers may depend on, beyond its spec.
 
     Parameters
@@ -89,6 +94,9 @@ def provenance(device: str = "auto", policy_kwargs: dict[str, Any] | None = None
         The run's ``device`` setting; recorded resolved (``cpu``, ``cuda``).
     policy_kwargs : dict, optional
         The policy's keyword arguments, for the resolved ``pair_precision``.
+    demos : Demonstrations, optional
+        The demonstrations the run learns from, recorded as ``data_sha1`` (:meth:`Demonstrations.digest`): the
+        dataset's card names its setting, the digest its numbers.
     """
     resolved = get_device(device)
     versions: dict[str, str | None] = {}
@@ -107,6 +115,7 @@ def provenance(device: str = "auto", policy_kwargs: dict[str, Any] | None = None
         "device": str(resolved),
         "pair_precision": str(pair_dtype(precision, resolved)).removeprefix("torch."),
         "time": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        **({"data_sha1": demos.digest()} if demos is not None else {}),
     }
 
 
@@ -133,9 +142,10 @@ def origin_changes(recorded: dict[str, Any], current: dict[str, Any], fields: tu
 def check_resumable(run_dir: str, current: dict[str, Any]) -> None:
     """Raise if the run in ``run_dir`` was started on another kind of machine or with other code than ``current``.
 
-    A run resumed on another CPU kind (or device, or pair precision), or at another commit, with other edits or
-    other package versions (:data:`MACHINE_KIND`, :data:`CODE`; ``current`` is :func:`provenance`), would be partly
-    made where and with what its ``spec.json`` does not say: its numbers would not be what its record says they are.
+    A run resumed on another CPU kind (or device, or pair precision), at another commit, with other edits, other
+    package versions or other demonstrations (:data:`MACHINE_KIND`, :data:`CODE`, :data:`DATA`; ``current`` is
+    :func:`provenance`) would be partly made where and with what its ``spec.json`` does not say: its numbers would
+    not be what its record says they are.
 
     Raises
     ------
@@ -144,10 +154,10 @@ def check_resumable(run_dir: str, current: dict[str, Any]) -> None:
     """
     with open(os.path.join(run_dir, "spec.json")) as f:
         recorded = json.load(f).get("provenance", {})
-    changes = origin_changes(recorded, current, MACHINE_KIND + CODE)
+    changes = origin_changes(recorded, current, MACHINE_KIND + CODE + DATA)
     if changes:
         raise RuntimeError(
-            f"{run_dir} was started on another kind of machine or with other code ({'; '.join(changes)}): resumed "
-            "here, its record would name a machine and code it only partly ran on. Resume it where and with what it "
-            "started, or move the directory aside to run it again from the start here"
+            f"{run_dir} was started on another kind of machine or with other code or data ({'; '.join(changes)}): "
+            "resumed here, its record would name a machine, code and data it only partly ran with. Resume it where "
+            "and with what it started, or move the directory aside to run it again from the start here"
         )

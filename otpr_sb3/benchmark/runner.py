@@ -111,7 +111,7 @@ def _run(spec: RunSpec, progress_bar: bool, on_evaluation: EvaluationHook | None
     os.makedirs(run_dir, exist_ok=True)
     demos = Demonstrations.from_minari(card.dataset_id, data_path=os.path.abspath(spec.data_path))
     _, policy_kwargs = _otpr_kwargs(spec, method)
-    origin = provenance(spec.device, policy_kwargs if method.algo in ("otpr", "bc") else None)
+    origin = provenance(spec.device, policy_kwargs if method.algo in ("otpr", "bc") else None, demos)
     clock = _RunClock()
     pretrained: Pretrained = functools.partial(pretrained_checkpoint, spec, task, card, demos, progress_bar)
     if method.pretrained:  # built, or its origin checked, before the run's record is written
