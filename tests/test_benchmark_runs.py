@@ -184,7 +184,8 @@ def test_the_readme_demo_prints_no_adroit_notice():
     assert "AdroitHand" not in done.stderr
 
 
-def test_a_run_started_on_another_kind_of_machine_is_not_resumed_here(dirs, tmp_path):
+def _interrupted_at_100(dirs, tmp_path):
+    """An OTPR run of 200 steps stopped after its evaluation at 100."""
     spec = spec_for(dirs, "otpr", steps=200, runs_dir=str(tmp_path / "runs"))
 
     def stop_at_100(row):
@@ -193,6 +194,11 @@ def test_a_run_started_on_another_kind_of_machine_is_not_resumed_here(dirs, tmp_
 
     with pytest.raises(Interrupt):
         run(spec, on_evaluation=stop_at_100)
+    return spec
+
+
+def test_a_run_started_on_another_kind_of_machine_is_not_resumed_here(dirs, tmp_path):
+    spec = _interrupted_at_100(dirs, tmp_path)
     path = Path(spec.run_dir) / "spec.json"
     recorded = json.loads(path.read_text())
     path.write_text(json.dumps({**recorded, "provenance": {**recorded["provenance"], "cpu": "Another CPU"}}))
@@ -214,15 +220,8 @@ def test_a_run_started_on_another_kind_of_machine_is_not_resumed_here(dirs, tmp_
         ({"data_sha1": "other demonstrations"}, "data_sha1 'other demonstrations' -> "),
     ],
 )
-def test_a_run_started_with_other_code_is_not_resumed(dirs, tmp_path, change, named):
-    spec = spec_for(dirs, "otpr", steps=200, runs_dir=str(tmp_path / "runs"))
-
-    def stop_at_100(row):
-        if row["timesteps"] == 100:
-            raise Interrupt
-
-    with pytest.raises(Interrupt):
-        run(spec, on_evaluation=stop_at_100)
+def test_a_run_started_with_other_code_or_data_is_not_resumed(dirs, tmp_path, change, named):
+    spec = _interrupted_at_100(dirs, tmp_path)
     path = Path(spec.run_dir) / "spec.json"
     recorded = json.loads(path.read_text())
     origin = recorded["provenance"]
