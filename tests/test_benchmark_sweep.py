@@ -329,6 +329,8 @@ steps = 3000
     main(["sweep", str(tmp_path / "sweep.toml"), "--status"])  # prints and returns: no Ray, no run
     out = capsys.readouterr().out
     assert "3 runs: 1 finished, 1 started, 1 pending" in out and "1,000/3,000" in out and "dql" not in out
+    assert out.splitlines()[-1] == "3 runs: 1 finished, 1 started, 1 pending"  # the line scripts read
+    assert "left: 2 run(s), none with a finished run" in out
     with pytest.raises(SystemExit) as left:  # for scripts: runs left
         main(["sweep", str(tmp_path / "sweep.toml"), "--status", "--exit-code"])
     assert left.value.code == 3
@@ -337,6 +339,31 @@ steps = 3000
     with pytest.raises(SystemExit, match="--exit-code needs --status"):
         main(["sweep", str(tmp_path / "sweep.toml"), "--exit-code"])
     assert not (tmp_path / "runs" / "FetchPush" / "dql").exists()
+
+
+def test_time_left_is_the_finished_runs_mean_wall_clock_times_the_steps_left(capsys):
+    from otpr_sb3.benchmark.cli import _time_left_line
+    from otpr_sb3.benchmark.sweep import time_left
+
+    def status(method, state, steps=0, wall_time=0.0, of=3000):
+        return {"task": "FetchPush", "method": method, "state": state, "steps": steps, "of": of, "wall_time": wall_time}
+
+    runs = [
+        status("otpr", "finished", 3000, 3600.0),
+        status("otpr", "finished", 3000, 7200.0),  # mean 1.5 h
+        status("otpr", "started", 1000, 600.0),  # two thirds left: 1.0 h
+        status("otpr", "pending"),  # 1.5 h
+        status("dql", "pending"),  # none finished: not estimated
+        status("bc", "finished", 0, 60.0, of=3000),
+        status("bc", "pending", of=3000),  # BC never steps: its whole evaluation, 1 min
+    ]
+    hours, unestimated = time_left(runs)
+    assert hours == pytest.approx(2.5 + 1 / 60) and unestimated == 1
+    line = _time_left_line(runs, 2)
+    assert line.startswith("left: about 2.5 run-hours") and "(1.3 h at 2 at a time)" in line
+    assert "1 run(s) with none finished of their task and method not counted" in line
+    assert _time_left_line([status("dql", "pending")], 2).startswith("left: 1 run(s), none with a finished run")
+    assert time_left([status("otpr", "finished", 3000, 10.0)]) == (0.0, 0)
 
 
 @pytest.mark.parametrize(("errors", "code"), [([], 130), ([RuntimeError("trial failed")], 1)])

@@ -144,6 +144,9 @@ def _sweep(args: argparse.Namespace) -> None:
                     f"success {r['success']:.2f}"
                 )
         counts = {state: sum(r["state"] == state for r in runs) for state in ("finished", "started", "pending")}
+        if counts["finished"] < len(runs):
+            print(_time_left_line(runs, config.max_concurrent))
+        # The counts last: scripts read the last line (scripts/studies.sh).
         print(f"{len(runs)} runs: " + ", ".join(f"{n} {state}" for state, n in counts.items()))
         if args.exit_code and counts["finished"] < len(runs):
             raise SystemExit(3)  # for scripts (scripts/studies.sh), as `git diff --exit-code`
@@ -155,6 +158,19 @@ def _sweep(args: argparse.Namespace) -> None:
     if left:
         # For scripts that chain sweeps (scripts/studies.sh): 1 when a run failed, 130 when runs were stopped.
         raise SystemExit(1 if result is not None and result.errors else 130)
+
+
+def _time_left_line(runs: list[dict[str, Any]], at_a_time: int) -> str:
+    from otpr_sb3.benchmark.sweep import time_left
+
+    hours, unestimated = time_left(runs)
+    if unestimated == sum(r["state"] != "finished" for r in runs):
+        return f"left: {unestimated} run(s), none with a finished run of its task and method to estimate its time from"
+    line = f"left: about {hours:.1f} run-hours by the finished runs' wall-clock per task and method"
+    line += f" ({hours / max(at_a_time, 1):.1f} h at {at_a_time} at a time)"
+    if unestimated:
+        line += f"; {unestimated} run(s) with none finished of their task and method not counted"
+    return line
 
 
 def _report(args: argparse.Namespace) -> None:

@@ -31,6 +31,8 @@ import tomllib
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+import numpy as np
+
 from otpr_sb3.benchmark.evaluation import read_evaluations
 from otpr_sb3.benchmark.methods import get_method
 from otpr_sb3.benchmark.provenance import cpu_info
@@ -188,7 +190,8 @@ def sweep_status(config: SweepConfig) -> list[dict[str, Any]]:
         Per run: ``task``, ``method`` (its run directory's name), ``seed``, ``state`` (``"finished"``: a summary in
         ``runs_dir`` or ``collect_dir``; ``"started"``: evaluations but no summary; ``"pending"``), ``steps`` (of the
         last evaluation) out of ``of`` (the run's), ``success`` (of the last evaluation: the final one of a
-        finished run; NaN before any), and ``cpu``, the CPU its ``spec.json`` names (``None`` without one).
+        finished run; NaN before any), ``wall_time`` (seconds, at that evaluation; 0 before any) and ``cpu``, the CPU
+        its ``spec.json`` names (``None`` without one).
     """
     out = []
     for spec in config.specs():
@@ -196,7 +199,7 @@ def sweep_status(config: SweepConfig) -> list[dict[str, Any]]:
         finished = next((d for d in dirs if os.path.exists(os.path.join(d, "summary.json"))), None)
         record = finished or dirs[0]
         rows = read_evaluations(os.path.join(record, "evaluations.csv"))
-        last = rows[-1] if rows else {"timesteps": 0, "success": float("nan")}
+        last = rows[-1] if rows else {"timesteps": 0, "success": float("nan"), "wall_time": 0.0}
         cpu = None
         if os.path.exists(os.path.join(record, "spec.json")):
             with open(os.path.join(record, "spec.json")) as f:
@@ -210,10 +213,41 @@ def sweep_status(config: SweepConfig) -> list[dict[str, Any]]:
                 "steps": int(last["timesteps"]),
                 "of": spec.steps,
                 "success": last["success"],
+                "wall_time": float(last["wall_time"]),
                 "cpu": cpu,
             }
         )
     return out
+
+
+def time_left(status: list[dict[str, Any]]) -> tuple[float, int]:
+    """Estimate the hours of one run slot that the unfinished runs of :func:`sweep_status` still need.
+
+    A run's estimate is the mean wall-clock of the finished runs of its task and method (the same steps on the same
+    task), times the share of its steps not yet made. The finished runs' wall-clock carries whatever load they ran
+    under, so this is a forecast at that load, not a measurement.
+
+    Returns
+    -------
+    hours : float
+        The estimates' sum.
+    unestimated : int
+        Unfinished runs with no finished run of their task and method (not in ``hours``).
+    """
+    times: dict[tuple[str, str], list[float]] = {}
+    for r in status:
+        if r["state"] == "finished":
+            times.setdefault((r["task"], r["method"]), []).append(r["wall_time"])
+    hours, unestimated = 0.0, 0
+    for r in status:
+        if r["state"] == "finished":
+            continue
+        done = times.get((r["task"], r["method"]))
+        if not done:
+            unestimated += 1
+            continue
+        hours += float(np.mean(done)) * (1.0 - r["steps"] / r["of"] if r["of"] else 1.0) / 3600.0
+    return hours, unestimated
 
 
 def cpu_kind_conflicts(config: SweepConfig, cpu: str | None = None) -> list[dict[str, Any]]:
