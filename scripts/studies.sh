@@ -9,6 +9,9 @@
 #                                                 (baselines-report, claims-candidates-a/-c, metaworld, robosuite,
 #                                                 robosuite-lift), then run their tests
 #   bash scripts/studies.sh prepare NAME          only write its clone and sweep file (what `run` would run)
+#   bash scripts/studies.sh set-aside NAME KIND   move the runs of its seeds begun on another CPU kind out of the study:
+#                                                 finished records to results/.../set_aside_KIND (then commit them),
+#                                                 the rest and those seeds' pretrained checkpoints beside its runs
 #   bash scripts/studies.sh list                  the studies, their commits and sweep files
 # $STUDIES (default: ../studies) holds the clones, the runs and the datasets. $MAX_CONCURRENT, if set, replaces the
 # sweep file's number of runs at a time (to run one study beside another). Run `bash scripts/run.sh demo` first: the
@@ -17,7 +20,8 @@
 # and the chain with it: the next study starts only when this one's runs have all finished or one of them failed.
 # `kill -TERM -- -PGID` ends everything at once. (Chains started before this change go on after a SIGINT.)
 # A study whose unfinished seeds have runs made on another CPU kind than this machine's is not run (exit 4): run it on
-# that kind, or move those seeds' runs aside first (`otpr sweep FILE --check-cpu-kind` lists them).
+# that kind, or move those seeds' runs aside first (`otpr sweep FILE --check-cpu-kind` lists them, `set-aside` moves
+# them).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root="$PWD"
@@ -105,7 +109,8 @@ case "${1:-list}" in
             # checkout's code reads the run directories; CPU_KIND_CHECK=0 skips it.)
             if [ "${CPU_KIND_CHECK:-1}" != 0 ] && ! PYTHONPATH="$root" "$root/$venv/bin/python" -m otpr_sb3.benchmark.cli \
                 sweep "$studies/$name/sweep.toml" --check-cpu-kind; then
-                echo "$(date -u +%FT%TZ) $name: seeds begun on another CPU kind (above); the chain stops here"
+                echo "$(date -u +%FT%TZ) $name: seeds begun on another CPU kind (above); the chain stops here" \
+                    "(run it on that kind, or: bash scripts/studies.sh set-aside $name KIND)"
                 exit 4
             fi
             echo "$(date -u +%FT%TZ) $name: sweep from $clone"
@@ -131,6 +136,16 @@ case "${1:-list}" in
         read -r commit sweep results venv record <<< "$(study "$2")"
         prepare "$2" "$commit" "$sweep" "$results"
         echo "$studies/$2/sweep.toml"
+        ;;
+    set-aside)
+        read -r commit sweep results venv record <<< "$(study "$2")"
+        if [ -z "${3:-}" ]; then
+            echo "usage: bash scripts/studies.sh set-aside NAME KIND (the records go to $(dirname "$results")/set_aside_KIND)" >&2
+            exit 2
+        fi
+        prepare "$2" "$commit" "$sweep" "$results"
+        PYTHONPATH="$root" "$root/$venv/bin/python" -m otpr_sb3.benchmark.cli sweep "$studies/$2/sweep.toml" \
+            --set-aside "$root/$(dirname "$results")/set_aside_$3"
         ;;
     collect)
         read -r commit sweep results venv record <<< "$(study "$2")"

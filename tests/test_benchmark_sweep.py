@@ -434,3 +434,67 @@ seeds = [0, 1, 2]
     shutil.rmtree(tmp_path / "runs" / "FetchPush" / "otpr" / "s2")
     main(["sweep", str(tmp_path / "sweep.toml"), "--check-cpu-kind"])  # moved aside: nothing left, returns (0)
     assert "every unfinished seed's runs so far were made on this machine's CPU kind" in capsys.readouterr().out
+
+
+def test_set_aside_moves_the_conflicting_seeds_whole_with_their_checkpoints(tmp_path, capsys, monkeypatch):
+    from otpr_sb3.benchmark.cli import main
+    from otpr_sb3.benchmark.sweep import cpu_kind_conflicts, set_aside, sweep_status
+
+    text = f"""
+name = "kinds"
+runs_dir = "{tmp_path / "runs"}"
+collect_dir = "{tmp_path / "results" / "runs"}"
+[[runs]]
+env = "FetchPush-v4"
+methods = ["bc", "otpr"]
+seeds = [0, 1, 2]
+"""
+    (tmp_path / "sweep.toml").write_text(text)
+    config = SweepConfig.from_toml(str(tmp_path / "sweep.toml"))
+
+    def record(where, method, seed, cpu, finished):
+        run_dir = tmp_path / where / "FetchPush" / method / f"s{seed}"
+        run_dir.mkdir(parents=True)
+        (run_dir / "spec.json").write_text(json.dumps({"provenance": {"cpu": cpu}}))
+        if finished:
+            (run_dir / "summary.json").write_text("{}")
+            (run_dir / "evaluations.csv").write_text("timesteps,success,episodes,final,wall_time\n0,0.5,10,1,1.0\n")
+
+    for method in ("bc", "otpr"):  # seed 0: complete on the other kind, kept
+        record("results/runs", method, 0, "Xeon", True)
+    record("results/runs", "bc", 1, "Xeon", True)  # seed 1: BC finished and collected there ...
+    record("runs", "bc", 1, "Xeon", True)  # ... with its uncollected copy
+    record("runs", "otpr", 1, "Xeon", False)  # and OTPR started there
+    pretrained = tmp_path / "runs" / "FetchPush" / "pretrained"
+    pretrained.mkdir()
+    names = [f"otpr_fetchpush-100ep-noise30-s0-v0-bc5000-default-s{s}-fmt2.zip" for s in (0, 1, 10)]
+    for name in [*names, names[1] + ".lock"]:
+        (pretrained / name).write_text("weights")
+    record("runs", "bc", 2, "EPYC", True)  # seed 2: begun on this kind, kept
+    before = {p for p in tmp_path.rglob("*") if p.is_file()}
+
+    (tmp_path / "aside" / "FetchPush" / "bc" / "s1").mkdir(parents=True)  # a destination taken: nothing moves
+    with pytest.raises(FileExistsError, match="would replace"):
+        set_aside(config, str(tmp_path / "aside"), cpu="EPYC")
+    assert {p for p in tmp_path.rglob("*") if p.is_file()} == before
+    (tmp_path / "aside" / "FetchPush" / "bc" / "s1").rmdir()
+
+    moves = set_aside(config, str(tmp_path / "aside"), cpu="EPYC")
+    rel = {(os.path.relpath(s, tmp_path), os.path.relpath(d, tmp_path)) for s, d in moves}
+    assert rel == {
+        ("results/runs/FetchPush/bc/s1", "aside/FetchPush/bc/s1"),  # the record, beside the results
+        ("runs/FetchPush/bc/s1", "runs-set-aside/FetchPush/bc/s1"),
+        ("runs/FetchPush/otpr/s1", "runs-set-aside/FetchPush/otpr/s1"),
+        (f"runs/FetchPush/pretrained/{names[1]}", f"runs-set-aside/FetchPush/pretrained/{names[1]}"),
+        (f"runs/FetchPush/pretrained/{names[1]}.lock", f"runs-set-aside/FetchPush/pretrained/{names[1]}.lock"),
+    }
+    assert sorted(p.name for p in pretrained.iterdir()) == [names[0], names[2]]  # seeds 0 and 10 keep theirs
+    after = {p for p in tmp_path.rglob("*") if p.is_file()}
+    assert len(after) == len(before)  # nothing deleted: each moved file is at its destination
+    assert all(not os.path.exists(s) and os.path.exists(d) for s, d in moves)
+    assert cpu_kind_conflicts(config, cpu="EPYC") == []
+    assert [r["state"] for r in sweep_status(config) if r["seed"] == 1] == ["pending", "pending"]
+    assert set_aside(config, str(tmp_path / "aside"), cpu="EPYC") == []  # once is enough
+    monkeypatch.setattr("otpr_sb3.benchmark.sweep.cpu_info", lambda: {"cpu": "EPYC"})
+    main(["sweep", str(tmp_path / "sweep.toml"), "--set-aside", str(tmp_path / "aside2")])
+    assert "moved 0 run record(s)" in capsys.readouterr().out

@@ -146,8 +146,20 @@ def test_a_study_with_seeds_begun_on_another_cpu_kind_is_not_run(tmp_path):
     assert out.returncode == 0 and len((tmp_path / "skipped" / "sweeps.log").read_text().splitlines()) == 2
 
 
-def _chain(tmp_path, status, counts, kinds=0, check="1"):
-    """`studies.sh run claims-b claims-d` in a clone, with a fake python (see below)."""
+def test_set_aside_moves_a_studys_seeds_into_its_results_set_aside_folder(tmp_path):
+    out = _chain(tmp_path, 0, DONE, args=("set-aside", "claims-b", "xeon"))
+    assert out.returncode == 0, out.stderr
+    (line,) = (tmp_path / "setaside.log").read_text().splitlines()
+    dest = tmp_path / "repo" / "results" / "claims" / "report" / "set_aside_xeon"
+    assert line.endswith(f"sweep {tmp_path / 'studies' / 'claims-b' / 'sweep.toml'} --set-aside {dest}")
+    out = _chain(tmp_path / "no-kind", 0, DONE, args=("set-aside", "claims-b"))
+    assert out.returncode == 2 and "usage: bash scripts/studies.sh set-aside NAME KIND" in out.stderr
+    out = _chain(tmp_path / "stops", 0, DONE, kinds=4)
+    assert "(run it on that kind, or: bash scripts/studies.sh set-aside claims-b KIND)" in " ".join(out.stdout.split())
+
+
+def _chain(tmp_path, status, counts, kinds=0, check="1", args=("run", "claims-b", "claims-d")):
+    """`studies.sh run claims-b claims-d` (or ``args``) in a clone, with a fake python (see below)."""
     tmp_path.mkdir(exist_ok=True)
     repo = tmp_path / "repo"
     cloned = subprocess.run(["git", "clone", "--quiet", "--shared", str(ROOT), str(repo)], capture_output=True, text=True)
@@ -163,12 +175,13 @@ def _chain(tmp_path, status, counts, kinds=0, check="1"):
     fake.write_text(
         f'#!/bin/sh\ncase "$*" in *--status*) echo "{counts}"; exit {0 if counts == DONE else 3} ;; esac\n'
         f'case "$*" in *--check-cpu-kind*) exit {kinds} ;; esac\n'
+        f'case "$*" in *--set-aside*) echo "$@" >> {tmp_path}/setaside.log; exit 0 ;; esac\n'
         f'if [ "$1" = "-c" ]; then echo "$3" >> {tmp_path}/datasets.log; exit 0; fi\n'  # the datasets step
         f'echo "$@" >> {tmp_path}/sweeps.log\nexit {status}\n'
     )
     fake.chmod(0o755)
     return subprocess.run(
-        ["bash", "scripts/studies.sh", "run", "claims-b", "claims-d"],
+        ["bash", "scripts/studies.sh", *args],
         cwd=repo,
         capture_output=True,
         text=True,

@@ -117,11 +117,17 @@ def _train(args: argparse.Namespace) -> None:
 
 
 def _sweep(args: argparse.Namespace) -> None:
-    from otpr_sb3.benchmark.sweep import SweepConfig, cpu_kind_conflicts, pending, run_sweep, sweep_status
+    from otpr_sb3.benchmark.sweep import SweepConfig, cpu_kind_conflicts, pending, run_sweep, set_aside, sweep_status
 
     if args.exit_code and not args.status:
         raise SystemExit("otpr sweep: --exit-code needs --status (a sweep's own exit status says why runs are left)")
     config = SweepConfig.from_toml(args.config)
+    if args.set_aside:
+        moves = set_aside(config, args.set_aside)
+        for src, dst in moves:
+            print(f"{src} -> {dst}")
+        print(f"moved {len(moves)} run record(s) and checkpoint(s) of seeds begun on another CPU kind")
+        return
     if args.check_cpu_kind:
         conflicts = cpu_kind_conflicts(config)
         for r in conflicts:
@@ -264,6 +270,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--check-cpu-kind",
         action="store_true",
         help="list the runs of unfinished seeds made on another CPU kind than this machine's and exit (4 if any)",
+    )
+    p.add_argument(
+        "--set-aside",
+        metavar="DEST",
+        default=None,
+        help="move every run of those seeds out of the sweep (finished records to DEST, the rest and the seeds' "
+        "pretrained checkpoints beside runs_dir) and exit: the seeds run again whole here",
     )
     p.set_defaults(func=_sweep)
 

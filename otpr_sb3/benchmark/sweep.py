@@ -276,6 +276,50 @@ def cpu_kind_conflicts(config: SweepConfig, cpu: str | None = None) -> list[dict
     return out
 
 
+def set_aside(config: SweepConfig, dest: str, cpu: str | None = None) -> list[tuple[str, str]]:
+    """Move every run of the seeds :func:`cpu_kind_conflicts` names, and their pretrained checkpoints, out of the sweep.
+
+    Such a seed is run again whole on this kind (the studies' rule). Its finished records go to
+    ``dest/<task>/<method>/s<seed>`` (the collected copy where there is one: ``dest`` is for the record, next to the
+    results), everything else (a duplicate under ``runs_dir``, a started run, the seed's checkpoints in
+    ``<runs_dir>/<task>/pretrained``, which the run again would otherwise start from) to ``<runs_dir>-set-aside``,
+    under the same relative path. Nothing is deleted.
+
+    Returns
+    -------
+    list of (str, str)
+        The moves made, source and destination.
+
+    Raises
+    ------
+    FileExistsError
+        If a destination exists already; nothing is moved then.
+    """
+    seeds = {(c["task"], c["seed"]) for c in cpu_kind_conflicts(config, cpu)}
+    aside = os.path.abspath(config.runs_dir).rstrip(os.sep) + "-set-aside"
+    moves: list[tuple[str, str]] = []
+    for spec in config.specs():
+        task = get_task(spec.env_id).name
+        if (task, spec.seed) not in seeds:
+            continue
+        rel = os.path.relpath(spec.run_dir, spec.runs_dir)
+        found = [d for d in reversed(_record_dirs(config, spec)) if os.path.isdir(d)]  # the collected copy first
+        for i, src in enumerate(found):
+            record = i == 0 and os.path.exists(os.path.join(src, "summary.json"))
+            moves.append((src, os.path.join(dest if record else aside, rel)))
+    for task, seed in sorted(seeds):
+        folder = os.path.join(config.runs_dir, task, "pretrained")
+        names = sorted(os.listdir(folder)) if os.path.isdir(folder) else []
+        moves += [(os.path.join(folder, n), os.path.join(aside, task, "pretrained", n)) for n in names if f"-s{seed}-" in n]
+    taken = [d for _, d in moves if os.path.exists(d)]
+    if taken:
+        raise FileExistsError(f"set_aside would replace {taken[0]} (and {len(taken) - 1} more): choose another `dest`")
+    for src, dst in moves:
+        os.makedirs(os.path.dirname(dst), exist_ok=True)
+        os.replace(src, dst)
+    return moves
+
+
 def check_address(address: str | None, timeout: float = 10.0) -> None:
     """Raise ``ValueError`` within ``timeout`` seconds if nothing listens at a Ray cluster's ``host:port``.
 
