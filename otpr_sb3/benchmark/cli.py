@@ -252,12 +252,30 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_train(verbs.add_parser("train", help="run one method on one task and seed (resumes from its last checkpoint)"))
 
-    p = verbs.add_parser(
-        "sweep",
-        help="run every run of a TOML-configured grid that has not finished, on Ray Tune (resumes unfinished runs)",
-        description="Exit status: 0 when every run has finished, 1 when a run failed, 130 when runs were stopped "
-        "(an interruption, e.g. Ctrl-C) before finishing; run the same command to resume.",
+    _add_sweep(
+        verbs.add_parser(
+            "sweep",
+            help="run every run of a TOML-configured grid that has not finished, on Ray Tune (resumes unfinished runs)",
+            description="Exit status: 0 when every run has finished, 1 when a run failed, 130 when runs were stopped "
+            "(an interruption, e.g. Ctrl-C) before finishing; run the same command to resume.",
+        )
     )
+
+    p = verbs.add_parser("report", help="tables (CSV) and plots (PNG) from finished and running runs")
+    p.add_argument("--runs-dir", default=DEFAULT_RUNS)
+    p.add_argument("--out", default="outputs/report")
+    p.add_argument("--bootstrap-reps", type=int, default=2_000, help="stratified-bootstrap samples (rliable)")
+    p.add_argument(
+        "--collect",
+        metavar="DEST",
+        default=None,
+        help="instead of a report: copy spec.json, evaluations.csv and summary.json of the finished runs into DEST",
+    )
+    p.set_defaults(func=_report)
+    return parser
+
+
+def _add_sweep(p: argparse.ArgumentParser) -> None:
     p.add_argument("config", help="TOML sweep file (see examples/sweeps/)")
     p.add_argument("--address", default=None, help="Ray cluster address (host:port); default: a local Ray on this machine")
     p.add_argument("--status", action="store_true", help="print where each run stands and exit (starts nothing)")
@@ -279,19 +297,6 @@ def build_parser() -> argparse.ArgumentParser:
         "pretrained checkpoints beside runs_dir) and exit: the seeds run again whole here",
     )
     p.set_defaults(func=_sweep)
-
-    p = verbs.add_parser("report", help="tables (CSV) and plots (PNG) from finished and running runs")
-    p.add_argument("--runs-dir", default=DEFAULT_RUNS)
-    p.add_argument("--out", default="outputs/report")
-    p.add_argument("--bootstrap-reps", type=int, default=2_000, help="stratified-bootstrap samples (rliable)")
-    p.add_argument(
-        "--collect",
-        metavar="DEST",
-        default=None,
-        help="instead of a report: copy spec.json, evaluations.csv and summary.json of the finished runs into DEST",
-    )
-    p.set_defaults(func=_report)
-    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> None:
