@@ -15,10 +15,10 @@ configuration or names other demonstrations than the task's default, ``key`` a d
 An interrupted run started again with the same :class:`RunSpec` loads its checkpoint (model, replay buffer,
 step count) and goes on from there; evaluations after the checkpoint are dropped and redone. A spec whose
 identity differs from the one in the directory's ``spec.json`` is refused, with the differing fields named, and so
-is a resume on another kind of machine or with other code (:func:`~otpr_sb3.benchmark.provenance.check_resumable`),
-so a directory only ever holds the run its ``spec.json`` describes. The shared pretrained checkpoint a run starts
-from is in ``<runs_dir>/<task>/pretrained/`` with the record of where it was made
-(:mod:`otpr_sb3.benchmark.pretrained`).
+is a resume on another kind of machine or with other code or demonstrations
+(:func:`~otpr_sb3.benchmark.provenance.check_resumable`), so a directory only ever holds the run its ``spec.json``
+describes. The shared pretrained checkpoint a run starts from is in ``<runs_dir>/<task>/pretrained/`` with the
+record of where it was made (:mod:`otpr_sb3.benchmark.pretrained`).
 """
 
 from __future__ import annotations
@@ -209,7 +209,7 @@ def _otpr_kwargs(spec: RunSpec, method: Method) -> tuple[dict[str, Any], dict[st
 
 
 def _record_start(run_dir: str, identity: dict[str, Any], origin: dict[str, Any], started: bool) -> None:
-    """Write a new run's ``spec.json``; check that a started one resumes on the machine kind and code it names."""
+    """Write a new run's ``spec.json``; check that a started one resumes with the machine kind, code and data it names."""
     if started:
         check_resumable(run_dir, origin)
         return
