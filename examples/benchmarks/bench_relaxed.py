@@ -16,6 +16,12 @@ names the one it ran)::
 ``--clouds`` draws larger problems instead (:func:`cloud_cases`: 150 to 1000 points, Gaussian clouds)::
 
     python examples/benchmarks/bench_relaxed.py --clouds --cases 40 --out docs/data/bench_relaxed-clouds.json
+
+``--only`` solves some of the drawn cases again (their rows carry ``case``, the index), e.g. a record's failures on
+another CPU kind::
+
+    python examples/benchmarks/bench_relaxed.py --clouds --cases 40 --only 22 3 \\
+        --out docs/data/bench_relaxed-clouds-amd-epyc.json
 """
 
 from __future__ import annotations
@@ -150,15 +156,17 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--cases", type=int, default=150)
     parser.add_argument("--clouds", action="store_true", help="the point-cloud family (150-1000 points) instead")
+    parser.add_argument("--only", type=int, nargs="+", default=None, help="solve only these cases (indices)")
     args = parser.parse_args()
     if printed_table(args, table):
         return
     th.set_num_threads(1)
     family = cloud_cases if args.clouds else cases
     rows = []
-    for case in family(args.seed, args.cases):
-        rows.append(solve_case(case))
-        print(json.dumps(rows[-1]), flush=True)
+    for i, case in enumerate(family(args.seed, args.cases)):
+        if args.only is None or i in args.only:
+            rows.append({**({"case": i} if args.only is not None else {}), **solve_case(case)})
+            print(json.dumps(rows[-1]), flush=True)
     print(json.dumps(summary({"rows": rows})))
     if args.out:
         write_record(args.out, args, rows, solver=checkout(no.__file__))
