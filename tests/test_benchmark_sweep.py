@@ -467,8 +467,9 @@ seeds = [0, 1, 2]
     record("runs", "otpr", 1, "Xeon", False)  # and OTPR started there
     pretrained = tmp_path / "runs" / "FetchPush" / "pretrained"
     pretrained.mkdir()
-    names = [f"otpr_fetchpush-100ep-noise30-s0-v0-bc5000-default-s{s}-fmt2.zip" for s in (0, 1, 10)]
-    for name in [*names, names[1] + ".lock"]:
+    # the dataset's id names a seed too (1 here): only the run seed's checkpoints, with their lock and origin, move
+    names = [f"otpr_fetchpush-100ep-noise30-s1-v0-bc5000-default-s{s}-fmt2.zip" for s in (0, 1, 10)]
+    for name in [*names, names[1] + ".lock", names[1].removesuffix(".zip") + ".origin.json"]:
         (pretrained / name).write_text("weights")
     record("runs", "bc", 2, "EPYC", True)  # seed 2: begun on this kind, kept
     before = {p for p in tmp_path.rglob("*") if p.is_file()}
@@ -480,6 +481,7 @@ seeds = [0, 1, 2]
     (tmp_path / "aside" / "FetchPush" / "bc" / "s1").rmdir()
 
     moves = set_aside(config, str(tmp_path / "aside"), cpu="EPYC")
+    origin = names[1].removesuffix(".zip") + ".origin.json"
     rel = {(os.path.relpath(s, tmp_path), os.path.relpath(d, tmp_path)) for s, d in moves}
     assert rel == {
         ("results/runs/FetchPush/bc/s1", "aside/FetchPush/bc/s1"),  # the record, beside the results
@@ -487,6 +489,7 @@ seeds = [0, 1, 2]
         ("runs/FetchPush/otpr/s1", "runs-set-aside/FetchPush/otpr/s1"),
         (f"runs/FetchPush/pretrained/{names[1]}", f"runs-set-aside/FetchPush/pretrained/{names[1]}"),
         (f"runs/FetchPush/pretrained/{names[1]}.lock", f"runs-set-aside/FetchPush/pretrained/{names[1]}.lock"),
+        (f"runs/FetchPush/pretrained/{origin}", f"runs-set-aside/FetchPush/pretrained/{origin}"),
     }
     assert sorted(p.name for p in pretrained.iterdir()) == [names[0], names[2]]  # seeds 0 and 10 keep theirs
     after = {p for p in tmp_path.rglob("*") if p.is_file()}

@@ -35,6 +35,7 @@ import numpy as np
 
 from otpr_sb3.benchmark.evaluation import read_evaluations
 from otpr_sb3.benchmark.methods import get_method
+from otpr_sb3.benchmark.pretrained import CHECKPOINT_FORMAT
 from otpr_sb3.benchmark.provenance import cpu_info
 from otpr_sb3.benchmark.runner import RunSpec, default_dataset, run
 from otpr_sb3.benchmark.tasks import get_task
@@ -310,7 +311,8 @@ def set_aside(config: SweepConfig, dest: str, cpu: str | None = None) -> list[tu
     for task, seed in sorted(seeds):
         folder = os.path.join(config.runs_dir, task, "pretrained")
         names = sorted(os.listdir(folder)) if os.path.isdir(folder) else []
-        moves += [(os.path.join(folder, n), os.path.join(aside, task, "pretrained", n)) for n in names if f"-s{seed}-" in n]
+        mine = [n for n in names if f"-s{seed}-{CHECKPOINT_FORMAT}." in n]  # the dataset's id has a seed too
+        moves += [(os.path.join(folder, n), os.path.join(aside, task, "pretrained", n)) for n in mine]
     taken = [d for _, d in moves if os.path.exists(d)]
     if taken:
         raise FileExistsError(f"set_aside would replace {taken[0]} (and {len(taken) - 1} more): choose another `dest`")
