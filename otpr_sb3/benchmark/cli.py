@@ -276,6 +276,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_sweep(p: argparse.ArgumentParser) -> None:
+    """Add the arguments of ``otpr sweep`` to ``p``."""
     p.add_argument("config", help="TOML sweep file (see examples/sweeps/)")
     p.add_argument("--address", default=None, help="Ray cluster address (host:port); default: a local Ray on this machine")
     p.add_argument("--status", action="store_true", help="print where each run stands and exit (starts nothing)")
