@@ -48,8 +48,8 @@ def pretrained_checkpoint(
     Raises
     ------
     RuntimeError
-        If the checkpoint exists but was made on another kind of machine or with other code than this process's, or
-        has no record of where it was made (:func:`check_checkpoint_origin`).
+        If the checkpoint exists but was made on another kind of machine, with other code or from other
+        demonstrations than this process's, or has no record of where it was made (:func:`check_checkpoint_origin`).
     """
     steps = task.pretrain_steps if spec.pretrain_steps is None else int(spec.pretrain_steps)
     given = {} if default_arch else spec.policy_kwargs
@@ -85,7 +85,7 @@ def origin_path(checkpoint: str) -> str:
 
 
 def check_checkpoint_origin(checkpoint: str, current: dict[str, Any]) -> None:
-    """Raise unless ``checkpoint`` was made on the kind of machine and with the code of ``current`` (:data:`SHARED_ORIGIN`).
+    """Raise unless ``checkpoint`` was made where, with what code and from what data ``current`` says (:data:`SHARED_ORIGIN`).
 
     Raises
     ------
