@@ -388,21 +388,18 @@ def test_sweep_exit_status_says_why_runs_are_left(tmp_path, monkeypatch, capsys,
     assert "2 runs: 2 finished, 0 not finished" in capsys.readouterr().out
 
 
-def test_cpu_kind_conflicts_are_the_runs_of_unfinished_seeds_made_on_another_kind(tmp_path, capsys, monkeypatch):
-    from otpr_sb3.benchmark.cli import main
-    from otpr_sb3.benchmark.sweep import cpu_kind_conflicts
-
+def _kinds_sweep(tmp_path, collect):
+    """A sweep of BC and OTPR on seeds 0-2 under ``tmp_path``, and a maker of run records (a CPU each, finished or not)."""
     text = f"""
 name = "kinds"
 runs_dir = "{tmp_path / "runs"}"
-collect_dir = "{tmp_path / "results"}"
+collect_dir = "{tmp_path / collect}"
 [[runs]]
 env = "FetchPush-v4"
 methods = ["bc", "otpr"]
 seeds = [0, 1, 2]
 """
     (tmp_path / "sweep.toml").write_text(text)
-    config = SweepConfig.from_toml(str(tmp_path / "sweep.toml"))
 
     def record(where, method, seed, cpu, finished):
         run_dir = tmp_path / where / "FetchPush" / method / f"s{seed}"
@@ -411,6 +408,15 @@ seeds = [0, 1, 2]
         if finished:
             (run_dir / "summary.json").write_text("{}")
             (run_dir / "evaluations.csv").write_text("timesteps,success,episodes,final,wall_time\n0,0.5,10,1,1.0\n")
+
+    return SweepConfig.from_toml(str(tmp_path / "sweep.toml")), record
+
+
+def test_cpu_kind_conflicts_are_the_runs_of_unfinished_seeds_made_on_another_kind(tmp_path, capsys, monkeypatch):
+    from otpr_sb3.benchmark.cli import main
+    from otpr_sb3.benchmark.sweep import cpu_kind_conflicts
+
+    config, record = _kinds_sweep(tmp_path, "results")
 
     record("results", "bc", 0, "AMD", True)  # seed 0: complete on another kind, no conflict
     record("results", "otpr", 0, "AMD", True)
@@ -440,25 +446,7 @@ def test_set_aside_moves_the_conflicting_seeds_whole_with_their_checkpoints(tmp_
     from otpr_sb3.benchmark.cli import main
     from otpr_sb3.benchmark.sweep import cpu_kind_conflicts, set_aside, sweep_status
 
-    text = f"""
-name = "kinds"
-runs_dir = "{tmp_path / "runs"}"
-collect_dir = "{tmp_path / "results" / "runs"}"
-[[runs]]
-env = "FetchPush-v4"
-methods = ["bc", "otpr"]
-seeds = [0, 1, 2]
-"""
-    (tmp_path / "sweep.toml").write_text(text)
-    config = SweepConfig.from_toml(str(tmp_path / "sweep.toml"))
-
-    def record(where, method, seed, cpu, finished):
-        run_dir = tmp_path / where / "FetchPush" / method / f"s{seed}"
-        run_dir.mkdir(parents=True)
-        (run_dir / "spec.json").write_text(json.dumps({"provenance": {"cpu": cpu}}))
-        if finished:
-            (run_dir / "summary.json").write_text("{}")
-            (run_dir / "evaluations.csv").write_text("timesteps,success,episodes,final,wall_time\n0,0.5,10,1,1.0\n")
+    config, record = _kinds_sweep(tmp_path, "results/runs")
 
     for method in ("bc", "otpr"):  # seed 0: complete on the other kind, kept
         record("results/runs", method, 0, "Xeon", True)
