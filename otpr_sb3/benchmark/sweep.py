@@ -315,7 +315,10 @@ def set_aside(config: SweepConfig, dest: str, cpu: str | None = None) -> list[tu
         moves += [(os.path.join(folder, n), os.path.join(aside, task, "pretrained", n)) for n in mine]
     taken = [d for _, d in moves if os.path.exists(d)]
     if taken:
-        raise FileExistsError(f"set_aside would replace {taken[0]} (and {len(taken) - 1} more): choose another `dest`")
+        raise FileExistsError(
+            f"set_aside would replace {taken[0]} (and {len(taken) - 1} more): choose another `dest`, or move the "
+            "earlier set-aside runs away"
+        )
     for src, dst in moves:
         os.makedirs(os.path.dirname(dst), exist_ok=True)
         os.replace(src, dst)
