@@ -38,12 +38,15 @@ def pretrained_checkpoint(
     progress_bar: bool,
     default_arch: bool = False,
     check_origin: bool = True,
+    origin: dict[str, Any] | None = None,
 ) -> str:
     """Return the path of the shared pretrained OTPR checkpoint of ``spec``'s run, building it if it is missing.
 
     The architecture is the run's OTPR policy arguments, or the default one with ``default_arch`` (DSRL and IBRL,
     whose policy arguments are another algorithm's). ``check_origin=False`` uses an existing checkpoint whatever its
-    origin (to time a study's checkpoints with newer code; never for a run).
+    origin (to time a study's checkpoints with newer code; never for a run). ``origin`` is this process's
+    :func:`~otpr_sb3.benchmark.provenance.provenance` with ``demos`` (a run passes its own), computed when needed if
+    not given.
 
     Raises
     ------
@@ -58,11 +61,14 @@ def pretrained_checkpoint(
     # `CHECKPOINT_FORMAT` in the name: a checkpoint of an older policy layout is never picked up.
     name = f"{card.dataset_id.replace('/', '_')}-bc{steps}-{key}-s{spec.seed}-{CHECKPOINT_FORMAT}"
     path = os.path.join(spec.runs_dir, task.name, "pretrained", name + ".zip")
-    here = provenance(spec.device, demos=demos)
+
+    def here() -> dict[str, Any]:
+        return origin if origin is not None else provenance(spec.device, demos=demos)
+
     with locked(path + ".lock"):
         if os.path.exists(path):
             if check_origin:
-                check_checkpoint_origin(path, here)
+                check_checkpoint_origin(path, here())
             return path
         model = OTPR(
             "MultiInputPolicy" if isinstance(demos.observations, dict) else "MlpPolicy",
@@ -73,7 +79,7 @@ def pretrained_checkpoint(
         )
         model.pretrain(demos, n_steps=steps, progress_bar=progress_bar)
         with open(origin_path(path), "w") as f:  # the record first: a checkpoint never exists without it
-            json.dump(here, f, indent=1)
+            json.dump({k: v for k, v in here().items() if k != "pair_precision"}, f, indent=1)  # BC has no pairs
         model.save(path + ".tmp.zip")
         os.replace(path + ".tmp.zip", path)
     return path
