@@ -113,7 +113,6 @@ def _run(spec: RunSpec, progress_bar: bool, on_evaluation: EvaluationHook | None
     _, policy_kwargs = _otpr_kwargs(spec, method)
     origin = provenance(spec.device, policy_kwargs if method.algo in ("otpr", "bc") else None, demos)
     clock = _RunClock()
-    # The run's own provenance serves the checkpoint's check: the machine, code and data it names are this process's.
     pretrained: Pretrained = functools.partial(pretrained_checkpoint, spec, task, card, demos, progress_bar, origin=origin)
     if method.pretrained:  # built, or its origin checked, before the run's record is written
         pretrained(method.algo in ("dsrl", "ibrl"))
