@@ -21,6 +21,7 @@ from scipy.optimize import minimize, root
 from neural_ot._arrays import ArrayLike, to_output
 from neural_ot._dual_problem import _Problem
 from neural_ot._relaxed_newton import relaxed_continuation, relaxed_errors, relaxed_start
+from neural_ot._shifted_relaxation import whole_potentials
 from neural_ot.duals import _dual_value
 from neural_ot.relaxation import MarginalRelaxation
 from neural_ot.results import OTResult
@@ -59,18 +60,21 @@ def solve_relaxed(
     max_iter: int,
     init: tuple[th.Tensor, th.Tensor] | None = None,
     cg_max_iter: int = 1000,
-) -> tuple[th.Tensor, th.Tensor, int, bool]:
-    """Maximise the relaxed dual of ``prob`` from ``init``; returns ``(u, v, iterations, converged)``.
+) -> tuple[th.Tensor, th.Tensor, MarginalRelaxation, int, bool]:
+    """Maximise the relaxed dual of ``prob`` from ``init``; returns ``(u, v, relaxation, iterations, converged)``.
 
     Newton's method (:mod:`neural_ot._relaxed_newton`) first; where it stops short of ``tol`` (no step reduces the
-    dual, or it stalls), L-BFGS continues from its point with the iterations left.
+    dual, or it stalls), L-BFGS continues from its point with the iterations left. ``(u, v)`` are relative to the
+    returned relaxation's shift (:mod:`neural_ot._shifted_relaxation`), on which the plan keeps its precision.
     """
     u0, v0 = relaxed_start(prob) if init is None else init
-    u0, v0, done, converged = relaxed_continuation(prob, relaxation, u0, v0, tol, max_iter, cg_max_iter, init is None)
+    u0, v0, relaxation, done, converged = relaxed_continuation(
+        prob, relaxation, u0, v0, tol, max_iter, cg_max_iter, init is None
+    )
     if converged or done >= max_iter:
-        return u0, v0, done, converged
+        return u0, v0, relaxation, done, converged
     u, v, more, converged = _lbfgs(prob, relaxation, tol, max_iter - done, (u0, v0))
-    return u, v, done + more, converged
+    return u, v, relaxation, done + more, converged
 
 
 def _lbfgs(
@@ -178,9 +182,13 @@ def solve_relaxed_problem(
     out_dtype: th.dtype,
     init: tuple[th.Tensor, th.Tensor] | None,
     cg_max_iter: int = 1000,
-) -> tuple[OTResult, th.Tensor, th.Tensor]:
-    """Solve and assemble a relaxed problem; returns the result and the float64 potentials."""
-    u, v, n_iter, converged = solve_relaxed(full, relaxation, tol, max_iter, init, cg_max_iter)
+) -> tuple[OTResult, th.Tensor, th.Tensor, MarginalRelaxation]:
+    """Solve and assemble a relaxed problem; returns the result, the float64 potentials and their relaxation.
+
+    The potentials are relative to that relaxation's shift (:mod:`neural_ot._shifted_relaxation`); the result's are
+    whole.
+    """
+    u, v, relaxation, n_iter, converged = solve_relaxed(full, relaxation, tol, max_iter, init, cg_max_iter)
     H, T, errors = plan_and_errors(full, relaxation, u, v)
     value, value_dual, transport = relaxed_values(full, relaxation, u, v, H, T)
     if not (value == value and value_dual == value_dual):
@@ -198,10 +206,11 @@ def solve_relaxed_problem(
     def out(t: th.Tensor) -> ArrayLike:
         return to_output(t, as_numpy, out_dtype)
 
+    whole = whole_potentials(u, v, relaxation)
     res = OTResult(
         out(T),
-        out(u),
-        out(v),
+        out(whole[0]),
+        out(whole[1]),
         out(H),
         value,
         value_dual,
@@ -213,4 +222,4 @@ def solve_relaxed_problem(
         full.r.name,
         stalled=stalled,
     )
-    return res, u, v
+    return res, u, v, relaxation

@@ -18,6 +18,7 @@ import torch as th
 from neural_ot._dual_problem import _Problem
 from neural_ot._newton import _SHIFT_AFTER, _STALL_ITERS, _line_search, _newton_direction, continuation
 from neural_ot._newton_system import _Curvature
+from neural_ot._shifted_relaxation import ShiftedRelaxation, recentred
 from neural_ot._tree_shifts import tree_shifts
 from neural_ot.regularizers import Entropic
 from neural_ot.relaxation import MarginalRelaxation
@@ -102,8 +103,12 @@ def entropic_block_step(prob: _Problem, relaxation: MarginalRelaxation, u: th.Te
     which from :math:`\log y` (or ``y`` when :math:`y \le 1`) descends monotonically to the root. A stage of the
     continuation starts with the previous stage's potentials, whose plan at the smaller ``reg`` carries up to
     :math:`e^{60}` times its mass; Newton steps on an exponential remove about a factor :math:`e` each (on 60 x 50
-    points at ``reg`` 1e-4, ``rho`` 1: 170 iterations at the target without these steps, 20 with them).
+    points at ``reg`` 1e-4, ``rho`` 1: 170 iterations at the target without these steps, 20 with them). Under a
+    :class:`~neural_ot._shifted_relaxation.ShiftedRelaxation` the side's whole potential is ``t + delta`` (``delta``
+    the shift on the rows, minus it on the columns): ``rho - delta`` replaces ``rho`` where ``t`` meets it.
     """
+    shift = relaxation.shift if isinstance(relaxation, ShiftedRelaxation) else 0.0
+    delta = shift if side == "u" else -shift
     if side == "u":
         C, other, w, rho, current = prob.C, v, prob.b, relaxation.rho_x, u
     else:
@@ -114,16 +119,16 @@ def entropic_block_step(prob: _Problem, relaxation: MarginalRelaxation, u: th.Te
         out = balanced
     else:
         reg = prob.r.reg
-        y = math.log(rho / reg) + (rho - balanced) / reg
+        y = math.log(rho / reg) + (rho - delta - balanced) / reg
         s = th.where(y > 1.0, th.log(y.clamp(min=1.0)), y)  # log w, at or right of the root: e^s + s >= y
         for _ in range(60):
             ds = (s.exp() + s - y) / (s.exp() + 1.0)
             s = s - ds
             if float(ds.abs().max()) <= 1e-15 * max(1.0, float(s.abs().max())):
                 break
-        out = rho - reg * s.exp()
+        out = (rho - delta) - reg * s.exp()
         for _ in range(2):  # in t itself: rho - reg w cancels digits when rho >> reg (1e-10 of the mass at 1e6)
-            step = (th.log1p(-out / rho) - (out - balanced) / reg) / (1.0 / (rho - out) + 1.0 / reg)
+            step = (th.log1p(-(out + delta) / rho) - (out - balanced) / reg) / (1.0 / (rho - delta - out) + 1.0 / reg)
             out = th.where(th.isfinite(step), out + step, out)  # at t = rho (reg w below rho's ulp): kept
     return th.where(th.isfinite(out), out, current)
 
@@ -136,35 +141,42 @@ def relaxed_newton(
     tol: float,
     max_iter: int,
     cg_max_iter: int,
-) -> tuple[th.Tensor, th.Tensor, int, bool]:
-    """Damped Newton iterations on the relaxed dual from ``(u, v)``; returns ``(u, v, iterations, converged)``.
+) -> tuple[th.Tensor, th.Tensor, MarginalRelaxation, int, bool]:
+    """Damped Newton iterations on the relaxed dual from ``(u, v)``; returns ``(u, v, relaxation, iterations, converged)``.
 
     Stops early, unconverged, when no step reduces the dual or the marginal error has not halved in
-    ``_STALL_ITERS`` iterations: the caller continues from that point by L-BFGS.
+    ``_STALL_ITERS`` iterations: the caller continues from that point by L-BFGS. The potentials' common level is
+    carried apart (:func:`~neural_ot._shifted_relaxation.recentred`) once it exceeds the costs' scale: the returned
+    ``(u, v)`` are relative to the returned relaxation's shift.
     """
     n = prob.shape[0]
     entropic = isinstance(prob.r, Entropic)
-    merit = _RelaxedMerit(prob, relaxation)
+    scale = max(abs(c) for c in prob.cost_range)
     ka = prob.a / relaxation.rho_x if relaxation.rho_x != math.inf else th.zeros_like(prob.a)
     kb = prob.b / relaxation.rho_y if relaxation.rho_y != math.inf else th.zeros_like(prob.b)
+    merit = _RelaxedMerit(prob, relaxation)
     loss: float | None = merit.loss(u, v)
     best, best_it = math.inf, 0
     for it in range(1, max_iter + 1):
+        u, v, shifted = recentred(u, v, relaxation, scale)
+        if shifted is not relaxation:  # the same dual, its terms computed apart
+            relaxation, merit = shifted, _RelaxedMerit(prob, shifted)
+            loss = merit.loss(u, v)
         z = prob.z(u, v)
         curv = _Curvature(prob, z)
         targets = relaxation.marginals(u, v, prob.a, prob.b)
         error = max(relaxed_errors(curv.row_mass, curv.col_mass, targets, (prob.a, prob.b)))
         if error <= tol:
-            return u, v, it - 1, True
+            return u, v, relaxation, it - 1, True
         if error <= 0.5 * best:
             best, best_it = error, it
         if loss is None or loss == math.inf or it - best_it >= _STALL_ITERS:
-            return u, v, it - 1, False
+            return u, v, relaxation, it - 1, False
         g = th.cat([curv.row_mass - targets[0], curv.col_mass - targets[1]])
         curv.d1, curv.d2 = curv.d1 + ka, curv.d2 + kb  # the penalty's curvature: the relaxed sides' nodes are all free
         found = _damped_step(merit, u, v, curv, g, z, loss, error, cg_max_iter)
         if found is None:
-            return u, v, it - 1, False
+            return u, v, relaxation, it - 1, False
         t, step, cand, free_u, free_v = found
         u, v, loss = u + t * step[:n], v + t * step[n:], cand
         # Isolated nodes (no curvature) can only be on an exact side: its exact block step, as in the balanced Newton.
@@ -184,7 +196,7 @@ def relaxed_newton(
             u, v, loss = _tree_shifted(merit, u, v, loss, (ka, kb))
         if loss is None:
             loss = merit.loss(u, v)
-    return u, v, max_iter, False
+    return u, v, relaxation, max_iter, False
 
 
 def _damped_step(
@@ -249,12 +261,13 @@ def relaxed_continuation(
     max_iter: int,
     cg_max_iter: int,
     cold: bool,
-) -> tuple[th.Tensor, th.Tensor, int, bool]:
+) -> tuple[th.Tensor, th.Tensor, MarginalRelaxation, int, bool]:
     """:func:`relaxed_newton` on a decreasing sequence of ``reg`` from a cold start, as the balanced solver's stages.
 
     A small ``reg`` makes the dual nearly piecewise linear (L2) or its density a steep exponential (entropic), where
     Newton from far away stalls (entropic, ``reg`` 1e-4 of the costs' spread: no progress from the cold start); each
     stage, solved loosely, starts the next close to its optimum. A warm start (``cold=False``) runs the target alone.
+    Returns ``(u, v, relaxation, iterations, converged)``, the potentials relative to the relaxation's shift.
     """
     schedule, stage_tol = continuation(prob, cold)
     done, converged = 0, False
@@ -264,10 +277,10 @@ def relaxed_continuation(
         if isinstance(stage.r, Entropic) and (cold or k > 0):
             u = entropic_block_step(stage, relaxation, u, v, "u")
             v = entropic_block_step(stage, relaxation, u, v, "v")
-        u, v, it, converged = relaxed_newton(
+        u, v, relaxation, it, converged = relaxed_newton(
             stage, relaxation, u, v, tol if last else max(tol, stage_tol), max_iter - done, cg_max_iter
         )
         done += it
         if done >= max_iter:
             break
-    return u, v, done, converged and last
+    return u, v, relaxation, done, converged and last

@@ -176,7 +176,7 @@ def solve_discrete(
             res = res._with_cost_offset(offset, float(full.a.sum()))
     else:
         with _threads.one_thread_if_small(full.C.numel(), full.C.device):
-            res, u, v = solve_relaxed_problem(
+            res, u, v, relaxation = solve_relaxed_problem(
                 full, relaxation, tol, max_iter, is_numpy(M), result_dtype(M, a, b), init, cg_max_iter
             )
     if wants_grad:
