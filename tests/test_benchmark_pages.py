@@ -882,6 +882,64 @@ def test_relaxed_clouds_sentences_come_from_their_records():
     assert f"({low:.0f} and {high:.0f} times the largest cost on the two smaller of these problems)" in text
 
 
+def test_relaxed_shift_sentences_come_from_their_records():
+    """docs/conventions.rst's account of the common shift carried apart: both families solved by the code before and
+    after, side by side on one machine; failures, iterations, errors and times from the four records, and the small
+    family's failure solved again here."""
+    module = _load("bench_relaxed", ROOT / "examples" / "benchmarks" / "bench_relaxed.py")
+    text = " ".join((ROOT / "docs" / "conventions.rst").read_text().split())
+    records = {}
+    for stem in ("bench_relaxed", "bench_relaxed-clouds"):
+        before = json.loads((ROOT / "docs" / "data" / f"{stem}-shift-before.json").read_text())
+        after = json.loads((ROOT / "docs" / "data" / f"{stem}-shift.json").read_text())
+        assert before["solver"] == {"commit": "1afa6d12f5256e62020cda091be24e68cfe7997b", "dirty": False}
+        assert after["solver"]["commit"].startswith("5f9880f") and after["solver"]["dirty"] is False
+        assert before["env"]["cpu"] == after["env"]["cpu"] == "AMD EPYC"
+        assert {**before["args"], "out": None} == {**after["args"], "out": None}
+        pairs = [(o, n) for o, n in zip(before["rows"], after["rows"]) if "refused" not in o]
+        assert all("refused" not in n for _, n in pairs) and not module.summary(after)["failed"]
+        records[stem] = (pairs, module.summary(before), module.summary(after))
+    loads = [r["env"]["loadavg"][0] for stem in ("bench_relaxed", "bench_relaxed-clouds") for r in (
+        json.loads((ROOT / "docs" / "data" / f"{stem}-shift{end}.json").read_text()) for end in ("-before", "")
+    ) if r["env"]["cpu_flags"] == ["avx2"]]  # fmt: skip
+    assert len(loads) == 4 and f"AMD EPYC without AVX-512 at load averages of {min(loads):.1f} to {max(loads):.1f}" in text
+    assert "(commit ``1afa6d1``)" in text
+
+    def failures(pairs):
+        return [(o, n) for o, n in pairs if o["failed"]]
+
+    pairs, old, new = records["bench_relaxed-clouds"]
+    failed = failures(pairs)
+    assert len(failed) == old["failed"] == 4 and all(o["status"] == "stalled" for o, _ in failed)
+    its = (", ".join(str(o["n_iter"]) for o, _ in failed[:-1]), str(failed[-1][0]["n_iter"]))
+    now = (", ".join(str(n["n_iter"]) for _, n in failed[:-1]), str(failed[-1][1]["n_iter"]))
+    errors = sorted(n["marginal_error"] for _, n in failed)
+    assert (
+        f'the four failures converge, {its[0]} and {its[1]} iterations "stalled" before against {now[0]} and {now[1]} '
+        f"now, at marginal errors of {errors[0]:.1e} to {errors[-1]:.1e}"
+    ) in text
+    changed = [(o["n_iter"], n["n_iter"]) for o, n in pairs if not o["failed"] and o["n_iter"] != n["n_iter"]]
+    assert len(pairs) - len(failed) == 36 and changed == [(39, 38)]
+    assert "the other 36 solves take the same iterations but one (39 before, 38 now)" in text
+    assert f"all 40 take {new['seconds']:.1f} s instead of {old['seconds']:.1f} s" in text
+    pairs, old, new = records["bench_relaxed"]
+    ((o, n),) = failures(pairs)
+    assert (o["n"], o["m"]) == (3, 44) and len(pairs) == 149
+    assert (
+        f'the one failure converges ({o["n_iter"]} iterations "stalled" at {o["marginal_error"]:.1e} before, '
+        f"{n['n_iter']} now)"
+    ) in text
+    same = sum(a["n_iter"] == b["n_iter"] for a, b in pairs if not a["failed"])
+    assert f"{same} of the other 148 solves take the same iterations" in text
+    assert f"all take {new['seconds']:.1f} s instead of {old['seconds']:.1f} s" in text
+    (index,) = [
+        i
+        for i, r in enumerate(json.loads((ROOT / "docs" / "data" / "bench_relaxed-shift.json").read_text())["rows"])
+        if r["n"] == 3 and r["m"] == 44
+    ]
+    assert no.solve(**module.cases(0, 150)[index]["kwargs"]).converged
+
+
 def test_solver_cpu_time_sentences_come_from_their_records():
     """docs/benchmarks.rst's account of 2026-12-07's working-set change and of the narrowing tried and reverted: the
     tables are the records', and the ranges, commits and iteration counts in the text are theirs."""
