@@ -205,13 +205,30 @@ def _relu_mlp_layers(net: nn.Module) -> tuple[nn.Linear, list[nn.Linear], nn.Lin
     return linear[0], linear[1:-1], linear[-1]
 
 
+@functools.cache
+def _fused_linear_relu_runs(dtype: th.dtype) -> bool:
+    """Whether oneDNN's fused product and ReLU runs on this CPU in ``dtype``.
+
+    bfloat16 needs AVX-512 at least: on a CPU with AVX2 alone (an "AMD EPYC" here, 2026-12-08) oneDNN cannot create
+    the primitive and raises, where the unfused product runs.
+    """
+    if not th.backends.mkldnn.is_available():
+        return False
+    try:
+        x = th.ones(2, 256, dtype=dtype)
+        th.ops.mkldnn._linear_pointwise(x, th.ones(256, 256, dtype=dtype), th.zeros(256, dtype=dtype), "relu", [], "")
+    except RuntimeError:
+        return False
+    return True
+
+
 def _linear_relu(h: th.Tensor, weight: th.Tensor, bias: th.Tensor) -> th.Tensor:
     """Return ``relu(h @ weight.T + bias)``.
 
     Without gradients on a CPU: oneDNN's product with the ReLU fused (the same numbers as the two operations, one
-    pass over the output fewer).
+    pass over the output fewer), where it runs in ``h``'s dtype.
     """
-    if h.device.type == "cpu" and th.backends.mkldnn.is_available() and not th.is_grad_enabled():
+    if h.device.type == "cpu" and not th.is_grad_enabled() and _fused_linear_relu_runs(h.dtype):
         return th.ops.mkldnn._linear_pointwise(h, weight, bias, "relu", [], "")
     return th.relu_(F.linear(h, weight, bias))
 

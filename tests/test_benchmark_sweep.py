@@ -442,6 +442,31 @@ def test_cpu_kind_conflicts_are_the_runs_of_unfinished_seeds_made_on_another_kin
     assert "every unfinished seed's runs so far were made on this machine's CPU kind" in capsys.readouterr().out
 
 
+def test_one_model_name_with_other_flags_is_another_cpu_kind(tmp_path, monkeypatch):
+    """Two "AMD EPYC" machines, with and without AVX-512, recorded different robosuite demonstrations from one seed:
+    the kind is the model and its flags (a record without flags, of older code, names the model alone)."""
+    from otpr_sb3.benchmark.provenance import MACHINE_KIND, cpu_kind
+    from otpr_sb3.benchmark.sweep import cpu_kind_conflicts, sweep_status
+
+    assert cpu_kind({"cpu": "AMD EPYC", "cpu_flags": ["avx2", "avx512f"]}) == "AMD EPYC (avx2, avx512f)"
+    assert cpu_kind({"cpu": "AMD EPYC", "cpu_flags": []}) == "AMD EPYC (no listed flags)"
+    assert cpu_kind({"cpu": "AMD EPYC"}) == "AMD EPYC" and cpu_kind({}) is None
+    assert "cpu_flags" in MACHINE_KIND  # a run resumes, and starts from a checkpoint, only with the same flags
+    config, _ = _kinds_sweep(tmp_path, "results")
+    run_dir = tmp_path / "results" / "FetchPush" / "bc" / "s1"
+    run_dir.mkdir(parents=True)
+    origin = {"cpu": "AMD EPYC", "cpu_flags": ["avx2", "avx512f", "avx512_bf16"]}
+    (run_dir / "spec.json").write_text(json.dumps({"provenance": origin}))
+    (run_dir / "summary.json").write_text("{}")
+    (run_dir / "evaluations.csv").write_text("timesteps,success,episodes,final,wall_time\n0,0.5,10,1,1.0\n")
+    (status,) = [r for r in sweep_status(config) if r["seed"] == 1 and r["method"] == "bc"]
+    assert status["cpu"] == "AMD EPYC (avx2, avx512f, avx512_bf16)"
+    monkeypatch.setattr("otpr_sb3.benchmark.sweep.cpu_info", lambda: {"cpu": "AMD EPYC", "cpu_flags": ["avx2"]})
+    assert [(r["seed"], r["method"]) for r in cpu_kind_conflicts(config)] == [(1, "bc")]
+    monkeypatch.setattr("otpr_sb3.benchmark.sweep.cpu_info", lambda: origin)
+    assert cpu_kind_conflicts(config) == []
+
+
 def test_set_aside_moves_the_conflicting_seeds_whole_with_their_checkpoints(tmp_path, capsys, monkeypatch):
     from otpr_sb3.benchmark.cli import main
     from otpr_sb3.benchmark.sweep import cpu_kind_conflicts, set_aside, sweep_status

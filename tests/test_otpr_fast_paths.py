@@ -130,6 +130,24 @@ def test_bfloat16_pairs_are_autocasts_numbers_with_the_relu_fused():
     assert th.equal(q.pairwise_min(obs, act).detach(), reference)
 
 
+def test_where_the_fused_product_cannot_run_the_plain_one_gives_its_numbers(monkeypatch):
+    """oneDNN cannot fuse a bfloat16 product on a CPU without AVX-512 (it raised there, 2026-12-08): the probe says
+    so, and the unfused product and ReLU run instead, with the fused path's numbers where both run (float32)."""
+    from otpr_sb3 import critics
+
+    th.manual_seed(2)
+    q = TwinQ(12, 4, hidden=(64, 64, 64), pair_precision="float32")
+    obs, act = th.randn(16, 12), th.rand(10, 4) * 2 - 1
+    with th.no_grad():
+        fused = q.pairwise_min(obs, act)
+        monkeypatch.setattr(critics, "_fused_linear_relu_runs", lambda dtype: False)
+        assert th.equal(q.pairwise_min(obs, act), fused)
+    monkeypatch.undo()
+    assert critics._fused_linear_relu_runs(th.float32)  # every CPU torch runs on
+    if not th.cpu._is_avx512_supported():  # AVX2 alone: oneDNN has no bfloat16 product to fuse
+        assert not critics._fused_linear_relu_runs(th.bfloat16)
+
+
 def test_kept_bfloat16_weights_follow_every_change_of_the_critic():
     import copy
 

@@ -304,16 +304,67 @@ def test_runs_set_aside_at_the_move_back_to_amd():
     )
     assert "On 2026-12-07 at 22:00 UTC the studies moved back to an AMD EPYC" in page
     again = {}
-    for task, method, seed in aside:  # the same runs made again on the AMD EPYC, where collected
+    for task, method, seed in aside:  # the same runs made again on the AMD EPYC, collected (or set aside since)
         study = "metaworld" if task.startswith("MetaWorld") else "robosuite"
-        path = ROOT / "results" / study / "runs" / task / method / seed / "summary.json"
-        if path.exists():
-            again[task, method, seed] = json.loads(path.read_text())["final_success"]
+        for folder in ("runs", "set_aside_amd_avx512"):
+            path = ROOT / "results" / study / folder / task / method / seed / "summary.json"
+            if path.exists():
+                again[task, method, seed] = json.loads(path.read_text())["final_success"]
     bc = (again[("MetaWorldPegInsertSide", "bc", "s1")], again[("RobosuitePickPlaceCan", "bc", "s1")])
     assert bc == (finals[("MetaWorldPegInsertSide", "bc", "s1")], finals[("RobosuitePickPlaceCan", "bc", "s1")])
     otpr = again[("MetaWorldPegInsertSide", "otpr", "s1")]
     assert f"behaviour cloning gave the same final success on both seeds ({bc[0]:.2f} and {bc[1]:.2f})" in page
     assert f"``MetaWorldPegInsertSide-v3``'s seed 1 {otpr:.2f} against the Intel Xeon's 0.90" in page
+
+
+def test_runs_set_aside_at_the_move_to_amd_without_avx512():
+    """The AMD EPYC (AVX-512) runs of the seeds unfinished at the move to an AMD EPYC without it: what they were, their
+    numbers, that the two kinds share the model name and not the flags, and that none of them is used."""
+    import json
+
+    from otpr_sb3.benchmark.provenance import MACHINE_KIND, cpu_kind
+
+    aside = {
+        (p.parts[-4], p.parts[-3], p.parts[-2]): json.loads(p.read_text())
+        for study in ("metaworld", "robosuite")
+        for p in (ROOT / "results" / study / "set_aside_amd_avx512").glob("*/*/s*/summary.json")
+    }
+    finals = {k: s["final_success"] for k, s in aside.items()}
+    assert finals == {
+        ("MetaWorldAssembly", "bc", "s1"): 0.34,
+        ("MetaWorldAssembly", "otpr", "s1"): 0.74,
+        ("RobosuitePickPlaceCan", "bc", "s1"): 0.28,
+        ("RobosuitePickPlaceCan", "otpr", "s1"): 0.20,
+    }
+    kinds = {cpu_kind(s["provenance"]) for s in aside.values()}
+    assert kinds == {"AMD EPYC (avx2, avx512f, avx512_bf16)"} and "cpu_flags" in MACHINE_KIND
+    for task, _, seed in aside:  # a seed set aside is run again whole: none of its collected runs is of that kind
+        study = "metaworld" if task.startswith("MetaWorld") else "robosuite"
+        for p in (ROOT / "results" / study / "runs" / task).glob(f"*/{seed}/spec.json"):
+            assert cpu_kind(json.loads(p.read_text())["provenance"]) not in kinds, p
+    # The Can demonstrations of the earlier kinds, the same on both (the AVX2 machine's differ; the page says so).
+    cards = set()
+    for folder in ("runs", "set_aside_xeon", "set_aside_amd_avx512"):
+        for p in (ROOT / "results" / "robosuite" / folder / "RobosuitePickPlaceCan").glob("*/s*/spec.json"):
+            card = json.loads(p.read_text())["card"]
+            cards.add((card["success_rate"], card["transitions"]))
+    assert cards == {(0.96, 4194)}
+    # The Diffusion-QL run that began on the AVX2 machine before the chain was stopped (kept, unfinished, used nowhere).
+    started = ROOT / "results" / "robosuite" / "set_aside_avx2_started" / "RobosuitePickPlaceCan" / "diffusion-ql-ebf1f03d"
+    record = json.loads((started / "s1" / "spec.json").read_text())
+    assert cpu_kind(record["provenance"]) == "AMD EPYC (avx2)" and not (started / "s1" / "summary.json").exists()
+    card = record["card"]
+    assert (card["episodes"], card["seed"], card["noise"]) == (25, 0, 0.3)  # the same recording, other numbers
+    said = f"succeeded on {card['success_rate']:.2f} of the 25 episodes, {card['transitions']:,} transitions"
+    page = " ".join((ROOT / "docs" / "results.rst").read_text().split())
+    assert (
+        "BC and OTPR on ``MetaWorldAssembly-v3``'s seed 1 (0.34 and 0.74) and on ``RobosuitePickPlaceCan-v1``'s seed 1 "
+        "(0.28 and 0.20), kept in ``results/metaworld/set_aside_amd_avx512``" in page
+    )
+    assert f"(the noisy expert {said}, against 0.96 and 4,194" in page
+    start = read_evaluations(str(started / "s1" / "evaluations.csv"))[0]["success"]
+    bc_start = finals[("RobosuitePickPlaceCan", "bc", "s1")]
+    assert f"behaviour cloning on them started Diffusion-QL's seed 1 at {start:.2f} against {bc_start:.2f}" in page
 
 
 def test_set_aside_sentences():

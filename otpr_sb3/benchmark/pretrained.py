@@ -27,7 +27,7 @@ from otpr_sb3.otpr import OTPR
 #: Layout of the policy in pretrained checkpoints (2: the guidance is a module of the policy).
 CHECKPOINT_FORMAT = "fmt2"
 #: What a run and the checkpoint it starts from must share (behaviour cloning has no critic pairs: no precision).
-SHARED_ORIGIN = ("cpu", "device", *CODE, *DATA)
+SHARED_ORIGIN = ("cpu", "cpu_flags", "device", *CODE, *DATA)
 
 
 def pretrained_checkpoint(

@@ -8,6 +8,7 @@ import json
 import os
 import platform
 import subprocess
+from collections.abc import Mapping
 from importlib import metadata
 from typing import Any
 
@@ -21,8 +22,10 @@ from otpr_sb3.demonstrations import Demonstrations
 PACKAGES = ("torch", "stable-baselines3", "gymnasium", "gymnasium-robotics", "mujoco", "numpy", "otpr")
 #: CPU flags that choose kernels (float32 AVX-512; bfloat16 pairs with ``pair_precision="auto"``).
 CPU_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
-#: The kind of machine a run's record names (its ``spec.json``, written when it starts): a run must end on it.
-MACHINE_KIND = ("cpu", "device", "pair_precision")
+#: The kind of machine a run's record names (its ``spec.json``, written when it starts): a run must end on it. The
+#: flags too: two "AMD EPYC" machines, with and without AVX-512, recorded different robosuite demonstrations from one
+#: seed (2026-12-08).
+MACHINE_KIND = ("cpu", "cpu_flags", "device", "pair_precision")
 #: The repository's paths that make a run's numbers: the packages and the pins that install their dependencies.
 RUN_CODE = ("neural_ot", "otpr_sb3", "pyproject.toml")
 #: The code a run's record names: a run must end with it (an edited tree at the same commit is other code).
@@ -81,6 +84,18 @@ def cpu_info() -> dict[str, Any]:
         pass
     model = model or platform.processor() or platform.machine()
     return {"cpu": model, "cpu_flags": [f for f in CPU_FLAGS if f in flags]}
+
+
+def cpu_kind(record: Mapping[str, Any]) -> str | None:
+    """Return the CPU kind a provenance record (or :func:`cpu_info`) names: the model and its flags; ``None`` if none.
+
+    The model name alone does not tell machines apart whose numbers differ ("AMD EPYC" with and without AVX-512);
+    a record without flags (older code) gives the model alone.
+    """
+    if record.get("cpu") is None:
+        return None
+    flags = record.get("cpu_flags")
+    return str(record["cpu"]) if flags is None else f"{record['cpu']} ({', '.join(flags) or 'no listed flags'})"
 
 
 def provenance(

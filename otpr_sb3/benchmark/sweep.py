@@ -36,7 +36,7 @@ import numpy as np
 from otpr_sb3.benchmark.evaluation import read_evaluations
 from otpr_sb3.benchmark.methods import get_method
 from otpr_sb3.benchmark.pretrained import CHECKPOINT_FORMAT
-from otpr_sb3.benchmark.provenance import cpu_info
+from otpr_sb3.benchmark.provenance import cpu_info, cpu_kind
 from otpr_sb3.benchmark.runner import RunSpec, default_dataset, run
 from otpr_sb3.benchmark.tasks import get_task
 
@@ -192,7 +192,7 @@ def sweep_status(config: SweepConfig) -> list[dict[str, Any]]:
         ``runs_dir`` or ``collect_dir``; ``"started"``: evaluations but no summary; ``"pending"``), ``steps`` (of the
         last evaluation) out of ``of`` (the run's), ``success`` (of the last evaluation: the final one of a
         finished run; NaN before any), ``wall_time`` (seconds, at that evaluation; 0 before any) and ``cpu``, the CPU
-        its ``spec.json`` names (``None`` without one).
+        kind its ``spec.json`` names (:func:`~otpr_sb3.benchmark.provenance.cpu_kind`; ``None`` without one).
     """
     out = []
     for spec in config.specs():
@@ -204,7 +204,7 @@ def sweep_status(config: SweepConfig) -> list[dict[str, Any]]:
         cpu = None
         if os.path.exists(os.path.join(record, "spec.json")):
             with open(os.path.join(record, "spec.json")) as f:
-                cpu = json.load(f).get("provenance", {}).get("cpu")
+                cpu = cpu_kind(json.load(f).get("provenance", {}))
         out.append(
             {
                 "task": get_task(spec.env_id).name,
@@ -263,7 +263,7 @@ def cpu_kind_conflicts(config: SweepConfig, cpu: str | None = None) -> list[dict
     list of dict
         Per conflicting run: ``task``, ``method``, ``seed``, ``state`` (``"finished"`` or ``"started"``) and its ``cpu``.
     """
-    here = cpu_info()["cpu"] if cpu is None else cpu
+    here = cpu_kind(cpu_info()) if cpu is None else cpu
     seeds: dict[tuple[str, int], list[dict[str, Any]]] = {}
     for status in sweep_status(config):
         # A spec.json is written when a run starts, before its first evaluation: such a run has started too.
