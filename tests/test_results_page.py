@@ -362,6 +362,12 @@ def test_runs_set_aside_at_the_move_to_amd_without_avx512():
         "(0.28 and 0.20), kept in ``results/metaworld/set_aside_amd_avx512``" in page
     )
     assert f"(the noisy expert {said}, against 0.96 and 4,194" in page
+    assembly = ROOT / "results" / "metaworld" / "runs" / "MetaWorldAssembly"
+    again = {m: json.loads((assembly / m / "s1" / "summary.json").read_text()) for m in ("bc", "otpr")}  # run again here
+    assert {cpu_kind(s["provenance"]) for s in again.values()} == {"AMD EPYC (avx2)"}
+    bc, otpr = again["bc"]["final_success"], again["otpr"]["final_success"]
+    assert bc == finals[("MetaWorldAssembly", "bc", "s1")]
+    assert f"BC gave {bc:.2f} again, OTPR {otpr:.2f} against 0.74" in page
     start = read_evaluations(str(started / "s1" / "evaluations.csv"))[0]["success"]
     bc_start = finals[("RobosuitePickPlaceCan", "bc", "s1")]
     assert f"behaviour cloning on them started Diffusion-QL's seed 1 at {start:.2f} against {bc_start:.2f}" in page
