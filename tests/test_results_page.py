@@ -266,10 +266,11 @@ def test_robosuite_table_is_the_report_of_the_collected_runs(tmp_path):
     assert ".. figure:: results/robosuite/curves.png" in page
 
 
-def _set_aside(study: str) -> dict:
+def _set_aside(study: str, kind: str = "") -> dict:
+    """The finished records set aside in ``results/<study>/set_aside[_<kind>]``, by (task, method, seed)."""
     import json
 
-    folder = ROOT / "results" / study / "set_aside"
+    folder = ROOT / "results" / study / ("set_aside_" + kind if kind else "set_aside")
     return {(p.parts[-4], p.parts[-3], p.parts[-2]): json.loads(p.read_text()) for p in folder.glob("*/*/s*/summary.json")}
 
 
@@ -281,11 +282,7 @@ def test_runs_set_aside_at_the_move_back_to_amd():
     """The Intel Xeon runs of seeds unfinished at the move back: what they were, their numbers, and that none is used."""
     import json
 
-    aside = {
-        (p.parts[-4], p.parts[-3], p.parts[-2]): json.loads(p.read_text())
-        for study in ("metaworld", "robosuite")
-        for p in (ROOT / "results" / study / "set_aside_xeon").glob("*/*/s*/summary.json")
-    }
+    aside = {**_set_aside("metaworld", "xeon"), **_set_aside("robosuite", "xeon")}
     finals = {k: s["final_success"] for k, s in aside.items()}
     assert finals == {
         ("MetaWorldPegInsertSide", "bc", "s1"): 0.30,
@@ -324,11 +321,7 @@ def test_runs_set_aside_at_the_move_to_amd_without_avx512():
 
     from otpr_sb3.benchmark.provenance import MACHINE_KIND, cpu_kind
 
-    aside = {
-        (p.parts[-4], p.parts[-3], p.parts[-2]): json.loads(p.read_text())
-        for study in ("metaworld", "robosuite")
-        for p in (ROOT / "results" / study / "set_aside_amd_avx512").glob("*/*/s*/summary.json")
-    }
+    aside = {**_set_aside("metaworld", "amd_avx512"), **_set_aside("robosuite", "amd_avx512")}
     finals = {k: s["final_success"] for k, s in aside.items()}
     assert finals == {
         ("MetaWorldAssembly", "bc", "s1"): 0.34,
